@@ -1,0 +1,60 @@
+/// What hellod answers to a request.
+public enum ReplyMode: String, Sendable, CaseIterable {
+    /// `Hello, ` + the request's bytes + `!`, as the classic tutorial server answers.
+    case hello
+    /// The request's bytes, unchanged (RFC 862).
+    case echo
+}
+
+/// The reply rule: a pure function from a request's bytes to a reply's bytes.
+///
+/// Bytes are bytes: nothing is decoded, so a request that is not UTF-8 is answered byte
+/// for byte, and an empty request gets `Hello, !` (or an empty datagram in echo mode).
+public struct ReplyRule: Sendable {
+    public let mode: ReplyMode
+
+    public init(mode: ReplyMode) {
+        self.mode = mode
+    }
+
+    /// "Hello, " and one spare byte as a little-endian word: one unaligned store writes the
+    /// prefix, and the request's first byte (or the "!") then overwrites the spare one.
+    static let helloWord: UInt64 = 0x20_2C_6F_6C_6C_65_48 | UInt64(UInt8(ascii: "!")) << 56
+
+    /// How many bytes the reply to a request of `requestLength` bytes takes.
+    @inlinable
+    public func replyLength(forRequestOf requestLength: Int) -> Int {
+        switch mode {
+        case .hello: return requestLength + 8
+        case .echo: return requestLength
+        }
+    }
+
+    /// Writes the reply to `request` at `destination`, which has room for
+    /// `replyLength(forRequestOf: request.count)` bytes, and returns that length.
+    @discardableResult
+    public func writeReply(to request: UnsafeRawBufferPointer, at destination: UnsafeMutableRawPointer) -> Int {
+        switch mode {
+        case .hello:
+            destination.storeBytes(of: Self.helloWord.littleEndian, as: UInt64.self)
+            if let bytes = request.baseAddress, request.count > 0 {
+                (destination + 7).copyMemory(from: bytes, byteCount: request.count)
+            }
+            destination.storeBytes(of: UInt8(ascii: "!"), toByteOffset: 7 + request.count, as: UInt8.self)
+            return request.count + 8
+        case .echo:
+            if let bytes = request.baseAddress, request.count > 0 {
+                destination.copyMemory(from: bytes, byteCount: request.count)
+            }
+            return request.count
+        }
+    }
+
+    /// The reply as an array: for clients, tests and anything off the hot path.
+    public func reply(to request: some Collection<UInt8>) -> [UInt8] {
+        let bytes = Array(request)
+        return [UInt8](unsafeUninitializedCapacity: replyLength(forRequestOf: bytes.count)) { buffer, count in
+            count = bytes.withUnsafeBytes { writeReply(to: $0, at: UnsafeMutableRawPointer(buffer.baseAddress!)) }
+        }
+    }
+}
