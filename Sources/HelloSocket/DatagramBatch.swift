@@ -1,0 +1,239 @@
+import CShims
+import Glibc
+import HelloCore
+import SystemPackage
+
+/// One server socket's batch: up to `capacity` datagrams in by recvmmsg, their replies out
+/// by sendmmsg. Everything is allocated at start-up; serving a batch only re-points it.
+///
+///     kernel -> receive() -> request(i) -> ReplyEngine writes a ReplyPlan -> send(plan) -> kernel
+public final class DatagramBatch {
+    public let capacity: Int
+    public let maxDatagram: Int
+    public let options: Options
+
+    public struct Options: Sendable {
+        /// The socket is bound to a wildcard address: ask each datagram which local address
+        /// it came to and send its reply from there.
+        public var replyFromLocalAddress = false
+        /// Report kernel receive-queue drops (SO_RXQ_OVFL), counted from `overflowBaseline`.
+        public var countQueueOverflows = false
+        public var overflowBaseline: UInt32? = 0
+        /// Coalesce same-length replies to one peer into one UDP_SEGMENT send.
+        public var segmentation = true
+        public init() {}
+    }
+
+    private let incoming: MessageVector
+    private let payloads: UnsafeMutableRawPointer
+    private let locals: UnsafeMutablePointer<hs_received_control>
+    private let outgoing: MessageVector
+    /// For each outgoing message: the first plan entry it carries and how many.
+    private let firstEntry: UnsafeMutablePointer<Int32>
+    private let entryCount: UnsafeMutablePointer<Int32>
+    private var lastOverflow: UInt32?
+
+    /// Room for the control messages of one datagram: IP_PKTINFO, IPV6_PKTINFO and
+    /// SO_RXQ_OVFL in, a PKTINFO and UDP_SEGMENT out.
+    static let controlSize = 128
+
+    public init(capacity: Int, maxDatagram: Int, options: Options) {
+        self.capacity = capacity
+        self.maxDatagram = maxDatagram
+        self.options = options
+        let wantsControl = options.replyFromLocalAddress || options.countQueueOverflows
+        incoming = MessageVector(capacity: capacity, names: true, controlSize: wantsControl ? Self.controlSize : 0)
+        // Reserved, not touched: a page no datagram reaches costs no memory.
+        payloads = .allocate(byteCount: capacity * max(maxDatagram, 1), alignment: 64)
+        locals = .allocate(capacity: capacity)
+        locals.initialize(repeating: hs_received_control(), count: capacity)
+        outgoing = MessageVector(capacity: capacity, names: false, controlSize: Self.controlSize)
+        firstEntry = .allocate(capacity: capacity)
+        entryCount = .allocate(capacity: capacity)
+        lastOverflow = options.overflowBaseline
+        for i in 0..<capacity {
+            incoming.setBuffer(i, payloads + i * maxDatagram, length: maxDatagram)
+        }
+    }
+
+    deinit {
+        payloads.deallocate()
+        locals.deallocate()
+        firstEntry.deallocate()
+        entryCount.deallocate()
+    }
+
+    // MARK: Receiving
+
+    /// Reads up to `capacity` queued datagrams without waiting: 0 when none is queued.
+    @inline(__always)
+    public func receive(from socket: DatagramSocket) throws(SocketError) -> Int {
+        try incoming.receive(from: socket, count: capacity)
+    }
+
+    /// Datagram `i` of the last `receive`, as the reply rules see it.
+    @inline(__always)
+    public func request(_ i: Int) -> Request {
+        Request(
+            payload: UnsafeRawBufferPointer(start: payloads + i * maxDatagram, count: incoming.length(i)),
+            truncated: incoming.isTruncated(i),
+            peer: PeerAddress(sockaddr: incoming.names! + i)
+        )
+    }
+
+    /// Reads the control messages of datagrams `0..<count` (local addresses, queue drops)
+    /// and returns how many datagrams the kernel dropped since the last batch said.
+    @inline(__always)
+    public func readControl(count: Int) -> UInt64 {
+        guard incoming.control != nil else { return 0 }
+        var newest = lastOverflow
+        for i in 0..<count {
+            withUnsafePointer(to: incoming.headers[i].msg_hdr) { hs_parse_control($0, locals + i) }
+            if locals[i].has_overflow {
+                newest = locals[i].overflow
+            }
+        }
+        guard let newest else { return 0 }
+        // The first count seen on an inherited socket is its baseline: earlier drops are not ours.
+        defer { lastOverflow = newest }
+        return lastOverflow.map { UInt64(newest &- $0) } ?? 0
+    }
+
+    // MARK: Sending
+
+    public struct SendOutcome: Sendable {
+        /// Replies the kernel took.
+        public var sent = 0
+        /// Replies it refused after the retries.
+        public var failed = 0
+        /// Sends that carried several replies as UDP segments.
+        public var segmentedSends = 0
+        /// Segmented sends the kernel refused, then sent again as plain datagrams.
+        public var segmentationFallbacks = 0
+        /// The last refusal, for the logs.
+        public var lastError: Errno?
+    }
+
+    /// How long a send may wait for room in a full send buffer, and how often, per batch:
+    /// bounded, so a stuck peer path cannot stall the loop.
+    static let sendWait: UInt64 = 10_000_000
+    static let sendWaitsPerBatch = 3
+
+    /// Sends every reply of `plan`, in order. Never waits longer than the bounded retries.
+    public func send(_ plan: borrowing ReplyPlan, via socket: DatagramSocket) -> SendOutcome {
+        var outcome = SendOutcome()
+        var messages = buildMessages(plan, from: 0, plainThrough: -1, slot: 0)
+        var next = 0
+        var waits = 0
+        while next < messages {
+            do {
+                if let taken = try outgoing.send(via: socket, next..<messages) {
+                    for m in next..<next + taken {
+                        outcome.sent += Int(entryCount[m])
+                        if entryCount[m] > 1 { outcome.segmentedSends += 1 }
+                    }
+                    next += taken
+                } else if waits < Self.sendWaitsPerBatch {
+                    // A full send buffer: wait for room, a bounded number of times.
+                    waits += 1
+                    _ = try? socket.wait(for: Int16(POLLOUT), timeout: Self.sendWait)
+                } else {
+                    outcome.lastError = .resourceTemporarilyUnavailable
+                    for m in next..<messages { outcome.failed += Int(entryCount[m]) }
+                    next = messages
+                }
+            } catch {
+                if entryCount[next] > 1 {
+                    // The kernel refused this segmented send (device without checksum
+                    // offload, IPsec, path MTU): send its replies again one by one.
+                    outcome.segmentationFallbacks += 1
+                    let first = Int(firstEntry[next])
+                    messages = buildMessages(plan, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next)
+                } else {
+                    outcome.lastError = error.errno
+                    outcome.failed += 1
+                    next += 1
+                }
+            }
+        }
+        return outcome
+    }
+
+    /// Fills outgoing messages from `slot` on with the plan's entries from `entry` on, and
+    /// returns the message count. Same-length replies to one peer from one local address
+    /// become one segmented send unless their entry is at or before `plainThrough`.
+    private func buildMessages(_ plan: borrowing ReplyPlan, from entry: Int, plainThrough: Int, slot: Int) -> Int {
+        var e = entry
+        var m = slot
+        while e < plan.count {
+            let first = plan[e]
+            let request = Int(first.request)
+            var count = 1
+            var bytes = Int(first.length)
+            if options.segmentation && e > plainThrough && first.length > 0 {
+                let limit = PeerAddress(sockaddr: incoming.names! + request).largestPayload
+                while e + count < plan.count, count < Int(HS_UDP_MAX_SEGMENTS) {
+                    let next = plan[e + count]
+                    guard next.length <= first.length, next.length > 0, bytes + Int(next.length) <= limit,
+                          next.offset == first.offset + Int32(bytes),
+                          sameRoute(request, Int(next.request)) else { break }
+                    count += 1
+                    bytes += Int(next.length)
+                    if next.length < first.length { break }  // only the last segment may be shorter
+                }
+            }
+            outgoing.setBuffer(m, plan.buffer + Int(first.offset), length: bytes)
+            var header = outgoing.headers[m].msg_hdr
+            header.msg_name = UnsafeMutableRawPointer(incoming.names! + request)
+            header.msg_namelen = incoming.headers[request].msg_hdr.msg_namelen
+            let control = outgoing.controlBuffer(m)!
+            var used = 0
+            if options.replyFromLocalAddress {
+                used = writeSource(of: request, control)
+            }
+            if count > 1 {
+                used = hs_put_segment_size(control, used, outgoing.controlSize, UInt16(first.length))
+            }
+            header.msg_control = used > 0 ? control : nil
+            header.msg_controllen = used
+            header.msg_flags = 0
+            outgoing.headers[m].msg_hdr = header
+            firstEntry[m] = Int32(e)
+            entryCount[m] = Int32(count)
+            m += 1
+            e += count
+        }
+        return m
+    }
+
+    /// Writes the control message that makes request `i`'s reply leave from the address it
+    /// came to; returns the bytes used.
+    @inline(__always)
+    private func writeSource(of i: Int, _ control: UnsafeMutableRawPointer) -> Int {
+        let local = locals[i]
+        let toIPv4 = PeerAddress(sockaddr: incoming.names! + i).family == .v4
+        if toIPv4 && local.has_local4 {
+            return hs_put_source4(control, 0, outgoing.controlSize, local.local4)
+        }
+        if local.has_local6 {
+            // The interface matters only for link-local addresses (fe80::/10).
+            let linkLocal = local.local6.__in6_u.__u6_addr8.0 == 0xfe && local.local6.__in6_u.__u6_addr8.1 & 0xc0 == 0x80
+            return hs_put_source6(control, 0, outgoing.controlSize, local.local6, linkLocal ? local.ifindex6 : 0)
+        }
+        return 0
+    }
+
+    /// Replies to requests `a` and `b` can share a segmented send: same peer, same source.
+    @inline(__always)
+    private func sameRoute(_ a: Int, _ b: Int) -> Bool {
+        if a == b { return true }
+        let names = incoming.names!
+        guard hs_sockaddr_equal(names + a, incoming.headers[a].msg_hdr.msg_namelen,
+                                names + b, incoming.headers[b].msg_hdr.msg_namelen) else { return false }
+        guard options.replyFromLocalAddress else { return true }
+        let x = locals[a], y = locals[b]
+        return x.has_local4 == y.has_local4 && x.local4.s_addr == y.local4.s_addr
+            && x.has_local6 == y.has_local6
+            && withUnsafeBytes(of: x.local6) { p in withUnsafeBytes(of: y.local6) { q in p.elementsEqual(q) } }
+    }
+}

@@ -1,0 +1,142 @@
+import CShims
+import Glibc
+import SystemPackage
+
+/// A UDP socket: a descriptor and the operations hellod needs on it. A tiny value, like
+/// swift-system's `FileDescriptor`: copying it does not duplicate the socket, and closing
+/// it is explicit.
+public struct DatagramSocket: Sendable, Hashable {
+    public let descriptor: FileDescriptor
+
+    /// A socket someone else opened (systemd, under socket activation).
+    public init(adopting descriptor: FileDescriptor) {
+        self.descriptor = descriptor
+    }
+
+    /// A new UDP socket for `address`'s family. An IPv6 wildcard is dual-stack: it also
+    /// serves IPv4 peers, as `::ffff:a.b.c.d`.
+    public static func open(family: Int32) throws(SocketError) -> DatagramSocket {
+        let fd = try systemCall("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }!
+        let sock = DatagramSocket(adopting: FileDescriptor(rawValue: fd))
+        if family == AF_INET6 {
+            try sock.setOption(Int32(IPPROTO_IPV6), HS_IPV6_V6ONLY, 0, "setsockopt(IPV6_V6ONLY)")
+        }
+        return sock
+    }
+
+    /// A socket bound to `address`; with `reusePort`, several sockets share it and the
+    /// kernel spreads flows over them (SO_REUSEPORT).
+    public static func bound(to address: SocketAddress, reusePort: Bool = false) throws(SocketError) -> DatagramSocket {
+        let sock = try open(family: address.family)
+        do {
+            if reusePort {
+                try sock.setOption(SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)")
+            }
+            try address.withSockaddr { sa, len throws(SocketError) in
+                _ = try systemCall("bind") { bind(sock.descriptor.rawValue, sa, len) }
+            }
+        } catch {
+            sock.close()
+            throw error
+        }
+        return sock
+    }
+
+    public func close() {
+        _ = Glibc.close(descriptor.rawValue)
+    }
+
+    public func setOption(_ level: Int32, _ name: Int32, _ value: Int32, _ call: StaticString) throws(SocketError) {
+        var v = value
+        _ = try systemCall(call) {
+            setsockopt(descriptor.rawValue, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    public func option(_ level: Int32, _ name: Int32, _ call: StaticString) throws(SocketError) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = try systemCall(call) { getsockopt(descriptor.rawValue, level, name, &value, &length) }
+        return value
+    }
+
+    /// Asks the kernel to say, with each datagram, which local address it came to
+    /// (IP_PKTINFO, IPV6_RECVPKTINFO), so a reply can leave from that same address.
+    public func receiveLocalAddresses() throws(SocketError) {
+        try setOption(Int32(IPPROTO_IP), HS_IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
+        if localAddress.family == AF_INET6 {
+            try setOption(Int32(IPPROTO_IPV6), HS_IPV6_RECVPKTINFO, 1, "setsockopt(IPV6_RECVPKTINFO)")
+        }
+    }
+
+    /// Asks the kernel to report, with each datagram, how many it dropped on a full
+    /// receive queue (SO_RXQ_OVFL).
+    public func receiveQueueOverflowCounts() throws(SocketError) {
+        try setOption(SOL_SOCKET, HS_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
+    }
+
+    public var receiveBufferSize: Int {
+        (try? Int(option(SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))) ?? 0
+    }
+
+    public func setReceiveBufferSize(_ bytes: Int) throws(SocketError) {
+        try setOption(SOL_SOCKET, SO_RCVBUF, Int32(clamping: bytes), "setsockopt(SO_RCVBUF)")
+    }
+
+    public func setSendBufferSize(_ bytes: Int) throws(SocketError) {
+        try setOption(SOL_SOCKET, SO_SNDBUF, Int32(clamping: bytes), "setsockopt(SO_SNDBUF)")
+    }
+
+    /// The address the socket is bound to (`0.0.0.0:0` if that cannot be read).
+    public var localAddress: SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor.rawValue, $0, &length) }
+        }
+        return status == 0 ? SocketAddress(storage, length: length) : SocketAddress(ip: "0.0.0.0", port: 0)!
+    }
+
+    /// Fixes the peer: `send` goes there, and only its datagrams are received.
+    public func connect(to address: SocketAddress) throws(SocketError) {
+        try address.withSockaddr { sa, len throws(SocketError) in
+            _ = try systemCall("connect") { Glibc.connect(descriptor.rawValue, sa, len) }
+        }
+    }
+
+    /// Sends one datagram to the connected peer. Returns false if the send buffer is full.
+    @discardableResult
+    public func send(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Bool {
+        try systemCall("send") { Glibc.send(descriptor.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT)) } != nil
+    }
+
+    /// Receives one datagram into `buffer`, waiting at most `timeout` nanoseconds.
+    /// Returns its length, or nil when the time ran out.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: UInt64) throws(SocketError) -> Int? {
+        let deadline = monotonicNanoseconds() + timeout
+        while true {
+            if let n = try systemCall("recv", { recv(descriptor.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }) {
+                return n
+            }
+            let now = monotonicNanoseconds()
+            guard now < deadline else { return nil }
+            _ = try wait(for: Int16(POLLIN), timeout: deadline - now)
+        }
+    }
+
+    /// Waits until the socket is ready for `events` (POLLIN, POLLOUT), or `wakeup` (an
+    /// eventfd or pipe, if any) becomes readable, or `timeout` nanoseconds pass (nil:
+    /// forever). Returns the socket's ready events (0 on timeout or wakeup).
+    @discardableResult
+    public func wait(for events: Int16, timeout: UInt64?, wakeup: FileDescriptor? = nil) throws(SocketError) -> Int16 {
+        var fds = (pollfd(fd: descriptor.rawValue, events: events, revents: 0),
+                   pollfd(fd: wakeup?.rawValue ?? -1, events: Int16(POLLIN), revents: 0))
+        let milliseconds: Int32 = timeout.map { Int32(clamping: ($0 + 999_999) / 1_000_000) } ?? -1
+        let ready = try withUnsafeMutableBytes(of: &fds) { raw throws(SocketError) in
+            try systemCall("poll") {
+                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), wakeup == nil ? 1 : 2, milliseconds)
+            }
+        }
+        return ready == 0 ? 0 : fds.0.revents
+    }
+}

@@ -1,0 +1,86 @@
+import CShims
+import Glibc
+
+/// The arrays recvmmsg and sendmmsg work on, allocated once: `capacity` message headers,
+/// one iovec each, and optionally an address and a control buffer each. Afterwards they
+/// are only re-pointed, never reallocated (after swift-nio's DatagramVectorReadManager).
+public final class MessageVector {
+    public let capacity: Int
+    public let headers: UnsafeMutablePointer<hs_mmsghdr>
+    public let iovecs: UnsafeMutablePointer<iovec>
+    /// One address per message, or nil for connected sockets.
+    public let names: UnsafeMutablePointer<sockaddr_storage>?
+    /// `controlSize` bytes per message, aligned for cmsghdr, or nil.
+    public let control: UnsafeMutableRawPointer?
+    public let controlSize: Int
+
+    public init(capacity: Int, names: Bool, controlSize: Int = 0) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        self.headers = .allocate(capacity: capacity)
+        self.iovecs = .allocate(capacity: capacity)
+        self.names = names ? .allocate(capacity: capacity) : nil
+        self.controlSize = controlSize
+        self.control = controlSize > 0 ? .allocate(byteCount: capacity * controlSize, alignment: 16) : nil
+        headers.initialize(repeating: hs_mmsghdr(), count: capacity)
+        iovecs.initialize(repeating: iovec(), count: capacity)
+        self.names?.initialize(repeating: sockaddr_storage(), count: capacity)
+        self.control?.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * controlSize)
+        for i in 0..<capacity {
+            headers[i].msg_hdr.msg_iov = iovecs + i
+            headers[i].msg_hdr.msg_iovlen = 1
+        }
+    }
+
+    deinit {
+        headers.deallocate()
+        iovecs.deallocate()
+        names?.deallocate()
+        control?.deallocate()
+    }
+
+    @inline(__always)
+    public func controlBuffer(_ i: Int) -> UnsafeMutableRawPointer? {
+        control.map { $0 + i * controlSize }
+    }
+
+    /// Points message `i` at `length` bytes of `buffer`.
+    @inline(__always)
+    public func setBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
+        iovecs[i] = iovec(iov_base: buffer, iov_len: length)
+    }
+
+    /// Reads up to `count` datagrams without waiting: 0 when none is queued.
+    @inline(__always)
+    public func receive(from socket: DatagramSocket, count: Int) throws(SocketError) -> Int {
+        for i in 0..<count {
+            if names != nil {
+                headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names! + i)
+                headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            }
+            if control != nil {
+                headers[i].msg_hdr.msg_control = controlBuffer(i)
+                headers[i].msg_hdr.msg_controllen = controlSize
+            }
+            headers[i].msg_hdr.msg_flags = 0
+        }
+        let fd = socket.descriptor.rawValue
+        let n = try systemCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
+        return Int(n ?? 0)
+    }
+
+    /// Sends messages `range` without waiting. Returns how many the kernel took (the first
+    /// ones), or nil when the send buffer is full. A failure of the first message throws.
+    @inline(__always)
+    public func send(via socket: DatagramSocket, _ range: Range<Int>) throws(SocketError) -> Int? {
+        let fd = socket.descriptor.rawValue
+        let first = headers + range.lowerBound
+        return try systemCall("sendmmsg") { hs_sendmmsg(fd, first, UInt32(range.count), Int32(MSG_DONTWAIT)) }.map(Int.init)
+    }
+
+    @inline(__always)
+    public func length(_ i: Int) -> Int { Int(headers[i].msg_len) }
+
+    @inline(__always)
+    public func isTruncated(_ i: Int) -> Bool { headers[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
+}
