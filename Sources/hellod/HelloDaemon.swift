@@ -1,0 +1,86 @@
+import ArgumentParser
+import HelloCLI
+import Glibc
+import HelloCore
+import HelloServer
+import HelloSocket
+import Logging
+
+@main
+struct HelloDaemon: ParsableCommand, OneLineErrors {
+    static let configuration = CommandConfiguration(
+        commandName: "hellod",
+        abstract: "A UDP daemon that answers every datagram: \"Michael\" gets \"Hello, Michael!\".",
+        discussion: """
+            With no --listen, serves UDP port 9999 on every address, IPv4 and IPv6 ([::]:9999).
+            Started by systemd socket activation, it serves the sockets systemd passes instead.
+            SIGTERM or SIGINT: answers every datagram already read, then exits 0.
+            """,
+        version: hellodVersion
+    )
+
+    @Option(name: .customLong("listen"),
+            help: ArgumentHelp("An address to serve: 127.0.0.1:9999, [::1]:9999, or a port alone for [::]:PORT. Repeatable.",
+                               valueName: "host:port"))
+    var listen: [SocketAddress] = []
+
+    @Option(help: "What to answer: hello (\"Hello, <request>!\") or echo (the request itself).")
+    var mode: ReplyMode = .hello
+
+    @Option(help: ArgumentHelp("Datagrams per recvmmsg/sendmmsg call (1: one at a time).", valueName: "n"))
+    var batch: Int = 64
+
+    @Option(name: .customLong("max-datagram"),
+            help: ArgumentHelp("The largest request read whole; a larger one is dropped as truncated.", valueName: "bytes"))
+    var maxDatagram: Int = 65527
+
+    @Option(help: ArgumentHelp("Sockets and threads per --listen address (SO_REUSEPORT).", valueName: "n"))
+    var workers: Int = 1
+
+    @Option(name: .customLong("spin-us"),
+            help: ArgumentHelp("After traffic, poll this many microseconds before sleeping (0: sleep at once).", valueName: "us"))
+    var spinMicroseconds: Int = 50
+
+    @Flag(inversion: .prefixedNo,
+          help: "Send same-length replies to one peer as one segmented send (UDP GSO).")
+    var gso = true
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard (1...1024).contains(batch) else {
+            throw ValidationError("--batch must be between 1 and 1024, not \(batch).")
+        }
+        guard (1...65527).contains(maxDatagram) else {
+            throw ValidationError("--max-datagram must be between 1 and 65527 bytes, not \(maxDatagram).")
+        }
+        guard (1...256).contains(workers) else {
+            throw ValidationError("--workers must be between 1 and 256, not \(workers).")
+        }
+        guard (0...1_000_000).contains(spinMicroseconds) else {
+            throw ValidationError("--spin-us must be between 0 and 1000000, not \(spinMicroseconds).")
+        }
+    }
+
+    func run() throws {
+        DaemonLog.bootstrap(level: logLevel)
+        let log = Logger(label: "hellod")
+        let configuration = WorkerConfiguration(
+            rule: ReplyRule(mode: mode), batchSize: batch, maxDatagram: maxDatagram,
+            spinLimit: UInt64(spinMicroseconds) * 1000, segmentation: gso)
+        let sockets: [ServedSocket]
+        do {
+            sockets = try ServedSocket.open(listen: listen, workers: workers, log: log)
+        } catch let failure as StartFailure {
+            log.error("\(failure.message)")
+            throw ExitCode.failure
+        }
+        let server = Supervisor(sockets: sockets, configuration: configuration, log: log)
+        server.run()
+    }
+}
+
+let hellodVersion = "1.0.0"
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,187 @@
+import Atomics
+import Glibc
+import HelloCore
+import HelloServer
+import HelloSocket
+import Logging
+import SystemPackage
+
+/// Runs the daemon's life: one worker thread per socket; READY=1 once every one of them is
+/// serving; a status line every few seconds; on SIGTERM or SIGINT, STOPPING=1, the batches
+/// in hand finished, a stop line with the final counters, exit 0. Signals are taken
+/// synchronously (sigtimedwait) by this thread alone, so no code runs in a signal handler.
+final class Supervisor {
+    let sockets: [ServedSocket]
+    let configuration: WorkerConfiguration
+    let log: Logger
+    let stop = StopSignal()
+    let reports: [PublishedReport]
+    let statusInterval: UInt64 = 5_000_000_000
+    /// Drop warnings are summarised, at most one line this often.
+    let warningInterval: UInt64 = 60_000_000_000
+
+    init(sockets: [ServedSocket], configuration: WorkerConfiguration, log: Logger) {
+        self.sockets = sockets
+        self.configuration = configuration
+        self.log = log
+        self.reports = sockets.map { _ in PublishedReport() }
+    }
+
+    func run() {
+        let signals = Self.blockStopSignals()  // before any thread exists: they inherit the mask
+        let started = monotonicNanoseconds()
+        let liveness = Systemd.watchdogInterval().map { interval in
+            Liveness(interval: interval, workers: sockets.count) { Systemd.notify("WATCHDOG=1") }
+        }
+        let serving = ManagedAtomic<Int>(0)
+        let threads = sockets.enumerated().map { index, served in
+            startWorker(index, served, liveness: liveness, serving: serving)
+        }
+        while serving.load(ordering: .acquiring) < sockets.count {
+            usleep(100)
+        }
+        logStart(liveness: liveness)
+        var status = StatusTracker(started: started)
+        Systemd.notify("READY=1\nSTATUS=\(status.line(total(), sockets: sockets.count, now: started))")
+
+        var lastWarning: (at: UInt64, drops: DropCounts)? = nil
+        let signal = waitForStopSignal(signals) { now in
+            let report = total()
+            Systemd.notify("STATUS=\(status.line(report, sockets: sockets.count, now: now))")
+            if report.counters.drops != (lastWarning?.drops ?? DropCounts()),
+               now - (lastWarning?.at ?? 0) >= warningInterval {
+                warnAboutDrops(report, since: lastWarning?.drops ?? DropCounts())
+                lastWarning = (now, report.counters.drops)
+            }
+        }
+
+        Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")
+        stop.stop()
+        threads.forEach { $0.join() }
+        logStop(total(), signal: signal, uptime: monotonicNanoseconds() - started)
+    }
+
+    private func startWorker(_ index: Int, _ served: ServedSocket, liveness: Liveness?,
+                             serving: ManagedAtomic<Int>) -> WorkerThread {
+        let configuration = configuration
+        let report = reports[index]
+        let stop = stop
+        let baseline: UInt32? = served.origin == .bound ? 0 : nil
+        return WorkerThread.spawn(name: "hellod-w\(index)") {
+            var worker = Worker(index: index, socket: served.socket, configuration: configuration,
+                                publishingTo: report, overflowBaseline: baseline)
+            serving.wrappingIncrement(ordering: .releasing)
+            worker.run(until: stop, liveness: liveness)
+        }
+    }
+
+    /// Every worker's report, summed.
+    private func total() -> WorkerReport {
+        reports.reduce(WorkerReport()) { $0 + $1.snapshot() }
+    }
+
+    // MARK: Signals
+
+    private static let stopSignals = [SIGTERM, SIGINT]
+
+    private static func blockStopSignals() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in stopSignals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        return set
+    }
+
+    /// Calls `tick` every status interval until a stop signal arrives; returns the signal.
+    private func waitForStopSignal(_ set: sigset_t, tick: (UInt64) -> Void) -> Int32 {
+        var set = set
+        var next = monotonicNanoseconds() + statusInterval
+        while true {
+            let now = monotonicNanoseconds()
+            if now >= next {
+                tick(now)
+                next = now + statusInterval
+                continue
+            }
+            var timeout = timespec(tv_sec: Int((next - now) / 1_000_000_000), tv_nsec: Int((next - now) % 1_000_000_000))
+            let signal = sigtimedwait(&set, nil, &timeout)
+            if signal > 0 { return signal }
+        }
+    }
+
+    private static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGTERM: return "SIGTERM"
+        case SIGINT: return "SIGINT"
+        default: return "signal \(signal)"
+        }
+    }
+
+    // MARK: Log lines
+
+    private func logStart(liveness: Liveness?) {
+        let addresses = sockets.map { "\($0.address)" }.joined(separator: " ")
+        let origin = Set(sockets.map(\.origin.rawValue)).sorted().joined(separator: "+")
+        let watchdog = liveness.map { "\($0.interval / 1_000_000) ms" } ?? "off"
+        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): mode \(configuration.rule.mode.rawValue), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog)",
+                 metadata: ["mode": "\(configuration.rule.mode.rawValue)", "batch": "\(configuration.batchSize)",
+                            "sockets": "\(addresses)", "origin": "\(origin)"])
+    }
+
+    private func logStop(_ report: WorkerReport, signal: Int32, uptime: UInt64) {
+        let c = report.counters
+        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), segmented sends \(report.segmentedSends)",
+                 metadata: ["read": "\(c.read)", "replied": "\(c.replied)", "dropped": "\(c.drops.total)",
+                            "queue_overflows": "\(c.queueOverflows)"])
+    }
+
+    private func warnAboutDrops(_ report: WorkerReport, since earlier: DropCounts) {
+        var recent = DropCounts()
+        for reason in DropReason.allCases {
+            recent[reason] = report.counters.drops[reason] - earlier[reason]
+        }
+        var line = "dropped \(recent.total) datagrams since the last warning: \(DropSummary(recent))"
+        if recent[.sendFailed] > 0, report.lastSendErrno != 0 {
+            line += "; last send error: \(Errno(rawValue: report.lastSendErrno))"
+        }
+        log.warning("\(line)")
+    }
+}
+
+/// `truncated 3, send-failed 1`, or `none`.
+struct DropSummary: CustomStringConvertible {
+    let drops: DropCounts
+    init(_ drops: DropCounts) { self.drops = drops }
+
+    var description: String {
+        let parts = DropReason.allCases.filter { drops[$0] > 0 }.map { "\($0.name) \(drops[$0])" }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+}
+
+/// The STATUS= line `systemctl status hellod` shows: totals, the current rate, drops.
+struct StatusTracker {
+    private var lastReplied: UInt64 = 0
+    private var lastTime: UInt64
+
+    init(started: UInt64) {
+        lastTime = started
+    }
+
+    mutating func line(_ report: WorkerReport, sockets: Int, now: UInt64) -> String {
+        let c = report.counters
+        let elapsed = max(now - lastTime, 1)
+        let rate = now > lastTime ? Double(c.replied - lastReplied) * 1e9 / Double(elapsed) : 0
+        lastReplied = c.replied
+        lastTime = now
+        return "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(sockets)"
+    }
+
+    static func format(_ rate: Double) -> String {
+        switch rate {
+        case ..<1000: return String(Int(rate.rounded()))
+        case ..<1_000_000: return "\(Int(rate / 100) / 10).\(Int(rate / 100) % 10)k"
+        default: return "\(Int(rate / 100_000) / 10).\(Int(rate / 100_000) % 10)M"
+        }
+    }
+}
