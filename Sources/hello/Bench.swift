@@ -1,0 +1,160 @@
+import ArgumentParser
+import Glibc
+import HelloCore
+import HelloSocket
+import Histogram
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Load a server with numbered requests and check every reply byte for byte.",
+        discussion: """
+            Closed loop (default): each flow keeps --window requests in flight. Open loop
+            (--rate): requests leave at that total rate whatever comes back, so an outage
+            shows as unanswered requests. A request unanswered after --timeout is lost; a
+            reply that comes later still counts as answered. Exits 1 if any request was lost
+            or any reply wrong.
+            """
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Option(help: "Sockets sending at once, each its own flow (source port).")
+    var flows = 8
+
+    @Option(help: "Requests in flight per flow (closed loop).")
+    var window = 32
+
+    @Option(help: ArgumentHelp("Requests per second over all flows (open loop), instead of --window.", valueName: "per-second"))
+    var rate: Double?
+
+    @Option(help: ArgumentHelp("Seconds to send for.", valueName: "seconds"))
+    var duration = 5.0
+
+    @Option(help: ArgumentHelp("Stop after this many requests per flow (or at --duration).", valueName: "n"))
+    var requests: Int?
+
+    @Option(help: ArgumentHelp("Request size in bytes, or a range such as 16-1400 (at least 16).", valueName: "bytes"))
+    var size: RequestSize = RequestSize(lower: 16, upper: 16)
+
+    @Option(help: "What the server answers: hello or echo.")
+    var mode: ReplyMode = .hello
+
+    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost.", valueName: "seconds"))
+    var timeout = 1.0
+
+    @Option(help: "Datagrams per sendmmsg/recvmmsg.")
+    var batch = 64
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (1...1024).contains(flows) else { throw ValidationError("--flows must be between 1 and 1024.") }
+        guard (1...65536).contains(window) else { throw ValidationError("--window must be between 1 and 65536.") }
+        guard (1...1024).contains(batch) else { throw ValidationError("--batch must be between 1 and 1024.") }
+        guard duration > 0, duration <= 86400 else { throw ValidationError("--duration must be between 0 and 86400 seconds.") }
+        guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout must be between 0 and 60 seconds.") }
+        if let rate { guard rate > 0, rate <= 1e8 else { throw ValidationError("--rate must be between 0 and 100000000.") } }
+        if let requests { guard requests > 0 else { throw ValidationError("--requests must be positive.") } }
+        let largest = ReplyRule(mode: mode).replyLength(forRequestOf: size.upper)
+        guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
+    }
+
+    func run() throws {
+        var sockets: [DatagramSocket] = []
+        var target: SocketAddress?
+        for _ in 0..<flows {
+            let (socket, address) = try server.connect()
+            try? socket.setReceiveBufferSize(4 << 20)
+            try? socket.setSendBufferSize(4 << 20)
+            sockets.append(socket)
+            target = address
+        }
+        defer { sockets.forEach { $0.close() } }
+        var load = LoadGenerator(
+            sockets: sockets, rule: ReplyRule(mode: mode), size: size, batch: batch,
+            window: rate == nil ? window : nil, rate: rate, requestsPerFlow: requests,
+            duration: UInt64(duration * 1e9), timeout: UInt64(timeout * 1e9),
+            progress: isatty(STDERR_FILENO) == 1)
+        let report = load.run()
+        writeOut(to: STDOUT_FILENO, json ? report.json : report.text(target: target.map { "\($0)" } ?? "?"))
+        if report.lost > 0 || report.wrong > 0 {
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// A request size, or a range of them (each request's size then follows from its number).
+struct RequestSize: ExpressibleByArgument {
+    let lower: Int
+    let upper: Int
+
+    init(lower: Int, upper: Int) {
+        self.lower = lower
+        self.upper = upper
+    }
+
+    init?(argument: String) {
+        let parts = argument.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+        guard let lower = parts.first ?? nil, let upper = parts.count == 2 ? parts[1] : (parts.count == 1 ? lower : nil),
+              lower >= RequestCodec.headerLength, upper >= lower, upper <= 65527 else { return nil }
+        self.init(lower: lower, upper: upper)
+    }
+
+    var defaultValueDescription: String { lower == upper ? "\(lower)" : "\(lower)-\(upper)" }
+}
+
+/// The bytes of request `sequence` of flow `flow`: a 16-byte printable header
+/// `#FFFF.SSSSSSSSSS` (flow, sequence) then a pattern, so a reply can be matched to its
+/// request and checked byte for byte without storing what was sent.
+struct RequestCodec {
+    static let headerLength = 16
+    let size: RequestSize
+
+    func length(of sequence: UInt32) -> Int {
+        guard size.upper > size.lower else { return size.lower }
+        let mixed = (UInt64(sequence) &* 0x9E37_79B9_7F4A_7C15) >> 32
+        return size.lower + Int(mixed % UInt64(size.upper - size.lower + 1))
+    }
+
+    /// Writes the request at `to` and returns its length.
+    func write(flow: Int, sequence: UInt32, to out: UnsafeMutableRawPointer) -> Int {
+        let length = length(of: sequence)
+        let bytes = out.assumingMemoryBound(to: UInt8.self)
+        bytes[0] = UInt8(ascii: "#")
+        Self.digits(UInt64(flow % 10000), count: 4, at: bytes + 1)
+        bytes[5] = UInt8(ascii: ".")
+        Self.digits(UInt64(sequence), count: 10, at: bytes + 6)
+        for i in Self.headerLength..<length {
+            bytes[i] = UInt8(ascii: "a") + UInt8((Int(sequence) &+ i) % 26)
+        }
+        return length
+    }
+
+    /// The flow and sequence a request says it is, if its header reads right.
+    func parse(_ request: UnsafeRawBufferPointer) -> (flow: Int, sequence: UInt32)? {
+        guard request.count >= Self.headerLength, request[0] == UInt8(ascii: "#"), request[5] == UInt8(ascii: ".") else { return nil }
+        guard let flow = Self.number(request, 1..<5), let sequence = Self.number(request, 6..<16),
+              sequence <= UInt64(UInt32.max) else { return nil }
+        return (Int(flow), UInt32(sequence))
+    }
+
+    private static func digits(_ value: UInt64, count: Int, at out: UnsafeMutablePointer<UInt8>) {
+        var value = value
+        for i in stride(from: count - 1, through: 0, by: -1) {
+            out[i] = UInt8(ascii: "0") + UInt8(value % 10)
+            value /= 10
+        }
+    }
+
+    private static func number(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> UInt64? {
+        var value: UInt64 = 0
+        for i in range {
+            let digit = bytes[i] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            value = value * 10 + UInt64(digit)
+        }
+        return value
+    }
+}
