@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
 
@@ -36,6 +37,8 @@ int hs_errno(void) { return errno; }
 int hs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 int hs_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+
+int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
 
 int hs_listen_fds_with_names(char ***names) { return sd_listen_fds_with_names(0, names); }
 

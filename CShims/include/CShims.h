@@ -149,6 +149,8 @@ static inline size_t hs_put_segment_size(void *buf, size_t used, size_t cap, uin
 int hs_errno(void);
 int hs_eventfd(void);
 int hs_set_thread_name(const char *name);
+// prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.
+int hs_set_timer_slack(unsigned long nanoseconds);
 
 // MARK: - libsystemd
 

@@ -4,6 +4,8 @@ import HelloCore
 /// What a worker has done, as the status line and the stop line report it.
 public struct WorkerReport: Sendable, Equatable {
     public var counters = Counters()
+    /// recvmmsg calls that returned datagrams: read / batches is how full batches run.
+    public var batches: UInt64 = 0
     /// Sends that carried several replies as UDP segments (GSO).
     public var segmentedSends: UInt64 = 0
     /// Segmented sends the kernel refused and that went again as plain datagrams.
@@ -19,6 +21,7 @@ public struct WorkerReport: Sendable, Equatable {
     public static func + (a: WorkerReport, b: WorkerReport) -> WorkerReport {
         var sum = a
         sum.counters = a.counters + b.counters
+        sum.batches += b.batches
         sum.segmentedSends += b.segmentedSends
         sum.segmentationFallbacks += b.segmentationFallbacks
         sum.receiveErrors += b.receiveErrors
@@ -35,7 +38,7 @@ public final class PublishedReport: Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
     private let fields: [ManagedAtomic<UInt64>]
 
-    private static let fieldCount = 8 + DropReason.allCases.count
+    private static let fieldCount = 9 + DropReason.allCases.count
 
     public init() {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
@@ -54,6 +57,7 @@ public final class PublishedReport: Sendable {
         put(report.counters.read)
         put(report.counters.replied)
         put(report.counters.queueOverflows)
+        put(report.batches)
         put(report.segmentedSends)
         put(report.segmentationFallbacks)
         put(report.receiveErrors)
@@ -79,6 +83,7 @@ public final class PublishedReport: Sendable {
             report.counters.read = get()
             report.counters.replied = get()
             report.counters.queueOverflows = get()
+            report.batches = get()
             report.segmentedSends = get()
             report.segmentationFallbacks = get()
             report.receiveErrors = get()

@@ -32,6 +32,15 @@ public final class DatagramBatch {
     private let firstEntry: UnsafeMutablePointer<Int32>
     private let entryCount: UnsafeMutablePointer<Int32>
     private var lastOverflow: UInt32?
+    /// The order to answer the last batch in: grouped by peer, each peer's requests in the
+    /// order they came. Grouped replies sit side by side, so each group can be one
+    /// segmented send. `groupSlots` is a small hash table (peer -> group) used to build it.
+    public let order: UnsafeMutablePointer<Int>
+    private let groupSlots: UnsafeMutablePointer<Int32>
+    private let groupSlotCount: Int
+    private let groupHead: UnsafeMutablePointer<Int32>
+    private let groupTail: UnsafeMutablePointer<Int32>
+    private let nextInGroup: UnsafeMutablePointer<Int32>
 
     /// Room for the control messages of one datagram: IP_PKTINFO, IPV6_PKTINFO and
     /// SO_RXQ_OVFL in, a PKTINFO and UDP_SEGMENT out.
@@ -54,6 +63,14 @@ public final class DatagramBatch {
         for i in 0..<capacity {
             incoming.setBuffer(i, payloads + i * maxDatagram, length: maxDatagram)
         }
+        order = .allocate(capacity: capacity)
+        order.initialize(repeating: 0, count: capacity)
+        groupSlotCount = 1 << (Int.bitWidth - (2 * capacity - 1).leadingZeroBitCount)
+        groupSlots = .allocate(capacity: groupSlotCount)
+        groupSlots.initialize(repeating: -1, count: groupSlotCount)
+        groupHead = .allocate(capacity: capacity)
+        groupTail = .allocate(capacity: capacity)
+        nextInGroup = .allocate(capacity: capacity)
     }
 
     deinit {
@@ -61,6 +78,11 @@ public final class DatagramBatch {
         locals.deallocate()
         firstEntry.deallocate()
         entryCount.deallocate()
+        order.deallocate()
+        groupSlots.deallocate()
+        groupHead.deallocate()
+        groupTail.deallocate()
+        nextInGroup.deallocate()
     }
 
     // MARK: Receiving
@@ -97,6 +119,66 @@ public final class DatagramBatch {
         // The first count seen on an inherited socket is its baseline: earlier drops are not ours.
         defer { lastOverflow = newest }
         return lastOverflow.map { UInt64(newest &- $0) } ?? 0
+    }
+
+    /// Fills `order` for datagrams `0..<count`: identity without segmentation; else grouped
+    /// by peer (first-seen peer first), each peer's datagrams in arrival order. O(count).
+    @inline(__always)
+    public func orderByPeer(count: Int) {
+        guard options.segmentation && count > 2 else {
+            for i in 0..<count { order[i] = i }
+            return
+        }
+        let names = incoming.names!
+        var groups: Int32 = 0
+        let mask = groupSlotCount - 1
+        for i in 0..<count {
+            nextInGroup[i] = -1
+            var slot = Self.hash(names + i) & mask
+            while true {
+                let group = groupSlots[slot]
+                if group < 0 {
+                    groupSlots[slot] = groups
+                    groupHead[Int(groups)] = Int32(i)
+                    groupTail[Int(groups)] = Int32(i)
+                    groups += 1
+                    break
+                }
+                let first = Int(groupHead[Int(group)])
+                if hs_sockaddr_equal(names + first, incoming.headers[first].msg_hdr.msg_namelen,
+                                     names + i, incoming.headers[i].msg_hdr.msg_namelen) {
+                    nextInGroup[Int(groupTail[Int(group)])] = Int32(i)
+                    groupTail[Int(group)] = Int32(i)
+                    break
+                }
+                slot = (slot + 1) & mask
+            }
+        }
+        var k = 0
+        for group in 0..<Int(groups) {
+            var i = groupHead[group]
+            // Clear the slot this group took, so the table is empty for the next batch.
+            var slot = Self.hash(names + Int(i)) & mask
+            while groupSlots[slot] != Int32(group) { slot = (slot + 1) & mask }
+            groupSlots[slot] = -1
+            while i >= 0 {
+                order[k] = Int(i)
+                k += 1
+                i = nextInGroup[Int(i)]
+            }
+        }
+    }
+
+    /// A hash of the address and port of a kernel-written IPv4 or IPv6 sockaddr.
+    @inline(__always)
+    private static func hash(_ name: UnsafePointer<sockaddr_storage>) -> Int {
+        let raw = UnsafeRawPointer(name)
+        var h = raw.load(as: UInt64.self) &* 0x9E37_79B9_7F4A_7C15  // family, port, (IPv4 address)
+        if name.pointee.ss_family == sa_family_t(AF_INET6) {
+            h ^= raw.load(fromByteOffset: 8, as: UInt64.self) &* 0xC2B2_AE3D_27D4_EB4F
+            h ^= raw.load(fromByteOffset: 16, as: UInt64.self) &* 0x1656_67B1_9E37_79F9
+        }
+        return Int(truncatingIfNeeded: (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9 >> 32)
     }
 
     // MARK: Sending

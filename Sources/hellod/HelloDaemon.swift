@@ -41,6 +41,10 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             help: ArgumentHelp("After traffic, poll this many microseconds before sleeping (0: sleep at once).", valueName: "us"))
     var spinMicroseconds: Int = 50
 
+    @Option(name: .customLong("coalesce-us"),
+            help: ArgumentHelp("Under load, wait this many microseconds for a partly full batch to fill (0: never). A lone request is never delayed.", valueName: "us"))
+    var coalesceMicroseconds: Int = 30
+
     @Flag(inversion: .prefixedNo,
           help: "Send same-length replies to one peer as one segmented send (UDP GSO).")
     var gso = true
@@ -61,6 +65,9 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         guard (0...1_000_000).contains(spinMicroseconds) else {
             throw ValidationError("--spin-us must be between 0 and 1000000, not \(spinMicroseconds).")
         }
+        guard (0...10_000).contains(coalesceMicroseconds) else {
+            throw ValidationError("--coalesce-us must be between 0 and 10000, not \(coalesceMicroseconds).")
+        }
     }
 
     func run() throws {
@@ -68,7 +75,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         let log = Logger(label: "hellod")
         let configuration = WorkerConfiguration(
             rule: ReplyRule(mode: mode), batchSize: batch, maxDatagram: maxDatagram,
-            spinLimit: UInt64(spinMicroseconds) * 1000, segmentation: gso)
+            spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
+            segmentation: gso)
         let sockets: [ServedSocket]
         do {
             sockets = try ServedSocket.open(listen: listen, workers: workers, log: log)

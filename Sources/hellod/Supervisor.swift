@@ -123,14 +123,14 @@ final class Supervisor {
         let addresses = sockets.map { "\($0.address)" }.joined(separator: " ")
         let origin = Set(sockets.map(\.origin.rawValue)).sorted().joined(separator: "+")
         let watchdog = liveness.map { "\($0.interval / 1_000_000) ms" } ?? "off"
-        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): mode \(configuration.rule.mode.rawValue), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog)",
+        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): mode \(configuration.rule.mode.rawValue), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog)",
                  metadata: ["mode": "\(configuration.rule.mode.rawValue)", "batch": "\(configuration.batchSize)",
                             "sockets": "\(addresses)", "origin": "\(origin)"])
     }
 
     private func logStop(_ report: WorkerReport, signal: Int32, uptime: UInt64) {
         let c = report.counters
-        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), segmented sends \(report.segmentedSends)",
+        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends)",
                  metadata: ["read": "\(c.read)", "replied": "\(c.replied)", "dropped": "\(c.drops.total)",
                             "queue_overflows": "\(c.queueOverflows)"])
     }
