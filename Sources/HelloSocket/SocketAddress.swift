@@ -61,8 +61,8 @@ public struct SocketAddress: Sendable {
         } else if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             let host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":"), let p = port(rest.dropFirst()), !host.contains("."),
-                  let address = SocketAddress(ip: String(host), port: p) else { return nil }
+            guard rest.hasPrefix(":"), let p = port(rest.dropFirst()),
+                  let address = SocketAddress(ip: String(host), port: p), address.family == AF_INET6 else { return nil }
             self = address
         } else if let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":"),
                   let p = port(text[text.index(after: colon)...]),
