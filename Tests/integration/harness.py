@@ -1,0 +1,104 @@
+"""Runs the real hellod and hello binaries for the integration tests.
+
+The binaries come from HELLOD_BIN_DIR (test.sh sets it), else from `swift build
+--show-bin-path`. Every server listens on an ephemeral port (port 0) and says which in its
+start line, so the tests pass while another hellod serves port 9999.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def bin_dir():
+    found = os.environ.get("HELLOD_BIN_DIR")
+    if not found:
+        found = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True,
+                               capture_output=True, text=True).stdout.strip()
+    return found
+
+
+BIN = bin_dir()
+HELLOD = os.path.join(BIN, "hellod")
+HELLO = os.path.join(BIN, "hello")
+
+START_LINE = re.compile(r"serving (?P<addresses>\S+(?: \S+)*) \((?P<origin>[^)]*)\)")
+
+
+class Hellod:
+    """A hellod process: started with `args`, ready once its start line is read."""
+
+    def __init__(self, *args, env=None):
+        self.args = [HELLOD, *args]
+        self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     env=env, text=True)
+        self.start_line = self._read_start_line()
+        match = START_LINE.search(self.start_line)
+        self.addresses = match.group("addresses").split()
+        self.origin = match.group("origin")
+        self.port = int(self.addresses[0].rsplit(":", 1)[1])
+
+    def _read_start_line(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if START_LINE.search(line):
+                return line
+        self.proc.kill()
+        raise AssertionError("hellod did not start: %r" % "".join(lines))
+
+    def stop(self, sig=signal.SIGTERM, timeout=5):
+        """Sends `sig`; returns (exit code, the rest of stderr). Fails on a hang."""
+        self.proc.send_signal(sig)
+        try:
+            rest = self.proc.communicate(timeout=timeout)[1]
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("hellod did not exit within %s s of %s" % (timeout, sig))
+        return self.proc.returncode, rest
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def hello_process(*args):
+    """Starts the hello client in the background, its stdout piped (text)."""
+    return subprocess.Popen([HELLO, *args], stdout=subprocess.PIPE, text=True)
+
+
+def hello(*args, input=None, timeout=30):
+    """Runs the hello client; returns the CompletedProcess (text)."""
+    return subprocess.run([HELLO, *args], input=input, capture_output=True, text=True, timeout=timeout)
+
+
+def exchange(family, address, payload, timeout=2.0):
+    """Sends one datagram with Python's socket module; returns (reply, source address)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(payload, address)
+        return s.recvfrom(70000)
+
+
+def free_udp_port():
+    """A UDP port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestCase(unittest.TestCase):
+    maxDiff = None

@@ -1,0 +1,159 @@
+"""hellod from the outside: arguments, addresses, modes, signals, bytes on the wire."""
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from harness import HELLOD, Hellod, TestCase, exchange, hello, hello_process
+
+
+class Arguments(TestCase):
+    def run_hellod(self, *args):
+        return subprocess.run([HELLOD, *args], capture_output=True, text=True, timeout=10)
+
+    def test_help_and_version(self):
+        result = self.run_hellod("--help")
+        self.assertEqual(result.returncode, 0)
+        for option in ("--listen", "--mode", "--batch", "--max-datagram", "--workers", "--log-level"):
+            self.assertIn(option, result.stdout)
+        version = self.run_hellod("--version")
+        self.assertEqual((version.returncode, version.stdout.strip()), (0, "1.0.0"))
+
+    def test_a_bad_argument_is_one_line_naming_it_and_exit_64(self):
+        cases = {
+            ("--batch", "0"): "--batch",
+            ("--batch", "x"): "--batch",
+            ("--listen", "nowhere"): "--listen",
+            ("--listen", "127.0.0.1:70000"): "--listen",
+            ("--mode", "shout"): "--mode",
+            ("--max-datagram", "65528"): "--max-datagram",
+            ("--workers", "0"): "--workers",
+            ("--frobnicate",): "--frobnicate",
+        }
+        for args, named in cases.items():
+            with self.subTest(args=args):
+                result = self.run_hellod(*args)
+                self.assertEqual(result.returncode, 64)
+                self.assertEqual(result.stdout, "")
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertTrue(lines[0].startswith("hellod: "), lines[0])
+                self.assertIn(named, lines[0])
+
+    def test_a_port_in_use_is_one_line_naming_the_address_and_exit_1(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            address = "127.0.0.1:%d" % taken.getsockname()[1]
+            result = self.run_hellod("--listen", address)
+        self.assertEqual(result.returncode, 1)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(address, lines[0])
+        self.assertIn("Address already in use", lines[0])
+
+
+class Serving(TestCase):
+    def test_the_start_line_names_mode_batch_and_every_address(self):
+        with Hellod("--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--mode", "echo", "--batch", "16") as d:
+            self.assertEqual(len(d.addresses), 2)
+            self.assertTrue(d.addresses[0].startswith("127.0.0.1:"))
+            self.assertTrue(d.addresses[1].startswith("[::1]:"))
+            self.assertIn("mode echo", d.start_line)
+            self.assertIn("batch 16", d.start_line)
+            self.assertEqual(d.origin, "bound")
+
+    def test_ipv4_and_ipv6_with_batch_1_and_64(self):
+        for batch in ("1", "64"):
+            for listen, family, host in (("127.0.0.1:0", socket.AF_INET, "127.0.0.1"),
+                                         ("[::1]:0", socket.AF_INET6, "::1")):
+                with self.subTest(batch=batch, listen=listen), Hellod("--listen", listen, "--batch", batch) as d:
+                    result = hello("--host", host, "--port", str(d.port), "Michael", "Tracy", "Sarah")
+                    self.assertEqual(result.stdout, "Hello, Michael!\nHello, Tracy!\nHello, Sarah!\n")
+                    self.assertEqual(result.returncode, 0)
+                    reply, source = exchange(family, (host, d.port), b"raw")
+                    self.assertEqual(reply, b"Hello, raw!")
+                    self.assertEqual(source[:2], (host, d.port))
+
+    def test_the_default_dual_stack_socket_answers_ipv4_and_ipv6(self):
+        with Hellod("--listen", "0") as d:  # [::]:PORT, as with no --listen at all
+            self.assertTrue(d.addresses[0].startswith("[::]:"))
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", d.port), b"four")[0], b"Hello, four!")
+            self.assertEqual(exchange(socket.AF_INET6, ("::1", d.port), b"six")[0], b"Hello, six!")
+
+    def test_replies_leave_from_the_address_asked(self):
+        for listen in ("0.0.0.0:0", "[::]:0"):
+            with self.subTest(listen=listen), Hellod("--listen", listen) as d:
+                for asked in ("127.0.0.2", "127.0.0.3", "127.0.0.1"):
+                    reply, source = exchange(socket.AF_INET, (asked, d.port), b"where")
+                    self.assertEqual((reply, source), (b"Hello, where!", (asked, d.port)))
+                # The hello client connects its socket: it hears only the address it asked.
+                result = hello("--host", "127.0.0.2", "--port", str(d.port), "--timeout", "1", "Sarah")
+                self.assertEqual((result.returncode, result.stdout), (0, "Hello, Sarah!\n"))
+
+    def test_echo_mode(self):
+        with Hellod("--listen", "127.0.0.1:0", "--mode", "echo") as d:
+            for payload in (b"Michael", b"", b"\x00\xff\xfe", bytes(range(256)) * 100):
+                self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", d.port), payload)[0], payload)
+
+    def test_bytes_are_bytes(self):
+        with Hellod("--listen", "127.0.0.1:0") as d:
+            for payload in (b"", b"A", b"\xff\xfe\x00\xc3(", "Zo\u00eb \u4f60\u597d".encode()):
+                reply, _ = exchange(socket.AF_INET, ("127.0.0.1", d.port), payload)
+                self.assertEqual(reply, b"Hello, " + payload + b"!")
+
+    def test_the_largest_payloads_udp_allows(self):
+        with Hellod("--listen", "[::]:0", "--mode", "echo") as d:
+            v4 = bytes(i % 251 for i in range(65507))
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", d.port), v4)[0], v4)
+            v6 = bytes(i % 241 for i in range(65527))
+            self.assertEqual(exchange(socket.AF_INET6, ("::1", d.port), v6)[0], v6)
+
+    def test_larger_than_max_datagram_is_dropped_and_counted(self):
+        with Hellod("--listen", "127.0.0.1:0", "--max-datagram", "100") as d:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.5)
+                s.sendto(b"x" * 101, ("127.0.0.1", d.port))
+                self.assertRaises(socket.timeout, s.recv, 70000)
+                s.sendto(b"y" * 100, ("127.0.0.1", d.port))
+                self.assertEqual(s.recv(70000), b"Hello, " + b"y" * 100 + b"!")
+            code, rest = d.stop()
+        self.assertEqual(code, 0)
+        self.assertIn("read 2, replied 1, dropped 1 (truncated 1)", rest)
+
+    def test_a_hello_reply_too_large_for_udp_is_not_sent_and_counted(self):
+        with Hellod("--listen", "127.0.0.1:0") as d:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.5)
+                s.sendto(b"z" * 65500, ("127.0.0.1", d.port))  # + 8 > 65507
+                self.assertRaises(socket.timeout, s.recv, 70000)
+                s.sendto(b"z" * 65499, ("127.0.0.1", d.port))  # + 8 = 65507: fits
+                self.assertEqual(len(s.recv(70000)), 65507)
+            code, rest = d.stop()
+        self.assertIn("dropped 1 (reply-too-large 1)", rest)
+
+
+class Signals(TestCase):
+    def test_sigterm_and_sigint_exit_0_with_a_stop_line(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(sig=sig), Hellod("--listen", "127.0.0.1:0") as d:
+                hello("--port", str(d.port), "Michael", "Tracy", "Sarah")
+                code, rest = d.stop(sig, timeout=3)
+                self.assertEqual(code, 0)
+                self.assertIn("stopped on %s" % sig.name, rest)
+                self.assertIn("read 3, replied 3, dropped 0", rest)
+
+    def test_sigterm_under_load_answers_every_datagram_read(self):
+        with Hellod("--listen", "127.0.0.1:0") as d:
+            load = hello_process("bench", "--port", str(d.port), "--duration", "3", "--json")
+            time.sleep(1)
+            code, rest = d.stop(timeout=3)
+            load.communicate(timeout=10)
+        self.assertEqual(code, 0)
+        match = re.search(r"read (\d+), replied (\d+), dropped (\d+)", rest)
+        self.assertIsNotNone(match, rest)
+        read, replied, dropped = map(int, match.groups())
+        self.assertGreater(read, 0)
+        self.assertEqual(read, replied + dropped)
+        self.assertEqual(dropped, 0)
+

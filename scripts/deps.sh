@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs the Debian packages hellod needs that are missing, and nothing else.
+#   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
+#   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2)
+set -eu
+
+packages="libsystemd-dev pkg-config make"
+if [ "${1:-build}" = test ]; then
+    packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd"
+fi
+
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing" >&2
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null; then
+    sudo="sudo"
+else
+    echo "missing Debian packages:$missing (run as root, or install them)" >&2
+    exit 1
+fi
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
