@@ -86,7 +86,7 @@ struct LoadGenerator {
                 showProgress(elapsed: now - start)
                 nextProgress += 1_000_000_000
             }
-            if inFlight == 0 {
+            if window == nil && inFlight == 0 {
                 usleep(50)  // open loop between sends: nothing to wait for yet
             }
         }
