@@ -9,11 +9,10 @@ struct Bench: ParsableCommand {
         commandName: "bench",
         abstract: "Load a server with numbered requests and check every reply byte for byte.",
         discussion: """
-            Closed loop (default): each flow keeps --window requests in flight. Open loop
-            (--rate): requests leave at that total rate whatever comes back, so an outage
-            shows as unanswered requests. A request unanswered after --timeout is lost; a
-            reply that comes later still counts as answered. Exits 1 if any request was lost
-            or any reply wrong.
+            Closed loop (default): each flow keeps --window requests in flight. \
+            Open loop (--rate): requests leave at that total rate whatever comes back, so an outage \
+            shows as unanswered requests. A request unanswered after --timeout is lost; a reply \
+            that comes later still counts as answered. Exits 1 if any request was lost or any reply wrong.
             """
     )
 

@@ -12,8 +12,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         commandName: "hellod",
         abstract: "A UDP daemon that answers every datagram: \"Michael\" gets \"Hello, Michael!\".",
         discussion: """
-            With no --listen, serves UDP port 9999 on every address, IPv4 and IPv6 ([::]:9999).
-            Started by systemd socket activation, it serves the sockets systemd passes instead.
+            With no --listen, serves UDP port 9999 on every address, IPv4 and IPv6 ([::]:9999). \
+            Started by systemd socket activation, it serves the sockets systemd passes instead. \
             SIGTERM or SIGINT: answers every datagram already read, then exits 0.
             """,
         version: hellodVersion
