@@ -93,8 +93,19 @@ static inline void hs_parse_control(const struct msghdr *msg, hs_received_contro
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == HS_IP_PKTINFO) {
             hs_in_pktinfo info;
             memcpy(&info, CMSG_DATA(c), sizeof info);
-            out->has_local4 = true;
-            out->local4 = info.ipi_spec_dst;  // the local address, right for broadcasts too
+            // ipi_spec_dst is the local address (right for broadcasts too), but it is
+            // filled when the datagram is queued: one queued before IP_PKTINFO was set
+            // (under socket activation, the datagram that started hellod) has 0.0.0.0
+            // there. ipi_addr, the header's destination, is filled at receive time.
+            uint32_t addr = ntohl(info.ipi_addr.s_addr);
+            bool group = (addr >> 28) == 0xe || addr == 0xffffffff;  // multicast, broadcast
+            if (info.ipi_spec_dst.s_addr != 0) {
+                out->has_local4 = true;
+                out->local4 = info.ipi_spec_dst;
+            } else if (!group) {
+                out->has_local4 = true;
+                out->local4 = info.ipi_addr;
+            }
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == HS_IPV6_PKTINFO) {
             hs_in6_pktinfo info;
             memcpy(&info, CMSG_DATA(c), sizeof info);

@@ -147,6 +147,24 @@ struct TestServer: ~Copyable {
         }
     }
 
+    @Test func aDatagramQueuedBeforeTheWorkerStartedIsAnsweredFromTheAddressAsked() throws {
+        // Socket activation: the datagram that made systemd start hellod was queued before
+        // hellod asked for PKTINFO.
+        for listen in ["0.0.0.0:0", "[::]:0"] {
+            let socket = try DatagramSocket.bound(to: SocketAddress(parsing: listen)!)
+            let client = try TestClient()
+            defer { client.close(); socket.close() }
+            let asked = SocketAddress(ip: "127.0.0.2", port: socket.localAddress.port)!
+            try client.send(Array("early".utf8), to: asked)
+            var worker = Worker(index: 0, socket: socket, configuration: WorkerConfiguration(rule: ReplyRule(mode: .hello)),
+                                publishingTo: PublishedReport())
+            #expect(worker.serveBatch() == 1)
+            let reply = try #require(try client.receive())
+            #expect(reply.bytes == Array("Hello, early!".utf8))
+            #expect(reply.from == asked)
+        }
+    }
+
     @Test func aDualStackSocketRepliesToIPv4AndIPv6FromTheAddressAsked() throws {
         var server = try TestServer("[::]:0")
         let v4 = try TestClient()
