@@ -78,6 +78,12 @@ let package = Package(
             ]
         ),
         .testTarget(name: "HelloCoreTests", dependencies: ["HelloCore"]),
-        .testTarget(name: "HelloSocketTests", dependencies: ["HelloSocket", "HelloCore", "HelloServer", "CShims"]),
+        .testTarget(
+            name: "HelloSocketTests",
+            dependencies: [
+                "HelloSocket", "HelloCore", "HelloServer", "CShims",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
     ]
 )

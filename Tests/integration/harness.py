@@ -33,10 +33,15 @@ START_LINE = re.compile(r"serving (?P<addresses>\S+(?: \S+)*) \((?P<origin>[^)]*
 class Hellod:
     """A hellod process: started with `args`, ready once its start line is read."""
 
-    def __init__(self, *args, env=None):
-        self.args = [HELLOD, *args]
+    def __init__(self, *args, env=None, command=None, before_start=None):
+        """`before_start(self)`, if given, runs once the process exists and before its
+        start line is awaited (e.g. to send the datagram that activates it)."""
+        self.args = [*(command or [HELLOD]), *args]
+        self.early_lines = ""
         self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      env=env, text=True)
+        if before_start:
+            before_start(self)
         self.start_line = self._read_start_line()
         match = START_LINE.search(self.start_line)
         self.addresses = match.group("addresses").split()
@@ -52,6 +57,7 @@ class Hellod:
                 break
             lines.append(line)
             if START_LINE.search(line):
+                self.early_lines = "".join(lines)
                 return line
         self.proc.kill()
         raise AssertionError("hellod did not start: %r" % "".join(lines))
@@ -93,10 +99,10 @@ def exchange(family, address, payload, timeout=2.0):
         return s.recvfrom(70000)
 
 
-def free_udp_port():
+def free_udp_port(family=socket.AF_INET):
     """A UDP port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         return s.getsockname()[1]
 
 

@@ -1,0 +1,45 @@
+# hellod: release build, install as a systemd service, benchmark.
+#
+#   make                      release binaries, Swift standard library linked statically
+#   sudo make install         binaries and units; then: systemctl enable --now hellod.socket
+#   sudo make uninstall       stops, disables and removes them
+#   make bench                hellod against ../shared/bench's refecho, side by side
+#
+# PREFIX (/usr/local), BINDIR, UNITDIR and DESTDIR are honoured as usual.
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+SCRATCH ?= .build-static
+RELEASE  = $(SCRATCH)/release
+
+# Talk to systemd only when installing into the running system.
+SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
+
+.PHONY: all build install uninstall bench test
+
+all: build
+
+build:
+	scripts/deps.sh build
+	swift build -c release --static-swift-stdlib --scratch-path $(SCRATCH)
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(RELEASE)/hellod $(RELEASE)/hello $(DESTDIR)$(BINDIR)/
+	sed 's|^ExecStart=/usr/local/bin/hellod|ExecStart=$(BINDIR)/hellod|' systemd/hellod.service \
+		> $(DESTDIR)$(UNITDIR)/hellod.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/hellod.service
+	install -m 0644 systemd/hellod.socket $(DESTDIR)$(UNITDIR)/hellod.socket
+	@$(SYSTEMCTL) daemon-reload; fi
+	@echo "installed; start it with: systemctl enable --now hellod.socket"
+
+uninstall:
+	-@$(SYSTEMCTL) disable --now hellod.socket hellod.service; fi
+	rm -f $(DESTDIR)$(BINDIR)/hellod $(DESTDIR)$(BINDIR)/hello
+	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(DESTDIR)$(UNITDIR)/hellod.socket
+	@$(SYSTEMCTL) daemon-reload; fi
+
+test:
+	./test.sh
