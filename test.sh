@@ -14,3 +14,6 @@ swift test --skip-build
 
 echo "== integration tests (real sockets, real clients)" >&2
 python3 -m unittest discover -s Tests/integration -v
+
+echo "== end-to-end tests (make install under a real systemd in private namespaces)" >&2
+python3 -m unittest discover -s Tests/system -v

@@ -154,7 +154,8 @@ class Notify(TestCase):
         with Hellod("--listen", "127.0.0.1:0", env=self.env(WATCHDOG_USEC="400000")) as d:
             self.assertIsNotNone(self.collect(5, until="READY=1"))
             d.proc.send_signal(signal.SIGSTOP)
-            time.sleep(0.1)  # a ping may already be on its way
+            time.sleep(0.1)
+            self.collect(0.05)  # drain pings sent before the stop
             self.messages.clear()
             self.collect(1)
             self.assertEqual([m for _, m in self.messages if "WATCHDOG=1" in m], [])

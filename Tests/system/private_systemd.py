@@ -1,0 +1,117 @@
+"""A real systemd as PID 1 in private namespaces, for end-to-end tests.
+
+PID, mount, UTS, IPC, cgroup and network namespaces of its own; tmpfs over every
+directory it (or the install step) writes, so nothing on the host changes: /run, /tmp,
+/var/tmp, /var/lib/systemd, /var/log/journal, /etc/systemd/system (which also hides the
+host's enabled services), /usr/local/bin and /usr/local/lib. Services that would start for
+nothing are masked, among them systemd-tmpfiles-setup, which would otherwise empty /tmp.
+
+Warning, seen on this kind of machine: booted WITHOUT these private mounts and masks,
+systemd empties the host's /tmp (which may hold the checkout under test) and writes the
+host's journal and wtmp. The boot script stops at the first failed mount (set -e), before
+systemd starts.
+"""
+import os
+import shlex
+import subprocess
+import time
+
+PRIVATE_TMPFS = ["/tmp", "/var/tmp", "/var/lib/systemd", "/var/log/journal", "/etc/systemd/system",
+                 "/usr/local/bin", "/usr/local/lib"]
+
+MASKED = [
+    "systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer",
+    "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-logind.service",
+    "getty.target", "console-getty.service", "systemd-firstboot.service", "systemd-random-seed.service",
+    "systemd-journal-flush.service", "systemd-machine-id-commit.service", "systemd-sysusers.service",
+    "systemd-timesyncd.service", "systemd-pstore.service", "systemd-binfmt.service", "systemd-repart.service",
+    "systemd-modules-load.service", "systemd-sysctl.service", "systemd-pcrphase-sysinit.service",
+    "systemd-pcrphase.service", "systemd-ask-password-wall.path", "systemd-ask-password-console.path",
+    "proc-sys-fs-binfmt_misc.automount", "sys-kernel-debug.mount", "sys-kernel-tracing.mount",
+    "sys-kernel-config.mount", "sys-fs-fuse-connections.mount", "dev-hugepages.mount", "dev-mqueue.mount",
+    "kmod-static-nodes.service", "postgresql.service", "cron.service", "ssh.service", "dbus.service",
+    "dbus.socket", "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
+    "e2scrub_reap.service", "fstrim.timer", "dpkg-db-backup.timer", "logrotate.timer",
+]
+
+BOOT_SCRIPT = r"""
+set -eu
+mount -t tmpfs tmpfs /run
+mkdir -p /run/checkout
+mount --bind "$CHECKOUT" /run/checkout      # before /tmp is covered: CI may clone under /tmp
+for d in $PRIVATE_TMPFS; do
+    if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
+done
+mkdir -p "$CHECKOUT"                        # the checkout at its own path again, inside
+mount --bind /run/checkout "$CHECKOUT"
+ip link set lo up
+mkdir -p /run/systemd/system
+for u in $MASKED; do ln -s /dev/null /run/systemd/system/$u; done
+echo booting >&2
+exec env container=other /lib/systemd/systemd --system --unit=multi-user.target
+"""
+
+
+class PrivateSystemd:
+    """Boots on construction; `poweroff()` (or leaving the `with` block) ends it, whatever
+    happened. The checkout is visible inside at its own path."""
+
+    def __init__(self, checkout, boot_timeout=60):
+        env = dict(os.environ, CHECKOUT=checkout, PRIVATE_TMPFS=" ".join(PRIVATE_TMPFS), MASKED=" ".join(MASKED))
+        self.unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--mount-proc",
+             "--uts", "--ipc", "--cgroup", "--net", "sh", "-c", BOOT_SCRIPT],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.pid = None
+        self.console = []
+        try:
+            self._wait_for_boot(boot_timeout)
+        except BaseException:
+            self.poweroff()
+            raise
+
+    def _wait_for_boot(self, timeout):
+        deadline = time.monotonic() + timeout
+        line = self.unshare.stdout.readline()  # "booting", or why not
+        if "booting" not in line:
+            raise AssertionError("the private systemd did not boot: %s%s" % (line, self.unshare.stdout.read()))
+        while self.pid is None and time.monotonic() < deadline:
+            children = subprocess.run(["pgrep", "-P", str(self.unshare.pid)], capture_output=True, text=True).stdout.split()
+            self.pid = int(children[0]) if children else None
+            time.sleep(0.05)
+        if self.pid is None:
+            raise AssertionError("no systemd process under unshare")
+        while time.monotonic() < deadline:
+            state = self.run("systemctl", "is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                self.state = state
+                return
+            time.sleep(0.2)
+        raise AssertionError("the private systemd did not finish booting in %s s (%s)" % (timeout, state))
+
+    def run(self, *command, check=True, timeout=60, input=None):
+        """Runs `command` inside (its mounts, PIDs and network)."""
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-p", "-n", "--", *command],
+                              capture_output=True, text=True, check=check, timeout=timeout, input=input)
+
+    def run_in_network(self, *command, check=False, timeout=30):
+        """Runs `command` from the host's files, inside the namespace's network only."""
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-n", "--", *command],
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def poweroff(self, timeout=30):
+        if self.unshare.poll() is None and self.pid:
+            subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-p", "--", "systemctl", "poweroff"],
+                           capture_output=True, timeout=timeout)
+        try:
+            self.unshare.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.unshare.kill()  # PID namespace: killing its init ends every process in it
+            self.unshare.wait(timeout=10)
+        self.unshare.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.poweroff()
