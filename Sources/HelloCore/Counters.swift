@@ -3,6 +3,13 @@
 public enum DropReason: Int, Sendable, CaseIterable {
     /// Larger than `--max-datagram`: the kernel cut it (MSG_TRUNC); a cut copy is no answer.
     case truncated
+    /// From a source port below 1024 (or 0), where the services a reply could be bounced
+    /// into live.
+    case privilegedSourcePort
+    /// From a port hellod itself listens on: another hellod, maybe, and the start of a loop.
+    case ownPort
+    /// Over the per-source rate limit (or the limiter's table was full of busy sources).
+    case rateLimited
     /// The reply would not fit in one UDP datagram to this peer.
     case replyTooLarge
     /// The kernel refused the reply (a full send buffer past the retries, an unreachable
@@ -13,6 +20,9 @@ public enum DropReason: Int, Sendable, CaseIterable {
     public var name: String {
         switch self {
         case .truncated: return "truncated"
+        case .privilegedSourcePort: return "privileged-source-port"
+        case .ownPort: return "own-port"
+        case .rateLimited: return "rate-limited"
         case .replyTooLarge: return "reply-too-large"
         case .sendFailed: return "send-failed"
         }
@@ -21,31 +31,25 @@ public enum DropReason: Int, Sendable, CaseIterable {
 
 /// Drop counts by reason, in fixed storage: counting never allocates.
 public struct DropCounts: Sendable, Equatable {
-    private var truncated: UInt64 = 0
-    private var replyTooLarge: UInt64 = 0
-    private var sendFailed: UInt64 = 0
+    private var counts: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
 
     public init() {}
 
     public subscript(reason: DropReason) -> UInt64 {
         get {
-            switch reason {
-            case .truncated: return truncated
-            case .replyTooLarge: return replyTooLarge
-            case .sendFailed: return sendFailed
-            }
+            withUnsafeBytes(of: counts) { $0.load(fromByteOffset: reason.rawValue * 8, as: UInt64.self) }
         }
         set {
-            switch reason {
-            case .truncated: truncated = newValue
-            case .replyTooLarge: replyTooLarge = newValue
-            case .sendFailed: sendFailed = newValue
-            }
+            withUnsafeMutableBytes(of: &counts) { $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self) }
         }
     }
 
     public var total: UInt64 {
         DropReason.allCases.reduce(0) { $0 + self[$1] }
+    }
+
+    public static func == (a: DropCounts, b: DropCounts) -> Bool {
+        DropReason.allCases.allSatisfy { a[$0] == b[$0] }
     }
 }
 

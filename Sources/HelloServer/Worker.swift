@@ -21,10 +21,14 @@ public struct WorkerConfiguration: Sendable {
     public var coalesceDelay: UInt64
     /// Coalesce same-length replies to one peer into one UDP_SEGMENT send.
     public var segmentation: Bool
+    /// Who gets an answer: source port checks and the per-source rate limit.
+    public var policy: AdmissionPolicy
 
     public init(rule: ReplyRule, batchSize: Int = 64, maxDatagram: Int = 65527,
-                spinLimit: UInt64 = 50_000, coalesceDelay: UInt64 = 30_000, segmentation: Bool = true) {
+                spinLimit: UInt64 = 50_000, coalesceDelay: UInt64 = 30_000, segmentation: Bool = true,
+                policy: AdmissionPolicy = AdmissionPolicy()) {
         self.rule = rule
+        self.policy = policy
         self.batchSize = batchSize
         self.maxDatagram = maxDatagram
         self.spinLimit = spinLimit
@@ -64,12 +68,14 @@ public struct Worker: ~Copyable {
         }
         try? socket.receiveQueueOverflowCounts()
         batch = DatagramBatch(capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram, options: options)
-        engine = ReplyEngine(rule: configuration.rule, batchSize: configuration.batchSize, maxDatagram: configuration.maxDatagram)
+        engine = ReplyEngine(rule: configuration.rule, batchSize: configuration.batchSize,
+                             maxDatagram: configuration.maxDatagram, policy: configuration.policy)
     }
 
     /// Reads whatever is queued, up to one batch, answers it and returns how many
     /// datagrams it read (0: none was queued). Never waits, but for a full send buffer.
-    public mutating func serveBatch() -> Int {
+    /// `now` is the monotonic time in nanoseconds, for the rate limit.
+    public mutating func serveBatch(now: UInt64 = monotonicNanoseconds()) -> Int {
         let count: Int
         do {
             count = try batch.receive(from: socket)
@@ -81,7 +87,7 @@ public struct Worker: ~Copyable {
         }
         guard count > 0 else { return 0 }
         engine.recordQueueOverflows(batch.readControl(count: count))
-        engine.beginBatch()
+        engine.beginBatch(now: now)
         batch.orderByPeer(count: count)
         for k in 0..<count {
             let i = batch.order[k]
@@ -112,8 +118,8 @@ public struct Worker: ~Copyable {
         var spinBudget = configuration.spinLimit
         var idleSince: UInt64 = 0  // 0: the last look found traffic
         while !stop.isRequested {
-            let served = serveBatch()
             let now = monotonicNanoseconds()
+            let served = serveBatch(now: now)
             if served > 0 {
                 if idleSince != 0 {
                     // Polling caught traffic: it pays, allow the full budget again.

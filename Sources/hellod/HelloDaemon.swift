@@ -49,6 +49,34 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
           help: "Send same-length replies to one peer as one segmented send (UDP GSO).")
     var gso = true
 
+    @Flag(name: .customLong("allow-privileged-ports"),
+          help: "Answer source ports below 1024 (refused by default: echo, chargen, DNS, NTP live there).")
+    var allowPrivilegedPorts = false
+
+    @Flag(name: .customLong("allow-own-ports"),
+          help: "Answer datagrams from a port hellod listens on (refused by default: two hellods would loop).")
+    var allowOwnPorts = false
+
+    @Option(name: .customLong("rate-limit"),
+            help: ArgumentHelp("Replies per second per source prefix (0: no limit).", valueName: "per-second"))
+    var rateLimit: UInt64 = 1000
+
+    @Option(name: .customLong("rate-burst"), help: ArgumentHelp("Replies a source may get at once.", valueName: "n"))
+    var rateBurst: UInt64 = 200
+
+    @Option(name: .customLong("rate-prefix-v4"), help: ArgumentHelp("IPv4 prefix length one limit covers.", valueName: "bits"))
+    var ratePrefixV4 = 32
+
+    @Option(name: .customLong("rate-prefix-v6"), help: ArgumentHelp("IPv6 prefix length one limit covers.", valueName: "bits"))
+    var ratePrefixV6 = 64
+
+    @Option(name: .customLong("rate-table"),
+            help: ArgumentHelp("Sources the limiter tracks at once, per worker (fixed memory: 16 bytes each).", valueName: "n"))
+    var rateTable = 4096
+
+    @Flag(name: .customLong("rate-limit-loopback"), help: "Rate-limit loopback peers too (exempt by default).")
+    var rateLimitLoopback = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -68,15 +96,26 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         guard (0...10_000).contains(coalesceMicroseconds) else {
             throw ValidationError("--coalesce-us must be between 0 and 10000, not \(coalesceMicroseconds).")
         }
+        guard rateLimit <= 1_000_000_000 else {
+            throw ValidationError("--rate-limit must be at most 1000000000, not \(rateLimit).")
+        }
+        guard (1...1_000_000_000).contains(rateBurst) else {
+            throw ValidationError("--rate-burst must be between 1 and 1000000000, not \(rateBurst).")
+        }
+        guard (0...32).contains(ratePrefixV4) else {
+            throw ValidationError("--rate-prefix-v4 must be between 0 and 32, not \(ratePrefixV4).")
+        }
+        guard (0...128).contains(ratePrefixV6) else {
+            throw ValidationError("--rate-prefix-v6 must be between 0 and 128, not \(ratePrefixV6).")
+        }
+        guard (4...(1 << 24)).contains(rateTable) else {
+            throw ValidationError("--rate-table must be between 4 and 16777216, not \(rateTable).")
+        }
     }
 
     func run() throws {
         DaemonLog.bootstrap(level: logLevel)
         let log = Logger(label: "hellod")
-        let configuration = WorkerConfiguration(
-            rule: ReplyRule(mode: mode), batchSize: batch, maxDatagram: maxDatagram,
-            spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
-            segmentation: gso)
         let sockets: [ServedSocket]
         do {
             sockets = try ServedSocket.open(listen: listen, workers: workers, log: log)
@@ -84,8 +123,26 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             log.error("\(failure.message)")
             throw ExitCode.failure
         }
+        let configuration = WorkerConfiguration(
+            rule: ReplyRule(mode: mode), batchSize: batch, maxDatagram: maxDatagram,
+            spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
+            segmentation: gso, policy: policy(ownPorts: sockets.map(\.address.port)))
         let server = Supervisor(sockets: sockets, configuration: configuration, log: log)
         server.run()
+    }
+}
+
+extension HelloDaemon {
+    func policy(ownPorts: [UInt16]) -> AdmissionPolicy {
+        var policy = AdmissionPolicy()
+        policy.allowPrivilegedSourcePorts = allowPrivilegedPorts
+        policy.allowOwnPorts = allowOwnPorts
+        policy.ownPorts = Array(Set(ownPorts)).sorted()
+        policy.rateLimit = rateLimit == 0 ? nil : RateLimiter.Configuration(
+            rate: rateLimit, burst: rateBurst, ipv4PrefixLength: ratePrefixV4, ipv6PrefixLength: ratePrefixV6,
+            tableSize: rateTable)
+        policy.limitLoopback = rateLimitLoopback
+        return policy
     }
 }
 

@@ -123,7 +123,15 @@ final class Supervisor {
         let addresses = sockets.map { "\($0.address)" }.joined(separator: " ")
         let origin = Set(sockets.map(\.origin.rawValue)).sorted().joined(separator: "+")
         let watchdog = liveness.map { "\($0.interval / 1_000_000) ms" } ?? "off"
-        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): mode \(configuration.rule.mode.rawValue), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog)",
+        let policy = configuration.policy
+        var refused: [String] = []
+        if !policy.allowPrivilegedSourcePorts { refused.append("privileged") }
+        if !policy.allowOwnPorts { refused.append("own (\(policy.ownPorts.map(String.init).joined(separator: ",")))") }
+        let ports = refused.isEmpty ? "no source ports refused" : "refusing \(refused.joined(separator: " and ")) source ports"
+        let limit = policy.rateLimit.map {
+            "rate limit \($0.rate)/s, burst \($0.burst), per IPv4 /\($0.ipv4PrefixLength) and IPv6 /\($0.ipv6PrefixLength)\(policy.limitLoopback ? "" : ", loopback exempt")"
+        } ?? "no rate limit"
+        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): mode \(configuration.rule.mode.rawValue), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); \(ports); \(limit)",
                  metadata: ["mode": "\(configuration.rule.mode.rawValue)", "batch": "\(configuration.batchSize)",
                             "sockets": "\(addresses)", "origin": "\(origin)"])
     }

@@ -2,8 +2,9 @@ import HelloCore
 import Testing
 
 /// Runs the engine over requests as the socket layer would hand them over.
-private func respond(_ engine: inout ReplyEngine, _ requests: [(bytes: [UInt8], peer: PeerAddress, truncated: Bool)]) {
-    engine.beginBatch()
+func respond(_ engine: inout ReplyEngine, _ requests: [(bytes: [UInt8], peer: PeerAddress, truncated: Bool)],
+             now: UInt64 = 1_000_000_000) {
+    engine.beginBatch(now: now)
     for (i, request) in requests.enumerated() {
         request.bytes.withUnsafeBytes { payload in
             engine.respond(to: Request(payload: payload, truncated: request.truncated, peer: request.peer), index: i)
@@ -11,7 +12,7 @@ private func respond(_ engine: inout ReplyEngine, _ requests: [(bytes: [UInt8], 
     }
 }
 
-private func replies(_ engine: borrowing ReplyEngine) -> [(request: Int, bytes: [UInt8])] {
+func replies(_ engine: borrowing ReplyEngine) -> [(request: Int, bytes: [UInt8])] {
     (0..<engine.plan.count).map { i in
         let outgoing = engine.plan[i]
         return (Int(outgoing.request), Array(engine.plan.bytes(of: outgoing)))
@@ -68,7 +69,8 @@ private func replies(_ engine: borrowing ReplyEngine) -> [(request: Int, bytes: 
     @Test func theEngineIsReusedBatchAfterBatch() {
         var engine = ReplyEngine(rule: ReplyRule(mode: .hello), batchSize: 2, maxDatagram: 64)
         for round in 0..<1000 {
-            respond(&engine, [(Array("n\(round)".utf8), v4, false), (Array("m".utf8), v6, false)])
+            respond(&engine, [(Array("n\(round)".utf8), v4, false), (Array("m".utf8), v6, false)],
+                    now: UInt64(round) * 1_000_000_000)
             #expect(replies(engine).map(\.bytes) == [Array("Hello, n\(round)!".utf8), Array("Hello, m!".utf8)])
             engine.recordSent(replies: 2, failed: 0)
         }

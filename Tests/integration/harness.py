@@ -27,7 +27,7 @@ BIN = bin_dir()
 HELLOD = os.path.join(BIN, "hellod")
 HELLO = os.path.join(BIN, "hello")
 
-START_LINE = re.compile(r"serving (?P<addresses>\S+(?: \S+)*) \((?P<origin>[^)]*)\)")
+START_LINE = re.compile(r"serving (?P<addresses>.+?) \((?P<origin>[^)]*)\):")
 
 
 class Hellod:

@@ -1,0 +1,114 @@
+/// A per-source rate limit in a fixed table: no growth with the number of sources, no
+/// allocation per datagram.
+///
+/// Each source prefix (IPv4 /32 and IPv6 /64 by default, as DNS servers' response rate
+/// limiting does) has a token bucket, kept as one number: the "theoretical arrival time" of
+/// the generic cell rate algorithm. A datagram is allowed when that time is less than
+/// `burst` intervals ahead of now, and moves it one interval on.
+///
+/// The table is set-associative: a source lives in one of `ways` slots of its set. A slot
+/// whose bucket has refilled holds nothing worth keeping, so it is reused; when every slot
+/// of the set is busy, the new source is refused (counted as rate limited) rather than
+/// taking a busy source's slot and with it that source's limit. Under a flood from more
+/// sources than the table holds, limits stay exact and the excess is dropped.
+public struct RateLimiter: ~Copyable {
+    public struct Configuration: Sendable, Equatable {
+        /// Datagrams per second per source prefix.
+        public var rate: UInt64
+        /// How many may come at once after a quiet spell.
+        public var burst: UInt64
+        public var ipv4PrefixLength: Int
+        public var ipv6PrefixLength: Int
+        /// Slots in the table (rounded up to a power of two).
+        public var tableSize: Int
+
+        public init(rate: UInt64 = 1000, burst: UInt64 = 200, ipv4PrefixLength: Int = 32, ipv6PrefixLength: Int = 64,
+                    tableSize: Int = 4096) {
+            self.rate = rate
+            self.burst = burst
+            self.ipv4PrefixLength = ipv4PrefixLength
+            self.ipv6PrefixLength = ipv6PrefixLength
+            self.tableSize = tableSize
+        }
+    }
+
+    public let configuration: Configuration
+    private let interval: UInt64        // nanoseconds between datagrams at the rate
+    private let tolerance: UInt64       // how far ahead of now the arrival time may run
+    private let keys: UnsafeMutablePointer<UInt64>
+    private let arrivals: UnsafeMutablePointer<UInt64>
+    private let setMask: Int
+    private let seed: UInt64
+    static let ways = 4
+
+    public init(_ configuration: Configuration, seed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
+        precondition(configuration.rate > 0 && configuration.burst > 0)
+        self.configuration = configuration
+        interval = max(1_000_000_000 / configuration.rate, 1)
+        tolerance = interval * (configuration.burst - 1)
+        let slots = max(1 << (Int.bitWidth - (max(configuration.tableSize, Self.ways) - 1).leadingZeroBitCount), Self.ways)
+        setMask = slots / Self.ways - 1
+        keys = .allocate(capacity: slots)
+        keys.initialize(repeating: 0, count: slots)
+        arrivals = .allocate(capacity: slots)
+        arrivals.initialize(repeating: 0, count: slots)
+        self.seed = seed
+    }
+
+    deinit {
+        keys.deallocate()
+        arrivals.deallocate()
+    }
+
+    public var slotCount: Int { (setMask + 1) * Self.ways }
+
+    /// Whether a datagram from `peer` at `now` (monotonic nanoseconds) is within its limit.
+    public mutating func allow(_ peer: PeerAddress, now: UInt64) -> Bool {
+        let key = self.key(peer)
+        let base = Int(truncatingIfNeeded: key >> 32) & setMask * Self.ways
+        var reusable = -1
+        for slot in base..<base + Self.ways {
+            if keys[slot] == key {
+                return admit(slot, now: now)
+            }
+            if reusable < 0 && arrivals[slot] <= now {
+                reusable = slot  // empty, or its bucket has refilled: nothing to lose
+            }
+        }
+        guard reusable >= 0 else { return false }  // every slot busy: refuse, keep their limits
+        keys[reusable] = key
+        arrivals[reusable] = now
+        return admit(reusable, now: now)
+    }
+
+    @inline(__always)
+    private func admit(_ slot: Int, now: UInt64) -> Bool {
+        let arrival = max(arrivals[slot], now)
+        guard arrival - now <= tolerance else { return false }
+        arrivals[slot] = arrival + interval
+        return true
+    }
+
+    /// The source prefix, hashed with a per-process seed (so no one can aim collisions);
+    /// never 0, which marks an empty slot.
+    @inline(__always)
+    func key(_ peer: PeerAddress) -> UInt64 {
+        var h: UInt64
+        switch peer.family {
+        case .v4:
+            let bits = configuration.ipv4PrefixLength
+            let mask: UInt64 = bits >= 32 ? 0xffff_ffff : (bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff)
+            h = (peer.low & mask) ^ 0x4000_0000_0000_0000
+        case .v6:
+            let bits = configuration.ipv6PrefixLength
+            let highMask: UInt64 = bits >= 64 ? ~0 : (bits <= 0 ? 0 : ~0 << UInt64(64 - bits))
+            let lowMask: UInt64 = bits >= 128 ? ~0 : (bits <= 64 ? 0 : ~0 << UInt64(128 - bits))
+            h = (peer.high & highMask) ^ ((peer.low & lowMask) &* 0x9E37_79B9_7F4A_7C15) ^ 0x6000_0000_0000_0000
+        }
+        h = (h ^ seed) &* 0xBF58_476D_1CE4_E5B9
+        h ^= h >> 31
+        h = h &* 0x94D0_49BB_1331_11EB
+        h ^= h >> 29
+        return h == 0 ? 1 : h
+    }
+}
