@@ -6,11 +6,13 @@
 /// the generic cell rate algorithm. A datagram is allowed when that time is less than
 /// `burst` intervals ahead of now, and moves it one interval on.
 ///
-/// The table is set-associative: a source lives in one of `ways` slots of its set. A slot
-/// whose bucket has refilled holds nothing worth keeping, so it is reused; when every slot
-/// of the set is busy, the new source is refused (counted as rate limited) rather than
-/// taking a busy source's slot and with it that source's limit. Under a flood from more
-/// sources than the table holds, limits stay exact and the excess is dropped.
+/// The table is set-associative with two choices: a source lives in one of the `ways`
+/// slots of either of two sets its hash picks (with one set, chance alone overfills some
+/// sets long before the table is full; with two, the table fills evenly). A slot whose
+/// bucket has refilled holds nothing worth keeping, so it is reused; when every candidate
+/// slot is busy, the new source is refused (counted as rate limited) rather than taking a
+/// busy source's slot and with it that source's limit. Under a flood from more sources
+/// than the table holds, limits stay exact and the excess is dropped.
 public struct RateLimiter: ~Copyable {
     public struct Configuration: Sendable, Equatable {
         /// Datagrams per second per source prefix.
@@ -39,7 +41,7 @@ public struct RateLimiter: ~Copyable {
     private let arrivals: UnsafeMutablePointer<UInt64>
     private let setMask: Int
     private let seed: UInt64
-    static let ways = 4
+    static let ways = 8
 
     public init(_ configuration: Configuration, seed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
         precondition(configuration.rate > 0 && configuration.burst > 0)
@@ -65,20 +67,41 @@ public struct RateLimiter: ~Copyable {
     /// Whether a datagram from `peer` at `now` (monotonic nanoseconds) is within its limit.
     public mutating func allow(_ peer: PeerAddress, now: UInt64) -> Bool {
         let key = self.key(peer)
-        let base = Int(truncatingIfNeeded: key >> 32) & setMask * Self.ways
-        var reusable = -1
-        for slot in base..<base + Self.ways {
-            if keys[slot] == key {
+        let first = (Int(truncatingIfNeeded: key >> 40) & setMask) * Self.ways
+        let second = (Int(truncatingIfNeeded: key >> 8) & setMask) * Self.ways
+        var (reusable, free) = (-1, 0)
+        if let slot = find(key, in: first, now: now, reusable: &reusable, free: &free) {
+            return admit(slot, now: now)
+        }
+        if second != first {
+            var (other, otherFree) = (-1, 0)
+            if let slot = find(key, in: second, now: now, reusable: &other, free: &otherFree) {
                 return admit(slot, now: now)
             }
-            if reusable < 0 && arrivals[slot] <= now {
-                reusable = slot  // empty, or its bucket has refilled: nothing to lose
+            if otherFree > free {
+                reusable = other  // the emptier set: that is what keeps every set from filling
             }
         }
-        guard reusable >= 0 else { return false }  // every slot busy: refuse, keep their limits
+        guard reusable >= 0 else { return false }  // every candidate busy: refuse, keep their limits
         keys[reusable] = key
         arrivals[reusable] = now
         return admit(reusable, now: now)
+    }
+
+    /// The slot holding `key` in the set at `base`, if any; else notes the set's first
+    /// reusable slot and how many it has.
+    @inline(__always)
+    private func find(_ key: UInt64, in base: Int, now: UInt64, reusable: inout Int, free: inout Int) -> Int? {
+        for slot in base..<base + Self.ways {
+            if keys[slot] == key {
+                return slot
+            }
+            if arrivals[slot] <= now {  // empty, or its bucket has refilled: nothing to lose
+                if reusable < 0 { reusable = slot }
+                free += 1
+            }
+        }
+        return nil
     }
 
     @inline(__always)

@@ -110,13 +110,26 @@ import Testing
     }
 
     @Test func aFullTableRefusesNewSourcesAndKeepsTheLimitsItHolds() {
-        var e = limited(rate: 10, burst: 2, table: 4)  // one set of four slots
-        let four = (1...4).map { peer(UInt32($0)) }
-        #expect(answered(&e, four + four + four, now: second) == 8)  // two each
-        #expect(answered(&e, [peer(5), peer(6)], now: second) == 0)  // no room: refused
-        #expect(answered(&e, four, now: second) == 0)  // the four are still held to their limit
+        var e = limited(rate: 10, burst: 2, table: 8)  // the smallest table: one set of eight slots
+        let eight = (1...8).map { peer(UInt32($0)) }
+        #expect(answered(&e, eight + eight + eight, now: second) == 16)  // two each
+        #expect(answered(&e, [peer(9), peer(10)], now: second) == 0)  // no room: refused
+        #expect(answered(&e, eight, now: second) == 0)  // the eight are still held to their limit
         // A second later every bucket has refilled: those slots can be reused.
-        #expect(answered(&e, [peer(5), peer(6)], now: 2 * second) == 2)
+        #expect(answered(&e, [peer(9), peer(10)], now: 2 * second) == 2)
+    }
+
+    @Test func theTableFillsEvenly() {
+        // Half full, no source may be refused for lack of a slot (with one set per source,
+        // chance alone overfilled some sets: 6 of 1000 sources were refused at a quarter).
+        var e = limited(rate: 10, burst: 1, table: 4096)
+        let sources = (0..<2048).map { PeerAddress.v6(high: 0x2001_0db8_0000_0000 | UInt64($0), low: 1, port: 40000) }
+        #expect(answered(&e, Array(sources[..<1024]), now: second) == 1024)
+        #expect(answered(&e, Array(sources[1024...]), now: second) == 1024)
+        #expect(e.counters.drops[.rateLimited] == 0)
+        // Three quarters full: still (almost) every source finds a slot.
+        let more = (2048..<3072).map { PeerAddress.v6(high: 0x2001_0db8_0000_0000 | UInt64($0), low: 1, port: 40000) }
+        #expect(answered(&e, more, now: second) >= 1014)
     }
 
     @Test func memoryIsFixed() {
