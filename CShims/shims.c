@@ -7,6 +7,7 @@
 #include "CShims.h"
 
 #include <errno.h>
+#include <linux/sock_diag.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
@@ -33,6 +34,15 @@ int hs_sendmmsg(int fd, hs_mmsghdr *msgs, unsigned int count, int flags) {
 }
 
 int hs_errno(void) { return errno; }
+
+int hs_socket_drops(int fd, uint32_t *drops) {
+    uint32_t meminfo[SK_MEMINFO_VARS];
+    socklen_t len = sizeof meminfo;
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) < 0) return -errno;
+    if (len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t)) return -EINVAL;
+    *drops = meminfo[SK_MEMINFO_DROPS];
+    return 0;
+}
 
 int hs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 

@@ -157,6 +157,10 @@ static inline size_t hs_put_segment_size(void *buf, size_t used, size_t cap, uin
 
 // MARK: - Small things
 
+// The socket's count of datagrams the kernel dropped for it (a full receive queue, mostly):
+// SO_MEMINFO's SK_MEMINFO_DROPS. 0 on success, -errno on failure.
+int hs_socket_drops(int fd, uint32_t *drops);
+
 int hs_errno(void);
 int hs_eventfd(void);
 int hs_set_thread_name(const char *name);

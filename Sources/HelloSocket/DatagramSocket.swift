@@ -75,6 +75,14 @@ public struct DatagramSocket: Sendable, Hashable {
         try setOption(SOL_SOCKET, HS_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
     }
 
+    /// How many datagrams the kernel has dropped for this socket since it was created,
+    /// mostly on a full receive queue (SO_MEMINFO). Unlike SO_RXQ_OVFL, which UDP reports
+    /// only with datagrams queued after the drops (if at all), this reads the count itself.
+    public var kernelDrops: UInt32? {
+        var drops: UInt32 = 0
+        return hs_socket_drops(descriptor.rawValue, &drops) == 0 ? drops : nil
+    }
+
     public var receiveBufferSize: Int {
         (try? Int(option(SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))) ?? 0
     }

@@ -16,6 +16,8 @@ final class Supervisor {
     let log: Logger
     let stop = StopSignal()
     let reports: [PublishedReport]
+    /// Each socket's kernel drop count when hellod started: drops are counted from there.
+    let dropBaselines: [UInt32]
     let statusInterval: UInt64 = 5_000_000_000
     /// Drop warnings are summarised, at most one line this often.
     let warningInterval: UInt64 = 60_000_000_000
@@ -25,6 +27,7 @@ final class Supervisor {
         self.configuration = configuration
         self.log = log
         self.reports = sockets.map { _ in PublishedReport() }
+        self.dropBaselines = sockets.map { $0.socket.kernelDrops ?? 0 }
     }
 
     func run() {
@@ -75,9 +78,13 @@ final class Supervisor {
         }
     }
 
-    /// Every worker's report, summed.
+    /// Every worker's report, summed, with the kernel's drops on every socket since start.
     private func total() -> WorkerReport {
-        reports.reduce(WorkerReport()) { $0 + $1.snapshot() }
+        var sum = reports.reduce(WorkerReport()) { $0 + $1.snapshot() }
+        sum.counters.queueOverflows = zip(sockets, dropBaselines).reduce(0) { total, pair in
+            total + UInt64((pair.0.socket.kernelDrops ?? pair.1) &- pair.1)
+        }
+        return sum
     }
 
     // MARK: Signals

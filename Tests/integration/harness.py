@@ -106,5 +106,65 @@ def free_udp_port(family=socket.AF_INET):
         return s.getsockname()[1]
 
 
+STOP_LINE = re.compile(r"read (?P<read>\d+), replied (?P<replied>\d+), dropped (?P<dropped>\d+) "
+                       r"\((?P<reasons>[^)]*)\), kernel queue drops (?P<queue>\d+)")
+
+
+def counters(stop_text):
+    """The stop line's counters: read, replied, dropped, queue, and each drop reason."""
+    match = STOP_LINE.search(stop_text)
+    if not match:
+        raise AssertionError("no stop line in %r" % stop_text)
+    found = {k: int(match.group(k)) for k in ("read", "replied", "dropped", "queue")}
+    if match.group("reasons") != "none":
+        for part in match.group("reasons").split(", "):
+            reason, count = part.rsplit(" ", 1)
+            found[reason] = int(count)
+    return found
+
+
+UDPTOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "udptool.py")
+
+
+def spoof(src, sport, dst, dport, payload="x", count=1, rate=None, prefix=()):
+    """Sends UDP datagrams with a forged source (raw socket; root)."""
+    command = [*prefix, "python3", UDPTOOL, "spoof", src, str(sport), dst, str(dport), payload, "--count", str(count)]
+    if rate:
+        command += ["--rate", str(rate)]
+    subprocess.run(command, check=True, timeout=120)
+
+
+def wait_until_drained(pid, port, timeout=15):
+    """Waits until the receive queue of the UDP socket on `port` (as process `pid` sees its
+    network) is empty: every datagram sent was then read or dropped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queued = 0
+        for table in ("udp", "udp6"):
+            with open("/proc/%d/net/%s" % (pid, table)) as sockets:
+                for line in sockets.readlines()[1:]:
+                    fields = line.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        queued += int(fields[4].split(":")[1], 16)
+        if queued == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the receive queue of port %d did not drain in %s s" % (port, timeout))
+
+
+def rss_anon_kb(pid):
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon for %d" % pid)
+
+
 class TestCase(unittest.TestCase):
     maxDiff = None
+
+    def assertBalanced(self, found):
+        """Every datagram read was replied or dropped under a named reason."""
+        reasons = sum(v for k, v in found.items() if k not in ("read", "replied", "dropped", "queue"))
+        self.assertEqual(found["dropped"], reasons, found)
+        self.assertEqual(found["read"], found["replied"] + found["dropped"], found)

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Traffic the safety tests need that ordinary clients cannot send, runnable inside a
+test's network namespace (`ip netns exec NS python3 udptool.py ...`).
+
+  spoof SRC SPORT DST DPORT PAYLOAD [--count N] [--rate R]
+      IPv4 UDP datagrams with a forged source (raw socket, root): source port 0, a
+      privileged port, or another server's address and port.
+  flood DST DPORT --sources A.B.C.D --count N [--per-source K]
+      K datagrams from each of N consecutive source addresses (bound, so replies come
+      back), sent in rounds; prints JSON: replies per source, sent, elapsed. First a
+      warm-up datagram from each source (so the server has resolved every neighbour),
+      then a pause long enough for a rate limiter's buckets to refill.
+Every loop is bounded in count and time.
+"""
+import argparse
+import ipaddress
+import json
+import socket
+import struct
+import sys
+import time
+
+
+def udp_packet(src, sport, dst, dport, payload):
+    """An IPv4 header (checksum and length filled by the kernel) and a UDP header (checksum
+    0: none, allowed over IPv4)."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(payload), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    return ip + udp + payload
+
+
+def spoof(src, sport, dst, dport, payload, count=1, rate=None):
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+        packet = udp_packet(src, sport, dst, dport, payload)
+        start = time.monotonic()
+        for i in range(count):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            s.sendto(packet, (dst, 0))
+
+
+def drain(sockets):
+    counts = []
+    for s in sockets:
+        n = 0
+        while True:
+            try:
+                s.recv(2048)
+                n += 1
+            except BlockingIOError:
+                break
+        counts.append(n)
+    return counts
+
+
+def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=1.0, settle=1.0):
+    base = ipaddress.IPv4Address(first_source)
+    sockets = []
+    for i in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.bind((str(base + i), 0))
+        s.setblocking(False)
+        sockets.append(s)
+    for s in sockets:
+        s.sendto(b"warm-up", (dst, dport))
+    time.sleep(settle)
+    warmup = sum(drain(sockets))
+    start = time.monotonic()
+    sent = 0
+    for _ in range(per_source):
+        for s in sockets:
+            try:
+                s.sendto(b"flood", (dst, dport))
+                sent += 1
+            except BlockingIOError:
+                pass
+        if rounds_gap:
+            time.sleep(rounds_gap)
+    elapsed = time.monotonic() - start
+    time.sleep(timeout)  # let the replies arrive
+    replies = drain(sockets)
+    for s in sockets:
+        s.close()
+    json.dump({"sent": sent, "elapsed": elapsed, "replies": replies, "warmup_sent": count, "warmup_replies": warmup},
+              sys.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("spoof")
+    p.add_argument("src"); p.add_argument("sport", type=int); p.add_argument("dst"); p.add_argument("dport", type=int)
+    p.add_argument("payload")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--rate", type=float)
+    f = sub.add_parser("flood")
+    f.add_argument("dst"); f.add_argument("dport", type=int)
+    f.add_argument("--sources", required=True)
+    f.add_argument("--count", type=int, required=True)
+    f.add_argument("--per-source", type=int, default=1)
+    f.add_argument("--gap", type=float, default=0.0)
+    args = parser.parse_args()
+    if args.command == "spoof":
+        spoof(args.src, args.sport, args.dst, args.dport, args.payload.encode(), args.count, args.rate)
+    else:
+        flood(args.dst, args.dport, args.sources, args.count, args.per_source, args.gap)
+
+
+if __name__ == "__main__":
+    main()
