@@ -5,14 +5,15 @@ set -eu
 cd "$(dirname "$0")"
 scripts/deps.sh test
 
-echo "== build" >&2
+echo "== build: the unit tests (debug) and the release binaries users install (make build)" >&2
 swift build --build-tests >&2
-export HELLOD_BIN_DIR="$(swift build --show-bin-path)"
+make build >&2
+export HELLOD_BIN_DIR="$PWD/.build-static/release"
 
 echo "== unit tests (swift test)" >&2
 swift test --skip-build
 
-echo "== integration tests (real sockets, real clients)" >&2
+echo "== integration tests (the release binaries, real sockets, real clients)" >&2
 python3 -m unittest discover -s Tests/integration -v
 
 echo "== end-to-end tests (make install under a real systemd in private namespaces)" >&2

@@ -1,7 +1,7 @@
 """Runs the real hellod and hello binaries for the integration tests.
 
-The binaries come from HELLOD_BIN_DIR (test.sh sets it), else from `swift build
---show-bin-path`. Every server listens on an ephemeral port (port 0) and says which in its
+The binaries come from HELLOD_BIN_DIR (test.sh sets it), else from `make build`'s
+.build-static/release. Every server listens on an ephemeral port (port 0) and says which in its
 start line, so the tests pass while another hellod serves port 9999.
 """
 import os
@@ -18,8 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def bin_dir():
     found = os.environ.get("HELLOD_BIN_DIR")
     if not found:
-        found = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True,
-                               capture_output=True, text=True).stdout.strip()
+        found = os.path.join(ROOT, ".build-static", "release")  # what `make build` makes
     return found
 
 

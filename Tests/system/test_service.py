@@ -64,6 +64,11 @@ class InstalledService(unittest.TestCase):
             time.sleep(0.1)
         self.fail("%s did not happen within %s s" % (what, timeout))
 
+    def reset_start_limit(self):
+        """These steps restart the service more often than systemd's default start limit
+        (5 starts in 10 s) allows an operator; reset-failed clears the count."""
+        self.systemctl("reset-failed", "hellod.service")
+
     def greet(self):
         result = self.hello("--timeout", "1", "--retries", "5", "Michael", "Tracy", "Sarah")
         self.assertEqual(result.stdout, "Hello, Michael!\nHello, Tracy!\nHello, Sarah!\n", result.stderr)
@@ -135,6 +140,7 @@ class InstalledService(unittest.TestCase):
         report("cold activation, first datagram to its reply (3 runs)", ", ".join("%.1f ms" % s for s in samples))
 
     def test_08_kill_9_and_it_answers_again(self):
+        self.reset_start_limit()
         self.greet()
         before = self.show("hellod.service", "MainPID", "NRestarts")
         self.systemctl("kill", "-s", "KILL", "hellod.service", check=True)
@@ -146,6 +152,7 @@ class InstalledService(unittest.TestCase):
         self.assertEqual(int(after["NRestarts"]), int(before["NRestarts"]) + 1)
 
     def test_09_a_frozen_hellod_is_restarted_by_the_watchdog(self):
+        self.reset_start_limit()
         self.greet()
         before = self.show("hellod.service", "MainPID", "NRestarts", "WatchdogUSec")
         self.assertEqual(before["WatchdogUSec"], "5s")
@@ -166,7 +173,37 @@ class InstalledService(unittest.TestCase):
         report("hello bench through the installed service (8 flows x 32, 2 s)",
                "%d replies/s, p50 %.1f us, p99 %.1f us" % (figures["replies_per_second"], figures["rtt_us"]["p50"], figures["rtt_us"]["p99"]))
 
-    def test_11_make_uninstall(self):
+    def bench_across(self, action, seconds=4, at=1.5):
+        """An open-loop load at 20,000 requests/s; `action` runs `at` seconds in."""
+        bench = subprocess.Popen(["nsenter", "-t", str(self.systemd.pid), "-n", "--", HELLO, "bench", "--rate", "20000",
+                                  "--duration", str(seconds), "--timeout", "1", "--json"],
+                                 stdout=subprocess.PIPE, text=True)
+        time.sleep(at)
+        action()
+        return json.loads(bench.communicate(timeout=60)[0])
+
+    def test_11_restart_under_load_loses_nothing(self):
+        self.reset_start_limit()
+        self.greet()
+        before = self.show("hellod.service", "MainPID")["MainPID"]
+        figures = self.bench_across(lambda: self.systemctl("restart", "hellod.service", check=True))
+        self.assertNotEqual(self.show("hellod.service", "MainPID")["MainPID"], before)
+        report("systemctl restart during 20,000 requests/s",
+               "sent %d, answered %d, lost %d, late %d" % (figures["sent"], figures["answered"], figures["lost"], figures["late"]))
+        self.assertEqual(figures["wrong"], 0)
+        self.assertEqual(figures["lost"], 0)  # the queued datagrams waited in systemd's socket
+
+    def test_12_kill_9_under_load_loses_at_most_the_batch_in_hand(self):
+        self.reset_start_limit()
+        self.greet()
+        figures = self.bench_across(lambda: self.systemctl("kill", "-s", "KILL", "hellod.service", check=True))
+        report("kill -9 during 20,000 requests/s",
+               "sent %d, answered %d, lost %d" % (figures["sent"], figures["answered"], figures["lost"]))
+        self.assertEqual(figures["wrong"], 0)
+        self.assertLessEqual(figures["lost"], 64)  # --batch 64: what the killed process had read
+        self.greet()
+
+    def test_13_make_uninstall(self):
         result = self.systemd.run("make", "-C", ROOT, "uninstall", check=False, timeout=120)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertEqual(self.show("hellod.socket", "LoadState")["LoadState"], "not-found")
