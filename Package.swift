@@ -16,6 +16,9 @@ let package = Package(
     products: [
         .executable(name: "hellod", targets: ["hellod"]),
         .executable(name: "hello", targets: ["hello"]),
+        .library(name: "HelloCore", targets: ["HelloCore"]),
+        .library(name: "HelloSocket", targets: ["HelloSocket"]),
+        .library(name: "HelloServer", targets: ["HelloServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
