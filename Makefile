@@ -4,6 +4,7 @@
 #   sudo make install         binaries and units; then: systemctl enable --now hellod.socket
 #   sudo make uninstall       stops, disables and removes them
 #   make bench                hellod against ../shared/bench's refecho, side by side
+#   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #
 # PREFIX (/usr/local), BINDIR, UNITDIR and DESTDIR are honoured as usual.
 
@@ -17,7 +18,7 @@ RELEASE  = $(SCRATCH)/release
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build install uninstall bench test
+.PHONY: all build install uninstall bench bench-malloc test
 
 all: build
 
@@ -40,6 +41,12 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hellod $(DESTDIR)$(BINDIR)/hello
 	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(DESTDIR)$(UNITDIR)/hellod.socket
 	@$(SYSTEMCTL) daemon-reload; fi
+
+bench: build
+	bench/compare.py $(BENCH_ARGS)
+
+bench-malloc:
+	cd Benchmarks && swift package benchmark thresholds check
 
 test:
 	./test.sh

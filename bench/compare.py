@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""hellod against refecho, the plainest fast C server (../shared/bench/refecho.c), in one
+run: the server pinned to CPU 0, `hello bench` pinned to CPU 1, all on 127.0.0.1.
+
+    make bench                      # or: bench/compare.py [--seconds 5] [--runs 3]
+
+Two workloads: throughput (8 flows x 32 in flight, 16-byte names) and ping-pong (1 flow x
+1 in flight). For each server: replies/s, round trip p50/p99, server CPU nanoseconds per
+reply (utime+stime from /proc/PID/stat over the measured window), peak RSS (VmHWM) and
+anonymous RSS, idle and under load. Each configuration runs --runs times, interleaved with
+the others; the table shows medians, and the ratios are against refecho's medians. The
+machine is shared and noisy: read the ratios, not the absolute numbers.
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, ".build-static", "release")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_once(server, workload, seconds):
+    port = free_port()
+    command = [arg.replace("PORT", str(port)) for arg in server["command"]]
+    proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)  # started and idle
+        if proc.poll() is not None:
+            sys.exit("%s exited at start" % server["name"])
+        idle_anon = status_kb(proc.pid, "RssAnon")
+        before = cpu_ticks(proc.pid)
+        out = subprocess.run(["taskset", "-c", "1", os.path.join(RELEASE, "hello"), "bench", "--port", str(port),
+                              "--mode", "hello", "--size", "16", "--duration", str(seconds), "--json", *workload["args"]],
+                             capture_output=True, text=True, timeout=seconds + 60).stdout
+        after = cpu_ticks(proc.pid)
+        report = json.loads(out)
+        return {
+            "replies_per_second": report["replies_per_second"],
+            "p50": report["rtt_us"]["p50"], "p99": report["rtt_us"]["p99"],
+            "ns_per_reply": (after - before) * 1e9 / TICK / max(report["answered"], 1),
+            "peak_rss_kb": status_kb(proc.pid, "VmHWM"),
+            "idle_anon_kb": idle_anon, "load_anon_kb": status_kb(proc.pid, "RssAnon"),
+            "lost": report["lost"], "wrong": report["wrong"],
+        }
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def idle_cpu_percent(seconds=5):
+    proc = subprocess.Popen(["taskset", "-c", "0", os.path.join(RELEASE, "hellod"), "--listen", "127.0.0.1:%d" % free_port()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        before = cpu_ticks(proc.pid)
+        time.sleep(seconds)
+        return (cpu_ticks(proc.pid) - before) / TICK / seconds * 100
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--refecho", default=os.path.join(ROOT, "..", "shared", "bench", "refecho.c"))
+    args = parser.parse_args()
+    if not os.path.exists(args.refecho):
+        sys.exit("refecho.c not found at %s (pass --refecho PATH)" % args.refecho)
+    refecho = os.path.join(ROOT, ".build-bench", "refecho")
+    os.makedirs(os.path.dirname(refecho), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-o", refecho, args.refecho], check=True)
+    hellod = os.path.join(RELEASE, "hellod")
+    servers = [
+        {"name": "hellod --batch 64", "command": [hellod, "--listen", "127.0.0.1:PORT"]},
+        {"name": "hellod --batch 1", "command": [hellod, "--listen", "127.0.0.1:PORT", "--batch", "1"]},
+        {"name": "refecho (C, batch 64)", "command": [refecho, "PORT", "64", "hello"]},
+    ]
+    workloads = [
+        {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
+        {"name": "ping-pong: 1 flow x 1 in flight", "args": ["--flows", "1", "--window", "1"]},
+    ]
+    print("machine: %s, %d CPUs; %s; %g s per run, %d runs, medians" % (
+        os.uname().release, os.cpu_count(), subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip(),
+        args.seconds, args.runs))
+    for workload in workloads:
+        samples = {s["name"]: [] for s in servers}
+        for _ in range(args.runs):
+            for server in servers:
+                samples[server["name"]].append(run_once(server, workload, args.seconds))
+        median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
+        base = median[servers[-1]["name"]]
+        print("\n%s" % workload["name"])
+        print("| server | replies/s | p50 us | p99 us | CPU ns/reply | vs refecho | p50 vs refecho | peak RSS KiB | anon idle -> load KiB |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, m in median.items():
+            print("| %s | %.0f | %.1f | %.1f | %.0f | %.2fx | %.2fx | %d | %d -> %d |" % (
+                name, m["replies_per_second"], m["p50"], m["p99"], m["ns_per_reply"],
+                m["ns_per_reply"] / base["ns_per_reply"], m["p50"] / base["p50"], m["peak_rss_kb"],
+                m["idle_anon_kb"], m["load_anon_kb"]))
+        lost = sum(r["lost"] + r["wrong"] for runs in samples.values() for r in runs)
+        if lost:
+            print("(lost or wrong replies across these runs: %d)" % lost)
+    print("\nidle hellod: %.2f%% of a CPU over 5 s" % idle_cpu_percent())
+
+
+if __name__ == "__main__":
+    main()
