@@ -34,10 +34,12 @@ struct ServedSocket {
         }
         var sockets: [ServedSocket] = []
         do {
-            for address in listen.isEmpty ? [.anyIPv6(port: 9999)] : listen {
+            for requested in listen.isEmpty ? [.anyIPv6(port: 9999)] : listen {
+                var address = requested
                 for _ in 0..<workers {
                     let socket = try bind(address, reusePort: workers > 1)
                     sockets.append(ServedSocket(socket: socket, origin: .bound, address: socket.localAddress))
+                    address = socket.localAddress  // port 0: the others join the port the first got
                 }
             }
         } catch {

@@ -61,7 +61,8 @@ final class Supervisor {
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")
         stop.stop()
         threads.forEach { $0.join() }
-        logStop(total(), signal: signal, uptime: monotonicNanoseconds() - started)
+        logStop(total(), perSocket: reports.map { $0.snapshot().counters.read }, signal: signal,
+                uptime: monotonicNanoseconds() - started)
     }
 
     private func startWorker(_ index: Int, _ served: ServedSocket, liveness: Liveness?,
@@ -143,9 +144,10 @@ final class Supervisor {
                             "sockets": "\(addresses)", "origin": "\(origin)"])
     }
 
-    private func logStop(_ report: WorkerReport, signal: Int32, uptime: UInt64) {
+    private func logStop(_ report: WorkerReport, perSocket: [UInt64], signal: Int32, uptime: UInt64) {
         let c = report.counters
-        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends)",
+        let split = perSocket.count > 1 ? " (per socket \(perSocket.map(String.init).joined(separator: "/")))" : ""
+        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends)",
                  metadata: ["read": "\(c.read)", "replied": "\(c.replied)", "dropped": "\(c.drops.total)",
                             "queue_overflows": "\(c.queueOverflows)"])
     }

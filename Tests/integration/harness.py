@@ -105,7 +105,7 @@ def free_udp_port(family=socket.AF_INET):
         return s.getsockname()[1]
 
 
-STOP_LINE = re.compile(r"read (?P<read>\d+), replied (?P<replied>\d+), dropped (?P<dropped>\d+) "
+STOP_LINE = re.compile(r"read (?P<read>\d+)(?: \(per socket (?P<split>[\d/]+)\))?, replied (?P<replied>\d+), dropped (?P<dropped>\d+) "
                        r"\((?P<reasons>[^)]*)\), kernel queue drops (?P<queue>\d+)")
 
 
@@ -115,6 +115,7 @@ def counters(stop_text):
     if not match:
         raise AssertionError("no stop line in %r" % stop_text)
     found = {k: int(match.group(k)) for k in ("read", "replied", "dropped", "queue")}
+    found["per_socket"] = [int(n) for n in match.group("split").split("/")] if match.group("split") else [found["read"]]
     if match.group("reasons") != "none":
         for part in match.group("reasons").split(", "):
             reason, count = part.rsplit(" ", 1)
@@ -164,6 +165,6 @@ class TestCase(unittest.TestCase):
 
     def assertBalanced(self, found):
         """Every datagram read was replied or dropped under a named reason."""
-        reasons = sum(v for k, v in found.items() if k not in ("read", "replied", "dropped", "queue"))
+        reasons = sum(v for k, v in found.items() if k not in ("read", "replied", "dropped", "queue", "per_socket"))
         self.assertEqual(found["dropped"], reasons, found)
         self.assertEqual(found["read"], found["replied"] + found["dropped"], found)

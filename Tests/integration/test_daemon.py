@@ -1,11 +1,12 @@
 """hellod from the outside: arguments, addresses, modes, signals, bytes on the wire."""
+import json
 import re
 import signal
 import socket
 import subprocess
 import time
 
-from harness import HELLOD, Hellod, TestCase, exchange, hello, hello_process
+from harness import HELLOD, Hellod, TestCase, counters, exchange, hello, hello_process
 
 
 class Arguments(TestCase):
@@ -90,6 +91,22 @@ class Serving(TestCase):
                 # The hello client connects its socket: it hears only the address it asked.
                 result = hello("--host", "127.0.0.2", "--port", str(d.port), "--timeout", "1", "Sarah")
                 self.assertEqual((result.returncode, result.stdout), (0, "Hello, Sarah!\n"))
+
+    def test_two_workers_share_one_port(self):
+        with Hellod("--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--workers", "2") as d:
+            self.assertEqual(len(d.addresses), 4)
+            self.assertIn("sockets 4", d.start_line)
+            v4 = int(d.addresses[0].rsplit(":", 1)[1])
+            self.assertEqual(d.addresses[:2], ["127.0.0.1:%d" % v4] * 2)  # one port, two sockets
+            result = hello("bench", "--port", str(v4), "--flows", "16", "--window", "8", "--requests", "500",
+                           "--duration", "30", "--json")
+            report = json.loads(result.stdout)
+            self.assertEqual((report["answered"], report["lost"], report["wrong"]), (8000, 0, 0))
+            found = counters(d.stop()[1])
+        self.assertEqual(len(found["per_socket"]), 4)
+        self.assertEqual(sum(found["per_socket"][:2]), 8000)
+        self.assertTrue(all(n > 0 for n in found["per_socket"][:2]), found["per_socket"])  # both served flows
+        self.assertBalanced(found)
 
     def test_echo_mode(self):
         with Hellod("--listen", "127.0.0.1:0", "--mode", "echo") as d:
