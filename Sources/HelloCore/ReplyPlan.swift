@@ -4,6 +4,12 @@ public struct Outgoing: Sendable, Equatable {
     public var request: Int32
     public var offset: Int32
     public var length: Int32
+
+    public init(request: Int32, offset: Int32, length: Int32) {
+        self.request = request
+        self.offset = offset
+        self.length = length
+    }
 }
 
 /// The replies to one batch, written one after another into a buffer allocated once.
@@ -16,7 +22,7 @@ public struct ReplyPlan: ~Copyable {
     public let bufferCapacity: Int
     public let capacity: Int
     public let buffer: UnsafeMutableRawPointer
-    private let entries: UnsafeMutablePointer<Outgoing>
+    private let storage: UnsafeMutablePointer<Outgoing>
     public private(set) var count = 0
     public private(set) var bufferUsed = 0
 
@@ -28,12 +34,12 @@ public struct ReplyPlan: ~Copyable {
         self.bufferCapacity = capacity * max(largestReply, 1)
         precondition(bufferCapacity <= Int(Int32.max), "reply buffer offsets are 32-bit")
         self.buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferCapacity, alignment: 64)
-        self.entries = .allocate(capacity: capacity)
+        self.storage = .allocate(capacity: capacity)
     }
 
     deinit {
         buffer.deallocate()
-        entries.deallocate()
+        storage.deallocate()
     }
 
     public mutating func removeAll() {
@@ -50,14 +56,19 @@ public struct ReplyPlan: ~Copyable {
 
     public mutating func commit(length: Int, request: Int) {
         precondition(count < capacity && length <= bufferSpace)
-        entries[count] = Outgoing(request: Int32(request), offset: Int32(bufferUsed), length: Int32(length))
+        storage[count] = Outgoing(request: Int32(request), offset: Int32(bufferUsed), length: Int32(length))
         count += 1
         bufferUsed += length
     }
 
     public subscript(index: Int) -> Outgoing {
         precondition(index >= 0 && index < count)
-        return entries[index]
+        return storage[index]
+    }
+
+    /// The planned datagrams, in order; valid until the plan changes.
+    public var entries: UnsafeBufferPointer<Outgoing> {
+        UnsafeBufferPointer(start: storage, count: count)
     }
 
     public func bytes(of outgoing: Outgoing) -> UnsafeRawBufferPointer {

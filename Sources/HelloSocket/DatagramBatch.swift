@@ -32,15 +32,12 @@ public final class DatagramBatch {
     private let firstEntry: UnsafeMutablePointer<Int32>
     private let entryCount: UnsafeMutablePointer<Int32>
     private var lastOverflow: UInt32?
-    /// The order to answer the last batch in: grouped by peer, each peer's requests in the
-    /// order they came. Grouped replies sit side by side, so each group can be one
-    /// segmented send. `groupSlots` is a small hash table (peer -> group) used to build it.
+    /// The order to answer the last batch in (see `orderByPeer`).
     public let order: UnsafeMutablePointer<Int>
-    private let groupSlots: UnsafeMutablePointer<Int32>
-    private let groupSlotCount: Int
-    private let groupHead: UnsafeMutablePointer<Int32>
-    private let groupTail: UnsafeMutablePointer<Int32>
-    private let nextInGroup: UnsafeMutablePointer<Int32>
+    private var grouping: PeerGrouping
+    /// Keys the peer hash, so no sender can aim its addresses at one probe run.
+    private let hashSeed = UInt64.random(in: 0...UInt64.max)
+    private let planner: SegmentPlanner
 
     /// Room for the control messages of one datagram: IP_PKTINFO, IPV6_PKTINFO and
     /// SO_RXQ_OVFL in, a PKTINFO and UDP_SEGMENT out.
@@ -63,14 +60,9 @@ public final class DatagramBatch {
         for i in 0..<capacity {
             incoming.setBuffer(i, payloads + i * maxDatagram, length: maxDatagram)
         }
-        order = .allocate(capacity: capacity)
-        order.initialize(repeating: 0, count: capacity)
-        groupSlotCount = 1 << (Int.bitWidth - (2 * capacity - 1).leadingZeroBitCount)
-        groupSlots = .allocate(capacity: groupSlotCount)
-        groupSlots.initialize(repeating: -1, count: groupSlotCount)
-        groupHead = .allocate(capacity: capacity)
-        groupTail = .allocate(capacity: capacity)
-        nextInGroup = .allocate(capacity: capacity)
+        grouping = PeerGrouping(capacity: capacity)
+        order = grouping.order
+        planner = SegmentPlanner(maxSegments: options.segmentation ? Int(HS_UDP_MAX_SEGMENTS) : 1)
     }
 
     deinit {
@@ -78,11 +70,6 @@ public final class DatagramBatch {
         locals.deallocate()
         firstEntry.deallocate()
         entryCount.deallocate()
-        order.deallocate()
-        groupSlots.deallocate()
-        groupHead.deallocate()
-        groupTail.deallocate()
-        nextInGroup.deallocate()
     }
 
     // MARK: Receiving
@@ -121,64 +108,38 @@ public final class DatagramBatch {
         return lastOverflow.map { UInt64(newest &- $0) } ?? 0
     }
 
-    /// Fills `order` for datagrams `0..<count`: identity without segmentation; else grouped
-    /// by peer (first-seen peer first), each peer's datagrams in arrival order. O(count).
+    /// Fills `order` for datagrams `0..<count`: arrival order without segmentation; else
+    /// grouped by peer (first-seen peer first), each peer's datagrams in arrival order, so
+    /// each peer's replies sit side by side in the plan. O(count).
     @inline(__always)
     public func orderByPeer(count: Int) {
-        guard options.segmentation && count > 2 else {
-            for i in 0..<count { order[i] = i }
+        guard options.segmentation else {
+            grouping.arrivalOrder(count: count)
             return
         }
         let names = incoming.names!
-        var groups: Int32 = 0
-        let mask = groupSlotCount - 1
-        for i in 0..<count {
-            nextInGroup[i] = -1
-            var slot = Self.hash(names + i) & mask
-            while true {
-                let group = groupSlots[slot]
-                if group < 0 {
-                    groupSlots[slot] = groups
-                    groupHead[Int(groups)] = Int32(i)
-                    groupTail[Int(groups)] = Int32(i)
-                    groups += 1
-                    break
-                }
-                let first = Int(groupHead[Int(group)])
-                if hs_sockaddr_equal(names + first, incoming.headers[first].msg_hdr.msg_namelen,
-                                     names + i, incoming.headers[i].msg_hdr.msg_namelen) {
-                    nextInGroup[Int(groupTail[Int(group)])] = Int32(i)
-                    groupTail[Int(group)] = Int32(i)
-                    break
-                }
-                slot = (slot + 1) & mask
-            }
-        }
-        var k = 0
-        for group in 0..<Int(groups) {
-            var i = groupHead[group]
-            // Clear the slot this group took, so the table is empty for the next batch.
-            var slot = Self.hash(names + Int(i)) & mask
-            while groupSlots[slot] != Int32(group) { slot = (slot + 1) & mask }
-            groupSlots[slot] = -1
-            while i >= 0 {
-                order[k] = Int(i)
-                k += 1
-                i = nextInGroup[Int(i)]
-            }
-        }
+        let seed = hashSeed
+        grouping.group(count: count, hash: { Self.hash(names + $0, seed: seed) }, sameKey: { samePeer($0, $1) })
     }
 
     /// A hash of the address and port of a kernel-written IPv4 or IPv6 sockaddr.
     @inline(__always)
-    private static func hash(_ name: UnsafePointer<sockaddr_storage>) -> Int {
+    private static func hash(_ name: UnsafePointer<sockaddr_storage>, seed: UInt64) -> UInt64 {
         let raw = UnsafeRawPointer(name)
-        var h = raw.load(as: UInt64.self) &* 0x9E37_79B9_7F4A_7C15  // family, port, (IPv4 address)
+        var h = PeerGrouping.mix(seed ^ raw.load(as: UInt64.self))  // family, port, (IPv4 address)
         if name.pointee.ss_family == sa_family_t(AF_INET6) {
-            h ^= raw.load(fromByteOffset: 8, as: UInt64.self) &* 0xC2B2_AE3D_27D4_EB4F
-            h ^= raw.load(fromByteOffset: 16, as: UInt64.self) &* 0x1656_67B1_9E37_79F9
+            h = PeerGrouping.mix(h ^ raw.load(fromByteOffset: 8, as: UInt64.self))
+            h = PeerGrouping.mix(h ^ raw.load(fromByteOffset: 16, as: UInt64.self))
         }
-        return Int(truncatingIfNeeded: (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9 >> 32)
+        return h
+    }
+
+    /// Datagrams `a` and `b` came from the same address and port.
+    @inline(__always)
+    private func samePeer(_ a: Int, _ b: Int) -> Bool {
+        let names = incoming.names!
+        return hs_sockaddr_equal(names + a, incoming.headers[a].msg_hdr.msg_namelen,
+                                 names + b, incoming.headers[b].msg_hdr.msg_namelen)
     }
 
     // MARK: Sending
@@ -242,38 +203,29 @@ public final class DatagramBatch {
     }
 
     /// Fills outgoing messages from `slot` on with the plan's entries from `entry` on, and
-    /// returns the message count. Same-length replies to one peer from one local address
-    /// become one segmented send unless their entry is at or before `plainThrough`.
+    /// returns the message count. `planner` decides which entries share a segmented send;
+    /// none at or before `plainThrough` does.
     private func buildMessages(_ plan: borrowing ReplyPlan, from entry: Int, plainThrough: Int, slot: Int) -> Int {
+        let entries = plan.entries
+        let names = incoming.names!
         var e = entry
         var m = slot
-        while e < plan.count {
-            let first = plan[e]
+        while e < entries.count {
+            let send = planner.send(from: e, of: entries, plainThrough: plainThrough,
+                                    largestPayload: { PeerAddress(sockaddr: names + $0).largestPayload },
+                                    sameRoute: { sameRoute($0, $1) })
+            let first = entries[e]
             let request = Int(first.request)
-            var count = 1
-            var bytes = Int(first.length)
-            if options.segmentation && e > plainThrough && first.length > 0 {
-                let limit = PeerAddress(sockaddr: incoming.names! + request).largestPayload
-                while e + count < plan.count, count < Int(HS_UDP_MAX_SEGMENTS) {
-                    let next = plan[e + count]
-                    guard next.length <= first.length, next.length > 0, bytes + Int(next.length) <= limit,
-                          next.offset == first.offset + Int32(bytes),
-                          sameRoute(request, Int(next.request)) else { break }
-                    count += 1
-                    bytes += Int(next.length)
-                    if next.length < first.length { break }  // only the last segment may be shorter
-                }
-            }
-            outgoing.setBuffer(m, plan.buffer + Int(first.offset), length: bytes)
+            outgoing.setBuffer(m, plan.buffer + Int(first.offset), length: send.bytes)
             var header = outgoing.headers[m].msg_hdr
-            header.msg_name = UnsafeMutableRawPointer(incoming.names! + request)
+            header.msg_name = UnsafeMutableRawPointer(names + request)
             header.msg_namelen = incoming.headers[request].msg_hdr.msg_namelen
             let control = outgoing.controlBuffer(m)!
             var used = 0
             if options.replyFromLocalAddress {
                 used = writeSource(of: request, control)
             }
-            if count > 1 {
+            if send.count > 1 {
                 used = hs_put_segment_size(control, used, outgoing.controlSize, UInt16(first.length))
             }
             header.msg_control = used > 0 ? control : nil
@@ -281,9 +233,9 @@ public final class DatagramBatch {
             header.msg_flags = 0
             outgoing.headers[m].msg_hdr = header
             firstEntry[m] = Int32(e)
-            entryCount[m] = Int32(count)
+            entryCount[m] = Int32(send.count)
             m += 1
-            e += count
+            e += send.count
         }
         return m
     }
@@ -309,9 +261,7 @@ public final class DatagramBatch {
     @inline(__always)
     private func sameRoute(_ a: Int, _ b: Int) -> Bool {
         if a == b { return true }
-        let names = incoming.names!
-        guard hs_sockaddr_equal(names + a, incoming.headers[a].msg_hdr.msg_namelen,
-                                names + b, incoming.headers[b].msg_hdr.msg_namelen) else { return false }
+        guard samePeer(a, b) else { return false }
         guard options.replyFromLocalAddress else { return true }
         let x = locals[a], y = locals[b]
         return x.has_local4 == y.has_local4 && x.local4.s_addr == y.local4.s_addr
