@@ -21,7 +21,7 @@ _Static_assert(offsetof(hs_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len
 _Static_assert(sizeof(hs_in_pktinfo) == sizeof(struct in_pktinfo) &&
                offsetof(hs_in_pktinfo, ipi_spec_dst) == offsetof(struct in_pktinfo, ipi_spec_dst), "hs_in_pktinfo layout differs");
 _Static_assert(sizeof(hs_in6_pktinfo) == sizeof(struct in6_pktinfo), "hs_in6_pktinfo size differs");
-_Static_assert(HS_UDP_SEGMENT == 103 && HS_SO_RXQ_OVFL == SO_RXQ_OVFL && HS_IP_PKTINFO == IP_PKTINFO &&
+_Static_assert(HS_UDP_SEGMENT == 103 && HS_IP_PKTINFO == IP_PKTINFO &&
                HS_IPV6_RECVPKTINFO == IPV6_RECVPKTINFO && HS_IPV6_PKTINFO == IPV6_PKTINFO &&
                HS_IPV6_V6ONLY == IPV6_V6ONLY, "a re-exported constant differs from the system's");
 

@@ -32,7 +32,6 @@ int hs_sendmmsg(int fd, hs_mmsghdr *msgs, unsigned int count, int flags);
 
 static const int HS_UDP_SEGMENT = 103;        // linux/udp.h: GSO segment size, per send
 static const int HS_UDP_MAX_SEGMENTS = 64;    // the kernel's limit on segments per GSO send
-static const int HS_SO_RXQ_OVFL = 40;         // asm-generic/socket.h: receive-queue drop count
 static const int HS_IP_PKTINFO = 8;           // linux/in.h
 static const int HS_IPV6_RECVPKTINFO = 49;    // linux/in6.h
 static const int HS_IPV6_PKTINFO = 50;
@@ -83,8 +82,6 @@ typedef struct {
     bool has_local6;              // IPV6_PKTINFO: the IPv6 (maybe v4-mapped) address
     struct in6_addr local6;
     unsigned int ifindex6;
-    bool has_overflow;            // SO_RXQ_OVFL: the socket's drop count so far
-    uint32_t overflow;
 } hs_received_control;
 
 static inline void hs_parse_control(const struct msghdr *msg, hs_received_control *out) {
@@ -112,9 +109,6 @@ static inline void hs_parse_control(const struct msghdr *msg, hs_received_contro
             out->has_local6 = true;
             out->local6 = info.ipi6_addr;
             out->ifindex6 = info.ipi6_ifindex;
-        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == HS_SO_RXQ_OVFL) {
-            memcpy(&out->overflow, CMSG_DATA(c), sizeof out->overflow);
-            out->has_overflow = true;
         }
     }
 }
@@ -158,7 +152,8 @@ static inline size_t hs_put_segment_size(void *buf, size_t used, size_t cap, uin
 // MARK: - Small things
 
 // The socket's count of datagrams the kernel dropped for it (a full receive queue, mostly):
-// SO_MEMINFO's SK_MEMINFO_DROPS. 0 on success, -errno on failure.
+// SO_MEMINFO's SK_MEMINFO_DROPS. 0 on success, -errno on failure. (SO_RXQ_OVFL would report
+// the same count only with datagrams queued after the drops, and UDP does not stamp it.)
 int hs_socket_drops(int fd, uint32_t *drops);
 
 int hs_errno(void);

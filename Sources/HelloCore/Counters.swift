@@ -61,8 +61,9 @@ public struct Counters: Sendable, Equatable {
     /// Requests answered: their reply left through the kernel.
     public var replied: UInt64 = 0
     public var drops = DropCounts()
-    /// Datagrams the kernel dropped because the receive queue was full (SO_RXQ_OVFL),
-    /// since this worker started. They were never read, so they are not in `read`.
+    /// Datagrams the kernel dropped on this worker's socket since hellod started (a full
+    /// receive queue, mostly; read with SO_MEMINFO). They were never read, so they are not
+    /// in `read`: what was sent = read + these, once the queue is empty.
     public var queueOverflows: UInt64 = 0
 
     public init() {}

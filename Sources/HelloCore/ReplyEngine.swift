@@ -1,16 +1,25 @@
 /// One datagram as the socket layer hands it to the core.
 public struct Request {
-    /// The bytes read (all of them, unless `truncated`).
+    /// The bytes read: `payload`, then `continuation`. The socket layer reads the first
+    /// bytes of every datagram into small buffers side by side (so small datagrams touch few
+    /// pages) and the rest, if any, into a large one: only datagrams longer than that first
+    /// part have a continuation.
     public var payload: UnsafeRawBufferPointer
+    public var continuation: UnsafeRawBufferPointer
     /// The datagram was larger than the receive buffer and the kernel cut it (MSG_TRUNC).
     public var truncated: Bool
     public var peer: PeerAddress
 
-    public init(payload: UnsafeRawBufferPointer, truncated: Bool, peer: PeerAddress) {
+    public init(payload: UnsafeRawBufferPointer, continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                truncated: Bool, peer: PeerAddress) {
         self.payload = payload
+        self.continuation = continuation
         self.truncated = truncated
         self.peer = peer
     }
+
+    /// How many bytes were read.
+    public var length: Int { payload.count + continuation.count }
 }
 
 /// The reply rules applied to a batch: checks each request in order, writes its reply into
@@ -50,12 +59,12 @@ public struct ReplyEngine: ~Copyable {
             counters.drops[reason] += 1
             return
         }
-        let length = rule.replyLength(forRequestOf: request.payload.count)
+        let length = rule.replyLength(forRequestOf: request.length)
         guard length <= request.peer.largestPayload, length <= plan.bufferSpace, !plan.isFull else {
             counters.drops[.replyTooLarge] += 1
             return
         }
-        rule.writeReply(to: request.payload, at: plan.nextReply)
+        rule.writeReply(to: request.payload, continuation: request.continuation, at: plan.nextReply)
         plan.commit(length: length, request: index)
     }
 
@@ -85,7 +94,4 @@ public struct ReplyEngine: ~Copyable {
         counters.drops[.sendFailed] += UInt64(failed)
     }
 
-    public mutating func recordQueueOverflows(_ count: UInt64) {
-        counters.queueOverflows += count
-    }
 }

@@ -30,24 +30,30 @@ public struct ReplyRule: Sendable {
         }
     }
 
-    /// Writes the reply to `request` at `destination`, which has room for
-    /// `replyLength(forRequestOf: request.count)` bytes, and returns that length.
+    /// Writes the reply to the request `payload` + `continuation` at `destination`, which
+    /// has room for `replyLength(forRequestOf:)` bytes, and returns that length.
     @discardableResult
-    public func writeReply(to request: UnsafeRawBufferPointer, at destination: UnsafeMutableRawPointer) -> Int {
-        switch mode {
-        case .hello:
+    public func writeReply(to payload: UnsafeRawBufferPointer,
+                           continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                           at destination: UnsafeMutableRawPointer) -> Int {
+        let length = payload.count + continuation.count
+        var out = destination
+        if mode == .hello {
             destination.storeBytes(of: Self.helloWord.littleEndian, as: UInt64.self)
-            if let bytes = request.baseAddress, request.count > 0 {
-                (destination + 7).copyMemory(from: bytes, byteCount: request.count)
-            }
-            destination.storeBytes(of: UInt8(ascii: "!"), toByteOffset: 7 + request.count, as: UInt8.self)
-            return request.count + 8
-        case .echo:
-            if let bytes = request.baseAddress, request.count > 0 {
-                destination.copyMemory(from: bytes, byteCount: request.count)
-            }
-            return request.count
+            out += 7
         }
+        if let bytes = payload.baseAddress, payload.count > 0 {
+            out.copyMemory(from: bytes, byteCount: payload.count)
+            out += payload.count
+        }
+        if let bytes = continuation.baseAddress, continuation.count > 0 {
+            out.copyMemory(from: bytes, byteCount: continuation.count)
+            out += continuation.count
+        }
+        if mode == .hello {
+            out.storeBytes(of: UInt8(ascii: "!"), as: UInt8.self)
+        }
+        return replyLength(forRequestOf: length)
     }
 
     /// The reply as an array: for clients, tests and anything off the hot path.

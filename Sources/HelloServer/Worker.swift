@@ -49,24 +49,18 @@ public struct Worker: ~Copyable {
     private var report = WorkerReport()
     private let published: PublishedReport
 
-    /// - Parameters:
-    ///   - overflowBaseline: the socket's receive-queue drop count when hellod started
-    ///     (0 for a socket it opened; nil for an inherited one: the first count seen).
     public init(index: Int, socket: DatagramSocket, configuration: WorkerConfiguration,
-                publishingTo published: PublishedReport, overflowBaseline: UInt32? = 0) {
+                publishingTo published: PublishedReport) {
         self.index = index
         self.socket = socket
         self.configuration = configuration
         self.published = published
         var options = DatagramBatch.Options()
         options.replyFromLocalAddress = socket.localAddress.isWildcard
-        options.countQueueOverflows = true
-        options.overflowBaseline = overflowBaseline
         options.segmentation = configuration.segmentation
         if options.replyFromLocalAddress {
             try? socket.receiveLocalAddresses()
         }
-        try? socket.receiveQueueOverflowCounts()
         batch = DatagramBatch(capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram, options: options)
         engine = ReplyEngine(rule: configuration.rule, batchSize: configuration.batchSize,
                              maxDatagram: configuration.maxDatagram, policy: configuration.policy)
@@ -86,7 +80,7 @@ public struct Worker: ~Copyable {
             return 0
         }
         guard count > 0 else { return 0 }
-        engine.recordQueueOverflows(batch.readControl(count: count))
+        batch.readLocalAddresses(count: count)
         engine.beginBatch(now: now)
         batch.orderByPeer(count: count)
         for k in 0..<count {

@@ -16,22 +16,24 @@ public final class DatagramBatch {
         /// The socket is bound to a wildcard address: ask each datagram which local address
         /// it came to and send its reply from there.
         public var replyFromLocalAddress = false
-        /// Report kernel receive-queue drops (SO_RXQ_OVFL), counted from `overflowBaseline`.
-        public var countQueueOverflows = false
-        public var overflowBaseline: UInt32? = 0
         /// Coalesce same-length replies to one peer into one UDP_SEGMENT send.
         public var segmentation = true
         public init() {}
     }
 
     private let incoming: MessageVector
-    private let payloads: UnsafeMutableRawPointer
+    /// Every datagram's first `headSize` bytes land in `heads`, side by side; the rest of
+    /// a longer one in its slot of `tails`. Both are reserved, not touched: a page no
+    /// datagram reaches costs no memory, so small datagrams cost a few pages, not one
+    /// 64 KiB slot's first page each.
+    private let headSize: Int
+    private let heads: UnsafeMutableRawPointer
+    private let tails: UnsafeMutableRawPointer?
     private let locals: UnsafeMutablePointer<hs_received_control>
     private let outgoing: MessageVector
     /// For each outgoing message: the first plan entry it carries and how many.
     private let firstEntry: UnsafeMutablePointer<Int32>
     private let entryCount: UnsafeMutablePointer<Int32>
-    private var lastOverflow: UInt32?
     /// The order to answer the last batch in (see `orderByPeer`).
     public let order: UnsafeMutablePointer<Int>
     private var grouping: PeerGrouping
@@ -39,26 +41,33 @@ public final class DatagramBatch {
     private let hashSeed = UInt64.random(in: 0...UInt64.max)
     private let planner: SegmentPlanner
 
-    /// Room for the control messages of one datagram: IP_PKTINFO, IPV6_PKTINFO and
-    /// SO_RXQ_OVFL in, a PKTINFO and UDP_SEGMENT out.
+    /// Room for the control messages of one datagram: IP_PKTINFO and IPV6_PKTINFO in, a
+    /// PKTINFO and UDP_SEGMENT out.
     static let controlSize = 128
+    /// Names, greetings and probes fit in the head; longer datagrams continue in the tail.
+    static let largestHead = 512
 
     public init(capacity: Int, maxDatagram: Int, options: Options) {
         self.capacity = capacity
         self.maxDatagram = maxDatagram
         self.options = options
-        let wantsControl = options.replyFromLocalAddress || options.countQueueOverflows
-        incoming = MessageVector(capacity: capacity, names: true, controlSize: wantsControl ? Self.controlSize : 0)
-        // Reserved, not touched: a page no datagram reaches costs no memory.
-        payloads = .allocate(byteCount: capacity * max(maxDatagram, 1), alignment: 64)
+        headSize = min(maxDatagram, Self.largestHead)
+        let tailSize = maxDatagram - headSize
+        incoming = MessageVector(capacity: capacity, names: true,
+                                 controlSize: options.replyFromLocalAddress ? Self.controlSize : 0,
+                                 buffersPerMessage: tailSize > 0 ? 2 : 1)
+        heads = .allocate(byteCount: capacity * max(headSize, 1), alignment: 64)
+        tails = tailSize > 0 ? .allocate(byteCount: capacity * tailSize, alignment: 64) : nil
         locals = .allocate(capacity: capacity)
         locals.initialize(repeating: hs_received_control(), count: capacity)
         outgoing = MessageVector(capacity: capacity, names: false, controlSize: Self.controlSize)
         firstEntry = .allocate(capacity: capacity)
         entryCount = .allocate(capacity: capacity)
-        lastOverflow = options.overflowBaseline
         for i in 0..<capacity {
-            incoming.setBuffer(i, payloads + i * maxDatagram, length: maxDatagram)
+            incoming.setBuffer(i, heads + i * headSize, length: headSize)
+            if let tails {
+                incoming.setSecondBuffer(i, tails + i * tailSize, length: tailSize)
+            }
         }
         grouping = PeerGrouping(capacity: capacity)
         order = grouping.order
@@ -66,7 +75,8 @@ public final class DatagramBatch {
     }
 
     deinit {
-        payloads.deallocate()
+        heads.deallocate()
+        tails?.deallocate()
         locals.deallocate()
         firstEntry.deallocate()
         entryCount.deallocate()
@@ -83,29 +93,24 @@ public final class DatagramBatch {
     /// Datagram `i` of the last `receive`, as the reply rules see it.
     @inline(__always)
     public func request(_ i: Int) -> Request {
-        Request(
-            payload: UnsafeRawBufferPointer(start: payloads + i * maxDatagram, count: incoming.length(i)),
+        let length = incoming.length(i)
+        let tailSize = maxDatagram - headSize
+        return Request(
+            payload: UnsafeRawBufferPointer(start: heads + i * headSize, count: min(length, headSize)),
+            continuation: UnsafeRawBufferPointer(start: tails.map { $0 + i * tailSize }, count: max(length - headSize, 0)),
             truncated: incoming.isTruncated(i),
             peer: PeerAddress(sockaddr: incoming.names! + i)
         )
     }
 
-    /// Reads the control messages of datagrams `0..<count` (local addresses, queue drops)
-    /// and returns how many datagrams the kernel dropped since the last batch said.
+    /// Reads which local address each of datagrams `0..<count` came to (PKTINFO), for
+    /// replies from a wildcard socket.
     @inline(__always)
-    public func readControl(count: Int) -> UInt64 {
-        guard incoming.control != nil else { return 0 }
-        var newest = lastOverflow
+    public func readLocalAddresses(count: Int) {
+        guard incoming.control != nil else { return }
         for i in 0..<count {
             withUnsafePointer(to: incoming.headers[i].msg_hdr) { hs_parse_control($0, locals + i) }
-            if locals[i].has_overflow {
-                newest = locals[i].overflow
-            }
         }
-        guard let newest else { return 0 }
-        // The first count seen on an inherited socket is its baseline: earlier drops are not ours.
-        defer { lastOverflow = newest }
-        return lastOverflow.map { UInt64(newest &- $0) } ?? 0
     }
 
     /// Fills `order` for datagrams `0..<count`: arrival order without segmentation; else
@@ -160,6 +165,10 @@ public final class DatagramBatch {
     /// How long a send may wait for room in a full send buffer, and how often, per batch:
     /// bounded, so a stuck peer path cannot stall the loop.
     static let sendWait: UInt64 = 10_000_000
+    /// What the kernel says when it will not segment a send, as opposed to refusing the
+    /// destination: EIO (no checksum offload, IPsec), EINVAL and EMSGSIZE (segments too
+    /// large for the path MTU).
+    static let segmentationRefusals: [Errno] = [.ioError, .invalidArgument, .messageTooLong]
     static let sendWaitsPerBatch = 3
 
     /// Sends every reply of `plan`, in order. Never waits longer than the bounded retries.
@@ -186,15 +195,17 @@ public final class DatagramBatch {
                     next = messages
                 }
             } catch {
-                if entryCount[next] > 1 {
+                if entryCount[next] > 1 && Self.segmentationRefusals.contains(error.errno) {
                     // The kernel refused this segmented send (device without checksum
                     // offload, IPsec, path MTU): send its replies again one by one.
                     outcome.segmentationFallbacks += 1
                     let first = Int(firstEntry[next])
                     messages = buildMessages(plan, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next)
                 } else {
+                    // The destination is refused (a firewall, no route): every reply this
+                    // message carries is lost; the rest of the batch still goes.
                     outcome.lastError = error.errno
-                    outcome.failed += 1
+                    outcome.failed += Int(entryCount[next])
                     next += 1
                 }
             }

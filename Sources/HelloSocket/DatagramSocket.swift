@@ -69,12 +69,6 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
-    /// Asks the kernel to report, with each datagram, how many it dropped on a full
-    /// receive queue (SO_RXQ_OVFL).
-    public func receiveQueueOverflowCounts() throws(SocketError) {
-        try setOption(SOL_SOCKET, HS_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
-    }
-
     /// How many datagrams the kernel has dropped for this socket since it was created,
     /// mostly on a full receive queue (SO_MEMINFO). Unlike SO_RXQ_OVFL, which UDP reports
     /// only with datagrams queued after the drops (if at all), this reads the count itself.

@@ -2,7 +2,7 @@ import CShims
 import Glibc
 
 /// The arrays recvmmsg and sendmmsg work on, allocated once: `capacity` message headers,
-/// one iovec each, and optionally an address and a control buffer each. Afterwards they
+/// one or two iovecs each, and optionally an address and a control buffer each. Afterwards they
 /// are only re-pointed, never reallocated (after swift-nio's DatagramVectorReadManager).
 public final class MessageVector {
     public let capacity: Int
@@ -13,22 +13,25 @@ public final class MessageVector {
     /// `controlSize` bytes per message, aligned for cmsghdr, or nil.
     public let control: UnsafeMutableRawPointer?
     public let controlSize: Int
+    /// iovecs per message: 2 scatters a datagram over two buffers.
+    public let buffersPerMessage: Int
 
-    public init(capacity: Int, names: Bool, controlSize: Int = 0) {
-        precondition(capacity > 0)
+    public init(capacity: Int, names: Bool, controlSize: Int = 0, buffersPerMessage: Int = 1) {
+        precondition(capacity > 0 && (1...2).contains(buffersPerMessage))
         self.capacity = capacity
+        self.buffersPerMessage = buffersPerMessage
         self.headers = .allocate(capacity: capacity)
-        self.iovecs = .allocate(capacity: capacity)
+        self.iovecs = .allocate(capacity: capacity * buffersPerMessage)
         self.names = names ? .allocate(capacity: capacity) : nil
         self.controlSize = controlSize
         self.control = controlSize > 0 ? .allocate(byteCount: capacity * controlSize, alignment: 16) : nil
         headers.initialize(repeating: hs_mmsghdr(), count: capacity)
-        iovecs.initialize(repeating: iovec(), count: capacity)
+        iovecs.initialize(repeating: iovec(), count: capacity * buffersPerMessage)
         self.names?.initialize(repeating: sockaddr_storage(), count: capacity)
         self.control?.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * controlSize)
         for i in 0..<capacity {
-            headers[i].msg_hdr.msg_iov = iovecs + i
-            headers[i].msg_hdr.msg_iovlen = 1
+            headers[i].msg_hdr.msg_iov = iovecs + i * buffersPerMessage
+            headers[i].msg_hdr.msg_iovlen = buffersPerMessage
         }
     }
 
@@ -44,10 +47,17 @@ public final class MessageVector {
         control.map { $0 + i * controlSize }
     }
 
-    /// Points message `i` at `length` bytes of `buffer`.
+    /// Points message `i` at `length` bytes of `buffer` (its only or first buffer).
     @inline(__always)
     public func setBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
-        iovecs[i] = iovec(iov_base: buffer, iov_len: length)
+        iovecs[i * buffersPerMessage] = iovec(iov_base: buffer, iov_len: length)
+    }
+
+    /// Points message `i`'s second buffer at `length` bytes of `buffer`.
+    @inline(__always)
+    public func setSecondBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
+        precondition(buffersPerMessage == 2)
+        iovecs[i * 2 + 1] = iovec(iov_base: buffer, iov_len: length)
     }
 
     /// Reads up to `count` datagrams without waiting: 0 when none is queued.

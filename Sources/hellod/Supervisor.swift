@@ -70,10 +70,9 @@ final class Supervisor {
         let configuration = configuration
         let report = reports[index]
         let stop = stop
-        let baseline: UInt32? = served.origin == .bound ? 0 : nil
         return WorkerThread.spawn(name: "hellod-w\(index)") {
             var worker = Worker(index: index, socket: served.socket, configuration: configuration,
-                                publishingTo: report, overflowBaseline: baseline)
+                                publishingTo: report)
             serving.wrappingIncrement(ordering: .releasing)
             worker.run(until: stop, liveness: liveness)
         }

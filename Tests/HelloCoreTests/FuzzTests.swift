@@ -349,8 +349,12 @@ func replyCoreCase(_ rng: inout SplitMix64, _ check: inout Checks) {
             let request = requests[i]
             let before = engine.counters
             let planned = engine.plan.count
-            request.bytes.withUnsafeBytes { payload in
-                engine.respond(to: Request(payload: payload, truncated: request.truncated, peer: request.peer.address),
+            request.bytes.withUnsafeBytes { bytes in
+                // As the socket layer does: the first bytes in a head buffer, the rest after.
+                let head = min(bytes.count, 512)
+                engine.respond(to: Request(payload: UnsafeRawBufferPointer(rebasing: bytes[..<head]),
+                                           continuation: UnsafeRawBufferPointer(rebasing: bytes[head...]),
+                                           truncated: request.truncated, peer: request.peer.address),
                                index: i)
             }
             let after = engine.counters

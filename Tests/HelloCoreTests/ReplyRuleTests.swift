@@ -39,6 +39,17 @@ import Testing
         #expect(echo.reply(to: request) == request)
     }
 
+    @Test func aRequestInTwoPartsIsAnsweredAsOne() {
+        let head = Array("Mich".utf8), tail = Array("ael".utf8)
+        for rule in [hello, echo] {
+            var out = [UInt8](repeating: 0, count: 32)
+            let length = head.withUnsafeBytes { h in
+                tail.withUnsafeBytes { t in out.withUnsafeMutableBytes { rule.writeReply(to: h, continuation: t, at: $0.baseAddress!) } }
+            }
+            #expect(Array(out[..<length]) == rule.reply(to: Array("Michael".utf8)))
+        }
+    }
+
     @Test func replyLengths() {
         #expect(hello.replyLength(forRequestOf: 0) == 8)
         #expect(hello.replyLength(forRequestOf: 65499) == 65507)
