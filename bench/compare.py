@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--refecho", default=os.path.join(ROOT, "..", "shared", "bench", "refecho.c"))
+    parser.add_argument("--ablation", action="store_true",
+                        help="also hellod with each of GSO, batch coalescing and polling turned off")
     args = parser.parse_args()
     if not os.path.exists(args.refecho):
         sys.exit("refecho.c not found at %s (pass --refecho PATH)" % args.refecho)
@@ -103,6 +105,12 @@ def main():
         {"name": "hellod --batch 1", "command": [hellod, "--listen", "127.0.0.1:PORT", "--batch", "1"]},
         {"name": "refecho (C, batch 64)", "command": [refecho, "PORT", "64", "hello"]},
     ]
+    if args.ablation:
+        servers[2:2] = [
+            {"name": "hellod --no-gso", "command": [hellod, "--listen", "127.0.0.1:PORT", "--no-gso"]},
+            {"name": "hellod --coalesce-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--coalesce-us", "0"]},
+            {"name": "hellod --spin-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--spin-us", "0"]},
+        ]
     workloads = [
         {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
         {"name": "ping-pong: 1 flow x 1 in flight", "args": ["--flows", "1", "--window", "1"]},
