@@ -18,3 +18,6 @@ python3 -m unittest discover -s Tests/integration -v
 
 echo "== end-to-end tests (make install under a real systemd in private namespaces)" >&2
 python3 -m unittest discover -s Tests/system -v
+
+echo "== heap allocations per datagram (Benchmarks/, package-benchmark): must be zero" >&2
+make bench-malloc
