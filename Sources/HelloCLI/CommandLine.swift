@@ -27,6 +27,14 @@ extension OneLineErrors {
     }
 }
 
+/// Checks an option's value against its range, with swift-argument-parser's validation
+/// error (exit 64) naming the option: "--batch must be between 1 and 1024, not 0."
+public func require<Value: Comparable>(_ option: String, _ value: Value, in range: ClosedRange<Value>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(option) must be between \(range.lowerBound) and \(range.upperBound), not \(value).")
+    }
+}
+
 extension SocketAddress: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(parsing: argument)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import HelloCLI
 import HelloCore
 import HelloSocket
 import Histogram
@@ -49,13 +50,13 @@ struct Bench: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard (1...1024).contains(flows) else { throw ValidationError("--flows must be between 1 and 1024.") }
-        guard (1...65536).contains(window) else { throw ValidationError("--window must be between 1 and 65536.") }
-        guard (1...1024).contains(batch) else { throw ValidationError("--batch must be between 1 and 1024.") }
-        guard duration > 0, duration <= 86400 else { throw ValidationError("--duration must be between 0 and 86400 seconds.") }
-        guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout must be between 0 and 60 seconds.") }
-        if let rate { guard rate > 0, rate <= 1e8 else { throw ValidationError("--rate must be between 0 and 100000000.") } }
-        if let requests { guard requests > 0 else { throw ValidationError("--requests must be positive.") } }
+        try require("--flows", flows, in: 1...1024)
+        try require("--window", window, in: 1...65536)
+        try require("--batch", batch, in: 1...1024)
+        try require("--duration", duration, in: 0.001...86400)
+        try require("--timeout", timeout, in: 0.001...60)
+        if let rate { try require("--rate", rate, in: 1...1e8) }
+        if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
         let largest = ReplyRule(mode: mode).replyLength(forRequestOf: size.upper)
         guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
     }

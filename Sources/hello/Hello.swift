@@ -55,8 +55,8 @@ struct Send: ParsableCommand {
     var names: [String] = []
 
     func validate() throws {
-        guard timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be between 0 and 3600 seconds.") }
-        guard retries >= 0, retries <= 100 else { throw ValidationError("--retries must be between 0 and 100.") }
+        try require("--timeout", timeout, in: 0.001...3600)
+        try require("--retries", retries, in: 0...100)
     }
 
     func run() throws {

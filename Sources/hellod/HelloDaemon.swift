@@ -81,36 +81,16 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
-        guard (1...1024).contains(batch) else {
-            throw ValidationError("--batch must be between 1 and 1024, not \(batch).")
-        }
-        guard (1...65527).contains(maxDatagram) else {
-            throw ValidationError("--max-datagram must be between 1 and 65527 bytes, not \(maxDatagram).")
-        }
-        guard (1...256).contains(workers) else {
-            throw ValidationError("--workers must be between 1 and 256, not \(workers).")
-        }
-        guard (0...1_000_000).contains(spinMicroseconds) else {
-            throw ValidationError("--spin-us must be between 0 and 1000000, not \(spinMicroseconds).")
-        }
-        guard (0...10_000).contains(coalesceMicroseconds) else {
-            throw ValidationError("--coalesce-us must be between 0 and 10000, not \(coalesceMicroseconds).")
-        }
-        guard rateLimit <= 1_000_000_000 else {
-            throw ValidationError("--rate-limit must be at most 1000000000, not \(rateLimit).")
-        }
-        guard (1...1_000_000_000).contains(rateBurst) else {
-            throw ValidationError("--rate-burst must be between 1 and 1000000000, not \(rateBurst).")
-        }
-        guard (0...32).contains(ratePrefixV4) else {
-            throw ValidationError("--rate-prefix-v4 must be between 0 and 32, not \(ratePrefixV4).")
-        }
-        guard (0...128).contains(ratePrefixV6) else {
-            throw ValidationError("--rate-prefix-v6 must be between 0 and 128, not \(ratePrefixV6).")
-        }
-        guard (4...(1 << 24)).contains(rateTable) else {
-            throw ValidationError("--rate-table must be between 4 and 16777216, not \(rateTable).")
-        }
+        try require("--batch", batch, in: 1...1024)
+        try require("--max-datagram", maxDatagram, in: 1...65527)
+        try require("--workers", workers, in: 1...256)
+        try require("--spin-us", spinMicroseconds, in: 0...1_000_000)
+        try require("--coalesce-us", coalesceMicroseconds, in: 0...10_000)
+        try require("--rate-limit", rateLimit, in: 0...1_000_000_000)
+        try require("--rate-burst", rateBurst, in: 1...1_000_000_000)
+        try require("--rate-prefix-v4", ratePrefixV4, in: 0...32)
+        try require("--rate-prefix-v6", ratePrefixV6, in: 0...128)
+        try require("--rate-table", rateTable, in: 8...(1 << 24))
     }
 
     func run() throws {

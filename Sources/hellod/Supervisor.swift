@@ -47,14 +47,15 @@ final class Supervisor {
         var status = StatusTracker(started: started)
         Systemd.notify("READY=1\nSTATUS=\(status.line(total(), sockets: sockets.count, now: started))")
 
-        var lastWarning: (at: UInt64, drops: DropCounts)? = nil
+        var warned = (at: UInt64(0), report: WorkerReport())
         let signal = waitForStopSignal(signals) { now in
             let report = total()
             Systemd.notify("STATUS=\(status.line(report, sockets: sockets.count, now: now))")
-            if report.counters.drops != (lastWarning?.drops ?? DropCounts()),
-               now - (lastWarning?.at ?? 0) >= warningInterval {
-                warnAboutDrops(report, since: lastWarning?.drops ?? DropCounts())
-                lastWarning = (now, report.counters.drops)
+            let changed = report.counters.drops != warned.report.counters.drops
+                || report.receiveErrors != warned.report.receiveErrors
+            if changed && (warned.at == 0 || now - warned.at >= warningInterval) {
+                warn(report, since: warned.report)
+                warned = (now, report)
             }
         }
 
@@ -146,21 +147,29 @@ final class Supervisor {
     private func logStop(_ report: WorkerReport, perSocket: [UInt64], signal: Int32, uptime: UInt64) {
         let c = report.counters
         let split = perSocket.count > 1 ? " (per socket \(perSocket.map(String.init).joined(separator: "/")))" : ""
-        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends)",
+        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams)",
                  metadata: ["read": "\(c.read)", "replied": "\(c.replied)", "dropped": "\(c.drops.total)",
                             "queue_overflows": "\(c.queueOverflows)"])
     }
 
-    private func warnAboutDrops(_ report: WorkerReport, since earlier: DropCounts) {
+    /// One line for everything that went wrong since the last warning.
+    private func warn(_ report: WorkerReport, since earlier: WorkerReport) {
         var recent = DropCounts()
         for reason in DropReason.allCases {
-            recent[reason] = report.counters.drops[reason] - earlier[reason]
+            recent[reason] = report.counters.drops[reason] - earlier.counters.drops[reason]
         }
-        var line = "dropped \(recent.total) datagrams since the last warning: \(DropSummary(recent))"
-        if recent[.sendFailed] > 0, report.lastSendErrno != 0 {
-            line += "; last send error: \(Errno(rawValue: report.lastSendErrno))"
+        var parts: [String] = []
+        if recent.total > 0 {
+            parts.append("dropped \(recent.total) datagrams since the last warning: \(DropSummary(recent))")
+            if recent[.sendFailed] > 0, report.lastSendErrno != 0 {
+                parts.append("last send error: \(Errno(rawValue: report.lastSendErrno))")
+            }
         }
-        log.warning("\(line)")
+        let receiveErrors = report.receiveErrors - earlier.receiveErrors
+        if receiveErrors > 0 {
+            parts.append("\(receiveErrors) failed receives, the last: \(Errno(rawValue: report.lastReceiveErrno))")
+        }
+        log.warning("\(parts.joined(separator: "; "))")
     }
 }
 
