@@ -43,6 +43,7 @@ uninstall:
 	@$(SYSTEMCTL) daemon-reload; fi
 
 bench: build
+	scripts/deps.sh bench
 	bench/compare.py $(BENCH_ARGS)
 
 bench-malloc:

@@ -2,12 +2,14 @@
 # Installs the Debian packages hellod needs that are missing, and nothing else.
 #   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
 #   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2)
+#   scripts/deps.sh bench   that, and a C compiler for refecho (make bench)
 set -eu
 
 packages="libsystemd-dev pkg-config make"
-if [ "${1:-build}" = test ]; then
-    packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd"
-fi
+case "${1:-build}" in
+    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd" ;;
+    bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
+esac
 
 missing=""
 for p in $packages; do
