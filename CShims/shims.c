@@ -33,8 +33,6 @@ int hs_sendmmsg(int fd, hs_mmsghdr *msgs, unsigned int count, int flags) {
     return sendmmsg(fd, (struct mmsghdr *)msgs, count, flags);
 }
 
-int hs_errno(void) { return errno; }
-
 int hs_socket_drops(int fd, uint32_t *drops) {
     uint32_t meminfo[SK_MEMINFO_VARS];
     socklen_t len = sizeof meminfo;

@@ -51,11 +51,6 @@ typedef struct {
 
 // MARK: - sockaddr_storage helpers
 
-static inline sa_family_t hs_sockaddr_family(const struct sockaddr_storage *ss) { return ss->ss_family; }
-
-static inline struct sockaddr_in *hs_sockaddr_in(struct sockaddr_storage *ss) { return (struct sockaddr_in *)ss; }
-static inline struct sockaddr_in6 *hs_sockaddr_in6(struct sockaddr_storage *ss) { return (struct sockaddr_in6 *)ss; }
-
 // The port in host byte order, 0 for a family that has none.
 static inline uint16_t hs_sockaddr_port(const struct sockaddr_storage *ss) {
     switch (ss->ss_family) {
@@ -72,8 +67,6 @@ static inline bool hs_sockaddr_equal(const struct sockaddr_storage *a, socklen_t
 }
 
 // MARK: - Control messages
-
-static inline size_t hs_cmsg_space(size_t len) { return CMSG_SPACE(len); }
 
 // What the control messages of one received datagram said.
 typedef struct {
@@ -156,7 +149,6 @@ static inline size_t hs_put_segment_size(void *buf, size_t used, size_t cap, uin
 // the same count only with datagrams queued after the drops, and UDP does not stamp it.)
 int hs_socket_drops(int fd, uint32_t *drops);
 
-int hs_errno(void);
 int hs_eventfd(void);
 int hs_set_thread_name(const char *name);
 // prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.

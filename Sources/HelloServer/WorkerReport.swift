@@ -33,12 +33,13 @@ public struct WorkerReport: Sendable, Equatable {
 
 /// A worker's report, published after every batch for other threads to read: one writer,
 /// any number of readers, no lock. A sequence number around the fields (a seqlock) makes
-/// every snapshot consistent: a reader never sees a batch half counted.
+/// every snapshot consistent: a reader never sees a batch half counted. (Kernel queue drops
+/// are not a worker's to count: whoever reports reads them from the socket, SO_MEMINFO.)
 public final class PublishedReport: Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
     private let fields: [ManagedAtomic<UInt64>]
 
-    private static let fieldCount = 9 + DropReason.allCases.count
+    private static let fieldCount = 8 + DropReason.allCases.count
 
     public init() {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
@@ -56,7 +57,6 @@ public final class PublishedReport: Sendable {
         }
         put(report.counters.read)
         put(report.counters.replied)
-        put(report.counters.queueOverflows)
         put(report.batches)
         put(report.segmentedSends)
         put(report.segmentationFallbacks)
@@ -82,7 +82,6 @@ public final class PublishedReport: Sendable {
             var report = WorkerReport()
             report.counters.read = get()
             report.counters.replied = get()
-            report.counters.queueOverflows = get()
             report.batches = get()
             report.segmentedSends = get()
             report.segmentationFallbacks = get()

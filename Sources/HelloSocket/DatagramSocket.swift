@@ -53,13 +53,6 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
-    public func option(_ level: Int32, _ name: Int32, _ call: StaticString) throws(SocketError) -> Int32 {
-        var value: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        _ = try systemCall(call) { getsockopt(descriptor.rawValue, level, name, &value, &length) }
-        return value
-    }
-
     /// Asks the kernel to say, with each datagram, which local address it came to
     /// (IP_PKTINFO, IPV6_RECVPKTINFO), so a reply can leave from that same address.
     public func receiveLocalAddresses() throws(SocketError) {
@@ -75,10 +68,6 @@ public struct DatagramSocket: Sendable, Hashable {
     public var kernelDrops: UInt32? {
         var drops: UInt32 = 0
         return hs_socket_drops(descriptor.rawValue, &drops) == 0 ? drops : nil
-    }
-
-    public var receiveBufferSize: Int {
-        (try? Int(option(SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))) ?? 0
     }
 
     public func setReceiveBufferSize(_ bytes: Int) throws(SocketError) {
