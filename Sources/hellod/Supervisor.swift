@@ -62,7 +62,8 @@ final class Supervisor {
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")
         stop.stop()
         threads.forEach { $0.join() }
-        logStop(total(), perSocket: reports.map { $0.snapshot().counters.read }, signal: signal,
+        let final = reports.map { $0.snapshot() }
+        logStop(total(final), perSocket: final.map(\.counters.read), signal: signal,
                 uptime: monotonicNanoseconds() - started)
     }
 
@@ -79,9 +80,10 @@ final class Supervisor {
         }
     }
 
-    /// Every worker's report, summed, with the kernel's drops on every socket since start.
-    private func total() -> WorkerReport {
-        var sum = reports.reduce(WorkerReport()) { $0 + $1.snapshot() }
+    /// Every worker's report (latest, unless given), summed, with the kernel's drops on
+    /// every socket since start.
+    private func total(_ snapshots: [WorkerReport]? = nil) -> WorkerReport {
+        var sum = (snapshots ?? reports.map { $0.snapshot() }).reduce(WorkerReport(), +)
         sum.counters.queueOverflows = zip(sockets, dropBaselines).reduce(0) { total, pair in
             total + UInt64((pair.0.socket.kernelDrops ?? pair.1) &- pair.1)
         }
