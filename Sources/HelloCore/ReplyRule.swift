@@ -56,6 +56,21 @@ public struct ReplyRule: Sendable {
         return replyLength(forRequestOf: length)
     }
 
+    /// The request a reply answers, if `reply` has this rule's form: what is inside
+    /// `Hello, ...!` in hello mode, the reply itself in echo mode. For clients that check
+    /// replies (hello bench).
+    public func request(inReply reply: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        switch mode {
+        case .echo:
+            return reply
+        case .hello:
+            let framing = replyLength(forRequestOf: 0)
+            guard reply.count >= framing, reply.last == UInt8(ascii: "!"),
+                  withUnsafeBytes(of: Self.helloWord.littleEndian, { reply.starts(with: $0.prefix(7)) }) else { return nil }
+            return UnsafeRawBufferPointer(rebasing: reply[7..<reply.count - 1])
+        }
+    }
+
     /// The reply as an array: for clients, tests and anything off the hot path.
     public func reply(to request: some Collection<UInt8>) -> [UInt8] {
         let bytes = Array(request)

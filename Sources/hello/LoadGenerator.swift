@@ -148,7 +148,7 @@ struct LoadGenerator {
 
     /// Matches a reply to its request and checks every byte of it.
     private mutating func check(_ reply: UnsafeRawBufferPointer, flow f: Int, now: UInt64) {
-        guard let request = requestBytes(in: reply), let (flow, sequence) = codec.parse(request), flow == f % 10000,
+        guard let request = rule.request(inReply: reply), let (flow, sequence) = codec.parse(request), flow == f % 10000,
               flows[f].isTracked(sequence) else {
             report.wrong += 1
             return
@@ -169,17 +169,6 @@ struct LoadGenerator {
             report.lost -= 1
         case .duplicate:
             report.duplicates += 1
-        }
-    }
-
-    /// The request a reply carries: `Hello, <request>!` in hello mode, itself in echo mode.
-    private func requestBytes(in reply: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        switch rule.mode {
-        case .echo:
-            return reply
-        case .hello:
-            guard reply.count >= 8, reply.starts(with: "Hello, ".utf8), reply.last == UInt8(ascii: "!") else { return nil }
-            return UnsafeRawBufferPointer(rebasing: reply[7..<reply.count - 1])
         }
     }
 

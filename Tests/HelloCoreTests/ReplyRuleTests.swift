@@ -50,6 +50,18 @@ import Testing
         }
     }
 
+    @Test func theRequestInAReply() {
+        for request in [[], Array("Michael".utf8), [0xff, 0x21, 0x00]] as [[UInt8]] {
+            for rule in [hello, echo] {
+                let reply = rule.reply(to: request)
+                #expect(reply.withUnsafeBytes { rule.request(inReply: $0).map(Array.init) } == request)
+            }
+        }
+        for notHello in ["Hello, Michael", "Hi, Michael!", "Hello,!", ""] {
+            #expect(Array(notHello.utf8).withUnsafeBytes { hello.request(inReply: $0) } == nil)
+        }
+    }
+
     @Test func replyLengths() {
         #expect(hello.replyLength(forRequestOf: 0) == 8)
         #expect(hello.replyLength(forRequestOf: 65499) == 65507)
