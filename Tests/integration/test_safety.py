@@ -63,7 +63,9 @@ class SourcePorts(TestCase):
             self.assertBalanced(found)
             self.assertGreater(found["replied"], 0)
             self.assertLessEqual(found["replied"], 20 + 200 * (elapsed + 0.5), (name, found))
-            self.assertGreater(found.get("rate-limited", 0), 0)
+        # B takes the injected 1000/s and must refuse most of it; A sees only what B lets
+        # through (about its limit), so whether A also refuses some is down to timing.
+        self.assertGreater(found_b.get("rate-limited", 0), 2000 - (20 + 200 * (elapsed + 0.5)), found_b)
         print("\n    measured: loop between two echo hellods, 1000 loops/s started for %.1f s: "
               "A replied %d (%.0f/s), B replied %d (%.0f/s); limit 200/s, burst 20"
               % (elapsed, found_a["replied"], found_a["replied"] / elapsed, found_b["replied"],
