@@ -47,7 +47,7 @@ bench: build
 	bench/compare.py $(BENCH_ARGS)
 
 bench-malloc:
-	cd Benchmarks && swift package benchmark thresholds check
+	cd Benchmarks && swift package benchmark thresholds check --no-progress
 
 test:
 	./test.sh
