@@ -11,9 +11,12 @@
 // is the server path (the "Control" benchmark proves the client side allocates nothing,
 // the "Harness" one that the measuring does not either).
 //
-// mallocCountTotal is per iteration (1024 datagrams); the custom metrics put it per
+// mallocCountTotal is per iteration (1024 datagrams in most); the custom metrics put it per
 // datagram and over the whole run. Every malloc metric is gated at 0 in Thresholds/:
 // `swift package benchmark thresholds check` fails on any malloc (the canary's is 1).
+// It fails too on any other failure: a benchmark whose setup or a round fails, or whose
+// worker counts anything but exactly what its scenario expects, ends its process (Gate.swift).
+// The rig and hellod's server API are in Rig.swift; sockets and namespaces in Network.swift.
 
 import Benchmark
 import Glibc
@@ -21,191 +24,6 @@ import HelloCore
 import HelloServer
 import HelloSocket
 import MallocInterposerSwift
-
-// MARK: - What each benchmark sends
-
-struct Scenario: Sendable {
-    var listen = "127.0.0.1:0"
-    var batchSize = 64
-    var mode: ReplyMode = .hello
-    var policy = AdmissionPolicy()
-    var segmentation = true
-    /// Client sockets, each its own peer (own source port).
-    var peers = 8
-    var requestsPerPeer = 8
-    var rounds = 16
-    /// The request size of peer `peer`'s `k`th request of a round.
-    var size: @Sendable (_ peer: Int, _ k: Int) -> Int = { _, _ in 16 }
-    /// False: no worker serves; each client sends to itself and drains (the control).
-    var serve = true
-
-    var datagramsPerRound: Int { peers * requestsPerPeer }
-    var datagramsPerIteration: Int { datagramsPerRound * rounds }
-}
-
-// MARK: - Sockets, worker and buffers, all made before measuring
-
-enum RoundFailure: Int {
-    case none, sendFailed, serveTimedOut, replyTimedOut, wrongReply
-}
-
-final class Rig {
-    let scenario: Scenario
-    var worker: Worker
-    let report = PublishedReport()
-    let server: DatagramSocket
-    let clients: UnsafeMutablePointer<Int32>
-    // Request j of a round (j = k * peers + peer, peers interleaved) and its expected reply.
-    let requests: UnsafeMutableRawPointer
-    let requestOffset: UnsafeMutablePointer<Int>
-    let requestLength: UnsafeMutablePointer<Int>
-    let replies: UnsafeMutableRawPointer
-    let replyOffset: UnsafeMutablePointer<Int>
-    let replyLength: UnsafeMutablePointer<Int>
-    let receiveBuffer: UnsafeMutableRawPointer
-    static let receiveCapacity = 65536
-    private(set) var failure = RoundFailure.none
-    private(set) var failedAt = 0
-    private(set) var failureDetail = 0
-    /// Mallocs over every measured iteration so far.
-    var runningMallocs = 0
-
-    init(_ scenario: Scenario) throws {
-        self.scenario = scenario
-        server = try DatagramSocket.bound(to: SocketAddress(parsing: scenario.listen)!)
-        // A round's requests all queue at once: room for 64 of up to 1400 bytes and more.
-        try server.setReceiveBufferSize(4 << 20)
-        try server.setSendBufferSize(4 << 20)
-        let configuration = WorkerConfiguration(rule: ReplyRule(mode: scenario.mode), batchSize: scenario.batchSize,
-                                                spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation,
-                                                policy: scenario.policy)
-        worker = Worker(index: 0, socket: server, configuration: configuration, publishingTo: report)
-
-        // Clients on loopback, connected: to the worker, or (control) to themselves.
-        let port = server.localAddress.port
-        clients = .allocate(capacity: scenario.peers)
-        for p in 0..<scenario.peers {
-            let client = try DatagramSocket.bound(to: SocketAddress(ip: "127.0.0.1", port: 0)!)
-            try client.setReceiveBufferSize(1 << 20)
-            try client.connect(to: scenario.serve ? SocketAddress(ip: "127.0.0.1", port: port)! : client.localAddress)
-            clients[p] = client.descriptor.rawValue
-        }
-
-        let count = scenario.datagramsPerRound
-        let rule = ReplyRule(mode: scenario.mode)
-        var requestBytes: [[UInt8]] = []
-        var replyBytes: [[UInt8]] = []
-        for j in 0..<count {
-            let peer = j % scenario.peers, k = j / scenario.peers
-            let size = scenario.size(peer, k)
-            // "p3-r05-xxxx…": readable, distinct, exactly `size` bytes.
-            var bytes = Array("p\(peer)-r\(k < 10 ? "0" : "")\(k)-".utf8)
-            bytes += Array(repeating: UInt8(ascii: "a") + UInt8(j % 26), count: max(0, size - bytes.count))
-            bytes = Array(bytes.prefix(size))
-            requestBytes.append(bytes)
-            replyBytes.append(scenario.serve ? rule.reply(to: bytes) : bytes)
-        }
-        (requests, requestOffset, requestLength) = Self.pack(requestBytes)
-        (replies, replyOffset, replyLength) = Self.pack(replyBytes)
-        receiveBuffer = .allocate(byteCount: Self.receiveCapacity, alignment: 64)
-    }
-
-    deinit {
-        for p in 0..<scenario.peers { _ = Glibc.close(clients[p]) }
-        server.close()
-        clients.deallocate()
-        for pointer in [requests, replies, receiveBuffer] { pointer.deallocate() }
-        for pointer in [requestOffset, requestLength, replyOffset, replyLength] { pointer.deallocate() }
-    }
-
-    static func pack(_ datagrams: [[UInt8]])
-        -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) {
-        let total = datagrams.reduce(0) { $0 + $1.count }
-        let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
-        let offsets = UnsafeMutablePointer<Int>.allocate(capacity: datagrams.count)
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: datagrams.count)
-        var at = 0
-        for (i, d) in datagrams.enumerated() {
-            d.withUnsafeBytes { (bytes + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            offsets[i] = at
-            lengths[i] = d.count
-            at += d.count
-        }
-        return (bytes, offsets, lengths)
-    }
-
-    /// One measured iteration: `rounds` rounds, each sent, served and drained in full.
-    /// Returns false on a failed round (recorded in `failure`).
-    @inline(never)
-    func iteration() -> Bool {
-        for r in 0..<scenario.rounds {
-            let result = round()
-            if result != .none {
-                failure = result
-                failedAt = r
-                return false
-            }
-        }
-        return true
-    }
-
-    @inline(never)
-    func round() -> RoundFailure {
-        let count = scenario.datagramsPerRound
-        let peers = scenario.peers
-        for j in 0..<count {
-            let sent = send(clients[j % peers], requests + requestOffset[j], requestLength[j], Int32(MSG_DONTWAIT))
-            guard sent == requestLength[j] else {
-                failureDetail = sent < 0 ? Int(errno) : sent
-                return .sendFailed
-            }
-        }
-        if scenario.serve {
-            // Loopback delivers a send at once, so one serveBatch takes up to a whole batch;
-            // should the kernel defer some, wait for them (never a spin forever).
-            var served = 0
-            while served < count {
-                let n = worker.serveBatch()
-                if n == 0 && !readable(server.descriptor.rawValue) {
-                    failureDetail = served
-                    return .serveTimedOut
-                }
-                served += n
-            }
-        }
-        // Each client's replies come in the order it sent its requests.
-        for peer in 0..<peers {
-            let fd = clients[peer]
-            for k in 0..<scenario.requestsPerPeer {
-                let j = k * peers + peer
-                var n = recv(fd, receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
-                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && readable(fd) {
-                    n = recv(fd, receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
-                }
-                guard n >= 0 else {
-                    failureDetail = j
-                    return .replyTimedOut
-                }
-                guard n == replyLength[j], memcmp(receiveBuffer, replies + replyOffset[j], n) == 0 else {
-                    failureDetail = j
-                    return .wrongReply
-                }
-            }
-        }
-        return .none
-    }
-
-    /// Waits up to a second for `fd` to become readable.
-    @inline(__always)
-    func readable(_ fd: Int32) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return poll(&p, 1, 1000) == 1
-    }
-
-    var failureDescription: String {
-        "round \(failedAt) of an iteration failed: \(failure) (detail \(failureDetail)); worker report: \(report.snapshot())"
-    }
-}
 
 /// Holds a benchmark's rig from its setup to its teardown.
 final class RigSlot: @unchecked Sendable {
@@ -228,11 +46,22 @@ func zeroTolerance() -> BenchmarkThresholds {
     BenchmarkThresholds(absolute: [.p0: 0, .p25: 0, .p50: 0, .p75: 0, .p90: 0, .p99: 0, .p100: 0])
 }
 
+/// The gated malloc metrics, with the names Thresholds/ uses for them.
+func gatedMetrics(perDatagram: Bool) -> [(BenchmarkMetric, String)] {
+    [(.mallocCountTotal, "mallocCountTotal"), (.freeCountTotal, "freeCountTotal"), (.mallocBytesCount, "mallocBytesCount"),
+     (Metrics.runningTotal, "Mallocs so far in the run")]
+        + (perDatagram ? [(Metrics.perThousandDatagrams, "Mallocs per 1000 datagrams (ceil)")] : [])
+}
+
+/// Every gated metric at 0: what each benchmark's file in Thresholds/ must say.
+func zeroThresholds(perDatagram: Bool = true) -> [String: Int] {
+    Dictionary(uniqueKeysWithValues: gatedMetrics(perDatagram: perDatagram).map { ($0.1, 0) })
+}
+
 /// The malloc metrics, each gated at 0 (here for `baseline check`, and in Thresholds/ for
 /// `thresholds check`), and the time an iteration takes, for context.
 func configuration(perDatagram: Bool = true) -> Benchmark.Configuration {
-    let gated: [BenchmarkMetric] = [.mallocCountTotal, .freeCountTotal, .mallocBytesCount, Metrics.runningTotal]
-        + (perDatagram ? [Metrics.perThousandDatagrams] : [])
+    let gated = gatedMetrics(perDatagram: perDatagram).map(\.0)
     return .init(
         metrics: gated + [.wallClock, .throughput],
         timeUnits: .microseconds,
@@ -244,80 +73,81 @@ func configuration(perDatagram: Bool = true) -> Benchmark.Configuration {
     )
 }
 
+/// A benchmark of `scenario`. Any failure ends the process (see `fail`): no round may fail,
+/// and after every iteration the worker's counters must be exactly `scenario.expected`
+/// times the rounds run.
 func registerDatagramBenchmark(_ name: String, _ scenario: Scenario) {
     let slot = RigSlot()
     let datagrams = scenario.datagramsPerIteration
     Benchmark(name, configuration: configuration()) { benchmark in
-        guard let rig = slot.rig else {
-            benchmark.error("no rig: setup failed")
-            return
-        }
+        guard let rig = slot.rig else { fail(name, "no rig") }
         benchmark.startMeasurement()
         let before = MallocInterposerSwift.getStatistics()
         let ok = rig.iteration()
         let after = MallocInterposerSwift.getStatistics()
         benchmark.stopMeasurement()
-        guard ok else {
-            benchmark.error(rig.failureDescription)
-            return
-        }
+        guard ok else { fail(name, rig.failureDescription) }
+        if let mismatch = rig.counterMismatch() { fail(name, "worker counters: \(mismatch)") }
         let mallocs = after.mallocCount - before.mallocCount
         rig.runningMallocs += mallocs
         benchmark.measurement(Metrics.perThousandDatagrams, (mallocs * 1000 + datagrams - 1) / datagrams)
         benchmark.measurement(Metrics.runningTotal, rig.runningMallocs)
     } setup: {
-        let rig = try Rig(scenario)
+        requireThresholds(name, zeroThresholds())
+        let rig: Rig
+        do {
+            rig = try Rig(scenario)
+        } catch {
+            fail(name, "setup: \(error)")
+        }
         // A first iteration outside any measurement: lazily made runtime metadata and the
         // first touch of every buffer happen here, as in a daemon's first second. (The
         // harness then runs 3 warm-up iterations with counting off, then measures.)
-        guard rig.iteration() else { throw SetupError(description: rig.failureDescription) }
+        guard rig.iteration() else { fail(name, "setup: " + rig.failureDescription) }
+        if let mismatch = rig.counterMismatch() { fail(name, "setup: worker counters: \(mismatch)") }
         slot.rig = rig
     } teardown: {
         defer { slot.rig = nil }
-        guard let rig = slot.rig else { return }
-        // Every datagram read was answered: none dropped (rate limited, too large, …).
-        let report = rig.report.snapshot()
-        printToStandardError("\(name): worker \(rig.scenario.serve ? report.summary : "not serving")")
-        guard report.counters.isBalanced && report.counters.drops.total == 0 && report.receiveErrors == 0 else {
-            throw SetupError(description: "\(name): the worker dropped or failed: \(report)")
-        }
+        guard let rig = slot.rig else { fail(name, "teardown: no rig") }
+        printToStandardError("\(name): worker \(rig.summary)")
+        if let mismatch = rig.counterMismatch() { fail(name, "teardown: worker counters: \(mismatch)") }
     }
 }
 
-func printToStandardError(_ line: String) {
-    let text = line + "\n"
-    _ = text.withCString { write(2, $0, strlen($0)) }
-}
-
-extension WorkerReport {
-    var summary: String {
-        "read \(counters.read), replied \(counters.replied), dropped \(counters.drops.total), "
-            + "batches \(batches), segmented sends \(segmentedSends)"
+extension AdmissionPolicy {
+    /// The default checks without the rate limit, which exempts only loopback peers: the
+    /// 192.0.2.1 peers' floods must reach the send, not the limiter.
+    static var unlimited: AdmissionPolicy {
+        var policy = AdmissionPolicy()
+        policy.rateLimit = nil
+        return policy
     }
-}
-
-struct SetupError: Error, CustomStringConvertible {
-    let description: String
 }
 
 // MARK: - The benchmarks
 
 let benchmarks: @Sendable () -> Void = {
+    keepStandardError()
+
     // What measuring costs: nothing happens between the start and the stop.
     var harnessMallocs = 0
-    Benchmark("Harness-empty-measured-region", configuration: configuration(perDatagram: false)) { benchmark in
+    let harness = "Harness-empty-measured-region"
+    Benchmark(harness, configuration: configuration(perDatagram: false)) { benchmark in
         benchmark.startMeasurement()
         let before = MallocInterposerSwift.getStatistics()
         let after = MallocInterposerSwift.getStatistics()
         benchmark.stopMeasurement()
         harnessMallocs += after.mallocCount - before.mallocCount
         benchmark.measurement(Metrics.runningTotal, harnessMallocs)
+    } setup: {
+        requireThresholds(harness, zeroThresholds(perDatagram: false))
     }
 
     // The canary: exactly one malloc (and one free) of 64 bytes per iteration. Its
     // threshold is 1, so were the interposer not counting at all, this one's check would
     // fail ("better than threshold") instead of every other benchmark passing unnoticed.
-    Benchmark("Canary-one-malloc-per-iteration",
+    let canary = "Canary-one-malloc-per-iteration"
+    Benchmark(canary,
               configuration: .init(metrics: [.mallocCountTotal, .freeCountTotal, .mallocBytesCount, .wallClock],
                                    timeUnits: .microseconds, warmupIterations: 3, maxDuration: .seconds(1),
                                    maxIterations: 2_000)) { benchmark in
@@ -326,11 +156,15 @@ let benchmarks: @Sendable () -> Void = {
         blackHole(p)
         p.deallocate()
         benchmark.stopMeasurement()
+    } setup: {
+        requireThresholds(canary, ["mallocCountTotal": 1, "freeCountTotal": 1])
     }
 
     // The clients' side of a round, alone: 8 sockets each send 8 datagrams to themselves
     // and drain them. Whatever this counts, the worker benchmarks count too.
-    registerDatagramBenchmark("Control-clients-only-1024-datagrams", Scenario(serve: false))
+    registerDatagramBenchmark("Control-clients-only-1024-datagrams", Scenario(expected: nil, serve: false))
+
+    // MARK: Every datagram answered (64 a round, 64 replied)
 
     // The common case: 64 requests from 8 peers, one recvmmsg, 8 segmented sends (GSO)
     // of 8 same-length replies each.
@@ -353,20 +187,74 @@ let benchmarks: @Sendable () -> Void = {
 
     // The per-source rate limiter on every datagram (loopback is exempt by default), at a
     // rate no round comes near: every request passes through RateLimiter.allow.
-    var limited = AdmissionPolicy()
-    limited.limitLoopback = true
-    limited.rateLimit = RateLimiter.Configuration(rate: 100_000_000, burst: 1_000_000)
-    registerDatagramBenchmark(
-        "Worker-batch-64-rate-limited-loopback-1024-datagrams",
-        Scenario(policy: limited))
+    var generous = AdmissionPolicy()
+    generous.limitLoopback = true
+    generous.rateLimit = RateLimiter.Configuration(rate: 100_000_000, burst: 1_000_000)
+    registerDatagramBenchmark("Worker-batch-64-rate-limited-loopback-1024-datagrams", Scenario(policy: generous))
 
     // A wildcard socket: IP_PKTINFO in, a source-address control message out per reply.
-    registerDatagramBenchmark(
-        "Worker-batch-64-wildcard-PKTINFO-1024-datagrams",
-        Scenario(listen: "0.0.0.0:0"))
+    registerDatagramBenchmark("Worker-batch-64-wildcard-PKTINFO-1024-datagrams", Scenario(listen: "0.0.0.0:0"))
 
     // Echo mode, dual-stack wildcard socket, IPv4 peers seen as v4-mapped IPv6.
+    registerDatagramBenchmark("Worker-batch-64-dual-stack-echo-1024-datagrams", Scenario(listen: "[::]:0", mode: .echo))
+
+    // MARK: The drop paths: floods that are mostly or wholly refused
+
+    // A flood over the rate limit: all 8 peers are 127.0.0.1, one source, limited to 1000/s
+    // with a burst of 1, on a clock that advances 1 ms a round. Each round, the first
+    // request read (peer 0's first) takes the one token; the other 63 are refused.
+    var strict = AdmissionPolicy()
+    strict.limitLoopback = true
+    strict.rateLimit = RateLimiter.Configuration(rate: 1000, burst: 1)
     registerDatagramBenchmark(
-        "Worker-batch-64-dual-stack-echo-1024-datagrams",
-        Scenario(listen: "[::]:0", mode: .echo))
+        "Worker-batch-64-rate-limited-flood-1024-datagrams",
+        Scenario(policy: strict, answered: { peer, k in peer == 0 && k == 0 },
+                 expected: Expected(read: 64, replied: 1, drops: [.rateLimited: 63]), clockStep: 1_000_000))
+
+    // --max-datagram 600 (512 bytes in the head buffer, 88 in the tail): each peer sends
+    // 16, 600, 601 and 1400 bytes, twice. The kernel cuts the last two (MSG_TRUNC).
+    let truncationSizes = [16, 600, 601, 1400]
+    registerDatagramBenchmark(
+        "Worker-batch-64-truncated-1024-datagrams",
+        Scenario(maxDatagram: 600, size: { _, k in truncationSizes[k % 4] },
+                 answered: { _, k in truncationSizes[k % 4] <= 600 },
+                 expected: Expected(read: 64, replied: 32, drops: [.truncated: 32])))
+
+    // Peer 0's first request of each round is 65,500 bytes: its hello reply, 65,508 bytes,
+    // is over IPv4's 65,507. (One a round: a few such datagrams fill a receive queue.)
+    registerDatagramBenchmark(
+        "Worker-batch-64-reply-too-large-1024-datagrams",
+        Scenario(size: { peer, k in peer == 0 && k == 0 ? 65_500 : 16 }, answered: { peer, k in peer != 0 || k != 0 },
+                 expected: Expected(read: 64, replied: 63, drops: [.replyTooLarge: 1])))
+
+    // Peers 0 and 1 send from ports 1000 and 1001 (in a private network namespace, so the
+    // ports are free): refused, the other 6 peers answered.
+    registerDatagramBenchmark(
+        "Worker-batch-64-privileged-source-port-1024-datagrams",
+        Scenario(network: .isolated, peerKind: { $0 < 2 ? .privilegedPort : .loopback }, answered: { peer, _ in peer >= 2 },
+                 expected: Expected(read: 64, replied: 48, drops: [.privilegedSourcePort: 16])))
+
+    // Peers 0 and 1 send from ports the worker's policy lists as its own.
+    registerDatagramBenchmark(
+        "Worker-batch-64-own-port-1024-datagrams",
+        Scenario(peerKind: { $0 < 2 ? .ownPort : .loopback }, answered: { peer, _ in peer >= 2 },
+                 expected: Expected(read: 64, replied: 48, drops: [.ownPort: 16])))
+
+    // Peers 0 and 1 send from 192.0.2.1 in a private network namespace that has no route
+    // there: each of their replies (one segmented send of 8 each) fails with ENETUNREACH.
+    registerDatagramBenchmark(
+        "Worker-batch-64-send-failed-unreachable-1024-datagrams",
+        Scenario(network: .isolated, policy: .unlimited, peerKind: { $0 < 2 ? .testNet : .loopback }, answered: { peer, _ in peer >= 2 },
+                 expected: Expected(read: 64, replied: 48, drops: [.sendFailed: 16], lastSendErrno: ENETUNREACH)))
+
+    // A full send buffer: the worker listens on 192.0.2.100, on a link whose neighbours
+    // never resolve, with the smallest send buffer, filled before the first round. Every
+    // sendmmsg meets EAGAIN; the worker waits for room 3 times (10 ms each) a batch, then
+    // counts the batch's replies as failed. 2 rounds an iteration: each takes 30 ms.
+    registerDatagramBenchmark(
+        "Worker-batch-64-send-buffer-full-EAGAIN-128-datagrams",
+        Scenario(listen: "192.0.2.100:0", connectTo: "192.0.2.100", network: .stalledLink, policy: .unlimited, rounds: 2,
+                 peerKind: { _ in .testNet }, answered: { _, _ in false },
+                 expected: Expected(read: 64, replied: 0, drops: [.sendFailed: 64], lastSendErrno: EAGAIN),
+                 serverSendBuffer: 0, fillSendBuffer: true))
 }

@@ -1,0 +1,323 @@
+// The rig: a hellod `Worker` on a UDP socket, client sockets, and every byte a round sends
+// or expects, all made before measuring. This file is the only one that uses hellod's
+// server API (Worker, WorkerConfiguration, PublishedReport, WorkerReport).
+
+import Benchmark
+import Glibc
+import HelloCore
+import HelloServer
+import HelloSocket
+
+// MARK: - What each benchmark sends, and what must happen to it
+
+/// What the worker must count in one round: exactly this, times the rounds run.
+struct Expected: Sendable {
+    var read: Int
+    var replied: Int
+    var drops: [DropReason: Int] = [:]
+    /// The errno of the worker's last refused send (0: no send refused).
+    var lastSendErrno: Int32 = 0
+
+    /// Every one of `count` datagrams read and answered.
+    static func allAnswered(_ count: Int) -> Expected { Expected(read: count, replied: count) }
+}
+
+struct Scenario: Sendable {
+    var listen = "127.0.0.1:0"
+    /// Where the clients send (the server's address if it is not a wildcard).
+    var connectTo = "127.0.0.1"
+    var network = Network.host
+    var batchSize = 64
+    var maxDatagram = 65527
+    var mode: ReplyMode = .hello
+    var policy = AdmissionPolicy()
+    var segmentation = true
+    /// Client sockets, each its own peer (own source port).
+    var peers = 8
+    var requestsPerPeer = 8
+    var rounds = 16
+    /// The request size of peer `peer`'s `k`th request of a round.
+    var size: @Sendable (_ peer: Int, _ k: Int) -> Int = { _, _ in 16 }
+    var peerKind: @Sendable (_ peer: Int) -> PeerKind = { _ in .loopback }
+    /// Whether peer `peer`'s `k`th request of a round gets its reply.
+    var answered: @Sendable (_ peer: Int, _ k: Int) -> Bool = { _, _ in true }
+    /// The worker's counters per round; nil only for the control (no worker).
+    var expected: Expected? = .allAnswered(64)
+    /// 0: the worker reads the real clock. Else a clock that advances this many
+    /// nanoseconds per round, so the rate limiter refuses the same requests every round.
+    var clockStep: UInt64 = 0
+    var serverSendBuffer = 4 << 20
+    /// Fill the server's send buffer before the first round (`Network.stalledLink`).
+    var fillSendBuffer = false
+    /// False: no worker serves; each client sends to itself and drains (the control).
+    var serve = true
+
+    var datagramsPerRound: Int { peers * requestsPerPeer }
+    var datagramsPerIteration: Int { datagramsPerRound * rounds }
+}
+
+// MARK: - Sockets, worker and buffers, all made before measuring
+
+enum RoundFailure: Int {
+    case none, sendFailed, serveTimedOut, replyTimedOut, wrongReply, unexpectedReply
+}
+
+struct SetupError: Error, CustomStringConvertible {
+    let description: String
+}
+
+final class Rig {
+    let scenario: Scenario
+    var worker: Worker
+    let report = PublishedReport()
+    let server: DatagramSocket
+    let clients: UnsafeMutablePointer<Int32>
+    let tap: Int32
+    // Request j of a round (j = k * peers + peer, peers interleaved) and its expected reply
+    // (length -1: none).
+    let requests: UnsafeMutableRawPointer
+    let requestOffset: UnsafeMutablePointer<Int>
+    let requestLength: UnsafeMutablePointer<Int>
+    let replies: UnsafeMutableRawPointer
+    let replyOffset: UnsafeMutablePointer<Int>
+    let replyLength: UnsafeMutablePointer<Int>
+    let receiveBuffer: UnsafeMutableRawPointer
+    static let receiveCapacity = 65536
+    // The expected counters per round, one entry per DropReason.allCases.
+    let reasons: [DropReason]
+    let expectedDrops: [UInt64]
+    private(set) var failure = RoundFailure.none
+    private(set) var failedAt = 0
+    private(set) var failureDetail = 0
+    /// Rounds completed, every one checked by the clients.
+    private(set) var rounds: UInt64 = 0
+    /// The worker's clock, when the scenario sets one.
+    private var clock: UInt64 = 1_000_000_000_000
+    /// Mallocs over every measured iteration so far.
+    var runningMallocs = 0
+
+    init(_ scenario: Scenario) throws {
+        self.scenario = scenario
+        reasons = DropReason.allCases
+        expectedDrops = reasons.map { UInt64(scenario.expected?.drops[$0] ?? 0) }
+        if let e = scenario.expected {
+            let answered = (0..<scenario.datagramsPerRound).filter { scenario.answered($0 % scenario.peers, $0 / scenario.peers) }.count
+            guard e.read == scenario.datagramsPerRound, e.replied == answered,
+                  e.read == e.replied + e.drops.values.reduce(0, +) else {
+                throw SetupError(description: "the stated counters (read \(e.read), replied \(e.replied), drops \(e.drops)) "
+                    + "disagree with the scenario (\(scenario.datagramsPerRound) sent a round, \(answered) answered)")
+            }
+        }
+
+        let namespace = try PrivateNetwork.enter(scenario.network)
+        defer { namespace?.leave() }
+        tap = namespace?.tap ?? -1
+
+        guard let listen = SocketAddress(parsing: scenario.listen) else {
+            throw SetupError(description: "bad listen address \(scenario.listen)")
+        }
+        server = try DatagramSocket.bound(to: listen)
+        // A round's requests all queue at once: room for 64 of up to 1400 bytes and more.
+        try server.setReceiveBufferSize(4 << 20)
+        try server.setSendBufferSize(scenario.serverSendBuffer)
+        let port = server.localAddress.port
+
+        clients = .allocate(capacity: scenario.peers)
+        var policy = scenario.policy
+        for p in 0..<scenario.peers {
+            let kind = scenario.peerKind(p)
+            clients[p] = try clientSocket(kind, peer: p, server: scenario.serve ? ipv4(scenario.connectTo, port) : nil,
+                                          receiveBuffer: 1 << 20)
+            if kind == .ownPort {
+                policy.ownPorts.append(localPort(clients[p]))
+            }
+        }
+        if !policy.ownPorts.isEmpty {
+            policy.ownPorts.append(port)
+        }
+        if scenario.fillSendBuffer {
+            try Self.fill(server)
+        }
+
+        let configuration = WorkerConfiguration(rule: ReplyRule(mode: scenario.mode), batchSize: scenario.batchSize,
+                                                maxDatagram: scenario.maxDatagram, spinLimit: 0, coalesceDelay: 0,
+                                                segmentation: scenario.segmentation, policy: policy)
+        worker = Worker(index: 0, socket: server, configuration: configuration, publishingTo: report)
+
+        let count = scenario.datagramsPerRound
+        let rule = ReplyRule(mode: scenario.mode)
+        var requestBytes: [[UInt8]] = []
+        var replyBytes: [[UInt8]?] = []
+        for j in 0..<count {
+            let peer = j % scenario.peers, k = j / scenario.peers
+            let size = scenario.size(peer, k)
+            // "p3-r05-xxxx…": readable, distinct, exactly `size` bytes.
+            var bytes = Array("p\(peer)-r\(k < 10 ? "0" : "")\(k)-".utf8)
+            bytes += Array(repeating: UInt8(ascii: "a") + UInt8(j % 26), count: max(0, size - bytes.count))
+            bytes = Array(bytes.prefix(size))
+            requestBytes.append(bytes)
+            replyBytes.append(!scenario.serve ? bytes : scenario.answered(peer, k) ? rule.reply(to: bytes) : nil)
+        }
+        (requests, requestOffset, requestLength) = Self.pack(requestBytes)
+        (replies, replyOffset, replyLength) = Self.pack(replyBytes)
+        receiveBuffer = .allocate(byteCount: Self.receiveCapacity, alignment: 64)
+    }
+
+    deinit {
+        for p in 0..<scenario.peers { _ = Glibc.close(clients[p]) }
+        server.close()
+        if tap >= 0 { _ = Glibc.close(tap) }
+        clients.deallocate()
+        for pointer in [requests, replies, receiveBuffer] { pointer.deallocate() }
+        for pointer in [requestOffset, requestLength, replyOffset, replyLength] { pointer.deallocate() }
+    }
+
+    /// Sends from `server` to 192.0.2.1 (`Network.stalledLink`: queued, never delivered)
+    /// until the send buffer is full, so every reply of every round meets EAGAIN.
+    static func fill(_ server: DatagramSocket) throws {
+        let bytes = [UInt8](repeating: 0x2e, count: 16)
+        for sent in 0..<10_000 {
+            let n = withSockaddr(ipv4("192.0.2.1", 9)) { address, length in
+                bytes.withUnsafeBytes { sendto(server.descriptor.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), address, length) }
+            }
+            if n < 0 {
+                guard errno == EAGAIN && sent > 0 else { throw NetworkError.call("filling the send buffer", errno) }
+                return
+            }
+        }
+        throw SetupError(description: "the send buffer never filled: datagrams to 192.0.2.1 are not held")
+    }
+
+    static func pack(_ datagrams: [[UInt8]?])
+        -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) {
+        let total = datagrams.reduce(0) { $0 + ($1?.count ?? 0) }
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
+        let offsets = UnsafeMutablePointer<Int>.allocate(capacity: datagrams.count)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: datagrams.count)
+        var at = 0
+        for (i, d) in datagrams.enumerated() {
+            offsets[i] = at
+            lengths[i] = d?.count ?? -1
+            guard let d else { continue }
+            d.withUnsafeBytes { (bytes + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            at += d.count
+        }
+        return (bytes, offsets, lengths)
+    }
+
+    /// One measured iteration: `rounds` rounds, each sent, served and drained in full.
+    /// Returns false on a failed round (recorded in `failure`).
+    @inline(never)
+    func iteration() -> Bool {
+        for r in 0..<scenario.rounds {
+            let result = round()
+            if result != .none {
+                failure = result
+                failedAt = r
+                return false
+            }
+            rounds += 1
+        }
+        return true
+    }
+
+    @inline(never)
+    func round() -> RoundFailure {
+        let count = scenario.datagramsPerRound
+        let peers = scenario.peers
+        for j in 0..<count {
+            let sent = send(clients[j % peers], requests + requestOffset[j], requestLength[j], Int32(MSG_DONTWAIT))
+            guard sent == requestLength[j] else {
+                failureDetail = sent < 0 ? Int(errno) : sent
+                return .sendFailed
+            }
+        }
+        if scenario.serve {
+            clock += scenario.clockStep
+            // Loopback delivers a send at once, so one serveBatch takes up to a whole batch;
+            // should the kernel defer some, wait for them (never a spin forever).
+            var served = 0
+            while served < count {
+                let n = scenario.clockStep > 0 ? worker.serveBatch(now: clock) : worker.serveBatch()
+                if n == 0 && !readable(server.descriptor.rawValue) {
+                    failureDetail = served
+                    return .serveTimedOut
+                }
+                served += n
+            }
+        }
+        // Each client's replies come in the order it sent its requests; then nothing else.
+        for peer in 0..<peers {
+            let fd = clients[peer]
+            for k in 0..<scenario.requestsPerPeer {
+                let j = k * peers + peer
+                guard replyLength[j] >= 0 else { continue }
+                var n = recv(fd, receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && readable(fd) {
+                    n = recv(fd, receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
+                }
+                guard n >= 0 else {
+                    failureDetail = j
+                    return .replyTimedOut
+                }
+                guard n == replyLength[j], memcmp(receiveBuffer, replies + replyOffset[j], n) == 0 else {
+                    failureDetail = j
+                    return .wrongReply
+                }
+            }
+            let extra = recv(fd, receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
+            if extra >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
+                failureDetail = peer
+                return .unexpectedReply
+            }
+        }
+        return .none
+    }
+
+    /// Waits up to a second for `fd` to become readable.
+    @inline(__always)
+    func readable(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 1000) == 1
+    }
+
+    var failureDescription: String {
+        "round \(failedAt) of an iteration failed: \(failure) (detail \(failureDetail)); worker: \(summary)"
+    }
+
+    /// nil if the worker's counters are exactly the scenario's, times the rounds run; else
+    /// what differs. (Not called while measuring: it may allocate.)
+    func counterMismatch() -> String? {
+        guard scenario.serve, let e = scenario.expected else { return nil }
+        let r = report.snapshot()
+        var wrong: [String] = []
+        func expect(_ what: String, _ actual: UInt64, _ perRound: UInt64) {
+            if actual != perRound * rounds { wrong.append("\(what) \(actual), expected \(perRound * rounds)") }
+        }
+        expect("read", r.counters.read, UInt64(e.read))
+        expect("replied", r.counters.replied, UInt64(e.replied))
+        for (i, reason) in reasons.enumerated() {
+            expect("dropped \(reason.name)", r.counters.drops[reason], expectedDrops[i])
+        }
+        if r.receiveErrors != 0 || r.lastReceiveErrno != 0 {
+            wrong.append("receive errors \(r.receiveErrors) (last errno \(r.lastReceiveErrno)), expected none")
+        }
+        if r.segmentationFallbacks != 0 {
+            wrong.append("segmentation fallbacks \(r.segmentationFallbacks), expected none")
+        }
+        if rounds > 0 && r.lastSendErrno != e.lastSendErrno {
+            wrong.append("last send errno \(r.lastSendErrno), expected \(e.lastSendErrno)")
+        }
+        return wrong.isEmpty ? nil : "after \(rounds) rounds: " + wrong.joined(separator: "; ")
+    }
+
+    var summary: String {
+        guard scenario.serve else { return "not serving (control)" }
+        let r = report.snapshot()
+        let drops = reasons.filter { r.counters.drops[$0] > 0 }.map { "\($0.name) \(r.counters.drops[$0])" }
+        return "\(rounds) rounds: read \(r.counters.read), replied \(r.counters.replied), dropped "
+            + (drops.isEmpty ? "0" : drops.joined(separator: ", "))
+            + ", batches \(r.batches), segmented sends \(r.segmentedSends)"
+            + (r.lastSendErrno != 0 ? ", last send errno \(r.lastSendErrno)" : "")
+    }
+}
