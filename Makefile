@@ -5,6 +5,7 @@
 #   sudo make uninstall       stops, disables and removes them
 #   make bench                hellod against ../shared/bench's refecho, side by side
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
+#   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
 #
 # PREFIX (/usr/local), BINDIR, UNITDIR and DESTDIR are honoured as usual.
 
@@ -18,7 +19,7 @@ RELEASE  = $(SCRATCH)/release
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build install uninstall bench bench-malloc test
+.PHONY: all build install uninstall bench bench-malloc bench-malloc-proof test
 
 all: build
 
@@ -48,6 +49,10 @@ bench: build
 
 bench-malloc:
 	cd Benchmarks && swift package benchmark thresholds check --no-progress
+
+# Run after bench-malloc: it reuses that build.
+bench-malloc-proof:
+	Benchmarks/prove-gate.sh
 
 test:
 	./test.sh

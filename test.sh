@@ -21,3 +21,6 @@ python3 -m unittest discover -s Tests/system -v
 
 echo "== heap allocations per datagram (Benchmarks/, package-benchmark): must be zero" >&2
 make bench-malloc
+
+echo "== the same gate on deliberately broken benchmarks: must fail on each" >&2
+make bench-malloc-proof

@@ -111,6 +111,7 @@ func registerDatagramBenchmark(_ name: String, _ scenario: Scenario) {
         guard let rig = slot.rig else { fail(name, "teardown: no rig") }
         printToStandardError("\(name): worker \(rig.summary)")
         if let mismatch = rig.counterMismatch() { fail(name, "teardown: worker counters: \(mismatch)") }
+        if scenario.failsAtTeardown { fail(name, "teardown: injected failure (HELLOD_BENCH_BROKEN)") }
     }
 }
 
@@ -257,4 +258,52 @@ let benchmarks: @Sendable () -> Void = {
                  peerKind: { _ in .testNet }, answered: { _, _ in false },
                  expected: Expected(read: 64, replied: 0, drops: [.sendFailed: 64], lastSendErrno: EAGAIN),
                  serverSendBuffer: 0, fillSendBuffer: true))
+
+    registerBrokenBenchmarks()
+}
+
+// MARK: - Deliberately broken benchmarks, for Benchmarks/prove-gate.sh
+
+/// Registered only when HELLOD_BENCH_BROKEN is set: `malloc` for one that allocates and
+/// otherwise passes, `failure` for six that fail without a malloc in the gated metrics.
+/// `thresholds check` must fail on each (prove-gate.sh runs them, and requires it).
+func registerBrokenBenchmarks() {
+    guard let setting = getenv("HELLOD_BENCH_BROKEN").map({ String(cString: $0) }), !setting.isEmpty else { return }
+    let ownPorts: @Sendable (Int) -> PeerKind = { $0 < 2 ? .ownPort : .loopback }
+    switch setting {
+    case "malloc":
+        // One 64-byte malloc per iteration; every round and counter as expected.
+        registerDatagramBenchmark("Broken-malloc-per-iteration-1024-datagrams", Scenario(allocatesPerIteration: true))
+    case "failure":
+        // The case: a malloc per iteration, and a teardown that fails.
+        registerDatagramBenchmark(
+            "Broken-malloc-then-teardown-fails-1024-datagrams",
+            Scenario(allocatesPerIteration: true, failsAtTeardown: true))
+        // The setup fails: no such address in a private namespace.
+        registerDatagramBenchmark(
+            "Broken-setup-fails-1024-datagrams",
+            Scenario(listen: "192.0.2.1:0", network: .isolated))
+        // Own-port drops stated as privileged-source-port ones: the replies are as the
+        // clients expect, the counters are not.
+        registerDatagramBenchmark(
+            "Broken-wrong-drop-reason-1024-datagrams",
+            Scenario(peerKind: ownPorts, answered: { peer, _ in peer >= 2 },
+                     expected: Expected(read: 64, replied: 48, drops: [.privilegedSourcePort: 16])))
+        // "Every datagram answered", on a path that drops: a round fails (no reply).
+        registerDatagramBenchmark(
+            "Broken-claims-all-answered-1024-datagrams",
+            Scenario(peerKind: ownPorts))
+        // Fails while measured (where package-benchmark silences stderr): loopback peers
+        // rate-limited at the default 1000/s with a burst of 200, on a clock that barely
+        // moves. The setup's 128 requests pass; the first measured round runs out of tokens.
+        var limited = AdmissionPolicy()
+        limited.limitLoopback = true
+        registerDatagramBenchmark(
+            "Broken-rate-limited-after-setup-128-datagrams",
+            Scenario(policy: limited, rounds: 2, clockStep: 1))
+        // A correct benchmark without a file in Thresholds/.
+        registerDatagramBenchmark("Broken-no-thresholds-file-1024-datagrams", Scenario())
+    default:
+        fail("HELLOD_BENCH_BROKEN", "unknown value \(setting); use malloc or failure")
+    }
 }

@@ -51,6 +51,10 @@ struct Scenario: Sendable {
     var fillSendBuffer = false
     /// False: no worker serves; each client sends to itself and drains (the control).
     var serve = true
+    /// Deliberately broken (HELLOD_BENCH_BROKEN only): one 64-byte malloc per iteration.
+    var allocatesPerIteration = false
+    /// Deliberately broken (HELLOD_BENCH_BROKEN only): the teardown fails.
+    var failsAtTeardown = false
 
     var datagramsPerRound: Int { peers * requestsPerPeer }
     var datagramsPerIteration: Int { datagramsPerRound * rounds }
@@ -209,6 +213,11 @@ final class Rig {
     /// Returns false on a failed round (recorded in `failure`).
     @inline(never)
     func iteration() -> Bool {
+        if scenario.allocatesPerIteration {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+            blackHole(p)
+            p.deallocate()
+        }
         for r in 0..<scenario.rounds {
             let result = round()
             if result != .none {
