@@ -1,21 +1,30 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// hellod: a UDP daemon that answers every datagram.
+// hellod: a UDP daemon that answers every datagram, each socket with its own service.
 //
-//   CShims        C: recvmmsg/sendmmsg, cmsg and sockaddr helpers, libsystemd calls
-//   HelloCore     Swift, no syscalls: the reply rules, applied in buffers allocated once
-//   HelloSocket   the socket layer: descriptors, addresses, preallocated message batches
-//   HelloServer   the I/O loop joining the two: receive a batch, reply, send
-//   HelloCLI      what both executables share on the command line
-//   hellod        the daemon: arguments, activation or bind, workers, signals, sd_notify, logs
-//   hello         the client and the load generator
+//   CShims         C, thin: recvmmsg/sendmmsg, CMSG_* as functions, constants and layouts
+//                  checked against the system's headers; no policy
+//   CSystemd       libsystemd (sd_listen_fds, sd_notify, sd_journal): linked by hellod only
+//   HelloDatagram  Swift, no syscalls, no protocol: what both sides speak. Addresses and
+//                  endpoints, the received Datagram, the Outbox a service writes, the PKTINFO
+//                  policy (reply source, broadcast or not), segment planning, peer grouping
+//   HelloSocket    the socket layer (imports no service): descriptors, sockaddrs, the
+//                  syscall wrapper, ReceiveBatch (recvmmsg) and SendBatch (sendmmsg, GSO)
+//   HelloCore      Swift, no syscalls: the services (hello, echo) behind DatagramService,
+//                  admission and rate limits, counters
+//   HelloServer    the worker, the join: receive a batch, hand it to the socket's service,
+//                  send what it wrote, publish counters
+//   HelloCLI       what both executables share on the command line
+//   hellod         the daemon: arguments, activation or bind, workers, signals, sd_notify, logs
+//   hello          the client and the load generator
 
 let package = Package(
     name: "hellod",
     products: [
         .executable(name: "hellod", targets: ["hellod"]),
         .executable(name: "hello", targets: ["hello"]),
+        .library(name: "HelloDatagram", targets: ["HelloDatagram"]),
         .library(name: "HelloCore", targets: ["HelloCore"]),
         .library(name: "HelloSocket", targets: ["HelloSocket"]),
         .library(name: "HelloServer", targets: ["HelloServer"]),
@@ -36,23 +45,23 @@ let package = Package(
         ),
         .target(
             name: "CShims",
-            dependencies: ["CSystemd"],
             path: "CShims",
             exclude: ["libsystemd"],
             cSettings: [.define("_GNU_SOURCE")]
         ),
-        .target(name: "HelloCore"),
+        .target(name: "HelloDatagram"),
+        .target(name: "HelloCore", dependencies: ["HelloDatagram"]),
         .target(
             name: "HelloSocket",
             dependencies: [
-                "CShims", "HelloCore",
+                "CShims", "HelloDatagram",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(
             name: "HelloServer",
             dependencies: [
-                "CShims", "HelloCore", "HelloSocket",
+                "CShims", "HelloDatagram", "HelloCore", "HelloSocket",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
@@ -66,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "hellod",
             dependencies: [
-                "CShims", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
+                "CSystemd", "CShims", "HelloDatagram", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -75,16 +84,16 @@ let package = Package(
         .executableTarget(
             name: "hello",
             dependencies: [
-                "CShims", "HelloCore", "HelloSocket", "HelloCLI",
+                "HelloDatagram", "HelloCore", "HelloSocket", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
-        .testTarget(name: "HelloCoreTests", dependencies: ["HelloCore"]),
+        .testTarget(name: "HelloCoreTests", dependencies: ["HelloDatagram", "HelloCore"]),
         .testTarget(
             name: "HelloSocketTests",
             dependencies: [
-                "HelloSocket", "HelloCore", "HelloServer", "CShims",
+                "HelloDatagram", "HelloSocket", "HelloCore", "HelloServer", "CShims",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),

@@ -1,5 +1,5 @@
-// The bodies of CShims.h that need _GNU_SOURCE (set for this target in Package.swift)
-// or libsystemd.
+// The bodies of CShims.h that need _GNU_SOURCE (set for this target in Package.swift),
+// and the checks that its declarations match the system's.
 #ifndef _GNU_SOURCE
 #error "CShims needs _GNU_SOURCE: set it in Package.swift's cSettings"
 #endif
@@ -8,20 +8,20 @@
 
 #include <errno.h>
 #include <linux/sock_diag.h>
+#include <netinet/udp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
-#include <systemd/sd-daemon.h>
-#include <systemd/sd-journal.h>
 
 // hs_mmsghdr must be struct mmsghdr exactly: the kernel reads it.
 _Static_assert(sizeof(hs_mmsghdr) == sizeof(struct mmsghdr), "hs_mmsghdr size differs from glibc's mmsghdr");
 _Static_assert(offsetof(hs_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "hs_mmsghdr layout differs");
 _Static_assert(sizeof(hs_in_pktinfo) == sizeof(struct in_pktinfo) &&
                offsetof(hs_in_pktinfo, ipi_spec_dst) == offsetof(struct in_pktinfo, ipi_spec_dst), "hs_in_pktinfo layout differs");
-_Static_assert(sizeof(hs_in6_pktinfo) == sizeof(struct in6_pktinfo), "hs_in6_pktinfo size differs");
-_Static_assert(HS_UDP_SEGMENT == 103 && HS_IP_PKTINFO == IP_PKTINFO &&
+_Static_assert(sizeof(hs_in6_pktinfo) == sizeof(struct in6_pktinfo) &&
+               offsetof(hs_in6_pktinfo, ipi6_ifindex) == offsetof(struct in6_pktinfo, ipi6_ifindex), "hs_in6_pktinfo layout differs");
+_Static_assert(HS_UDP_SEGMENT == UDP_SEGMENT && HS_IP_PKTINFO == IP_PKTINFO &&
                HS_IPV6_RECVPKTINFO == IPV6_RECVPKTINFO && HS_IPV6_PKTINFO == IPV6_PKTINFO &&
                HS_IPV6_V6ONLY == IPV6_V6ONLY, "a re-exported constant differs from the system's");
 
@@ -47,23 +47,3 @@ int hs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 int hs_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
-
-int hs_listen_fds_with_names(char ***names) { return sd_listen_fds_with_names(0, names); }
-
-int hs_is_datagram_socket(int fd, int *family) {
-    int r = sd_is_socket(fd, AF_UNSPEC, SOCK_DGRAM, -1);
-    if (r <= 0) return r;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
-    *family = ss.ss_family;
-    return 1;
-}
-
-int hs_notify(const char *state) { return sd_notify(0, state); }
-
-int hs_watchdog_enabled(uint64_t *usec) { return sd_watchdog_enabled(0, usec); }
-
-int hs_journal_sendv(const struct iovec *fields, int count) { return sd_journal_sendv(fields, count); }
-
-int hs_listen_fds_start(void) { return SD_LISTEN_FDS_START; }

@@ -93,6 +93,8 @@ def main():
     parser.add_argument("--refecho", default=os.path.join(ROOT, "..", "shared", "bench", "refecho.c"))
     parser.add_argument("--ablation", action="store_true",
                         help="also hellod with each of GSO, batch coalescing and polling turned off")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also the hellod in DIR (an earlier build: before and after, in one run)")
     args = parser.parse_args()
     if not os.path.exists(args.refecho):
         sys.exit("refecho.c not found at %s (pass --refecho PATH)" % args.refecho)
@@ -105,6 +107,9 @@ def main():
         {"name": "hellod --batch 1", "command": [hellod, "--listen", "127.0.0.1:PORT", "--batch", "1"]},
         {"name": "refecho (C, batch 64)", "command": [refecho, "PORT", "64", "hello"]},
     ]
+    if args.baseline:
+        servers[2:2] = [{"name": "baseline hellod --batch 64",
+                         "command": [os.path.join(args.baseline, "hellod"), "--listen", "127.0.0.1:PORT"]}]
     if args.ablation:
         servers[2:2] = [
             {"name": "hellod --no-gso", "command": [hellod, "--listen", "127.0.0.1:PORT", "--no-gso"]},

@@ -5,7 +5,10 @@
 //    does not define, so mmsghdr is declared again here (its size is checked against
 //    glibc's in shims.c) and the two calls are wrapped;
 //  - CMSG_* are macros Swift cannot import: they become small inline functions;
-//  - constants that live behind _GNU_SOURCE or in kernel headers are re-exported.
+//  - constants that live behind _GNU_SOURCE or in kernel headers are re-exported, and
+//    checked against the system's headers;
+//  - no policy: what to do with what the kernel said is decided in Swift.
+// libsystemd is not here: hellod alone links it (CShims/libsystemd, module CSystemd).
 #ifndef HELLOD_CSHIMS_H
 #define HELLOD_CSHIMS_H
 
@@ -30,12 +33,16 @@ int hs_sendmmsg(int fd, hs_mmsghdr *msgs, unsigned int count, int flags);
 
 // MARK: - Constants Swift cannot see
 
-static const int HS_UDP_SEGMENT = 103;        // linux/udp.h: GSO segment size, per send
-static const int HS_UDP_MAX_SEGMENTS = 64;    // the kernel's limit on segments per GSO send
-static const int HS_IP_PKTINFO = 8;           // linux/in.h
-static const int HS_IPV6_RECVPKTINFO = 49;    // linux/in6.h
+// Each is checked against the system's headers in shims.c.
+static const int HS_UDP_SEGMENT = 103;        // netinet/udp.h: GSO segment size, per send
+static const int HS_IP_PKTINFO = 8;           // netinet/in.h
+static const int HS_IPV6_RECVPKTINFO = 49;
 static const int HS_IPV6_PKTINFO = 50;
 static const int HS_IPV6_V6ONLY = 26;
+// The kernel's limit on segments in one UDP GSO send (UDP_MAX_SEGMENTS in the kernel's
+// private include/linux/udp.h, which no installed header exports: a send over it fails
+// with EINVAL, which the sender survives by sending plain datagrams).
+static const int HS_UDP_MAX_SEGMENTS = 64;
 
 // The in_pktinfo and in6_pktinfo of Linux and RFC 3542 (glibc hides both behind _GNU_SOURCE).
 typedef struct {
@@ -49,59 +56,26 @@ typedef struct {
     unsigned int ipi6_ifindex;
 } hs_in6_pktinfo;
 
-// MARK: - sockaddr_storage helpers
-
-// The port in host byte order, 0 for a family that has none.
-static inline uint16_t hs_sockaddr_port(const struct sockaddr_storage *ss) {
-    switch (ss->ss_family) {
-    case AF_INET: return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-    case AF_INET6: return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-    default: return 0;
-    }
-}
-
-// Two socket addresses the kernel wrote are equal when their first len bytes are.
-static inline bool hs_sockaddr_equal(const struct sockaddr_storage *a, socklen_t alen,
-                                     const struct sockaddr_storage *b, socklen_t blen) {
-    return alen == blen && memcmp(a, b, alen) == 0;
-}
-
 // MARK: - Control messages
 
-// What the control messages of one received datagram said.
+// The PKTINFO control messages of one received datagram, copied out as they are: which
+// address to answer from is Swift's decision (HelloDatagram's Arrival), not the shim's.
 typedef struct {
-    bool has_local4;              // IP_PKTINFO: the IPv4 address the datagram came to
-    struct in_addr local4;
-    bool has_local6;              // IPV6_PKTINFO: the IPv6 (maybe v4-mapped) address
-    struct in6_addr local6;
-    unsigned int ifindex6;
-} hs_received_control;
+    bool has_ipv4;                // IP_PKTINFO
+    hs_in_pktinfo ipv4;
+    bool has_ipv6;                // IPV6_PKTINFO
+    hs_in6_pktinfo ipv6;
+} hs_pktinfo;
 
-static inline void hs_parse_control(const struct msghdr *msg, hs_received_control *out) {
+static inline void hs_read_pktinfo(const struct msghdr *msg, hs_pktinfo *out) {
     memset(out, 0, sizeof *out);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == HS_IP_PKTINFO) {
-            hs_in_pktinfo info;
-            memcpy(&info, CMSG_DATA(c), sizeof info);
-            // ipi_spec_dst is the local address (right for broadcasts too), but it is
-            // filled when the datagram is queued: one queued before IP_PKTINFO was set
-            // (under socket activation, the datagram that started hellod) has 0.0.0.0
-            // there. ipi_addr, the header's destination, is filled at receive time.
-            uint32_t addr = ntohl(info.ipi_addr.s_addr);
-            bool group = (addr >> 28) == 0xe || addr == 0xffffffff;  // multicast, broadcast
-            if (info.ipi_spec_dst.s_addr != 0) {
-                out->has_local4 = true;
-                out->local4 = info.ipi_spec_dst;
-            } else if (!group) {
-                out->has_local4 = true;
-                out->local4 = info.ipi_addr;
-            }
+            out->has_ipv4 = true;
+            memcpy(&out->ipv4, CMSG_DATA(c), sizeof out->ipv4);
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == HS_IPV6_PKTINFO) {
-            hs_in6_pktinfo info;
-            memcpy(&info, CMSG_DATA(c), sizeof info);
-            out->has_local6 = true;
-            out->local6 = info.ipi6_addr;
-            out->ifindex6 = info.ipi6_ifindex;
+            out->has_ipv6 = true;
+            memcpy(&out->ipv6, CMSG_DATA(c), sizeof out->ipv6);
         }
     }
 }
@@ -153,20 +127,5 @@ int hs_eventfd(void);
 int hs_set_thread_name(const char *name);
 // prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.
 int hs_set_timer_slack(unsigned long nanoseconds);
-
-// MARK: - libsystemd
-
-// sd_listen_fds_with_names(3), keeping the environment for no one else (unset_environment).
-int hs_listen_fds_with_names(char ***names);
-// sd_is_socket(3) for a datagram socket of any family; the family is written to *family.
-int hs_is_datagram_socket(int fd, int *family);
-// sd_notify(3) without unsetting NOTIFY_SOCKET.
-int hs_notify(const char *state);
-// sd_watchdog_enabled(3): >0 and the interval in microseconds when systemd wants pings.
-int hs_watchdog_enabled(uint64_t *usec);
-// sd_journal_sendv(3): one entry of FIELD=value strings.
-int hs_journal_sendv(const struct iovec *fields, int count);
-// SD_LISTEN_FDS_START, the first inherited descriptor.
-int hs_listen_fds_start(void);
 
 #endif

@@ -6,10 +6,10 @@ import HelloSocket
 /// A command whose bad arguments end in one line on stderr and exit code 64 (EX_USAGE):
 /// swift-argument-parser's own message, which names the argument, without the usage
 /// block after it. `--help` and `--version` print in full, as usual.
-public protocol OneLineErrors: ParsableCommand {}
+package protocol OneLineErrors: ParsableCommand {}
 
 extension OneLineErrors {
-    public static func main() {
+    package static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -29,7 +29,7 @@ extension OneLineErrors {
 
 /// Checks an option's value against its range, with swift-argument-parser's validation
 /// error (exit 64) naming the option: "--batch must be between 1 and 1024, not 0."
-public func require<Value: Comparable>(_ option: String, _ value: Value, in range: ClosedRange<Value>) throws {
+package func require<Value: Comparable>(_ option: String, _ value: Value, in range: ClosedRange<Value>) throws {
     guard range.contains(value) else {
         throw ValidationError("\(option) must be between \(range.lowerBound) and \(range.upperBound), not \(value).")
     }
@@ -41,4 +41,40 @@ extension SocketAddress: ExpressibleByArgument {
     }
 }
 
-extension ReplyMode: ExpressibleByArgument {}
+/// `[SERVICE@]ADDRESS`: `echo@8899`, `hello@127.0.0.1:9999`, or an address alone, whose
+/// service is the default one (`--mode`).
+package struct ListenAddress: ExpressibleByArgument, Sendable {
+    package let service: ServiceName?
+    package let address: SocketAddress
+
+    package init(service: ServiceName?, address: SocketAddress) {
+        self.service = service
+        self.address = address
+    }
+
+    package init?(argument: String) {
+        guard let parsed = try? Self.parse(argument) else { return nil }
+        self = parsed
+    }
+
+    /// Parses `[SERVICE@]ADDRESS`; an error says which part is wrong.
+    package static func parse(_ argument: String) throws -> ListenAddress {
+        var service: ServiceName?
+        var rest = Substring(argument)
+        if let at = argument.firstIndex(of: "@") {
+            let name = String(argument[..<at])
+            guard let named = ServiceName(rawValue: name) else {
+                let names = ServiceName.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ValidationError("no service is called \"\(name)\" (\(names))")
+            }
+            service = named
+            rest = argument[argument.index(after: at)...]
+        }
+        guard let address = SocketAddress(parsing: String(rest)) else {
+            throw ValidationError("\"\(rest)\" is not an address: 127.0.0.1:9999, [::1]:9999, or a port alone")
+        }
+        return ListenAddress(service: service, address: address)
+    }
+}
+
+extension ServiceName: ExpressibleByArgument {}

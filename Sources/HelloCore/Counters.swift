@@ -3,6 +3,8 @@
 public enum DropReason: Int, Sendable, CaseIterable {
     /// Larger than `--max-datagram`: the kernel cut it (MSG_TRUNC); a cut copy is no answer.
     case truncated
+    /// Sent to a broadcast (limited or directed) or multicast address: never answered.
+    case broadcastOrMulticast
     /// From a source port below 1024 (or 0), where the services a reply could be bounced
     /// into live.
     case privilegedSourcePort
@@ -20,6 +22,7 @@ public enum DropReason: Int, Sendable, CaseIterable {
     public var name: String {
         switch self {
         case .truncated: return "truncated"
+        case .broadcastOrMulticast: return "broadcast-or-multicast"
         case .privilegedSourcePort: return "privileged-source-port"
         case .ownPort: return "own-port"
         case .rateLimited: return "rate-limited"
@@ -31,9 +34,15 @@ public enum DropReason: Int, Sendable, CaseIterable {
 
 /// Drop counts by reason, in fixed storage: counting never allocates.
 public struct DropCounts: Sendable, Equatable {
-    private var counts: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+    /// Room for 16 reasons; a new reason must not outgrow it.
+    private var counts: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    static let room = 16
 
-    public init() {}
+    public init() {
+        assert(DropReason.allCases.count <= Self.room)
+    }
 
     public subscript(reason: DropReason) -> UInt64 {
         get {

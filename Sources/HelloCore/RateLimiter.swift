@@ -1,3 +1,5 @@
+import HelloDatagram
+
 /// A per-source rate limit in a fixed table: no growth with the number of sources, no
 /// allocation per datagram.
 ///
@@ -65,7 +67,7 @@ public struct RateLimiter: ~Copyable {
     public var slotCount: Int { (setMask + 1) * Self.ways }
 
     /// Whether a datagram from `peer` at `now` (monotonic nanoseconds) is within its limit.
-    public mutating func allow(_ peer: PeerAddress, now: UInt64) -> Bool {
+    public mutating func allow(_ peer: Endpoint, now: UInt64) -> Bool {
         let key = self.key(peer)
         let first = (Int(truncatingIfNeeded: key >> 40) & setMask) * Self.ways
         let second = (Int(truncatingIfNeeded: key >> 8) & setMask) * Self.ways
@@ -113,25 +115,25 @@ public struct RateLimiter: ~Copyable {
     }
 
     /// The source prefix, hashed with a per-process seed (so no one can aim collisions);
-    /// never 0, which marks an empty slot.
+    /// never 0, which marks an empty slot. The seed goes in first and each part of the
+    /// prefix through a bijective mix of its own: without the seed no one can pick two
+    /// prefixes (an IPv4 address and an IPv6 one, or two IPv6 /128s) that share a key.
     @inline(__always)
-    func key(_ peer: PeerAddress) -> UInt64 {
+    func key(_ peer: Endpoint) -> UInt64 {
+        let address = peer.address
         var h: UInt64
-        switch peer.family {
+        switch address.family {
         case .v4:
             let bits = configuration.ipv4PrefixLength
             let mask: UInt64 = bits >= 32 ? 0xffff_ffff : (bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff)
-            h = (peer.low & mask) ^ 0x4000_0000_0000_0000
+            h = PeerGrouping.mix(seed ^ 4) ^ (address.low & mask)
         case .v6:
             let bits = configuration.ipv6PrefixLength
             let highMask: UInt64 = bits >= 64 ? ~0 : (bits <= 0 ? 0 : ~0 << UInt64(64 - bits))
             let lowMask: UInt64 = bits >= 128 ? ~0 : (bits <= 64 ? 0 : ~0 << UInt64(128 - bits))
-            h = (peer.high & highMask) ^ ((peer.low & lowMask) &* 0x9E37_79B9_7F4A_7C15) ^ 0x6000_0000_0000_0000
+            h = PeerGrouping.mix(PeerGrouping.mix(seed ^ 6) ^ (address.high & highMask)) ^ (address.low & lowMask)
         }
-        h = (h ^ seed) &* 0xBF58_476D_1CE4_E5B9
-        h ^= h >> 31
-        h = h &* 0x94D0_49BB_1331_11EB
-        h ^= h >> 29
+        h = PeerGrouping.mix(h)
         return h == 0 ? 1 : h
     }
 }

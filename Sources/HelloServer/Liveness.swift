@@ -5,25 +5,25 @@ import Atomics
 /// only while every loop has beaten recently, and it is sent from a loop, not from a
 /// timer thread. So an idle daemon keeps pinging, and a loop stuck anywhere stops the
 /// pings: systemd then restarts the service.
-public final class Liveness: Sendable {
+package final class Liveness: Sendable {
     /// systemd's WatchdogSec, in nanoseconds.
-    public let interval: UInt64
+    package let interval: UInt64
     private let beats: [ManagedAtomic<UInt64>]
     private let lastPing = ManagedAtomic<UInt64>(0)
     private let ping: @Sendable () -> Void
 
-    public init(interval: UInt64, workers: Int, ping: @escaping @Sendable () -> Void) {
+    package init(interval: UInt64, workers: Int, ping: @escaping @Sendable () -> Void) {
         self.interval = interval
         self.beats = (0..<workers).map { _ in ManagedAtomic<UInt64>(0) }
         self.ping = ping
     }
 
     /// How long a loop may block without traffic: a quarter of the interval.
-    public var wakeInterval: UInt64 { interval / 4 }
+    package var wakeInterval: UInt64 { interval / 4 }
 
     /// Worker `index` is alive at `now` (monotonic nanoseconds).
     @inline(__always)
-    public func beat(_ index: Int, now: UInt64) {
+    package func beat(_ index: Int, now: UInt64) {
         beats[index].store(now, ordering: .relaxed)
         let last = lastPing.load(ordering: .relaxed)
         guard now &- last >= wakeInterval else { return }

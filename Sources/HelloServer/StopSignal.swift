@@ -5,12 +5,12 @@ import SystemPackage
 
 /// Tells every worker to finish the batch in hand and return. A flag for workers busy
 /// with traffic, and an eventfd that wakes the ones waiting in poll.
-public final class StopSignal: Sendable {
+package final class StopSignal: Sendable {
     private let flag = ManagedAtomic<Bool>(false)
     /// Readable once stop() was called; never read, so it wakes every waiter, forever.
-    public let wakeup: FileDescriptor
+    package let wakeup: FileDescriptor
 
-    public init() {
+    package init() {
         let fd = hs_eventfd()
         precondition(fd >= 0, "eventfd failed: \(Errno(rawValue: errno))")
         wakeup = FileDescriptor(rawValue: fd)
@@ -21,9 +21,9 @@ public final class StopSignal: Sendable {
     }
 
     @inline(__always)
-    public var isRequested: Bool { flag.load(ordering: .relaxed) }
+    package var isRequested: Bool { flag.load(ordering: .relaxed) }
 
-    public func stop() {
+    package func stop() {
         flag.store(true, ordering: .relaxed)
         var one: UInt64 = 1
         _ = write(wakeup.rawValue, &one, 8)

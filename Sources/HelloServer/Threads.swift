@@ -4,7 +4,7 @@ import Glibc
 /// A POSIX thread running a closure: the daemon's workers are plain threads, one per
 /// socket, each blocking in its own system calls; no executor sits between them and the
 /// kernel.
-public struct WorkerThread: Sendable {
+package struct WorkerThread: Sendable {
     private let handle: pthread_t
 
     private final class Body {
@@ -17,7 +17,7 @@ public struct WorkerThread: Sendable {
     }
 
     /// Starts `run` on a new thread named `name` (shown by top -H and in /proc).
-    public static func spawn(name: String, _ run: @escaping @Sendable () -> Void) -> WorkerThread {
+    package static func spawn(name: String, _ run: @escaping @Sendable () -> Void) -> WorkerThread {
         let body = Unmanaged.passRetained(Body(name: name, run: run)).toOpaque()
         var handle = pthread_t()
         let status = pthread_create(&handle, nil, { context in
@@ -30,7 +30,7 @@ public struct WorkerThread: Sendable {
         return WorkerThread(handle: handle)
     }
 
-    public func join() {
+    package func join() {
         pthread_join(handle, nil)
     }
 }

@@ -1,14 +1,14 @@
 import CShims
 import Glibc
 import HelloCore
+import HelloDatagram
 import HelloSocket
 
-/// How a worker serves its socket.
+/// How a worker drives its socket.
 public struct WorkerConfiguration: Sendable {
-    public var rule: ReplyRule
-    /// Datagrams per recvmmsg/sendmmsg.
+    /// Datagrams per recvmmsg.
     public var batchSize: Int
-    /// The largest request read whole; a larger one is truncated and dropped.
+    /// The largest datagram read whole; a larger one is truncated (and dropped).
     public var maxDatagram: Int
     /// After traffic, keep polling the socket without sleeping for up to this long before
     /// blocking (nanoseconds; 0: block at once). Waking a blocked thread is the largest
@@ -19,60 +19,72 @@ public struct WorkerConfiguration: Sendable {
     /// one wake-up, one recvmmsg and a few segmented sends then serve dozens of requests
     /// instead of two or three. A lone request (ping-pong) is never delayed. 0: off.
     public var coalesceDelay: UInt64
-    /// Coalesce same-length replies to one peer into one UDP_SEGMENT send.
+    /// Join same-length datagrams to one destination in one UDP_SEGMENT send.
     public var segmentation: Bool
-    /// Who gets an answer: source port checks and the per-source rate limit.
-    public var policy: AdmissionPolicy
 
-    public init(rule: ReplyRule, batchSize: Int = 64, maxDatagram: Int = 65527,
-                spinLimit: UInt64 = 50_000, coalesceDelay: UInt64 = 30_000, segmentation: Bool = true,
-                policy: AdmissionPolicy = AdmissionPolicy()) {
-        self.rule = rule
-        self.policy = policy
+    public init(batchSize: Int = 64, maxDatagram: Int = 65527, spinLimit: UInt64 = 50_000,
+                coalesceDelay: UInt64 = 30_000, segmentation: Bool = true) {
         self.batchSize = batchSize
         self.maxDatagram = maxDatagram
         self.spinLimit = spinLimit
         self.coalesceDelay = coalesceDelay
         self.segmentation = segmentation
     }
+
+    /// What the services of these workers are built from.
+    public func serviceSettings(policy: AdmissionPolicy) -> ServiceSettings {
+        ServiceSettings(batchSize: batchSize, maxDatagram: maxDatagram, policy: policy)
+    }
 }
 
-/// One socket served by one thread: receive a batch, apply the reply rules, send the
-/// replies, publish the counters; wait (briefly polling, then blocking) when idle.
-/// Everything it touches per datagram was allocated in `init`.
-public struct Worker: ~Copyable {
+/// One socket served by one thread, the join of the socket layer and a service: receive
+/// a batch, hand it to the service, send what it wrote, publish the counters; wait
+/// (briefly polling, then blocking) when idle, waking for the service's ticks. Everything
+/// it touches per datagram was allocated in `init`.
+public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     public let index: Int
     public let socket: DatagramSocket
     private let configuration: WorkerConfiguration
-    private let batch: DatagramBatch
-    private var engine: ReplyEngine
+    private let receiver: ReceiveBatch
+    private let sender: SendBatch
+    private var service: Service
+    private var outbox: Outbox
     private var report = WorkerReport()
     private let published: PublishedReport
+    private var lastTick: UInt64 = 0
 
-    public init(index: Int, socket: DatagramSocket, configuration: WorkerConfiguration,
-                publishingTo published: PublishedReport) {
+    public init(index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
+                publishingTo published: PublishedReport) throws(SocketError) {
         self.index = index
         self.socket = socket
         self.configuration = configuration
         self.published = published
-        var options = DatagramBatch.Options()
-        options.replyFromLocalAddress = socket.localAddress.isWildcard
-        options.segmentation = configuration.segmentation
-        if options.replyFromLocalAddress {
-            try? socket.receiveLocalAddresses()
+        let local = try socket.localAddress()
+        // Where each datagram went tells a broadcast or multicast apart, and on a wildcard
+        // socket, which address to answer from. A socket bound to a loopback address is
+        // the one kind that needs neither: only datagrams sent to that very address, a
+        // unicast one, reach it.
+        let packetInfo = !local.endpoint.address.isLoopback
+        if packetInfo {
+            try socket.receivePacketInfo()
         }
-        batch = DatagramBatch(capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram, options: options)
-        engine = ReplyEngine(rule: configuration.rule, batchSize: configuration.batchSize,
-                             maxDatagram: configuration.maxDatagram, policy: configuration.policy)
+        var options = SendBatch.Options()
+        options.socketFamily = local.family
+        options.writeSourceAddress = local.isWildcard
+        options.segmentation = configuration.segmentation
+        receiver = ReceiveBatch(capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram,
+                                groupByPeer: configuration.segmentation, packetInfo: packetInfo)
+        outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
+        sender = SendBatch(capacity: service.outboxCapacity, options: options)
+        self.service = service
     }
 
-    /// Reads whatever is queued, up to one batch, answers it and returns how many
-    /// datagrams it read (0: none was queued). Never waits, but for a full send buffer.
-    /// `now` is the monotonic time in nanoseconds, for the rate limit.
+    /// Reads whatever is queued, up to one batch, serves it and returns how many datagrams
+    /// it read (0: none was queued). Never waits, but for a full send buffer.
     public mutating func serveBatch(now: UInt64 = monotonicNanoseconds()) -> Int {
         let count: Int
         do {
-            count = try batch.receive(from: socket)
+            count = try receiver.receive(from: socket)
         } catch {
             report.receiveErrors += 1
             report.lastReceiveErrno = error.errno.rawValue
@@ -80,30 +92,54 @@ public struct Worker: ~Copyable {
             return 0
         }
         guard count > 0 else { return 0 }
-        batch.readLocalAddresses(count: count)
-        engine.beginBatch(now: now)
-        batch.orderByPeer(count: count)
+        receiver.orderByPeer(count: count)
         for k in 0..<count {
-            let i = batch.order[k]
-            engine.respond(to: batch.request(i), index: i)
+            let datagram = receiver.datagram(receiver.order(k))
+            while !service.handle(datagram, now: now, into: &outbox) {
+                precondition(!outbox.isEmpty, "a service refused a datagram with an empty outbox")
+                flush()
+            }
         }
-        let outcome = batch.send(engine.plan, via: socket)
-        engine.recordSent(replies: outcome.sent, failed: outcome.failed)
-        report.counters = engine.counters
+        flush()
         report.batches += 1
+        publish()
+        return count
+    }
+
+    /// Gives the service its tick if one is due at `now`, and sends what it wrote.
+    public mutating func tickIfDue(now: UInt64) {
+        guard let interval = service.tickInterval, now &- lastTick >= interval else { return }
+        lastTick = now
+        service.tick(now: now, into: &outbox)
+        if !outbox.isEmpty {
+            flush()
+            publish()
+        }
+    }
+
+    /// Sends the outbox and tells the service how that went.
+    private mutating func flush() {
+        guard !outbox.isEmpty else { return }
+        let outcome = sender.send(outbox, via: socket)
+        outbox.removeAll()
+        service.recordSent(outcome.sent, failed: outcome.failed)
         report.segmentedSends += UInt64(outcome.segmentedSends)
         report.segmentationFallbacks += UInt64(outcome.segmentationFallbacks)
         if let error = outcome.lastError {
             report.lastSendErrno = error.rawValue
         }
+    }
+
+    private mutating func publish() {
+        report.counters = service.counters
         published.publish(report)
-        return count
     }
 
     /// Serves until `stop` is requested; the batch in hand is always finished first.
-    public mutating func run(until stop: StopSignal, liveness: Liveness? = nil) {
-        // Block at most this long without traffic, so the watchdog hears from this loop.
-        let wake = liveness?.wakeInterval
+    package mutating func run(until stop: StopSignal, liveness: Liveness? = nil) {
+        // Block at most this long without traffic, so the watchdog hears from this loop and
+        // the service gets its ticks.
+        let wake = [liveness?.wakeInterval, service.tickInterval].compactMap { $0 }.min()
         // Short sleeps must be short: the default timer slack would stretch them by 50 us.
         if configuration.coalesceDelay > 0 {
             _ = hs_set_timer_slack(1000)
@@ -114,6 +150,7 @@ public struct Worker: ~Copyable {
         while !stop.isRequested {
             let now = monotonicNanoseconds()
             let served = serveBatch(now: now)
+            tickIfDue(now: now)
             if served > 0 {
                 if idleSince != 0 {
                     // Polling caught traffic: it pays, allow the full budget again.
@@ -146,5 +183,49 @@ public struct Worker: ~Copyable {
             }
             liveness?.beat(index, now: monotonicNanoseconds())
         }
+    }
+}
+
+/// Builds a worker around a service chosen by name, and runs it: the one place where a
+/// service's name becomes its type.
+package struct WorkerLauncher: ServiceBuilder, Sendable {
+    package let index: Int
+    package let socket: DatagramSocket
+    package let configuration: WorkerConfiguration
+    package let published: PublishedReport
+    /// Runs once the worker is built, before it serves (nil: it could not be built).
+    package let started: @Sendable (SocketError?) -> Void
+    package let stop: StopSignal
+    package let liveness: Liveness?
+
+    package init(index: Int, socket: DatagramSocket, configuration: WorkerConfiguration, published: PublishedReport,
+                stop: StopSignal, liveness: Liveness?, started: @escaping @Sendable (SocketError?) -> Void) {
+        self.index = index
+        self.socket = socket
+        self.configuration = configuration
+        self.published = published
+        self.stop = stop
+        self.liveness = liveness
+        self.started = started
+    }
+
+    /// Builds `service` with `settings` and serves with it until stopped. Here, in this
+    /// module, each service's concrete type is known (`ServiceName.build` is inlinable),
+    /// so `Worker` is specialized for it.
+    package func launch(_ service: ServiceName, settings: ServiceSettings) {
+        service.build(settings, with: self)
+    }
+
+    package func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) {
+        var worker: Worker<Service>
+        do {
+            worker = try Worker(index: index, socket: socket, service: service, configuration: configuration,
+                                publishingTo: published)
+        } catch {
+            started(error)
+            return
+        }
+        started(nil)
+        worker.run(until: stop, liveness: liveness)
     }
 }

@@ -16,7 +16,7 @@ public struct DatagramSocket: Sendable, Hashable {
     /// A new UDP socket for `address`'s family. An IPv6 wildcard is dual-stack: it also
     /// serves IPv4 peers, as `::ffff:a.b.c.d`.
     public static func open(family: Int32) throws(SocketError) -> DatagramSocket {
-        let fd = try systemCall("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }!
+        let fd = try systemCall("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let sock = DatagramSocket(adopting: FileDescriptor(rawValue: fd))
         if family == AF_INET6 {
             try sock.setOption(Int32(IPPROTO_IPV6), HS_IPV6_V6ONLY, 0, "setsockopt(IPV6_V6ONLY)")
@@ -36,14 +36,17 @@ public struct DatagramSocket: Sendable, Hashable {
                 _ = try systemCall("bind") { bind(sock.descriptor.rawValue, sa, len) }
             }
         } catch {
-            sock.close()
+            try? sock.close()  // the bind's failure is the one to report
             throw error
         }
         return sock
     }
 
-    public func close() {
-        _ = Glibc.close(descriptor.rawValue)
+    /// Closes the descriptor. Not retried on EINTR: Linux has closed it by then.
+    public func close() throws(SocketError) {
+        if Glibc.close(descriptor.rawValue) < 0 && errno != EINTR {
+            throw SocketError(call: "close", errno: Errno(rawValue: errno))
+        }
     }
 
     public func setOption(_ level: Int32, _ name: Int32, _ value: Int32, _ call: StaticString) throws(SocketError) {
@@ -53,11 +56,12 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
-    /// Asks the kernel to say, with each datagram, which local address it came to
-    /// (IP_PKTINFO, IPV6_RECVPKTINFO), so a reply can leave from that same address.
-    public func receiveLocalAddresses() throws(SocketError) {
+    /// Asks the kernel to say, with each datagram, where it went (IP_PKTINFO,
+    /// IPV6_RECVPKTINFO): the header's destination tells a broadcast or multicast apart,
+    /// and on a wildcard socket, the local address is the one a reply must leave from.
+    public func receivePacketInfo() throws(SocketError) {
         try setOption(Int32(IPPROTO_IP), HS_IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
-        if localAddress.family == AF_INET6 {
+        if try localAddress().family == AF_INET6 {
             try setOption(Int32(IPPROTO_IPV6), HS_IPV6_RECVPKTINFO, 1, "setsockopt(IPV6_RECVPKTINFO)")
         }
     }
@@ -65,9 +69,11 @@ public struct DatagramSocket: Sendable, Hashable {
     /// How many datagrams the kernel has dropped for this socket since it was created,
     /// mostly on a full receive queue (SO_MEMINFO). Unlike SO_RXQ_OVFL, which UDP reports
     /// only with datagrams queued after the drops (if at all), this reads the count itself.
-    public var kernelDrops: UInt32? {
+    public func kernelDrops() throws(SocketError) -> UInt32 {
         var drops: UInt32 = 0
-        return hs_socket_drops(descriptor.rawValue, &drops) == 0 ? drops : nil
+        let status = hs_socket_drops(descriptor.rawValue, &drops)
+        guard status == 0 else { throw SocketError(call: "getsockopt(SO_MEMINFO)", errno: Errno(rawValue: -status)) }
+        return drops
     }
 
     public func setReceiveBufferSize(_ bytes: Int) throws(SocketError) {
@@ -78,14 +84,16 @@ public struct DatagramSocket: Sendable, Hashable {
         try setOption(SOL_SOCKET, SO_SNDBUF, Int32(clamping: bytes), "setsockopt(SO_SNDBUF)")
     }
 
-    /// The address the socket is bound to (`0.0.0.0:0` if that cannot be read).
-    public var localAddress: SocketAddress {
+    /// The address the socket is bound to.
+    public func localAddress() throws(SocketError) -> SocketAddress {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor.rawValue, $0, &length) }
+        _ = try systemCall("getsockname") {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor.rawValue, $0, &length) }
+            }
         }
-        return status == 0 ? SocketAddress(storage, length: length) : SocketAddress(ip: "0.0.0.0", port: 0)!
+        return SocketAddress(storage, length: length)
     }
 
     /// Fixes the peer: `send` goes there, and only its datagrams are received.
@@ -98,7 +106,7 @@ public struct DatagramSocket: Sendable, Hashable {
     /// Sends one datagram to the connected peer. Returns false if the send buffer is full.
     @discardableResult
     public func send(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Bool {
-        try systemCall("send") { Glibc.send(descriptor.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT)) } != nil
+        try nonBlockingCall("send") { Glibc.send(descriptor.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT)) } != nil
     }
 
     /// Receives one datagram into `buffer`, waiting at most `timeout` nanoseconds.
@@ -106,7 +114,7 @@ public struct DatagramSocket: Sendable, Hashable {
     public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: UInt64) throws(SocketError) -> Int? {
         let deadline = monotonicNanoseconds() + timeout
         while true {
-            if let n = try systemCall("recv", { recv(descriptor.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }) {
+            if let n = try nonBlockingCall("recv", { recv(descriptor.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }) {
                 return n
             }
             let now = monotonicNanoseconds()

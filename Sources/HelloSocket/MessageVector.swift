@@ -4,19 +4,19 @@ import Glibc
 /// The arrays recvmmsg and sendmmsg work on, allocated once: `capacity` message headers,
 /// one or two iovecs each, and optionally an address and a control buffer each. Afterwards they
 /// are only re-pointed, never reallocated (after swift-nio's DatagramVectorReadManager).
-public final class MessageVector {
-    public let capacity: Int
-    public let headers: UnsafeMutablePointer<hs_mmsghdr>
-    public let iovecs: UnsafeMutablePointer<iovec>
+package final class MessageVector {
+    package let capacity: Int
+    package let headers: UnsafeMutablePointer<hs_mmsghdr>
+    package let iovecs: UnsafeMutablePointer<iovec>
     /// One address per message, or nil for connected sockets.
-    public let names: UnsafeMutablePointer<sockaddr_storage>?
+    package let names: UnsafeMutablePointer<sockaddr_storage>?
     /// `controlSize` bytes per message, aligned for cmsghdr, or nil.
-    public let control: UnsafeMutableRawPointer?
-    public let controlSize: Int
+    package let control: UnsafeMutableRawPointer?
+    package let controlSize: Int
     /// iovecs per message: 2 scatters a datagram over two buffers.
-    public let buffersPerMessage: Int
+    package let buffersPerMessage: Int
 
-    public init(capacity: Int, names: Bool, controlSize: Int = 0, buffersPerMessage: Int = 1) {
+    package init(capacity: Int, names: Bool, controlSize: Int = 0, buffersPerMessage: Int = 1) {
         precondition(capacity > 0 && (1...2).contains(buffersPerMessage))
         self.capacity = capacity
         self.buffersPerMessage = buffersPerMessage
@@ -43,26 +43,26 @@ public final class MessageVector {
     }
 
     @inline(__always)
-    public func controlBuffer(_ i: Int) -> UnsafeMutableRawPointer? {
+    package func controlBuffer(_ i: Int) -> UnsafeMutableRawPointer? {
         control.map { $0 + i * controlSize }
     }
 
     /// Points message `i` at `length` bytes of `buffer` (its only or first buffer).
     @inline(__always)
-    public func setBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
+    package func setBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
         iovecs[i * buffersPerMessage] = iovec(iov_base: buffer, iov_len: length)
     }
 
     /// Points message `i`'s second buffer at `length` bytes of `buffer`.
     @inline(__always)
-    public func setSecondBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
+    package func setSecondBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {
         precondition(buffersPerMessage == 2)
         iovecs[i * 2 + 1] = iovec(iov_base: buffer, iov_len: length)
     }
 
     /// Reads up to `count` datagrams without waiting: 0 when none is queued.
     @inline(__always)
-    public func receive(from socket: DatagramSocket, count: Int) throws(SocketError) -> Int {
+    package func receive(from socket: DatagramSocket, count: Int) throws(SocketError) -> Int {
         for i in 0..<count {
             if names != nil {
                 headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names! + i)
@@ -75,22 +75,22 @@ public final class MessageVector {
             headers[i].msg_hdr.msg_flags = 0
         }
         let fd = socket.descriptor.rawValue
-        let n = try systemCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
+        let n = try nonBlockingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
         return Int(n ?? 0)
     }
 
     /// Sends messages `range` without waiting. Returns how many the kernel took (the first
     /// ones), or nil when the send buffer is full. A failure of the first message throws.
     @inline(__always)
-    public func send(via socket: DatagramSocket, _ range: Range<Int>) throws(SocketError) -> Int? {
+    package func send(via socket: DatagramSocket, _ range: Range<Int>) throws(SocketError) -> Int? {
         let fd = socket.descriptor.rawValue
         let first = headers + range.lowerBound
-        return try systemCall("sendmmsg") { hs_sendmmsg(fd, first, UInt32(range.count), Int32(MSG_DONTWAIT)) }.map(Int.init)
+        return try nonBlockingCall("sendmmsg") { hs_sendmmsg(fd, first, UInt32(range.count), Int32(MSG_DONTWAIT)) }.map(Int.init)
     }
 
     @inline(__always)
-    public func length(_ i: Int) -> Int { Int(headers[i].msg_len) }
+    package func length(_ i: Int) -> Int { Int(headers[i].msg_len) }
 
     @inline(__always)
-    public func isTruncated(_ i: Int) -> Bool { headers[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
+    package func isTruncated(_ i: Int) -> Bool { headers[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
 }

@@ -1,6 +1,6 @@
 import CShims
 import Glibc
-import HelloCore
+import HelloDatagram
 
 /// An IPv4 or IPv6 socket address, stored the way the kernel takes it.
 public struct SocketAddress: Sendable {
@@ -74,15 +74,14 @@ public struct SocketAddress: Sendable {
     }
 
     /// Every address `host` resolves to (numeric or a name, through getaddrinfo).
-    public static func resolve(host: String, port: UInt16) throws(SocketError) -> [SocketAddress] {
+    public static func resolve(host: String, port: UInt16) throws(ResolutionError) -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
         hints.ai_flags = AI_ADDRCONFIG
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)
         guard status == 0 else {
-            let reason = String(cString: gai_strerror(status))
-            throw SocketError(call: "getaddrinfo(\(host)): \(reason)", errno: .noSuchAddressOrDevice)
+            throw ResolutionError(host: host, code: status)
         }
         defer { freeaddrinfo(list) }
         var found: [SocketAddress] = []
@@ -103,12 +102,24 @@ public struct SocketAddress: Sendable {
     public var family: Int32 { Int32(storage.ss_family) }
 
     public var port: UInt16 {
-        withUnsafePointer(to: storage) { hs_sockaddr_port($0) }
+        switch family {
+        case AF_INET, AF_INET6:
+            // sin_port and sin6_port sit at the same offset, in network byte order.
+            return withUnsafeBytes(of: storage) { UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self)) }
+        default:
+            return 0
+        }
     }
 
-    /// The peer as the reply rules see it.
-    public var peer: PeerAddress {
-        withUnsafePointer(to: storage) { PeerAddress(sockaddr: $0) }
+    /// The address and port as a plain value.
+    public var endpoint: Endpoint {
+        withUnsafePointer(to: storage) { Endpoint(sockaddr: $0) }
+    }
+
+    /// `endpoint` as the kernel takes it on a socket of `family`: on an IPv6 socket, an
+    /// IPv4 endpoint is written v4-mapped (`::ffff:a.b.c.d`).
+    public init(_ endpoint: Endpoint, socketFamily family: Int32) {
+        self.length = withUnsafeMutablePointer(to: &storage) { endpoint.write(to: $0, socketFamily: family) }
     }
 
     /// `0.0.0.0` or `::`: the socket accepts datagrams for every local address, so a reply
@@ -165,14 +176,23 @@ extension SocketAddress: CustomStringConvertible {
 }
 
 extension SocketAddress: Equatable {
+    /// Two addresses the kernel wrote are equal when their first `length` bytes are.
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
-        withUnsafePointer(to: a.storage) { x in
-            withUnsafePointer(to: b.storage) { y in hs_sockaddr_equal(x, a.length, y, b.length) }
+        a.length == b.length && withUnsafeBytes(of: a.storage) { x in
+            withUnsafeBytes(of: b.storage) { y in memcmp(x.baseAddress!, y.baseAddress!, Int(a.length)) == 0 }
         }
     }
 }
 
-extension PeerAddress {
+/// getaddrinfo(3) could not resolve a name: its own error code (EAI_*), not an errno.
+public struct ResolutionError: Error, Equatable, CustomStringConvertible {
+    public let host: String
+    public let code: Int32
+
+    public var description: String { "cannot resolve \(host): \(String(cString: gai_strerror(code)))" }
+}
+
+extension Endpoint {
     /// Reads a kernel-written IPv4 or IPv6 `sockaddr` (anything else reads as `0.0.0.0:0`).
     @inline(__always)
     public init(sockaddr ss: UnsafePointer<sockaddr_storage>) {
@@ -189,5 +209,29 @@ extension PeerAddress {
         default:
             self = .v4(0, port: 0)
         }
+    }
+
+    /// Writes this endpoint as a `sockaddr` for a socket of `family` and returns its
+    /// length: IPv4 on an IPv6 socket goes v4-mapped.
+    @inline(__always)
+    package func write(to ss: UnsafeMutablePointer<sockaddr_storage>, socketFamily family: Int32) -> socklen_t {
+        let raw = UnsafeMutableRawPointer(ss)
+        if address.family == .v4 && family == AF_INET {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            sin.sin_addr.s_addr = address.v4.bigEndian
+            raw.storeBytes(of: sin, as: sockaddr_in.self)
+            return socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+        var sin6 = sockaddr_in6()
+        sin6.sin6_family = sa_family_t(AF_INET6)
+        sin6.sin6_port = port.bigEndian
+        raw.storeBytes(of: sin6, as: sockaddr_in6.self)
+        let high = address.family == .v4 ? 0 : address.high
+        let low = address.family == .v4 ? 0xffff_0000_0000 | UInt64(address.v4) : address.low
+        raw.storeBytes(of: high.bigEndian, toByteOffset: 8, as: UInt64.self)
+        raw.storeBytes(of: low.bigEndian, toByteOffset: 16, as: UInt64.self)
+        return socklen_t(MemoryLayout<sockaddr_in6>.size)
     }
 }

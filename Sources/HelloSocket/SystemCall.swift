@@ -15,29 +15,45 @@ public struct SocketError: Error, Equatable, CustomStringConvertible {
     public var description: String { "\(call): \(errno.description)" }
 }
 
-/// Every system call of the socket layer goes through here (after swift-nio's
-/// `syscall(blocking:)`): EINTR is retried, EAGAIN/EWOULDBLOCK becomes `nil` (no data, or
-/// no room, right now), EBADF and EFAULT are bugs of ours and stop the process, and any
-/// other errno is thrown, typed, naming the call. Typed throws: no allocation on failure.
+/// Every system call of the socket layer goes through one of these two (after swift-nio's
+/// `syscall(blocking:)`): EINTR is retried, EBADF and EFAULT are bugs of ours and stop the
+/// process, and any other errno is thrown, typed, naming the call. Typed throws: no
+/// allocation on failure.
+///
+/// `systemCall` is for calls that cannot say "not now": EAGAIN is an error like any other.
 @inline(__always)
-func systemCall<Result: BinaryInteger>(
-    _ call: StaticString, _ body: () -> Result
-) throws(SocketError) -> Result? {
+func systemCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> Result) throws(SocketError) -> Result {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let code = Glibc.errno
+        if code == EINTR { continue }
+        throw failure(call, code)
+    }
+}
+
+/// `nonBlockingCall` is for reads and writes with MSG_DONTWAIT: EAGAIN/EWOULDBLOCK (no
+/// data, or no room, right now) is `nil`.
+@inline(__always)
+func nonBlockingCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> Result) throws(SocketError) -> Result? {
     while true {
         let result = body()
         if result >= 0 { return result }
         let code = Glibc.errno
         switch code {
-        case EINTR:
-            continue
-        case EAGAIN, EWOULDBLOCK:
-            return nil
-        case EBADF, EFAULT:
-            preconditionFailure("\(call) failed with \(Errno(rawValue: code)): a bug in hellod")
-        default:
-            throw SocketError(call: call.description, errno: Errno(rawValue: code))
+        case EINTR: continue
+        case EAGAIN, EWOULDBLOCK: return nil
+        default: throw failure(call, code)
         }
     }
+}
+
+@inline(never)
+private func failure(_ call: StaticString, _ code: Int32) -> SocketError {
+    if code == EBADF || code == EFAULT {
+        preconditionFailure("\(call) failed with \(Errno(rawValue: code)): a bug in hellod")
+    }
+    return SocketError(call: call.description, errno: Errno(rawValue: code))
 }
 
 /// A monotonic clock in nanoseconds (vDSO: no system call).

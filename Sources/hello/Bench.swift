@@ -37,8 +37,8 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Request size in bytes, or a range such as 16-1400 (at least 16).", valueName: "bytes"))
     var size: RequestSize = RequestSize(lower: 16, upper: 16)
 
-    @Option(help: "What the server answers: hello or echo.")
-    var mode: ReplyMode = .hello
+    @Option(help: "The server's service: hello or echo.")
+    var mode: ServiceName = .hello
 
     @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost.", valueName: "seconds"))
     var timeout = 1.0
@@ -57,7 +57,7 @@ struct Bench: ParsableCommand {
         try require("--timeout", timeout, in: 0.001...60)
         if let rate { try require("--rate", rate, in: 1...1e8) }
         if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
-        let largest = ReplyRule(mode: mode).replyLength(forRequestOf: size.upper)
+        let largest = mode.replyRule.replyLength(forRequestOf: size.upper)
         guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
     }
 
@@ -71,9 +71,9 @@ struct Bench: ParsableCommand {
             sockets.append(socket)
             target = address
         }
-        defer { sockets.forEach { $0.close() } }
+        defer { sockets.forEach { try? $0.close() } }  // exiting anyway
         var load = LoadGenerator(
-            sockets: sockets, rule: ReplyRule(mode: mode), size: size, batch: batch,
+            sockets: sockets, rule: mode.replyRule, size: size, batch: batch,
             window: rate == nil ? window : nil, rate: rate, requestsPerFlow: requests,
             duration: UInt64(duration * 1e9), timeout: UInt64(timeout * 1e9),
             progress: isatty(STDERR_FILENO) == 1)

@@ -61,7 +61,7 @@ struct Send: ParsableCommand {
 
     func run() throws {
         let (socket, address) = try server.connect()
-        defer { socket.close() }
+        defer { try? socket.close() }  // exiting anyway
         var exchange = Exchange(socket: socket, timeout: UInt64(timeout * 1e9), attempts: retries + 1)
         var lost: [String] = []
         func ask(_ name: String) {
@@ -107,7 +107,7 @@ struct Exchange {
     }
 
     mutating func ask(_ request: [UInt8]) -> Outcome {
-        let expected = Set(ReplyMode.allCases.map { ReplyRule(mode: $0).reply(to: request) })
+        let expected = Set(ServiceName.allCases.map { $0.replyRule.reply(to: request) })
         var reason = "timed out"
         for _ in 0..<attempts {
             do {

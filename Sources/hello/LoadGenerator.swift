@@ -12,7 +12,7 @@ import Histogram
 /// round trip it measures.
 struct LoadGenerator {
     let sockets: [DatagramSocket]
-    let rule: ReplyRule
+    let rule: any ReplyRule
     let codec: RequestCodec
     let batch: Int
     let window: Int?
@@ -32,7 +32,7 @@ struct LoadGenerator {
     private let expected: UnsafeMutableRawPointer
     private static let receiveSlot = 65536
 
-    init(sockets: [DatagramSocket], rule: ReplyRule, size: RequestSize, batch: Int, window: Int?, rate: Double?,
+    init(sockets: [DatagramSocket], rule: any ReplyRule, size: RequestSize, batch: Int, window: Int?, rate: Double?,
          requestsPerFlow: Int?, duration: UInt64, timeout: UInt64, progress: Bool) {
         self.sockets = sockets
         self.rule = rule

@@ -12,20 +12,26 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         commandName: "hellod",
         abstract: "A UDP daemon that answers every datagram: \"Michael\" gets \"Hello, Michael!\".",
         discussion: """
-            With no --listen, serves UDP port 9999 on every address, IPv4 and IPv6 ([::]:9999). \
-            Started by systemd socket activation, it serves the sockets systemd passes instead. \
-            SIGTERM or SIGINT: answers every datagram already read, then exits 0.
+            Each socket answers with one service: hello ("Hello, <request>!") or echo (RFC 862, \
+            the request itself). With no --listen, serves --mode on UDP port 9999 on every \
+            address, IPv4 and IPv6 ([::]:9999). Started by systemd socket activation, it serves \
+            the sockets systemd passes instead, each with the service its FileDescriptorName= \
+            names (hello, echo; "unknown" or a unit's name: --mode). \
+            SIGTERM or SIGINT: answers every datagram already read, then exits 0. \
+            SIGHUP: logs the counters now, and goes on serving.
             """,
         version: hellodVersion
     )
 
     @Option(name: .customLong("listen"),
-            help: ArgumentHelp("An address to serve: 127.0.0.1:9999, [::1]:9999, or a port alone for [::]:PORT. Repeatable.",
-                               valueName: "host:port"))
-    var listen: [SocketAddress] = []
+            help: ArgumentHelp("A service and an address to serve it on: hello@127.0.0.1:9999, echo@[::1]:8899, echo@8899 for [::]:8899; without SERVICE@, --mode's. Repeatable.",
+                               valueName: "[service@]host:port"),
+            transform: ListenAddress.parse)
+    var listen: [ListenAddress] = []
 
-    @Option(help: "What to answer: hello (\"Hello, <request>!\") or echo (the request itself).")
-    var mode: ReplyMode = .hello
+    @Option(help: ArgumentHelp("The service of a --listen address without SERVICE@ (and of a systemd socket without FileDescriptorName=): hello (\"Hello, <request>!\") or echo (the request itself).",
+                               valueName: "service"))
+    var mode: ServiceName = .hello
 
     @Option(help: ArgumentHelp("Datagrams per recvmmsg/sendmmsg call (1: one at a time).", valueName: "n"))
     var batch: Int = 64
@@ -98,17 +104,23 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         let log = Logger(label: "hellod")
         let sockets: [ServedSocket]
         do {
-            sockets = try ServedSocket.open(listen: listen, workers: workers, log: log)
+            sockets = try ServedSocket.open(listen: listen, defaultService: mode, workers: workers, log: log)
         } catch let failure as StartFailure {
             log.error("\(failure.message)")
             throw ExitCode.failure
         }
         let configuration = WorkerConfiguration(
-            rule: ReplyRule(mode: mode), batchSize: batch, maxDatagram: maxDatagram,
+            batchSize: batch, maxDatagram: maxDatagram,
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
-            segmentation: gso, policy: policy(ownPorts: sockets.map(\.address.port)))
-        let server = Supervisor(sockets: sockets, configuration: configuration, log: log)
-        server.run()
+            segmentation: gso)
+        let server = Supervisor(sockets: sockets, configuration: configuration,
+                                policy: policy(ownPorts: sockets.map(\.address.port)), log: log)
+        do {
+            try server.run()
+        } catch let failure as StartFailure {
+            log.error("\(failure.message)")
+            throw ExitCode.failure
+        }
     }
 }
 

@@ -1,4 +1,3 @@
-import CShims
 import Glibc
 import Logging
 
@@ -54,10 +53,7 @@ struct DaemonLogHandler: LogHandler {
         for (key, value) in fields {
             entries.append("HELLOD_\(journalFieldName(key))=\(value)")
         }
-        let copies = entries.map { strdup($0)! }
-        defer { copies.forEach { free($0) } }
-        let vectors = copies.map { iovec(iov_base: $0, iov_len: strlen($0)) }
-        if hs_journal_sendv(vectors, Int32(vectors.count)) < 0 {
+        if !Systemd.sendToJournal(entries) {
             // The journal socket is gone: fall back to stderr, where journald may still listen.
             writeToStderr("<\(event.level.syslogPriority)>\(event.message)\n")
         }

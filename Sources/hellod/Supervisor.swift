@@ -6,104 +6,130 @@ import HelloSocket
 import Logging
 import SystemPackage
 
-/// Runs the daemon's life: one worker thread per socket; READY=1 once every one of them is
-/// serving; a status line every few seconds; on SIGTERM or SIGINT, STOPPING=1, the batches
-/// in hand finished, a stop line with the final counters, exit 0. Signals are taken
-/// synchronously (sigtimedwait) by this thread alone, so no code runs in a signal handler.
+/// Runs the daemon's life: one worker thread per socket, each with its socket's service;
+/// READY=1 once every one of them is serving; a status line every few seconds; on SIGHUP,
+/// the counters logged now; on SIGTERM or SIGINT, STOPPING=1, the batches in hand
+/// finished, a stop line with the final counters, exit 0. Signals are taken synchronously
+/// (sigtimedwait) by this thread alone, so no code runs in a signal handler.
 final class Supervisor {
     let sockets: [ServedSocket]
     let configuration: WorkerConfiguration
+    let policy: AdmissionPolicy
     let log: Logger
     let stop = StopSignal()
     let reports: [PublishedReport]
+    /// The services served, in a fixed order, each with the indices of its sockets.
+    let services: [(name: ServiceName, sockets: [Int])]
     /// Each socket's kernel drop count when hellod started: drops are counted from there.
-    let dropBaselines: [UInt32]
+    let dropBaselines: [UInt32?]
     let statusInterval: UInt64 = 5_000_000_000
     /// Drop warnings are summarised, at most one line this often.
     let warningInterval: UInt64 = 60_000_000_000
 
-    init(sockets: [ServedSocket], configuration: WorkerConfiguration, log: Logger) {
+    init(sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, log: Logger) {
         self.sockets = sockets
         self.configuration = configuration
+        self.policy = policy
         self.log = log
         self.reports = sockets.map { _ in PublishedReport() }
-        self.dropBaselines = sockets.map { $0.socket.kernelDrops ?? 0 }
+        self.services = Set(sockets.map(\.service)).sorted().map { name in
+            (name, sockets.indices.filter { sockets[$0].service == name })
+        }
+        self.dropBaselines = sockets.map { try? $0.socket.kernelDrops() }
+        for (served, baseline) in zip(sockets, dropBaselines) where baseline == nil {
+            log.warning("kernel queue drops on \(served.address) cannot be read (SO_MEMINFO): counted as 0")
+        }
     }
 
-    func run() {
-        let signals = Self.blockStopSignals()  // before any thread exists: they inherit the mask
+    func run() throws {
+        let signals = Self.blockSignals()  // before any thread exists: they inherit the mask
         let started = monotonicNanoseconds()
         let liveness = Systemd.watchdogInterval().map { interval in
             Liveness(interval: interval, workers: sockets.count) { Systemd.notify("WATCHDOG=1") }
         }
-        let serving = ManagedAtomic<Int>(0)
-        let threads = sockets.enumerated().map { index, served in
-            startWorker(index, served, liveness: liveness, serving: serving)
-        }
-        while serving.load(ordering: .acquiring) < sockets.count {
-            usleep(100)
+        let startup = Startup(workers: sockets.count)
+        let threads = sockets.indices.map { startWorker($0, liveness: liveness, startup: startup) }
+        if let failure = startup.wait() {
+            stop.stop()
+            threads.forEach { $0.join() }
+            throw StartFailure(message: failure)
         }
         logStart(liveness: liveness)
         var status = StatusTracker(started: started)
-        Systemd.notify("READY=1\nSTATUS=\(status.line(total(), sockets: sockets.count, now: started))")
+        Systemd.notify("READY=1\nSTATUS=\(status.line(snapshot(), now: started))")
 
         var warned = (at: UInt64(0), report: WorkerReport())
-        let signal = waitForStopSignal(signals) { now in
-            let report = total()
-            Systemd.notify("STATUS=\(status.line(report, sockets: sockets.count, now: now))")
-            let changed = report.counters.drops != warned.report.counters.drops
-                || report.receiveErrors != warned.report.receiveErrors
-            if changed && (warned.at == 0 || now - warned.at >= warningInterval) {
-                warn(report, since: warned.report)
-                warned = (now, report)
+        var signal: Int32
+        while true {
+            signal = waitForSignal(signals) { now in
+                let current = snapshot()
+                Systemd.notify("STATUS=\(status.line(current, now: now))")
+                let report = current.total
+                let changed = report.counters.drops != warned.report.counters.drops
+                    || report.receiveErrors != warned.report.receiveErrors
+                if changed && (warned.at == 0 || now - warned.at >= warningInterval) {
+                    warn(report, since: warned.report)
+                    warned = (now, report)
+                }
             }
+            guard signal == SIGHUP else { break }
+            logCounters(snapshot(), "counters on SIGHUP after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
         }
 
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")
         stop.stop()
         threads.forEach { $0.join() }
-        let final = reports.map { $0.snapshot() }
-        logStop(total(final), perSocket: final.map(\.counters.read), signal: signal,
-                uptime: monotonicNanoseconds() - started)
+        logCounters(snapshot(), "hellod stopped on \(Self.signalName(signal)) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+        for served in sockets {
+            do {
+                try served.socket.close()
+            } catch {
+                log.warning("closing \(served.address): \(error)")
+            }
+        }
     }
 
-    private func startWorker(_ index: Int, _ served: ServedSocket, liveness: Liveness?,
-                             serving: ManagedAtomic<Int>) -> WorkerThread {
-        let configuration = configuration
-        let report = reports[index]
-        let stop = stop
+    private func startWorker(_ index: Int, liveness: Liveness?, startup: Startup) -> WorkerThread {
+        let served = sockets[index]
+        let launcher = WorkerLauncher(
+            index: index, socket: served.socket, configuration: configuration, published: reports[index],
+            stop: stop, liveness: liveness,
+            started: { error in startup.report(error.map { "cannot serve \(served.address): \($0)" }) })
+        let settings = configuration.serviceSettings(policy: policy)
         return WorkerThread.spawn(name: "hellod-w\(index)") {
-            var worker = Worker(index: index, socket: served.socket, configuration: configuration,
-                                publishingTo: report)
-            serving.wrappingIncrement(ordering: .releasing)
-            worker.run(until: stop, liveness: liveness)
+            launcher.launch(served.service, settings: settings)
         }
     }
 
-    /// Every worker's report (latest, unless given), summed, with the kernel's drops on
+    /// Every worker's latest report, by service and in total, with the kernel's drops on
     /// every socket since start.
-    private func total(_ snapshots: [WorkerReport]? = nil) -> WorkerReport {
-        var sum = (snapshots ?? reports.map { $0.snapshot() }).reduce(WorkerReport(), +)
-        sum.counters.queueOverflows = zip(sockets, dropBaselines).reduce(0) { total, pair in
-            total + UInt64((pair.0.socket.kernelDrops ?? pair.1) &- pair.1)
+    private func snapshot() -> Snapshot {
+        let perSocket = reports.enumerated().map { index, published in
+            var report = published.snapshot()
+            if let baseline = dropBaselines[index], let drops = try? sockets[index].socket.kernelDrops() {
+                report.counters.queueOverflows = UInt64(drops &- baseline)
+            }
+            return report
         }
-        return sum
+        return Snapshot(perSocket: perSocket, services: services.map { ($0.name, $0.sockets.map { perSocket[$0] }.reduce(WorkerReport(), +)) })
     }
 
     // MARK: Signals
 
-    private static let stopSignals = [SIGTERM, SIGINT]
+    /// SIGTERM and SIGINT stop hellod; SIGHUP (a closed terminal, `systemctl kill -s HUP`)
+    /// must not: it asks for the counters.
+    private static let handledSignals = [SIGTERM, SIGINT, SIGHUP]
 
-    private static func blockStopSignals() -> sigset_t {
+    private static func blockSignals() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for s in stopSignals { sigaddset(&set, s) }
+        for s in handledSignals { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         return set
     }
 
-    /// Calls `tick` every status interval until a stop signal arrives; returns the signal.
-    private func waitForStopSignal(_ set: sigset_t, tick: (UInt64) -> Void) -> Int32 {
+    /// Calls `tick` every status interval until a signal arrives; returns the signal.
+    private func waitForSignal(_ set: sigset_t, tick: (UInt64) -> Void) -> Int32 {
         var set = set
         var next = monotonicNanoseconds() + statusInterval
         while true {
@@ -123,6 +149,7 @@ final class Supervisor {
         switch signal {
         case SIGTERM: return "SIGTERM"
         case SIGINT: return "SIGINT"
+        case SIGHUP: return "SIGHUP"
         default: return "signal \(signal)"
         }
     }
@@ -130,10 +157,9 @@ final class Supervisor {
     // MARK: Log lines
 
     private func logStart(liveness: Liveness?) {
-        let addresses = sockets.map { "\($0.address)" }.joined(separator: " ")
+        let addresses = sockets.map { "\($0.service.rawValue)@\($0.address)" }.joined(separator: " ")
         let origin = Set(sockets.map(\.origin.rawValue)).sorted().joined(separator: "+")
         let watchdog = liveness.map { "\($0.interval / 1_000_000) ms" } ?? "off"
-        let policy = configuration.policy
         var refused: [String] = []
         if !policy.allowPrivilegedSourcePorts { refused.append("privileged") }
         if !policy.allowOwnPorts { refused.append("own (\(policy.ownPorts.map(String.init).joined(separator: ",")))") }
@@ -141,20 +167,35 @@ final class Supervisor {
         let limit = policy.rateLimit.map {
             "rate limit \($0.rate)/s, burst \($0.burst), per IPv4 /\($0.ipv4PrefixLength) and IPv6 /\($0.ipv6PrefixLength)\(policy.limitLoopback ? "" : ", loopback exempt")"
         } ?? "no rate limit"
-        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): mode \(configuration.rule.mode.rawValue), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); \(ports); \(limit)",
-                 metadata: ["mode": "\(configuration.rule.mode.rawValue)", "batch": "\(configuration.batchSize)",
-                            "sockets": "\(addresses)", "origin": "\(origin)"])
+        let perService = services.map { "\($0.name.rawValue) on \($0.sockets.count)" }.joined(separator: ", ")
+        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); never answering broadcast or multicast; \(ports); \(limit)",
+                 metadata: ["services": "\(services.map(\.name.rawValue).joined(separator: " "))",
+                            "batch": "\(configuration.batchSize)", "sockets": "\(addresses)", "origin": "\(origin)"])
     }
 
-    private func logStop(_ report: WorkerReport, perSocket: [UInt64], signal: Int32, uptime: UInt64) {
+    /// The counters in one line, after `prefix`: the total, then each service.
+    private func logCounters(_ snapshot: Snapshot, _ prefix: String) {
+        let report = snapshot.total
+        let split = sockets.count > 1 ? " (per socket \(snapshot.perSocket.map { String($0.counters.read) }.joined(separator: "/")))" : ""
+        let perService = snapshot.services.map { "; \($0.name.rawValue): \(CounterSummary($0.report.counters))" }.joined()
+        var fields: Logger.Metadata = [:]
+        func put(_ prefix: String, _ c: Counters) {
+            fields[prefix + "read"] = "\(c.read)"
+            fields[prefix + "replied"] = "\(c.replied)"
+            fields[prefix + "dropped"] = "\(c.drops.total)"
+            fields[prefix + "queue_overflows"] = "\(c.queueOverflows)"
+            for reason in DropReason.allCases where c.drops[reason] > 0 {
+                fields[prefix + "dropped_" + reason.name] = "\(c.drops[reason])"
+            }
+        }
+        put("", report.counters)
+        for service in snapshot.services { put(service.name.rawValue + "_", service.report.counters) }
         let c = report.counters
-        let split = perSocket.count > 1 ? " (per socket \(perSocket.map(String.init).joined(separator: "/")))" : ""
-        log.info("hellod stopped on \(Self.signalName(signal)) after \(uptime / 1_000_000_000) s: read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams)",
-                 metadata: ["read": "\(c.read)", "replied": "\(c.replied)", "dropped": "\(c.drops.total)",
-                            "queue_overflows": "\(c.queueOverflows)"])
+        log.info("\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams)\(perService)",
+                 metadata: fields)
     }
 
-    /// One line for everything that went wrong since the last warning.
+/// One line for everything that went wrong since the last warning.
     private func warn(_ report: WorkerReport, since earlier: WorkerReport) {
         var recent = DropCounts()
         for reason in DropReason.allCases {
@@ -186,7 +227,56 @@ struct DropSummary: CustomStringConvertible {
     }
 }
 
-/// The STATUS= line `systemctl status hellod` shows: totals, the current rate, drops.
+/// What every worker reported at one moment: per socket, per service, and in total.
+struct Snapshot {
+    let perSocket: [WorkerReport]
+    let services: [(name: ServiceName, report: WorkerReport)]
+
+    var total: WorkerReport { perSocket.reduce(WorkerReport(), +) }
+}
+
+/// `read 5, replied 4, dropped 1 (truncated 1), kernel queue drops 0`: one service's part
+/// of the status and stop lines.
+struct CounterSummary: CustomStringConvertible {
+    let counters: Counters
+    init(_ counters: Counters) { self.counters = counters }
+
+    var description: String {
+        let c = counters
+        return "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)"
+    }
+}
+
+/// Waits for every worker to be serving, or for the first that cannot.
+final class Startup: Sendable {
+    private final class Failure: Sendable {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    private let pending: ManagedAtomic<Int>
+    private let failure = ManagedAtomicLazyReference<Failure>()
+
+    init(workers: Int) { pending = ManagedAtomic(workers) }
+
+    /// Called by each worker once: nil when it serves, else why it cannot.
+    func report(_ failure: String?) {
+        if let failure { _ = self.failure.storeIfNilThenLoad(Failure(failure)) }
+        pending.wrappingDecrement(ordering: .releasing)
+    }
+
+    /// Blocks until every worker is serving (nil) or one has failed (why).
+    func wait() -> String? {
+        while true {
+            if let failure = failure.load() { return failure.message }
+            if pending.load(ordering: .acquiring) == 0 { return nil }
+            usleep(100)
+        }
+    }
+}
+
+/// The STATUS= line `systemctl status hellod` shows: totals, the current rate, drops, and
+/// each service's replies and drops.
 struct StatusTracker {
     private var lastReplied: UInt64 = 0
     private var lastTime: UInt64
@@ -195,13 +285,16 @@ struct StatusTracker {
         lastTime = started
     }
 
-    mutating func line(_ report: WorkerReport, sockets: Int, now: UInt64) -> String {
-        let c = report.counters
+    mutating func line(_ snapshot: Snapshot, now: UInt64) -> String {
+        let c = snapshot.total.counters
         let elapsed = max(now - lastTime, 1)
         let rate = now > lastTime ? Double(c.replied - lastReplied) * 1e9 / Double(elapsed) : 0
         lastReplied = c.replied
         lastTime = now
-        return "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(sockets)"
+        let perService = snapshot.services.map {
+            "; \($0.name.rawValue): replied \($0.report.counters.replied), dropped \($0.report.counters.drops.total)"
+        }.joined()
+        return "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(snapshot.perSocket.count)\(perService)"
     }
 
     static func format(_ rate: Double) -> String {

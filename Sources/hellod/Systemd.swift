@@ -1,9 +1,10 @@
-import CShims
+import CSystemd
 import Glibc
 import SystemPackage
 
 /// What hellod asks of systemd, through libsystemd (sd_listen_fds(3), sd_notify(3),
-/// sd_watchdog_enabled(3)). Outside systemd every call is a harmless no-op.
+/// sd_watchdog_enabled(3), sd_journal_sendv(3)). Outside systemd every call is a harmless
+/// no-op. hellod alone links libsystemd: the client does not.
 enum Systemd {
     /// A descriptor passed by socket activation (`LISTEN_FDS`), with its FileDescriptorName=.
     struct InheritedDescriptor {
@@ -11,10 +12,11 @@ enum Systemd {
         let name: String
     }
 
-    /// The descriptors systemd passed, in order; empty when not socket-activated.
+    /// The descriptors systemd passed, in order; empty when not socket-activated. The
+    /// environment is left as it is (nobody else reads it).
     static func inheritedDescriptors() -> [InheritedDescriptor] {
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-        let count = hs_listen_fds_with_names(&names)
+        let count = sd_listen_fds_with_names(0, &names)
         guard count > 0 else { return [] }
         defer {
             for i in 0..<Int(count) { free(names?[i]) }
@@ -22,7 +24,7 @@ enum Systemd {
         }
         return (0..<Int(count)).map { i in
             InheritedDescriptor(
-                descriptor: FileDescriptor(rawValue: hs_listen_fds_start() + Int32(i)),
+                descriptor: FileDescriptor(rawValue: SD_LISTEN_FDS_START + Int32(i)),
                 name: names?[i].map { String(cString: $0) } ?? "unknown")
         }
     }
@@ -30,20 +32,34 @@ enum Systemd {
     /// The family of a datagram socket (AF_INET, AF_INET6, ...), or nil if `descriptor`
     /// is not a datagram socket.
     static func datagramFamily(of descriptor: FileDescriptor) -> Int32? {
-        var family: Int32 = 0
-        return hs_is_datagram_socket(descriptor.rawValue, &family) > 0 ? family : nil
+        guard sd_is_socket(descriptor.rawValue, AF_UNSPEC, Int32(SOCK_DGRAM.rawValue), -1) > 0 else { return nil }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor.rawValue, $0, &length) }
+        }
+        return status == 0 ? Int32(storage.ss_family) : nil
     }
 
     /// Sends a state change (`READY=1`, `STATUS=...`, `STOPPING=1`, `WATCHDOG=1`) to the
     /// service manager, if there is one (NOTIFY_SOCKET).
     static func notify(_ state: String) {
-        _ = hs_notify(state)
+        _ = sd_notify(0, state)
     }
 
     /// WatchdogSec= in nanoseconds when systemd expects WATCHDOG=1 pings, else nil.
     static func watchdogInterval() -> UInt64? {
         var microseconds: UInt64 = 0
-        return hs_watchdog_enabled(&microseconds) > 0 && microseconds > 0 ? microseconds * 1000 : nil
+        return sd_watchdog_enabled(0, &microseconds) > 0 && microseconds > 0 ? microseconds * 1000 : nil
+    }
+
+    /// One journal entry of `FIELD=value` strings (sd_journal_sendv); false if the journal
+    /// is not there.
+    static func sendToJournal(_ fields: [String]) -> Bool {
+        let copies = fields.map { strdup($0)! }
+        defer { copies.forEach { free($0) } }
+        let vectors = copies.map { iovec(iov_base: $0, iov_len: strlen($0)) }
+        return sd_journal_sendv(vectors, Int32(vectors.count)) >= 0
     }
 
     /// stderr is connected to the journal (systemd sets JOURNAL_STREAM to its device:inode).

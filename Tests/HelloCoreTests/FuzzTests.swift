@@ -1,18 +1,23 @@
 import Glibc
 import HelloCore
+import HelloDatagram
 import Testing
 
-// Property tests over random inputs: the reply core, the segment planner and the grouping
-// by peer, each checked against what it promises rather than against itself.
+// Property tests over random inputs: the reply service (admission, with a reference model
+// of the rate limit; the reply rules; the outbox), the segment planner, the grouping by
+// peer and the PKTINFO policy, each checked against what it promises rather than against
+// itself.
 //
 // A run draws one seed and prints it first (a crash then still leaves it behind). Each
-// property stops after its case count or its share of the time budget, whichever comes
-// first, and at its first failing case, which it reports with its seeds:
+// property runs at least its floor of cases, then stops after its case count or its share
+// of the time budget, whichever comes first, and at its first failing case, which it
+// reports with its seeds. It prints how many cases it ran, and what they went through:
 //
 //   HELLOD_FUZZ_SECONDS=60 swift test --filter FuzzTests     a longer run (default 2 s)
 //   HELLOD_FUZZ_SEED=0x... swift test --filter FuzzTests     the same cases again (given the
 //                                                             time to reach the failing one)
 //   HELLOD_FUZZ_CASES=n                                       another case count per property
+//                                                             (and at most that floor)
 //
 // A failing case replays alone from its case seed, which makes it a regression test:
 // `#expect(replay(replyCoreCase, seed: 0x...) == [])`.
@@ -57,58 +62,77 @@ enum FuzzBudget {
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
-/// The failed checks of one case; a handful is enough to see what went wrong.
+/// The failed checks of one case (a handful is enough to see what went wrong), and what
+/// the case went through, counted by name.
 struct Checks {
     private(set) var failures: [String] = []
+    private(set) var seen: [String: Int] = [:]
 
     mutating func expect(_ condition: Bool, _ what: @autoclosure () -> String) {
         if !condition && failures.count < 8 { failures.append(what()) }
     }
+
+    mutating func count(_ what: String) {
+        seen[what, default: 0] += 1
+    }
 }
 
-/// Runs `property` on fresh cases until `cases` ran or `share` of the budget's seconds went.
-func fuzz(_ name: String, share: Double, cases: Int, _ property: (inout SplitMix64, inout Checks) -> Void) {
+/// Runs `property` on fresh cases: at least `floor` of them, then until `cases` ran or
+/// `share` of the budget's seconds went.
+func fuzz(_ name: String, share: Double, cases: Int, floor: Int, _ property: (inout SplitMix64, inout Checks) -> Void) {
     let clock = ContinuousClock()
     let start = clock.now
     let budget = Duration.seconds(FuzzBudget.seconds * share)
     let cases = FuzzBudget.cases ?? cases
+    let floor = min(floor, cases)
     print("fuzz \(name): HELLOD_FUZZ_SEED=\(hex(FuzzBudget.seed))")
     var seeds = SplitMix64(seed: FuzzBudget.seed)
     var ran = 0
-    while ran < cases && clock.now - start < budget {
+    var seen: [String: Int] = [:]
+    while ran < cases && (ran < floor || clock.now - start < budget) {
         let seed = seeds.next()
-        let failures = replay(property, seed: seed)
+        let checks = run(property, seed: seed)
         ran += 1
-        if !failures.isEmpty {
+        seen.merge(checks.seen, uniquingKeysWith: +)
+        if !checks.failures.isEmpty {
             Issue.record("""
                 \(name): case \(ran) of HELLOD_FUZZ_SEED=\(hex(FuzzBudget.seed)) (case seed \(hex(seed))) failed:
-                  \(failures.joined(separator: "\n  "))
+                  \(checks.failures.joined(separator: "\n  "))
                 """)
             break
         }
     }
-    print("fuzz \(name): \(ran) cases in \(clock.now - start)")
+    let tally = seen.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    print("fuzz \(name): \(ran) cases (floor \(floor)) in \(clock.now - start)\(tally.isEmpty ? "" : "; \(tally)")")
+}
+
+func run(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) -> Checks {
+    var rng = SplitMix64(seed: seed)
+    var checks = Checks()
+    property(&rng, &checks)
+    return checks
 }
 
 /// The failed checks of one case, replayed from its case seed.
 func replay(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) -> [String] {
-    var rng = SplitMix64(seed: seed)
-    var checks = Checks()
-    property(&rng, &checks)
-    return checks.failures
+    run(property, seed: seed).failures
 }
 
 @Suite(.serialized) struct FuzzTests {
     @Test func replyCore() {
-        fuzz("reply core", share: 0.5, cases: 100_000, replyCoreCase)
+        fuzz("reply core", share: 0.5, cases: 100_000, floor: 100, replyCoreCase)
     }
 
     @Test func segmentPlanner() {
-        fuzz("segment planner", share: 0.25, cases: 1_000_000, segmentPlannerCase)
+        fuzz("segment planner", share: 0.2, cases: 1_000_000, floor: 500, segmentPlannerCase)
     }
 
     @Test func peerGrouping() {
-        fuzz("peer grouping", share: 0.25, cases: 1_000_000, peerGroupingCase)
+        fuzz("peer grouping", share: 0.2, cases: 1_000_000, floor: 200, peerGroupingCase)
+    }
+
+    @Test func arrival() {
+        fuzz("arrival", share: 0.1, cases: 1_000_000, floor: 500, arrivalCase)
     }
 
     /// The same few cases on every run, whatever the seed drawn.
@@ -117,6 +141,7 @@ func replay(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) 
             #expect(replay(replyCoreCase, seed: seed) == [], "reply core, case seed \(seed)")
             #expect(replay(segmentPlannerCase, seed: seed) == [], "segment planner, case seed \(seed)")
             #expect(replay(peerGroupingCase, seed: seed) == [], "peer grouping, case seed \(seed)")
+            #expect(replay(arrivalCase, seed: seed) == [], "arrival, case seed \(seed)")
         }
     }
 }
@@ -124,9 +149,9 @@ func replay(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) 
 // MARK: - Inputs
 
 /// A peer, with what it is known by construction: the expectations below never ask
-/// PeerAddress what it thinks.
+/// Endpoint what it thinks.
 struct FuzzPeer: CustomStringConvertible {
-    var address: PeerAddress
+    var endpoint: Endpoint
     var port: UInt16
     /// IPv4, or IPv4 in a v4-mapped IPv6 address (::ffff:a.b.c.d).
     var overIPv4: Bool
@@ -138,15 +163,24 @@ struct FuzzPeer: CustomStringConvertible {
     /// 65535 less the IPv4 and UDP headers; over IPv6, whose header is not counted, less UDP's.
     var largestPayload: Int { overIPv4 ? 65535 - 20 - 8 : 65535 - 8 }
 
-    var description: String { "\(address)\(overIPv4 ? " (IPv4)" : "")\(loopback ? " (loopback)" : "")" }
+    /// Equal for the same peer, however its address was written.
+    var identity: [UInt64] { [overIPv4 ? 4 : 6, high, low, UInt64(port)] }
+
+    var description: String { "\(endpoint)\(overIPv4 ? " (IPv4)" : "")\(loopback ? " (loopback)" : "")" }
+
+    /// Whether `endpoint` is this peer, field by field.
+    func matches(_ endpoint: Endpoint) -> Bool {
+        endpoint.port == port && endpoint.address.family == (overIPv4 ? .v4 : .v6)
+            && endpoint.address.high == high && endpoint.address.low == low
+    }
 
     static func v4(_ a: UInt32, port: UInt16, mapped: Bool) -> FuzzPeer {
-        let address: PeerAddress = mapped ? .v6(high: 0, low: 0xffff_0000_0000 | UInt64(a), port: port) : .v4(a, port: port)
-        return FuzzPeer(address: address, port: port, overIPv4: true, loopback: a >> 24 == 127, high: 0, low: UInt64(a))
+        let endpoint: Endpoint = mapped ? .v6(high: 0, low: 0xffff_0000_0000 | UInt64(a), port: port) : .v4(a, port: port)
+        return FuzzPeer(endpoint: endpoint, port: port, overIPv4: true, loopback: a >> 24 == 127, high: 0, low: UInt64(a))
     }
 
     static func v6(high: UInt64, low: UInt64, port: UInt16, loopback: Bool) -> FuzzPeer {
-        FuzzPeer(address: .v6(high: high, low: low, port: port), port: port, overIPv4: false, loopback: loopback,
+        FuzzPeer(endpoint: .v6(high: high, low: low, port: port), port: port, overIPv4: false, loopback: loopback,
                  high: high, low: low)
     }
 
@@ -202,12 +236,159 @@ struct FuzzPeer: CustomStringConvertible {
     }
 }
 
+/// Where a datagram went, as the kernel would say it (PKTINFO), with what the policy must
+/// make of it worked out here from the raw bits: the kind of destination, and the address
+/// (and, for a link-local one, the interface) a reply leaves from.
+struct FuzzLocal: CustomStringConvertible {
+    var info = PacketInfo()
+    /// The IPV6_PKTINFO destination's bits, as the kernel wrote them (before any mapping).
+    var v6: (high: UInt64, low: UInt64)?
+    var kind = DestinationKind.unicast
+    /// The reply's source: IPv4 or not, the address's bits (IPv4 in the low 32), the interface.
+    var source: [UInt64]?
+
+    var description: String {
+        var said: [String] = []
+        if info.hasIPv4 {
+            said.append("IP_PKTINFO \(IPAddress.v4(info.headerDestination)) spec_dst \(IPAddress.v4(info.localAddress))")
+        }
+        if let v6 {
+            said.append("IPV6_PKTINFO \(hex(v6.high)) \(hex(v6.low)) interface \(info.ipv6Interface)")
+        }
+        return "[\(said.isEmpty ? "no PKTINFO" : said.joined(separator: ", "))]"
+    }
+
+    /// Whether `source` is the one expected, field by field.
+    func matches(_ source: LocalSource?) -> Bool {
+        guard let source else { return self.source == nil }
+        return self.source == [source.address.family == .v4 ? 4 : 6, source.address.high, source.address.low,
+                               UInt64(source.interface)]
+    }
+
+    /// The rules, from the bits: a multicast destination (224.0.0.0/4, ff00::/8) or a
+    /// broadcast one (255.255.255.255, or under IP_PKTINFO one that is not the local address
+    /// the kernel would answer from) gets no answer, so no source. A unicast one is answered
+    /// from the local address (under IP_PKTINFO: spec_dst, or the destination when spec_dst
+    /// is 0.0.0.0), with the interface only for fe80::/10; IP_PKTINFO decides when both came.
+    mutating func decide() {
+        func v4(_ a: UInt32) {
+            if a & 0xf000_0000 == 0xe000_0000 {
+                kind = .multicast
+            } else if a == 0xffff_ffff {
+                kind = .broadcast
+            } else if a != 0 {
+                source = [4, 0, UInt64(a), 0]
+            }
+        }
+        if info.hasIPv4 {
+            let header = info.headerDestination, local = info.localAddress
+            if header & 0xf000_0000 == 0xe000_0000 {
+                kind = .multicast
+            } else if header == 0xffff_ffff || (local != 0 && local != header) {
+                kind = .broadcast
+            } else {
+                source = [4, 0, UInt64(local == 0 ? header : local), 0]
+            }
+        } else if let v6 {
+            let (high, low) = v6
+            if high == 0 && low >> 32 == 0xffff {
+                v4(UInt32(truncatingIfNeeded: low))
+            } else if high >> 56 == 0xff {
+                kind = .multicast
+            } else if high != 0 || low != 0 {
+                let linkLocal = (high >> 48) & 0xffc0 == 0xfe80
+                source = [6, high, low, linkLocal ? UInt64(info.ipv6Interface) : 0]
+            }
+        }
+    }
+
+    static func randomV4(_ rng: inout SplitMix64) -> UInt32 {
+        let a = UInt32(truncatingIfNeeded: rng.next())
+        return rng.pick([a, a, 0x7f00_0001, 0x7f00_0002, 0xc000_0201, 0xc000_02ff, 0xffff_ffff, 0xffff_fffe, 0,
+                         0xe000_0000 | a & 0x0fff_ffff, 0xe000_00fb, 0xefff_ffff, 0xdfff_ffff, 0xf000_0000])
+    }
+
+    static func randomV6(_ rng: inout SplitMix64) -> (high: UInt64, low: UInt64) {
+        let a = UInt64(randomV4(&rng))
+        let x = rng.next()
+        let y = rng.next()
+        var choices: [(high: UInt64, low: UInt64)] = []
+        // Multicast, link-local (fe80::/10 and either side of it), ::, ::1, others.
+        choices += [(0xff02 << 48, 1), (0xff00 << 48 | x >> 8, x), (0xfe80 << 48, x), (0xfebf << 48 | x >> 16, x)]
+        choices += [(0xfec0 << 48, 1), (0xfe7f << 48 | x >> 16, 1), (0, 0), (0, 1), (0x2001_0db8 << 32, x), (x, y)]
+        // v4-mapped (any IPv4 address, 0.0.0.0 among them), and next to ::ffff:0:0/96.
+        choices += [(0, 0xffff_0000_0000 | a), (0, 0xffff_0000_0000 | a), (0, 0xffff_0000_0000), (0, a)]
+        choices += [(0, 0x1_ffff_0000_0000 | a), (1, 0xffff_0000_0000 | a), (0, 0xfffe_0000_0000 | a)]
+        return rng.pick(choices)
+    }
+
+    /// Any PKTINFO at all, or (`unicastMostly`) mostly what a datagram to one of the
+    /// host's addresses brings.
+    static func random(_ rng: inout SplitMix64, unicastMostly: Bool) -> FuzzLocal {
+        if unicastMostly && !rng.oneIn(8) {
+            return unicast(&rng)
+        }
+        var local = FuzzLocal()
+        switch rng.int(0...5) {
+        case 0:
+            break  // no PKTINFO
+        case 1, 2, 3:
+            local.info.hasIPv4 = true
+            let header = randomV4(&rng)
+            local.info.headerDestination = header
+            local.info.localAddress = rng.pick([header, 0, randomV4(&rng), header ^ 1 << UInt32(rng.int(0...31))])
+            if rng.oneIn(4) {
+                local.v6 = rng.oneIn(2) ? (0, 0xffff_0000_0000 | UInt64(header)) : randomV6(&rng)
+            }
+        default:
+            local.v6 = randomV6(&rng)
+        }
+        local.finish(&rng)
+        return local
+    }
+
+    /// What a datagram to one of the host's unicast addresses brings (the model decides
+    /// all the same).
+    static func unicast(_ rng: inout SplitMix64) -> FuzzLocal {
+        var local = FuzzLocal()
+        let a = UInt32(truncatingIfNeeded: rng.next()) & 0xdfff_fffe  // not 224.0.0.0/3's multicast, nor all ones
+        switch rng.int(0...3) {
+        case 0:
+            break  // no PKTINFO
+        case 1:
+            local.info.hasIPv4 = true
+            local.info.headerDestination = rng.pick([a, 0x7f00_0001, 0x7f00_0002])
+            local.info.localAddress = rng.pick([local.info.headerDestination, local.info.headerDestination, 0])
+            if rng.oneIn(2) {
+                local.v6 = (0, 0xffff_0000_0000 | UInt64(local.info.headerDestination))
+            }
+        default:
+            let choices: [(high: UInt64, low: UInt64)] = [(0x2001_0db8 << 32, rng.next()), (0xfe80 << 48, rng.next()), (0, 1),
+                                                          (0, 0xffff_0000_0000 | UInt64(a))]
+            local.v6 = rng.pick(choices)
+        }
+        local.finish(&rng)
+        return local
+    }
+
+    private mutating func finish(_ rng: inout SplitMix64) {
+        if let v6 {
+            info.ipv6Destination = .v6(high: v6.high, low: v6.low)
+            info.ipv6Interface = rng.pick([0, 1, 2, UInt32(truncatingIfNeeded: rng.next())])
+        }
+        decide()
+    }
+}
+
 struct FuzzRequest {
     var bytes: [UInt8]
     var truncated: Bool
     var peer: FuzzPeer
-    /// The local address it came to: a reply leaves from there, so it is part of the route.
-    var local: Int
+    /// Where it went: a reply leaves from there, so it is part of the route.
+    var local: FuzzLocal
+
+    /// The peer and the reply's source: replies that share it may share a send.
+    var route: [UInt64] { peer.identity + (local.source ?? []) }
 
     /// A request's size: mostly small, often at the edges of what UDP carries over IPv4
     /// and IPv6 and of what a hello reply still fits in.
@@ -222,7 +403,7 @@ struct FuzzRequest {
 
     /// A datagram of `size` bytes read into `maxDatagram`: cut and flagged as the kernel
     /// does when it is larger, else flagged now and then anyway.
-    static func random(_ rng: inout SplitMix64, size: Int, maxDatagram: Int, peer: FuzzPeer, locals: Int) -> FuzzRequest {
+    static func random(_ rng: inout SplitMix64, size: Int, maxDatagram: Int, peer: FuzzPeer, locals: [FuzzLocal]) -> FuzzRequest {
         let length = min(size, maxDatagram)
         let fill = Int32(truncatingIfNeeded: rng.next() & 0xff)
         var bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
@@ -236,7 +417,7 @@ struct FuzzRequest {
             bytes[length - 1] = UInt8(truncatingIfNeeded: rng.next())
         }
         return FuzzRequest(bytes: bytes, truncated: size > maxDatagram || rng.oneIn(12), peer: peer,
-                           local: rng.int(0...locals - 1))
+                           local: rng.pick(locals))
     }
 }
 
@@ -253,24 +434,63 @@ enum Verdict: Equatable, CustomStringConvertible {
     }
 }
 
-/// What may become of `request`, worked out from the documented order of the checks:
-/// truncated, privileged source port, own port, rate limited, reply too large. Whether the
-/// limiter lets a request through is its own business; only requests it is asked about
-/// (a limit set, and not from loopback unless loopback is limited) may be refused by it.
-func allowedVerdicts(_ request: FuzzRequest, mode: ReplyMode, policy: AdmissionPolicy) -> [Verdict] {
-    if request.truncated { return [.drop(.truncated)] }
+/// The rate limit as documented, per source prefix: a datagram is allowed while the
+/// prefix's theoretical arrival time is less than `burst` intervals (of 1/rate s) ahead
+/// of now, and moves it one interval on (GCRA). Every prefix has its own entry: a table
+/// that never fills.
+struct ReferenceLimiter {
+    let interval: UInt64
+    let tolerance: UInt64
+    var arrivals: [[UInt64]: UInt64] = [:]
+
+    /// The slots a source may live in (one set's ways): a source within its limit can be
+    /// refused for want of a slot only while at least this many other prefixes hold one.
+    static let ways = 8
+
+    init(_ limit: RateLimiter.Configuration) {
+        interval = max(1_000_000_000 / limit.rate, 1)
+        tolerance = interval * (limit.burst - 1)
+    }
+
+    func allows(_ prefix: [UInt64], now: UInt64) -> Bool {
+        max(arrivals[prefix] ?? 0, now) - now <= tolerance
+    }
+
+    mutating func admit(_ prefix: [UInt64], now: UInt64) {
+        arrivals[prefix] = max(arrivals[prefix] ?? 0, now) + interval
+    }
+
+    /// Other prefixes whose bucket has not refilled at `now`: each holds its slot.
+    mutating func busy(besides prefix: [UInt64], now: UInt64) -> Int {
+        arrivals = arrivals.filter { $0.value > now }
+        return arrivals.keys.count(where: { $0 != prefix })
+    }
+}
+
+/// What may become of `request` at `now`, worked out from the documented order of the
+/// checks: truncated, broadcast or multicast, privileged source port, own port, rate
+/// limited, reply too large; the rate limit is the reference's verdict. And the prefix
+/// whose limit the limiter is asked about, if it is.
+func expectedVerdict(_ request: FuzzRequest, hello: Bool, policy: AdmissionPolicy, limiter: ReferenceLimiter?,
+                     now: UInt64) -> (verdict: Verdict, limited: [UInt64]?) {
+    if request.truncated { return (.drop(.truncated), nil) }
+    if request.local.kind != .unicast { return (.drop(.broadcastOrMulticast), nil) }
     let port = request.peer.port
-    if port < 1024 && !policy.allowPrivilegedSourcePorts { return [.drop(.privilegedSourcePort)] }
-    if !policy.allowOwnPorts && policy.ownPorts.contains(port) { return [.drop(.ownPort)] }
-    let replyLength = mode == .hello ? "Hello, ".utf8.count + request.bytes.count + 1 : request.bytes.count
-    let last: Verdict = replyLength <= request.peer.largestPayload ? .reply : .drop(.replyTooLarge)
-    let limited = policy.rateLimit != nil && (policy.limitLoopback || !request.peer.loopback)
-    return limited ? [.drop(.rateLimited), last] : [last]
+    if port < 1024 && !policy.allowPrivilegedSourcePorts { return (.drop(.privilegedSourcePort), nil) }
+    if !policy.allowOwnPorts && policy.ownPorts.contains(port) { return (.drop(.ownPort), nil) }
+    let last: Verdict = replyLength(request.bytes.count, hello: hello) <= request.peer.largestPayload ? .reply : .drop(.replyTooLarge)
+    guard let limit = policy.rateLimit, let limiter, policy.limitLoopback || !request.peer.loopback else { return (last, nil) }
+    let prefix = request.peer.prefix(limit)
+    return (limiter.allows(prefix, now: now) ? last : .drop(.rateLimited), prefix)
+}
+
+func replyLength(_ requestLength: Int, hello: Bool) -> Int {
+    hello ? "Hello, ".utf8.count + requestLength + 1 : requestLength
 }
 
 /// The reply built from the words of the rule, not from its code.
-func expectedReply(to bytes: [UInt8], mode: ReplyMode) -> [UInt8] {
-    mode == .hello ? Array("Hello, ".utf8) + bytes + Array("!".utf8) : bytes
+func expectedReply(to bytes: [UInt8], hello: Bool) -> [UInt8] {
+    hello ? Array("Hello, ".utf8) + bytes + Array("!".utf8) : bytes
 }
 
 /// Byte-for-byte equality by memcmp: unoptimized test code would compare element by element.
@@ -300,17 +520,25 @@ func randomPolicy(_ rng: inout SplitMix64) -> AdmissionPolicy {
 }
 
 /// A hash of a peer for the grouping; equal peers, equal hashes.
-func peerHash(_ peer: PeerAddress) -> UInt64 {
-    PeerGrouping.mix(peer.high ^ PeerGrouping.mix(peer.low ^ UInt64(peer.port) << 48)) ^ (peer.family == .v4 ? 4 : 6)
+func peerHash(_ peer: Endpoint) -> UInt64 {
+    PeerGrouping.mix(peer.address.high ^ PeerGrouping.mix(peer.address.low ^ UInt64(peer.port) << 48))
+        ^ (peer.family == .v4 ? 4 : 6)
 }
 
-// MARK: - The reply core
+// MARK: - The reply service
 
-/// One engine through a few batches, each as the worker runs it: grouped by peer, each
-/// request answered or dropped, the plan cut into sends, the sends counted.
+/// One service through a few batches, each as the worker runs it: grouped by peer, each
+/// request answered or dropped, the outbox cut into sends whenever the service says it is
+/// full and after the batch, the sends counted.
 func replyCoreCase(_ rng: inout SplitMix64, _ check: inout Checks) {
-    let mode: ReplyMode = rng.oneIn(2) ? .hello : .echo
-    let rule = ReplyRule(mode: mode)
+    if rng.oneIn(2) {
+        replyCoreCase(HelloReply(), hello: true, &rng, &check)
+    } else {
+        replyCoreCase(EchoReply(), hello: false, &rng, &check)
+    }
+}
+
+func replyCoreCase<Rule: ReplyRule>(_ rule: Rule, hello: Bool, _ rng: inout SplitMix64, _ check: inout Checks) {
     let capacity = rng.pick([1, 2, 3, rng.int(1...16), rng.int(1...64), 64, rng.int(1...1024), 1024])
     let maxDatagram = rng.pick([0, 1, 8, 1500, 65499, 65500, 65507, 65508, 65527, 65527, rng.int(1...65527)])
     let policy = randomPolicy(&rng)
@@ -320,15 +548,10 @@ func replyCoreCase(_ rng: inout SplitMix64, _ check: inout Checks) {
         peers.append(!peers.isEmpty && rng.oneIn(3) ? rng.pick(peers).neighbour(&rng)
                                                      : FuzzPeer.random(&rng, ownPorts: policy.ownPorts))
     }
-    let locals = rng.pick([1, 1, 2, 3])
-    let setting = "\(mode) batch \(capacity) max \(maxDatagram) \(policy)"
-
-    var engine = ReplyEngine(rule: rule, batchSize: capacity, maxDatagram: maxDatagram, policy: policy)
+    let locals = (0..<rng.pick([1, 1, 2, 3])).map { _ in FuzzLocal.random(&rng, unicastMostly: true) }
+    var run = ReplyCoreRun(rule, hello: hello, capacity: capacity, maxDatagram: maxDatagram, policy: policy, &rng)
     var grouping = PeerGrouping(capacity: capacity)
-    let planner = SegmentPlanner(maxSegments: 64)
     var now = rng.pick([0, 1, 1_000_000_000, UInt64(rng.int(0...(1 << 50)))])
-    var read: UInt64 = 0
-    var admitted: [[UInt64]: (since: UInt64, count: UInt64)] = [:]
 
     for _ in 0..<rng.int(1...4) {
         now += rng.pick([0, 1, 1000, 1_000_000, 1_000_000_000, UInt64(rng.int(0...10_000_000_000))])
@@ -337,102 +560,169 @@ func replyCoreCase(_ rng: inout SplitMix64, _ check: inout Checks) {
             FuzzRequest.random(&rng, size: FuzzRequest.size(&rng, heavy: heavy), maxDatagram: maxDatagram,
                                peer: rng.pick(peers), locals: locals)
         }
-        engine.beginBatch(now: now)
-        grouping.group(count: count, hash: { peerHash(requests[$0].peer.address) },
-                       sameKey: { requests[$0].peer.address == requests[$1].peer.address })
-        let order = (0..<count).map { grouping.order[$0] }
-        checkGrouping(order, keys: requests.map(\.peer.address), &check)
+        grouping.group(count: count, hash: { peerHash(requests[$0].peer.endpoint) },
+                       sameKey: { requests[$0].peer.endpoint == requests[$1].peer.endpoint })
+        let order = (0..<count).map { grouping.index($0) }
+        checkGrouping(order, keys: requests.map(\.peer.identity), &check)
         guard check.failures.isEmpty else { return }
-
-        var replied: [Int] = []
         for i in order {
-            let request = requests[i]
-            let before = engine.counters
-            let planned = engine.plan.count
-            request.bytes.withUnsafeBytes { bytes in
+            run.handle(requests[i], now: now, &rng, &check)
+            guard check.failures.isEmpty else { return }
+        }
+        run.flush(&rng, &check)
+        guard check.failures.isEmpty else { return }
+    }
+}
+
+/// A reply service and what the worker keeps around it, with the model of what it must do.
+struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
+    let rule: Rule
+    let hello: Bool
+    let policy: AdmissionPolicy
+    let setting: String
+    var service: ReplyService<Rule>
+    var outbox: Outbox
+    let planner = SegmentPlanner(maxSegments: 64)
+    var limiter: ReferenceLimiter?
+    /// The request each outbox entry answers.
+    var answered: [FuzzRequest] = []
+    var read: UInt64 = 0
+
+    init(_ rule: Rule, hello: Bool, capacity: Int, maxDatagram: Int, policy: AdmissionPolicy, _ rng: inout SplitMix64) {
+        self.rule = rule
+        self.hello = hello
+        self.policy = policy
+        service = ReplyService(rule, ServiceSettings(batchSize: capacity, maxDatagram: maxDatagram, policy: policy))
+        // The worker's outbox holds the replies of a whole batch; a smaller one now and then
+        // makes the service say it is full mid-batch, as a service that writes several
+        // datagrams per request would.
+        let outboxCapacity = rng.oneIn(4) ? rng.int(1...capacity) : service.outboxCapacity
+        outbox = Outbox(capacity: outboxCapacity, largestDatagram: service.largestDatagram)
+        limiter = policy.rateLimit.map(ReferenceLimiter.init)
+        setting = "\(hello ? "hello" : "echo") batch \(capacity) (outbox \(outboxCapacity)) max \(maxDatagram) \(policy)"
+    }
+
+    /// Hands `request` to the service as the worker does: as often as it says its outbox is
+    /// full, sends the outbox and hands it again.
+    mutating func handle(_ request: FuzzRequest, now: UInt64, _ rng: inout SplitMix64, _ check: inout Checks) {
+        let length = replyLength(request.bytes.count, hello: hello)
+        var before = service.counters
+        var planned = outbox.count
+        while true {
+            before = service.counters
+            planned = outbox.count
+            let used = outbox.bufferUsed
+            let handled = request.bytes.withUnsafeBytes { bytes in
                 // As the socket layer does: the first bytes in a head buffer, the rest after.
                 let head = min(bytes.count, 512)
-                engine.respond(to: Request(payload: UnsafeRawBufferPointer(rebasing: bytes[..<head]),
-                                           continuation: UnsafeRawBufferPointer(rebasing: bytes[head...]),
-                                           truncated: request.truncated, peer: request.peer.address),
-                               index: i)
+                return service.handle(Datagram(payload: UnsafeRawBufferPointer(rebasing: bytes[..<head]),
+                                               continuation: UnsafeRawBufferPointer(rebasing: bytes[head...]),
+                                               truncated: request.truncated, peer: request.peer.endpoint,
+                                               arrival: Arrival(request.local.info)),
+                                      now: now, into: &outbox)
             }
-            let after = engine.counters
-            read += 1
-            var verdict: Verdict?
-            if engine.plan.count == planned + 1 && after.drops == before.drops {
-                verdict = .reply
-                replied.append(i)
-            } else if engine.plan.count == planned && after.drops.total == before.drops.total + 1 {
-                verdict = DropReason.allCases.first { after.drops[$0] == before.drops[$0] + 1 }.map { .drop($0) }
-            }
-            let allowed = allowedVerdicts(request, mode: mode, policy: policy)
-            check.expect(after.read == before.read + 1, "read counted \(after.read - before.read) times")
-            check.expect(verdict.map(allowed.contains) ?? false,
-                         "\(request.bytes.count) bytes\(request.truncated ? " truncated" : "") from \(request.peer): "
-                         + "\(verdict?.description ?? "no single verdict"), expected one of \(allowed); \(setting)")
-
-            // What the limiter lets through: a prefix gets its burst, then its rate, no more.
-            if let limit = policy.rateLimit, allowed.contains(.drop(.rateLimited)), let verdict, verdict != .drop(.rateLimited) {
-                let key = request.peer.prefix(limit)
-                var seen = admitted[key] ?? (since: now, count: 0)
-                seen.count += 1
-                admitted[key] = seen
-                let most = limit.burst + (now - seen.since) / max(1_000_000_000 / limit.rate, 1)
-                check.expect(seen.count <= most, "\(request.peer)'s prefix got \(seen.count) replies, at most \(most) allowed; \(setting)")
-            }
+            // "No room" only when there is none for a reply that fits the peer. (A reply
+            // without room cannot be written at all: the outbox stops the process.)
+            let room = planned < outbox.capacity && length <= outbox.bufferCapacity - used
+            check.expect(handled || (!room && length <= request.peer.largestPayload),
+                         "\(request.bytes.count) bytes from \(request.peer) refused for want of room with \(planned) "
+                         + "datagrams, \(used) bytes in an outbox of \(outbox.capacity), \(outbox.bufferCapacity)")
+            if handled { break }
+            check.count("outbox full")
+            check.expect(service.counters == before && outbox.count == planned && outbox.bufferUsed == used,
+                         "a datagram refused for want of room changed the counters or the outbox")
+            check.expect(planned > 0, "no room in an empty outbox for \(length) bytes; \(setting)")
+            guard check.failures.isEmpty else { return }
+            flush(&rng, &check)
         }
+        let after = service.counters
+        read += 1
+        var verdict: Verdict?
+        if outbox.count == planned + 1 && after.drops == before.drops {
+            verdict = .reply
+            answered.append(request)
+        } else if outbox.count == planned && after.drops.total == before.drops.total + 1 {
+            verdict = DropReason.allCases.first { after.drops[$0] == before.drops[$0] + 1 }.map { .drop($0) }
+        }
+        let expected = expectedVerdict(request, hello: hello, policy: policy, limiter: limiter, now: now)
+        var allowed = [expected.verdict]
+        if verdict == .drop(.rateLimited), expected.verdict != verdict, let prefix = expected.limited,
+           limiter!.busy(besides: prefix, now: now) >= ReferenceLimiter.ways {
+            // Within its limit, but every slot it may take can be busy: refused for want of one.
+            allowed.append(.drop(.rateLimited))
+            check.count("rate-limited: no free slot")
+        }
+        check.expect(after.read == before.read + 1, "read counted \(after.read - before.read) times")
+        check.expect(verdict.map(allowed.contains) ?? false,
+                     "\(request.bytes.count) bytes\(request.truncated ? " truncated" : "") from \(request.peer) to "
+                     + "\(request.local): \(verdict?.description ?? "no single verdict"), expected one of \(allowed); \(setting)")
+        check.count(verdict?.description ?? "no verdict")
+        // What the limiter let through spends its prefix's allowance.
+        if let prefix = expected.limited, verdict == .reply || verdict == .drop(.replyTooLarge) {
+            limiter!.admit(prefix, now: now)
+        }
+    }
 
-        // The counters balance before and after the plan is sent.
-        check.expect(engine.counters.read == read, "read \(engine.counters.read), \(read) requests")
-        check.expect(engine.counters.read == engine.counters.replied + UInt64(engine.plan.count) + engine.counters.drops.total,
-                     "before sending: read \(engine.counters.read) != replied + planned + dropped")
+    /// Sends the outbox as the worker does: checks every datagram is its request's reply,
+    /// cuts the outbox into sends, and tells the service how many the kernel took.
+    mutating func flush(_ rng: inout SplitMix64, _ check: inout Checks) {
+        // The counters balance before the outbox is sent.
+        let counters = service.counters
+        check.expect(counters.read == read, "read \(counters.read), \(read) requests")
+        check.expect(counters.read == counters.replied + UInt64(outbox.count) + counters.drops.total,
+                     "before sending: read \(counters.read) != replied + in the outbox + dropped")
 
-        // Each reply is its request's, in the order answered, side by side from the start.
-        let entries = engine.plan.entries
-        check.expect(entries.map { Int($0.request) } == replied, "the plan's requests are not the ones answered")
+        // Each datagram is its request's reply, to its peer, from the address its request
+        // came to, in the order answered, side by side from the start.
+        let entries = outbox.entries
+        check.expect(entries.count == answered.count, "\(entries.count) datagrams in the outbox, \(answered.count) replies")
+        guard check.failures.isEmpty else { return }
         var offset = 0
-        for entry in entries {
-            let request = requests[Int(entry.request)]
-            let bytes = engine.plan.bytes(of: entry)
-            check.expect(Int(entry.offset) == offset, "reply to \(entry.request) at \(entry.offset), not \(offset)")
-            check.expect(same(bytes, rule.reply(to: request.bytes)), "reply to \(entry.request) is not ReplyRule's")
-            check.expect(same(bytes, expectedReply(to: request.bytes, mode: mode)), "reply to \(entry.request) is wrong")
+        for (e, entry) in entries.enumerated() {
+            let request = answered[e]
+            let bytes = outbox.bytes(of: entry)
+            check.expect(Int(entry.offset) == offset, "reply \(e) at \(entry.offset), not \(offset)")
+            check.expect(same(bytes, rule.reply(to: request.bytes)), "reply \(e) is not ReplyRule's")
+            check.expect(same(bytes, expectedReply(to: request.bytes, hello: hello)), "reply \(e) is wrong")
+            check.expect(request.peer.matches(entry.destination), "reply \(e) goes to \(entry.destination), not \(request.peer)")
+            check.expect(request.local.matches(entry.source),
+                         "reply \(e) leaves from \(entry.source.map { "\($0)" } ?? "anywhere") after \(request.local)")
             offset += Int(entry.length)
         }
-        check.expect(engine.plan.bufferUsed == offset && offset <= engine.plan.bufferCapacity,
-                     "plan uses \(engine.plan.bufferUsed) of \(engine.plan.bufferCapacity) bytes, replies \(offset)")
+        check.expect(outbox.bufferUsed == offset && offset <= outbox.bufferCapacity,
+                     "outbox uses \(outbox.bufferUsed) of \(outbox.bufferCapacity) bytes, replies \(offset)")
 
-        checkSends(entries, planner, plainThrough: -1,
-                   largestPayload: { requests[$0].peer.largestPayload },
-                   sameRoute: { requests[$0].peer.address == requests[$1].peer.address && requests[$0].local == requests[$1].local },
+        let limits = answered.map(\.peer.largestPayload)
+        let routes = answered.map(\.route)
+        checkSends(entries, planner, plainThrough: -1, largestPayload: { limits[$0] }, sameRoute: { routes[$0] == routes[$1] },
                    &check)
 
         let failed = rng.oneIn(4) ? rng.int(0...entries.count) : 0
-        let sent = engine.counters
-        engine.recordSent(replies: entries.count - failed, failed: failed)
-        check.expect(engine.counters.replied == sent.replied + UInt64(entries.count - failed), "replies not counted")
-        check.expect(engine.counters.drops[.sendFailed] == sent.drops[.sendFailed] + UInt64(failed), "send failures not counted")
-        check.expect(engine.counters.isBalanced, "unbalanced after the send: \(engine.counters)")
-        guard check.failures.isEmpty else { return }
+        service.recordSent(entries.count - failed, failed: failed)
+        check.expect(service.counters.replied == counters.replied + UInt64(entries.count - failed), "replies not counted")
+        check.expect(service.counters.drops[.sendFailed] == counters.drops[.sendFailed] + UInt64(failed),
+                     "send failures not counted")
+        check.expect(service.counters.isBalanced, "unbalanced after the send: \(service.counters)")
+        outbox.removeAll()
+        self.answered.removeAll(keepingCapacity: true)
     }
 }
 
 // MARK: - The segment planner
 
-/// Walks a plan's sends as DatagramBatch does, so every entry must be in exactly one send,
+/// Walks an outbox's sends as SendBatch does, so every entry must be in exactly one send,
 /// in order; checks each send against every rule of a segmented send, and that it stops
-/// only where a rule says so.
+/// only where a rule says so. `largestPayload(e)` and `sameRoute(e, f)` are worked out by
+/// the caller for entries `e` and `f`.
 func checkSends(_ entries: UnsafeBufferPointer<Outgoing>, _ planner: SegmentPlanner, plainThrough: Int,
                 largestPayload: (Int) -> Int, sameRoute: (Int, Int) -> Bool, _ check: inout Checks) {
     var e = 0
     while e < entries.count {
-        let send = planner.send(from: e, of: entries, plainThrough: plainThrough, largestPayload: largestPayload,
-                                sameRoute: sameRoute)
+        let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
         let at = "send from entry \(e) (\(send.count) entries, \(send.bytes) bytes)"
         check.expect(send.firstEntry == e, "\(at) says it starts at \(send.firstEntry)")
         guard send.count >= 1 && e + send.count <= entries.count else {
-            check.expect(false, "\(at): outside the plan of \(entries.count)")
+            check.expect(false, "\(at): outside the outbox of \(entries.count)")
             return
         }
         let head = entries[e]
@@ -444,11 +734,11 @@ func checkSends(_ entries: UnsafeBufferPointer<Outgoing>, _ planner: SegmentPlan
             check.expect(send.count <= planner.maxSegments, "\(at): more than \(planner.maxSegments) segments")
             check.expect(e > plainThrough, "\(at): starts at or before plainThrough \(plainThrough)")
             check.expect(segment > 0, "\(at): empty segments")
-            check.expect(bytes <= largestPayload(Int(head.request)), "\(at): larger than one datagram to its peer")
+            check.expect(bytes <= largestPayload(e), "\(at): larger than one datagram to its peer")
             var offset = Int(head.offset)
             for (j, member) in members.enumerated() {
                 check.expect(Int(member.offset) == offset, "\(at): entry \(e + j) not next to the one before")
-                check.expect(sameRoute(Int(head.request), Int(member.request)), "\(at): entry \(e + j) goes elsewhere")
+                check.expect(sameRoute(e, e + j), "\(at): entry \(e + j) goes elsewhere")
                 check.expect(member.length > 0, "\(at): entry \(e + j) is empty")
                 if j < members.count - 1 {
                     check.expect(Int(member.length) == segment, "\(at): entry \(e + j) is not \(segment) bytes")
@@ -457,48 +747,62 @@ func checkSends(_ entries: UnsafeBufferPointer<Outgoing>, _ planner: SegmentPlan
                 }
                 offset += Int(member.length)
             }
+            check.count("segmented sends")
         }
         // Greedy: a send that could take the next entry does.
         let open = planner.maxSegments > 1 && e > plainThrough && segment > 0 && send.count < planner.maxSegments
             && Int(members.last!.length) == segment && e + send.count < entries.count
         if open {
-            let next = entries[e + send.count]
+            let n = e + send.count
+            let next = entries[n]
             let joinable = next.length > 0 && Int(next.length) <= segment
-                && bytes + Int(next.length) <= largestPayload(Int(head.request))
-                && Int(next.offset) == Int(head.offset) + bytes && sameRoute(Int(head.request), Int(next.request))
-            check.expect(!joinable, "\(at): stopped before entry \(e + send.count), which fits")
+                && bytes + Int(next.length) <= largestPayload(e)
+                && Int(next.offset) == Int(head.offset) + bytes && sameRoute(e, n)
+            check.expect(!joinable, "\(at): stopped before entry \(n), which fits")
         }
         e += send.count
     }
 }
 
-/// Random plans, not only the engine's: runs of equal lengths with shorter, longer and
-/// empty ones among them, gaps and overlaps, few routes, tight limits, any segment cap.
+/// Random outboxes, not only the service's: runs of equal lengths with shorter, longer and
+/// empty ones among them, gaps and overlaps, a few routes (destinations of both families,
+/// the same destination from different sources), any segment cap.
 func segmentPlannerCase(_ rng: inout SplitMix64, _ check: inout Checks) {
+    let destinations: [(endpoint: Endpoint, largestPayload: Int)] = [
+        (.v4(0xc000_0201, port: 40000), 65507), (.v6(high: 0x2001_0db8 << 32, low: 1, port: 40000), 65527),
+        (.v4(0xc000_0201, port: 40001), 65507), (.v6(high: 0, low: 0xffff_c000_0202, port: 40000), 65507),
+    ]
+    let sources: [LocalSource?] = [nil, LocalSource(.v4(0x7f00_0001)), LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 2),
+                                   LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 3)]
+    var pairs = destinations.indices.flatMap { d in sources.indices.map { s in (d, s) } }
+    pairs.shuffle(using: &rng)
+    let routes = Array(pairs.prefix(rng.pick([1, 2, 3])))  // distinct by construction
+
     let n = rng.pick([0, 1, 2, 63, 64, 65, 128, rng.int(0...300)])
-    let requests = rng.int(1...max(n, 1))
-    let routes = (0..<requests).map { _ in rng.int(0...2) }
-    let limits = (0..<requests).map { _ in rng.pick([65507, 65527, rng.int(1...5000)]) }
     var entries: [Outgoing] = []
+    var routeOf: [Int] = []
     var offset = 0
     while entries.count < n {
-        let length = rng.pick([0, 1, 2, 8, 100, 1472, 65507, 65527, rng.int(0...2000)])
-        let request = rng.int(0...requests - 1)
+        let length = rng.pick([0, 1, 2, 8, 100, 1472, 1489, 1500, 65507, 65527, rng.int(0...2000)])
+        let route = rng.int(0...routes.count - 1)
         for _ in 0..<rng.int(1...80) where entries.count < n {
             var l = length
             if rng.oneIn(8) { l = rng.int(0...length) }
             if rng.oneIn(30) { l = length + rng.int(1...10) }
             if rng.oneIn(25) { offset = max(0, offset + rng.pick([-1, 1, rng.int(-100...100)])) }
-            let r = rng.oneIn(5) ? rng.int(0...requests - 1) : request
-            entries.append(Outgoing(request: Int32(r), offset: Int32(offset), length: Int32(l)))
+            let r = rng.oneIn(5) ? rng.int(0...routes.count - 1) : route
+            entries.append(Outgoing(offset: Int32(offset), length: Int32(l), destination: destinations[routes[r].0].endpoint,
+                                    source: sources[routes[r].1]))
+            routeOf.append(r)
             offset += l
         }
     }
     let planner = SegmentPlanner(maxSegments: rng.pick([1, 2, 3, 64, rng.int(1...100)]))
     let plainThrough = rng.oneIn(3) ? rng.int(-1...n) : -1
     entries.withUnsafeBufferPointer { entries in
-        checkSends(entries, planner, plainThrough: plainThrough, largestPayload: { limits[$0] },
-                   sameRoute: { routes[$0] == routes[$1] }, &check)
+        checkSends(entries, planner, plainThrough: plainThrough,
+                   largestPayload: { destinations[routes[routeOf[$0]].0].largestPayload },
+                   sameRoute: { routeOf[$0] == routeOf[$1] }, &check)
     }
 }
 
@@ -525,7 +829,7 @@ func peerGroupingCase(_ rng: inout SplitMix64, _ check: inout Checks) {
         let count = min(rng.pick([0, 1, 2, 3, capacity, rng.int(0...capacity)]), capacity)
         if rng.oneIn(8) {
             grouping.arrivalOrder(count: count)
-            check.expect((0..<count).map { grouping.order[$0] } == Array(0..<count), "arrival order of \(count)")
+            check.expect((0..<count).map { grouping.index($0) } == Array(0..<count), "arrival order of \(count)")
             continue
         }
         let pool: [UInt64] = (0..<rng.pick([1, 2, 3, 8, max(count, 1)])).map { i in
@@ -544,6 +848,23 @@ func peerGroupingCase(_ rng: inout SplitMix64, _ check: inout Checks) {
             }
         }, sameKey: { keys[$0] == keys[$1] })
         check.expect(hashed <= count, "hashed \(hashed) times for \(count) requests")
-        checkGrouping((0..<count).map { grouping.order[$0] }, keys: keys, &check)
+        checkGrouping((0..<count).map { grouping.index($0) }, keys: keys, &check)
+    }
+}
+
+// MARK: - The PKTINFO policy
+
+/// Any PKTINFO the kernel could write (and some it would not): the kind of destination
+/// and the reply's source are the rules', and no datagram to many gets a reply source.
+func arrivalCase(_ rng: inout SplitMix64, _ check: inout Checks) {
+    for _ in 0..<16 {
+        let local = FuzzLocal.random(&rng, unicastMostly: rng.oneIn(4))
+        let arrival = Arrival(local.info)
+        check.expect(arrival.destination == local.kind, "\(local): \(arrival.destination), not \(local.kind)")
+        check.expect(arrival.destination == .unicast || arrival.replySource == nil,
+                     "\(local): a reply source for a \(arrival.destination) destination")
+        check.expect(local.matches(arrival.replySource),
+                     "\(local): reply source \(arrival.replySource.map { "\($0)" } ?? "none"), not \(local.source ?? [])")
+        check.count("\(local.kind)\(local.source == nil ? "" : " with a source")")
     }
 }

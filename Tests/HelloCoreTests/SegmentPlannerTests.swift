@@ -1,22 +1,31 @@
 import HelloCore
+import HelloDatagram
 import Testing
 
-/// The sends a plan of replies side by side becomes: `lengths[i]` bytes to route `routes[i]`.
-func plannedSends(_ lengths: [Int], routes: [Int]? = nil, maxSegments: Int = 64, limit: Int = 65507,
+/// Route `r` of the tests: a destination of `family`, from wherever routing says.
+func testRoute(_ r: Int, family: IPAddress.Family = .v4) -> Endpoint {
+    family == .v4 ? .v4(0xc000_0201 + UInt32(r), port: 40000) : .v6(high: 0x2001_0db8_0000_0000, low: UInt64(r), port: 40000)
+}
+
+/// The sends an outbox of datagrams side by side becomes: `lengths[i]` bytes to route `routes[i]`.
+func plannedSends(_ lengths: [Int], routes: [Int]? = nil, family: IPAddress.Family = .v4, maxSegments: Int = 64,
                   plainThrough: Int = -1) -> [PlannedSend] {
     let routes = routes ?? lengths.map { _ in 0 }
     var offset = 0
     let entries = lengths.enumerated().map { i, length in
         defer { offset += length }
-        return Outgoing(request: Int32(i), offset: Int32(offset), length: Int32(length))
+        return Outgoing(offset: Int32(offset), length: Int32(length), destination: testRoute(routes[i], family: family))
     }
+    return plannedSends(entries, maxSegments: maxSegments, plainThrough: plainThrough)
+}
+
+func plannedSends(_ entries: [Outgoing], maxSegments: Int = 64, plainThrough: Int = -1) -> [PlannedSend] {
     let planner = SegmentPlanner(maxSegments: maxSegments)
     var sends: [PlannedSend] = []
     entries.withUnsafeBufferPointer { entries in
         var e = 0
         while e < entries.count {
-            let send = planner.send(from: e, of: entries, plainThrough: plainThrough, largestPayload: { _ in limit },
-                                    sameRoute: { routes[$0] == routes[$1] })
+            let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
             sends.append(send)
             e += send.count
         }
@@ -49,7 +58,24 @@ func plannedSends(_ lengths: [Int], routes: [Int]? = nil, maxSegments: Int = 64,
         #expect(plannedSends(Array(repeating: 1, count: 5), maxSegments: 1).map(\.count) == [1, 1, 1, 1, 1])
         // 43 x 1500 = 64500 fits in one IPv4 datagram; a 44th would not.
         #expect(plannedSends(Array(repeating: 1500, count: 50)).map(\.count) == [43, 7])
-        #expect(plannedSends([100, 100, 100], limit: 200).map(\.count) == [2, 1])
+        // The limit is the destination's: 44 x 1489 = 65516 fits over IPv6 (65527), not IPv4 (65507).
+        #expect(plannedSends(Array(repeating: 1489, count: 50), family: .v4).map(\.count) == [43, 7])
+        #expect(plannedSends(Array(repeating: 1489, count: 50), family: .v6).map(\.count) == [44, 6])
+    }
+
+    @Test func anotherSourceAddressStartsAnotherSend() {
+        let peer = testRoute(0)
+        let a = LocalSource(.v4(0x7f00_0001)), b = LocalSource(.v4(0x7f00_0002))
+        let sources: [LocalSource?] = [a, a, b, b, nil, nil, a]
+        let entries = sources.enumerated().map { i, source in
+            Outgoing(offset: Int32(5 * i), length: 5, destination: peer, source: source)
+        }
+        #expect(plannedSends(entries).map(\.count) == [2, 2, 2, 1])
+        let linkLocal = sources.indices.map { i in
+            Outgoing(offset: Int32(5 * i), length: 5, destination: peer,
+                     source: LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: i < 3 ? 2 : 3))
+        }
+        #expect(plannedSends(linkLocal).map(\.count) == [3, 4])  // the same address on another interface
     }
 
     @Test func entriesAtOrBeforePlainThroughGoAlone() {
@@ -57,11 +83,9 @@ func plannedSends(_ lengths: [Int], routes: [Int]? = nil, maxSegments: Int = 64,
     }
 
     @Test func repliesThatAreNotSideBySideAreSeparateSends() {
-        let entries = [Outgoing(request: 0, offset: 0, length: 5), Outgoing(request: 1, offset: 6, length: 5)]
-        let send = entries.withUnsafeBufferPointer {
-            SegmentPlanner(maxSegments: 64).send(from: 0, of: $0, largestPayload: { _ in 65507 }, sameRoute: { _, _ in true })
-        }
-        #expect(send == PlannedSend(firstEntry: 0, count: 1, bytes: 5))
+        let peer = testRoute(0)
+        let entries = [Outgoing(offset: 0, length: 5, destination: peer), Outgoing(offset: 6, length: 5, destination: peer)]
+        #expect(plannedSends(entries) == [PlannedSend(firstEntry: 0, count: 1, bytes: 5), PlannedSend(firstEntry: 1, count: 1, bytes: 5)])
     }
 }
 
@@ -69,7 +93,7 @@ func plannedSends(_ lengths: [Int], routes: [Int]? = nil, maxSegments: Int = 64,
     func grouped(_ keys: [Int]) -> [Int] {
         var grouping = PeerGrouping(capacity: max(keys.count, 1))
         grouping.group(count: keys.count, hash: { UInt64(keys[$0]) }, sameKey: { keys[$0] == keys[$1] })
-        return (0..<keys.count).map { grouping.order[$0] }
+        return (0..<keys.count).map { grouping.index($0) }
     }
 
     @Test func interleavedPeersAreGroupedFirstSeenFirst() {
@@ -92,7 +116,7 @@ func plannedSends(_ lengths: [Int], routes: [Int]? = nil, maxSegments: Int = 64,
                 return a == b
             })
             #expect(comparisons < 4 * 1024)
-            #expect((0..<1024).map { grouping.order[$0] } == Array(0..<1024))
+            #expect((0..<1024).map { grouping.index($0) } == Array(0..<1024))
         }
     }
 }

@@ -1,5 +1,6 @@
 import Glibc
 import HelloSocket
+import Testing
 
 /// A plain UDP socket for tests: sendto and recvfrom, one datagram at a time.
 struct TestClient {
@@ -7,6 +8,11 @@ struct TestClient {
 
     init(family: Int32 = AF_INET) throws {
         socket = try DatagramSocket.open(family: family)
+    }
+
+    /// Plain sends and receives on a socket someone else owns (and closes).
+    init(adopting socket: DatagramSocket) {
+        self.socket = socket
     }
 
     func send(_ bytes: [UInt8], to address: SocketAddress) throws {
@@ -33,5 +39,11 @@ struct TestClient {
         return (Array(buffer[..<n]), SocketAddress(storage, length: length))
     }
 
-    func close() { socket.close() }
+    func close() {
+        do {
+            try socket.close()
+        } catch {
+            Issue.record("closing a test client: \(error)")
+        }
+    }
 }

@@ -55,12 +55,12 @@ class Arguments(TestCase):
 
 
 class Serving(TestCase):
-    def test_the_start_line_names_mode_batch_and_every_address(self):
+    def test_the_start_line_names_services_batch_and_every_address(self):
         with Hellod("--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--mode", "echo", "--batch", "16") as d:
             self.assertEqual(len(d.addresses), 2)
-            self.assertTrue(d.addresses[0].startswith("127.0.0.1:"))
-            self.assertTrue(d.addresses[1].startswith("[::1]:"))
-            self.assertIn("mode echo", d.start_line)
+            self.assertTrue(d.addresses[0].startswith("echo@127.0.0.1:"))
+            self.assertTrue(d.addresses[1].startswith("echo@[::1]:"))
+            self.assertIn("services echo on 2", d.start_line)
             self.assertIn("batch 16", d.start_line)
             self.assertEqual(d.origin, "bound")
 
@@ -78,7 +78,7 @@ class Serving(TestCase):
 
     def test_the_default_dual_stack_socket_answers_ipv4_and_ipv6(self):
         with Hellod("--listen", "0") as d:  # [::]:PORT, as with no --listen at all
-            self.assertTrue(d.addresses[0].startswith("[::]:"))
+            self.assertTrue(d.addresses[0].startswith("hello@[::]:"))
             self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", d.port), b"four")[0], b"Hello, four!")
             self.assertEqual(exchange(socket.AF_INET6, ("::1", d.port), b"six")[0], b"Hello, six!")
 
@@ -97,7 +97,7 @@ class Serving(TestCase):
             self.assertEqual(len(d.addresses), 4)
             self.assertIn("sockets 4", d.start_line)
             v4 = int(d.addresses[0].rsplit(":", 1)[1])
-            self.assertEqual(d.addresses[:2], ["127.0.0.1:%d" % v4] * 2)  # one port, two sockets
+            self.assertEqual(d.addresses[:2], ["hello@127.0.0.1:%d" % v4] * 2)  # one port, two sockets
             result = hello("bench", "--port", str(v4), "--flows", "16", "--window", "8", "--requests", "500",
                            "--duration", "30", "--json")
             report = json.loads(result.stdout)

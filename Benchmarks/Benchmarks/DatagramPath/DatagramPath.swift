@@ -197,9 +197,23 @@ let benchmarks: @Sendable () -> Void = {
     registerDatagramBenchmark("Worker-batch-64-wildcard-PKTINFO-1024-datagrams", Scenario(listen: "0.0.0.0:0"))
 
     // Echo mode, dual-stack wildcard socket, IPv4 peers seen as v4-mapped IPv6.
-    registerDatagramBenchmark("Worker-batch-64-dual-stack-echo-1024-datagrams", Scenario(listen: "[::]:0", mode: .echo))
+    registerDatagramBenchmark("Worker-batch-64-dual-stack-echo-1024-datagrams", Scenario(listen: "[::]:0", service: .echo))
+
+    // Two sockets, two services: even peers to a hello socket, odd peers to an echo one,
+    // a worker each (as `--listen hello@... --listen echo@...` runs them).
+    registerDatagramBenchmark("Worker-batch-64-hello-and-echo-two-sockets-1024-datagrams",
+                              Scenario(secondService: .echo))
 
     // MARK: The drop paths: floods that are mostly or wholly refused
+
+    // Broadcasts, never answered: peers 0 and 1 send to 192.0.2.255 (the tap's subnet, in
+    // a private namespace; looped back to the host), the others to 127.0.0.1, all to one
+    // wildcard socket. 16 a round refused as broadcast-or-multicast, 48 answered.
+    registerDatagramBenchmark(
+        "Worker-batch-64-broadcast-refused-1024-datagrams",
+        Scenario(listen: "0.0.0.0:0", network: .stalledLink, policy: .unlimited,
+                 peerKind: { $0 < 2 ? .broadcast : .loopback }, answered: { peer, _ in peer >= 2 },
+                 expected: Expected(read: 64, replied: 48, drops: [.broadcastOrMulticast: 16])))
 
     // A flood over the rate limit: all 8 peers are 127.0.0.1, one source, limited to 1000/s
     // with a burst of 1, on a clock that advances 1 ms a round. Each round, the first

@@ -27,6 +27,10 @@ enum PeerKind: Sendable {
     /// 192.0.2.1 (TEST-NET-1, never local), an ephemeral port, bound with IP_TRANSPARENT
     /// (needs root, so a private namespace): what happens to its replies is the network's.
     case testNet
+    /// 192.0.2.100 (`Network.stalledLink`'s tap), SO_BROADCAST, sending to 192.0.2.255 at
+    /// the server's port: the kernel loops a broadcast back to the host, and hellod sees a
+    /// datagram whose destination was the subnet's broadcast address.
+    case broadcast
 }
 
 enum NetworkError: Error, CustomStringConvertible {
@@ -83,10 +87,15 @@ func clientSocket(_ kind: PeerKind, peer: Int, server: sockaddr_in?, receiveBuff
             try check(setsockopt(fd, Int32(IPPROTO_IP), IP_TRANSPARENT, &on, socklen_t(MemoryLayout<Int32>.size)),
                       "IP_TRANSPARENT (needs root)")
             local = ipv4("192.0.2.1", 0)
+        case .broadcast:
+            var on: Int32 = 1
+            try check(setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, socklen_t(MemoryLayout<Int32>.size)), "SO_BROADCAST")
+            local = ipv4("192.0.2.100", 0)
         }
         try check(withSockaddr(local) { bind(fd, $0, $1) }, "bind client \(kind) \(peer)")
         var target = server ?? ipv4("127.0.0.1", 0)
         if server == nil { target.sin_port = localPort(fd).bigEndian }
+        if kind == .broadcast, let server { target = ipv4("192.0.2.255", UInt16(bigEndian: server.sin_port)) }
         try check(withSockaddr(target) { connect(fd, $0, $1) }, "connect client \(peer)")
     } catch {
         close(fd)

@@ -29,7 +29,9 @@ struct Scenario: Sendable {
     var network = Network.host
     var batchSize = 64
     var maxDatagram = 65527
-    var mode: ReplyMode = .hello
+    var service: ServiceName = .hello
+    /// A second server socket with this service: odd-numbered peers send to it.
+    var secondService: ServiceName?
     var policy = AdmissionPolicy()
     var segmentation = true
     /// Client sockets, each its own peer (own source port).
@@ -72,9 +74,11 @@ struct SetupError: Error, CustomStringConvertible {
 
 final class Rig {
     let scenario: Scenario
-    var worker: Worker
-    let report = PublishedReport()
-    let server: DatagramSocket
+    /// One worker per server socket, each behind a closure (`Worker` is generic over its
+    /// service): `serveBatch(now)`, nil for the real clock.
+    var workers: [(UInt64?) -> Int] = []
+    let reports: [PublishedReport]
+    let servers: [DatagramSocket]
     let clients: UnsafeMutablePointer<Int32>
     let tap: Int32
     // Request j of a round (j = k * peers + peer, peers interleaved) and its expected reply
@@ -120,16 +124,22 @@ final class Rig {
         guard let listen = SocketAddress(parsing: scenario.listen) else {
             throw SetupError(description: "bad listen address \(scenario.listen)")
         }
-        server = try DatagramSocket.bound(to: listen)
-        // A round's requests all queue at once: room for 64 of up to 1400 bytes and more.
-        try server.setReceiveBufferSize(4 << 20)
-        try server.setSendBufferSize(scenario.serverSendBuffer)
-        let port = server.localAddress.port
+        let services = [scenario.service] + (scenario.secondService.map { [$0] } ?? [])
+        servers = try services.map { _ in
+            let server = try DatagramSocket.bound(to: listen)
+            // A round's requests all queue at once: room for 64 of up to 1400 bytes and more.
+            try server.setReceiveBufferSize(4 << 20)
+            try server.setSendBufferSize(scenario.serverSendBuffer)
+            return server
+        }
+        reports = services.map { _ in PublishedReport() }
+        let ports = try servers.map { try $0.localAddress().port }
 
         clients = .allocate(capacity: scenario.peers)
         var policy = scenario.policy
         for p in 0..<scenario.peers {
             let kind = scenario.peerKind(p)
+            let port = ports[p % ports.count]
             clients[p] = try clientSocket(kind, peer: p, server: scenario.serve ? ipv4(scenario.connectTo, port) : nil,
                                           receiveBuffer: 1 << 20)
             if kind == .ownPort {
@@ -137,19 +147,21 @@ final class Rig {
             }
         }
         if !policy.ownPorts.isEmpty {
-            policy.ownPorts.append(port)
+            policy.ownPorts += ports
         }
         if scenario.fillSendBuffer {
-            try Self.fill(server)
+            try Self.fill(servers[0])
         }
 
-        let configuration = WorkerConfiguration(rule: ReplyRule(mode: scenario.mode), batchSize: scenario.batchSize,
-                                                maxDatagram: scenario.maxDatagram, spinLimit: 0, coalesceDelay: 0,
-                                                segmentation: scenario.segmentation, policy: policy)
-        worker = Worker(index: 0, socket: server, configuration: configuration, publishingTo: report)
+        let configuration = WorkerConfiguration(batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
+                                                spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
+        for (index, service) in services.enumerated() {
+            let builder = BenchWorkerBuilder(index: index, socket: servers[index], configuration: configuration,
+                                             report: reports[index])
+            workers.append(try service.build(configuration.serviceSettings(policy: policy), with: builder).get())
+        }
 
         let count = scenario.datagramsPerRound
-        let rule = ReplyRule(mode: scenario.mode)
         var requestBytes: [[UInt8]] = []
         var replyBytes: [[UInt8]?] = []
         for j in 0..<count {
@@ -160,6 +172,7 @@ final class Rig {
             bytes += Array(repeating: UInt8(ascii: "a") + UInt8(j % 26), count: max(0, size - bytes.count))
             bytes = Array(bytes.prefix(size))
             requestBytes.append(bytes)
+            let rule = services[peer % services.count].replyRule
             replyBytes.append(!scenario.serve ? bytes : scenario.answered(peer, k) ? rule.reply(to: bytes) : nil)
         }
         (requests, requestOffset, requestLength) = Self.pack(requestBytes)
@@ -169,7 +182,7 @@ final class Rig {
 
     deinit {
         for p in 0..<scenario.peers { _ = Glibc.close(clients[p]) }
-        server.close()
+        servers.forEach { try? $0.close() }  // a benchmark's end: nothing to report it to
         if tap >= 0 { _ = Glibc.close(tap) }
         clients.deallocate()
         for pointer in [requests, replies, receiveBuffer] { pointer.deallocate() }
@@ -247,8 +260,11 @@ final class Rig {
             // should the kernel defer some, wait for them (never a spin forever).
             var served = 0
             while served < count {
-                let n = scenario.clockStep > 0 ? worker.serveBatch(now: clock) : worker.serveBatch()
-                if n == 0 && !readable(server.descriptor.rawValue) {
+                var n = 0
+                for serveBatch in workers {
+                    n += serveBatch(scenario.clockStep > 0 ? clock : nil)
+                }
+                if n == 0 && !anyServerReadable() {
                     failureDetail = served
                     return .serveTimedOut
                 }
@@ -290,6 +306,16 @@ final class Rig {
         return poll(&p, 1, 1000) == 1
     }
 
+    /// Waits up to a second for a server socket (of at most two) to become readable.
+    @inline(__always)
+    func anyServerReadable() -> Bool {
+        var p = (pollfd(fd: servers[0].descriptor.rawValue, events: Int16(POLLIN), revents: 0),
+                 pollfd(fd: servers.count > 1 ? servers[1].descriptor.rawValue : -1, events: Int16(POLLIN), revents: 0))
+        return withUnsafeMutablePointer(to: &p) {
+            $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, nfds_t(servers.count), 1000) > 0 }
+        }
+    }
+
     var failureDescription: String {
         "round \(failedAt) of an iteration failed: \(failure) (detail \(failureDetail)); worker: \(summary)"
     }
@@ -298,7 +324,7 @@ final class Rig {
     /// what differs. (Not called while measuring: it may allocate.)
     func counterMismatch() -> String? {
         guard scenario.serve, let e = scenario.expected else { return nil }
-        let r = report.snapshot()
+        let r = reports.map { $0.snapshot() }.reduce(WorkerReport(), +)
         var wrong: [String] = []
         func expect(_ what: String, _ actual: UInt64, _ perRound: UInt64) {
             if actual != perRound * rounds { wrong.append("\(what) \(actual), expected \(perRound * rounds)") }
@@ -322,11 +348,35 @@ final class Rig {
 
     var summary: String {
         guard scenario.serve else { return "not serving (control)" }
-        let r = report.snapshot()
+        let r = reports.map { $0.snapshot() }.reduce(WorkerReport(), +)
         let drops = reasons.filter { r.counters.drops[$0] > 0 }.map { "\($0.name) \(r.counters.drops[$0])" }
         return "\(rounds) rounds: read \(r.counters.read), replied \(r.counters.replied), dropped "
             + (drops.isEmpty ? "0" : drops.joined(separator: ", "))
             + ", batches \(r.batches), segmented sends \(r.segmentedSends)"
             + (r.lastSendErrno != 0 ? ", last send errno \(r.lastSendErrno)" : "")
+    }
+}
+
+/// Builds a worker for a service chosen by name and hands back its `serveBatch`, the
+/// worker kept alive by the closure (a `Worker` is generic over its service).
+struct BenchWorkerBuilder: ServiceBuilder {
+    let index: Int
+    let socket: DatagramSocket
+    let configuration: WorkerConfiguration
+    let report: PublishedReport
+
+    final class Box<Service: DatagramService & ~Copyable> {
+        var worker: Worker<Service>
+        init(_ worker: consuming Worker<Service>) { self.worker = worker }
+    }
+
+    func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) -> Result<(UInt64?) -> Int, SocketError> {
+        do {
+            let box = Box(try Worker(index: index, socket: socket, service: service, configuration: configuration,
+                                     publishingTo: report))
+            return .success { now in now.map { box.worker.serveBatch(now: $0) } ?? box.worker.serveBatch() }
+        } catch {
+            return .failure(error)
+        }
     }
 }

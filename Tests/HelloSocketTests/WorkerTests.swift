@@ -1,27 +1,35 @@
 import Glibc
 import HelloCore
+import HelloDatagram
 import HelloServer
 import HelloSocket
 import Testing
 
 /// The worker's batch path over real sockets on loopback, one batch at a time: no
 /// threads, so each test knows exactly what one recvmmsg/sendmmsg round saw.
-/// A worker on a fresh socket, driven by hand.
-struct TestServer: ~Copyable {
-    var worker: Worker
+/// A worker with a reply service on a fresh socket, driven by hand.
+struct TestServer<Rule: ReplyRule>: ~Copyable {
+    var worker: Worker<ReplyService<Rule>>
     let report: PublishedReport
     let address: SocketAddress
 
-    init(_ listen: String, mode: ReplyMode = .hello, batch: Int = 64, maxDatagram: Int = 65527, gso: Bool = true) throws {
+    init(_ listen: String, _ rule: Rule, batch: Int = 64, maxDatagram: Int = 65527, gso: Bool = true,
+         policy: AdmissionPolicy = AdmissionPolicy()) throws {
         let socket = try DatagramSocket.bound(to: SocketAddress(parsing: listen)!)
-        report = PublishedReport()
-        let configuration = WorkerConfiguration(rule: ReplyRule(mode: mode), batchSize: batch,
-                                                maxDatagram: maxDatagram, spinLimit: 0, segmentation: gso)
-        worker = Worker(index: 0, socket: socket, configuration: configuration, publishingTo: report)
-        address = socket.localAddress
+        let report = PublishedReport()
+        let configuration = WorkerConfiguration(batchSize: batch, maxDatagram: maxDatagram, spinLimit: 0, segmentation: gso)
+        let settings = configuration.serviceSettings(policy: policy)
+        let address = try closingOnFailure(socket) { try socket.localAddress() }
+        let worker = try closingOnFailure(socket) {
+            try Worker(index: 0, socket: socket, service: ReplyService(rule, settings), configuration: configuration,
+                       publishingTo: report)
+        }
+        self.report = report
+        self.address = address
+        self.worker = worker
     }
 
-    deinit { worker.socket.close() }
+    deinit { try? worker.socket.close() }
 
     /// Serves batches until `count` datagrams were read (each batch takes what is queued).
     mutating func serve(_ count: Int) {
@@ -35,9 +43,19 @@ struct TestServer: ~Copyable {
     var counters: Counters { report.snapshot().counters }
 }
 
-@Suite struct DatagramBatchTests {
+/// What `body` makes of `socket`; closes it if that fails.
+func closingOnFailure<T: ~Copyable>(_ socket: DatagramSocket, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        try? socket.close()
+        throw error
+    }
+}
+
+@Suite struct WorkerTests {
     @Test func aBatchOfNamesIsAnsweredInOrder() throws {
-        var server = try TestServer("127.0.0.1:0")
+        var server = try TestServer("127.0.0.1:0", HelloReply())
         let client = try TestClient()
         defer { client.close() }
         let names = ["Michael", "Tracy", "Sarah", "", "\u{00e9}t\u{00e9}"]
@@ -53,22 +71,24 @@ struct TestServer: ~Copyable {
     }
 
     @Test func sameLengthRepliesToOnePeerGoAsOneSegmentedSend() throws {
-        var server = try TestServer("127.0.0.1:0", mode: .echo)
+        var server = try TestServer("127.0.0.1:0", EchoReply())
         let client = try TestClient()
         defer { client.close() }
         let requests = (0..<40).map { Array("request-\(1000 + $0)".utf8) } + [Array("short".utf8)]
         for r in requests { try client.send(r, to: server.address) }
-        server.serve(requests.count)
+        #expect(server.worker.serveBatch() == requests.count)  // all queued: one batch
         for r in requests {
             #expect(try client.receive()?.bytes == r)  // separate datagrams, in order
         }
         let snapshot = server.report.snapshot()
         #expect(snapshot.counters.replied == 41)
-        #expect(snapshot.segmentedSends >= 1)
+        #expect(snapshot.batches == 1)
+        #expect(snapshot.segmentedSends == 1)  // 40 of 12 bytes and the 5-byte last one
+        #expect(snapshot.segmentationFallbacks == 0)
     }
 
     @Test func interleavedPeersAreGroupedIntoOneSegmentedSendEach() throws {
-        var server = try TestServer("127.0.0.1:0")
+        var server = try TestServer("127.0.0.1:0", HelloReply())
         let a = try TestClient()
         let b = try TestClient()
         defer { a.close(); b.close() }
@@ -87,7 +107,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func withoutGSOEveryReplyIsItsOwnSend() throws {
-        var server = try TestServer("127.0.0.1:0", gso: false)
+        var server = try TestServer("127.0.0.1:0", HelloReply(), gso: false)
         let client = try TestClient()
         defer { client.close() }
         for _ in 0..<10 { try client.send(Array("same".utf8), to: server.address) }
@@ -97,7 +117,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func repliesToSeveralPeersGoToEachPeer() throws {
-        var server = try TestServer("127.0.0.1:0", batch: 8)
+        var server = try TestServer("127.0.0.1:0", HelloReply(), batch: 8)
         let clients = try (0..<5).map { _ in try TestClient() }
         defer { clients.forEach { $0.close() } }
         for round in 0..<3 {
@@ -112,7 +132,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func aDatagramLargerThanMaxDatagramIsCountedNotAnswered() throws {
-        var server = try TestServer("127.0.0.1:0", maxDatagram: 100)
+        var server = try TestServer("127.0.0.1:0", HelloReply(), maxDatagram: 100)
         let client = try TestClient()
         defer { client.close() }
         try client.send(Array(repeating: 65, count: 101), to: server.address)
@@ -125,7 +145,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func theLargestDatagramsUDPAllows() throws {
-        var server = try TestServer("[::1]:0", mode: .echo)
+        var server = try TestServer("[::1]:0", EchoReply())
         let client = try TestClient(family: AF_INET6)
         defer { client.close() }
         let largest = (0..<65527).map { UInt8(truncatingIfNeeded: $0) }
@@ -136,7 +156,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func aWildcardSocketRepliesFromTheAddressAsked() throws {
-        var server = try TestServer("0.0.0.0:0")
+        var server = try TestServer("0.0.0.0:0", HelloReply())
         let client = try TestClient()
         defer { client.close() }
         for last in [1, 2, 3] {
@@ -153,11 +173,13 @@ struct TestServer: ~Copyable {
         for listen in ["0.0.0.0:0", "[::]:0"] {
             let socket = try DatagramSocket.bound(to: SocketAddress(parsing: listen)!)
             let client = try TestClient()
-            defer { client.close(); socket.close() }
-            let asked = SocketAddress(ip: "127.0.0.2", port: socket.localAddress.port)!
+            defer { client.close(); try? socket.close() }
+            let asked = SocketAddress(ip: "127.0.0.2", port: try socket.localAddress().port)!
             try client.send(Array("early".utf8), to: asked)
-            var worker = Worker(index: 0, socket: socket, configuration: WorkerConfiguration(rule: ReplyRule(mode: .hello)),
-                                publishingTo: PublishedReport())
+            let configuration = WorkerConfiguration()
+            var worker = try Worker(index: 0, socket: socket,
+                                    service: ReplyService(HelloReply(), configuration.serviceSettings(policy: AdmissionPolicy())),
+                                    configuration: configuration, publishingTo: PublishedReport())
             #expect(worker.serveBatch() == 1)
             let reply = try #require(try client.receive())
             #expect(reply.bytes == Array("Hello, early!".utf8))
@@ -166,7 +188,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func aDualStackSocketRepliesToIPv4AndIPv6FromTheAddressAsked() throws {
-        var server = try TestServer("[::]:0")
+        var server = try TestServer("[::]:0", HelloReply())
         let v4 = try TestClient()
         let v6 = try TestClient(family: AF_INET6)
         defer { v4.close(); v6.close() }
@@ -185,7 +207,7 @@ struct TestServer: ~Copyable {
     }
 
     @Test func batchOfOneServesOneAtATime() throws {
-        var server = try TestServer("127.0.0.1:0", batch: 1)
+        var server = try TestServer("127.0.0.1:0", HelloReply(), batch: 1)
         let client = try TestClient()
         defer { client.close() }
         for i in 0..<3 { try client.send(Array("\(i)".utf8), to: server.address) }

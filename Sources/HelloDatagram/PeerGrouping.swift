@@ -8,7 +8,7 @@
 public struct PeerGrouping: ~Copyable {
     public let capacity: Int
     /// `order[k]` is the index of the k-th request to answer, after the last call.
-    public let order: UnsafeMutablePointer<Int>
+    @usableFromInline let order: UnsafeMutablePointer<Int>
     @usableFromInline let slots: UnsafeMutablePointer<Int32>  // a group, or -1
     @usableFromInline let slotBits: Int
     @usableFromInline let groupSlot: UnsafeMutablePointer<Int32>
@@ -39,6 +39,10 @@ public struct PeerGrouping: ~Copyable {
         groupTail.deallocate()
         nextInGroup.deallocate()
     }
+
+    /// The index of the `k`th request to answer, after the last call.
+    @inlinable @inline(__always)
+    public func index(_ k: Int) -> Int { order[k] }
 
     /// Requests `0..<count` in the order they came.
     @inlinable @inline(__always)

@@ -1,45 +1,38 @@
-/// One send of a plan's replies: `count` consecutive entries from `firstEntry`, `bytes` in
+/// One send of an outbox's datagrams: `count` consecutive entries from `firstEntry`, `bytes` in
 /// all. With more than one entry it is a segmented (UDP GSO) send, the kernel cutting the
 /// bytes into datagrams of the first entry's length.
-public struct PlannedSend: Sendable, Equatable {
-    public var firstEntry: Int
-    public var count: Int
-    public var bytes: Int
+package struct PlannedSend: Sendable, Equatable {
+    package var firstEntry: Int
+    package var count: Int
+    package var bytes: Int
 
-    public init(firstEntry: Int, count: Int, bytes: Int) {
+    package init(firstEntry: Int, count: Int, bytes: Int) {
         self.firstEntry = firstEntry
         self.count = count
         self.bytes = bytes
     }
 }
 
-/// Which consecutive replies of a plan leave as one segmented send.
+/// Which consecutive datagrams of an outbox leave as one segmented send.
 ///
-/// The kernel takes one buffer and a segment size, so the replies joined must sit side by
-/// side, go the same way (peer and source address), all be the segment's length but for a
+/// The kernel takes one buffer and a segment size, so the datagrams joined must sit side
+/// by side, go the same way (destination and source address), all be the segment's length but for a
 /// shorter last one, and fit in one UDP datagram together. An empty reply cannot be a
 /// segment. Pure and allocation-free: the socket layer only fills headers from the result.
-public struct SegmentPlanner: Sendable {
+package struct SegmentPlanner: Sendable {
     /// The most segments in one send (the kernel's UDP_MAX_SEGMENTS); 1: no segmentation.
-    public let maxSegments: Int
+    package let maxSegments: Int
 
-    public init(maxSegments: Int) {
+    package init(maxSegments: Int) {
         precondition(maxSegments >= 1)
         self.maxSegments = maxSegments
     }
 
     /// The send that starts at entry `first` (one of `entries`); the next one starts at
-    /// `first + count`.
-    ///
-    /// - Parameters:
-    ///   - plainThrough: entries up to this index go alone (the kernel refused them as
-    ///     segments once); -1 for none.
-    ///   - largestPayload: the most bytes one UDP datagram to a request's peer may carry.
-    ///   - sameRoute: whether the replies to requests `a` and `b` may share a send.
+    /// `first + count`. `plainThrough`: entries up to this index go alone (the kernel
+    /// refused them as segments once); -1 for none.
     @inlinable @inline(__always)
-    public func send(from first: Int, of entries: UnsafeBufferPointer<Outgoing>, plainThrough: Int = -1,
-                     largestPayload: (_ request: Int) -> Int,
-                     sameRoute: (_ a: Int, _ b: Int) -> Bool) -> PlannedSend {
+    package func send(from first: Int, of entries: UnsafeBufferPointer<Outgoing>, plainThrough: Int = -1) -> PlannedSend {
         let head = entries[first]
         let segment = Int(head.length)
         var count = 1
@@ -47,14 +40,13 @@ public struct SegmentPlanner: Sendable {
         guard maxSegments > 1, first > plainThrough, segment > 0 else {
             return PlannedSend(firstEntry: first, count: 1, bytes: bytes)
         }
-        let request = Int(head.request)
-        let limit = largestPayload(request)
+        let limit = head.destination.largestPayload
         while first + count < entries.count, count < maxSegments {
             let next = entries[first + count]
             let length = Int(next.length)
             guard length <= segment, length > 0, bytes + length <= limit,
                   Int(next.offset) == Int(head.offset) + bytes,
-                  sameRoute(request, Int(next.request)) else { break }
+                  next.sharesRoute(with: head) else { break }
             count += 1
             bytes += length
             if length < segment { break }  // only the last segment may be shorter

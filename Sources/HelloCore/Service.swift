@@ -1,0 +1,87 @@
+import HelloDatagram
+
+/// What a socket answers. The worker drives a service batch by batch: it hands it every
+/// datagram read, sends what the service wrote into the outbox, and tells it what became of
+/// that. A service makes no system calls and allocates nothing after `init`: its tables and
+/// the outbox are sized at start.
+///
+/// Every call gets the current monotonic time in nanoseconds; a service with timers asks
+/// for ticks (`tickInterval`) and gets them even when no traffic comes, so it needs no
+/// thread of its own.
+public protocol DatagramService: ~Copyable {
+    /// The most datagrams, and the largest one, it may write between two sends: the worker
+    /// allocates the outbox from these.
+    var outboxCapacity: Int { get }
+    var largestDatagram: Int { get }
+    /// How often it wants `tick` while no datagram comes (nanoseconds; nil: never).
+    var tickInterval: UInt64? { get }
+    /// What it has done, for the worker to publish.
+    var counters: Counters { get }
+
+    /// Handles `datagram`, read at `now`: writes 0...N datagrams into `outbox`, or counts
+    /// why not. Returns false, having changed nothing, when `outbox` lacks room for what it
+    /// would write: the worker then sends the outbox and hands the same datagram again.
+    mutating func handle(_ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Bool
+
+    /// Time passes: timers fire, and may write into `outbox`.
+    mutating func tick(now: UInt64, into outbox: inout Outbox)
+
+    /// The outbox was sent: the kernel took `sent` of its datagrams and refused `failed`.
+    mutating func recordSent(_ sent: Int, failed: Int)
+}
+
+extension DatagramService where Self: ~Copyable {
+    public var tickInterval: UInt64? { nil }
+    public mutating func tick(now: UInt64, into outbox: inout Outbox) {}
+}
+
+/// What every service is built from: the batch the worker reads, the largest datagram it
+/// reads whole, and who gets an answer.
+public struct ServiceSettings: Sendable {
+    public var batchSize: Int
+    public var maxDatagram: Int
+    public var policy: AdmissionPolicy
+
+    public init(batchSize: Int = 64, maxDatagram: Int = 65527, policy: AdmissionPolicy = AdmissionPolicy()) {
+        self.batchSize = batchSize
+        self.maxDatagram = maxDatagram
+        self.policy = policy
+    }
+}
+
+/// Builds a service by name for someone who needs its concrete type (the worker is generic
+/// over it, so the datagram path has no dynamic dispatch).
+public protocol ServiceBuilder {
+    associatedtype Result
+    func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) -> Result
+}
+
+/// The services hellod serves, by the name `--listen SERVICE@ADDRESS` and systemd's
+/// FileDescriptorName= use. A new service is a new file and a line here.
+public enum ServiceName: String, Sendable, CaseIterable, Comparable {
+    case hello
+    case echo
+
+    /// Inlinable, so that the builder's module sees every service's concrete type and
+    /// specializes its generic code for each: no dynamic dispatch per datagram.
+    @inlinable
+    public func build<Builder: ServiceBuilder>(_ settings: ServiceSettings, with builder: Builder) -> Builder.Result {
+        switch self {
+        case .hello: return builder.build(ReplyService(HelloReply(), settings))
+        case .echo: return builder.build(ReplyService(EchoReply(), settings))
+        }
+    }
+
+    /// The reply rule of a service that answers each request with one datagram, for
+    /// clients that check replies (hello, hello bench).
+    public var replyRule: any ReplyRule {
+        switch self {
+        case .hello: return HelloReply()
+        case .echo: return EchoReply()
+        }
+    }
+
+    public static func < (a: ServiceName, b: ServiceName) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}

@@ -1,0 +1,107 @@
+/// One datagram to send: `length` bytes at `offset` in the outbox's buffer, to
+/// `destination`, from `source` (nil: wherever routing says).
+public struct Outgoing: Sendable, Equatable {
+    public var offset: Int32
+    public var length: Int32
+    public var destination: Endpoint
+    public var source: LocalSource?
+
+    public init(offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil) {
+        self.offset = offset
+        self.length = length
+        self.destination = destination
+        self.source = source
+    }
+
+    /// Two datagrams that go the same way: one segmented send may carry both.
+    @inlinable
+    public func sharesRoute(with other: Outgoing) -> Bool {
+        destination == other.destination && source == other.source
+    }
+}
+
+/// What a service sends, written one datagram after another into a buffer allocated once.
+///
+/// Datagrams are contiguous by construction, so a run of same-length datagrams to one
+/// destination is already one buffer the socket layer can hand to the kernel in a single
+/// segmented (UDP GSO) send. A service writes zero, one or many datagrams per request.
+public struct Outbox: ~Copyable {
+    /// Room for `capacity` datagrams of the largest size.
+    public let bufferCapacity: Int
+    public let capacity: Int
+    @usableFromInline let buffer: UnsafeMutableRawPointer
+    @usableFromInline let storage: UnsafeMutablePointer<Outgoing>
+    @usableFromInline var used = (count: 0, bytes: 0)
+
+    /// Datagrams in the outbox, and the bytes they take.
+    @inlinable public var count: Int { used.count }
+    @inlinable public var bufferUsed: Int { used.bytes }
+
+    /// An outbox for up to `capacity` datagrams of up to `largestDatagram` bytes each. The
+    /// buffer is reserved, not touched: pages no datagram has reached cost no memory.
+    public init(capacity: Int, largestDatagram: Int) {
+        precondition(capacity > 0 && largestDatagram >= 0)
+        self.capacity = capacity
+        self.bufferCapacity = capacity * max(largestDatagram, 1)
+        precondition(bufferCapacity <= Int(Int32.max), "outbox offsets are 32-bit")
+        self.buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferCapacity, alignment: 64)
+        self.storage = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        buffer.deallocate()
+        storage.deallocate()
+    }
+
+    public mutating func removeAll() {
+        used = (0, 0)
+    }
+
+    public var isEmpty: Bool { count == 0 }
+
+    /// Whether one more datagram of `length` bytes fits.
+    @inlinable
+    public func hasRoom(for length: Int) -> Bool {
+        count < capacity && length <= bufferCapacity - bufferUsed
+    }
+
+    /// Where the next datagram goes: write it there, then `commit` it.
+    @inlinable
+    public var next: UnsafeMutableRawPointer { buffer + bufferUsed }
+
+    /// Adds the `length` bytes written at `next` as a datagram to `destination`.
+    @inlinable
+    public mutating func commit(length: Int, to destination: Endpoint, from source: LocalSource?) {
+        precondition(hasRoom(for: length))
+        storage[count] = Outgoing(offset: Int32(bufferUsed), length: Int32(length), destination: destination, source: source)
+        used = (used.count + 1, used.bytes + length)
+    }
+
+    /// Copies `bytes` in as a datagram to `destination`; false if it does not fit.
+    @discardableResult
+    public mutating func append(_ bytes: UnsafeRawBufferPointer, to destination: Endpoint, from source: LocalSource? = nil) -> Bool {
+        guard hasRoom(for: bytes.count) else { return false }
+        if let base = bytes.baseAddress, bytes.count > 0 {
+            next.copyMemory(from: base, byteCount: bytes.count)
+        }
+        commit(length: bytes.count, to: destination, from: source)
+        return true
+    }
+
+    @inlinable
+    public subscript(index: Int) -> Outgoing {
+        precondition(index >= 0 && index < count)
+        return storage[index]
+    }
+
+    /// The datagrams, in order; valid until the outbox changes.
+    @inlinable
+    public var entries: UnsafeBufferPointer<Outgoing> {
+        UnsafeBufferPointer(start: storage, count: count)
+    }
+
+    @inlinable
+    public func bytes(of outgoing: Outgoing) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: buffer + Int(outgoing.offset), count: Int(outgoing.length))
+    }
+}

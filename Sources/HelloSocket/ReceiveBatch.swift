@@ -1,0 +1,139 @@
+import CShims
+import Glibc
+import HelloDatagram
+
+/// Datagrams in: up to `capacity` a recvmmsg, into buffers allocated at start-up and only
+/// re-pointed afterwards (after swift-nio's DatagramVectorReadManager). Knows addresses
+/// and control messages, no protocol: each datagram goes out as a `Datagram`.
+package final class ReceiveBatch {
+    package let capacity: Int
+    package let maxDatagram: Int
+    private let messages: MessageVector
+    /// Every datagram's first `headSize` bytes land in `heads`, side by side; the rest of
+    /// a longer one in its slot of `tails`. Both are reserved, not touched: a page no
+    /// datagram reaches costs no memory, so small datagrams cost a few pages, not one
+    /// 64 KiB slot's first page each.
+    private let headSize: Int
+    private let tailSize: Int
+    private let heads: UnsafeMutableRawPointer
+    private let tails: UnsafeMutableRawPointer?
+    /// One thread owns a batch: no dynamic exclusivity check per datagram.
+    @exclusivity(unchecked) private var grouping: PeerGrouping
+    private let groupByPeer: Bool
+    /// Keys the peer hash, so no sender can aim its addresses at one probe run.
+    private let hashSeed = UInt64.random(in: 0...UInt64.max)
+
+    /// Room for the control messages of one datagram: IP_PKTINFO and IPV6_PKTINFO.
+    static let controlSize = 128
+    /// Names, greetings and probes fit in the head; longer datagrams continue in the tail.
+    static let largestHead = 512
+
+    /// A batch of up to `capacity` datagrams of up to `maxDatagram` bytes (a longer one is
+    /// cut and marked truncated). With `groupByPeer`, `orderByPeer` puts each peer's
+    /// datagrams side by side, so their replies can share a segmented send. With
+    /// `packetInfo`, room for the PKTINFO control messages the socket was asked for.
+    package init(capacity: Int, maxDatagram: Int, groupByPeer: Bool = true, packetInfo: Bool = true) {
+        self.capacity = capacity
+        self.maxDatagram = maxDatagram
+        self.groupByPeer = groupByPeer
+        headSize = min(maxDatagram, Self.largestHead)
+        tailSize = maxDatagram - headSize
+        messages = MessageVector(capacity: capacity, names: true, controlSize: packetInfo ? Self.controlSize : 0,
+                                 buffersPerMessage: tailSize > 0 ? 2 : 1)
+        heads = .allocate(byteCount: capacity * max(headSize, 1), alignment: 64)
+        tails = tailSize > 0 ? .allocate(byteCount: capacity * tailSize, alignment: 64) : nil
+        for i in 0..<capacity {
+            messages.setBuffer(i, heads + i * headSize, length: headSize)
+            if let tails {
+                messages.setSecondBuffer(i, tails + i * tailSize, length: tailSize)
+            }
+        }
+        grouping = PeerGrouping(capacity: capacity)
+    }
+
+    deinit {
+        heads.deallocate()
+        tails?.deallocate()
+    }
+
+    /// Reads up to `capacity` queued datagrams without waiting: 0 when none is queued.
+    @inline(__always)
+    package func receive(from socket: DatagramSocket) throws(SocketError) -> Int {
+        try messages.receive(from: socket, count: capacity)
+    }
+
+    /// Datagram `i` of the last `receive`.
+    @inline(__always)
+    package func datagram(_ i: Int) -> Datagram {
+        let length = messages.length(i)
+        let hasControl = messages.headers[i].msg_hdr.msg_controllen > 0
+        return Datagram(
+            payload: UnsafeRawBufferPointer(start: heads + i * headSize, count: min(length, headSize)),
+            continuation: UnsafeRawBufferPointer(start: tails.map { $0 + i * tailSize }, count: max(length - headSize, 0)),
+            truncated: messages.isTruncated(i),
+            peer: Endpoint(sockaddr: messages.names! + i),
+            arrival: hasControl ? Arrival(packetInfo(i)) : Arrival()
+        )
+    }
+
+    /// What the control messages of datagram `i` said about its destination.
+    @inline(__always)
+    func packetInfo(_ i: Int) -> PacketInfo {
+        var raw = hs_pktinfo()
+        withUnsafePointer(to: messages.headers[i].msg_hdr) { hs_read_pktinfo($0, &raw) }
+        var info = PacketInfo()
+        if raw.has_ipv4 {
+            info.hasIPv4 = true
+            info.headerDestination = UInt32(bigEndian: raw.ipv4.ipi_addr.s_addr)
+            info.localAddress = UInt32(bigEndian: raw.ipv4.ipi_spec_dst.s_addr)
+        }
+        if raw.has_ipv6 {
+            let address = withUnsafeBytes(of: raw.ipv6.ipi6_addr) {
+                IPAddress.v6(high: UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
+                             low: UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
+            info.ipv6Destination = address
+            info.ipv6Interface = raw.ipv6.ipi6_ifindex
+        }
+        return info
+    }
+
+    /// The index of the `k`th datagram to handle, after `orderByPeer`.
+    @inline(__always)
+    package func order(_ k: Int) -> Int { grouping.index(k) }
+
+    /// Orders datagrams `0..<count`: grouped by peer (first-seen peer first), each peer's in
+    /// arrival order, or just arrival order without `groupByPeer`. O(count).
+    @inline(__always)
+    package func orderByPeer(count: Int) {
+        guard groupByPeer else {
+            grouping.arrivalOrder(count: count)
+            return
+        }
+        let names = messages.names!
+        let seed = hashSeed
+        grouping.group(count: count, hash: { Self.hash(names + $0, seed: seed) }, sameKey: { samePeer($0, $1) })
+    }
+
+    /// A hash of the address and port of a kernel-written IPv4 or IPv6 sockaddr.
+    @inline(__always)
+    private static func hash(_ name: UnsafePointer<sockaddr_storage>, seed: UInt64) -> UInt64 {
+        let raw = UnsafeRawPointer(name)
+        var h = PeerGrouping.mix(seed ^ raw.load(as: UInt64.self))  // family, port, (IPv4 address)
+        if name.pointee.ss_family == sa_family_t(AF_INET6) {
+            h = PeerGrouping.mix(h ^ raw.load(fromByteOffset: 8, as: UInt64.self))
+            h = PeerGrouping.mix(h ^ raw.load(fromByteOffset: 16, as: UInt64.self))
+        }
+        return h
+    }
+
+    /// Datagrams `a` and `b` came from the same address and port: the kernel wrote both
+    /// names, so equal bytes are equal addresses.
+    @inline(__always)
+    private func samePeer(_ a: Int, _ b: Int) -> Bool {
+        let length = messages.headers[a].msg_hdr.msg_namelen
+        guard length == messages.headers[b].msg_hdr.msg_namelen else { return false }
+        let names = messages.names!
+        return memcmp(names + a, names + b, Int(length)) == 0
+    }
+}

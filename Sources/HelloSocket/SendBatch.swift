@@ -1,0 +1,168 @@
+import CShims
+import Glibc
+import HelloDatagram
+import SystemPackage
+
+/// Datagrams out: an outbox's datagrams by sendmmsg, runs of same-length datagrams to one
+/// destination as one segmented (UDP GSO) send, each message with its destination and, on a
+/// wildcard socket, the source address it must leave from. Everything is allocated at
+/// start-up. A full send buffer gets a bounded wait, a refused segmented send goes again as
+/// plain datagrams, and any other refusal loses only that message's datagrams.
+package final class SendBatch {
+    package let capacity: Int
+    package let options: Options
+
+    package struct Options: Sendable {
+        /// The family of the socket (AF_INET, AF_INET6): on an IPv6 socket, IPv4
+        /// destinations are written v4-mapped.
+        package var socketFamily: Int32 = AF_INET6
+        /// The socket is bound to a wildcard address: say which local address each datagram
+        /// leaves from (its `source`), so a reply leaves from the address it was sent to.
+        package var writeSourceAddress = false
+        /// Join same-length datagrams to one destination in one UDP_SEGMENT send.
+        package var segmentation = true
+        package init() {}
+    }
+
+    private let messages: MessageVector
+    /// For each message: the first outbox entry it carries and how many.
+    private let firstEntry: UnsafeMutablePointer<Int32>
+    private let entryCount: UnsafeMutablePointer<Int32>
+    private let planner: SegmentPlanner
+
+    /// Room for the control messages of one send: a PKTINFO and UDP_SEGMENT.
+    static let controlSize = 128
+
+    /// Sends of up to `capacity` datagrams (the outbox's capacity).
+    package init(capacity: Int, options: Options) {
+        self.capacity = capacity
+        self.options = options
+        messages = MessageVector(capacity: capacity, names: true, controlSize: Self.controlSize)
+        firstEntry = .allocate(capacity: capacity)
+        entryCount = .allocate(capacity: capacity)
+        planner = SegmentPlanner(maxSegments: options.segmentation ? Int(HS_UDP_MAX_SEGMENTS) : 1)
+    }
+
+    deinit {
+        firstEntry.deallocate()
+        entryCount.deallocate()
+    }
+
+    package struct Outcome: Sendable {
+        /// Datagrams the kernel took.
+        package var sent = 0
+        /// Datagrams it refused after the retries.
+        package var failed = 0
+        /// Sends that carried several datagrams as UDP segments.
+        package var segmentedSends = 0
+        /// Segmented sends the kernel refused, then sent again as plain datagrams.
+        package var segmentationFallbacks = 0
+        /// The last refusal, for the logs.
+        package var lastError: Errno?
+    }
+
+    /// How long a send may wait for room in a full send buffer, and how often, per batch:
+    /// bounded, so a stuck peer path cannot stall the loop.
+    static let sendWait: UInt64 = 10_000_000
+    static let sendWaitsPerBatch = 3
+    /// What the kernel says when it will not segment a send, as opposed to refusing the
+    /// destination: EIO (no checksum offload, IPsec), EINVAL and EMSGSIZE (segments too
+    /// large for the path MTU).
+    static let segmentationRefusals: [Errno] = [.ioError, .invalidArgument, .messageTooLong]
+
+    /// Sends every datagram of `outbox`, in order. Never waits longer than the bounded retries.
+    package func send(_ outbox: borrowing Outbox, via socket: DatagramSocket) -> Outcome {
+        precondition(outbox.count <= capacity)
+        var outcome = Outcome()
+        var count = buildMessages(outbox, from: 0, plainThrough: -1, slot: 0)
+        var next = 0
+        var waits = 0
+        while next < count {
+            do {
+                if let taken = try messages.send(via: socket, next..<count) {
+                    for m in next..<next + taken {
+                        outcome.sent += Int(entryCount[m])
+                        if entryCount[m] > 1 { outcome.segmentedSends += 1 }
+                    }
+                    next += taken
+                } else if waits < Self.sendWaitsPerBatch {
+                    // A full send buffer: wait for room, a bounded number of times.
+                    waits += 1
+                    _ = try? socket.wait(for: Int16(POLLOUT), timeout: Self.sendWait)
+                } else {
+                    outcome.lastError = .resourceTemporarilyUnavailable
+                    for m in next..<count { outcome.failed += Int(entryCount[m]) }
+                    next = count
+                }
+            } catch {
+                if entryCount[next] > 1 && Self.segmentationRefusals.contains(error.errno) {
+                    // The kernel refused this segmented send (device without checksum
+                    // offload, IPsec, path MTU): send its datagrams again one by one.
+                    outcome.segmentationFallbacks += 1
+                    let first = Int(firstEntry[next])
+                    count = buildMessages(outbox, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next)
+                } else {
+                    // The destination is refused (a firewall, no route): every datagram this
+                    // message carries is lost; the rest of the batch still goes.
+                    outcome.lastError = error.errno
+                    outcome.failed += Int(entryCount[next])
+                    next += 1
+                }
+            }
+        }
+        return outcome
+    }
+
+    /// Fills messages from `slot` on with the outbox's entries from `entry` on, and returns
+    /// the message count. The planner decides which entries share a segmented send; none
+    /// at or before `plainThrough` does.
+    private func buildMessages(_ outbox: borrowing Outbox, from entry: Int, plainThrough: Int, slot: Int) -> Int {
+        let entries = outbox.entries
+        let names = messages.names!
+        var e = entry
+        var m = slot
+        while e < entries.count {
+            let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
+            let first = entries[e]
+            let bytes = outbox.bytes(of: first)
+            messages.setBuffer(m, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(names)), length: send.bytes)
+            var header = messages.headers[m].msg_hdr
+            header.msg_name = UnsafeMutableRawPointer(names + m)
+            header.msg_namelen = first.destination.write(to: names + m, socketFamily: options.socketFamily)
+            let control = messages.controlBuffer(m)!
+            var used = 0
+            if options.writeSourceAddress, let source = first.source {
+                used = Self.writeSource(source, control)
+            }
+            if send.count > 1 {
+                used = hs_put_segment_size(control, used, Self.controlSize, UInt16(first.length))
+            }
+            header.msg_control = used > 0 ? control : nil
+            header.msg_controllen = used
+            header.msg_flags = 0
+            messages.headers[m].msg_hdr = header
+            firstEntry[m] = Int32(e)
+            entryCount[m] = Int32(send.count)
+            m += 1
+            e += send.count
+        }
+        return m
+    }
+
+    /// Writes the control message that makes a datagram leave from `source`; returns the
+    /// bytes used. IPv4 sources go as IP_PKTINFO, also to v4-mapped peers of a dual-stack
+    /// socket.
+    @inline(__always)
+    private static func writeSource(_ source: LocalSource, _ control: UnsafeMutableRawPointer) -> Int {
+        let address = source.address
+        if address.family == .v4 {
+            return hs_put_source4(control, 0, controlSize, in_addr(s_addr: address.v4.bigEndian))
+        }
+        var local = in6_addr()
+        withUnsafeMutableBytes(of: &local) {
+            $0.storeBytes(of: address.high.bigEndian, as: UInt64.self)
+            $0.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
+        }
+        return hs_put_source6(control, 0, controlSize, local, source.interface)
+    }
+}
