@@ -15,6 +15,8 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 SCRATCH ?= .build-static
 RELEASE  = $(SCRATCH)/release
+# One socket unit per service, all feeding hellod.service.
+SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket
 
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
@@ -33,14 +35,15 @@ install: build
 	sed 's|^ExecStart=/usr/local/bin/hellod|ExecStart=$(BINDIR)/hellod|' systemd/hellod.service \
 		> $(DESTDIR)$(UNITDIR)/hellod.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/hellod.service
-	install -m 0644 systemd/hellod.socket $(DESTDIR)$(UNITDIR)/hellod.socket
+	install -m 0644 $(SOCKETS) $(DESTDIR)$(UNITDIR)/
 	@$(SYSTEMCTL) daemon-reload; fi
 	@echo "installed; start it with: systemctl enable --now hellod.socket"
+	@echo "echo on 8899 too: systemctl enable hellod-echo.socket && systemctl restart hellod.service"
 
 uninstall:
-	-@$(SYSTEMCTL) disable --now hellod.socket hellod.service; fi
+	-@$(SYSTEMCTL) disable --now $(notdir $(SOCKETS)) hellod.service; fi
 	rm -f $(DESTDIR)$(BINDIR)/hellod $(DESTDIR)$(BINDIR)/hello
-	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(DESTDIR)$(UNITDIR)/hellod.socket
+	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(SOCKETS)))
 	@$(SYSTEMCTL) daemon-reload; fi
 
 bench: build
