@@ -7,7 +7,7 @@ set -eu
 
 packages="libsystemd-dev pkg-config make"
 case "${1:-build}" in
-    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd" ;;
+    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils" ;;
     bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
 esac
 

@@ -1,0 +1,201 @@
+"""One hellod, several services: each socket answers with its own (`--listen
+SERVICE@ADDRESS`, or the socket's FileDescriptorName= under socket activation), checked
+with socat, Python's socket module and the hello client; counters per service; SIGHUP."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+
+from harness import HELLO, HELLOD, Hellod, TestCase, counters, exchange, free_udp_port, hello
+
+SERVICE_PART = re.compile(r"; (?P<service>[a-z]+): read (?P<read>\d+), replied (?P<replied>\d+), "
+                          r"dropped (?P<dropped>\d+) \((?P<reasons>[^)]*)\), kernel queue drops (?P<queue>\d+)")
+
+
+def per_service(text):
+    """Each service's part of a counters line: {"hello": {"read": 3, ...}, ...}."""
+    found = {}
+    for match in SERVICE_PART.finditer(text):
+        found[match.group("service")] = {k: int(match.group(k)) for k in ("read", "replied", "dropped", "queue")}
+    return found
+
+
+def port_of(d, service):
+    """The port of `service`'s first socket, from the start line's SERVICE@ADDRESS list."""
+    for address in d.addresses:
+        name, _, rest = address.partition("@")
+        if name == service:
+            return int(rest.rsplit(":", 1)[1])
+    raise AssertionError("no %s socket in %r" % (service, d.addresses))
+
+
+def socat(port, payload):
+    """One datagram through socat, its reply (bytes)."""
+    return subprocess.run(["socat", "-t", "2", "-", "UDP:127.0.0.1:%d" % port], input=payload,
+                          capture_output=True, timeout=10).stdout
+
+
+def read_line_matching(proc, text, timeout):
+    """The next line of `proc`'s stderr that contains `text`, read by a thread so that a hung
+    process cannot hang the test: fails after `timeout` seconds."""
+    found = []
+
+    def read():
+        for line in proc.stderr:
+            if text in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        raise AssertionError("no line with %r within %s s" % (text, timeout))
+    return found[0]
+
+
+class TwoServices(TestCase):
+    def test_hello_and_echo_from_one_process(self):
+        with Hellod("--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0") as d:
+            self.assertEqual([a.split("@")[0] for a in d.addresses], ["hello", "echo"])
+            self.assertIn("services hello on 1, echo on 1", d.start_line)
+            greet, echo = port_of(d, "hello"), port_of(d, "echo")
+            self.assertEqual(socat(greet, b"Michael"), b"Hello, Michael!")
+            self.assertEqual(socat(echo, b"Michael"), b"Michael")
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", greet), b"Tracy"), (b"Hello, Tracy!", ("127.0.0.1", greet)))
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", echo), b"Tracy"), (b"Tracy", ("127.0.0.1", echo)))
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", echo), b""), (b"", ("127.0.0.1", echo)))
+            result = hello("--port", str(greet), "Sarah")
+            self.assertEqual((result.returncode, result.stdout), (0, "Hello, Sarah!\n"))
+            result = hello("bench", "--port", str(echo), "--mode", "echo", "--flows", "4", "--window", "8",
+                           "--requests", "250", "--json")
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            code, rest = d.stop()
+        self.assertEqual(code, 0)
+        total, services = counters(rest), per_service(rest)
+        self.assertEqual(services["hello"], {"read": 3, "replied": 3, "dropped": 0, "queue": 0})
+        self.assertEqual(services["echo"], {"read": 1003, "replied": 1003, "dropped": 0, "queue": 0})
+        self.assertEqual((total["read"], total["replied"]), (1006, 1006))
+        self.assertBalanced(total)
+
+    def test_an_address_without_a_service_takes_modes(self):
+        with Hellod("--mode", "echo", "--listen", "127.0.0.1:0", "--listen", "hello@[::1]:0") as d:
+            self.assertTrue(d.addresses[0].startswith("echo@127.0.0.1:"), d.addresses)
+            self.assertTrue(d.addresses[1].startswith("hello@[::1]:"), d.addresses)
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "echo")), b"x")[0], b"x")
+            self.assertEqual(exchange(socket.AF_INET6, ("::1", port_of(d, "hello")), b"x")[0], b"Hello, x!")
+
+    def test_each_service_refuses_on_its_own_and_counts_per_service(self):
+        with Hellod("--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0", "--max-datagram", "100") as d:
+            exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "hello")), b"fits")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"x" * 500, ("127.0.0.1", port_of(d, "echo")))  # truncated: no reply
+                s.settimeout(0.5)
+                self.assertRaises(socket.timeout, s.recv, 1000)
+            code, rest = d.stop()
+        services = per_service(rest)
+        self.assertEqual(services["hello"], {"read": 1, "replied": 1, "dropped": 0, "queue": 0})
+        self.assertEqual(services["echo"], {"read": 1, "replied": 0, "dropped": 1, "queue": 0})
+        self.assertIn("echo: read 1, replied 0, dropped 1 (truncated 1)", rest)
+
+    def test_an_unknown_service_is_a_one_line_error_and_exit_64(self):
+        result = subprocess.run([HELLOD, "--listen", "chargen@127.0.0.1:0"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(result.returncode, 64)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("chargen@127.0.0.1:0", lines[0])
+        self.assertIn('no service is called "chargen"', lines[0])
+
+
+class ServicesByName(TestCase):
+    """Under socket activation the service of each socket comes from its name
+    (FileDescriptorName=, here systemd-socket-activate's --fdname), never its position."""
+
+    def setUp(self):
+        self.assertTrue(shutil.which("systemd-socket-activate"), "systemd-socket-activate is missing")
+
+    def activate(self, names, *args):
+        """hellod under systemd-socket-activate with one 127.0.0.1 socket per name; returns
+        (process, ports). It starts hellod at the first datagram."""
+        ports = [free_udp_port() for _ in names]
+        command = ["systemd-socket-activate", "--datagram", "--fdname=" + ":".join(names)]
+        for port in ports:
+            command += ["-l", "127.0.0.1:%d" % port]
+        proc = subprocess.Popen([*command, HELLOD, *args], stderr=subprocess.PIPE, text=True)
+        for _ in ports:  # "Listening on 127.0.0.1:41234 as 3.": bound, ready for the first datagram
+            read_line_matching(proc, "Listening on", timeout=10)
+        return proc, ports
+
+    def stop(self, proc):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.communicate(timeout=10)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+    def test_names_choose_the_service_whatever_the_order(self):
+        for names in (["echo", "hello"], ["hello", "echo"], ["hellod.socket", "echo"], ["unknown", "echo"]):
+            with self.subTest(names=names):
+                proc, ports = self.activate(names, "--mode", "hello")
+                try:
+                    replies = [exchange(socket.AF_INET, ("127.0.0.1", port), b"Sarah", timeout=10)[0] for port in ports]
+                finally:
+                    rest = self.stop(proc)
+                expected = [b"Sarah" if name == "echo" else b"Hello, Sarah!" for name in names]
+                self.assertEqual(replies, expected)
+                self.assertIn("socket activation", rest)
+
+    def test_the_default_name_follows_mode(self):
+        proc, ports = self.activate(["hellod-echo.socket"], "--mode", "echo")
+        try:
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", ports[0]), b"Sarah", timeout=10)[0], b"Sarah")
+        finally:
+            self.stop(proc)
+
+    def test_a_name_that_is_no_service_fails_in_one_line_with_exit_1(self):
+        proc, ports = self.activate(["hello", "chargen"])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"start", ("127.0.0.1", ports[0]))  # starts hellod, which refuses to
+            stderr = proc.communicate(timeout=10)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        self.assertEqual(proc.returncode, 1)
+        lines = [line for line in stderr.splitlines() if line.startswith("hellod:")]
+        self.assertEqual(len(lines), 1, stderr)
+        self.assertIn('"chargen"', lines[0])
+
+
+class Signals(TestCase):
+    def test_sighup_logs_the_counters_and_hellod_goes_on(self):
+        with Hellod("--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0") as d:
+            exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "hello")), b"before")
+            # The reply may reach us a moment before the worker publishes its counters:
+            # ask again until the line counts it (a handful of times at most).
+            for _ in range(20):
+                d.proc.send_signal(signal.SIGHUP)
+                line = read_line_matching(d.proc, "counters on SIGHUP", timeout=5)
+                if per_service(line)["hello"]["read"] == 1:
+                    break
+            self.assertEqual(per_service(line)["hello"], {"read": 1, "replied": 1, "dropped": 0, "queue": 0})
+            self.assertIsNone(d.proc.poll())
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "echo")), b"after")[0], b"after")
+            code, rest = d.stop()
+        self.assertEqual(code, 0)
+        self.assertEqual(counters(rest)["read"], 2)
+
+
+class Linking(TestCase):
+    def test_only_hellod_links_libsystemd(self):
+        def needed(binary):
+            out = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout
+            return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+        self.assertTrue(any(lib.startswith("libsystemd") for lib in needed(HELLOD)), needed(HELLOD))
+        self.assertFalse(any(lib.startswith("libsystemd") for lib in needed(HELLO)), needed(HELLO))
