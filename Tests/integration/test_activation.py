@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import HELLOD, Hellod, TestCase, exchange, free_udp_port, hello
+from harness import HELLOD, Hellod, LineReader, TestCase, exchange, free_udp_port, hello
 
 
 def activated(*listen, args=(), env=None):
@@ -29,8 +29,9 @@ def activated(*listen, args=(), env=None):
 
     def first_datagram(d):
         listening = 0
+        deadline = time.monotonic() + 10
         while listening < len(addresses):  # "Listening on 127.0.0.1:41234 as 3."
-            line = d.proc.stderr.readline()
+            line = d.stderr.next(deadline - time.monotonic())
             if not line:
                 raise AssertionError("systemd-socket-activate exited")
             listening += line.startswith("Listening on")
@@ -79,14 +80,17 @@ class SocketActivation(TestCase):
         port = free_udp_port()
         proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, HELLOD],
                                 stderr=subprocess.PIPE, text=True)
+        lines = LineReader(proc.stderr)
         try:
-            self.assertTrue(proc.stderr.readline().startswith("Listening on"))
+            self.assertTrue(lines.next(timeout=10).startswith("Listening on"))
             with socket.create_connection(("127.0.0.1", port), timeout=5):  # starts hellod
                 pass
-            stderr = proc.communicate(timeout=10)[1]
+            proc.wait(timeout=10)
+            stderr = lines.rest(timeout=5)
         finally:
             proc.kill()
-            proc.communicate()
+            proc.wait(timeout=10)
+            proc.stderr.close()
         self.assertEqual(proc.returncode, 1)
         self.assertIn("not a datagram socket", stderr)
         self.assertEqual(len([l for l in stderr.splitlines() if l.startswith("hellod:")]), 1, stderr)
