@@ -62,7 +62,7 @@ class PrivateSystemd:
     def __init__(self, checkout, boot_timeout=60):
         env = dict(os.environ, CHECKOUT=checkout, PRIVATE_TMPFS=" ".join(PRIVATE_TMPFS), MASKED=" ".join(MASKED))
         self.unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--mount-proc",
+            ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--mount-proc",
              "--uts", "--ipc", "--cgroup", "--net", "sh", "-c", BOOT_SCRIPT],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # Read all along (the console would otherwise fill the pipe and block systemd).
@@ -113,7 +113,7 @@ class PrivateSystemd:
         try:
             self.unshare.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.unshare.kill()  # PID namespace: killing its init ends every process in it
+            self.unshare.kill()  # --kill-child: the namespace's init dies too, and every process in it
             self.unshare.wait(timeout=10)
         self.console.rest(timeout=5)
         if self.console.finished:
