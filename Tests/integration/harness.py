@@ -165,24 +165,19 @@ def hello_process(*args):
     return subprocess.Popen([HELLO, *args], stdout=subprocess.PIPE, text=True)
 
 
-def hello(*args, input=None, timeout=30):
-    """Runs the hello client; returns the CompletedProcess (text)."""
-    return subprocess.run([HELLO, *args], input=input, capture_output=True, text=True, timeout=timeout)
+def hello(*args, input=None, timeout=30, prefix=()):
+    """Runs the hello client (after `prefix`, e.g. a namespace's); returns the
+    CompletedProcess (text)."""
+    return subprocess.run([*prefix, HELLO, *args], input=input, capture_output=True, text=True, timeout=timeout)
 
 
-def exchange(family, address, payload, timeout=2.0):
-    """Sends one datagram with Python's socket module; returns (reply, source address)."""
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
+def exchange(family, address, payload, timeout=2.0, net=None):
+    """Sends one datagram with Python's socket module (from `net`'s network, a
+    netns.Loopback, if given); returns (reply, source address)."""
+    with (net.socket(family) if net else socket.socket(family, socket.SOCK_DGRAM)) as s:
         s.settimeout(timeout)
         s.sendto(payload, address)
         return s.recvfrom(70000)
-
-
-def free_udp_port(family=socket.AF_INET):
-    """A UDP port nothing listens on (bound, then released)."""
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 STOP_LINE = re.compile(r"read (?P<read>\d+)(?: \(per socket (?P<split>[\d/]+)\))?, replied (?P<replied>\d+), dropped (?P<dropped>\d+) "

@@ -7,9 +7,8 @@ import socket
 import subprocess
 import time
 
-from harness import (HELLO, Hellod, TestCase, counters, exchange, free_udp_port, hello, rss_anon_kb, spoof,
-                     UDPTOOL)
-from netns import CLIENT, SERVER, TestNetwork
+from harness import (HELLO, HELLOD, Hellod, TestCase, counters, hello, rss_anon_kb, spoof, UDPTOOL)
+from netns import SERVER, Loopback, TestNetwork
 
 
 class SourcePorts(TestCase):
@@ -24,19 +23,23 @@ class SourcePorts(TestCase):
         self.assertBalanced(found)
 
     def test_privileged_ports_can_be_allowed(self):
-        with Hellod("--listen", "127.0.0.1:0", "--allow-privileged-ports") as d:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        # Port 1023 in a network of the test's own, never the host's.
+        with Loopback() as net, Hellod("--listen", "127.0.0.1:0", "--allow-privileged-ports",
+                                       command=[*net.prefix(), HELLOD]) as d:
+            with net.socket(socket.AF_INET) as client:
                 client.bind(("127.0.0.1", 1023))  # root may
                 client.settimeout(2)
                 client.sendto(b"old school", ("127.0.0.1", d.port))
                 self.assertEqual(client.recv(100), b"Hello, old school!")
 
     def test_two_hellods_on_one_port_do_not_answer_each_other(self):
-        port = free_udp_port()
-        with Hellod("--listen", "127.0.0.1:%d" % port) as a, Hellod("--listen", "127.0.0.2:%d" % port) as b:
+        port = 9999  # in a network of the test's own: free, and no one else's
+        with Loopback() as net, \
+                Hellod("--listen", "127.0.0.1:%d" % port, command=[*net.prefix(), HELLOD]) as a, \
+                Hellod("--listen", "127.0.0.2:%d" % port, command=[*net.prefix(), HELLOD]) as b:
             # A datagram that claims to come from the other hellod: the start of a loop.
-            spoof("127.0.0.1", port, "127.0.0.2", port, "ping")
-            spoof("127.0.0.2", port, "127.0.0.1", port, "pong")
+            spoof("127.0.0.1", port, "127.0.0.2", port, "ping", prefix=net.prefix())
+            spoof("127.0.0.2", port, "127.0.0.1", port, "pong", prefix=net.prefix())
             time.sleep(0.3)
             found_a, found_b = counters(a.stop()[1]), counters(b.stop()[1])
         for found in (found_a, found_b):
