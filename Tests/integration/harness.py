@@ -5,10 +5,12 @@ The binaries come from HELLOD_BIN_DIR (test.sh sets it), else from `make build`'
 start line, so the tests pass while another hellod serves port 9999.
 """
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -29,6 +31,55 @@ HELLO = os.path.join(BIN, "hello")
 START_LINE = re.compile(r"serving (?P<addresses>.+?) \((?P<origin>[^)]*)\):")
 
 
+class LineReader:
+    """Reads a text stream line by line in a thread of its own, so that every wait for a
+    line has a deadline (a bare readline() on a hung process waits forever)."""
+
+    def __init__(self, stream):
+        self._lines = queue.Queue()
+        self._ended = False
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        try:
+            for line in stream:
+                self._lines.put(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._lines.put(None)
+
+    def next(self, timeout):
+        """The next line; None at the end of the stream. Fails after `timeout` seconds."""
+        if self._ended:
+            return None
+        try:
+            line = self._lines.get(timeout=max(timeout, 0.001))
+        except queue.Empty:
+            raise AssertionError("no line within %.1f s" % timeout) from None
+        self._ended = line is None
+        return line
+
+    def rest(self, timeout):
+        """Every line up to the end of the stream, or up to `timeout` seconds: what came."""
+        deadline = time.monotonic() + timeout
+        lines = []
+        while not self._ended and time.monotonic() < deadline:
+            try:
+                line = self.next(deadline - time.monotonic())
+            except AssertionError:
+                break
+            if line is not None:
+                lines.append(line)
+        return "".join(lines)
+
+    @property
+    def finished(self):
+        """Whether the reading thread has ended (the stream may then be closed)."""
+        return not self._thread.is_alive()
+
+
 class Hellod:
     """A hellod process: started with `args`, ready once its start line is read."""
 
@@ -37,11 +88,17 @@ class Hellod:
         start line is awaited (e.g. to send the datagram that activates it)."""
         self.args = [*(command or [HELLOD]), *args]
         self.early_lines = ""
+        self.later_lines = []  # stderr after the start line, as far as read
         self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      env=env, text=True)
-        if before_start:
-            before_start(self)
-        self.start_line = self._read_start_line()
+        self.stderr = LineReader(self.proc.stderr)
+        try:
+            if before_start:
+                before_start(self)
+            self.start_line = self._read_start_line()
+        except BaseException:
+            self.__exit__()
+            raise
         match = START_LINE.search(self.start_line)
         self.addresses = match.group("addresses").split()
         self.origin = match.group("origin")
@@ -51,25 +108,43 @@ class Hellod:
         deadline = time.monotonic() + timeout
         lines = []
         while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
+            try:
+                line = self.stderr.next(deadline - time.monotonic())
+            except AssertionError:
+                break
+            if line is None:
                 break
             lines.append(line)
             if START_LINE.search(line):
                 self.early_lines = "".join(lines)
                 return line
-        self.proc.kill()
-        raise AssertionError("hellod did not start: %r" % "".join(lines))
+        raise AssertionError("hellod did not start within %s s: %r" % (timeout, "".join(lines)))
+
+    def wait_for_line(self, pattern, timeout):
+        """Reads stderr until a line matches `pattern` (a regular expression); returns it.
+        Fails after `timeout` seconds or at the end of the stream."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.stderr.next(deadline - time.monotonic())
+            except AssertionError:
+                line = None
+            if line is None:
+                raise AssertionError("no line matching %r within %s s: %r" % (pattern, timeout, self.later_lines))
+            self.later_lines.append(line)
+            if re.search(pattern, line):
+                return line
 
     def stop(self, sig=signal.SIGTERM, timeout=5):
-        """Sends `sig`; returns (exit code, the rest of stderr). Fails on a hang."""
+        """Sends `sig`; returns (exit code, stderr after the start line). Fails on a hang."""
         self.proc.send_signal(sig)
         try:
-            rest = self.proc.communicate(timeout=timeout)[1]
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError("hellod did not exit within %s s of %s" % (timeout, sig))
-        return self.proc.returncode, rest
+        self.later_lines.append(self.stderr.rest(timeout=5))
+        return self.proc.returncode, "".join(self.later_lines)
 
     def __enter__(self):
         return self
@@ -77,7 +152,12 @@ class Hellod:
     def __exit__(self, *exc):
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.communicate()
+        try:
+            self.proc.wait(timeout=10)
+        finally:
+            self.stderr.rest(timeout=1)
+            if self.stderr.finished:
+                self.proc.stderr.close()
 
 
 def hello_process(*args):
@@ -85,24 +165,19 @@ def hello_process(*args):
     return subprocess.Popen([HELLO, *args], stdout=subprocess.PIPE, text=True)
 
 
-def hello(*args, input=None, timeout=30):
-    """Runs the hello client; returns the CompletedProcess (text)."""
-    return subprocess.run([HELLO, *args], input=input, capture_output=True, text=True, timeout=timeout)
+def hello(*args, input=None, timeout=30, prefix=()):
+    """Runs the hello client (after `prefix`, e.g. a namespace's); returns the
+    CompletedProcess (text)."""
+    return subprocess.run([*prefix, HELLO, *args], input=input, capture_output=True, text=True, timeout=timeout)
 
 
-def exchange(family, address, payload, timeout=2.0):
-    """Sends one datagram with Python's socket module; returns (reply, source address)."""
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
+def exchange(family, address, payload, timeout=2.0, net=None):
+    """Sends one datagram with Python's socket module (from `net`'s network, a
+    netns.Loopback, if given); returns (reply, source address)."""
+    with (net.socket(family) if net else socket.socket(family, socket.SOCK_DGRAM)) as s:
         s.settimeout(timeout)
         s.sendto(payload, address)
         return s.recvfrom(70000)
-
-
-def free_udp_port(family=socket.AF_INET):
-    """A UDP port nothing listens on (bound, then released)."""
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 STOP_LINE = re.compile(r"read (?P<read>\d+)(?: \(per socket (?P<split>[\d/]+)\))?, replied (?P<replied>\d+), dropped (?P<dropped>\d+) "

@@ -1,13 +1,21 @@
-"""A test network of its own: two network namespaces joined by a veth pair, deleted when
-the test ends. The server side is 10.77.0.1/16; the client side 10.77.0.2/16 and as many
-more addresses as a test asks for (10.77.1.0 onwards). Nothing on the host's network
-changes, and traffic never leaves the pair.
+"""Networks of a test's own, deleted when the test ends; nothing on the host's network
+changes, and traffic never leaves them.
+
+TestNetwork: two network namespaces joined by a veth pair. The server side is
+10.77.0.1/16; the client side 10.77.0.2/16 and as many more addresses as a test asks for
+(10.77.1.0 onwards).
+
+Loopback: one namespace with only its loopback up, where every port is free (no port
+picked on the host and released, no race with anything else on the machine).
 """
+import ctypes
 import ipaddress
 import json
 import itertools
 import os
+import socket
 import subprocess
+import threading
 
 _names = itertools.count()
 SERVER = "10.77.0.1"
@@ -67,7 +75,59 @@ class TestNetwork:
 
     def close(self):
         for ns in (self.server_ns, self.client_ns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=60)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+CLONE_NEWNET = 0x40000000
+
+
+class Loopback:
+    def __init__(self):
+        self.name = "hd-l%d-%d" % (os.getpid() % 100000, next(_names))
+        ip("netns", "add", self.name)
+        try:
+            ip("-n", self.name, "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def prefix(self):
+        """Runs a command inside: [*net.prefix(), command...]."""
+        return ["ip", "netns", "exec", self.name]
+
+    def socket(self, family=socket.AF_INET, type=socket.SOCK_DGRAM):
+        """A socket of this test process, in the namespace's network: made by a thread
+        that enters the namespace (setns affects that thread only) and then ends."""
+        made = []
+
+        def make():
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open("/run/netns/%s" % self.name, os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    made.append(OSError(ctypes.get_errno(), "setns %s" % self.name))
+                    return
+            finally:
+                os.close(fd)
+            made.append(socket.socket(family, type))
+
+        thread = threading.Thread(target=make)
+        thread.start()
+        thread.join(timeout=10)
+        if not made:
+            raise AssertionError("no socket made in %s within 10 s" % self.name)
+        if isinstance(made[0], Exception):
+            raise made[0]
+        return made[0]
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=60)
 
     def __enter__(self):
         return self

@@ -9,19 +9,20 @@ import subprocess
 import tempfile
 import time
 
-from harness import HELLOD, Hellod, TestCase, exchange, free_udp_port, hello
+from harness import HELLOD, Hellod, LineReader, TestCase, exchange, hello
+from netns import Loopback
 
 
-def activated(*listen, args=(), env=None):
-    """hellod started by systemd-socket-activate on datagram sockets bound to `listen`,
-    addresses with a free port in place of {} (it takes no port 0). As systemd does,
+def activated(net, *listen, args=(), env=None):
+    """hellod started by systemd-socket-activate on datagram sockets bound to `listen` in
+    `net` (a netns.Loopback), addresses with a port in place of {}: it takes no port 0, and
+    in a network of the test's own every port is free. As systemd does,
     systemd-socket-activate starts hellod at the first datagram: this one, which must be
     answered once hellod is up."""
-    command = ["systemd-socket-activate", "--datagram"]
+    command = [*net.prefix(), "systemd-socket-activate", "--datagram"]
     addresses = []
-    for address in listen:
-        family = socket.AF_INET6 if address.startswith("[") else socket.AF_INET
-        addresses.append(address.format(free_udp_port(family)))
+    for i, address in enumerate(listen):
+        addresses.append(address.format(9999 - i))
         command += ["-l", addresses[-1]]
     host, port = addresses[0].rsplit(":", 1)
     host = host.strip("[]").replace("::", "::1") if host.startswith("[") else host
@@ -29,12 +30,13 @@ def activated(*listen, args=(), env=None):
 
     def first_datagram(d):
         listening = 0
-        while listening < len(addresses):  # "Listening on 127.0.0.1:41234 as 3."
-            line = d.proc.stderr.readline()
+        deadline = time.monotonic() + 10
+        while listening < len(addresses):  # "Listening on 127.0.0.1:9999 as 3."
+            line = d.stderr.next(deadline - time.monotonic())
             if not line:
                 raise AssertionError("systemd-socket-activate exited")
             listening += line.startswith("Listening on")
-        d.first_reply = exchange(family, (host, int(port)), b"first", timeout=10)[0]
+        d.first_reply = exchange(family, (host, int(port)), b"first", timeout=10, net=net)[0]
 
     return Hellod(*args, env=env, command=[*command, HELLOD], before_start=first_datagram)
 
@@ -42,51 +44,56 @@ def activated(*listen, args=(), env=None):
 class SocketActivation(TestCase):
     def setUp(self):
         self.assertTrue(shutil.which("systemd-socket-activate"), "systemd-socket-activate is missing")
+        self.net = Loopback()
+        self.addCleanup(self.net.close)
 
     def test_one_inherited_socket(self):
-        with activated("127.0.0.1:{}") as d:
+        with activated(self.net, "127.0.0.1:{}") as d:
             self.assertEqual(d.first_reply, b"Hello, first!")
             self.assertEqual(d.origin, "socket activation")
-            result = hello("--port", str(d.port), "Michael", "Tracy", "Sarah")
+            result = hello("--port", str(d.port), "Michael", "Tracy", "Sarah", prefix=self.net.prefix())
             self.assertEqual((result.returncode, result.stdout), (0, "Hello, Michael!\nHello, Tracy!\nHello, Sarah!\n"))
             code, rest = d.stop()
         self.assertEqual(code, 0)
         self.assertIn("read 4, replied 4", rest)
 
     def test_two_inherited_sockets_ipv4_and_ipv6_are_both_served(self):
-        with activated("127.0.0.1:{}", "[::1]:{}") as d:
+        with activated(self.net, "127.0.0.1:{}", "[::1]:{}") as d:
             self.assertEqual(len(d.addresses), 2)
             v4 = int(d.addresses[0].rsplit(":", 1)[1])
             v6 = int(d.addresses[1].rsplit(":", 1)[1])
-            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", v4), b"four")[0], b"Hello, four!")
-            self.assertEqual(exchange(socket.AF_INET6, ("::1", v6), b"six")[0], b"Hello, six!")
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", v4), b"four", net=self.net)[0], b"Hello, four!")
+            self.assertEqual(exchange(socket.AF_INET6, ("::1", v6), b"six", net=self.net)[0], b"Hello, six!")
             self.assertIn("sockets 2", d.start_line)
 
     def test_a_dual_stack_inherited_socket_answers_ipv4_peers(self):
         # As ListenDatagram=9999 gives it: [::]:PORT, IPv4 peers as ::ffff:a.b.c.d.
-        with activated("[::]:{}") as d:
-            reply, source = exchange(socket.AF_INET, ("127.0.0.2", d.port), b"mapped")
+        with activated(self.net, "[::]:{}") as d:
+            reply, source = exchange(socket.AF_INET, ("127.0.0.2", d.port), b"mapped", net=self.net)
             self.assertEqual((reply, source), (b"Hello, mapped!", ("127.0.0.2", d.port)))
-            self.assertEqual(exchange(socket.AF_INET6, ("::1", d.port), b"six")[0], b"Hello, six!")
+            self.assertEqual(exchange(socket.AF_INET6, ("::1", d.port), b"six", net=self.net)[0], b"Hello, six!")
 
     def test_listen_is_ignored_and_says_so(self):
-        with activated("127.0.0.1:{}", args=("--listen", "127.0.0.1:1")) as d:
+        with activated(self.net, "127.0.0.1:{}", args=("--listen", "127.0.0.1:1")) as d:
             self.assertIn("--listen ignored", d.early_lines)
-            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", d.port), b"x")[0], b"Hello, x!")
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", d.port), b"x", net=self.net)[0], b"Hello, x!")
 
     def test_an_inherited_socket_that_is_not_udp_is_refused_with_exit_1(self):
         # A stream socket where a datagram socket belongs: a clear error, exit 1.
-        port = free_udp_port()
-        proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, HELLOD],
+        proc = subprocess.Popen([*self.net.prefix(), "systemd-socket-activate", "-l", "127.0.0.1:9999", HELLOD],
                                 stderr=subprocess.PIPE, text=True)
+        lines = LineReader(proc.stderr)
         try:
-            self.assertTrue(proc.stderr.readline().startswith("Listening on"))
-            with socket.create_connection(("127.0.0.1", port), timeout=5):  # starts hellod
-                pass
-            stderr = proc.communicate(timeout=10)[1]
+            self.assertTrue(lines.next(timeout=10).startswith("Listening on"))
+            with self.net.socket(socket.AF_INET, socket.SOCK_STREAM) as client:  # starts hellod
+                client.settimeout(5)
+                client.connect(("127.0.0.1", 9999))
+            proc.wait(timeout=10)
+            stderr = lines.rest(timeout=5)
         finally:
             proc.kill()
-            proc.communicate()
+            proc.wait(timeout=10)
+            proc.stderr.close()
         self.assertEqual(proc.returncode, 1)
         self.assertIn("not a datagram socket", stderr)
         self.assertEqual(len([l for l in stderr.splitlines() if l.startswith("hellod:")]), 1, stderr)

@@ -2,7 +2,8 @@
 import json
 import time
 
-from harness import Hellod, TestCase, free_udp_port, hello
+from harness import Hellod, TestCase, hello
+from netns import Loopback
 
 
 class Client(TestCase):
@@ -25,9 +26,10 @@ class Client(TestCase):
         self.assertEqual((result.returncode, result.stdout), (0, "Michael\n"))
 
     def test_no_server_exits_1_after_its_retries_naming_what_was_lost(self):
-        port = free_udp_port()
-        started = time.monotonic()
-        result = hello("--port", str(port), "--timeout", "0.2", "--retries", "2", "Michael", "Tracy")
+        with Loopback() as net:  # a network of the test's own, where no one listens
+            started = time.monotonic()
+            result = hello("--port", "9999", "--timeout", "0.2", "--retries", "2", "Michael", "Tracy",
+                           prefix=net.prefix())
         self.assertLess(time.monotonic() - started, 5)
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stdout, "")
@@ -56,8 +58,8 @@ class Client(TestCase):
 
 
 class Bench(TestCase):
-    def bench(self, port, *args):
-        result = hello("bench", "--port", str(port), "--json", *args, timeout=60)
+    def bench(self, port, *args, prefix=()):
+        result = hello("bench", "--port", str(port), "--json", *args, timeout=60, prefix=prefix)
         return result.returncode, json.loads(result.stdout)
 
     def test_8_flows_x_32_in_flight_x_2000_requests(self):
@@ -85,7 +87,9 @@ class Bench(TestCase):
         self.assertEqual(report["wrong"], 100)
 
     def test_open_loop_against_no_server_counts_every_request_lost(self):
-        code, report = self.bench(free_udp_port(), "--rate", "2000", "--duration", "0.5", "--timeout", "0.2")
+        with Loopback() as net:  # a network of the test's own, where no one listens
+            code, report = self.bench(9999, "--rate", "2000", "--duration", "0.5", "--timeout", "0.2",
+                                      prefix=net.prefix())
         self.assertEqual(code, 1)
         self.assertEqual(report["answered"], 0)
         self.assertEqual(report["lost"], report["sent"])

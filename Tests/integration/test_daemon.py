@@ -97,15 +97,19 @@ class Serving(TestCase):
             self.assertEqual(len(d.addresses), 4)
             self.assertIn("sockets 4", d.start_line)
             v4 = int(d.addresses[0].rsplit(":", 1)[1])
-            self.assertEqual(d.addresses[:2], ["hello@127.0.0.1:%d" % v4] * 2)  # one port, two sockets
-            result = hello("bench", "--port", str(v4), "--flows", "16", "--window", "8", "--requests", "500",
-                           "--duration", "30", "--json")
-            report = json.loads(result.stdout)
-            self.assertEqual((report["answered"], report["lost"], report["wrong"]), (8000, 0, 0))
+            v6 = int(d.addresses[2].rsplit(":", 1)[1])
+            self.assertEqual(d.addresses, ["hello@127.0.0.1:%d" % v4] * 2 + ["hello@[::1]:%d" % v6] * 2)  # a port, two sockets
+            # 16 flows to each family at once.
+            benches = [hello_process("bench", "--host", host, "--port", str(port), "--flows", "16", "--window", "8",
+                                     "--requests", "500", "--duration", "30", "--json")
+                       for host, port in (("127.0.0.1", v4), ("::1", v6))]
+            reports = [json.loads(b.communicate(timeout=60)[0]) for b in benches]
+            for report in reports:
+                self.assertEqual((report["answered"], report["lost"], report["wrong"]), (8000, 0, 0))
             found = counters(d.stop()[1])
         self.assertEqual(len(found["per_socket"]), 4)
-        self.assertEqual(sum(found["per_socket"][:2]), 8000)
-        self.assertTrue(all(n > 0 for n in found["per_socket"][:2]), found["per_socket"])  # both served flows
+        self.assertEqual((sum(found["per_socket"][:2]), sum(found["per_socket"][2:])), (8000, 8000))
+        self.assertTrue(all(n > 0 for n in found["per_socket"]), found["per_socket"])  # each socket served flows
         self.assertBalanced(found)
 
     def test_echo_mode(self):

@@ -7,9 +7,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
+import time
 
-from harness import HELLO, HELLOD, Hellod, TestCase, counters, exchange, free_udp_port, hello
+from harness import HELLO, HELLOD, Hellod, LineReader, TestCase, counters, exchange, hello
+from netns import Loopback
 
 SERVICE_PART = re.compile(r"; (?P<service>[a-z]+): read (?P<read>\d+), replied (?P<replied>\d+), "
                           r"dropped (?P<dropped>\d+) \((?P<reasons>[^)]*)\), kernel queue drops (?P<queue>\d+)")
@@ -36,25 +37,6 @@ def socat(port, payload):
     """One datagram through socat, its reply (bytes)."""
     return subprocess.run(["socat", "-t", "2", "-", "UDP:127.0.0.1:%d" % port], input=payload,
                           capture_output=True, timeout=10).stdout
-
-
-def read_line_matching(proc, text, timeout):
-    """The next line of `proc`'s stderr that contains `text`, read by a thread so that a hung
-    process cannot hang the test: fails after `timeout` seconds."""
-    found = []
-
-    def read():
-        for line in proc.stderr:
-            if text in line:
-                found.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if not found:
-        raise AssertionError("no line with %r within %s s" % (text, timeout))
-    return found[0]
 
 
 class TwoServices(TestCase):
@@ -116,57 +98,62 @@ class ServicesByName(TestCase):
 
     def setUp(self):
         self.assertTrue(shutil.which("systemd-socket-activate"), "systemd-socket-activate is missing")
+        self.net = Loopback()  # ports of the test's own
+        self.addCleanup(self.net.close)
 
     def activate(self, names, *args):
-        """hellod under systemd-socket-activate with one 127.0.0.1 socket per name; returns
-        (process, ports). It starts hellod at the first datagram."""
-        ports = [free_udp_port() for _ in names]
-        command = ["systemd-socket-activate", "--datagram", "--fdname=" + ":".join(names)]
+        """hellod under systemd-socket-activate, in the test's own network, with one
+        127.0.0.1 socket per name; returns (process, its stderr, ports). It starts hellod at
+        the first datagram."""
+        ports = [7000 + i for i in range(len(names))]
+        command = [*self.net.prefix(), "systemd-socket-activate", "--datagram", "--fdname=" + ":".join(names)]
         for port in ports:
             command += ["-l", "127.0.0.1:%d" % port]
         proc = subprocess.Popen([*command, HELLOD, *args], stderr=subprocess.PIPE, text=True)
-        for _ in ports:  # "Listening on 127.0.0.1:41234 as 3.": bound, ready for the first datagram
-            read_line_matching(proc, "Listening on", timeout=10)
-        return proc, ports
+        self.addCleanup(self.end, proc)
+        lines = LineReader(proc.stderr)
+        deadline = time.monotonic() + 10
+        for _ in ports:  # "Listening on 127.0.0.1:7000 as 3.": bound, ready for the first datagram
+            line = lines.next(deadline - time.monotonic())
+            if line is None or not line.startswith("Listening on"):
+                raise AssertionError("systemd-socket-activate did not listen: %r" % line)
+        return proc, lines, ports
 
-    def stop(self, proc):
+    def end(self, proc):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        proc.stderr.close()
+
+    def stop(self, proc, lines):
         proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.communicate(timeout=10)[1]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        proc.wait(timeout=10)
+        return lines.rest(5)
+
+    def ask(self, port, payload):
+        return exchange(socket.AF_INET, ("127.0.0.1", port), payload, timeout=10, net=self.net)[0]
 
     def test_names_choose_the_service_whatever_the_order(self):
         for names in (["echo", "hello"], ["hello", "echo"], ["hellod.socket", "echo"], ["unknown", "echo"]):
             with self.subTest(names=names):
-                proc, ports = self.activate(names, "--mode", "hello")
-                try:
-                    replies = [exchange(socket.AF_INET, ("127.0.0.1", port), b"Sarah", timeout=10)[0] for port in ports]
-                finally:
-                    rest = self.stop(proc)
+                proc, lines, ports = self.activate(names, "--mode", "hello")
+                replies = [self.ask(port, b"Sarah") for port in ports]
+                rest = self.stop(proc, lines)
                 expected = [b"Sarah" if name == "echo" else b"Hello, Sarah!" for name in names]
                 self.assertEqual(replies, expected)
                 self.assertIn("socket activation", rest)
 
     def test_the_default_name_follows_mode(self):
-        proc, ports = self.activate(["hellod-echo.socket"], "--mode", "echo")
-        try:
-            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", ports[0]), b"Sarah", timeout=10)[0], b"Sarah")
-        finally:
-            self.stop(proc)
+        proc, lines, ports = self.activate(["hellod-echo.socket"], "--mode", "echo")
+        self.assertEqual(self.ask(ports[0], b"Sarah"), b"Sarah")
+        self.stop(proc, lines)
 
     def test_a_name_that_is_no_service_fails_in_one_line_with_exit_1(self):
-        proc, ports = self.activate(["hello", "chargen"])
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.sendto(b"start", ("127.0.0.1", ports[0]))  # starts hellod, which refuses to
-            stderr = proc.communicate(timeout=10)[1]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        proc, lines, ports = self.activate(["hello", "chargen"])
+        with self.net.socket() as s:
+            s.sendto(b"start", ("127.0.0.1", ports[0]))  # starts hellod, which refuses to
+        proc.wait(timeout=10)
+        stderr = lines.rest(5)
         self.assertEqual(proc.returncode, 1)
         lines = [line for line in stderr.splitlines() if line.startswith("hellod:")]
         self.assertEqual(len(lines), 1, stderr)
@@ -181,7 +168,7 @@ class Signals(TestCase):
             # ask again until the line counts it (a handful of times at most).
             for _ in range(20):
                 d.proc.send_signal(signal.SIGHUP)
-                line = read_line_matching(d.proc, "counters on SIGHUP", timeout=5)
+                line = d.wait_for_line("counters on SIGHUP", timeout=5)
                 if per_service(line)["hello"]["read"] == 1:
                     break
             self.assertEqual(per_service(line)["hello"], {"read": 1, "replied": 1, "dropped": 0, "queue": 0})
@@ -189,7 +176,9 @@ class Signals(TestCase):
             self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "echo")), b"after")[0], b"after")
             code, rest = d.stop()
         self.assertEqual(code, 0)
-        self.assertEqual(counters(rest)["read"], 2)
+        stop = [line for line in rest.splitlines() if "stopped on SIGTERM" in line]
+        self.assertEqual(len(stop), 1, rest)
+        self.assertEqual(counters(stop[0])["read"], 2)
 
 
 class Linking(TestCase):

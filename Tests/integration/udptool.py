@@ -7,14 +7,18 @@ test's network namespace (`ip netns exec NS python3 udptool.py ...`).
       privileged port, or another server's address and port.
   flood DST DPORT --sources A.B.C.D --count N [--per-source K]
       K datagrams from each of N consecutive source addresses (bound, so replies come
-      back), sent in rounds; prints JSON: replies per source, sent, elapsed. First a
-      warm-up datagram from each source (so the server has resolved every neighbour),
-      then a pause long enough for a rate limiter's buckets to refill.
+      back), sent in rounds; prints JSON: replies per source, sent, elapsed (sending),
+      last_reply (seconds from the first datagram sent to the last reply seen: every
+      reply counted was sent by the server within that window). First a warm-up
+      datagram from each source (so the server has resolved every neighbour), then a
+      pause long enough for a rate limiter's buckets to refill. Replies are told apart by
+      their text, so a late reply to a warm-up never counts as one to the flood.
 Every loop is bounded in count and time.
 """
 import argparse
 import ipaddress
 import json
+import selectors
 import socket
 import struct
 import sys
@@ -42,18 +46,27 @@ def spoof(src, sport, dst, dport, payload, count=1, rate=None):
             s.sendto(packet, (dst, 0))
 
 
-def drain(sockets):
-    counts = []
-    for s in sockets:
-        n = 0
+def collect(sockets, until, counts):
+    """Reads replies until `until` (monotonic time), counting them per socket by their
+    text in `counts` ({reply: [count per socket]}; other replies are ignored). Returns
+    when the last reply counted was seen (None if none was)."""
+    last = None
+    with selectors.DefaultSelector() as selector:
+        for i, s in enumerate(sockets):
+            selector.register(s, selectors.EVENT_READ, i)
         while True:
-            try:
-                s.recv(2048)
-                n += 1
-            except BlockingIOError:
-                break
-        counts.append(n)
-    return counts
+            left = until - time.monotonic()
+            if left <= 0:
+                return last
+            for key, _ in selector.select(timeout=left):
+                for _ in range(100000):
+                    try:
+                        reply = key.fileobj.recv(2048)
+                    except BlockingIOError:
+                        break
+                    if reply in counts:
+                        counts[reply][key.data] += 1
+                        last = time.monotonic()
 
 
 def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=1.0, settle=1.0):
@@ -65,10 +78,10 @@ def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=1
         s.bind((str(base + i), 0))
         s.setblocking(False)
         sockets.append(s)
+    counts = {b"Hello, warm-up!": [0] * count, b"Hello, flood!": [0] * count}
     for s in sockets:
         s.sendto(b"warm-up", (dst, dport))
-    time.sleep(settle)
-    warmup = sum(drain(sockets))
+    collect(sockets, time.monotonic() + settle, counts)
     start = time.monotonic()
     sent = 0
     for _ in range(per_source):
@@ -81,12 +94,12 @@ def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=1
         if rounds_gap:
             time.sleep(rounds_gap)
     elapsed = time.monotonic() - start
-    time.sleep(timeout)  # let the replies arrive
-    replies = drain(sockets)
+    last = collect(sockets, time.monotonic() + timeout, counts)  # let the replies arrive
     for s in sockets:
         s.close()
-    json.dump({"sent": sent, "elapsed": elapsed, "replies": replies, "warmup_sent": count, "warmup_replies": warmup},
-              sys.stdout)
+    json.dump({"sent": sent, "elapsed": elapsed, "replies": counts[b"Hello, flood!"],
+               "last_reply": None if last is None else last - start,
+               "warmup_sent": count, "warmup_replies": sum(counts[b"Hello, warm-up!"])}, sys.stdout)
 
 
 def main():

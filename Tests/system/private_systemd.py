@@ -12,9 +12,12 @@ host's journal and wtmp. The boot script stops at the first failed mount (set -e
 systemd starts.
 """
 import os
-import shlex
 import subprocess
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+from harness import LineReader  # noqa: E402  (reads a pipe with a deadline on every wait)
 
 PRIVATE_TMPFS = ["/tmp", "/var/tmp", "/var/lib/systemd", "/var/log/journal", "/etc/systemd/system",
                  "/usr/local/bin", "/usr/local/lib"]
@@ -59,11 +62,12 @@ class PrivateSystemd:
     def __init__(self, checkout, boot_timeout=60):
         env = dict(os.environ, CHECKOUT=checkout, PRIVATE_TMPFS=" ".join(PRIVATE_TMPFS), MASKED=" ".join(MASKED))
         self.unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--mount-proc",
+            ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--mount-proc",
              "--uts", "--ipc", "--cgroup", "--net", "sh", "-c", BOOT_SCRIPT],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Read all along (the console would otherwise fill the pipe and block systemd).
+        self.console = LineReader(self.unshare.stdout)
         self.pid = None
-        self.console = []
         try:
             self._wait_for_boot(boot_timeout)
         except BaseException:
@@ -72,9 +76,12 @@ class PrivateSystemd:
 
     def _wait_for_boot(self, timeout):
         deadline = time.monotonic() + timeout
-        line = self.unshare.stdout.readline()  # "booting", or why not
+        try:
+            line = self.console.next(timeout=timeout) or ""  # "booting", or why not
+        except AssertionError:
+            raise AssertionError("the boot script said nothing in %s s" % timeout) from None
         if "booting" not in line:
-            raise AssertionError("the private systemd did not boot: %s%s" % (line, self.unshare.stdout.read()))
+            raise AssertionError("the private systemd did not boot: %s%s" % (line, self.console.rest(timeout=5)))
         while self.pid is None and time.monotonic() < deadline:
             children = subprocess.run(["pgrep", "-P", str(self.unshare.pid)], capture_output=True, text=True).stdout.split()
             self.pid = int(children[0]) if children else None
@@ -106,9 +113,11 @@ class PrivateSystemd:
         try:
             self.unshare.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.unshare.kill()  # PID namespace: killing its init ends every process in it
+            self.unshare.kill()  # --kill-child: the namespace's init dies too, and every process in it
             self.unshare.wait(timeout=10)
-        self.unshare.stdout.close()
+        self.console.rest(timeout=5)
+        if self.console.finished:
+            self.unshare.stdout.close()
 
     def __enter__(self):
         return self
