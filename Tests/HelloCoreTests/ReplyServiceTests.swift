@@ -121,7 +121,7 @@ struct Served<Rule: ReplyRule>: ~Copyable {
         #expect(echo.largestDatagram == 100)
         // No reply is larger than UDP over IPv6 allows, whatever a request's size.
         #expect(ReplyService(HelloReply(), ServiceSettings(maxDatagram: 65527)).largestDatagram == 65527)
-        #expect(hello.tickInterval == nil)
+        #expect(hello.tickInterval == 100_000_000)  // every service gets ticks, at most 100 ms apart
     }
 
     @Test func aReplyLeavesFromTheAddressTheRequestCameTo() {
