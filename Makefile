@@ -16,7 +16,7 @@ DESTDIR ?=
 SCRATCH ?= .build-static
 RELEASE  = $(SCRATCH)/release
 # One socket unit per service, all feeding hellod.service.
-SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket
+SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.socket
 
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl

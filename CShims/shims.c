@@ -6,6 +6,8 @@
 
 #include "CShims.h"
 
+#include <sys/random.h>
+
 #include <errno.h>
 #include <linux/sock_diag.h>
 #include <netinet/udp.h>
@@ -47,3 +49,5 @@ int hs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 int hs_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
+
+long hs_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }

@@ -128,4 +128,8 @@ int hs_set_thread_name(const char *name);
 // prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.
 int hs_set_timer_slack(unsigned long nanoseconds);
 
+/// getrandom(2), whose header the Glibc module does not bring: fills `length` bytes from
+/// the kernel's random pool, blocking only until it is initialised. The bytes read, or -1.
+long hs_getrandom(void *buffer, size_t length);
+
 #endif

@@ -17,6 +17,29 @@ public enum DropReason: Int, Sendable, CaseIterable {
     /// The kernel refused the reply (a full send buffer past the retries, an unreachable
     /// destination, a firewall rule).
     case sendFailed
+    /// chat: not a chat request (another version, a relay's type, fields past the end,
+    /// a text over the limit), or longer than any chat request.
+    case chatMalformed
+    /// chat: a JOIN shorter than 64 bytes, which a challenge would amplify.
+    case chatShortJoin
+    /// chat: a JOIN whose cookie is forged, expired or another address's; it is
+    /// challenged again, and nothing is stored.
+    case chatBadCookie
+    /// chat: a member's token from an address that is not the member's (a forged source,
+    /// or a NAT rebinding not yet announced by a JOIN): ignored.
+    case chatBadToken
+    /// chat: a token the relay does not know (restarted, or evicted it): NOT A MEMBER.
+    case chatNotMember
+    /// chat: a JOIN refused for a table limit: the room is full, there are as many rooms
+    /// as allowed, or the source's prefix has as many memberships as allowed (REFUSED).
+    case chatRoomFull
+    /// chat: a JOIN or NICK with an invalid or taken name (REFUSED).
+    case chatBadName
+    /// chat: over a limit of its own: challenges and NOT A MEMBER answers per source
+    /// prefix, messages per member.
+    case chatRateLimited
+    /// chat: a duplicate message or a RESEND that the backlog no longer holds.
+    case chatStale
 
     /// The name operators see in the status line, the stop line and the JSON counters.
     public var name: String {
@@ -28,6 +51,15 @@ public enum DropReason: Int, Sendable, CaseIterable {
         case .rateLimited: return "rate-limited"
         case .replyTooLarge: return "reply-too-large"
         case .sendFailed: return "send-failed"
+        case .chatMalformed: return "chat-malformed"
+        case .chatShortJoin: return "chat-short-join"
+        case .chatBadCookie: return "chat-bad-cookie"
+        case .chatBadToken: return "chat-bad-token"
+        case .chatNotMember: return "chat-not-member"
+        case .chatRoomFull: return "chat-room-full"
+        case .chatBadName: return "chat-bad-name"
+        case .chatRateLimited: return "chat-rate-limited"
+        case .chatStale: return "chat-stale"
         }
     }
 }
@@ -74,6 +106,13 @@ public struct Counters: Sendable, Equatable {
     /// receive queue, mostly; read with SO_MEMINFO). They were never read, so they are not
     /// in `read`: what was sent = read + these, once the queue is empty.
     public var queueOverflows: UInt64 = 0
+    /// Datagrams sent beyond one reply per request, which `replied` does not count: chat's
+    /// events to the members of a room, history on join, the further datagrams of a
+    /// long answer, and the notices that tell a refused source why (REFUSED, NOT A
+    /// MEMBER, a fresh CHALLENGE).
+    public var deliveries: UInt64 = 0
+    /// Those the kernel refused.
+    public var deliveryFailures: UInt64 = 0
 
     public init() {}
 
@@ -88,6 +127,8 @@ public struct Counters: Sendable, Equatable {
         sum.read += b.read
         sum.replied += b.replied
         sum.queueOverflows += b.queueOverflows
+        sum.deliveries += b.deliveries
+        sum.deliveryFailures += b.deliveryFailures
         for reason in DropReason.allCases {
             sum.drops[reason] += b.drops[reason]
         }

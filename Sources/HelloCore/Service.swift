@@ -28,6 +28,12 @@ public protocol DatagramService: ~Copyable {
 
     /// The outbox was sent: the kernel took `sent` of its datagrams and refused `failed`.
     mutating func recordSent(_ sent: Int, failed: Int)
+
+    /// Every datagram of a batch was handled (or a tick ran): writes what it gathered over
+    /// the batch, such as the events of a chat room, several to one member in one
+    /// datagram. Returns false when `outbox` is full and more is to come: the worker then
+    /// sends the outbox and calls again. By default, nothing.
+    mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool
 }
 
 extension DatagramService where Self: ~Copyable {
@@ -35,6 +41,7 @@ extension DatagramService where Self: ~Copyable {
     /// worker ten wake-ups a second, nothing measurable.)
     public var tickInterval: UInt64? { 100_000_000 }
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {}
+    public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool { true }
 }
 
 /// What every service is built from: the batch the worker reads, the largest datagram it
@@ -43,11 +50,15 @@ public struct ServiceSettings: Sendable {
     public var batchSize: Int
     public var maxDatagram: Int
     public var policy: AdmissionPolicy
+    /// The chat service's tables, limits, times and secret.
+    public var chat: ChatSettings
 
-    public init(batchSize: Int = 64, maxDatagram: Int = 65527, policy: AdmissionPolicy = AdmissionPolicy()) {
+    public init(batchSize: Int = 64, maxDatagram: Int = 65527, policy: AdmissionPolicy = AdmissionPolicy(),
+                chat: ChatSettings = ChatSettings()) {
         self.batchSize = batchSize
         self.maxDatagram = maxDatagram
         self.policy = policy
+        self.chat = chat
     }
 }
 
@@ -63,6 +74,7 @@ public protocol ServiceBuilder {
 public enum ServiceName: String, Sendable, CaseIterable, Comparable {
     case hello
     case echo
+    case chat
 
     /// Inlinable, so that the builder's module sees every service's concrete type and
     /// specializes its generic code for each: no dynamic dispatch per datagram.
@@ -71,15 +83,17 @@ public enum ServiceName: String, Sendable, CaseIterable, Comparable {
         switch self {
         case .hello: return builder.build(ReplyService(HelloReply(), settings))
         case .echo: return builder.build(ReplyService(EchoReply(), settings))
+        case .chat: return builder.build(ChatService(settings))
         }
     }
 
     /// The reply rule of a service that answers each request with one datagram, for
-    /// clients that check replies (hello, hello bench).
-    public var replyRule: any ReplyRule {
+    /// clients that check replies (hello, hello bench); nil for chat, which does not.
+    public var replyRule: (any ReplyRule)? {
         switch self {
         case .hello: return HelloReply()
         case .echo: return EchoReply()
+        case .chat: return nil
         }
     }
 

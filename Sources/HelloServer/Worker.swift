@@ -100,6 +100,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                 flush()
             }
         }
+        finishBatch(now: now)
         flush()
         report.batches += 1
         publish()
@@ -111,9 +112,19 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         guard let interval = service.tickInterval, now &- lastTick >= interval else { return }
         lastTick = now
         service.tick(now: now, into: &outbox)
+        finishBatch(now: now)
         if !outbox.isEmpty {
             flush()
             publish()
+        }
+    }
+
+    /// Lets the service write what it gathered over the batch, sending the outbox as often
+    /// as that takes.
+    private mutating func finishBatch(now: UInt64) {
+        while !service.endBatch(now: now, into: &outbox) {
+            precondition(!outbox.isEmpty, "a service could not finish its batch with an empty outbox")
+            flush()
         }
     }
 

@@ -39,7 +39,7 @@ public final class PublishedReport: Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
     private let fields: [ManagedAtomic<UInt64>]
 
-    private static let fieldCount = 8 + DropReason.allCases.count
+    private static let fieldCount = 10 + DropReason.allCases.count
 
     public init() {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
@@ -63,6 +63,8 @@ public final class PublishedReport: Sendable {
         put(report.receiveErrors)
         put(UInt64(UInt32(bitPattern: report.lastSendErrno)))
         put(UInt64(UInt32(bitPattern: report.lastReceiveErrno)))
+        put(report.counters.deliveries)
+        put(report.counters.deliveryFailures)
         for reason in DropReason.allCases {
             put(report.counters.drops[reason])
         }
@@ -88,6 +90,8 @@ public final class PublishedReport: Sendable {
             report.receiveErrors = get()
             report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))
             report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))
+            report.counters.deliveries = get()
+            report.counters.deliveryFailures = get()
             for reason in DropReason.allCases {
                 report.counters.drops[reason] = get()
             }

@@ -57,7 +57,8 @@ struct Bench: ParsableCommand {
         try require("--timeout", timeout, in: 0.001...60)
         if let rate { try require("--rate", rate, in: 1...1e8) }
         if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
-        let largest = mode.replyRule.replyLength(forRequestOf: size.upper)
+        guard let rule = mode.replyRule else { throw ValidationError("--mode \(mode.rawValue) does not answer each request with one reply: bench measures hello and echo.") }
+        let largest = rule.replyLength(forRequestOf: size.upper)
         guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
     }
 
@@ -73,7 +74,7 @@ struct Bench: ParsableCommand {
         }
         defer { sockets.forEach { try? $0.close() } }  // exiting anyway
         var load = LoadGenerator(
-            sockets: sockets, rule: mode.replyRule, size: size, batch: batch,
+            sockets: sockets, rule: mode.replyRule!, size: size, batch: batch,
             window: rate == nil ? window : nil, rate: rate, requestsPerFlow: requests,
             duration: UInt64(duration * 1e9), timeout: UInt64(timeout * 1e9),
             progress: isatty(STDERR_FILENO) == 1)

@@ -107,7 +107,7 @@ struct Exchange {
     }
 
     mutating func ask(_ request: [UInt8]) -> Outcome {
-        let expected = Set(ServiceName.allCases.map { $0.replyRule.reply(to: request) })
+        let expected = Set(ServiceName.allCases.compactMap { $0.replyRule?.reply(to: request) })
         var reason = "timed out"
         for _ in 0..<attempts {
             do {

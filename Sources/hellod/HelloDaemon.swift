@@ -1,4 +1,5 @@
 import ArgumentParser
+import CShims
 import HelloCLI
 import Glibc
 import HelloCore
@@ -83,6 +84,40 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Flag(name: .customLong("rate-limit-loopback"), help: "Rate-limit loopback peers too (exempt by default).")
     var rateLimitLoopback = false
 
+    @Option(name: .customLong("chat-rooms"), help: ArgumentHelp("chat: rooms at once (fixed tables).", valueName: "n"))
+    var chatRooms = 64
+
+    @Option(name: .customLong("chat-members"), help: ArgumentHelp("chat: members per room.", valueName: "n"))
+    var chatMembers = 32
+
+    @Option(name: .customLong("chat-memberships-per-prefix"),
+            help: ArgumentHelp("chat: memberships one source prefix (IPv4 /32, IPv6 /64) may hold.", valueName: "n"))
+    var chatMembershipsPerPrefix = 8
+
+    @Option(name: .customLong("chat-history"), help: ArgumentHelp("chat: past events a joining member gets.", valueName: "n"))
+    var chatHistory = 32
+
+    @Option(name: .customLong("chat-backlog"), help: ArgumentHelp("chat: events each room keeps for RESEND.", valueName: "n"))
+    var chatBacklog = 256
+
+    @Option(name: .customLong("chat-max-message"), help: ArgumentHelp("chat: the longest message text.", valueName: "bytes"))
+    var chatMaxMessage = 1000
+
+    @Option(name: .customLong("chat-message-rate"), help: ArgumentHelp("chat: messages per second per member.", valueName: "per-second"))
+    var chatMessageRate: UInt64 = 5
+
+    @Option(name: .customLong("chat-message-burst"), help: ArgumentHelp("chat: messages a member may send at once.", valueName: "n"))
+    var chatMessageBurst: UInt64 = 10
+
+    @Option(name: .customLong("chat-epoch-s"), help: ArgumentHelp("chat: seconds a cookie key lives (a cookie of the previous epoch is still taken).", valueName: "s"))
+    var chatEpochSeconds: UInt64 = 120
+
+    @Option(name: .customLong("chat-silence-s"), help: ArgumentHelp("chat: a member silent this long is sent nothing more.", valueName: "s"))
+    var chatSilenceSeconds: UInt64 = 35
+
+    @Option(name: .customLong("chat-evict-s"), help: ArgumentHelp("chat: a member silent this long is evicted (\"timed out\").", valueName: "s"))
+    var chatEvictSeconds: UInt64 = 60
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -97,6 +132,17 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--rate-prefix-v4", ratePrefixV4, in: 0...32)
         try require("--rate-prefix-v6", ratePrefixV6, in: 0...128)
         try require("--rate-table", rateTable, in: 8...(1 << 24))
+        try require("--chat-rooms", chatRooms, in: 1...65536)
+        try require("--chat-members", chatMembers, in: 1...4096)
+        try require("--chat-memberships-per-prefix", chatMembershipsPerPrefix, in: 1...1_000_000)
+        try require("--chat-history", chatHistory, in: 0...1024)
+        try require("--chat-backlog", chatBacklog, in: 1...65536)
+        try require("--chat-max-message", chatMaxMessage, in: 0...1000)
+        try require("--chat-message-rate", chatMessageRate, in: 1...1_000_000)
+        try require("--chat-message-burst", chatMessageBurst, in: 1...1_000_000)
+        try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
+        try require("--chat-silence-s", chatSilenceSeconds, in: 1...86400)
+        try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
     }
 
     func run() throws {
@@ -114,7 +160,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
             segmentation: gso)
         let server = Supervisor(sockets: sockets, configuration: configuration,
-                                policy: policy(ownPorts: sockets.map(\.address.port)), log: log)
+                                policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(), log: log)
         do {
             try server.run()
         } catch let failure as StartFailure {
@@ -125,6 +171,31 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
 }
 
 extension HelloDaemon {
+    /// The chat relay's settings, with 128 bits from getrandom(2) as its secret: cookies
+    /// and tokens of an earlier run are worth nothing to this one.
+    func chatSettings() throws -> ChatSettings {
+        var chat = ChatSettings()
+        chat.rooms = chatRooms
+        chat.membersPerRoom = chatMembers
+        chat.membershipsPerPrefix = chatMembershipsPerPrefix
+        chat.history = chatHistory
+        chat.backlog = chatBacklog
+        chat.maxMessage = chatMaxMessage
+        chat.messageRate = chatMessageRate
+        chat.messageBurst = chatMessageBurst
+        chat.epochSeconds = chatEpochSeconds
+        chat.silenceSeconds = chatSilenceSeconds
+        chat.evictSeconds = chatEvictSeconds
+        var secret: (UInt64, UInt64) = (0, 0)
+        let got = withUnsafeMutableBytes(of: &secret) { hs_getrandom($0.baseAddress, $0.count) }
+        guard got == MemoryLayout.size(ofValue: secret) else {
+            Logger(label: "hellod").error("getrandom: \(got < 0 ? String(cString: strerror(errno)) : "short read")")
+            throw ExitCode.failure
+        }
+        chat.secret = secret
+        return chat
+    }
+
     func policy(ownPorts: [UInt16]) -> AdmissionPolicy {
         var policy = AdmissionPolicy()
         policy.allowPrivilegedSourcePorts = allowPrivilegedPorts

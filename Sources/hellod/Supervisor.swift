@@ -15,6 +15,7 @@ final class Supervisor {
     let sockets: [ServedSocket]
     let configuration: WorkerConfiguration
     let policy: AdmissionPolicy
+    let chat: ChatSettings
     let log: Logger
     let stop = StopSignal()
     let reports: [PublishedReport]
@@ -26,10 +27,12 @@ final class Supervisor {
     /// Drop warnings are summarised, at most one line this often.
     let warningInterval: UInt64 = 60_000_000_000
 
-    init(sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, log: Logger) {
+    init(sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, chat: ChatSettings,
+         log: Logger) {
         self.sockets = sockets
         self.configuration = configuration
         self.policy = policy
+        self.chat = chat
         self.log = log
         self.reports = sockets.map { _ in PublishedReport() }
         self.services = Set(sockets.map(\.service)).sorted().map { name in
@@ -95,7 +98,11 @@ final class Supervisor {
             index: index, socket: served.socket, configuration: configuration, published: reports[index],
             stop: stop, liveness: liveness,
             started: { error in startup.report(error.map { "cannot serve \(served.address): \($0)" }) })
-        let settings = configuration.serviceSettings(policy: policy)
+        let settings = { [configuration, policy, chat] in
+            var settings = configuration.serviceSettings(policy: policy)
+            settings.chat = chat
+            return settings
+        }()
         return WorkerThread.spawn(name: "hellod-w\(index)") {
             launcher.launch(served.service, settings: settings)
         }

@@ -70,10 +70,12 @@ import Testing
     }
 
     @Test func servicesByName() {
-        #expect(ServiceName.allCases == [.hello, .echo])
+        #expect(ServiceName.allCases == [.hello, .echo, .chat])
         #expect(ServiceName(rawValue: "hello") == .hello && ServiceName(rawValue: "echo") == .echo)
-        #expect(ServiceName.hello.replyRule.reply(to: Array("Michael".utf8)) == Array("Hello, Michael!".utf8))
-        #expect(ServiceName.echo.replyRule.reply(to: Array("Michael".utf8)) == Array("Michael".utf8))
+        #expect(ServiceName(rawValue: "chat") == .chat)
+        #expect(ServiceName.hello.replyRule?.reply(to: Array("Michael".utf8)) == Array("Hello, Michael!".utf8))
+        #expect(ServiceName.echo.replyRule?.reply(to: Array("Michael".utf8)) == Array("Michael".utf8))
+        #expect(ServiceName.chat.replyRule == nil)
         #expect(ServiceName.hello < .echo && !(ServiceName.echo < .hello))
     }
 }

@@ -1,0 +1,705 @@
+import HelloDatagram
+
+/// The chat relay's tables, limits and times, fixed at start; and its secret.
+public struct ChatSettings: Sendable {
+    public var rooms = 64
+    public var membersPerRoom = 32
+    /// Memberships one source prefix (IPv4 /32, IPv6 /64 by default) may hold in all.
+    public var membershipsPerPrefix = 8
+    public var ipv4PrefixLength = 32
+    public var ipv6PrefixLength = 64
+    /// Events a joining member gets from the room's past.
+    public var history = 32
+    /// Events each room keeps for RESEND and for duplicates (at least `history`, and at
+    /// least what one batch and one round of evictions can add, so that nothing is
+    /// overwritten before it is sent).
+    public var backlog = 256
+    /// The longest message text (at most 1000 bytes).
+    public var maxMessage = ChatWire.maxText
+    /// Messages per second per member, and how many may come at once.
+    public var messageRate: UInt64 = 5
+    public var messageBurst: UInt64 = 10
+    /// Challenges and NOT A MEMBER answers per source prefix.
+    public var answerLimit = RateLimiter.Configuration(rate: 20, burst: 20, tableSize: 4096)
+    /// Seconds a cookie key lives; a cookie of the current or the previous epoch is taken.
+    public var epochSeconds: UInt64 = 120
+    /// A member silent this long gets nothing more; this long, it is evicted.
+    public var silenceSeconds: UInt64 = 35
+    public var evictSeconds: UInt64 = 60
+    /// 128 random bits (hellod reads them with getrandom(2)): the root of every cookie key,
+    /// every token and the relay's instance id.
+    public var secret: (UInt64, UInt64) = (0, 0)
+
+    public init() {}
+}
+
+/// The chat relay (docs/PROTOCOL.md, "chat"): rooms of members, every message delivered to
+/// every member, sender included, in one order per room.
+///
+/// Nothing is stored for a source until it has shown, with a cookie, that it receives at its
+/// address; until then it gets nothing longer than what it sent. Every table is allocated in
+/// `init`; a datagram allocates nothing. Events of a batch are sent at its end
+/// (`endBatch`), several to one member in one datagram.
+///
+/// Counting: a request whose answer is a datagram of its own (CHALLENGE, WELCOME, MEMBERS,
+/// a RESEND's events, a duplicate's copy) is `replied` once the kernel takes that datagram
+/// (or dropped as send-failed); one whose answer is an event to the room (SAY, LEAVE, NICK)
+/// or nothing (KEEPALIVE) is `replied` when handled; any refusal is a drop under its reason.
+/// Every other datagram sent is a delivery. The kernel says how many datagrams of a send
+/// failed, not which: failures are counted against the outbox's replies first.
+public struct ChatService: DatagramService, ~Copyable {
+    public let outboxCapacity: Int
+    public let largestDatagram = ChatWire.largestDatagram
+    public var tickInterval: UInt64? { 100_000_000 }
+    public var counters: Counters { tally }
+
+    @usableFromInline var tally = Counters()
+    var admission: Admission
+    var answers: RateLimiter
+    let settings: ChatSettings
+    let instance: UInt64
+    let tokenKey: SipHasher.Key
+    var tokensIssued: UInt64 = 0
+    var epoch: (number: UInt32, current: SipHasher.Key, previous: SipHasher.Key) = (0, (0, 0), (0, 0))
+    let epochLength: UInt64
+    let backlog: Int
+    let historyCount: Int
+    /// Every event the relay has numbered: a new room starts after all of them, so that
+    /// (instance, room sequence) never repeats.
+    var issued: UInt32 = 0
+
+    // The tables.
+    let roomCount: Int
+    let perRoom: Int
+    let rooms: UnsafeMutablePointer<Room>
+    let roomNames: UnsafeMutablePointer<UInt8>
+    let members: UnsafeMutablePointer<Member>
+    let nicks: UnsafeMutablePointer<UInt8>
+    /// Each room's last `backlog` events, encoded as they go on the wire, behind a header
+    /// (length u16, 6 spare bytes, the sender's token u64).
+    let events: UnsafeMutableRawPointer
+    let eventStride: Int
+    /// Token -> member slot, open addressing (linear probing); -1: empty.
+    let tokenIndex: UnsafeMutablePointer<Int32>
+    let tokenMask: Int
+    /// Rooms with events not yet sent to their members, and where `endBatch` stopped.
+    let dirtyRooms: UnsafeMutablePointer<Int32>
+    var dirtyCount = 0
+    var flushCursor = (room: 0, member: 0)
+    /// A datagram read in two parts, made one.
+    let scratch: UnsafeMutableRawPointer
+    /// What the outbox holds, by kind, for `recordSent`.
+    var pending = (replies: 0, deliveries: 0)
+
+    struct Room {
+        var inUse = false
+        var nameLength: UInt8 = 0
+        var memberCount = 0
+        /// The next event's sequence, and the first the backlog still holds.
+        var next: UInt32 = 1
+        var oldest: UInt32 = 1
+        var dirty = false
+    }
+
+    struct Member {
+        /// 0: a free slot.
+        var token: UInt64 = 0
+        var peer = Endpoint.v4(0, port: 0)
+        var source: LocalSource?
+        var session: UInt64 = 0
+        var nickLength: UInt8 = 0
+        var lastHeard: UInt64 = 0
+        /// The message rate limit's theoretical arrival time (GCRA).
+        var rateArrival: UInt64 = 0
+        /// Client sequences delivered: the highest, and the 64 below it as bits.
+        var highest: UInt32 = 0
+        var seen: UInt64 = 0
+        var anySeen = false
+        /// The next room sequence this member is to be sent.
+        var nextToSend: UInt32 = 0
+    }
+
+    public init(_ service: ServiceSettings) {
+        var s = service.chat
+        precondition(s.rooms > 0 && s.membersPerRoom > 0 && s.membersPerRoom <= 4096 && s.rooms <= 65536)
+        precondition(s.maxMessage >= 0 && s.maxMessage <= ChatWire.maxText)
+        precondition(s.epochSeconds > 0 && s.silenceSeconds > 0 && s.evictSeconds > 0)
+        s.history = max(0, min(s.history, 1024))
+        settings = s
+        backlog = max(s.backlog, s.history, service.batchSize + s.membersPerRoom, ChatWire.maxResend, 1)
+        historyCount = s.history
+        // Room for one request's largest answer (WELCOME and history, or a RESEND), and
+        // for a batch's worth of single answers.
+        outboxCapacity = max(service.batchSize, 1 + s.history, ChatWire.maxResend)
+        admission = Admission(service.policy)
+        answers = RateLimiter(s.answerLimit, seed: SipHasher.hash(key: s.secret, 7, 0))
+        instance = SipHasher.hash(key: s.secret, 5, 0)
+        tokenKey = (SipHasher.hash(key: s.secret, 3, 0), SipHasher.hash(key: s.secret, 4, 0))
+        epochLength = s.epochSeconds * 1_000_000_000
+        roomCount = s.rooms
+        perRoom = s.membersPerRoom
+        rooms = .allocate(capacity: roomCount)
+        rooms.initialize(repeating: Room(), count: roomCount)
+        roomNames = .allocate(capacity: roomCount * ChatWire.maxName)
+        let slots = roomCount * perRoom
+        members = .allocate(capacity: slots)
+        members.initialize(repeating: Member(), count: slots)
+        nicks = .allocate(capacity: slots * ChatWire.maxName)
+        eventStride = (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: s.maxMessage) + 7) & ~7
+        events = .allocate(byteCount: roomCount * backlog * eventStride, alignment: 8)
+        var indexSize = 16
+        while indexSize < 2 * slots { indexSize <<= 1 }
+        tokenIndex = .allocate(capacity: indexSize)
+        tokenIndex.initialize(repeating: -1, count: indexSize)
+        tokenMask = indexSize - 1
+        dirtyRooms = .allocate(capacity: roomCount)
+        scratch = .allocate(byteCount: ChatWire.largestDatagram, alignment: 8)
+    }
+
+    deinit {
+        rooms.deallocate()
+        roomNames.deallocate()
+        members.deallocate()
+        nicks.deallocate()
+        events.deallocate()
+        tokenIndex.deallocate()
+        dirtyRooms.deallocate()
+        scratch.deallocate()
+    }
+
+    // MARK: Requests
+
+    /// How many datagrams the answer to a request of `type` may take at most: the outbox
+    /// must have room for them before anything changes.
+    func answerBound(_ type: UInt8) -> Int {
+        switch ChatType(rawValue: type) {
+        case .join: return 1 + historyCount
+        case .resend: return ChatWire.maxResend
+        default: return 1
+        }
+    }
+
+    public mutating func handle(_ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Bool {
+        let type: UInt8 = datagram.payload.count >= 2 ? datagram.payload[1] : 0
+        let bound = answerBound(type)
+        if !outbox.isEmpty && !(outbox.count + bound <= outbox.capacity
+                                && outbox.bufferUsed + bound * largestDatagram <= outbox.bufferCapacity) {
+            return false
+        }
+        tally.read += 1
+        if let reason = admission.refusal(of: datagram, now: now) {
+            tally.drops[reason] += 1
+            return true
+        }
+        guard datagram.length <= ChatWire.largestDatagram else {
+            tally.drops[.chatMalformed] += 1
+            return true
+        }
+        var bytes = datagram.payload
+        if !datagram.continuation.isEmpty {
+            UnsafeMutableRawBufferPointer(start: scratch, count: datagram.length).copyMemory(from: datagram.payload)
+            (scratch + datagram.payload.count).copyMemory(from: datagram.continuation.baseAddress!,
+                                                          byteCount: datagram.continuation.count)
+            bytes = UnsafeRawBufferPointer(start: scratch, count: datagram.length)
+        }
+        refreshEpoch(now)
+        let outcome = serve(bytes, datagram, now: now, into: &outbox)
+        switch outcome {
+        case .answered: pending.replies += 1
+        case .served: tally.replied += 1
+        case .dropped(let reason): tally.drops[reason] += 1
+        }
+        return true
+    }
+
+    enum Outcome {
+        /// Its answer is the first datagram written for it.
+        case answered
+        /// Acted on; the answer, if any, is an event to the room.
+        case served
+        case dropped(DropReason)
+    }
+
+    mutating func serve(_ bytes: UnsafeRawBufferPointer, _ datagram: Datagram, now: UInt64,
+                        into outbox: inout Outbox) -> Outcome {
+        guard let request = ChatRequest.parse(bytes) else {
+            if bytes.count >= 2 && bytes[0] == ChatWire.version && bytes[1] == ChatType.join.rawValue
+                && bytes.count < ChatWire.joinLength {
+                return .dropped(.chatShortJoin)
+            }
+            return .dropped(.chatMalformed)
+        }
+        if case .join(let join) = request {
+            return self.join(join, length: bytes.count, datagram, now: now, into: &outbox)
+        }
+        let token: UInt64
+        switch request {
+        case .join: fatalError("handled above")
+        case .say(let t, _, _), .keepalive(let t, _), .leave(let t), .resend(let t, _, _), .who(let t), .nick(let t, _):
+            token = t
+        }
+        guard let slot = lookup(token) else {
+            // Not longer than the request (every request with a token has at least 10
+            // bytes), and rate-limited: a forged source gets little, and not often.
+            guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
+            notice(to: datagram, into: &outbox) { $0.notAMember(token: token) }
+            return .dropped(.chatNotMember)
+        }
+        guard members[slot].peer == datagram.peer else { return .dropped(.chatBadToken) }
+        members[slot].lastHeard = now
+        members[slot].source = datagram.arrival.replySource
+        let room = slot / perRoom
+        switch request {
+        case .join: fatalError("handled above")
+        case let .say(_, sequence, text):
+            return say(slot, sequence: sequence, text: text, now: now, into: &outbox)
+        case .keepalive:
+            return .served
+        case .leave:
+            let m = members[slot]
+            appendEvent(room, kind: .left, session: m.session, clientSequence: 0, nick: nick(slot),
+                        text: UnsafeRawBufferPointer(start: nil, count: 0), sender: m.token)
+            remove(slot)
+            return .served
+        case let .resend(_, first, count):
+            var from = max(first, rooms[room].oldest)
+            let end = UInt32(min(UInt64(first) + UInt64(count), UInt64(rooms[room].next)))
+            guard from < end else { return .dropped(.chatStale) }
+            var written = 0
+            while from < end && writeEvents(room, from: &from, to: end, to: members[slot], into: &outbox) {
+                written += 1
+            }
+            pending.deliveries += written - 1
+            return .answered
+        case .who:
+            let r = rooms[room]
+            let m = members[slot]
+            _ = outbox.write(to: m.peer, from: m.source) { w in
+                var count = 0
+                var length = 12
+                for k in 0..<perRoom where members[room * perRoom + k].token != 0 {
+                    let next = length + 1 + Int(members[room * perRoom + k].nickLength)
+                    if next > ChatWire.largestDatagram { break }
+                    length = next
+                    count += 1
+                }
+                w.members(instance: instance, count: UInt16(min(count, r.memberCount)))
+                var listed = 0
+                for k in 0..<perRoom where members[room * perRoom + k].token != 0 && listed < count {
+                    w.string(nick(room * perRoom + k))
+                    listed += 1
+                }
+            }
+            return .answered
+        case let .nick(_, newNick):
+            if let refusal = nameRefusal(newNick, in: room, except: slot) {
+                notice(to: members[slot], into: &outbox) { $0.refused(refusal) }
+                return .dropped(.chatBadName)
+            }
+            let m = members[slot]
+            appendEvent(room, kind: .renamed, session: m.session, clientSequence: 0, nick: nick(slot), text: newNick,
+                        sender: m.token)
+            setNick(slot, newNick)
+            return .served
+        }
+    }
+
+    mutating func join(_ join: ChatJoin, length: Int, _ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Outcome {
+        guard length >= ChatWire.joinLength else { return .dropped(.chatShortJoin) }
+        guard isValid(join.cookie, for: datagram.peer) else {
+            guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
+            let cookie = self.cookie(for: datagram.peer, epoch: epoch.number)
+            if join.cookie.isNone {
+                _ = outbox.write(limit: length, to: datagram.peer, from: datagram.arrival.replySource) { $0.challenge(cookie) }
+                return .answered
+            }
+            notice(to: datagram, into: &outbox) { $0.challenge(cookie) }
+            return .dropped(.chatBadCookie)
+        }
+        // The source receives at its address: from here on it may be answered in full.
+        if join.token != 0, let slot = lookup(join.token) {
+            // The member's address changed (NAT rebinding), or its WELCOME was lost: the
+            // same member, silently at its new address.
+            members[slot].peer = datagram.peer
+            members[slot].source = datagram.arrival.replySource
+            members[slot].lastHeard = now
+            welcome(slot, into: &outbox)
+            return .answered
+        }
+        guard ChatWire.isValidName(join.room) else {
+            notice(to: datagram, into: &outbox) { $0.refused(.badName) }
+            return .dropped(.chatBadName)
+        }
+        let found = findRoom(join.room)
+        if let room = found, join.session != 0 {
+            // A JOIN repeated because its WELCOME was lost: the member it made.
+            for k in 0..<perRoom {
+                let m = members[room * perRoom + k]
+                if m.token != 0 && m.session == join.session && m.peer == datagram.peer {
+                    welcome(room * perRoom + k, into: &outbox)
+                    return .answered
+                }
+            }
+        }
+        if let refusal = nameRefusal(join.nick, in: found, except: -1) {
+            notice(to: datagram, into: &outbox) { $0.refused(refusal) }
+            return .dropped(.chatBadName)
+        }
+        if membershipsOfPrefix(datagram.peer) >= settings.membershipsPerPrefix {
+            notice(to: datagram, into: &outbox) { $0.refused(.tooManyMemberships) }
+            return .dropped(.chatRoomFull)
+        }
+        let room: Int
+        if let found {
+            guard rooms[found].memberCount < perRoom else {
+                notice(to: datagram, into: &outbox) { $0.refused(.roomFull) }
+                return .dropped(.chatRoomFull)
+            }
+            room = found
+        } else {
+            guard let free = (0..<roomCount).first(where: { !rooms[$0].inUse }) else {
+                notice(to: datagram, into: &outbox) { $0.refused(.tooManyRooms) }
+                return .dropped(.chatRoomFull)
+            }
+            room = free
+            rooms[room] = Room(inUse: true, nameLength: UInt8(join.room.count), memberCount: 0,
+                               next: issued &+ 1, oldest: issued &+ 1, dirty: false)
+            UnsafeMutableRawPointer(roomNames + room * ChatWire.maxName).copyMemory(from: join.room.baseAddress!,
+                                                                                  byteCount: join.room.count)
+        }
+        let slot = (room * perRoom..<(room + 1) * perRoom).first { members[$0].token == 0 }!
+        members[slot] = Member(token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
+                               session: join.session, lastHeard: now, rateArrival: 0,
+                               nextToSend: rooms[room].next)
+        setNick(slot, join.nick)
+        insert(slot)
+        rooms[room].memberCount += 1
+        welcome(slot, into: &outbox)
+        // History: the room's last events, then "joined" to everyone, the joiner included.
+        let next = rooms[room].next
+        var from = max(rooms[room].oldest, next >= UInt32(historyCount) ? next - UInt32(historyCount) : 0)
+        while from < next && writeEvents(room, from: &from, to: next, to: members[slot], into: &outbox) {
+            pending.deliveries += 1
+        }
+        appendEvent(room, kind: .joined, session: join.session, clientSequence: 0, nick: nick(slot),
+                    text: UnsafeRawBufferPointer(start: nil, count: 0), sender: members[slot].token)
+        return .answered
+    }
+
+    mutating func say(_ slot: Int, sequence: UInt32, text: UnsafeRawBufferPointer, now: UInt64,
+                      into outbox: inout Outbox) -> Outcome {
+        guard text.count <= settings.maxMessage else { return .dropped(.chatMalformed) }
+        let room = slot / perRoom
+        var m = members[slot]
+        let duplicate: Bool
+        if !m.anySeen || sequence > m.highest {
+            duplicate = false
+        } else {
+            let distance = m.highest - sequence
+            duplicate = distance >= 64 || m.seen & (1 << UInt64(distance)) != 0
+        }
+        if duplicate {
+            // Its copy was lost, most likely: the copy again, from the backlog.
+            var seq = rooms[room].oldest
+            while seq < rooms[room].next {
+                let slotBytes = eventSlot(room, seq)
+                if slotBytes.load(fromByteOffset: 8, as: UInt64.self) == m.token
+                    && slotBytes.load(fromByteOffset: 16 + 4, as: UInt8.self) == ChatEventKind.message.rawValue
+                    && UInt32(bigEndian: slotBytes.loadUnaligned(fromByteOffset: 16 + 13, as: UInt32.self)) == sequence {
+                    var from = seq
+                    _ = writeEvents(room, from: &from, to: seq + 1, to: m, into: &outbox)
+                    return .answered
+                }
+                seq += 1
+            }
+            return .dropped(.chatStale)
+        }
+        let interval = max(1_000_000_000 / max(settings.messageRate, 1), 1)
+        let arrival = max(m.rateArrival, now)
+        guard arrival - now <= interval * (max(settings.messageBurst, 1) - 1) else { return .dropped(.chatRateLimited) }
+        m.rateArrival = arrival + interval
+        if !m.anySeen {
+            (m.highest, m.seen, m.anySeen) = (sequence, 1, true)
+        } else if sequence > m.highest {
+            let shift = UInt64(sequence - m.highest)
+            m.seen = (shift >= 64 ? 0 : m.seen << shift) | 1
+            m.highest = sequence
+        } else {
+            m.seen |= 1 << UInt64(m.highest - sequence)
+        }
+        members[slot] = m
+        appendEvent(room, kind: .message, session: m.session, clientSequence: sequence, nick: nick(slot), text: text,
+                    sender: m.token)
+        return .served
+    }
+
+    // MARK: Time
+
+    public mutating func tick(now: UInt64, into outbox: inout Outbox) {
+        refreshEpoch(now)
+        let evictAfter = settings.evictSeconds * 1_000_000_000
+        for slot in 0..<roomCount * perRoom where members[slot].token != 0 && now &- members[slot].lastHeard >= evictAfter
+            && now > members[slot].lastHeard {
+            let m = members[slot]
+            appendEvent(slot / perRoom, kind: .timedOut, session: m.session, clientSequence: 0, nick: nick(slot),
+                        text: UnsafeRawBufferPointer(start: nil, count: 0), sender: m.token)
+            remove(slot)
+        }
+    }
+
+    /// Sends each dirty room's new events to its members who are not silent, as many to
+    /// one member in one datagram as fit.
+    public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool {
+        let silentAfter = settings.silenceSeconds * 1_000_000_000
+        while flushCursor.room < dirtyCount {
+            let room = Int(dirtyRooms[flushCursor.room])
+            while flushCursor.member < perRoom {
+                let slot = room * perRoom + flushCursor.member
+                if members[slot].token != 0 {
+                    let next = rooms[room].next
+                    if now > members[slot].lastHeard && now - members[slot].lastHeard >= silentAfter {
+                        members[slot].nextToSend = next  // it may ask RESEND when it is back
+                    }
+                    var from = max(members[slot].nextToSend, rooms[room].oldest)
+                    while from < next {
+                        guard writeEvents(room, from: &from, to: next, to: members[slot], into: &outbox) else {
+                            members[slot].nextToSend = from
+                            return false
+                        }
+                        pending.deliveries += 1
+                    }
+                    members[slot].nextToSend = next
+                }
+                flushCursor.member += 1
+            }
+            rooms[room].dirty = false
+            flushCursor = (flushCursor.room + 1, 0)
+        }
+        dirtyCount = 0
+        flushCursor = (0, 0)
+        return true
+    }
+
+    public mutating func recordSent(_ sent: Int, failed: Int) {
+        let failedReplies = min(failed, pending.replies)
+        tally.replied += UInt64(pending.replies - failedReplies)
+        tally.drops[.sendFailed] += UInt64(failedReplies)
+        let failedDeliveries = failed - failedReplies
+        tally.deliveryFailures += UInt64(failedDeliveries)
+        tally.deliveries += UInt64(max(sent - (pending.replies - failedReplies), 0))
+        pending = (0, 0)
+    }
+
+    // MARK: Cookies and tokens
+
+    mutating func refreshEpoch(_ now: UInt64) {
+        let number = UInt32(truncatingIfNeeded: now / epochLength) &+ 1
+        guard number != epoch.number else { return }
+        let previous = number &- 1 == epoch.number ? epoch.current : epochKey(number &- 1)
+        epoch = (number, epochKey(number), previous)
+    }
+
+    func epochKey(_ number: UInt32) -> SipHasher.Key {
+        (SipHasher.hash(key: settings.secret, 1, UInt64(number)), SipHasher.hash(key: settings.secret, 2, UInt64(number)))
+    }
+
+    /// The cookie of `peer` in epoch `number`: a MAC over its address, port and the epoch,
+    /// under that epoch's key.
+    func cookie(for peer: Endpoint, epoch number: UInt32) -> ChatCookie {
+        let key = number == epoch.number ? epoch.current : number == epoch.number &- 1 ? epoch.previous : epochKey(number)
+        var h = SipHasher(key: key)
+        h.append(UInt64(peer.family == .v4 ? 4 : 6))
+        h.append(peer.address.high)
+        h.append(peer.address.low)
+        h.append(UInt64(peer.port) | UInt64(number) << 16)
+        return ChatCookie(epoch: number, mac: h.finalize())
+    }
+
+    func isValid(_ cookie: ChatCookie, for peer: Endpoint) -> Bool {
+        guard !cookie.isNone, cookie.epoch == epoch.number || cookie.epoch == epoch.number &- 1 else { return false }
+        return self.cookie(for: peer, epoch: cookie.epoch).mac == cookie.mac
+    }
+
+    mutating func newToken() -> UInt64 {
+        while true {
+            tokensIssued += 1
+            let token = SipHasher.hash(key: tokenKey, tokensIssued, 0)
+            if token != 0 && lookup(token) == nil { return token }
+        }
+    }
+
+    // MARK: Tables
+
+    func lookup(_ token: UInt64) -> Int? {
+        guard token != 0 else { return nil }
+        var i = Int(truncatingIfNeeded: token) & tokenMask
+        while tokenIndex[i] >= 0 {
+            if members[Int(tokenIndex[i])].token == token { return Int(tokenIndex[i]) }
+            i = (i + 1) & tokenMask
+        }
+        return nil
+    }
+
+    func insert(_ slot: Int) {
+        var i = Int(truncatingIfNeeded: members[slot].token) & tokenMask
+        while tokenIndex[i] >= 0 { i = (i + 1) & tokenMask }
+        tokenIndex[i] = Int32(slot)
+    }
+
+    /// Removes a member; its room goes when it was the last. The index entry is deleted by
+    /// shifting back the entries after it, so that no probe sequence breaks.
+    mutating func remove(_ slot: Int) {
+        let token = members[slot].token
+        var i = Int(truncatingIfNeeded: token) & tokenMask
+        while Int(tokenIndex[i]) != slot { i = (i + 1) & tokenMask }
+        var j = i
+        while true {
+            j = (j + 1) & tokenMask
+            guard tokenIndex[j] >= 0 else { break }
+            let home = Int(truncatingIfNeeded: members[Int(tokenIndex[j])].token) & tokenMask
+            // Move j back into the hole at i unless its home lies cyclically in (i, j].
+            let inBetween = i <= j ? (home > i && home <= j) : (home > i || home <= j)
+            if !inBetween {
+                tokenIndex[i] = tokenIndex[j]
+                i = j
+            }
+        }
+        tokenIndex[i] = -1
+        members[slot] = Member()
+        let room = slot / perRoom
+        rooms[room].memberCount -= 1
+        if rooms[room].memberCount == 0 {
+            rooms[room].inUse = false
+        }
+    }
+
+    func nick(_ slot: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: nicks + slot * ChatWire.maxName, count: Int(members[slot].nickLength))
+    }
+
+    func setNick(_ slot: Int, _ nick: UnsafeRawBufferPointer) {
+        if let base = nick.baseAddress {
+            UnsafeMutableRawPointer(nicks + slot * ChatWire.maxName).copyMemory(from: base, byteCount: nick.count)
+        }
+        members[slot].nickLength = UInt8(nick.count)
+    }
+
+    func findRoom(_ name: UnsafeRawBufferPointer) -> Int? {
+        for room in 0..<roomCount where rooms[room].inUse && Int(rooms[room].nameLength) == name.count {
+            if memcmpEqual(roomNames + room * ChatWire.maxName, name) { return room }
+        }
+        return nil
+    }
+
+    /// Why `nick` cannot be a name in `room` (nil: it can).
+    func nameRefusal(_ nick: UnsafeRawBufferPointer, in room: Int?, except: Int) -> ChatRefusal? {
+        guard ChatWire.isValidName(nick) else { return .badName }
+        guard let room else { return nil }
+        for slot in room * perRoom..<(room + 1) * perRoom where slot != except && members[slot].token != 0
+            && Int(members[slot].nickLength) == nick.count {
+            if memcmpEqual(nicks + slot * ChatWire.maxName, nick) { return .nickTaken }
+        }
+        return nil
+    }
+
+    func membershipsOfPrefix(_ peer: Endpoint) -> Int {
+        func prefix(_ e: Endpoint) -> (UInt64, UInt64, Bool) {
+            switch e.family {
+            case .v4:
+                let bits = settings.ipv4PrefixLength
+                let mask: UInt64 = bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
+                return (0, e.address.low & mask, true)
+            case .v6:
+                let bits = settings.ipv6PrefixLength
+                let high: UInt64 = bits >= 64 ? ~0 : bits <= 0 ? 0 : ~0 << UInt64(64 - bits)
+                let low: UInt64 = bits >= 128 ? ~0 : bits <= 64 ? 0 : ~0 << UInt64(128 - bits)
+                return (e.address.high & high, e.address.low & low, false)
+            }
+        }
+        let mine = prefix(peer)
+        var count = 0
+        for slot in 0..<roomCount * perRoom where members[slot].token != 0 && prefix(members[slot].peer) == mine {
+            count += 1
+        }
+        return count
+    }
+
+    // MARK: Events
+
+    func eventSlot(_ room: Int, _ sequence: UInt32) -> UnsafeMutableRawPointer {
+        events + (room * backlog + Int(sequence % UInt32(backlog))) * eventStride
+    }
+
+    func eventBytes(_ room: Int, _ sequence: UInt32) -> UnsafeRawBufferPointer {
+        let slot = eventSlot(room, sequence)
+        return UnsafeRawBufferPointer(start: slot + 16, count: Int(slot.load(as: UInt16.self)))
+    }
+
+    /// Numbers an event in `room`, keeps it in the backlog and marks the room for sending.
+    mutating func appendEvent(_ room: Int, kind: ChatEventKind, session: UInt64, clientSequence: UInt32,
+                              nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, sender: UInt64) {
+        let sequence = rooms[room].next
+        let slot = eventSlot(room, sequence)
+        var w = ChatWriter(slot + 16, capacity: eventStride - 16)
+        w.event(sequence: sequence, kind: kind, session: session, clientSequence: clientSequence, nick: nick, text: text)
+        precondition(!w.overflowed)
+        slot.storeBytes(of: UInt16(w.count), as: UInt16.self)
+        slot.storeBytes(of: sender, toByteOffset: 8, as: UInt64.self)
+        rooms[room].next = sequence &+ 1
+        issued = max(issued, sequence)
+        if rooms[room].next - rooms[room].oldest > UInt32(backlog) {
+            rooms[room].oldest = rooms[room].next - UInt32(backlog)
+        }
+        if !rooms[room].dirty {
+            rooms[room].dirty = true
+            dirtyRooms[dirtyCount] = Int32(room)
+            dirtyCount += 1
+        }
+    }
+
+    /// Writes one EVENTS datagram to `member` with the events from `from` on, as many as
+    /// fit, and moves `from` past them; false (nothing written) if the outbox is full.
+    func writeEvents(_ room: Int, from: inout UInt32, to end: UInt32, to member: Member, into outbox: inout Outbox) -> Bool {
+        var length = ChatWire.eventsHeaderLength
+        var last = from
+        while last < end && length + eventBytes(room, last).count <= ChatWire.largestDatagram {
+            length += eventBytes(room, last).count
+            last += 1
+        }
+        guard outbox.hasRoom(for: length) else { return false }
+        let start = from
+        _ = outbox.write(to: member.peer, from: member.source) { w in
+            w.events(instance: instance)
+            for seq in start..<last { w.bytes(eventBytes(room, seq)) }
+        }
+        from = last
+        return true
+    }
+
+    func welcome(_ slot: Int, into outbox: inout Outbox) {
+        let m = members[slot]
+        let room = rooms[slot / perRoom]
+        _ = outbox.write(to: m.peer, from: m.source) {
+            $0.welcome(token: m.token, instance: instance, nextSequence: room.next, members: UInt16(room.memberCount))
+        }
+    }
+
+    /// A datagram that tells a refused source why: a delivery, not a reply.
+    mutating func notice(to datagram: Datagram, into outbox: inout Outbox, _ body: (inout ChatWriter) -> Void) {
+        if outbox.write(limit: datagram.length, to: datagram.peer, from: datagram.arrival.replySource, body) {
+            pending.deliveries += 1
+        }
+    }
+
+    mutating func notice(to member: Member, into outbox: inout Outbox, _ body: (inout ChatWriter) -> Void) {
+        if outbox.write(to: member.peer, from: member.source, body) {
+            pending.deliveries += 1
+        }
+    }
+}
+
+@inline(__always)
+func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafeRawBufferPointer) -> Bool {
+    for i in 0..<b.count where a[i] != b[i] { return false }
+    return true
+}

@@ -1,0 +1,538 @@
+import HelloDatagram
+
+/// The chat protocol's wire format (docs/PROTOCOL.md, "chat"): pure functions over bytes.
+///
+/// The relay decodes from the datagram's own bytes (`ChatRequest.parse`, views into them)
+/// and encodes straight into the outbox (`ChatWriter`, bounds-checked), so its path
+/// allocates nothing. Clients and tests use `ChatMessage`, which owns its bytes and encodes
+/// to `[UInt8]` through the same writer.
+public enum ChatWire {
+    public static let version: UInt8 = 1
+    /// The largest datagram anyone sends: it crosses any IPv6 path without fragmenting.
+    public static let largestDatagram = 1232
+    /// What a JOIN is padded to at least, and the length of a CHALLENGE: the challenge is
+    /// then never longer than the datagram it answers.
+    public static let joinLength = 64
+    public static let maxName = 32
+    public static let maxText = 1000
+    public static let maxResend = 64
+    public static let cookieLength = 16
+    /// An EVENTS datagram's header: version, type, relay instance.
+    public static let eventsHeaderLength = 10
+    /// A JOIN's fixed part: version, type, cookie, session, token.
+    static let joinFixedLength = 2 + 16 + 8 + 8
+
+    /// An event's length on the wire: sequence, kind, session, client sequence, the nick
+    /// (one-byte length) and the text (two-byte length).
+    @inlinable
+    public static func eventLength(nick: Int, text: Int) -> Int { 4 + 1 + 8 + 4 + 1 + nick + 2 + text }
+
+    /// Whether `bytes` may be a nick or a room name: 1-32 bytes of UTF-8 (shortest form, no
+    /// surrogates) without control characters (C0, DEL, C1), which would let one user
+    /// rewrite another's terminal, nor the bidirectional overrides and isolates
+    /// (U+202A-U+202E, U+2066-U+2069), which would let a name display as another.
+    public static func isValidName(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let n = bytes.count
+        guard n >= 1 && n <= maxName else { return false }
+        var i = 0
+        while i < n {
+            let first = bytes[i]
+            var scalar: UInt32
+            let length: Int
+            let least: UInt32
+            switch first {
+            case 0..<0x80: (scalar, length, least) = (UInt32(first), 1, 0)
+            case 0xc0..<0xe0: (scalar, length, least) = (UInt32(first & 0x1f), 2, 0x80)
+            case 0xe0..<0xf0: (scalar, length, least) = (UInt32(first & 0x0f), 3, 0x800)
+            case 0xf0..<0xf8: (scalar, length, least) = (UInt32(first & 0x07), 4, 0x10000)
+            default: return false
+            }
+            guard i + length <= n else { return false }
+            for k in 1..<length {
+                let next = bytes[i + k]
+                guard next & 0xc0 == 0x80 else { return false }
+                scalar = scalar << 6 | UInt32(next & 0x3f)
+            }
+            guard scalar >= least, scalar <= 0x10ffff, !(0xd800...0xdfff).contains(scalar) else { return false }
+            switch scalar {
+            case 0..<0x20, 0x7f...0x9f, 0x202a...0x202e, 0x2066...0x2069: return false
+            default: break
+            }
+            i += length
+        }
+        return true
+    }
+
+    public static func isValidName(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { isValidName($0) }
+    }
+}
+
+public enum ChatType: UInt8, Sendable {
+    case join = 1, say, keepalive, leave, resend, who, nick
+    case challenge = 129, welcome, events, members, notAMember, refused
+}
+
+public enum ChatEventKind: UInt8, Sendable {
+    case message = 1, joined, left, timedOut, renamed
+}
+
+public enum ChatRefusal: UInt8, Sendable {
+    case roomFull = 1, nickTaken, tooManyRooms, tooManyMemberships, badName
+}
+
+/// A cookie: the epoch it was made in and the MAC over the source's address, port and that
+/// epoch. All zero: none.
+public struct ChatCookie: Equatable, Hashable, Sendable {
+    public var epoch: UInt32
+    public var mac: UInt64
+
+    public init(epoch: UInt32, mac: UInt64) {
+        self.epoch = epoch
+        self.mac = mac
+    }
+
+    public static let none = ChatCookie(epoch: 0, mac: 0)
+    public var isNone: Bool { epoch == 0 && mac == 0 }
+}
+
+// MARK: - Reading
+
+/// Reads big-endian fields from bytes it does not own; every read is bounds-checked and
+/// fails (nil) past the end.
+public struct ChatReader {
+    public let bytes: UnsafeRawBufferPointer
+    public private(set) var offset = 0
+
+    @inlinable
+    public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    public var remaining: Int { bytes.count - offset }
+    public var atEnd: Bool { offset == bytes.count }
+
+    @inline(__always)
+    mutating func load<T: FixedWidthInteger>(_: T.Type) -> T? {
+        let size = MemoryLayout<T>.size
+        guard remaining >= size else { return nil }
+        defer { offset += size }
+        return T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    public mutating func u8() -> UInt8? { load(UInt8.self) }
+    public mutating func u16() -> UInt16? { load(UInt16.self) }
+    public mutating func u32() -> UInt32? { load(UInt32.self) }
+    public mutating func u64() -> UInt64? { load(UInt64.self) }
+
+    public mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer? {
+        guard count >= 0 && remaining >= count else { return nil }
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
+    }
+
+    /// A string: one-byte length, bytes.
+    public mutating func string() -> UnsafeRawBufferPointer? {
+        guard let length = u8() else { return nil }
+        return bytes(Int(length))
+    }
+
+    /// A text: two-byte length, bytes.
+    public mutating func text() -> UnsafeRawBufferPointer? {
+        guard let length = u16() else { return nil }
+        return bytes(Int(length))
+    }
+
+    public mutating func cookie() -> ChatCookie? {
+        guard let epoch = u32(), let mac = u64(), let zero = u32(), zero == 0 else { return nil }
+        return ChatCookie(epoch: epoch, mac: mac)
+    }
+}
+
+/// A JOIN, its strings viewed in the datagram's bytes.
+public struct ChatJoin {
+    public var cookie: ChatCookie
+    public var session: UInt64
+    public var token: UInt64
+    public var room: UnsafeRawBufferPointer
+    public var nick: UnsafeRawBufferPointer
+}
+
+/// What a client sends, decoded without copying: valid until the datagram's bytes go.
+public enum ChatRequest {
+    case join(ChatJoin)
+    case say(token: UInt64, clientSequence: UInt32, text: UnsafeRawBufferPointer)
+    case keepalive(token: UInt64, highest: UInt32)
+    case leave(token: UInt64)
+    case resend(token: UInt64, first: UInt32, count: UInt16)
+    case who(token: UInt64)
+    case nick(token: UInt64, nick: UnsafeRawBufferPointer)
+
+    /// The request in `bytes`, or nil if it is not one: another version, a relay's type,
+    /// fields past the end or bytes after them (only a JOIN has padding), a text longer
+    /// than 1000 bytes, a RESEND of more than 64. Names are not checked here
+    /// (`ChatWire.isValidName`): a bad name gets an answer, a malformed datagram none.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ChatRequest? {
+        var r = ChatReader(bytes)
+        guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw) else { return nil }
+        let request: ChatRequest
+        switch type {
+        case .join:
+            guard let cookie = r.cookie(), let session = r.u64(), let token = r.u64(),
+                  let room = r.string(), let nick = r.string() else { return nil }
+            return .join(ChatJoin(cookie: cookie, session: session, token: token, room: room, nick: nick))
+        case .say:
+            guard let token = r.u64(), let sequence = r.u32(), let text = r.text(), text.count <= ChatWire.maxText
+            else { return nil }
+            request = .say(token: token, clientSequence: sequence, text: text)
+        case .keepalive:
+            guard let token = r.u64(), let highest = r.u32() else { return nil }
+            request = .keepalive(token: token, highest: highest)
+        case .leave:
+            guard let token = r.u64() else { return nil }
+            request = .leave(token: token)
+        case .resend:
+            guard let token = r.u64(), let first = r.u32(), let count = r.u16(), count <= ChatWire.maxResend
+            else { return nil }
+            request = .resend(token: token, first: first, count: count)
+        case .who:
+            guard let token = r.u64() else { return nil }
+            request = .who(token: token)
+        case .nick:
+            guard let token = r.u64(), let nick = r.string() else { return nil }
+            request = .nick(token: token, nick: nick)
+        case .challenge, .welcome, .events, .members, .notAMember, .refused:
+            return nil  // a relay's message: another relay, or a reflection
+        }
+        return r.atEnd ? request : nil
+    }
+}
+
+// MARK: - Writing
+
+/// Writes big-endian fields into memory it does not own, never past `capacity`: a write
+/// that does not fit writes nothing and marks the writer overflowed.
+public struct ChatWriter {
+    public let base: UnsafeMutableRawPointer
+    public let capacity: Int
+    public private(set) var count = 0
+    public private(set) var overflowed = false
+
+    @inlinable
+    public init(_ base: UnsafeMutableRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    @inline(__always)
+    mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer? {
+        guard !overflowed && size <= capacity - count else {
+            overflowed = true
+            return nil
+        }
+        defer { count += size }
+        return base + count
+    }
+
+    @inline(__always)
+    mutating func store<T: FixedWidthInteger>(_ value: T) {
+        reserve(MemoryLayout<T>.size)?.storeBytes(of: value.bigEndian, as: T.self)
+    }
+
+    public mutating func u8(_ value: UInt8) { store(value) }
+    public mutating func u16(_ value: UInt16) { store(value) }
+    public mutating func u32(_ value: UInt32) { store(value) }
+    public mutating func u64(_ value: UInt64) { store(value) }
+
+    public mutating func bytes(_ bytes: UnsafeRawBufferPointer) {
+        guard let at = reserve(bytes.count), let source = bytes.baseAddress, bytes.count > 0 else { return }
+        at.copyMemory(from: source, byteCount: bytes.count)
+    }
+
+    /// A string: one-byte length (at most 255), bytes.
+    public mutating func string(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count <= 255 else { overflowed = true; return }
+        u8(UInt8(bytes.count))
+        self.bytes(bytes)
+    }
+
+    /// A text: two-byte length, bytes.
+    public mutating func text(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count <= 65535 else { overflowed = true; return }
+        u16(UInt16(bytes.count))
+        self.bytes(bytes)
+    }
+
+    /// Zeros up to `length` bytes in all (nothing if already that long).
+    public mutating func pad(to length: Int) {
+        let missing = length - count
+        guard missing > 0, let at = reserve(missing) else { return }
+        at.initializeMemory(as: UInt8.self, repeating: 0, count: missing)
+    }
+
+    public mutating func header(_ type: ChatType) {
+        u8(ChatWire.version)
+        u8(type.rawValue)
+    }
+
+    public mutating func cookie(_ cookie: ChatCookie) {
+        u32(cookie.epoch)
+        u64(cookie.mac)
+        u32(0)
+    }
+
+    // Client to relay.
+
+    public mutating func join(cookie: ChatCookie, session: UInt64, token: UInt64, room: UnsafeRawBufferPointer,
+                              nick: UnsafeRawBufferPointer, padTo length: Int = ChatWire.joinLength) {
+        header(.join)
+        self.cookie(cookie)
+        u64(session)
+        u64(token)
+        string(room)
+        string(nick)
+        pad(to: length)
+    }
+
+    public mutating func say(token: UInt64, clientSequence: UInt32, text: UnsafeRawBufferPointer) {
+        header(.say)
+        u64(token)
+        u32(clientSequence)
+        self.text(text)
+    }
+
+    public mutating func keepalive(token: UInt64, highest: UInt32) {
+        header(.keepalive)
+        u64(token)
+        u32(highest)
+    }
+
+    public mutating func leave(token: UInt64) {
+        header(.leave)
+        u64(token)
+    }
+
+    public mutating func resend(token: UInt64, first: UInt32, count: UInt16) {
+        header(.resend)
+        u64(token)
+        u32(first)
+        u16(count)
+    }
+
+    public mutating func who(token: UInt64) {
+        header(.who)
+        u64(token)
+    }
+
+    public mutating func nick(token: UInt64, nick: UnsafeRawBufferPointer) {
+        header(.nick)
+        u64(token)
+        string(nick)
+    }
+
+    // Relay to client.
+
+    public mutating func challenge(_ cookie: ChatCookie) {
+        header(.challenge)
+        self.cookie(cookie)
+        pad(to: ChatWire.joinLength)
+    }
+
+    public mutating func welcome(token: UInt64, instance: UInt64, nextSequence: UInt32, members: UInt16) {
+        header(.welcome)
+        u64(token)
+        u64(instance)
+        u32(nextSequence)
+        u16(members)
+    }
+
+    /// The header of an EVENTS datagram; `event` then adds each.
+    public mutating func events(instance: UInt64) {
+        header(.events)
+        u64(instance)
+    }
+
+    public mutating func event(sequence: UInt32, kind: ChatEventKind, session: UInt64, clientSequence: UInt32,
+                               nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer) {
+        u32(sequence)
+        u8(kind.rawValue)
+        u64(session)
+        u32(clientSequence)
+        string(nick)
+        self.text(text)
+    }
+
+    /// The header of a MEMBERS datagram; `string` then adds each nick.
+    public mutating func members(instance: UInt64, count: UInt16) {
+        header(.members)
+        u64(instance)
+        u16(count)
+    }
+
+    public mutating func notAMember(token: UInt64) {
+        header(.notAMember)
+        u64(token)
+    }
+
+    public mutating func refused(_ reason: ChatRefusal) {
+        header(.refused)
+        u8(reason.rawValue)
+    }
+}
+
+extension Outbox {
+    /// Writes one datagram with `body` where the next one goes and commits it to
+    /// `destination`, if it fits in `limit` bytes and the outbox's room; else writes
+    /// nothing (the bytes scribbled past `next` are not part of the outbox) and returns false.
+    @inlinable
+    public mutating func write(limit: Int = ChatWire.largestDatagram, to destination: Endpoint, from source: LocalSource?,
+                               _ body: (inout ChatWriter) -> Void) -> Bool {
+        guard count < capacity else { return false }
+        var writer = ChatWriter(next, capacity: min(limit, bufferCapacity - bufferUsed))
+        body(&writer)
+        guard !writer.overflowed else { return false }
+        commit(length: writer.count, to: destination, from: source)
+        return true
+    }
+}
+
+// MARK: - Owned messages, for clients and tests
+
+/// One event of an EVENTS datagram, owning its bytes.
+public struct ChatEvent: Equatable, Sendable {
+    public var sequence: UInt32
+    public var kind: ChatEventKind
+    public var session: UInt64
+    public var clientSequence: UInt32
+    public var nick: [UInt8]
+    public var text: [UInt8]
+
+    public init(sequence: UInt32, kind: ChatEventKind, session: UInt64, clientSequence: UInt32, nick: [UInt8], text: [UInt8]) {
+        self.sequence = sequence
+        self.kind = kind
+        self.session = session
+        self.clientSequence = clientSequence
+        self.nick = nick
+        self.text = text
+    }
+}
+
+/// Any chat message, owning its bytes: what a client builds and reads (`encoded()`,
+/// `decode`). Encoding goes through `ChatWriter`, as the relay's does.
+public enum ChatMessage: Equatable, Sendable {
+    case join(cookie: ChatCookie, session: UInt64, token: UInt64, room: [UInt8], nick: [UInt8])
+    case say(token: UInt64, clientSequence: UInt32, text: [UInt8])
+    case keepalive(token: UInt64, highest: UInt32)
+    case leave(token: UInt64)
+    case resend(token: UInt64, first: UInt32, count: UInt16)
+    case who(token: UInt64)
+    case nick(token: UInt64, nick: [UInt8])
+    case challenge(ChatCookie)
+    case welcome(token: UInt64, instance: UInt64, nextSequence: UInt32, members: UInt16)
+    case events(instance: UInt64, [ChatEvent])
+    case members(instance: UInt64, [[UInt8]])
+    case notAMember(token: UInt64)
+    case refused(ChatRefusal)
+
+    /// The datagram's bytes; a JOIN padded to `joinPadding` bytes at least.
+    public func encoded(joinPadding: Int = ChatWire.joinLength) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: 65535)
+        let length = result.withUnsafeMutableBytes { buffer -> Int in
+            var w = ChatWriter(buffer.baseAddress!, capacity: buffer.count)
+            switch self {
+            case let .join(cookie, session, token, room, nick):
+                room.withUnsafeBytes { room in
+                    nick.withUnsafeBytes { nick in
+                        w.join(cookie: cookie, session: session, token: token, room: room, nick: nick, padTo: joinPadding)
+                    }
+                }
+            case let .say(token, sequence, text):
+                text.withUnsafeBytes { w.say(token: token, clientSequence: sequence, text: $0) }
+            case let .keepalive(token, highest): w.keepalive(token: token, highest: highest)
+            case let .leave(token): w.leave(token: token)
+            case let .resend(token, first, count): w.resend(token: token, first: first, count: count)
+            case let .who(token): w.who(token: token)
+            case let .nick(token, nick): nick.withUnsafeBytes { w.nick(token: token, nick: $0) }
+            case let .challenge(cookie): w.challenge(cookie)
+            case let .welcome(token, instance, next, members):
+                w.welcome(token: token, instance: instance, nextSequence: next, members: members)
+            case let .events(instance, events):
+                w.events(instance: instance)
+                for e in events {
+                    e.nick.withUnsafeBytes { nick in
+                        e.text.withUnsafeBytes { text in
+                            w.event(sequence: e.sequence, kind: e.kind, session: e.session, clientSequence: e.clientSequence,
+                                    nick: nick, text: text)
+                        }
+                    }
+                }
+            case let .members(instance, nicks):
+                w.members(instance: instance, count: UInt16(truncatingIfNeeded: nicks.count))
+                for nick in nicks { nick.withUnsafeBytes { w.string($0) } }
+            case let .notAMember(token): w.notAMember(token: token)
+            case let .refused(reason): w.refused(reason)
+            }
+            precondition(!w.overflowed, "a chat message larger than a datagram")
+            return w.count
+        }
+        result.removeSubrange(length...)
+        return result
+    }
+
+    /// The message in `bytes`, or nil if it is none. Client requests decode as the relay
+    /// decodes them (`ChatRequest.parse`); relay messages as a client would.
+    public static func decode(_ bytes: [UInt8]) -> ChatMessage? {
+        bytes.withUnsafeBytes { decode($0) }
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> ChatMessage? {
+        if let request = ChatRequest.parse(bytes) {
+            switch request {
+            case let .join(j):
+                return .join(cookie: j.cookie, session: j.session, token: j.token, room: Array(j.room), nick: Array(j.nick))
+            case let .say(token, sequence, text): return .say(token: token, clientSequence: sequence, text: Array(text))
+            case let .keepalive(token, highest): return .keepalive(token: token, highest: highest)
+            case let .leave(token): return .leave(token: token)
+            case let .resend(token, first, count): return .resend(token: token, first: first, count: count)
+            case let .who(token): return .who(token: token)
+            case let .nick(token, nick): return .nick(token: token, nick: Array(nick))
+            }
+        }
+        var r = ChatReader(bytes)
+        guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw) else { return nil }
+        switch type {
+        case .challenge:
+            guard let cookie = r.cookie(), bytes.count == ChatWire.joinLength else { return nil }
+            return .challenge(cookie)
+        case .welcome:
+            guard let token = r.u64(), let instance = r.u64(), let next = r.u32(), let members = r.u16(), r.atEnd
+            else { return nil }
+            return .welcome(token: token, instance: instance, nextSequence: next, members: members)
+        case .events:
+            guard let instance = r.u64() else { return nil }
+            var events: [ChatEvent] = []
+            while !r.atEnd {
+                guard let sequence = r.u32(), let rawKind = r.u8(), let kind = ChatEventKind(rawValue: rawKind),
+                      let session = r.u64(), let clientSequence = r.u32(), let nick = r.string(), let text = r.text()
+                else { return nil }
+                events.append(ChatEvent(sequence: sequence, kind: kind, session: session, clientSequence: clientSequence,
+                                        nick: Array(nick), text: Array(text)))
+            }
+            return .events(instance: instance, events)
+        case .members:
+            guard let instance = r.u64(), let count = r.u16() else { return nil }
+            var nicks: [[UInt8]] = []
+            for _ in 0..<count {
+                guard let nick = r.string() else { return nil }
+                nicks.append(Array(nick))
+            }
+            return r.atEnd ? .members(instance: instance, nicks) : nil
+        case .notAMember:
+            guard let token = r.u64() else { return nil }
+            return .notAMember(token: token)  // padding allowed
+        case .refused:
+            guard let rawReason = r.u8(), let reason = ChatRefusal(rawValue: rawReason) else { return nil }
+            return .refused(reason)  // padding allowed
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,307 @@
+import HelloCore
+import HelloDatagram
+import Testing
+
+/// A chat relay driven as the worker drives it: each batch handled, its end written, the
+/// outbox sent (everything sent is kept, decoded, for the test to read).
+struct ChatRelay: ~Copyable {
+    var service: ChatService
+    var outbox: Outbox
+    var sent: [(to: Endpoint, bytes: [UInt8])] = []
+
+    static let second: UInt64 = 1_000_000_000
+
+    static var testSettings: ChatSettings {
+        var s = ChatSettings()
+        s.rooms = 4
+        s.membersPerRoom = 4
+        s.history = 3
+        s.backlog = 8
+        s.secret = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210)
+        return s
+    }
+
+    init(_ chat: ChatSettings = ChatRelay.testSettings, batchSize: Int = 8, policy: AdmissionPolicy = .open) {
+        service = ChatService(ServiceSettings(batchSize: batchSize, maxDatagram: 2048, policy: policy, chat: chat))
+        outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
+    }
+
+    mutating func flush() {
+        for entry in outbox.entries { sent.append((entry.destination, Array(outbox.bytes(of: entry)))) }
+        service.recordSent(outbox.count, failed: 0)
+        outbox.removeAll()
+    }
+
+    /// One batch read at `now`; returns what was sent, in order.
+    @discardableResult
+    mutating func batch(_ requests: [(bytes: [UInt8], from: Endpoint)], now: UInt64) -> [(to: Endpoint, message: ChatMessage?)] {
+        let before = sent.count
+        for request in requests {
+            while !request.bytes.withUnsafeBytes({ service.handle(Datagram(payload: $0, peer: request.from), now: now, into: &outbox) }) {
+                flush()
+            }
+        }
+        while !service.endBatch(now: now, into: &outbox) { flush() }
+        flush()
+        return sent[before...].map { ($0.to, ChatMessage.decode($0.bytes)) }
+    }
+
+    @discardableResult
+    mutating func send(_ message: ChatMessage, from peer: Endpoint, now: UInt64, padding: Int = 64) -> [(to: Endpoint, message: ChatMessage?)] {
+        batch([(message.encoded(joinPadding: padding), peer)], now: now)
+    }
+
+    @discardableResult
+    mutating func tick(now: UInt64) -> [(to: Endpoint, message: ChatMessage?)] {
+        let before = sent.count
+        service.tick(now: now, into: &outbox)
+        while !service.endBatch(now: now, into: &outbox) { flush() }
+        flush()
+        return sent[before...].map { ($0.to, ChatMessage.decode($0.bytes)) }
+    }
+
+    /// The cookie a CHALLENGE gives `peer` at `now`.
+    mutating func cookie(for peer: Endpoint, now: UInt64) -> ChatCookie {
+        let out = send(.join(cookie: .none, session: 0, token: 0, room: [0x72], nick: [0x6e]), from: peer, now: now)
+        guard out.count == 1, case .challenge(let cookie)? = out[0].message else { return .none }
+        return cookie
+    }
+
+    /// Joins `room` as `nick` from `peer`, the two steps; the token (0: not welcomed) and
+    /// everything sent.
+    mutating func join(_ room: String, as nick: String, from peer: Endpoint, session: UInt64, token: UInt64 = 0,
+                       now: UInt64) -> (token: UInt64, sent: [(to: Endpoint, message: ChatMessage?)]) {
+        let cookie = self.cookie(for: peer, now: now)
+        let out = send(.join(cookie: cookie, session: session, token: token, room: Array(room.utf8), nick: Array(nick.utf8)),
+                       from: peer, now: now)
+        for o in out where o.to == peer {
+            if case .welcome(let token, _, _, _)? = o.message { return (token, out) }
+        }
+        return (0, out)
+    }
+}
+
+/// The events `peer` got in `sent`, in order.
+func events(to peer: Endpoint, in sent: [(to: Endpoint, message: ChatMessage?)]) -> [ChatEvent] {
+    sent.filter { $0.to == peer }.flatMap { o -> [ChatEvent] in
+        if case .events(_, let events)? = o.message { return events }
+        return []
+    }
+}
+
+func texts(_ events: [ChatEvent]) -> [String] {
+    events.map { "\($0.kind) \(String(decoding: $0.nick, as: UTF8.self)) \(String(decoding: $0.text, as: UTF8.self))" }
+}
+
+@Suite struct ChatServiceTests {
+    let ada = Endpoint.v4(0x0a00_0001, port: 40001)
+    let bob = Endpoint.v4(0x0a00_0002, port: 40002)
+    let eve = Endpoint.v4(0x0a00_0003, port: 40003)
+    let t0 = 5 * ChatRelay.second
+
+    /// Until a source shows it receives at its address, it gets nothing longer than what
+    /// it sent, and nothing is stored for it.
+    @Test func aJoinWithoutCookieGetsAChallengeNoLongerThanItself() {
+        var relay = ChatRelay()
+        let join = ChatMessage.join(cookie: .none, session: 1, token: 0, room: Array("r".utf8), nick: Array("n".utf8))
+        #expect(relay.send(join, from: eve, now: t0, padding: 63).isEmpty)
+        #expect(relay.service.counters.drops[.chatShortJoin] == 1)
+        for padding in [64, 100, 1232] {
+            let out = relay.send(join, from: eve, now: t0, padding: padding)
+            #expect(out.count == 1 && relay.sent.last!.bytes.count == 64)
+            guard case .challenge? = out.first?.message else { Issue.record("no challenge"); continue }
+        }
+        // A SAY with a made-up token: NOT A MEMBER, no longer than the SAY.
+        let out = relay.send(.leave(token: 12345), from: eve, now: t0)
+        #expect(out.map(\.message) == [.notAMember(token: 12345)])
+        #expect(relay.sent.last!.bytes.count <= 10)
+        #expect(relay.service.counters.isBalanced)
+        #expect(relay.service.counters.read == 5)
+    }
+
+    @Test func forgedOtherAddressAndExpiredCookiesMakeNoMember() {
+        var relay = ChatRelay()
+        let mine = relay.cookie(for: ada, now: t0)
+        #expect(!mine.isNone)
+        func attempt(_ cookie: ChatCookie, from peer: Endpoint, now: UInt64) -> [(to: Endpoint, message: ChatMessage?)] {
+            relay.send(.join(cookie: cookie, session: 9, token: 0, room: Array("r".utf8), nick: Array("x".utf8)), from: peer, now: now)
+        }
+        // Another address's, another port's, a forged MAC: challenged again.
+        for (cookie, peer) in [(mine, eve), (mine, Endpoint.v4(0x0a00_0001, port: 40009)),
+                               (ChatCookie(epoch: mine.epoch, mac: mine.mac ^ 1), ada)] {
+            let out = attempt(cookie, from: peer, now: t0)
+            guard out.count == 1, case .challenge? = out[0].message, out[0].to == peer else {
+                Issue.record("\(out)"); continue
+            }
+        }
+        #expect(relay.service.counters.drops[.chatBadCookie] == 3)
+        // Two epochs later (120 s each), expired: challenged again; one epoch later, fine.
+        let expired = attempt(mine, from: ada, now: t0 + 240 * ChatRelay.second)
+        guard case .challenge? = expired.first?.message else { Issue.record("\(expired)"); return }
+        let previous = attempt(mine, from: ada, now: t0 + 120 * ChatRelay.second)
+        guard case .welcome? = previous.first?.message else { Issue.record("\(previous)"); return }
+        // The member that the last one made is the only one: WHO from a forged token gets nothing.
+        #expect(relay.service.counters.drops[.chatBadCookie] == 4)
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    @Test func twoMembersExchangeMessagesEachGettingItsOwnCopyInOrder() {
+        var relay = ChatRelay()
+        let a = relay.join("lobby", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("lobby", as: "bob", from: bob, session: 2, now: t0)
+        #expect(a.token != 0 && b.token != 0 && a.token != b.token)
+        #expect(texts(events(to: ada, in: b.sent)) == ["joined bob "])
+        #expect(texts(events(to: bob, in: b.sent)) == ["joined ada ", "joined bob "])  // history, then its own
+        let out = relay.batch([
+            (ChatMessage.say(token: a.token, clientSequence: 1, text: Array("hi bob".utf8)).encoded(), ada),
+            (ChatMessage.say(token: b.token, clientSequence: 1, text: Array("hi ada".utf8)).encoded(), bob),
+            (ChatMessage.say(token: a.token, clientSequence: 2, text: Array("how are you".utf8)).encoded(), ada),
+        ], now: t0 + 1)
+        let expected = ["message ada hi bob", "message bob hi ada", "message ada how are you"]
+        #expect(texts(events(to: ada, in: out)) == expected)
+        #expect(texts(events(to: bob, in: out)) == expected)
+        // Several events to one member share one datagram.
+        #expect(out.filter { $0.to == ada }.count == 1)
+        let sequences = events(to: ada, in: out).map(\.sequence)
+        #expect(sequences == [sequences[0], sequences[0] + 1, sequences[0] + 2])
+        let c = relay.service.counters
+        #expect(c.isBalanced)
+        #expect(c.drops.total == 0)
+        #expect(c.deliveries > 0)
+    }
+
+    @Test func duplicatesAreSuppressedAndTheSenderGetsItsCopyAgain() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let say = ChatMessage.say(token: a.token, clientSequence: 7, text: Array("once".utf8))
+        let first = relay.send(say, from: ada, now: t0 + 1)
+        #expect(texts(events(to: bob, in: first)) == ["message ada once"])
+        for _ in 0..<3 {
+            let again = relay.send(say, from: ada, now: t0 + 2)
+            #expect(events(to: bob, in: again).isEmpty)
+            #expect(texts(events(to: ada, in: again)) == ["message ada once"])
+            #expect(events(to: ada, in: again).map(\.sequence) == events(to: ada, in: first).map(\.sequence))
+        }
+        // An older one not yet seen is new; one out of the window and the backlog is stale.
+        let older = relay.send(.say(token: a.token, clientSequence: 5, text: Array("late".utf8)), from: ada, now: t0 + 3)
+        #expect(texts(events(to: bob, in: older)) == ["message ada late"])
+        _ = b
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    @Test func aTokenFromAnotherAddressIsDroppedAndAnUnknownOneGetsNotAMember() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let forged = relay.send(.say(token: a.token, clientSequence: 1, text: Array("i am ada".utf8)), from: eve, now: t0 + 1)
+        #expect(forged.isEmpty)
+        #expect(relay.send(.leave(token: a.token), from: eve, now: t0 + 1).isEmpty)
+        #expect(relay.service.counters.drops[.chatBadToken] == 2)
+        // Ada is still a member.
+        let who = relay.send(.who(token: a.token), from: ada, now: t0 + 2)
+        #expect(who.map(\.message) == [.members(instance: instanceOf(who), [Array("ada".utf8)])])
+        #expect(relay.send(.say(token: a.token &+ 1, clientSequence: 1, text: []), from: eve, now: t0 + 3).map(\.message)
+                == [.notAMember(token: a.token &+ 1)])
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    func instanceOf(_ out: [(to: Endpoint, message: ChatMessage?)]) -> UInt64 {
+        if case .members(let instance, _)? = out.first?.message { return instance }
+        return 0
+    }
+
+    @Test func aJoinerGetsTheRoomsHistory() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        for i in 1...5 {
+            relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)), from: ada, now: t0 + UInt64(i))
+        }
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0 + 10)
+        // history 3: the last three events, then its own "joined".
+        #expect(texts(events(to: bob, in: b.sent)) == ["message ada m3", "message ada m4", "message ada m5", "joined bob "])
+    }
+
+    @Test func gapsAreRepairedByResend() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        var got: [ChatEvent] = []
+        for i in 1...3 {
+            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                                                  from: ada, now: t0 + UInt64(i)))
+        }
+        let lost = got[1]  // bob missed it: it asks for it
+        let out = relay.send(.resend(token: b.token, first: lost.sequence, count: 1), from: bob, now: t0 + 5)
+        #expect(events(to: bob, in: out) == [lost])
+        #expect(events(to: ada, in: out).isEmpty)
+        // Beyond the backlog (8 events): nothing to send, counted.
+        #expect(relay.send(.resend(token: b.token, first: 0, count: 1), from: bob, now: t0 + 6).isEmpty)
+        #expect(relay.service.counters.drops[.chatStale] == 1)
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    @Test func silentMembersAreEvictedAndTheRoomIsTold() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let s = ChatRelay.second
+        relay.send(.keepalive(token: a.token, highest: 0), from: ada, now: t0 + 30 * s)
+        // 40 s: bob is silent (over 35 s): it is sent nothing more.
+        let quiet = relay.send(.say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
+        #expect(events(to: bob, in: quiet).isEmpty)
+        #expect(texts(events(to: ada, in: quiet)) == ["message ada anyone?"])
+        #expect(relay.tick(now: t0 + 59 * s).isEmpty)
+        let evicted = relay.tick(now: t0 + 60 * s)
+        #expect(texts(events(to: ada, in: evicted)) == ["timedOut bob "])
+        #expect(events(to: bob, in: evicted).isEmpty)
+        // Bob's token is gone.
+        #expect(relay.send(.who(token: 0), from: bob, now: t0 + 61 * s).map(\.message) == [.notAMember(token: 0)])
+    }
+
+    @Test func aRebindingMemberKeepsItsPlaceAndTheRoomSeesNothing() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let moved = Endpoint.v4(0xc633_6401, port: 50000)
+        let rebind = relay.join("r", as: "ada", from: moved, session: 1, token: a.token, now: t0 + 1)
+        #expect(rebind.token == a.token)
+        #expect(events(to: bob, in: rebind.sent).isEmpty)
+        let out = relay.send(.say(token: a.token, clientSequence: 1, text: Array("moved".utf8)), from: moved, now: t0 + 2)
+        #expect(texts(events(to: moved, in: out)) == ["message ada moved"])
+        #expect(texts(events(to: bob, in: out)) == ["message ada moved"])
+        #expect(events(to: ada, in: out).isEmpty)
+        // The old address is no longer the member's.
+        #expect(relay.send(.say(token: a.token, clientSequence: 2, text: []), from: ada, now: t0 + 3).isEmpty)
+    }
+
+    @Test func aJoinFloodLeavesExistingMembersAlone() {
+        var relay = ChatRelay()  // 4 rooms of 4
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        var refusals: [ChatMessage?] = []
+        for i in 0..<40 {
+            let peer = Endpoint.v4(0x0b00_0000 + UInt32(i), port: 40000)
+            let out = relay.join(i % 2 == 0 ? "r" : "room\(i)", as: "n\(i)", from: peer, session: UInt64(100 + i), now: t0 + 1)
+            if out.token == 0 { refusals += out.sent.map(\.message) }
+        }
+        #expect(refusals.contains(.refused(.roomFull)))
+        #expect(refusals.contains(.refused(.tooManyRooms)))
+        let out = relay.send(.say(token: a.token, clientSequence: 1, text: Array("still here".utf8)), from: ada, now: t0 + 2)
+        #expect(texts(events(to: ada, in: out)) == ["message ada still here"])
+        #expect(relay.service.counters.isBalanced)
+        // A taken nick and a bad one are refused too.
+        let taken = relay.join("r", as: "ada", from: eve, session: 3, now: t0 + 3)
+        #expect(taken.token == 0 && taken.sent.last?.message == .refused(.nickTaken))
+        let bad = relay.join("zz", as: "a\u{202E}b", from: eve, session: 4, now: t0 + 3)
+        #expect(bad.token == 0 && bad.sent.last?.message == .refused(.badName))
+    }
+
+    @Test func membershipsPerPrefixAreLimited() {
+        var settings = ChatRelay.testSettings
+        settings.membershipsPerPrefix = 2
+        var relay = ChatRelay(settings)
+        #expect(relay.join("a", as: "x", from: ada, session: 1, now: t0).token != 0)
+        #expect(relay.join("b", as: "x", from: Endpoint.v4(0x0a00_0001, port: 40100), session: 2, now: t0).token != 0)
+        let third = relay.join("c", as: "x", from: Endpoint.v4(0x0a00_0001, port: 40200), session: 3, now: t0)
+        #expect(third.token == 0 && third.sent.last?.message == .refused(.tooManyMemberships))
+    }
+}
