@@ -1,27 +1,39 @@
 # hellod: release build, install as a systemd service, benchmark.
 #
 #   make                      release binaries, Swift standard library linked statically
-#   sudo make install         binaries and units; then: systemctl enable --now hellod.socket
+#   make man                  hellod.8 and hello.1 from the binaries' options (+ man/*.tail)
+#   make completions          bash, zsh and fish completions from the binaries
+#   make version              the version, from Sources/HelloCLI/Version.swift (the one place)
+#   sudo make install         binaries, units, manuals, completions, /etc/default/hellod
+#                             (kept if present); then: systemctl enable --now hellod.socket
 #   sudo make uninstall       stops, disables and removes them
 #   make bench                hellod against ../shared/bench's refecho, side by side
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
 #
-# PREFIX (/usr/local), BINDIR, UNITDIR and DESTDIR are honoured as usual.
+# PREFIX (/usr/local), BINDIR, UNITDIR, MANDIR, the completion directories and DESTDIR
+# are honoured as usual; /etc/default/hellod is under DESTDIR only.
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+DEFAULTS = /etc/default/hellod
 DESTDIR ?=
 SCRATCH ?= .build-static
 RELEASE  = $(SCRATCH)/release
+COMPLETIONS = $(SCRATCH)/completions
+VERSION := $(shell sed -n 's/^package let hellodVersion = "\(.*\)"$$/\1/p' Sources/HelloCLI/Version.swift)
 # One socket unit per service, all feeding hellod.service.
 SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.socket
 
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build install uninstall bench bench-malloc bench-malloc-proof test
+.PHONY: all build man completions version install uninstall bench bench-malloc bench-malloc-proof test
 
 all: build
 
@@ -29,13 +41,39 @@ build:
 	scripts/deps.sh build
 	swift build -c release --static-swift-stdlib --scratch-path $(SCRATCH)
 
-install: build
+version:
+	@echo $(VERSION)
+
+man: build
+	scripts/manpages.sh $(SCRATCH)
+
+completions: build
+	mkdir -p $(COMPLETIONS)
+	for p in hellod hello; do \
+		$(RELEASE)/$$p --generate-completion-script bash > $(COMPLETIONS)/$$p.bash && \
+		$(RELEASE)/$$p --generate-completion-script zsh > $(COMPLETIONS)/_$$p && \
+		$(RELEASE)/$$p --generate-completion-script fish > $(COMPLETIONS)/$$p.fish || exit 1; \
+	done
+
+install: build man completions
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(RELEASE)/hellod $(RELEASE)/hello $(DESTDIR)$(BINDIR)/
 	sed 's|^ExecStart=/usr/local/bin/hellod|ExecStart=$(BINDIR)/hellod|' systemd/hellod.service \
 		> $(DESTDIR)$(UNITDIR)/hellod.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/hellod.service
 	install -m 0644 $(SOCKETS) $(DESTDIR)$(UNITDIR)/
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 $(SCRATCH)/man/hellod.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(SCRATCH)/man/hello.1 $(DESTDIR)$(MANDIR)/man1/
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	for p in hellod hello; do \
+		install -m 0644 $(COMPLETIONS)/$$p.bash $(DESTDIR)$(BASHCOMPDIR)/$$p && \
+		install -m 0644 $(COMPLETIONS)/_$$p $(DESTDIR)$(ZSHCOMPDIR)/_$$p && \
+		install -m 0644 $(COMPLETIONS)/$$p.fish $(DESTDIR)$(FISHCOMPDIR)/$$p.fish || exit 1; \
+	done
+	@# Like a conffile: installed once, never overwritten (your options survive reinstalls).
+	@if [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS) (yours)"; \
+	else install -D -m 0644 systemd/hellod.default $(DESTDIR)$(DEFAULTS); echo "installed $(DESTDIR)$(DEFAULTS)"; fi
 	@$(SYSTEMCTL) daemon-reload; fi
 	@echo "installed; start it with: systemctl enable --now hellod.socket"
 	@echo "echo on 8899 too: systemctl enable hellod-echo.socket && systemctl restart hellod.service"
@@ -44,6 +82,12 @@ uninstall:
 	-@$(SYSTEMCTL) disable --now $(notdir $(SOCKETS)) hellod.service; fi
 	rm -f $(DESTDIR)$(BINDIR)/hellod $(DESTDIR)$(BINDIR)/hello
 	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(SOCKETS)))
+	rm -f $(DESTDIR)$(MANDIR)/man8/hellod.8 $(DESTDIR)$(MANDIR)/man1/hello.1
+	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,hellod hello) $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/,_hellod _hello)
+	rm -f $(addprefix $(DESTDIR)$(FISHCOMPDIR)/,hellod.fish hello.fish)
+	@# Removed only as installed; an edited one is kept, as dpkg keeps a changed conffile.
+	@if cmp -s systemd/hellod.default $(DESTDIR)$(DEFAULTS); then rm -f $(DESTDIR)$(DEFAULTS); \
+	elif [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS) (changed; remove it yourself)"; fi
 	@$(SYSTEMCTL) daemon-reload; fi
 
 bench: build

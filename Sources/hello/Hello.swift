@@ -9,7 +9,7 @@ struct Hello: ParsableCommand, OneLineErrors {
     static let configuration = CommandConfiguration(
         commandName: "hello",
         abstract: "The client of hellod: send names, print the greetings; or load it (hello bench).",
-        version: "1.0.0",
+        version: hellodVersion,
         subcommands: [Send.self, Bench.self],
         defaultSubcommand: Send.self
     )

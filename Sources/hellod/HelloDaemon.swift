@@ -121,6 +121,10 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Flag(name: .customLong("check-config"),
+          help: "Check the options as a start would, print one line and exit (0: OK, 64: not) without binding or serving.")
+    var checkConfig = false
+
     func validate() throws {
         try require("--batch", batch, in: 1...1024)
         try require("--max-datagram", maxDatagram, in: 1...65527)
@@ -146,6 +150,11 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     }
 
     func run() throws {
+        if checkConfig {  // parsed and validated as a start is: no socket, no worker
+            _ = policy(ownPorts: listen.map(\.address.port))
+            print("hellod: configuration OK")
+            return
+        }
         DaemonLog.bootstrap(level: logLevel)
         let log = Logger(label: "hellod")
         let sockets: [ServedSocket]
@@ -208,7 +217,5 @@ extension HelloDaemon {
         return policy
     }
 }
-
-let hellodVersion = "1.0.0"
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 import Atomics
 import Glibc
+import HelloCLI
 import HelloCore
 import HelloServer
 import HelloSocket

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from harness import LineReader  # noqa: E402  (reads a pipe with a deadline on every wait)
 
 PRIVATE_TMPFS = ["/tmp", "/var/tmp", "/var/lib/systemd", "/var/log/journal", "/etc/systemd/system",
-                 "/usr/local/bin", "/usr/local/lib"]
+                 "/etc/default", "/usr/local/bin", "/usr/local/lib", "/usr/local/share"]
 
 MASKED = [
     "systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer",

@@ -97,7 +97,7 @@ class InstalledService(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # Build on the host first: errors show here, and `make install` inside is quick.
-        subprocess.run(["make", "-C", ROOT, "build"], check=True, capture_output=True, timeout=1200)
+        subprocess.run(["make", "-C", ROOT, "build", "man", "completions"], check=True, capture_output=True, timeout=1200)
         cls.systemd = PrivateSystemd(ROOT)
 
     @classmethod
