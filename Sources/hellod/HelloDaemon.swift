@@ -13,11 +13,11 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         commandName: "hellod",
         abstract: "A UDP daemon that answers every datagram: \"Michael\" gets \"Hello, Michael!\".",
         discussion: """
-            Each socket answers with one service: hello ("Hello, <request>!") or echo (RFC 862, \
-            the request itself). With no --listen, serves --mode on UDP port 9999 on every \
+            Each socket answers with one service: hello ("Hello, <request>!"), echo (RFC 862, \
+            the request itself) or chat (a group chat relay: docs/PROTOCOL.md). With no --listen, serves --mode on UDP port 9999 on every \
             address, IPv4 and IPv6 ([::]:9999). Started by systemd socket activation, it serves \
             the sockets systemd passes instead, each with the service its FileDescriptorName= \
-            names (hello, echo; "unknown" or a unit's name: --mode). \
+            names (hello, echo, chat; "unknown" or a unit's name: --mode). \
             SIGTERM or SIGINT: answers every datagram already read, then exits 0. \
             SIGHUP: logs the counters now, and goes on serving.
             """,
