@@ -3,6 +3,7 @@ the real relay, `hellod --listen chat@127.0.0.1:0`."""
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -210,6 +211,33 @@ class ChatClientTest(TestCase):
             bad = [c for c in line if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or 0x202a <= ord(c) <= 0x202e
                    or 0x2066 <= ord(c) <= 0x2069 or 0xdc80 <= ord(c) <= 0xdcff]
             self.assertEqual(bad, [], line)
+
+    def test_hostile_nicks_from_a_relay_are_neutralised_too(self):
+        """hellod refuses such nicks; a relay that is not hellod may send them anyway."""
+        nick = "\x1b]0;x\x07ev\u202eil".encode()
+        shown = "\\x1b]0;x\\x07ev\\u202eil"
+
+        def event(sequence, kind, session, name, text=b""):
+            return struct.pack(">IBQI", sequence, kind, session, 0) + bytes([len(name)]) + name \
+                + struct.pack(">H", len(text)) + text
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
+            relay.bind(("127.0.0.1", 0))
+            relay.settimeout(5)
+            p = self.chat(relay.getsockname()[1], "ada", "--session", "42")
+            p.proc.stdin.close()
+            datagram, client = relay.recvfrom(2048)
+            self.assertEqual(datagram[:2], bytes([1, 1]))
+            relay.sendto(bytes([1, 129]) + struct.pack(">IQI", 1, 7, 0) + bytes(46), client)
+            datagram, client = relay.recvfrom(2048)
+            self.assertEqual(datagram[:2], bytes([1, 1]))
+            relay.sendto(struct.pack(">BBQQIH", 1, 130, 99, 5, 1, 2), client)
+            relay.sendto(struct.pack(">BBQ", 1, 131, 5) + event(1, 2, 7, nick) + event(2, 1, 7, nick, b"\x9b2J\xff")
+                         + event(3, 2, 42, b"ada"), client)
+            code = p.proc.wait(timeout=10)
+            lines = [line for line in p.out.rest(timeout=5).split("\n") if line]
+        self.assertEqual(code, 0)
+        self.assertEqual(lines, ["* %s joined" % shown, "%s: \ufffd2J\ufffd" % shown, "* ada joined"])
 
     def test_a_relay_that_never_answers_ends_in_exit_1_naming_the_message(self):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
