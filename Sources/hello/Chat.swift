@@ -11,7 +11,8 @@ struct Chat: ParsableCommand {
         discussion: """
             Output, one line per event in room order: "nick: text" for a message (your own too, \
             when its copy comes back: that is its acknowledgement), "* nick joined", "* nick left", \
-            "* nick timed out", "* old is now new"; "* members: a, b" answers /who. Control \
+            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N event(s)" \
+            when the relay could not resend a gap. Control \
             characters (C0, DEL, C1) from the network show as \\xNN, bidirectional controls as \
             \\uNNNN, bytes that are not UTF-8 as U+FFFD: nothing received can drive a terminal. \
             Input: /who, /nick NEW, /quit; "//text" sends "/text". Messages are resent until their \
