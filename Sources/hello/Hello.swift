@@ -8,9 +8,9 @@ import HelloSocket
 struct Hello: ParsableCommand, OneLineErrors {
     static let configuration = CommandConfiguration(
         commandName: "hello",
-        abstract: "The client of hellod: send names, print the greetings; or load it (hello bench).",
+        abstract: "The client of hellod: send names, print the greetings; load it (hello bench); chat (hello chat).",
         version: hellodVersion,
-        subcommands: [Send.self, Bench.self],
+        subcommands: [Send.self, Bench.self, Chat.self],
         defaultSubcommand: Send.self
     )
 }
@@ -26,6 +26,10 @@ struct ServerOptions: ParsableArguments {
     /// A socket connected to the server: only its datagrams are received, and an ICMP
     /// "port unreachable" shows as ECONNREFUSED.
     func connect() throws -> (DatagramSocket, SocketAddress) {
+        try Self.connect(host: host, port: port)
+    }
+
+    static func connect(host: String, port: UInt16) throws -> (DatagramSocket, SocketAddress) {
         let addresses = try SocketAddress.resolve(host: host, port: port)
         guard let address = addresses.first else {
             throw ValidationError("\(host) has no IPv4 or IPv6 address")

@@ -1,0 +1,503 @@
+import ArgumentParser
+import Glibc
+import HelloCLI
+import HelloCore
+import HelloSocket
+
+struct Chat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Join a room of hellod's chat service: each line of input is a message, each event a line of output.",
+        discussion: """
+            Output, one line per event in room order: "nick: text" for a message (your own too, \
+            when its copy comes back: that is its acknowledgement), "* nick joined", "* nick left", \
+            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N event(s)" \
+            when the relay could not resend a gap. Control \
+            characters (C0, DEL, C1) from the network show as \\xNN, bidirectional controls as \
+            \\uNNNN, bytes that are not UTF-8 as U+FFFD: nothing received can drive a terminal. \
+            Input: /who, /nick NEW, /quit; "//text" sends "/text". Messages are resent until their \
+            copy comes back; a relay that forgot the member (restarted) is joined again and every \
+            unacknowledged message resent. Exits 0 once input has ended and every message is \
+            acknowledged, 1 naming those that were not (or if the room could not be joined).
+            """
+    )
+
+    @Option(help: "The relay's name or address.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The relay's UDP port.")
+    var port: UInt16 = 6000
+
+    @Option(help: "The room to join (1-32 bytes).")
+    var room: String
+
+    @Option(help: "Your nick in the room (1-32 bytes).")
+    var nick: String
+
+    @Option(help: ArgumentHelp("Seconds between keepalives.", valueName: "seconds"))
+    var keepalive = 10.0
+
+    @Option(help: ArgumentHelp("Seconds before the first resend of an unanswered JOIN, message or RESEND (then doubling, to 4 s at most).",
+                               valueName: "seconds"))
+    var timeout = 0.5
+
+    @Option(help: "Resends of a JOIN or a message before it counts as lost.")
+    var retries = 5
+
+    @Option(help: ArgumentHelp("The session id, not 0 (default: random).", valueName: "id"))
+    var session: UInt64?
+
+    func validate() throws {
+        try require("--keepalive", keepalive, in: 0.01...3600)
+        try require("--timeout", timeout, in: 0.001...60)
+        try require("--retries", retries, in: 0...100)
+        for (option, name) in [("--room", room), ("--nick", nick)] where !ChatWire.isValidName(Array(name.utf8)) {
+            throw ValidationError("\(option) must be 1-32 bytes of UTF-8 without control or bidirectional-override characters.")
+        }
+        if session == 0 { throw ValidationError("--session must not be 0.") }
+    }
+
+    func run() throws {
+        let (socket, address) = try ServerOptions.connect(host: host, port: port)
+        var session = self.session ?? 0
+        var random = SystemRandomNumberGenerator()
+        while session == 0 { session = random.next() }
+        var client = ChatClient(socket: socket, address: "\(address)", room: Array(room.utf8), nick: Array(nick.utf8),
+                                session: session, timeout: UInt64(timeout * 1e9), attempts: retries + 1,
+                                keepalive: UInt64(keepalive * 1e9))
+        let code = client.run()
+        try? socket.close()  // exiting anyway
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// The chat client's state and its one loop: poll(2) over standard input and the socket,
+/// with a timeout for the next resend or keepalive.
+struct ChatClient {
+    struct Outgoing {
+        let sequence: UInt32
+        let text: [UInt8]
+        var attempts = 0
+        var due: UInt64 = 0
+    }
+
+    enum Phase: Equatable {
+        case joining, member
+        case failed(String)
+    }
+
+    /// Messages sent and not yet acknowledged, at most: the relay's rate limit (a burst of
+    /// 10) and its duplicate window (64 client sequences) are then never in the way.
+    static let window = 8
+    static let longestBackoff: UInt64 = 4_000_000_000
+
+    let socket: DatagramSocket
+    let address: String
+    let room: [UInt8]
+    var nick: [UInt8]
+    let session: UInt64
+    let timeout: UInt64
+    let attempts: Int
+    let keepaliveInterval: UInt64
+
+    var phase = Phase.joining
+    var cookie = ChatCookie.none
+    var joinAttempts = 0
+    var joinDue: UInt64 = 0
+    var welcomedAt: UInt64 = 0
+    var token: UInt64 = 0
+    var keepaliveDue: UInt64 = 0
+    /// The relay instance the room sequences belong to; the next one to show; those that
+    /// came early (after a gap), and the gap's RESEND.
+    var instance: UInt64?
+    var expected: UInt32?
+    var held: [UInt32: ChatEvent] = [:]
+    var gapAttempts = 0
+    var gapDue: UInt64?
+    var ownJoinSeen = false
+    /// Messages shown, by (session, client sequence): a relay that restarted may deliver one
+    /// again under a new instance.
+    var shown: Set<Pair> = []
+    var shownOrder: [Pair] = []
+
+    var queue: [[UInt8]] = []
+    var inFlight: [Outgoing] = []
+    var lost: [[UInt8]] = []
+    var nextSequence: UInt32 = 1
+    var inputEnded = false
+    var quit = false
+    var partial: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+
+    struct Pair: Hashable {
+        let a: UInt64
+        let b: UInt32
+    }
+
+    init(socket: DatagramSocket, address: String, room: [UInt8], nick: [UInt8], session: UInt64, timeout: UInt64,
+         attempts: Int, keepalive: UInt64) {
+        self.socket = socket
+        self.address = address
+        self.room = room
+        self.nick = nick
+        self.session = session
+        self.timeout = timeout
+        self.attempts = attempts
+        self.keepaliveInterval = keepalive
+    }
+
+    // MARK: The loop
+
+    mutating func run() -> Int32 {
+        sendJoin(monotonicNanoseconds())
+        while true {
+            let now = monotonicNanoseconds()
+            timers(now)
+            if isFinished(now) { break }
+            var fds = (pollfd(fd: socket.descriptor.rawValue, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: inputEnded || quit ? -1 : STDIN_FILENO, events: Int16(POLLIN), revents: 0))
+            let wait = nextDeadline(now).map { $0 > now ? Int32(clamping: ($0 - now + 999_999) / 1_000_000) : 0 } ?? -1
+            let ready = withUnsafeMutableBytes(of: &fds) { raw in
+                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, wait)
+            }
+            guard ready > 0 else { continue }
+            if fds.0.revents != 0 { receiveAll() }
+            if fds.1.revents != 0 { readInput() }
+        }
+        return finish()
+    }
+
+    func isFinished(_ now: UInt64) -> Bool {
+        if quit { return true }
+        if case .failed = phase { return true }
+        guard inputEnded && queue.isEmpty && inFlight.isEmpty && phase == .member else { return false }
+        // Wait for our own "joined" (the history comes before it), a little at most.
+        return ownJoinSeen || now >= welcomedAt + 4 * timeout
+    }
+
+    func backoff(_ attempts: Int) -> UInt64 {
+        let doubled = attempts >= 30 ? UInt64.max : timeout << UInt64(max(attempts - 1, 0))
+        return min(doubled, max(Self.longestBackoff, timeout))
+    }
+
+    func nextDeadline(_ now: UInt64) -> UInt64? {
+        switch phase {
+        case .joining: return joinDue
+        case .failed: return now
+        case .member:
+            var next = keepaliveDue
+            for m in inFlight { next = min(next, m.due) }
+            if let gapDue { next = min(next, gapDue) }
+            if inputEnded && queue.isEmpty && inFlight.isEmpty && !ownJoinSeen { next = min(next, welcomedAt + 4 * timeout) }
+            return next
+        }
+    }
+
+    mutating func timers(_ now: UInt64) {
+        switch phase {
+        case .failed: return
+        case .joining:
+            if now >= joinDue {
+                if joinAttempts >= attempts {
+                    phase = .failed("no answer to JOIN from \(address) after \(joinAttempts) attempt(s)")
+                } else {
+                    sendJoin(now)
+                }
+            }
+        case .member:
+            var i = 0
+            while i < inFlight.count {
+                if inFlight[i].due <= now {
+                    if inFlight[i].attempts >= attempts {
+                        lost.append(inFlight.remove(at: i).text)
+                        continue
+                    }
+                    var m = inFlight[i]
+                    sendSay(&m, now)
+                    inFlight[i] = m
+                }
+                i += 1
+            }
+            while inFlight.count < Self.window && !queue.isEmpty {
+                var m = Outgoing(sequence: nextSequence, text: queue.removeFirst())
+                nextSequence &+= 1
+                sendSay(&m, now)
+                inFlight.append(m)
+            }
+            if let due = gapDue, due <= now {
+                if gapAttempts >= attempts {
+                    skipGap()
+                } else {
+                    requestResend(now)
+                }
+            }
+            if now >= keepaliveDue {
+                send(.keepalive(token: token, highest: expected.map { $0 &- 1 } ?? 0))
+                keepaliveDue = now + keepaliveInterval
+            }
+        }
+    }
+
+    // MARK: Sending
+
+    func send(_ message: ChatMessage) {
+        let bytes = message.encoded()
+        // A refusal (ECONNREFUSED: nothing listens, e.g. the relay is restarting) or a full
+        // buffer is a lost datagram like any other: the resends cover it.
+        _ = try? bytes.withUnsafeBytes { try socket.send($0) }
+    }
+
+    mutating func sendJoin(_ now: UInt64) {
+        joinAttempts += 1
+        joinDue = now + backoff(joinAttempts)
+        send(.join(cookie: cookie, session: session, token: 0, room: room, nick: nick))
+    }
+
+    mutating func sendSay(_ m: inout Outgoing, _ now: UInt64) {
+        m.attempts += 1
+        m.due = now + backoff(m.attempts)
+        send(.say(token: token, clientSequence: m.sequence, text: m.text))
+    }
+
+    mutating func requestResend(_ now: UInt64) {
+        guard let expected, let first = held.keys.min(), first > expected else { return }
+        gapAttempts += 1
+        gapDue = now + backoff(gapAttempts)
+        send(.resend(token: token, first: expected, count: UInt16(min(first - expected, UInt32(ChatWire.maxResend)))))
+    }
+
+    /// The relay's backlog no longer has the missing events: show what came after them.
+    mutating func skipGap() {
+        guard let first = held.keys.min(), let expected else { return }
+        printLine("* missed \(first - expected) event(s)")
+        self.expected = first
+        gapAttempts = 0
+        gapDue = nil
+        showInOrder(monotonicNanoseconds())
+    }
+
+    // MARK: Receiving
+
+    mutating func receiveAll() {
+        while true {
+            let n: Int?
+            do {
+                n = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0, timeout: 0) }
+            } catch {
+                return  // ECONNREFUSED from an earlier send (reported once): poll again
+            }
+            guard let n else { return }
+            let now = monotonicNanoseconds()
+            guard let message = buffer.withUnsafeBytes({ ChatMessage.decode(UnsafeRawBufferPointer(rebasing: $0[..<n])) }) else {
+                continue
+            }
+            handle(message, now)
+        }
+    }
+
+    mutating func handle(_ message: ChatMessage, _ now: UInt64) {
+        switch message {
+        case .challenge(let c):
+            guard phase == .joining else { return }
+            cookie = c
+            sendJoin(now)
+        case let .welcome(token, instance, _, _):
+            guard phase == .joining else { return }
+            self.token = token
+            phase = .member
+            welcomedAt = now
+            keepaliveDue = now + keepaliveInterval
+            if instance != self.instance {
+                self.instance = instance
+                expected = nil
+                held = [:]
+                gapAttempts = 0
+                gapDue = nil
+            }
+            // Joined again: everything not acknowledged goes out now, with its attempts anew.
+            for i in inFlight.indices {
+                inFlight[i].attempts = 0
+                inFlight[i].due = now
+            }
+        case let .events(instance, events):
+            guard phase == .member, instance == self.instance else { return }
+            for e in events { accept(e, now) }
+            showInOrder(now)
+        case let .members(instance, nicks):
+            guard instance == self.instance else { return }
+            printLine("* members: " + nicks.map(neutralised).joined(separator: ", "))
+        case .notAMember(let t):
+            guard phase == .member, t == token else { return }
+            // The relay restarted or evicted us: join again (a new challenge and cookie).
+            phase = .joining
+            token = 0
+            cookie = .none
+            joinAttempts = 0
+            ownJoinSeen = false
+            sendJoin(now)
+        case .refused(let reason):
+            let why = switch reason {
+                case .roomFull: "the room is full"
+                case .nickTaken: "the nick is taken"
+                case .tooManyRooms: "the relay has too many rooms"
+                case .tooManyMemberships: "too many memberships from this address"
+                case .badName: "a bad room name or nick"
+            }
+            if phase == .joining {
+                phase = .failed("\(address) refused to join: \(why)")
+            } else {
+                writeErr("hello: refused: \(why)\n")
+            }
+        default:
+            return
+        }
+    }
+
+    mutating func accept(_ e: ChatEvent, _ now: UInt64) {
+        if e.kind == .message && e.session == session {
+            // Our own copy: its acknowledgement, whether shown now or a duplicate.
+            inFlight.removeAll { $0.sequence == e.clientSequence && $0.text == e.text }
+            if let i = lost.firstIndex(of: e.text) { lost.remove(at: i) }
+        }
+        if expected == nil { expected = e.sequence }
+        guard let expected, e.sequence >= expected, held[e.sequence] == nil else { return }  // a duplicate
+        held[e.sequence] = e
+    }
+
+    mutating func showInOrder(_ now: UInt64) {
+        while let next = expected, let e = held.removeValue(forKey: next) {
+            show(e)
+            expected = next &+ 1
+        }
+        if held.isEmpty {
+            gapAttempts = 0
+            gapDue = nil
+        } else if gapDue == nil {
+            requestResend(now)
+        }
+    }
+
+    mutating func show(_ e: ChatEvent) {
+        let who = neutralised(e.nick)
+        switch e.kind {
+        case .message:
+            let key = Pair(a: e.session, b: e.clientSequence)
+            guard !shown.contains(key) else { return }
+            shown.insert(key)
+            shownOrder.append(key)
+            if shownOrder.count > 4096 { shown.remove(shownOrder.removeFirst()) }
+            printLine("\(who): \(neutralised(e.text))")
+        case .joined:
+            if e.session == session { ownJoinSeen = true }
+            printLine("* \(who) joined")
+        case .left: printLine("* \(who) left")
+        case .timedOut: printLine("* \(who) timed out")
+        case .renamed:
+            if e.session == session && ChatWire.isValidName(e.text) { nick = e.text }
+            printLine("* \(who) is now \(neutralised(e.text))")
+        }
+    }
+
+    func printLine(_ line: String) {
+        writeOut(to: STDOUT_FILENO, line + "\n")
+    }
+
+    // MARK: Input
+
+    mutating func readInput() {
+        let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+        if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
+        guard n > 0 else {
+            inputEnded = true
+            if !partial.isEmpty { line(partial) }
+            partial = []
+            return
+        }
+        partial += buffer[..<n]
+        while let newline = partial.firstIndex(of: UInt8(ascii: "\n")), !quit {
+            let text = Array(partial[..<newline])
+            partial.removeSubrange(...newline)
+            line(text)
+        }
+    }
+
+    mutating func line(_ bytes: [UInt8]) {
+        var text = bytes
+        if text.last == UInt8(ascii: "\r") { text.removeLast() }
+        guard !text.isEmpty else { return }
+        if text.first == UInt8(ascii: "/") {
+            if text.starts(with: [UInt8(ascii: "/"), UInt8(ascii: "/")]) {
+                text.removeFirst()
+            } else {
+                command(String(decoding: text, as: UTF8.self))
+                return
+            }
+        }
+        if text.count > ChatWire.maxText {
+            writeErr("hello: not sent, longer than \(ChatWire.maxText) bytes: \(quoted(text))\n")
+            lost.append(text)
+            return
+        }
+        queue.append(text)
+    }
+
+    mutating func command(_ line: String) {
+        let words = line.split(separator: " ", maxSplits: 1).map(String.init)
+        switch words[0] {
+        case "/quit":
+            quit = true
+        case "/who":
+            if phase == .member { send(.who(token: token)) } else { writeErr("hello: /who: not in the room yet\n") }
+        case "/nick" where words.count == 2 && ChatWire.isValidName(Array(words[1].utf8)):
+            if phase == .member { send(.nick(token: token, nick: Array(words[1].utf8))) } else { nick = Array(words[1].utf8) }
+        case "/nick":
+            writeErr("hello: /nick NEW: 1-32 bytes of UTF-8 without control or bidirectional-override characters\n")
+        default:
+            writeErr("hello: \(neutralised(Array(words[0].utf8))): no such command (/who, /nick NEW, /quit; //text sends /text)\n")
+        }
+    }
+
+    // MARK: The end
+
+    mutating func finish() -> Int32 {
+        if phase == .member { send(.leave(token: token)) }
+        let unacknowledged = lost + inFlight.map(\.text) + queue
+        var problems: [String] = []
+        if case .failed(let why) = phase { problems.append(why) }
+        if !unacknowledged.isEmpty {
+            problems.append("\(unacknowledged.count) message(s) not acknowledged by \(address): "
+                            + unacknowledged.map(quoted).joined(separator: ", "))
+        }
+        guard !problems.isEmpty else { return 0 }
+        writeErr("hello: " + problems.joined(separator: "; ") + "\n")
+        return 1
+    }
+
+    func quoted(_ text: [UInt8]) -> String { "\"" + neutralised(text) + "\"" }
+}
+
+/// Text from the network made harmless to show: control characters (C0, DEL, C1) as \xNN,
+/// bidirectional controls (marks, embeddings, overrides, isolates) as \uNNNN, bytes that are
+/// not UTF-8 as U+FFFD. An escape sequence then shows as text and cannot drive a terminal.
+func neutralised(_ bytes: [UInt8]) -> String {
+    var out = String.UnicodeScalarView()
+    var input = bytes.makeIterator()
+    var decoder = UTF8()
+    func escape(_ prefix: String, _ value: UInt32, digits: Int) {
+        let hex = String(value, radix: 16)
+        out.append(contentsOf: (prefix + String(repeating: "0", count: max(digits - hex.count, 0)) + hex).unicodeScalars)
+    }
+    loop: while true {
+        switch decoder.decode(&input) {
+        case .scalarValue(let scalar):
+            switch scalar.value {
+            case 0..<0x20, 0x7f...0x9f: escape("\\x", scalar.value, digits: 2)
+            case 0x061c, 0x200e, 0x200f, 0x202a...0x202e, 0x2066...0x2069: escape("\\u", scalar.value, digits: 4)
+            default: out.append(scalar)
+            }
+        case .emptyInput: break loop
+        case .error: out.append("\u{FFFD}")
+        }
+    }
+    return String(out)
+}

@@ -1,0 +1,266 @@
+"""`hello chat` in pipe mode (each input line a message, each event an output line) against
+the real relay, `hellod --listen chat@127.0.0.1:0`."""
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import HELLO, Hellod, LineReader, TestCase
+
+# Short keepalives and resends, so that a restart is noticed and a loss resent quickly.
+FAST = ["--keepalive", "0.3", "--timeout", "0.2"]
+
+
+class ChatProcess:
+    """One `hello chat` process: lines in through a pipe, event lines out through another."""
+
+    def __init__(self, port, nick, *extra, room="lobby", retries=8):
+        self.stderr_file = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [HELLO, "chat", "--port", str(port), "--room", room, "--nick", nick, *FAST, "--retries", str(retries), *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
+            text=True, encoding="utf-8", errors="surrogateescape")
+        self.out = LineReader(self.proc.stdout)
+        self.lines = []
+
+    def say(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, line, timeout=10):
+        """Reads output until `line` has come; fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while line not in self.lines:
+            got = self.out.next(deadline - time.monotonic()) if time.monotonic() < deadline else None
+            if got is None:
+                raise AssertionError("no %r within %s s; output so far: %r" % (line, timeout, self.lines))
+            self.lines.append(got.rstrip("\n"))
+
+    def finish(self, timeout=15):
+        """Ends the input; returns (exit code, every output line, stderr), the exit bounded."""
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("hello chat did not exit within %s s of its input's end: %r" % (timeout, self.lines))
+        self.lines += [line for line in self.out.rest(timeout=5).split("\n") if line]
+        self.stderr_file.seek(0)
+        return self.proc.returncode, self.lines, self.stderr_file.read().decode("utf-8", "surrogateescape")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.out.rest(timeout=1)
+        if self.out.finished:
+            self.proc.stdout.close()
+        if not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass  # the process is gone: the pipe is broken
+        self.stderr_file.close()
+
+
+def messages(lines):
+    return [line for line in lines if not line.startswith("* ")]
+
+
+class Duplicator:
+    """A UDP proxy in front of a relay that delivers every datagram from the relay twice, as
+    a network may: the client must show each event once."""
+
+    def __init__(self, port):
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(("127.0.0.1", port))
+        self.client = None
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.front, selectors.EVENT_READ)
+            selector.register(self.back, selectors.EVENT_READ)
+            while self.running:
+                for key, _ in selector.select(timeout=0.1):
+                    try:
+                        if key.fileobj is self.front:
+                            datagram, self.client = self.front.recvfrom(70000)
+                            self.back.send(datagram)
+                        else:
+                            datagram = self.back.recv(70000)
+                            if self.client:
+                                self.front.sendto(datagram, self.client)
+                                self.front.sendto(datagram, self.client)
+                    except OSError:
+                        pass
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=5)
+        self.front.close()
+        self.back.close()
+
+
+class ChatClientTest(TestCase):
+    def setUp(self):
+        self.processes = []
+
+    def tearDown(self):
+        for p in self.processes:
+            p.kill()
+
+    def chat(self, port, nick, *extra, **options):
+        p = ChatProcess(port, nick, *extra, **options)
+        self.processes.append(p)
+        return p
+
+    def assertFinishedCleanly(self, p):
+        code, lines, stderr = p.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        return lines
+
+    def test_two_members_see_every_message_once_in_one_order(self):
+        with Hellod("--listen", "chat@127.0.0.1:0") as server:
+            duplicator = Duplicator(server.port)
+            try:
+                ada = self.chat(server.port, "ada")
+                ada.wait_for("* ada joined")
+                bob = self.chat(duplicator.port, "bob")  # every datagram to bob comes twice
+                bob.wait_for("* bob joined")
+                ada.wait_for("* bob joined")
+                said = [(ada, "ada", "hi bob"), (bob, "bob", "hi ada"), (ada, "ada", "how are you?"), (bob, "bob", "fine")]
+                for client, _, text in said:
+                    client.say(text)
+                for client in (ada, bob):
+                    for _, nick, text in said:
+                        client.wait_for("%s: %s" % (nick, text))
+                ada_lines = self.assertFinishedCleanly(ada)
+                bob_lines = self.assertFinishedCleanly(bob)
+            finally:
+                duplicator.close()
+        self.assertEqual(sorted(messages(ada_lines)), sorted("%s: %s" % (nick, text) for _, nick, text in said))
+        self.assertEqual(messages(bob_lines), messages(ada_lines))  # one order, each once
+        # ada may have left before bob's input ended.
+        self.assertEqual([l for l in bob_lines if l != "* ada left"], ["* ada joined", "* bob joined", *messages(ada_lines)])
+
+    def test_a_joiner_sees_the_rooms_history(self):
+        with Hellod("--listen", "chat@127.0.0.1:0") as server:
+            ada = self.chat(server.port, "ada")
+            ada.say("first")
+            ada.say("second")
+            ada.wait_for("ada: second")
+            carl = self.chat(server.port, "carl")
+            carl.wait_for("* carl joined")
+            carl_lines = self.assertFinishedCleanly(carl)
+            self.assertFinishedCleanly(ada)
+        self.assertEqual(carl_lines, ["* ada joined", "ada: first", "ada: second", "* carl joined"])
+
+    def test_a_relay_restart_loses_nothing_and_shows_nothing_twice(self):
+        server = Hellod("--listen", "chat@127.0.0.1:0")
+        port = server.port
+        try:
+            ada = self.chat(port, "ada")
+            ada.wait_for("* ada joined")
+            bob = self.chat(port, "bob")
+            bob.wait_for("* bob joined")
+            ada.say("before")
+            for client in (ada, bob):
+                client.wait_for("ada: before")
+            code, _ = server.stop()
+            server.__exit__()
+            self.assertEqual(code, 0)
+            ada.say("during")  # sent while nothing listens; resent until the new relay has it
+            time.sleep(0.5)
+            server = Hellod("--listen", "chat@127.0.0.1:%d" % port)  # the same port: a restart
+            for client in (ada, bob):
+                client.wait_for("ada: during", timeout=15)
+            bob.say("after")
+            for client in (ada, bob):
+                client.wait_for("bob: after")
+            ada_lines = self.assertFinishedCleanly(ada)
+            bob_lines = self.assertFinishedCleanly(bob)
+        finally:
+            server.__exit__()
+        for lines in (ada_lines, bob_lines):
+            self.assertEqual(messages(lines), ["ada: before", "ada: during", "bob: after"], lines)
+
+    def test_escape_sequences_from_the_network_are_neutralised(self):
+        hostile = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202eevil\u2066\x7f"
+        shown = "ada: \\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202eevil\\u2066\\x7f"
+        with Hellod("--listen", "chat@127.0.0.1:0") as server:
+            ada = self.chat(server.port, "ada")
+            ada.wait_for("* ada joined")
+            bob = self.chat(server.port, "bob")
+            bob.wait_for("* bob joined")
+            ada.say(hostile)
+            bob.wait_for(shown)
+            ada.wait_for(shown)
+            lines = self.assertFinishedCleanly(bob) + self.assertFinishedCleanly(ada)
+        for line in lines:
+            bad = [c for c in line if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or 0x202a <= ord(c) <= 0x202e
+                   or 0x2066 <= ord(c) <= 0x2069 or 0xdc80 <= ord(c) <= 0xdcff]
+            self.assertEqual(bad, [], line)
+
+    def test_hostile_nicks_from_a_relay_are_neutralised_too(self):
+        """hellod refuses such nicks; a relay that is not hellod may send them anyway."""
+        nick = "\x1b]0;x\x07ev\u202eil".encode()
+        shown = "\\x1b]0;x\\x07ev\\u202eil"
+
+        def event(sequence, kind, session, name, text=b""):
+            return struct.pack(">IBQI", sequence, kind, session, 0) + bytes([len(name)]) + name \
+                + struct.pack(">H", len(text)) + text
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
+            relay.bind(("127.0.0.1", 0))
+            relay.settimeout(5)
+            p = self.chat(relay.getsockname()[1], "ada", "--session", "42")
+            p.proc.stdin.close()
+            datagram, client = relay.recvfrom(2048)
+            self.assertEqual(datagram[:2], bytes([1, 1]))
+            relay.sendto(bytes([1, 129]) + struct.pack(">IQI", 1, 7, 0) + bytes(46), client)
+            datagram, client = relay.recvfrom(2048)
+            self.assertEqual(datagram[:2], bytes([1, 1]))
+            relay.sendto(struct.pack(">BBQQIH", 1, 130, 99, 5, 1, 2), client)
+            relay.sendto(struct.pack(">BBQ", 1, 131, 5) + event(1, 2, 7, nick) + event(2, 1, 7, nick, b"\x9b2J\xff")
+                         + event(3, 2, 42, b"ada"), client)
+            code = p.proc.wait(timeout=10)
+            lines = [line for line in p.out.rest(timeout=5).split("\n") if line]
+        self.assertEqual(code, 0)
+        self.assertEqual(lines, ["* %s joined" % shown, "%s: \ufffd2J\ufffd" % shown, "* ada joined"])
+
+    def test_a_relay_that_never_answers_ends_in_exit_1_naming_the_message(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))  # receives, never answers
+            started = time.monotonic()
+            p = self.chat(silent.getsockname()[1], "ada", retries=3)
+            p.say("anyone there?")
+            code, lines, stderr = p.finish(timeout=15)
+            elapsed = time.monotonic() - started
+        self.assertEqual(code, 1, lines)
+        self.assertEqual(lines, [])
+        self.assertEqual(stderr.count("\n"), 1, stderr)
+        self.assertIn("no answer to JOIN", stderr)
+        self.assertIn('"anyone there?"', stderr)
+        self.assertLess(elapsed, 10)
+
+    def test_bad_arguments_exit_64_in_one_line(self):
+        for args in (["--room", "lobby", "--nick", "a\x1bb"], ["--room", "", "--nick", "ada"],
+                     ["--room", "lobby", "--nick", "ada", "--retries", "-1"]):
+            done = subprocess.run([HELLO, "chat", *args], capture_output=True, text=True, timeout=10)
+            self.assertEqual(done.returncode, 64, done)
+            self.assertEqual(done.stderr.count("\n"), 1, done.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
