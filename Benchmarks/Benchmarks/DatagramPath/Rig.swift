@@ -172,7 +172,9 @@ final class Rig {
             bytes += Array(repeating: UInt8(ascii: "a") + UInt8(j % 26), count: max(0, size - bytes.count))
             bytes = Array(bytes.prefix(size))
             requestBytes.append(bytes)
-            let rule = services[peer % services.count].replyRule
+            guard let rule = services[peer % services.count].replyRule else {
+                throw SetupError(description: "\(services[peer % services.count]) has no reply rule")
+            }
             replyBytes.append(!scenario.serve ? bytes : scenario.answered(peer, k) ? rule.reply(to: bytes) : nil)
         }
         (requests, requestOffset, requestLength) = Self.pack(requestBytes)
