@@ -5,8 +5,8 @@ import Testing
 
 // Property tests over random inputs: the reply service (admission, with a reference model
 // of the rate limit; the reply rules; the outbox), the segment planner, the grouping by
-// peer and the PKTINFO policy, each checked against what it promises rather than against
-// itself.
+// peer, the PKTINFO policy and the chat relay under legitimate and hostile traffic
+// (ChatFuzzTests.swift), each checked against what it promises rather than against itself.
 //
 // A run draws one seed and prints it first (a crash then still leaves it behind). Each
 // property runs at least its floor of cases, then stops after its case count or its share
@@ -120,19 +120,24 @@ func replay(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) 
 
 @Suite(.serialized) struct FuzzTests {
     @Test func replyCore() {
-        fuzz("reply core", share: 0.5, cases: 100_000, floor: 100, replyCoreCase)
+        fuzz("reply core", share: 0.4, cases: 100_000, floor: 100, replyCoreCase)
     }
 
     @Test func segmentPlanner() {
-        fuzz("segment planner", share: 0.2, cases: 1_000_000, floor: 500, segmentPlannerCase)
+        fuzz("segment planner", share: 0.15, cases: 1_000_000, floor: 500, segmentPlannerCase)
     }
 
     @Test func peerGrouping() {
-        fuzz("peer grouping", share: 0.2, cases: 1_000_000, floor: 200, peerGroupingCase)
+        fuzz("peer grouping", share: 0.15, cases: 1_000_000, floor: 200, peerGroupingCase)
     }
 
     @Test func arrival() {
         fuzz("arrival", share: 0.1, cases: 1_000_000, floor: 500, arrivalCase)
+    }
+
+    /// The chat relay under legitimate and hostile traffic (ChatFuzzTests.swift).
+    @Test func chat() {
+        fuzz("chat", share: 0.2, cases: 100_000, floor: 30, chatFuzzCase)
     }
 
     /// The same few cases on every run, whatever the seed drawn.
@@ -142,6 +147,7 @@ func replay(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) 
             #expect(replay(segmentPlannerCase, seed: seed) == [], "segment planner, case seed \(seed)")
             #expect(replay(peerGroupingCase, seed: seed) == [], "peer grouping, case seed \(seed)")
             #expect(replay(arrivalCase, seed: seed) == [], "arrival, case seed \(seed)")
+            #expect(replay(chatFuzzCase, seed: seed) == [], "chat, case seed \(seed)")
         }
     }
 }

@@ -204,6 +204,21 @@ let benchmarks: @Sendable () -> Void = {
     registerDatagramBenchmark("Worker-batch-64-hello-and-echo-two-sockets-1024-datagrams",
                               Scenario(secondService: .echo))
 
+    // MARK: chat: a room's messages to every member
+
+    // 8 peers join one room before measuring (challenge, cookie, WELCOME); then every
+    // round each SAYs once (8 datagrams read, each replied when handled) and each gets the
+    // round's 8 events, numbered in the room, in one EVENTS datagram (8 deliveries). 128
+    // rounds an iteration. Messages are not rate-limited here: the rounds come far faster
+    // than any member may send.
+    var room = ChatSettings()
+    room.messageRate = 1_000_000_000
+    room.messageBurst = 1_000_000_000
+    registerDatagramBenchmark(
+        "Worker-chat-room-of-8-1024-datagrams",
+        Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
+                 expected: Expected(read: 8, replied: 8, deliveries: 8), chat: room))
+
     // MARK: The drop paths: floods that are mostly or wholly refused
 
     // Broadcasts, never answered: peers 0 and 1 send to 192.0.2.255 (the tap's subnet, in

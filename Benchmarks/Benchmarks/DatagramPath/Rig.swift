@@ -15,6 +15,8 @@ struct Expected: Sendable {
     var read: Int
     var replied: Int
     var drops: [DropReason: Int] = [:]
+    /// Datagrams sent beyond one reply per request (chat's events to a room's members).
+    var deliveries = 0
     /// The errno of the worker's last refused send (0: no send refused).
     var lastSendErrno: Int32 = 0
 
@@ -53,6 +55,12 @@ struct Scenario: Sendable {
     var fillSendBuffer = false
     /// False: no worker serves; each client sends to itself and drains (the control).
     var serve = true
+    /// chat: the relay's settings. Before the first round, every peer joins one room (JOIN,
+    /// CHALLENGE, JOIN with the cookie, WELCOME: `Rig.joinChat`); then in every round each
+    /// peer SAYs one message (`requestsPerPeer` 1) and receives the room's EVENTS, every
+    /// SAY of the round numbered in the room, in one datagram. The counters the joins made
+    /// are not the rounds'.
+    var chat: ChatSettings?
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): one 64-byte malloc per iteration.
     var allocatesPerIteration = false
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): the teardown fails.
@@ -103,6 +111,11 @@ final class Rig {
     private var clock: UInt64 = 1_000_000_000_000
     /// Mallocs over every measured iteration so far.
     var runningMallocs = 0
+    /// chat: the next room sequence, the SAYs each peer has made, and the worker's counters
+    /// once the peers joined (what the rounds count is beyond them).
+    private var chatNext: UInt32 = 0
+    private var chatSaid: UInt32 = 0
+    private var baseline = Counters()
 
     init(_ scenario: Scenario) throws {
         self.scenario = scenario
@@ -155,16 +168,24 @@ final class Rig {
 
         let configuration = WorkerConfiguration(batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
                                                 spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
+        var settings = configuration.serviceSettings(policy: policy)
+        if let chat = scenario.chat { settings.chat = chat }
         for (index, service) in services.enumerated() {
             let builder = BenchWorkerBuilder(index: index, socket: servers[index], configuration: configuration,
                                              report: reports[index])
-            workers.append(try service.build(configuration.serviceSettings(policy: policy), with: builder).get())
+            workers.append(try service.build(settings, with: builder).get())
         }
 
         let count = scenario.datagramsPerRound
         var requestBytes: [[UInt8]] = []
         var replyBytes: [[UInt8]?] = []
-        for j in 0..<count {
+        if scenario.chat != nil {
+            guard scenario.requestsPerPeer == 1, services == [.chat], scenario.serve else {
+                throw SetupError(description: "a chat scenario is one chat socket, one SAY per peer a round")
+            }
+            (requestBytes, replyBytes) = Self.chatRound(peers: scenario.peers)
+        }
+        for j in requestBytes.count..<count {
             let peer = j % scenario.peers, k = j / scenario.peers
             let size = scenario.size(peer, k)
             // "p3-r05-xxxx…": readable, distinct, exactly `size` bytes.
@@ -173,13 +194,106 @@ final class Rig {
             bytes = Array(bytes.prefix(size))
             requestBytes.append(bytes)
             guard let rule = services[peer % services.count].replyRule else {
-                throw SetupError(description: "\(services[peer % services.count]) answers no request with one reply")
+                throw SetupError(description: "\(services[peer % services.count]) has no reply rule: a chat scenario sets `chat`")
             }
             replyBytes.append(!scenario.serve ? bytes : scenario.answered(peer, k) ? rule.reply(to: bytes) : nil)
         }
         (requests, requestOffset, requestLength) = Self.pack(requestBytes)
         (replies, replyOffset, replyLength) = Self.pack(replyBytes)
         receiveBuffer = .allocate(byteCount: Self.receiveCapacity, alignment: 64)
+        if scenario.chat != nil {
+            try joinChat()
+        }
+    }
+
+    // MARK: chat
+
+    static let chatText = Array("a message of the round".utf8)
+    static func chatNick(_ peer: Int) -> [UInt8] { Array("c\(peer)".utf8) }
+    static let chatEventLength = ChatWire.eventLength(nick: 2, text: chatText.count)
+
+    /// A round's SAYs and the EVENTS every peer gets back, with the token, instance and
+    /// sequences zero: `joinChat` and `prepareChatRound` write them in place.
+    static func chatRound(peers: Int) -> ([[UInt8]], [[UInt8]?]) {
+        precondition(peers <= 10)
+        let says = (0..<peers).map { _ in ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded() }
+        let events = (0..<peers).map {
+            ChatEvent(sequence: 0, kind: .message, session: UInt64($0 + 1), clientSequence: 0, nick: chatNick($0), text: chatText)
+        }
+        let reply = ChatMessage.events(instance: 0, events).encoded()
+        return (says, Array(repeating: reply, count: peers))
+    }
+
+    /// Every peer joins the room, in turn: JOIN without a cookie, the CHALLENGE, JOIN with
+    /// it, the WELCOME (its token, the relay's instance, the room's next sequence); then
+    /// everything the joins sent is drained. Not measured.
+    func joinChat() throws {
+        var next: UInt32 = 0
+        for peer in 0..<scenario.peers {
+            var cookie = ChatCookie.none
+            for attempt in 0..<2 {
+                let join = ChatMessage.join(cookie: cookie, session: UInt64(peer + 1), token: 0, room: Array("lobby".utf8),
+                                            nick: Self.chatNick(peer)).encoded()
+                for message in try chatExchange(peer, join) {
+                    switch message {
+                    case .challenge(let c)? where attempt == 0:
+                        cookie = c
+                    case let .welcome(token, instance, sequence, _)? where attempt == 1:
+                        (requests + requestOffset[peer] + 2).storeBytes(of: token.bigEndian, as: UInt64.self)
+                        for j in 0..<scenario.datagramsPerRound {
+                            (replies + replyOffset[j] + 2).storeBytes(of: instance.bigEndian, as: UInt64.self)
+                        }
+                        next = sequence + 1  // its own "joined" is the room's next event
+                    case .events?:
+                        break
+                    default:
+                        throw SetupError(description: "chat join of peer \(peer), step \(attempt + 1): \(String(describing: message))")
+                    }
+                }
+            }
+        }
+        // The last "joined" announcements, to everyone.
+        for peer in 0..<scenario.peers { _ = chatDrain(peer) }
+        guard next > 0 else { throw SetupError(description: "chat: no WELCOME") }
+        chatNext = next
+        baseline = reports.map { $0.snapshot() }.reduce(WorkerReport(), +).counters
+    }
+
+    /// Sends `bytes` from `peer`, serves, and returns what `peer` got.
+    func chatExchange(_ peer: Int, _ bytes: [UInt8]) throws -> [ChatMessage?] {
+        let sent = bytes.withUnsafeBytes { send(clients[peer], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        guard sent == bytes.count, anyServerReadable() else { throw SetupError(description: "chat: sending a join failed") }
+        _ = workers[0](nil)
+        guard readable(clients[peer]) else { throw SetupError(description: "chat: no answer to a join") }
+        return chatDrain(peer)
+    }
+
+    /// Everything queued for `peer`, decoded.
+    func chatDrain(_ peer: Int) -> [ChatMessage?] {
+        var got: [ChatMessage?] = []
+        while true {
+            let n = recv(clients[peer], receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
+            guard n >= 0 else { return got }
+            got.append(ChatMessage.decode(UnsafeRawBufferPointer(start: receiveBuffer, count: n)))
+        }
+    }
+
+    /// Before a chat round: each SAY gets the peer's next client sequence, and the expected
+    /// EVENTS the room sequences and client sequences they will have (the relay numbers
+    /// them in the order it reads them, peer 0 first).
+    @inline(__always)
+    func prepareChatRound() {
+        chatSaid += 1
+        let peers = scenario.peers
+        for j in 0..<scenario.datagramsPerRound {
+            (requests + requestOffset[j] + 10).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
+            for i in 0..<peers {
+                let event = replies + replyOffset[j] + ChatWire.eventsHeaderLength + i * Self.chatEventLength
+                event.storeBytes(of: (chatNext + UInt32(i)).bigEndian, as: UInt32.self)
+                (event + 13).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
+            }
+        }
+        chatNext += UInt32(peers)
     }
 
     deinit {
@@ -249,6 +363,9 @@ final class Rig {
     func round() -> RoundFailure {
         let count = scenario.datagramsPerRound
         let peers = scenario.peers
+        if scenario.chat != nil {
+            prepareChatRound()
+        }
         for j in 0..<count {
             let sent = send(clients[j % peers], requests + requestOffset[j], requestLength[j], Int32(MSG_DONTWAIT))
             guard sent == requestLength[j] else {
@@ -328,13 +445,18 @@ final class Rig {
         guard scenario.serve, let e = scenario.expected else { return nil }
         let r = reports.map { $0.snapshot() }.reduce(WorkerReport(), +)
         var wrong: [String] = []
-        func expect(_ what: String, _ actual: UInt64, _ perRound: UInt64) {
-            if actual != perRound * rounds { wrong.append("\(what) \(actual), expected \(perRound * rounds)") }
+        func expect(_ what: String, _ actual: UInt64, _ before: UInt64, _ perRound: UInt64) {
+            if actual &- before != perRound * rounds {
+                wrong.append("\(what) \(actual &- before), expected \(perRound * rounds)")
+            }
         }
-        expect("read", r.counters.read, UInt64(e.read))
-        expect("replied", r.counters.replied, UInt64(e.replied))
+        let b = baseline
+        expect("read", r.counters.read, b.read, UInt64(e.read))
+        expect("replied", r.counters.replied, b.replied, UInt64(e.replied))
+        expect("delivered", r.counters.deliveries, b.deliveries, UInt64(e.deliveries))
+        expect("delivery failures", r.counters.deliveryFailures, b.deliveryFailures, 0)
         for (i, reason) in reasons.enumerated() {
-            expect("dropped \(reason.name)", r.counters.drops[reason], expectedDrops[i])
+            expect("dropped \(reason.name)", r.counters.drops[reason], b.drops[reason], expectedDrops[i])
         }
         if r.receiveErrors != 0 || r.lastReceiveErrno != 0 {
             wrong.append("receive errors \(r.receiveErrors) (last errno \(r.lastReceiveErrno)), expected none")

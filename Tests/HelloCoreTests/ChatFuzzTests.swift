@@ -1,0 +1,522 @@
+import HelloCore
+import HelloDatagram
+import Testing
+
+// The chat relay under random traffic (FuzzTests.swift's harness: `fuzz`, `replay`).
+//
+// A case makes a relay with small random tables, limits and times, and drives it as the
+// worker does (each batch handled, its end written, the outbox sent) with a few legitimate
+// clients that follow docs/PROTOCOL.md (join with challenge and cookie, say, resend their
+// unacknowledged messages, keepalive, resend, who, nick, leave) and a few hostile sources:
+// tokens of other members from their own addresses, other addresses' cookies, their own
+// cookies after two epochs, short joins, cut or flipped datagrams, random bytes, and the
+// clients' own addresses forged. The clock moves by small steps and by jumps past the
+// silence, eviction and cookie epochs; ticks run between batches.
+//
+// Checked after every datagram, batch and tick, from what the protocol promises:
+// - the counters balance (read = replied + dropped, read = datagrams handed over; sent
+//   datagrams are deliveries or the answers to requests), and a refusal (handle returning
+//   false) changes nothing;
+// - whatever a datagram's handling writes goes to its source or to a source that joined with
+//   its own unexpired cookie, and to a source that has not, never more bytes than the
+//   datagram it answers; a short JOIN gets nothing; nothing is written by a tick or a
+//   batch's end but to such sources;
+// - every datagram written is at most 1232 bytes and decodes as a relay's message;
+// - a cookie replayed from another address, or older than two epochs, makes no member;
+// - a forged token (another member's, from another address) is dropped, and makes no event:
+//   every message, leave, rename and join event of a client's session is one that client
+//   asked for; a time-out comes only after the eviction time; NOT A MEMBER for a live
+//   client's token only after it could have been evicted;
+// - one (room, room sequence) is the same event for every receiver; a member's own SAY gets
+//   exactly one room sequence; a member that never lost anything receives the room's
+//   sequences in order without a gap, and at the end, every message it said has come back.
+
+struct ChatFuzzClient {
+    let peer: Endpoint
+    var room: [UInt8]
+    var nick: [UInt8]
+    var session: UInt64 = 0
+    var cookie = ChatCookie.none
+    var cookieIssued: UInt64 = 0
+    var token: UInt64 = 0
+    /// A JOIN with a cookie sent, its answer not yet read; and when.
+    var joining = false
+    var joinSent: UInt64 = 0
+    /// The next room sequence it expects in order.
+    var expected: UInt32 = 0
+    var lossless = true
+    /// Once silent as long as the eviction time: it may have been evicted.
+    var evictable = false
+    /// When it last sent with its token (or joined).
+    var lastSent: UInt64 = 0
+    var nextSequence: UInt32 = 1
+    var unacked: [UInt32] = []
+    /// Of this session: the room sequence each message came back as.
+    var ownCopies: [UInt32: UInt32] = [:]
+}
+
+/// The relay, driven as the worker drives it, with what was written attributed to its cause.
+final class ChatFuzzWorld {
+    var service: ChatService
+    var outbox: Outbox
+    let settings: ChatSettings
+    let second: UInt64 = 1_000_000_000
+    var now: UInt64
+    var clients: [ChatFuzzClient] = []
+    /// Hostile sources, with a cookie each got at its own address (and when).
+    var hostile: [(peer: Endpoint, cookie: ChatCookie, issued: UInt64, token: UInt64)] = []
+    /// Sources that sent a JOIN with a cookie made for them, less than two epochs old.
+    var validated: Set<Endpoint> = []
+    /// Every client's session ever, to the client, and what it asked for under it: client
+    /// sequences said, nicks, a leave.
+    var sessions: [UInt64: Int] = [:]
+    var said: [UInt64: Set<UInt32>] = [:]
+    var renames: [UInt64: [[UInt8]]] = [:]
+    var left: Set<UInt64> = []
+    /// (room, sequence) -> the event, as first received.
+    var history: [[UInt8]: [UInt32: ChatEvent]] = [:]
+    var instance: UInt64?
+    var handed: UInt64 = 0
+    /// Requests whose answer is a datagram of their own: counted replied once it is sent.
+    var answeredRequests: UInt64 = 0
+    /// Per datagram in the outbox: whether it answers a request (else it is a delivery).
+    var answers: [Bool] = []
+    let trace = FuzzBudget.environment("HELLOD_CHAT_TRACE") != nil
+    var sentTotal: UInt64 = 0
+
+    init(_ settings: ChatSettings, batchSize: Int, now: UInt64) {
+        self.settings = settings
+        service = ChatService(ServiceSettings(batchSize: batchSize, maxDatagram: 2048, policy: .open, chat: settings))
+        outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
+        self.now = now
+    }
+
+    var epoch: UInt64 { settings.epochSeconds * second }
+
+    /// Checks each datagram in the outbox from `start` on, as written for `cause`: to whom,
+    /// how long, and that it decodes. Returns them decoded.
+    func written(from start: Int, cause: (peer: Endpoint, length: Int)?, _ checks: inout Checks) -> [(Endpoint, ChatMessage?)] {
+        var result: [(Endpoint, ChatMessage?)] = []
+        for entry in outbox.entries[start...] {
+            let bytes = outbox.bytes(of: entry)
+            let message = ChatMessage.decode(bytes)
+            checks.expect(bytes.count <= ChatWire.largestDatagram, "a datagram of \(bytes.count) bytes")
+            switch message {
+            case .challenge?, .welcome?, .events?, .members?, .notAMember?, .refused?: break
+            default: checks.expect(false, "a datagram that is no relay message: \(Array(bytes).prefix(16)) -> \(String(describing: message))")
+            }
+            if !validated.contains(entry.destination) {
+                if let cause {
+                    checks.expect(entry.destination == cause.peer, "\(entry.destination), not validated, sent an answer to \(cause.peer)")
+                    checks.expect(bytes.count <= cause.length,
+                                  "\(bytes.count) bytes to \(entry.destination), not validated, for \(cause.length): \(String(describing: message))")
+                } else {
+                    checks.expect(false, "a tick or a batch's end wrote to \(entry.destination), not validated")
+                }
+            }
+            result.append((entry.destination, message))
+            answers.append(cause != nil)
+            if trace { print("  -> \(entry.destination) \(cause == nil ? "delivery" : "answer"): \(message.map { "\($0)" } ?? "?")") }
+        }
+        return result
+    }
+
+    /// Hands one datagram to the relay (sending the outbox first when it asks); returns
+    /// what its handling wrote, and the counters before and after.
+    func handle(_ bytes: [UInt8], from peer: Endpoint, split: Int?, _ checks: inout Checks)
+        -> (out: [(Endpoint, ChatMessage?)], before: Counters, after: Counters) {
+        if trace { print("\(now / 1_000_000) ms: from \(peer): \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes")") }
+        while true {
+            let start = outbox.count
+            let before = service.counters
+            let handled = bytes.withUnsafeBytes { all -> Bool in
+                let cut = min(split ?? all.count, all.count)
+                let datagram = Datagram(payload: UnsafeRawBufferPointer(rebasing: all[..<cut]),
+                                        continuation: UnsafeRawBufferPointer(rebasing: all[cut...]), peer: peer)
+                return service.handle(datagram, now: now, into: &outbox)
+            }
+            if !handled {
+                checks.expect(outbox.count == start && service.counters == before, "a refused datagram changed something")
+                checks.expect(start > 0, "an empty outbox refused a datagram")
+                if start == 0 { return ([], before, before) }
+                flush(&checks)
+                continue
+            }
+            handed += 1
+            let after = service.counters
+            let out = written(from: start, cause: (peer, bytes.count), &checks)
+            if after.replied == before.replied && after.drops == before.drops {
+                // Neither replied nor dropped yet: its answer is the first datagram written.
+                answeredRequests += 1
+                checks.expect(!out.isEmpty, "a request counted as answered wrote nothing")
+            }
+            checks.expect(after.read == before.read + 1 && after.drops.total + after.replied <= before.drops.total + before.replied + 1,
+                          "one datagram counted more than once")
+            return (out, before, after)
+        }
+    }
+
+    /// Sends the outbox: each datagram reaches its destination.
+    func flush(_ checks: inout Checks) {
+        let sent = outbox.entries.map { ($0.destination, ChatMessage.decode(outbox.bytes(of: $0))) }
+        let answered = answers
+        answers = []
+        service.recordSent(outbox.count, failed: 0)
+        sentTotal += UInt64(outbox.count)
+        outbox.removeAll()
+        for ((to, message), answer) in zip(sent, answered) {
+            for i in clients.indices where clients[i].peer == to {
+                receive(i, message, answer: answer, &checks)
+            }
+        }
+        let c = service.counters
+        checks.expect(c.isBalanced, "unbalanced: read \(c.read), replied \(c.replied), dropped \(c.drops.total)")
+        checks.expect(c.read == handed, "read \(c.read) of \(handed) handed")
+        checks.expect(sentTotal == c.deliveries + answeredRequests && c.deliveryFailures == 0,
+                      "sent \(sentTotal): deliveries \(c.deliveries), answers \(answeredRequests)")
+    }
+
+    func endBatch(_ checks: inout Checks) {
+        while true {
+            let start = outbox.count
+            let done = service.endBatch(now: now, into: &outbox)
+            _ = written(from: start, cause: nil, &checks)
+            if done { break }
+            checks.expect(outbox.count > 0, "endBatch: more to come, with an empty outbox")
+            if outbox.count == 0 { break }
+            flush(&checks)
+        }
+        flush(&checks)
+    }
+
+    func tick(_ checks: inout Checks) {
+        let start = outbox.count
+        service.tick(now: now, into: &outbox)
+        _ = written(from: start, cause: nil, &checks)
+        endBatch(&checks)
+    }
+
+    /// A client reads what the relay sent it.
+    func receive(_ i: Int, _ message: ChatMessage?, answer: Bool, _ checks: inout Checks) {
+        switch message {
+        case .challenge(let cookie)?:
+            clients[i].cookie = cookie
+            clients[i].cookieIssued = now
+        case let .welcome(token, instance, next, _)?:
+            checks.expect(clients[i].joining, "a WELCOME to \(clients[i].peer), which did not join")
+            clients[i].joining = false
+            clients[i].token = token
+            clients[i].expected = next
+            clients[i].lastSent = now
+            clients[i].evictable = false
+            checkInstance(instance, &checks)
+        case let .events(instance, events)?:
+            checkInstance(instance, &checks)
+            for e in events { receive(i, e, answer: answer, &checks) }
+        case .notAMember(let token)?:
+            guard token == clients[i].token && token != 0 else { return }
+            checks.expect(clients[i].evictable, "NOT A MEMBER to \(clients[i].peer), never silent long enough to be evicted")
+            clients[i].token = 0
+            clients[i].lossless = false
+        case .members?, .refused?, nil, .join?, .say?, .keepalive?, .leave?, .resend?, .who?, .nick?:
+            break
+        }
+    }
+
+    func checkInstance(_ value: UInt64, _ checks: inout Checks) {
+        if instance == nil { instance = value }
+        checks.expect(instance == value, "instance \(value), was \(String(describing: instance))")
+    }
+
+    /// An event: `answer`, a copy asked for (history, RESEND, a SAY's again), else the
+    /// room's delivery, in order.
+    func receive(_ i: Int, _ e: ChatEvent, answer: Bool, _ checks: inout Checks) {
+        let room = clients[i].room
+        if let first = history[room]?[e.sequence] {
+            checks.expect(first == e, "room sequence \(e.sequence) is \(first) and \(e)")
+        } else {
+            history[room, default: [:]][e.sequence] = e
+        }
+        // Whose event it is: each must be one its client asked for.
+        if let owner = sessions[e.session] {
+            let o = clients[owner]
+            switch e.kind {
+            case .message:
+                checks.expect(said[e.session]?.contains(e.clientSequence) == true, "a message of \(o.peer) it did not say: \(e)")
+            case .left:
+                checks.expect(left.contains(e.session), "a leave of \(o.peer) it did not ask: \(e)")
+            case .renamed:
+                checks.expect(renames[e.session]?.contains(e.text) == true, "a rename of \(o.peer) it did not ask: \(e)")
+            case .timedOut:
+                checks.expect(o.session != e.session || o.evictable, "\(o.peer) timed out, never silent long enough")
+            case .joined:
+                break
+            }
+        }
+        var c = clients[i]
+        if e.kind == .message && e.session == c.session {
+            checks.expect(c.ownCopies[e.clientSequence, default: e.sequence] == e.sequence,
+                          "\(c.peer)'s message \(e.clientSequence) came back as \(c.ownCopies[e.clientSequence]!) and \(e.sequence)")
+            c.ownCopies[e.clientSequence] = e.sequence
+            c.unacked.removeAll { $0 == e.clientSequence }
+        }
+        if c.token != 0 && !answer {
+            checks.expect(e.sequence >= c.expected, "\(c.peer) was delivered room sequence \(e.sequence) after \(c.expected - 1)")
+            checks.expect(!c.lossless || e.sequence == c.expected,
+                          "\(c.peer), which lost nothing, was delivered room sequence \(e.sequence), expecting \(c.expected)")
+            c.expected = e.sequence + 1
+        }
+        clients[i] = c
+    }
+}
+
+func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
+    var s = ChatSettings()
+    s.rooms = rng.int(1...3)
+    s.membersPerRoom = rng.int(1...4)
+    s.membershipsPerPrefix = rng.int(1...3)
+    s.history = rng.int(0...4)
+    s.backlog = rng.int(0...80)
+    s.maxMessage = rng.pick([0, 24, 300, 1000])
+    s.messageRate = rng.pick([1, 5, 100])
+    s.messageBurst = rng.pick([1, 3, 10])
+    s.answerLimit = RateLimiter.Configuration(rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
+    s.epochSeconds = rng.pick([10, 120])
+    s.silenceSeconds = rng.pick([5, 35])
+    s.evictSeconds = s.silenceSeconds + rng.pick([1, 25])
+    s.secret = (rng.next(), rng.next())
+    let world = ChatFuzzWorld(s, batchSize: rng.int(1...8), now: UInt64(rng.int(1...1000)) * 1_000_000_000)
+    let second = world.second
+    let rooms: [[UInt8]] = [Array("lobby".utf8), Array("r".utf8), Array("x".utf8)]
+    let nicks: [[UInt8]] = [Array("ada".utf8), Array("bob".utf8), Array("cy".utf8), Array("dee".utf8), Array("ada2".utf8)]
+    for k in 0..<rng.int(1...4) {
+        world.clients.append(ChatFuzzClient(peer: .v4(0x0a00_0001 + UInt32(k), port: 40000 + UInt16(k)),
+                                            room: rng.pick(rooms), nick: rng.pick(nicks)))
+    }
+    for k in 0..<rng.int(1...3) {
+        world.hostile.append((peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0, token: 0))
+    }
+
+    /// A datagram of a legitimate client, noted as sent.
+    func legitimate(_ i: Int) -> [UInt8] {
+        var c = world.clients[i]
+        defer { world.clients[i] = c }
+        if c.token == 0 {
+            // One JOIN with a cookie a batch: its answer comes at the batch's end.
+            if c.cookie.isNone || world.now - c.cookieIssued >= world.epoch || rng.oneIn(8)
+                || (c.joining && c.joinSent == world.now) {
+                return ChatMessage.join(cookie: .none, session: 0, token: 0, room: c.room, nick: c.nick)
+                    .encoded(joinPadding: rng.pick([64, 64, 100, 1232]))
+            }
+            c.session = rng.next() | 1
+            world.sessions[c.session] = i
+            (c.ownCopies, c.unacked, c.nextSequence) = ([:], [], 1)
+            c.joining = true
+            c.joinSent = world.now
+            c.lossless = true
+            world.validated.insert(c.peer)
+            return ChatMessage.join(cookie: c.cookie, session: c.session, token: 0, room: c.room, nick: c.nick).encoded()
+        }
+        c.lastSent = world.now
+        switch rng.int(0...19) {
+        case 0...7:
+            // At most 4 unacknowledged, none 60 behind the newest: the relay's window of
+            // duplicates is 64.
+            if !c.unacked.isEmpty && (c.unacked.count >= 4 || c.nextSequence - c.unacked.min()! >= 60 || rng.oneIn(2)) {
+                let sequence = rng.pick(c.unacked)
+                return ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded()
+            }
+            let sequence = c.nextSequence
+            c.nextSequence += 1
+            world.said[c.session, default: []].insert(sequence)
+            c.unacked.append(sequence)
+            var text = Array("m\(sequence)".utf8)
+            if rng.oneIn(4) { text += [UInt8](repeating: 0x2e, count: rng.int(0...1000)) }
+            return ChatMessage.say(token: c.token, clientSequence: sequence,
+                                   text: Array(text.prefix(s.maxMessage))).encoded()
+        case 8...10:
+            return ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded()
+        case 11, 12:
+            let first = c.expected &- UInt32(rng.int(0...80))
+            return ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded()
+        case 13, 14:
+            return ChatMessage.who(token: c.token).encoded()
+        case 15, 16:
+            var nick = rng.pick(nicks)
+            if rng.oneIn(4) { nick = rng.pick([[], Array("a\u{202E}b".utf8), [UInt8](repeating: 0x61, count: 33)]) }
+            world.renames[c.session, default: []].append(nick)
+            return ChatMessage.nick(token: c.token, nick: nick).encoded()
+        default:
+            if rng.oneIn(3) {
+                world.left.insert(c.session)
+                let token = c.token
+                c.token = 0
+                return ChatMessage.leave(token: token).encoded()
+            }
+            return ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded()
+        }
+    }
+
+    /// Some valid-looking request with `token`.
+    func request(token: UInt64) -> [UInt8] {
+        switch rng.int(0...5) {
+        case 0: return ChatMessage.say(token: token, clientSequence: UInt32(rng.int(0...5)), text: Array("forged".utf8)).encoded()
+        case 1: return ChatMessage.leave(token: token).encoded()
+        case 2: return ChatMessage.nick(token: token, nick: Array("eve".utf8)).encoded()
+        case 3: return ChatMessage.keepalive(token: token, highest: 0).encoded()
+        case 4: return ChatMessage.resend(token: token, first: 0, count: 64).encoded()
+        default: return ChatMessage.who(token: token).encoded()
+        }
+    }
+
+    /// A hostile datagram, its source, and what must become of it.
+    enum Expect { case anything, forged, shortJoin, noMember }
+    func hostileDatagram() -> (bytes: [UInt8], from: Endpoint, expect: Expect) {
+        let h = rng.int(0...world.hostile.count - 1)
+        let me = world.hostile[h].peer
+        let victim = world.clients.isEmpty ? nil : rng.pick(world.clients)
+        switch rng.int(0...11) {
+        case 0, 1:
+            // Another member's token (or a stale one), from here.
+            guard let victim, victim.token != 0 else { return (request(token: rng.next()), me, .anything) }
+            return (request(token: victim.token), me, .forged)
+        case 2:
+            // Another address's cookie, with or without its token.
+            guard let victim, !victim.cookie.isNone else { break }
+            let join = ChatMessage.join(cookie: victim.cookie, session: rng.next(), token: rng.oneIn(2) ? victim.token : 0,
+                                        room: victim.room, nick: Array("eve".utf8))
+            return (join.encoded(), me, .noMember)
+        case 3:
+            // Its own cookie: fresh (a member, then, maybe), or two epochs old (none).
+            let mine = world.hostile[h]
+            if mine.cookie.isNone || rng.oneIn(3) {
+                break
+            }
+            let age = world.now - mine.issued
+            let join = ChatMessage.join(cookie: mine.cookie, session: rng.next(), token: 0, room: rng.pick(rooms),
+                                        nick: rng.pick(nicks))
+            if age >= 2 * world.epoch { return (join.encoded(), me, .noMember) }
+            // Under one epoch old it is valid; under two, it may be (the previous epoch's).
+            world.validated.insert(me)
+            return (join.encoded(), me, .anything)
+        case 4:
+            // Its own token, if it has one.
+            return (request(token: world.hostile[h].token), me, .anything)
+        case 5:
+            let join = ChatMessage.join(cookie: .none, session: rng.next(), token: 0, room: [0x72], nick: [0x6e])
+            return (join.encoded(joinPadding: rng.int(0...63)), rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin)
+        case 6, 7:
+            // A valid datagram cut short, lengthened or with a byte flipped.
+            var bytes = rng.oneIn(2) ? request(token: victim?.token ?? 0)
+                : ChatMessage.join(cookie: victim?.cookie ?? .none, session: 1, token: 0, room: [0x72], nick: [0x6e]).encoded()
+            switch rng.int(0...2) {
+            case 0: bytes.removeLast(rng.int(1...bytes.count))
+            case 1: bytes += [UInt8](repeating: UInt8(rng.int(0...255)), count: rng.int(1...3))
+            default: bytes[rng.int(0...bytes.count - 1)] ^= UInt8(1 << rng.int(0...7))
+            }
+            return (bytes, me, .anything)
+        case 8:
+            // The client's own address, forged: anything but its token.
+            guard let victim else { break }
+            let bytes = rng.oneIn(2) ? request(token: victim.token &+ 1)
+                : ChatMessage.join(cookie: .none, session: 0, token: 0, room: [0x72], nick: [0x6e]).encoded()
+            return (bytes, victim.peer, .anything)
+        default:
+            break
+        }
+        // Random bytes, or a JOIN without a cookie (a fresh cookie for it, then).
+        if rng.oneIn(2) {
+            return (ChatMessage.join(cookie: .none, session: 0, token: 0, room: [0x72], nick: [0x6e]).encoded(), me, .anything)
+        }
+        var bytes = (0..<rng.pick([0, 1, 2, 10, 64, rng.int(0...1300)])).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        if bytes.count >= 2 && rng.oneIn(2) { (bytes[0], bytes[1]) = (1, UInt8(rng.int(0...8))) }
+        return (bytes, me, .anything)
+    }
+
+    func send(_ bytes: [UInt8], from peer: Endpoint, expect: Expect) {
+        let split: Int? = rng.oneIn(4) ? rng.int(0...bytes.count) : nil
+        let (out, before, after) = world.handle(bytes, from: peer, split: split, &checks)
+        for (to, message) in out where to == peer {
+            if case .challenge(let cookie)? = message, let h = world.hostile.firstIndex(where: { $0.peer == peer }) {
+                (world.hostile[h].cookie, world.hostile[h].issued) = (cookie, world.now)
+            }
+            if case .welcome(let token, _, _, _)? = message, let h = world.hostile.firstIndex(where: { $0.peer == peer }) {
+                world.hostile[h].token = token
+            }
+        }
+        switch expect {
+        case .anything:
+            break
+        case .forged:
+            checks.expect(after.drops.total == before.drops.total + 1 && after.replied == before.replied,
+                          "a forged token was not dropped: \(ChatMessage.decode(bytes).map { "\($0)" } ?? "?")")
+            checks.expect(out.allSatisfy { $0.0 == peer }, "a forged token made a datagram to another")
+        case .shortJoin:
+            checks.expect(out.isEmpty && after.drops[.chatShortJoin] == before.drops[.chatShortJoin] + 1,
+                          "a short JOIN of \(bytes.count) bytes got \(out.map(\.1))")
+        case .noMember:
+            for (_, message) in out {
+                if case .welcome? = message { checks.expect(false, "a replayed or expired cookie made a member") }
+            }
+        }
+    }
+
+    for _ in 0..<rng.int(20...120) {
+        let ticks = rng.oneIn(10)
+        switch rng.int(0...9) {
+        case 0:
+            world.now += rng.pick([1, second / 2, 5 * second, s.silenceSeconds * second, s.evictSeconds * second,
+                                   world.epoch, 2 * world.epoch + 1])
+        default:
+            world.now += UInt64(rng.int(0...(ticks ? 2_000_000_000 : 200_000_000)))
+        }
+        // A member silent this long is sent nothing more; this long, it is evicted.
+        for i in world.clients.indices where world.clients[i].token != 0
+            && world.now - world.clients[i].lastSent >= s.silenceSeconds * second {
+            world.clients[i].lossless = false
+            if world.now - world.clients[i].lastSent >= s.evictSeconds * second { world.clients[i].evictable = true }
+        }
+        if ticks {
+            world.tick(&checks)
+            continue
+        }
+        for _ in 0..<rng.int(1...12) {
+            if !world.clients.isEmpty && rng.oneIn(2) {
+                let i = rng.int(0...world.clients.count - 1)
+                send(legitimate(i), from: world.clients[i].peer, expect: .anything)
+            } else {
+                let h = hostileDatagram()
+                send(h.bytes, from: h.from, expect: h.expect)
+            }
+        }
+        world.endBatch(&checks)
+        if !checks.failures.isEmpty { return }
+    }
+
+    // Quiet: each member that lost nothing keeps alive and says again what has not come
+    // back, until all has.
+    for _ in 0..<12 {
+        world.now += 2 * second
+        for i in world.clients.indices where world.clients[i].token != 0 && world.clients[i].lossless {
+            world.clients[i].lastSent = world.now
+            let c = world.clients[i]
+            send(ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(), from: c.peer, expect: .anything)
+            for sequence in c.unacked.prefix(2) {
+                send(ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded(),
+                     from: c.peer, expect: .anything)
+            }
+        }
+        world.endBatch(&checks)
+    }
+    for c in world.clients where c.token != 0 && c.lossless {
+        checks.expect(c.unacked.isEmpty, "\(c.peer), which lost nothing, never got back its messages \(c.unacked)")
+        checks.count("members that lost nothing")
+    }
+    checks.count("cases")
+    let counters = world.service.counters
+    if counters.replied > 0 { checks.count("cases with replies") }
+    if counters.drops[.chatBadToken] > 0 { checks.count("cases with forged tokens") }
+    if counters.drops[.chatBadCookie] > 0 { checks.count("cases with bad cookies") }
+    if counters.deliveries > 0 { checks.count("cases with deliveries") }
+}
+
