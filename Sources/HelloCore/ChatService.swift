@@ -57,6 +57,8 @@ public struct ChatService: DatagramService, ~Copyable {
     var admission: Admission
     var answers: RateLimiter
     let settings: ChatSettings
+    /// Each member's message rate limit.
+    let messageRate: CellRate
     let instance: UInt64
     let tokenKey: SipHasher.Key
     var tokensIssued: UInt64 = 0
@@ -126,6 +128,7 @@ public struct ChatService: DatagramService, ~Copyable {
         precondition(s.epochSeconds > 0 && s.silenceSeconds > 0 && s.evictSeconds > 0)
         s.history = max(0, min(s.history, 1024))
         settings = s
+        messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
         backlog = max(s.backlog, s.history, service.batchSize + s.membersPerRoom, ChatWire.maxResend, 1)
         historyCount = s.history
         // Room for one request's largest answer (WELCOME and history, or a RESEND), and
@@ -414,10 +417,7 @@ public struct ChatService: DatagramService, ~Copyable {
             }
             return .dropped(.chatStale)
         }
-        let interval = max(1_000_000_000 / max(settings.messageRate, 1), 1)
-        let arrival = max(m.rateArrival, now)
-        guard arrival - now <= interval * (max(settings.messageBurst, 1) - 1) else { return .dropped(.chatRateLimited) }
-        m.rateArrival = arrival + interval
+        guard messageRate.admit(&m.rateArrival, now: now) else { return .dropped(.chatRateLimited) }
         if !m.anySeen {
             (m.highest, m.seen, m.anySeen) = (sequence, 1, true)
         } else if sequence > m.highest {

@@ -37,8 +37,7 @@ public struct RateLimiter: ~Copyable {
     }
 
     public let configuration: Configuration
-    private let interval: UInt64        // nanoseconds between datagrams at the rate
-    private let tolerance: UInt64       // how far ahead of now the arrival time may run
+    private let cellRate: CellRate
     private let keys: UnsafeMutablePointer<UInt64>
     private let arrivals: UnsafeMutablePointer<UInt64>
     private let setMask: Int
@@ -48,8 +47,7 @@ public struct RateLimiter: ~Copyable {
     public init(_ configuration: Configuration, seed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
         precondition(configuration.rate > 0 && configuration.burst > 0)
         self.configuration = configuration
-        interval = max(1_000_000_000 / configuration.rate, 1)
-        tolerance = interval * (configuration.burst - 1)
+        cellRate = CellRate(rate: configuration.rate, burst: configuration.burst)
         let slots = max(1 << (Int.bitWidth - (max(configuration.tableSize, Self.ways) - 1).leadingZeroBitCount), Self.ways)
         setMask = slots / Self.ways - 1
         keys = .allocate(capacity: slots)
@@ -108,10 +106,7 @@ public struct RateLimiter: ~Copyable {
 
     @inline(__always)
     private func admit(_ slot: Int, now: UInt64) -> Bool {
-        let arrival = max(arrivals[slot], now)
-        guard arrival - now <= tolerance else { return false }
-        arrivals[slot] = arrival + interval
-        return true
+        cellRate.admit(&arrivals[slot], now: now)
     }
 
     /// The source prefix, hashed with a per-process seed (so no one can aim collisions);
@@ -135,5 +130,31 @@ public struct RateLimiter: ~Copyable {
         }
         h = PeerGrouping.mix(h)
         return h == 0 ? 1 : h
+    }
+}
+
+/// The generic cell rate algorithm's rule for one bucket, kept as one number: its
+/// "theoretical arrival time". A datagram is allowed when that time is less than `burst`
+/// intervals ahead of now, and moves it one interval on. The rate limiter keeps one per
+/// source prefix, the chat relay one per member.
+struct CellRate: Sendable {
+    /// Nanoseconds between datagrams at the rate.
+    let interval: UInt64
+    /// How far ahead of now the arrival time may run.
+    let tolerance: UInt64
+
+    init(rate: UInt64, burst: UInt64) {
+        precondition(rate > 0 && burst > 0)
+        interval = max(1_000_000_000 / rate, 1)
+        tolerance = interval * (burst - 1)
+    }
+
+    /// Whether a datagram at `now` is within the rate; if so, `arrival` moves on.
+    @inline(__always)
+    func admit(_ arrival: inout UInt64, now: UInt64) -> Bool {
+        let next = max(arrival, now)
+        guard next - now <= tolerance else { return false }
+        arrival = next + interval
+        return true
     }
 }
