@@ -93,13 +93,14 @@ struct ServedSocket {
             let names = ServiceName.allCases.map(\.rawValue).joined(separator: ", ")
             throw StartFailure(message: "socket \(fd) from systemd is named \"\(inherited.name)\", which is no service: set FileDescriptorName= to one of \(names)")
         }
-        guard let family = Systemd.datagramFamily(of: inherited.descriptor) else {
+        guard Systemd.isDatagramSocket(inherited.descriptor) else {
             throw StartFailure(message: "descriptor \(fd) (\(inherited.name)) from systemd is not a datagram socket: use ListenDatagram= in the .socket unit")
         }
-        guard family == AF_INET || family == AF_INET6 else {
-            throw StartFailure(message: "descriptor \(fd) (\(inherited.name)) from systemd is not an IPv4 or IPv6 socket (family \(family))")
-        }
         let socket = DatagramSocket(adopting: inherited.descriptor)
-        return ServedSocket(socket: socket, service: service, origin: .activation, address: try localAddress(of: socket))
+        let address = try localAddress(of: socket)
+        guard address.family == AF_INET || address.family == AF_INET6 else {
+            throw StartFailure(message: "descriptor \(fd) (\(inherited.name)) from systemd is not an IPv4 or IPv6 socket (family \(address.family))")
+        }
+        return ServedSocket(socket: socket, service: service, origin: .activation, address: address)
     }
 }

@@ -29,16 +29,9 @@ enum Systemd {
         }
     }
 
-    /// The family of a datagram socket (AF_INET, AF_INET6, ...), or nil if `descriptor`
-    /// is not a datagram socket.
-    static func datagramFamily(of descriptor: FileDescriptor) -> Int32? {
-        guard sd_is_socket(descriptor.rawValue, AF_UNSPEC, Int32(SOCK_DGRAM.rawValue), -1) > 0 else { return nil }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor.rawValue, $0, &length) }
-        }
-        return status == 0 ? Int32(storage.ss_family) : nil
+    /// Whether `descriptor` is a datagram socket of any family (sd_is_socket(3)).
+    static func isDatagramSocket(_ descriptor: FileDescriptor) -> Bool {
+        sd_is_socket(descriptor.rawValue, AF_UNSPEC, Int32(SOCK_DGRAM.rawValue), -1) > 0
     }
 
     /// Sends a state change (`READY=1`, `STATUS=...`, `STOPPING=1`, `WATCHDOG=1`) to the
