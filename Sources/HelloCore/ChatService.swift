@@ -365,6 +365,7 @@ public struct ChatService: DatagramService, ~Copyable {
                 return .dropped(.chatRoomFull)
             }
             room = free
+            tally.chat.rooms += 1
             rooms[room] = Room(inUse: true, nameLength: UInt8(join.room.count), memberCount: 0,
                                next: issued &+ 1, oldest: issued &+ 1, dirty: false)
             UnsafeMutableRawPointer(roomNames + room * ChatWire.maxName).copyMemory(from: join.room.baseAddress!,
@@ -377,6 +378,8 @@ public struct ChatService: DatagramService, ~Copyable {
         setNick(slot, join.nick)
         insert(slot)
         rooms[room].memberCount += 1
+        tally.chat.members += 1
+        tally.chat.joins += 1
         welcome(slot, into: &outbox)
         // History: the room's last events, then "joined" to everyone, the joiner included.
         let next = rooms[room].next
@@ -430,6 +433,7 @@ public struct ChatService: DatagramService, ~Copyable {
         members[slot] = m
         appendEvent(room, kind: .message, session: m.session, clientSequence: sequence, nick: nick(slot), text: text,
                     sender: m.token)
+        tally.chat.messages += 1
         return .served
     }
 
@@ -568,8 +572,11 @@ public struct ChatService: DatagramService, ~Copyable {
         members[slot] = Member()
         let room = slot / perRoom
         rooms[room].memberCount -= 1
+        tally.chat.members -= 1
+        tally.chat.leaves += 1
         if rooms[room].memberCount == 0 {
             rooms[room].inUse = false
+            tally.chat.rooms -= 1
         }
     }
 

@@ -113,6 +113,8 @@ public struct Counters: Sendable, Equatable {
     public var deliveries: UInt64 = 0
     /// Those the kernel refused.
     public var deliveryFailures: UInt64 = 0
+    /// The chat relay's rooms and members; zero for the other services.
+    public var chat = ChatFigures()
 
     public init() {}
 
@@ -129,9 +131,36 @@ public struct Counters: Sendable, Equatable {
         sum.queueOverflows += b.queueOverflows
         sum.deliveries += b.deliveries
         sum.deliveryFailures += b.deliveryFailures
+        sum.chat = a.chat + b.chat
         for reason in DropReason.allCases {
             sum.drops[reason] += b.drops[reason]
         }
+        return sum
+    }
+}
+
+/// The chat relay's figures, kept up by the relay as members come and go: two gauges
+/// (what is in use now) and three counters. Each room is one relay's, so the sums over
+/// workers are hellod's.
+public struct ChatFigures: Sendable, Equatable {
+    /// Rooms with at least one member, and members in them, now.
+    public var rooms: UInt64 = 0
+    public var members: UInt64 = 0
+    /// Messages accepted into a room (each then delivered to every member).
+    public var messages: UInt64 = 0
+    /// Members that joined, and that left: by LEAVE or evicted after their silence.
+    public var joins: UInt64 = 0
+    public var leaves: UInt64 = 0
+
+    public init() {}
+
+    public static func + (a: ChatFigures, b: ChatFigures) -> ChatFigures {
+        var sum = a
+        sum.rooms += b.rooms
+        sum.members += b.members
+        sum.messages += b.messages
+        sum.joins += b.joins
+        sum.leaves += b.leaves
         return sum
     }
 }

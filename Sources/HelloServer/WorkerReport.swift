@@ -39,7 +39,7 @@ public final class PublishedReport: Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
     private let fields: [ManagedAtomic<UInt64>]
 
-    private static let fieldCount = 10 + DropReason.allCases.count
+    private static let fieldCount = 15 + DropReason.allCases.count
 
     public init() {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
@@ -65,6 +65,11 @@ public final class PublishedReport: Sendable {
         put(UInt64(UInt32(bitPattern: report.lastReceiveErrno)))
         put(report.counters.deliveries)
         put(report.counters.deliveryFailures)
+        put(report.counters.chat.rooms)
+        put(report.counters.chat.members)
+        put(report.counters.chat.messages)
+        put(report.counters.chat.joins)
+        put(report.counters.chat.leaves)
         for reason in DropReason.allCases {
             put(report.counters.drops[reason])
         }
@@ -92,6 +97,11 @@ public final class PublishedReport: Sendable {
             report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))
             report.counters.deliveries = get()
             report.counters.deliveryFailures = get()
+            report.counters.chat.rooms = get()
+            report.counters.chat.members = get()
+            report.counters.chat.messages = get()
+            report.counters.chat.joins = get()
+            report.counters.chat.leaves = get()
             for reason in DropReason.allCases {
                 report.counters.drops[reason] = get()
             }
