@@ -16,7 +16,8 @@ import PackageDescription
 //   HelloServer    the worker, the join: receive a batch, hand it to the socket's service,
 //                  send what it wrote, publish counters
 //   HelloCLI       what both executables share on the command line
-//   hellod         the daemon: arguments, activation or bind, workers, signals, sd_notify, logs
+//   hellod         the daemon: arguments, activation or bind, workers, signals, sd_notify, logs,
+//                  the metrics file (swift-prometheus)
 //   hello          the client and the load generator
 
 let package = Package(
@@ -35,6 +36,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", exact: "1.3.0"),
         .package(url: "https://github.com/apple/swift-system", exact: "1.8.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
+        // The Prometheus text format for --metrics-file. It brings swift-metrics (2.13.0 here)
+        // for its CoreMetrics module only, not Metrics, which pulls in FoundationEssentials.
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -79,6 +83,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .executableTarget(

@@ -118,6 +118,15 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(name: .customLong("chat-evict-s"), help: ArgumentHelp("chat: a member silent this long is evicted (\"timed out\").", valueName: "s"))
     var chatEvictSeconds: UInt64 = 60
 
+    @Option(name: .customLong("metrics-file"),
+            help: ArgumentHelp("Write the counters here in Prometheus's text format, for node_exporter's textfile collector (name it *.prom): at start, every --metrics-interval, on SIGHUP and at stop; replaced atomically, mode 0644.",
+                               valueName: "path"))
+    var metricsFile: String?
+
+    @Option(name: .customLong("metrics-interval"),
+            help: ArgumentHelp("Seconds between writes of --metrics-file.", valueName: "s"))
+    var metricsInterval: Int = 5
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -147,6 +156,10 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
         try require("--chat-silence-s", chatSilenceSeconds, in: 1...86400)
         try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
+        try require("--metrics-interval", metricsInterval, in: 1...86400)
+        if let metricsFile, metricsFile.isEmpty || metricsFile.hasSuffix("/") {
+            throw ValidationError("--metrics-file must name a file, not \"\(metricsFile)\".")
+        }
     }
 
     func run() throws {
@@ -169,7 +182,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
             segmentation: gso)
         let server = Supervisor(sockets: sockets, configuration: configuration,
-                                policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(), log: log)
+                                policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(),
+                                metrics: metricsFile.map { ($0, UInt64(metricsInterval) * 1_000_000_000) }, log: log)
         do {
             try server.run()
         } catch let failure as StartFailure {

@@ -10,13 +10,16 @@ import SystemPackage
 /// Runs the daemon's life: one worker thread per socket, each with its socket's service;
 /// READY=1 once every one of them is serving; a status line every few seconds; on SIGHUP,
 /// the counters logged now; on SIGTERM or SIGINT, STOPPING=1, the batches in hand
-/// finished, a stop line with the final counters, exit 0. Signals are taken synchronously
-/// (sigtimedwait) by this thread alone, so no code runs in a signal handler.
+/// finished, a stop line with the final counters, exit 0. With a metrics file, the counters
+/// are written there at start, every metrics interval, on SIGHUP and, last, at stop.
+/// Signals are taken synchronously (sigtimedwait) by this thread alone, so no code runs in
+/// a signal handler.
 final class Supervisor {
     let sockets: [ServedSocket]
     let configuration: WorkerConfiguration
     let policy: AdmissionPolicy
     let chat: ChatSettings
+    let metrics: MetricsFile?
     let log: Logger
     let stop = StopSignal()
     let reports: [PublishedReport]
@@ -28,16 +31,21 @@ final class Supervisor {
     /// Drop warnings are summarised, at most one line this often.
     let warningInterval: UInt64 = 60_000_000_000
 
+    /// `metrics`: the metrics file's path and its interval in nanoseconds.
     init(sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, chat: ChatSettings,
-         log: Logger) {
+         metrics: (path: String, interval: UInt64)?, log: Logger) {
         self.sockets = sockets
         self.configuration = configuration
         self.policy = policy
         self.chat = chat
         self.log = log
         self.reports = sockets.map { _ in PublishedReport() }
-        self.services = Set(sockets.map(\.service)).sorted().map { name in
-            (name, sockets.indices.filter { sockets[$0].service == name })
+        let services = Set(sockets.map(\.service)).sorted().map { name in
+            (name: name, sockets: sockets.indices.filter { sockets[$0].service == name })
+        }
+        self.services = services
+        self.metrics = metrics.map {
+            MetricsFile(path: $0.path, interval: $0.interval, services: services.map(\.name), sockets: sockets.map(\.service))
         }
         self.dropBaselines = sockets.map { try? $0.socket.kernelDrops() }
         for (served, baseline) in zip(sockets, dropBaselines) where baseline == nil {
@@ -60,13 +68,21 @@ final class Supervisor {
         }
         logStart(liveness: liveness)
         var status = StatusTracker(started: started)
-        Systemd.notify("READY=1\nSTATUS=\(status.line(snapshot(), now: started))")
+        let first = snapshot()
+        writeMetrics(first, serving: true)
+        Systemd.notify("READY=1\nSTATUS=\(status.line(first, now: started))")
 
         var warned = (at: UInt64(0), report: WorkerReport())
+        var chatSeen = first.total.counters.chat
+        let timers = [statusInterval] + (metrics.map { [$0.interval] } ?? [])
         var signal: Int32
         while true {
-            signal = waitForSignal(signals) { now in
+            signal = waitForSignal(signals, timers: timers) { timer, now in
                 let current = snapshot()
+                guard timer == 0 else {
+                    writeMetrics(current, serving: true)
+                    return
+                }
                 Systemd.notify("STATUS=\(status.line(current, now: now))")
                 let report = current.total
                 let changed = report.counters.drops != warned.report.counters.drops
@@ -75,15 +91,20 @@ final class Supervisor {
                     warn(report, since: warned.report)
                     warned = (now, report)
                 }
+                logChatChanges(report.counters.chat, since: &chatSeen)
             }
             guard signal == SIGHUP else { break }
-            logCounters(snapshot(), "counters on SIGHUP after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+            let current = snapshot()
+            logCounters(current, "counters on SIGHUP after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+            writeMetrics(current, serving: true)
         }
 
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")
         stop.stop()
         threads.forEach { $0.join() }
-        logCounters(snapshot(), "hellod stopped on \(Self.signalName(signal)) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+        let final = snapshot()
+        logCounters(final, "hellod stopped on \(Self.signalName(signal)) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+        writeMetrics(final, serving: false)
         for served in sockets {
             do {
                 try served.socket.close()
@@ -136,18 +157,20 @@ final class Supervisor {
         return set
     }
 
-    /// Calls `tick` every status interval until a signal arrives; returns the signal.
-    private func waitForSignal(_ set: sigset_t, tick: (UInt64) -> Void) -> Int32 {
+    /// Calls `tick(i, now)` every `timers[i]` nanoseconds until a signal arrives; returns
+    /// the signal.
+    private func waitForSignal(_ set: sigset_t, timers: [UInt64], tick: (Int, UInt64) -> Void) -> Int32 {
         var set = set
-        var next = monotonicNanoseconds() + statusInterval
+        var next = timers.map { monotonicNanoseconds() + $0 }
         while true {
             let now = monotonicNanoseconds()
-            if now >= next {
-                tick(now)
-                next = now + statusInterval
+            if let due = next.indices.first(where: { now >= next[$0] }) {
+                tick(due, now)
+                next[due] = now + timers[due]
                 continue
             }
-            var timeout = timespec(tv_sec: Int((next - now) / 1_000_000_000), tv_nsec: Int((next - now) % 1_000_000_000))
+            let wait = next.min()! - now
+            var timeout = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
             let signal = sigtimedwait(&set, nil, &timeout)
             if signal > 0 { return signal }
         }
@@ -185,7 +208,7 @@ final class Supervisor {
     private func logCounters(_ snapshot: Snapshot, _ prefix: String) {
         let report = snapshot.total
         let split = sockets.count > 1 ? " (per socket \(snapshot.perSocket.map { String($0.counters.read) }.joined(separator: "/")))" : ""
-        let perService = snapshot.services.map { "; \($0.name.rawValue): \(CounterSummary($0.report.counters))" }.joined()
+        let perService = snapshot.services.map { "; \($0.name.rawValue): \(CounterSummary($0.report.counters, chat: $0.name == .chat))" }.joined()
         var fields: Logger.Metadata = [:]
         func put(_ prefix: String, _ c: Counters) {
             fields[prefix + "read"] = "\(c.read)"
@@ -196,6 +219,15 @@ final class Supervisor {
                 fields[prefix + "dropped_" + reason.name] = "\(c.drops[reason])"
             }
         }
+        for service in snapshot.services where service.name == .chat {
+            let c = service.report.counters
+            fields["chat_rooms"] = "\(c.chat.rooms)"
+            fields["chat_members"] = "\(c.chat.members)"
+            fields["chat_messages"] = "\(c.chat.messages)"
+            fields["chat_deliveries"] = "\(c.deliveries)"
+            fields["chat_joins"] = "\(c.chat.joins)"
+            fields["chat_leaves"] = "\(c.chat.leaves)"
+        }
         put("", report.counters)
         for service in snapshot.services { put(service.name.rawValue + "_", service.report.counters) }
         let c = report.counters
@@ -203,7 +235,24 @@ final class Supervisor {
                  metadata: fields)
     }
 
-/// One line for everything that went wrong since the last warning.
+    /// Joins and leaves since the last status tick, at debug: a count per tick, never a line
+    /// per datagram.
+    private func logChatChanges(_ chat: ChatFigures, since seen: inout ChatFigures) {
+        guard chat.joins != seen.joins || chat.leaves != seen.leaves else { return }
+        let (joins, leaves) = (chat.joins - seen.joins, chat.leaves - seen.leaves)
+        log.debug("chat: \(joins) joined, \(leaves) left since the last status; rooms \(chat.rooms), members \(chat.members)")
+        seen = chat
+    }
+
+    private func writeMetrics(_ snapshot: Snapshot, serving: Bool) {
+        guard let metrics else { return }
+        metrics.update(snapshot, serving: serving)
+        if let failure = metrics.write() {
+            log.warning("\(failure) (the next writes will try again; said once)")
+        }
+    }
+
+    /// One line for everything that went wrong since the last warning.
     private func warn(_ report: WorkerReport, since earlier: WorkerReport) {
         var recent = DropCounts()
         for reason in DropReason.allCases {
@@ -244,14 +293,27 @@ struct Snapshot {
 }
 
 /// `read 5, replied 4, dropped 1 (truncated 1), kernel queue drops 0`: one service's part
-/// of the status and stop lines.
+/// of the stop and SIGHUP lines.
 struct CounterSummary: CustomStringConvertible {
     let counters: Counters
-    init(_ counters: Counters) { self.counters = counters }
+    /// Whether to add the chat relay's figures.
+    let chat: Bool
+    init(_ counters: Counters, chat: Bool = false) {
+        self.counters = counters
+        self.chat = chat
+    }
 
     var description: String {
         let c = counters
-        return "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)"
+        return "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)\(chatPart)"
+    }
+
+    private var chatPart: String { chat ? Self.chatFigures(counters) : "" }
+
+    /// The chat relay's figures, for the chat service's part of the status, stop and
+    /// SIGHUP lines: `, rooms 1, members 2, messages 5, deliveries 10`.
+    static func chatFigures(_ c: Counters) -> String {
+        ", rooms \(c.chat.rooms), members \(c.chat.members), messages \(c.chat.messages), deliveries \(c.deliveries)"
     }
 }
 
@@ -300,7 +362,9 @@ struct StatusTracker {
         lastReplied = c.replied
         lastTime = now
         let perService = snapshot.services.map {
-            "; \($0.name.rawValue): replied \($0.report.counters.replied), dropped \($0.report.counters.drops.total)"
+            let c = $0.report.counters
+            let chat = $0.name == .chat ? CounterSummary.chatFigures(c) : ""
+            return "; \($0.name.rawValue): replied \(c.replied), dropped \(c.drops.total)\(chat)"
         }.joined()
         return "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(snapshot.perSocket.count)\(perService)"
     }

@@ -1,0 +1,187 @@
+import Glibc
+import HelloCLI
+import HelloCore
+import Prometheus
+
+/// hellod's counters in Prometheus's text exposition format, rewritten every
+/// `--metrics-interval` into `--metrics-file` for node_exporter's textfile collector.
+///
+/// The supervisor thread alone updates and writes it, from the snapshot it takes anyway:
+/// the workers never see it. swift-prometheus's registry renders the text (HELP and TYPE
+/// lines, label escaping); its counters only go up, so each mirrors one of the workers'
+/// counters by adding what that counter gained since the last update.
+final class MetricsFile {
+    let path: String
+    let interval: UInt64
+    /// In the same directory, so that rename(2) replaces the file in one step; not ending
+    /// in `.prom`, so that node_exporter never reads it half written.
+    private let temporaryPath: String
+    private let registry: PrometheusCollectorRegistry
+    private let up: Gauge
+    private let services: [ServiceMetrics]
+    private let socketsRead: [MirroredCounter]
+    private var text: [UInt8] = []
+    /// The last write's failure, said once until it changes.
+    private var failure: String?
+
+    /// `sockets`: each socket's service, in the start line's order.
+    init(path: String, interval: UInt64, services: [ServiceName], sockets: [ServiceName]) {
+        self.path = path
+        self.interval = interval
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        temporaryPath = directory + "." + name + ".tmp"
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+
+        up = registry.makeGauge(descriptor: hellod("up", help: "1 while hellod serves; 0 in the file's last write, at stop."))
+        registry.makeGauge(descriptor: hellod("start_time", unit: "seconds",
+                                              help: "When hellod started, in seconds since the Unix epoch."))
+            .set(Self.realTime())
+        registry.makeGauge(descriptor: hellod("build_info", help: "Always 1: hellod's version, as hellod --version prints it."),
+                           labels: [("version", hellodVersion)]).set(1.0)
+        self.services = services.map { ServiceMetrics(service: $0, registry: registry) }
+        socketsRead = sockets.enumerated().map { index, service in
+            MirroredCounter(registry.makeCounter(
+                descriptor: hellod("socket_datagrams_read", unit: "total",
+                                   help: "Datagrams read from each socket, numbered in the order of hellod's start line."),
+                labels: [("service", service.rawValue), ("socket", String(index))]))
+        }
+    }
+
+    /// Takes the counters of `snapshot`; `serving` is false for the last write, at stop.
+    func update(_ snapshot: Snapshot, serving: Bool) {
+        up.set(serving ? 1.0 : 0.0)
+        for (metrics, (_, report)) in zip(services, snapshot.services) {
+            metrics.update(report.counters)
+        }
+        for (mirror, report) in zip(socketsRead, snapshot.perSocket) {
+            mirror.update(report.counters.read)
+        }
+    }
+
+    /// Writes the file: a temporary file beside it, then rename(2), so a reader sees the
+    /// whole of the old file or the whole of the new one. Returns what failed, the first
+    /// time it fails so (nil otherwise).
+    func write() -> String? {
+        text.removeAll(keepingCapacity: true)
+        registry.emit(into: &text)
+        let error = writeFile()
+        defer { failure = error }
+        return error != failure ? error : nil
+    }
+
+    private func writeFile() -> String? {
+        func failed(_ what: String) -> String { "\(what): \(String(cString: strerror(errno)))" }
+        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return failed("cannot write the metrics file \(temporaryPath)") }
+        // The unit's UMask=0077 would leave it 0600: node_exporter runs as another user.
+        var ok = fchmod(fd, 0o644) == 0
+        var error = ok ? nil : failed("fchmod \(temporaryPath)")
+        if ok {
+            ok = text.withUnsafeBytes { bytes in
+                var done = 0
+                while done < bytes.count {
+                    let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { return false }
+                    done += n
+                }
+                return true
+            }
+            if !ok { error = failed("writing \(temporaryPath)") }
+        }
+        if close(fd) != 0 && ok {
+            ok = false
+            error = failed("writing \(temporaryPath)")
+        }
+        guard ok else {
+            unlink(temporaryPath)
+            return error
+        }
+        guard rename(temporaryPath, path) == 0 else {
+            let error = failed("cannot rename \(temporaryPath) to \(path)")
+            unlink(temporaryPath)
+            return error
+        }
+        return nil
+    }
+
+    private static func realTime() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+/// hellod_NAME_UNIT, with its HELP line.
+private func hellod(_ name: String, unit: String = "", help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(namespace: "hellod", metricName: name, unitName: unit, helpText: help)
+}
+
+/// One service's series, labelled service="NAME".
+private struct ServiceMetrics {
+    let read, replied, queueDrops, deliveries, deliveryFailures: MirroredCounter
+    let drops: [(DropReason, MirroredCounter)]
+    /// The chat relay's, for the chat service only.
+    let chat: (rooms: Gauge, members: Gauge, messages: MirroredCounter, joins: MirroredCounter,
+               leaves: MirroredCounter)?
+
+    init(service: ServiceName, registry: PrometheusCollectorRegistry) {
+        let labels = [("service", service.rawValue)]
+        func counter(_ name: String, _ help: String) -> MirroredCounter {
+            MirroredCounter(registry.makeCounter(descriptor: hellod(name, unit: "total", help: help), labels: labels))
+        }
+        read = counter("datagrams_read", "Datagrams read; each is replied to or dropped for one reason.")
+        replied = counter("datagrams_replied", "Requests whose reply the kernel took.")
+        queueDrops = counter("kernel_queue_drops",
+                             "Datagrams the kernel dropped on a full receive queue, never read (SO_MEMINFO).")
+        deliveries = counter("deliveries",
+                             "Datagrams sent beyond one reply per request: chat events to a room's members, notices.")
+        deliveryFailures = counter("delivery_failures", "Deliveries the kernel refused.")
+        let isChat = service == .chat
+        // A service never drops for another service's reasons: only chat has chat-* ones.
+        drops = DropReason.allCases.filter { isChat || !$0.name.hasPrefix("chat-") }.map { reason in
+            (reason, MirroredCounter(registry.makeCounter(
+                descriptor: hellod("datagrams_dropped", unit: "total",
+                                   help: "Datagrams read and not replied to, by the reason (man hellod, COUNTERS)."),
+                labels: labels + [("reason", reason.name)])))
+        }
+        chat = !isChat ? nil : (
+            registry.makeGauge(descriptor: hellod("chat_rooms", help: "Chat rooms with members now."), labels: labels),
+            registry.makeGauge(descriptor: hellod("chat_members", help: "Members in chat rooms now."), labels: labels),
+            counter("chat_messages", "Chat messages accepted into a room, each delivered to its members."),
+            counter("chat_joins", "Members that joined a chat room."),
+            counter("chat_leaves", "Members that left a chat room, or were evicted after their silence."))
+    }
+
+    func update(_ c: Counters) {
+        read.update(c.read)
+        replied.update(c.replied)
+        queueDrops.update(c.queueOverflows)
+        deliveries.update(c.deliveries)
+        deliveryFailures.update(c.deliveryFailures)
+        for (reason, mirror) in drops { mirror.update(c.drops[reason]) }
+        if let chat {
+            chat.rooms.set(Double(c.chat.rooms))
+            chat.members.set(Double(c.chat.members))
+            chat.messages.update(c.chat.messages)
+            chat.joins.update(c.chat.joins)
+            chat.leaves.update(c.chat.leaves)
+        }
+    }
+}
+
+/// A Prometheus counter that follows one of hellod's own.
+private final class MirroredCounter {
+    let counter: Counter
+    private var last: UInt64 = 0
+
+    init(_ counter: Counter) { self.counter = counter }
+
+    func update(_ value: UInt64) {
+        if value > last { counter.increment(by: Int64(value - last)) }
+        last = max(last, value)
+    }
+}
