@@ -66,10 +66,10 @@ final class Supervisor {
             threads.forEach { $0.join() }
             throw StartFailure(message: failure)
         }
+        let first = snapshot()
+        writeMetrics(first, serving: true)  // before the start line: whoever reads it finds the file
         logStart(liveness: liveness)
         var status = StatusTracker(started: started)
-        let first = snapshot()
-        writeMetrics(first, serving: true)
         Systemd.notify("READY=1\nSTATUS=\(status.line(first, now: started))")
 
         var warned = (at: UInt64(0), report: WorkerReport())
@@ -95,8 +95,8 @@ final class Supervisor {
             }
             guard signal == SIGHUP else { break }
             let current = snapshot()
+            writeMetrics(current, serving: true)  // before the line: whoever reads it finds the file current
             logCounters(current, "counters on SIGHUP after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
-            writeMetrics(current, serving: true)
         }
 
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")

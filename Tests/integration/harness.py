@@ -3,8 +3,14 @@
 The binaries come from HELLOD_BIN_DIR (test.sh sets it), else from `make build`'s
 .build-static/release. Every server listens on an ephemeral port (port 0) and says which in its
 start line, so the tests pass while another hellod serves port 9999.
+
+Counters come from hellod's metrics file (--metrics-file, Prometheus's text format), which
+every Hellod writes into a temporary directory of its own and writes a last time at stop:
+the tests never parse the wording of a log line for a number.
 """
 import os
+import shutil
+import tempfile
 import queue
 import re
 import signal
@@ -86,6 +92,12 @@ class Hellod:
     def __init__(self, *args, env=None, command=None, before_start=None):
         """`before_start(self)`, if given, runs once the process exists and before its
         start line is awaited (e.g. to send the datagram that activates it)."""
+        if "--metrics-file" in args:
+            self.metrics_path = args[args.index("--metrics-file") + 1]
+        else:
+            self.metrics_dir = tempfile.mkdtemp(prefix="hellod-metrics-")
+            self.metrics_path = os.path.join(self.metrics_dir, "hellod.prom")
+            args = (*args, "--metrics-file", self.metrics_path)
         self.args = [*(command or [HELLOD]), *args]
         self.early_lines = ""
         self.later_lines = []  # stderr after the start line, as far as read
@@ -144,7 +156,15 @@ class Hellod:
             self.proc.kill()
             raise AssertionError("hellod did not exit within %s s of %s" % (timeout, sig))
         self.later_lines.append(self.stderr.rest(timeout=5))
-        return self.proc.returncode, "".join(self.later_lines)
+        return self.proc.returncode, StopOutput("".join(self.later_lines), self.metrics())
+
+    def metrics(self):
+        """The metrics file as hellod last wrote it (parse_metrics); {} if there is none."""
+        try:
+            with open(self.metrics_path) as f:
+                return parse_metrics(f.read())
+        except FileNotFoundError:
+            return {}
 
     def __enter__(self):
         return self
@@ -158,6 +178,8 @@ class Hellod:
             self.stderr.rest(timeout=1)
             if self.stderr.finished:
                 self.proc.stderr.close()
+            if getattr(self, "metrics_dir", None):
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 def hello_process(*args):
@@ -180,21 +202,60 @@ def exchange(family, address, payload, timeout=2.0, net=None):
         return s.recvfrom(70000)
 
 
-STOP_LINE = re.compile(r"read (?P<read>\d+)(?: \(per socket (?P<split>[\d/]+)\))?, replied (?P<replied>\d+), dropped (?P<dropped>\d+) "
-                       r"\((?P<reasons>[^)]*)\), kernel queue drops (?P<queue>\d+)")
+class StopOutput(str):
+    """What Hellod.stop() returns beside the exit code: hellod's stderr after its start
+    line, carrying the metrics file's last write (`metrics`), which counters() reads."""
+
+    def __new__(cls, text, metrics):
+        self = super().__new__(cls, text)
+        self.metrics = metrics
+        return self
 
 
-def counters(stop_text):
-    """The stop line's counters: read, replied, dropped, queue, and each drop reason."""
-    match = STOP_LINE.search(stop_text)
-    if not match:
-        raise AssertionError("no stop line in %r" % stop_text)
-    found = {k: int(match.group(k)) for k in ("read", "replied", "dropped", "queue")}
-    found["per_socket"] = [int(n) for n in match.group("split").split("/")] if match.group("split") else [found["read"]]
-    if match.group("reasons") != "none":
-        for part in match.group("reasons").split(", "):
-            reason, count = part.rsplit(" ", 1)
-            found[reason] = int(count)
+METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
+LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Prometheus's text format: {(name, ((label, value), ...)): number}, labels sorted."""
+    found = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = METRIC_LINE.match(line)
+        if not match:
+            raise AssertionError("not a metric line: %r" % line)
+        labels = tuple(sorted((m.group("key"), m.group("value")) for m in LABEL.finditer(match.group("labels") or "")))
+        found[(match.group("name"), labels)] = float(match.group("value"))
+    return found
+
+
+def metric(metrics, name, **labels):
+    """The sum of `name`'s series whose labels include `labels`, as an int."""
+    return int(sum(v for (n, ls), v in metrics.items() if n == name and set(labels.items()) <= set(ls)))
+
+
+def counters(stopped, service=None):
+    """The counters of a stopped hellod (Hellod.stop()'s text, or a metrics dict), of every
+    service or of one: read, replied, dropped, queue, per_socket, and each drop reason that
+    is not 0."""
+    metrics = stopped if isinstance(stopped, dict) else getattr(stopped, "metrics", None)
+    if not metrics:
+        raise AssertionError("no metrics file behind %r: pass Hellod.stop()'s text" % stopped[:200])
+    only = {"service": service} if service else {}
+    found = {
+        "read": metric(metrics, "hellod_datagrams_read_total", **only),
+        "replied": metric(metrics, "hellod_datagrams_replied_total", **only),
+        "dropped": metric(metrics, "hellod_datagrams_dropped_total", **only),
+        "queue": metric(metrics, "hellod_kernel_queue_drops_total", **only),
+    }
+    sockets = sorted((int(dict(ls)["socket"]), v) for (n, ls), v in metrics.items()
+                     if n == "hellod_socket_datagrams_read_total" and (not service or dict(ls)["service"] == service))
+    found["per_socket"] = [int(v) for _, v in sockets]
+    for (name, labels), value in metrics.items():
+        reason = dict(labels).get("reason")
+        if name == "hellod_datagrams_dropped_total" and value > 0 and (not service or dict(labels)["service"] == service):
+            found[reason] = found.get(reason, 0) + int(value)
     return found
 
 

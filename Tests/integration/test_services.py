@@ -12,16 +12,13 @@ import time
 from harness import HELLO, HELLOD, Hellod, LineReader, TestCase, counters, exchange, hello
 from netns import Loopback
 
-SERVICE_PART = re.compile(r"; (?P<service>[a-z]+): read (?P<read>\d+), replied (?P<replied>\d+), "
-                          r"dropped (?P<dropped>\d+) \((?P<reasons>[^)]*)\), kernel queue drops (?P<queue>\d+)")
-
-
-def per_service(text):
-    """Each service's part of a counters line: {"hello": {"read": 3, ...}, ...}."""
-    found = {}
-    for match in SERVICE_PART.finditer(text):
-        found[match.group("service")] = {k: int(match.group(k)) for k in ("read", "replied", "dropped", "queue")}
-    return found
+def per_service(stopped):
+    """Each service's counters, from the metrics file (Hellod.stop()'s text or
+    Hellod.metrics()): {"hello": {"read": 3, "replied": 3, "dropped": 0, "queue": 0}, ...}."""
+    metrics = stopped if isinstance(stopped, dict) else stopped.metrics
+    services = {dict(labels)["service"] for name, labels in metrics if name == "hellod_datagrams_read_total"}
+    return {service: {k: counters(metrics, service)[k] for k in ("read", "replied", "dropped", "queue")}
+            for service in services}
 
 
 def port_of(d, service):
@@ -165,20 +162,21 @@ class Signals(TestCase):
         with Hellod("--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0") as d:
             exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "hello")), b"before")
             # The reply may reach us a moment before the worker publishes its counters:
-            # ask again until the line counts it (a handful of times at most).
+            # ask again until the metrics file, written before the line, counts it (a
+            # handful of times at most).
             for _ in range(20):
                 d.proc.send_signal(signal.SIGHUP)
-                line = d.wait_for_line("counters on SIGHUP", timeout=5)
-                if per_service(line)["hello"]["read"] == 1:
+                d.wait_for_line("counters on SIGHUP", timeout=5)
+                if per_service(d.metrics())["hello"]["read"] == 1:
                     break
-            self.assertEqual(per_service(line)["hello"], {"read": 1, "replied": 1, "dropped": 0, "queue": 0})
+            self.assertEqual(per_service(d.metrics())["hello"], {"read": 1, "replied": 1, "dropped": 0, "queue": 0})
             self.assertIsNone(d.proc.poll())
             self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", port_of(d, "echo")), b"after")[0], b"after")
             code, rest = d.stop()
         self.assertEqual(code, 0)
         stop = [line for line in rest.splitlines() if "stopped on SIGTERM" in line]
         self.assertEqual(len(stop), 1, rest)
-        self.assertEqual(counters(stop[0])["read"], 2)
+        self.assertEqual(counters(rest)["read"], 2)
 
 
 class Linking(TestCase):
