@@ -1,12 +1,14 @@
 """What an operator uses, installed under a real systemd (PID 1 in private namespaces):
 the manual pages and completions `make install` puts where man and each shell look, the
 options in /etc/default/hellod taking effect on restart, and a bad option there: the
-service failed with the one-line reason, not restarted in a loop, and the way back.
+service failed with the one-line reason, not restarted in a loop, and the way back; the
+metrics file under /run/hellod, readable by another user, counting a known load.
 
 The steps run in order (their names are numbered) on one booted systemd.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -186,6 +188,36 @@ class OperatorInstall(unittest.TestCase):
         result = self.systemd.run_in_network(HELLO, "--timeout", "5", "Michael")
         self.assertEqual(result.stdout, "Hello, Michael!\n", result.stderr)
         self.assertEqual(self.show("hellod.service", "ActiveState")["ActiveState"], "active")
+
+    def test_07b_the_metrics_file_under_run_hellod_counts_a_known_load(self):
+        path = "/run/hellod/hellod.prom"
+
+        def hello_counts():
+            text = self.run_inside("cat", path).stdout
+            found = {}
+            for name in ("read", "replied"):
+                match = re.search(r'^hellod_datagrams_%s_total\{service="hello"\} (\d+)$' % name, text, re.M)
+                found[name] = int(match.group(1)) if match else None
+            return found
+
+        def written_now():  # SIGHUP writes the file before it logs the counters
+            self.assertEqual(self.run_inside("systemctl", "kill", "-s", "HUP", "hellod.service").returncode, 0)
+            time.sleep(0.2)
+            return hello_counts()
+
+        listing = self.run_inside("ls", "-ld", "/run/hellod", path).stdout
+        modes = self.run_inside("stat", "-L", "-c", "%a %n", "/run/hellod", path).stdout
+        report("the metrics file", "\n" + listing + self.run_inside("grep", "hellod_up", path).stdout)
+        self.assertEqual(modes, "755 /run/hellod\n644 %s\n" % path)
+        as_nobody = self.run_inside("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", path)
+        self.assertEqual(as_nobody.returncode, 0, as_nobody.stderr)
+        self.assertIn("hellod_up 1", as_nobody.stdout)
+        before = written_now()
+        burst = self.systemd.run_in_network(sys.executable, "-c", BURST, "3", "1")
+        self.assertEqual(burst.stdout.strip(), "3")  # loopback is exempt from the limit of test 07
+        after = self.wait_for(lambda: (lambda now: now if now["read"] == before["read"] + 3 else None)(written_now()),
+                              10, "the file to count 3 more datagrams")
+        self.assertEqual(after["replied"], before["replied"] + 3)
 
     def test_08_make_uninstall_removes_them_and_keeps_a_changed_defaults_file(self):
         result = self.run_inside("make", "-C", ROOT, "uninstall")
