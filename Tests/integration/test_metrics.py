@@ -113,14 +113,14 @@ class MetricsFile(TestCase):
             self.assertEqual(os.listdir(directory), ["hellod.prom"])  # no temporary file left
             with open(path) as f:
                 text = f.read()
+            check = subprocess.run([os.path.join(self.tools, "promtool"), "check", "metrics"], input=text,
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
             self.assertKnownLoad(parse_metrics(text))
             self.assertIn('hellod_build_info{version="%s"} 1' % self.version(), text)
             for line in ("# TYPE hellod_datagrams_read_total counter", "# TYPE hellod_chat_members gauge",
                          "# HELP hellod_datagrams_dropped_total "):
                 self.assertIn(line, text)
-            check = subprocess.run([os.path.join(self.tools, "promtool"), "check", "metrics"], input=text,
-                                   capture_output=True, text=True, timeout=30)
-            self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
 
     def test_node_exporter_serves_the_counters(self):
         with Loopback() as net, tempfile.TemporaryDirectory() as directory:
