@@ -240,6 +240,67 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// A KEEPALIVE names the highest room sequence received in order: a member whose last
+    /// EVENTS were lost gets them again without waiting for a newer message.
+    @Test func aKeepaliveBehindTheRoomGetsWhatItMissed() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        var got: [ChatEvent] = []
+        for i in 1...10 {
+            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                                                  from: ada, now: t0 + UInt64(i)))
+        }
+        // Bob's last two were lost: they come again, in one datagram, to bob alone.
+        let out = relay.send(.keepalive(token: b.token, highest: got[7].sequence), from: bob, now: t0 + 20)
+        #expect(out.count == 1 && out[0].to == bob)
+        #expect(events(to: bob, in: out) == Array(got[8...]))
+        // Up to date, or nothing received yet (0): nothing.
+        #expect(relay.send(.keepalive(token: b.token, highest: got[9].sequence), from: bob, now: t0 + 21).isEmpty)
+        #expect(relay.send(.keepalive(token: b.token, highest: 0), from: bob, now: t0 + 21).isEmpty)
+        // Far behind: what follows, from the backlog, still in one datagram.
+        let behind = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 22)
+        #expect(behind.count == 1)
+        #expect(events(to: bob, in: behind) == [events(to: bob, in: b.sent).last!] + got)
+        // A forged source with bob's token gets nothing.
+        #expect(relay.send(.keepalive(token: b.token, highest: got[7].sequence), from: eve, now: t0 + 23).isEmpty)
+        let c = relay.service.counters
+        #expect(c.isBalanced)
+        #expect(c.drops[.chatBadToken] == 1)
+    }
+
+    /// What keepalives bring again is bounded by the member's message rate.
+    @Test func keepaliveCatchUpIsRateLimited() {
+        var settings = ChatRelay.testSettings
+        settings.messageRate = 1
+        settings.messageBurst = 2
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
+                                                  from: ada, now: t0))
+        let behind = ChatMessage.keepalive(token: b.token, highest: said[0].sequence - 1)
+        let answered = (0..<10).map { _ in relay.send(behind, from: bob, now: t0 + 1).count }
+        #expect(answered == [1, 1] + Array(repeating: 0, count: 8))
+        #expect(relay.send(behind, from: bob, now: t0 + 2 * ChatRelay.second).count == 1)
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    /// A member silent past the silence time is sent nothing; its first keepalive back
+    /// brings what it was not sent, from the backlog.
+    @Test func aMemberBackFromSilenceCatchesUpOnItsKeepalive() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let joined = events(to: bob, in: b.sent).last!.sequence
+        let s = ChatRelay.second
+        relay.send(.keepalive(token: a.token, highest: 0), from: ada, now: t0 + 30 * s)
+        let quiet = relay.send(.say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
+        #expect(events(to: bob, in: quiet).isEmpty)
+        let back = relay.send(.keepalive(token: b.token, highest: joined), from: bob, now: t0 + 41 * s)
+        #expect(texts(events(to: bob, in: back)) == ["message ada anyone?"])
+    }
+
     @Test func silentMembersAreEvictedAndTheRoomIsTold() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
