@@ -301,6 +301,36 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(texts(events(to: bob, in: back)) == ["message ada anyone?"])
     }
 
+    /// A SAY refused by the rate limit leaves no trace: sent again, within the window of 64
+    /// client sequences (docs/PROTOCOL.md), it is delivered, once.
+    @Test func aSayRefusedByTheRateLimitIsDeliveredWhenSentAgain() {
+        var settings = ChatRelay.testSettings
+        settings.messageRate = 1
+        settings.messageBurst = 1
+        (settings.silenceSeconds, settings.evictSeconds) = (1000, 2000)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let s = ChatRelay.second
+        func say(_ sequence: UInt32, at now: UInt64) -> [String] {
+            texts(events(to: bob, in: relay.send(.say(token: a.token, clientSequence: sequence, text: Array("m\(sequence)".utf8)),
+                                                 from: ada, now: now)))
+        }
+        #expect(say(1, at: t0) == ["message ada m1"])
+        #expect(say(2, at: t0) == [])  // over the rate
+        #expect(relay.service.counters.drops[.chatRateLimited] == 1)
+        // 62 newer ones, each a second apart, then 2 again: 63 below the highest, delivered.
+        for k in 0..<62 { #expect(say(3 + UInt32(k), at: t0 + UInt64(k + 1) * s) == ["message ada m\(3 + k)"]) }
+        #expect(say(65, at: t0 + 63 * s) == ["message ada m65"])
+        #expect(say(2, at: t0 + 64 * s) == ["message ada m2"])
+        #expect(say(2, at: t0 + 65 * s) == [])  // now a duplicate
+        // 64 or more below the highest is out of the window: taken as delivered (stale).
+        #expect(say(66, at: t0 + 66 * s) == ["message ada m66"])
+        #expect(say(1, at: t0 + 67 * s) == [])
+        #expect(relay.service.counters.drops[.chatStale] == 1)
+        #expect(relay.service.counters.isBalanced)
+    }
+
     @Test func silentMembersAreEvictedAndTheRoomIsTold() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
