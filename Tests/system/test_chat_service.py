@@ -15,16 +15,14 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 from private_systemd import PrivateSystemd
-from harness import LineReader
+import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HELLO = os.path.join(ROOT, ".build-static", "release", "hello")
 
 # A JOIN without a cookie, padded to 64 bytes, from the namespace's network: the answer's
 # bytes as hex (None: nothing in 10 s).
@@ -41,25 +39,14 @@ except socket.timeout:
 """
 
 
-class Chatter:
+class Chatter(client_tests.ChatProcess):
     """`hello chat` in the namespace's network, in pipe mode, with short keepalives and
-    resends (a restart is noticed within a second): lines written to it one every `pace`
-    seconds by a thread of its own; its output read all along."""
+    resends (a restart is noticed within a second); `say_paced` feeds it from a thread."""
 
-    def __init__(self, systemd, nick, room="lobby"):
+    def __init__(self, systemd, nick):
+        super().__init__(6000, nick, prefix=("nsenter", "-t", str(systemd.pid), "-n", "--"))
         self.nick = nick
-        self.stderr_file = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            ["nsenter", "-t", str(systemd.pid), "-n", "--", HELLO, "chat", "--port", "6000", "--room", room,
-             "--nick", nick, "--keepalive", "0.3", "--timeout", "0.2", "--retries", "8"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True)
-        self.out = LineReader(self.proc.stdout)
-        self.lines = []
         self.feeder = None
-
-    def say(self, text):
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
 
     def say_paced(self, texts, pace):
         def feed():
@@ -69,41 +56,10 @@ class Chatter:
         self.feeder = threading.Thread(target=feed)
         self.feeder.start()
 
-    def wait_for(self, line, timeout=10):
-        deadline = time.monotonic() + timeout
-        while line not in self.lines:
-            got = self.out.next(deadline - time.monotonic()) if time.monotonic() < deadline else None
-            if got is None:
-                raise AssertionError("%s: no %r within %s s; output so far: %r" % (self.nick, line, timeout, self.lines))
-            self.lines.append(got.rstrip("\n"))
-
     def finish(self, timeout=20):
-        """Ends the input (once the feeder is done): (exit code, output lines, stderr)."""
         if self.feeder:
             self.feeder.join(timeout=timeout)
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError("%s did not exit within %s s of its input's end: %r" % (self.nick, timeout, self.lines))
-        self.lines += [line for line in self.out.rest(timeout=5).split("\n") if line]
-        self.stderr_file.seek(0)
-        return self.proc.returncode, self.lines, self.stderr_file.read().decode()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.out.rest(timeout=1)
-        if self.out.finished:
-            self.proc.stdout.close()
-        if not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass  # gone: the pipe is broken
-        self.stderr_file.close()
+        return super().finish(timeout=timeout)
 
 
 def messages(lines):
