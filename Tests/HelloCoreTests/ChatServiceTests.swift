@@ -286,6 +286,26 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// However far behind a keepalive is, what it brings is from the backlog (the last 64
+    /// events here), the oldest first, one datagram of them.
+    @Test func keepaliveCatchUpIsBoundedByTheBacklog() {
+        var settings = ChatRelay.testSettings
+        (settings.messageRate, settings.messageBurst) = (1000, 200)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        var got: [ChatEvent] = []
+        for i in 1...100 {
+            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                                                  from: ada, now: t0 + UInt64(i)))
+        }
+        let out = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 200)
+        let caught = events(to: bob, in: out)
+        #expect(out.count == 1 && !caught.isEmpty)
+        #expect(caught == Array(got[36..<(36 + caught.count)]))  // from the oldest the backlog holds
+        #expect(relay.service.counters.isBalanced)
+    }
+
     /// A member silent past the silence time is sent nothing; its first keepalive back
     /// brings what it was not sent, from the backlog.
     @Test func aMemberBackFromSilenceCatchesUpOnItsKeepalive() {
