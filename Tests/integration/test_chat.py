@@ -170,9 +170,9 @@ class ChatTest(TestCase):
             self.assertEqual(c.join(room)[:2], WELCOME)
         return c
 
-    def chat(self, port, nick):
-        """`hello chat` in pipe mode, once its own "joined" has come."""
-        p = client_tests.ChatProcess(port, nick)
+    def chat(self, port, nick, *extra):
+        """`hello chat` in pipe mode (`extra` options last), once its own "joined" has come."""
+        p = client_tests.ChatProcess(port, nick, *extra)
         self.addCleanup(p.kill)
         p.wait_for("* %s joined" % nick)
         return p
@@ -313,6 +313,22 @@ class ChatTest(TestCase):
         # Up to date: a keepalive gets nothing.
         bob.sock.sendto(keepalive(bob.token, sent[b"m4"][0]), bob.address)
         self.assertEqual(drain(bob.sock, 0.3), [])
+        self.assertEqual(self.counted(server)["dropped"], 0)
+
+    def test_hello_chat_repairs_a_gap_by_resend(self):
+        server = self.relay()
+        dropper = Dropper(server.port, b"second")
+        self.addCleanup(dropper.close)
+        ada = self.chat(server.port, "ada")
+        bob = self.chat(dropper.port, "bob", "--keepalive", "30")  # no keepalive to catch up by
+        ada.wait_for("* bob joined")
+        for text in ("first", "second", "third"):
+            ada.say(text)
+            ada.wait_for("ada: " + text)
+        bob.wait_for("ada: third", timeout=3)
+        self.assertEqual(dropper.lost, 1)
+        self.assertEqual(self.finished(bob), ["* ada joined", "* bob joined", "ada: first", "ada: second", "ada: third"])
+        self.finished(ada)
         self.assertEqual(self.counted(server)["dropped"], 0)
 
     def test_hello_chat_gets_a_lost_last_message_by_its_keepalive(self):
