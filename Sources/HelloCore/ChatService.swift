@@ -44,9 +44,10 @@ public struct ChatSettings: Sendable {
 /// Counting: a request whose answer is a datagram of its own (CHALLENGE, WELCOME, MEMBERS,
 /// a RESEND's events, a duplicate's copy) is `replied` once the kernel takes that datagram
 /// (or dropped as send-failed); one whose answer is an event to the room (SAY, LEAVE, NICK)
-/// or nothing (KEEPALIVE) is `replied` when handled; any refusal is a drop under its reason.
-/// Every other datagram sent is a delivery. The kernel says how many datagrams of a send
-/// failed, not which: failures are counted against the outbox's replies first.
+/// or nothing (KEEPALIVE, whose catch-up is deliveries) is `replied` when handled; any
+/// refusal is a drop under its reason. Every other datagram sent is a delivery. The kernel
+/// says how many datagrams of a send failed, not which: failures are counted against the
+/// outbox's replies first.
 public struct ChatService: DatagramService, ~Copyable {
     public let outboxCapacity: Int
     public let largestDatagram = ChatWire.largestDatagram
