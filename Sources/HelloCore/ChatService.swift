@@ -44,9 +44,10 @@ public struct ChatSettings: Sendable {
 /// Counting: a request whose answer is a datagram of its own (CHALLENGE, WELCOME, MEMBERS,
 /// a RESEND's events, a duplicate's copy) is `replied` once the kernel takes that datagram
 /// (or dropped as send-failed); one whose answer is an event to the room (SAY, LEAVE, NICK)
-/// or nothing (KEEPALIVE) is `replied` when handled; any refusal is a drop under its reason.
-/// Every other datagram sent is a delivery. The kernel says how many datagrams of a send
-/// failed, not which: failures are counted against the outbox's replies first.
+/// or nothing (KEEPALIVE, whose catch-up is deliveries) is `replied` when handled; any
+/// refusal is a drop under its reason. Every other datagram sent is a delivery. The kernel
+/// says how many datagrams of a send failed, not which: failures are counted against the
+/// outbox's replies first.
 public struct ChatService: DatagramService, ~Copyable {
     public let outboxCapacity: Int
     public let largestDatagram = ChatWire.largestDatagram
@@ -119,6 +120,8 @@ public struct ChatService: DatagramService, ~Copyable {
         var anySeen = false
         /// The next room sequence this member is to be sent.
         var nextToSend: UInt32 = 0
+        /// The rate limit of what its keepalives have sent again (GCRA, the message rate).
+        var catchUpArrival: UInt64 = 0
     }
 
     public init(_ service: ServiceSettings) {
@@ -256,7 +259,8 @@ public struct ChatService: DatagramService, ~Copyable {
         case .join: fatalError("handled above")
         case let .say(_, sequence, text):
             return say(slot, sequence: sequence, text: text, now: now, into: &outbox)
-        case .keepalive:
+        case let .keepalive(_, highest):
+            catchUp(slot, after: highest, now: now, into: &outbox)
             return .served
         case .leave:
             let m = members[slot]
@@ -435,6 +439,21 @@ public struct ChatService: DatagramService, ~Copyable {
                     sender: m.token)
         tally.chat.messages += 1
         return .served
+    }
+
+    /// A keepalive names the highest room sequence its member received in order: what it
+    /// was sent after that (its last datagrams lost, or skipped while it was silent) goes
+    /// again, from the backlog, in one datagram at most and within the member's message
+    /// rate. The token proved the address, so this amplifies nothing toward anyone else.
+    /// 0 is "nothing received yet": nothing to go on.
+    mutating func catchUp(_ slot: Int, after highest: UInt32, now: UInt64, into outbox: inout Outbox) {
+        let room = slot / perRoom
+        let end = members[slot].nextToSend  // what comes later goes out at the batch's end
+        var from = max(highest &+ 1, rooms[room].oldest)
+        guard highest != 0, highest < end, from < end,
+              messageRate.admit(&members[slot].catchUpArrival, now: now),
+              writeEvents(room, from: &from, to: end, to: members[slot], into: &outbox) else { return }
+        pending.deliveries += 1
     }
 
     // MARK: Time

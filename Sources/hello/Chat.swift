@@ -89,6 +89,10 @@ struct ChatClient {
     /// Messages sent and not yet acknowledged, at most: the relay's rate limit (a burst of
     /// 10) and its duplicate window (64 client sequences) are then never in the way.
     static let window = 8
+    /// The relay's duplicate window: a SAY 64 or more client sequences below the highest it
+    /// delivered counts as delivered, so none is sent while an older one is unacknowledged
+    /// that far back (docs/PROTOCOL.md, "Delivery").
+    static let sequenceSpan: UInt32 = 64
     static let longestBackoff: UInt64 = 4_000_000_000
 
     let socket: DatagramSocket
@@ -218,7 +222,8 @@ struct ChatClient {
                 }
                 i += 1
             }
-            while inFlight.count < Self.window && !queue.isEmpty {
+            while inFlight.count < Self.window && !queue.isEmpty
+                    && nextSequence &- (inFlight.first?.sequence ?? nextSequence) < Self.sequenceSpan {
                 var m = Outgoing(sequence: nextSequence, text: queue.removeFirst())
                 nextSequence &+= 1
                 sendSay(&m, now)

@@ -240,6 +240,117 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// A KEEPALIVE names the highest room sequence received in order: a member whose last
+    /// EVENTS were lost gets them again without waiting for a newer message.
+    @Test func aKeepaliveBehindTheRoomGetsWhatItMissed() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        var got: [ChatEvent] = []
+        for i in 1...10 {
+            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                                                  from: ada, now: t0 + UInt64(i)))
+        }
+        // Bob's last two were lost: they come again, in one datagram, to bob alone.
+        let out = relay.send(.keepalive(token: b.token, highest: got[7].sequence), from: bob, now: t0 + 20)
+        #expect(out.count == 1 && out[0].to == bob)
+        #expect(events(to: bob, in: out) == Array(got[8...]))
+        // Up to date, or nothing received yet (0): nothing.
+        #expect(relay.send(.keepalive(token: b.token, highest: got[9].sequence), from: bob, now: t0 + 21).isEmpty)
+        #expect(relay.send(.keepalive(token: b.token, highest: 0), from: bob, now: t0 + 21).isEmpty)
+        // Far behind: what follows, from the backlog, still in one datagram.
+        let behind = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 22)
+        #expect(behind.count == 1)
+        #expect(events(to: bob, in: behind) == [events(to: bob, in: b.sent).last!] + got)
+        // A forged source with bob's token gets nothing.
+        #expect(relay.send(.keepalive(token: b.token, highest: got[7].sequence), from: eve, now: t0 + 23).isEmpty)
+        let c = relay.service.counters
+        #expect(c.isBalanced)
+        #expect(c.drops[.chatBadToken] == 1)
+    }
+
+    /// What keepalives bring again is bounded by the member's message rate.
+    @Test func keepaliveCatchUpIsRateLimited() {
+        var settings = ChatRelay.testSettings
+        settings.messageRate = 1
+        settings.messageBurst = 2
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
+                                                  from: ada, now: t0))
+        let behind = ChatMessage.keepalive(token: b.token, highest: said[0].sequence - 1)
+        let answered = (0..<10).map { _ in relay.send(behind, from: bob, now: t0 + 1).count }
+        #expect(answered == [1, 1] + Array(repeating: 0, count: 8))
+        #expect(relay.send(behind, from: bob, now: t0 + 2 * ChatRelay.second).count == 1)
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    /// However far behind a keepalive is, what it brings is from the backlog (the last 64
+    /// events here), the oldest first, one datagram of them.
+    @Test func keepaliveCatchUpIsBoundedByTheBacklog() {
+        var settings = ChatRelay.testSettings
+        (settings.messageRate, settings.messageBurst) = (1000, 200)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        var got: [ChatEvent] = []
+        for i in 1...100 {
+            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                                                  from: ada, now: t0 + UInt64(i)))
+        }
+        let out = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 200)
+        let caught = events(to: bob, in: out)
+        #expect(out.count == 1 && !caught.isEmpty)
+        #expect(caught == Array(got[36..<(36 + caught.count)]))  // from the oldest the backlog holds
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    /// A member silent past the silence time is sent nothing; its first keepalive back
+    /// brings what it was not sent, from the backlog.
+    @Test func aMemberBackFromSilenceCatchesUpOnItsKeepalive() {
+        var relay = ChatRelay()
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let joined = events(to: bob, in: b.sent).last!.sequence
+        let s = ChatRelay.second
+        relay.send(.keepalive(token: a.token, highest: 0), from: ada, now: t0 + 30 * s)
+        let quiet = relay.send(.say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
+        #expect(events(to: bob, in: quiet).isEmpty)
+        let back = relay.send(.keepalive(token: b.token, highest: joined), from: bob, now: t0 + 41 * s)
+        #expect(texts(events(to: bob, in: back)) == ["message ada anyone?"])
+    }
+
+    /// A SAY refused by the rate limit leaves no trace: sent again, within the window of 64
+    /// client sequences (docs/PROTOCOL.md), it is delivered, once.
+    @Test func aSayRefusedByTheRateLimitIsDeliveredWhenSentAgain() {
+        var settings = ChatRelay.testSettings
+        settings.messageRate = 1
+        settings.messageBurst = 1
+        (settings.silenceSeconds, settings.evictSeconds) = (1000, 2000)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let s = ChatRelay.second
+        func say(_ sequence: UInt32, at now: UInt64) -> [String] {
+            texts(events(to: bob, in: relay.send(.say(token: a.token, clientSequence: sequence, text: Array("m\(sequence)".utf8)),
+                                                 from: ada, now: now)))
+        }
+        #expect(say(1, at: t0) == ["message ada m1"])
+        #expect(say(2, at: t0) == [])  // over the rate
+        #expect(relay.service.counters.drops[.chatRateLimited] == 1)
+        // 62 newer ones, each a second apart, then 2 again: 63 below the highest, delivered.
+        for k in 0..<62 { #expect(say(3 + UInt32(k), at: t0 + UInt64(k + 1) * s) == ["message ada m\(3 + k)"]) }
+        #expect(say(65, at: t0 + 63 * s) == ["message ada m65"])
+        #expect(say(2, at: t0 + 64 * s) == ["message ada m2"])
+        #expect(say(2, at: t0 + 65 * s) == [])  // now a duplicate
+        // 64 or more below the highest is out of the window: taken as delivered (stale).
+        #expect(say(66, at: t0 + 66 * s) == ["message ada m66"])
+        #expect(say(1, at: t0 + 67 * s) == [])
+        #expect(relay.service.counters.drops[.chatStale] == 1)
+        #expect(relay.service.counters.isBalanced)
+    }
+
     @Test func silentMembersAreEvictedAndTheRoomIsTold() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)

@@ -19,10 +19,11 @@ FAST = ["--keepalive", "0.3", "--timeout", "0.2"]
 class ChatProcess:
     """One `hello chat` process: lines in through a pipe, event lines out through another."""
 
-    def __init__(self, port, nick, *extra, room="lobby", retries=8):
+    def __init__(self, port, nick, *extra, room="lobby", retries=8, prefix=()):
+        """`prefix`: a command to run it under (e.g. nsenter into a network)."""
         self.stderr_file = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [HELLO, "chat", "--port", str(port), "--room", room, "--nick", nick, *FAST, "--retries", str(retries), *extra],
+            [*prefix, HELLO, "chat", "--port", str(port), "--room", room, "--nick", nick, *FAST, "--retries", str(retries), *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
             text=True, encoding="utf-8", errors="surrogateescape")
         self.out = LineReader(self.proc.stdout)
@@ -100,10 +101,14 @@ class Duplicator:
                         else:
                             datagram = self.back.recv(70000)
                             if self.client:
-                                self.front.sendto(datagram, self.client)
-                                self.front.sendto(datagram, self.client)
+                                self.deliver(datagram)
                     except OSError:
                         pass
+
+    def deliver(self, datagram):
+        """What the client gets of a datagram from the relay: here, two copies."""
+        self.front.sendto(datagram, self.client)
+        self.front.sendto(datagram, self.client)
 
     def close(self):
         self.running = False
