@@ -1,4 +1,5 @@
 import Glibc
+import HelloCore
 import HelloDatagram
 import HelloServer
 import HelloSocket
@@ -74,7 +75,7 @@ struct HandoverTests {
 
     @Test func twoThreadsPassEveryDatagramOnceInOrder() throws {
         let ring = HandoverRing(capacity: 16, slotBytes: 64)
-        let total = 50_000
+        let total = 20_000
         let deadline = monotonicNanoseconds() + 20_000_000_000
         let producer = WorkerThread.spawn(name: "test-producer") {
             var n = 0
@@ -121,5 +122,55 @@ struct HandoverTests {
         #expect(!woken(0))
         group.woke(1)
         #expect(!woken(1))
+    }
+}
+
+/// Two chat workers sharing the rooms, each on its own socket (127.0.0.1 and ::1), driven
+/// by hand: one batch at a time, no threads.
+struct ChatWorkersTests {
+    static func settings(worker: Int) -> ServiceSettings {
+        var settings = WorkerConfiguration(spinLimit: 0).serviceSettings(policy: AdmissionPolicy())
+        settings.chat.secret = (1, 2)
+        settings.chat.workers = 2
+        settings.chat.worker = worker
+        return settings
+    }
+
+    @Test func whatAFullRingRefusesIsCountedAndTheTotalsBalance() throws {
+        let sockets = try ["127.0.0.1:0", "[::1]:0"].map { try DatagramSocket.bound(to: SocketAddress(parsing: $0)!) }
+        defer { sockets.forEach { try? $0.close() } }
+        let group = HandoverGroup(sockets: sockets, slots: 4, slotBytes: ChatWire.largestDatagram)
+        let reports = [PublishedReport(), PublishedReport()]
+        let configuration = WorkerConfiguration(spinLimit: 0)
+        var first = try Worker(index: 0, socket: sockets[0], service: ChatService(Self.settings(worker: 0)),
+                               configuration: configuration, publishingTo: reports[0], handover: (group, 0))
+        var second = try Worker(index: 1, socket: sockets[1], service: ChatService(Self.settings(worker: 1)),
+                                configuration: configuration, publishingTo: reports[1], handover: (group, 1))
+        let client = try TestClient()
+        defer { client.close() }
+        // Ten SAYs to the first socket with a token that names the second worker (and that
+        // it never issued): four fill the ring, six are refused.
+        let token: UInt64 = 0x01de_adbe_efde_adbe
+        for n in 0..<10 {
+            try client.send(ChatMessage.say(token: token, clientSequence: UInt32(n), text: [0x61]).encoded(),
+                            to: try sockets[0].localAddress())
+        }
+        usleep(20_000)
+        #expect(first.serveBatch() == 10)
+        #expect(reports[0].snapshot().counters.read == 10)
+        #expect(reports[0].snapshot().counters.drops[.chatHandoverFull] == 6)
+        // The owner serves the four: NOT A MEMBER to each, through the socket they came in by.
+        #expect(second.serveBatch() == 4)
+        var answers = 0
+        while let reply = try client.receive(timeout: 0.5) {
+            #expect(ChatMessage.decode(reply.bytes) == .notAMember(token: token))
+            #expect(reply.from == (try sockets[0].localAddress()))
+            answers += 1
+        }
+        #expect(answers == 4)
+        let total = reports[0].snapshot().counters + reports[1].snapshot().counters
+        #expect(total.read == 10 && total.drops[.chatHandoverFull] == 6 && total.drops[.chatNotMember] == 4)
+        #expect(total.isBalanced)
+        #expect(reports[1].snapshot().counters.read == 0)
     }
 }
