@@ -17,9 +17,10 @@ package final class HandoverRing: @unchecked Sendable {
     private let mask: Int
     private let bytes: UnsafeMutableRawPointer
     private let headers: UnsafeMutablePointer<Header>
-    /// The next slot the consumer reads, and the next the producer writes.
-    private let head = ManagedAtomic<Int>(0)
-    private let tail = ManagedAtomic<Int>(0)
+    /// The next slot the consumer reads, and the next the producer writes. (UnsafeAtomic:
+    /// inlined to a plain load or store, where ManagedAtomic's is a call.)
+    private let head = UnsafeAtomic<Int>.create(0)
+    private let tail = UnsafeAtomic<Int>.create(0)
     /// Each side's last look at the other's index: the shared one is read only when this
     /// one says the ring is full (producer) or empty (consumer).
     private var producersHead = 0
@@ -46,6 +47,8 @@ package final class HandoverRing: @unchecked Sendable {
     deinit {
         bytes.deallocate()
         headers.deallocate()
+        head.destroy()
+        tail.destroy()
     }
 
     // MARK: The producer's side
