@@ -6,7 +6,9 @@ import struct
 import unittest
 
 from harness import Hellod, TestCase, counters
-from test_chat import Client, say
+from netns import Loopback
+from test_activation import activated
+from test_chat import Client, join, say
 
 MESSAGE = 1
 
@@ -14,11 +16,12 @@ MESSAGE = 1
 class FamilyClient(Client):
     """test_chat's client, on the family of `address`."""
 
-    def __init__(self, address, nick, session):
+    def __init__(self, address, nick, session, net=None):
         super().__init__(address[1], nick, session)
-        if ":" in address[0]:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        if family == socket.AF_INET6 or net:
             self.sock.close()
-            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.sock = net.socket(family) if net else socket.socket(family, socket.SOCK_DGRAM)
             self.sock.settimeout(2)
         self.address = address
 
@@ -30,10 +33,11 @@ def endpoint(listen):
 
 
 class ChatWorkersTest(TestCase):
-    def room_over(self, server, addresses, members, messages_each=3):
-        """`members` members, spread over `addresses` in turn, join one room and each say
-        `messages_each` messages; returns what the stop line counted."""
-        clients = [FamilyClient(addresses[i % len(addresses)], b"m%02d" % i, 1000 + i) for i in range(members)]
+    def room_over(self, server, addresses, members, messages_each=3, net=None):
+        """`members` members, spread over `addresses` in turn (in `net`, a netns.Loopback,
+        if given), join one room and each say `messages_each` messages; returns what the
+        stop line counted."""
+        clients = [FamilyClient(addresses[i % len(addresses)], b"m%02d" % i, 1000 + i, net) for i in range(members)]
         try:
             for client in clients:
                 client.join(b"lobby")
@@ -78,6 +82,18 @@ class ChatWorkersTest(TestCase):
             addresses = [endpoint(a) for a in server.addresses]
             self.assertEqual([a[0] for a in addresses], ["127.0.0.1", "::1"])
             found = self.room_over(server, addresses, members=8)
+        self.assertTrue(all(n > 0 for n in found["per_socket"]), found)
+
+    def test_two_activated_sockets_share_a_room(self):
+        # systemd-socket-activate passes an IPv4 and an IPv6 socket (unnamed: --mode chat).
+        net = Loopback()
+        self.addCleanup(net.close)
+        with activated(net, "127.0.0.1:{}", "[::1]:{}", first=join(bytes(16), 1, 0, b"lobby", b"probe"),
+                       args=("--mode", "chat", "--chat-memberships-per-prefix", "64")) as server:
+            self.assertEqual(server.first_reply[:2], bytes([1, 129]))  # a CHALLENGE
+            self.assertEqual(server.origin, "socket activation")
+            found = self.room_over(server, [endpoint(a) for a in server.addresses], members=8, net=net)
+        self.assertEqual(found["read"], 1 + 8 * (2 + 3))
         self.assertTrue(all(n > 0 for n in found["per_socket"]), found)
 
 
