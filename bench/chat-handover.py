@@ -17,6 +17,7 @@ Instructions are Worker.serveBatch's, inclusive, summed over the threads (callgr
 call graph), with --spin-us 0 --coalesce-us 0, divided by the datagrams hellod read.
 
     bench/chat-handover.py [--bin DIR] [--baseline HELLOD] [--rounds N] [--callgrind-rounds N] [--repeat N]
+                           [--latency-spin-us US]      (--repeat 0: latency only)
 """
 import argparse
 import os
@@ -38,9 +39,12 @@ OPTIONS = ["--chat-memberships-per-prefix", "64",
            "--chat-message-rate", "1000000", "--chat-message-burst", "1000000"]
 
 
+LATENCY_OPTIONS = []
+
+
 def start(binary, listens, valgrind=None):
     # Counted in instructions, workers that sleep at once: polling would count as work.
-    spin = ["--spin-us", "0", "--coalesce-us", "0"] if valgrind else []
+    spin = ["--spin-us", "0", "--coalesce-us", "0"] if valgrind else LATENCY_OPTIONS
     command = [binary, *[a for l in listens for a in ("--listen", l)], *OPTIONS, *spin]
     if valgrind:
         # Valgrind 3.19 cannot read Swift's DWARF 5: a copy without debug info, symbols kept.
@@ -176,7 +180,11 @@ def main():
     parser.add_argument("--callgrind-rounds", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="callgrind runs per layout (median; batching varies)")
     parser.add_argument("--baseline", help="another hellod binary, measured in the one-worker layout too")
+    parser.add_argument("--latency-spin-us", type=int,
+                        help="--spin-us for the latency runs (0 also sets --coalesce-us 0); default: hellod's")
     args = parser.parse_args()
+    if args.latency_spin_us is not None:
+        LATENCY_OPTIONS[:] = ["--spin-us", str(args.latency_spin_us)] + (["--coalesce-us", "0"] if args.latency_spin_us == 0 else [])
     binary = os.path.join(args.bin, "hellod")
     two = ["chat@127.0.0.1:0", "chat@127.0.0.2:0"]
     layouts = [("one worker", binary, ["chat@127.0.0.1:0"], None),
@@ -188,9 +196,11 @@ def main():
     print("|---|---|---|---|---|")
     for name, binary, listens, handover in layouts:
         per_datagram = []
+        found = {"read": 0, "per_socket": []}
         for _ in range(args.repeat):
             found, _, instructions = measure(binary, listens, handover, args.callgrind_rounds, valgrind=True)
             per_datagram.append(instructions / found["read"])
+        per_datagram = per_datagram or [0]
         _, times, _ = measure(binary, listens, handover, args.rounds)
         times.sort()
         print("| %s | %d (%s) | %.0f (%.0f-%.0f) | %.1f | %.1f |" % (
