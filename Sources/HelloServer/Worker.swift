@@ -104,6 +104,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @inline(never)
     public mutating func serveBatch(now: UInt64 = monotonicNanoseconds(), receiving: Bool = true) -> Int {
         var count = 0
+        var failed = false
         do {
             if receiving {
                 count = try receiver.receive(from: socket)
@@ -111,11 +112,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         } catch {
             report.receiveErrors += 1
             report.lastReceiveErrno = error.errno.rawValue
-            count = 0
-            if handover == nil {
-                published.publish(report)
-                return 0
-            }
+            failed = true
         }
         if count > 0 {
             receiver.orderByPeer(count: count)
@@ -129,7 +126,10 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                 handle(receiver.datagram(receiver.order(k)), now: now)
             }
         }
-        guard count > 0 else { return 0 }
+        guard count > 0 else {
+            if failed { published.publish(report) }
+            return 0
+        }
         finishBatch(now: now)
         flush()
         publish()
