@@ -29,6 +29,11 @@ public struct ChatSettings: Sendable {
     /// 128 random bits (hellod reads them with getrandom(2)): the root of every cookie key,
     /// every token and the relay's instance id.
     public var secret: (UInt64, UInt64) = (0, 0)
+    /// Where several chat workers share the rooms (`--workers N`, several sockets): how
+    /// many, and which one this is. Each room belongs to one of them (`owner(of:)`), and a
+    /// member's token names its room's worker in its top byte.
+    public var workers = 1
+    public var worker = 0
 
     public init() {}
 }
@@ -62,6 +67,8 @@ public struct ChatService: DatagramService, ~Copyable {
     let messageRate: CellRate
     let instance: UInt64
     let tokenKey: SipHasher.Key
+    /// Places rooms among several workers.
+    let roomKey: SipHasher.Key
     var tokensIssued: UInt64 = 0
     var epoch: (number: UInt32, current: SipHasher.Key, previous: SipHasher.Key) = (0, (0, 0), (0, 0))
     let epochLength: UInt64
@@ -109,6 +116,8 @@ public struct ChatService: DatagramService, ~Copyable {
         var token: UInt64 = 0
         var peer = Endpoint.v4(0, port: 0)
         var source: LocalSource?
+        /// The socket it came through (`Arrival.socket`): what it is sent goes back through it.
+        var socket: UInt16 = 0
         var session: UInt64 = 0
         var nickLength: UInt8 = 0
         var lastHeard: UInt64 = 0
@@ -129,6 +138,7 @@ public struct ChatService: DatagramService, ~Copyable {
         precondition(s.rooms > 0 && s.membersPerRoom > 0 && s.membersPerRoom <= 4096 && s.rooms <= 65536)
         precondition(s.maxMessage >= 0 && s.maxMessage <= ChatWire.maxText)
         precondition(s.epochSeconds > 0 && s.silenceSeconds > 0 && s.evictSeconds > 0)
+        precondition(s.workers >= 1 && s.workers <= 256 && s.worker >= 0 && s.worker < s.workers)
         s.history = max(0, min(s.history, 1024))
         settings = s
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
@@ -141,6 +151,7 @@ public struct ChatService: DatagramService, ~Copyable {
         answers = RateLimiter(s.answerLimit, seed: SipHasher.hash(key: s.secret, 7, 0))
         instance = SipHasher.hash(key: s.secret, 5, 0)
         tokenKey = (SipHasher.hash(key: s.secret, 3, 0), SipHasher.hash(key: s.secret, 4, 0))
+        roomKey = (SipHasher.hash(key: s.secret, 8, 0), SipHasher.hash(key: s.secret, 9, 0))
         epochLength = s.epochSeconds * 1_000_000_000
         roomCount = s.rooms
         perRoom = s.membersPerRoom
@@ -254,6 +265,7 @@ public struct ChatService: DatagramService, ~Copyable {
         guard members[slot].peer == datagram.peer else { return .dropped(.chatBadToken) }
         members[slot].lastHeard = now
         members[slot].source = datagram.arrival.replySource
+        members[slot].socket = datagram.arrival.socket
         let room = slot / perRoom
         switch request {
         case .join: fatalError("handled above")
@@ -281,7 +293,7 @@ public struct ChatService: DatagramService, ~Copyable {
         case .who:
             let r = rooms[room]
             let m = members[slot]
-            _ = outbox.write(to: m.peer, from: m.source) { w in
+            _ = outbox.write(to: m.peer, from: m.source, through: m.socket) { w in
                 var count = 0
                 var length = 12
                 for k in 0..<perRoom where members[room * perRoom + k].token != 0 {
@@ -317,7 +329,8 @@ public struct ChatService: DatagramService, ~Copyable {
             guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
             let cookie = self.cookie(for: datagram.peer, epoch: epoch.number)
             if join.cookie.isNone {
-                _ = outbox.write(limit: length, to: datagram.peer, from: datagram.arrival.replySource) { $0.challenge(cookie) }
+                _ = outbox.write(limit: length, to: datagram.peer, from: datagram.arrival.replySource,
+                                 through: datagram.arrival.socket) { $0.challenge(cookie) }
                 return .answered
             }
             notice(to: datagram, into: &outbox) { $0.challenge(cookie) }
@@ -329,6 +342,7 @@ public struct ChatService: DatagramService, ~Copyable {
             // same member, silently at its new address.
             members[slot].peer = datagram.peer
             members[slot].source = datagram.arrival.replySource
+            members[slot].socket = datagram.arrival.socket
             members[slot].lastHeard = now
             welcome(slot, into: &outbox)
             return .answered
@@ -377,7 +391,7 @@ public struct ChatService: DatagramService, ~Copyable {
         }
         let slot = (room * perRoom..<(room + 1) * perRoom).first { members[$0].token == 0 }!
         members[slot] = Member(token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
-                               session: join.session, lastHeard: now, rateArrival: 0,
+                               socket: datagram.arrival.socket, session: join.session, lastHeard: now, rateArrival: 0,
                                nextToSend: rooms[room].next)
         setNick(slot, join.nick)
         insert(slot)
@@ -513,6 +527,32 @@ public struct ChatService: DatagramService, ~Copyable {
         pending = (0, 0)
     }
 
+    // MARK: Several workers
+
+    /// Which chat worker serves `datagram` when several share the rooms: the room's owner
+    /// for a JOIN with a cookie (its room name, hashed under a key of the secret), the
+    /// worker a token names for the rest; nil for what any worker can serve alone, which is
+    /// what this one then does: a cookie-less JOIN (a stateless challenge), a token that
+    /// names no worker (NOT A MEMBER), whatever will be dropped as malformed.
+    public func owner(of datagram: Datagram) -> Int? {
+        let workers = settings.workers
+        guard workers > 1, !datagram.truncated, datagram.length <= ChatWire.largestDatagram else { return nil }
+        var bytes = datagram.payload
+        guard bytes.count >= 10, bytes[0] == ChatWire.version else { return nil }
+        guard bytes[1] == ChatType.join.rawValue else {
+            let owner = Int(bytes[2])  // the token's top byte, first on the wire
+            return owner < workers ? owner : nil
+        }
+        if !datagram.continuation.isEmpty {  // a JOIN read in two parts (a tiny head buffer)
+            UnsafeMutableRawBufferPointer(start: scratch, count: datagram.length).copyMemory(from: datagram.payload)
+            (scratch + datagram.payload.count).copyMemory(from: datagram.continuation.baseAddress!,
+                                                          byteCount: datagram.continuation.count)
+            bytes = UnsafeRawBufferPointer(start: scratch, count: datagram.length)
+        }
+        guard case .join(let join) = ChatRequest.parse(bytes), !join.cookie.isNone else { return nil }
+        return Int(SipHasher.hash(key: roomKey, join.room) % UInt64(workers))
+    }
+
     // MARK: Cookies and tokens
 
     mutating func refreshEpoch(_ now: UInt64) {
@@ -546,7 +586,8 @@ public struct ChatService: DatagramService, ~Copyable {
     mutating func newToken() -> UInt64 {
         while true {
             tokensIssued += 1
-            let token = SipHasher.hash(key: tokenKey, tokensIssued, 0)
+            let random = SipHasher.hash(key: tokenKey, tokensIssued, 0)
+            let token = settings.workers > 1 ? random & ~(0xff << 56) | UInt64(settings.worker) << 56 : random
             if token != 0 && lookup(token) == nil { return token }
         }
     }
@@ -694,7 +735,7 @@ public struct ChatService: DatagramService, ~Copyable {
         }
         guard outbox.hasRoom(for: length) else { return false }
         let start = from
-        _ = outbox.write(to: member.peer, from: member.source) { w in
+        _ = outbox.write(to: member.peer, from: member.source, through: member.socket) { w in
             w.events(instance: instance)
             for seq in start..<last { w.bytes(eventBytes(room, seq)) }
         }
@@ -705,20 +746,21 @@ public struct ChatService: DatagramService, ~Copyable {
     func welcome(_ slot: Int, into outbox: inout Outbox) {
         let m = members[slot]
         let room = rooms[slot / perRoom]
-        _ = outbox.write(to: m.peer, from: m.source) {
+        _ = outbox.write(to: m.peer, from: m.source, through: m.socket) {
             $0.welcome(token: m.token, instance: instance, nextSequence: room.next, members: UInt16(room.memberCount))
         }
     }
 
     /// A datagram that tells a refused source why: a delivery, not a reply.
     mutating func notice(to datagram: Datagram, into outbox: inout Outbox, _ body: (inout ChatWriter) -> Void) {
-        if outbox.write(limit: datagram.length, to: datagram.peer, from: datagram.arrival.replySource, body) {
+        if outbox.write(limit: datagram.length, to: datagram.peer, from: datagram.arrival.replySource,
+                        through: datagram.arrival.socket, body) {
             pending.deliveries += 1
         }
     }
 
     mutating func notice(to member: Member, into outbox: inout Outbox, _ body: (inout ChatWriter) -> Void) {
-        if outbox.write(to: member.peer, from: member.source, body) {
+        if outbox.write(to: member.peer, from: member.source, through: member.socket, body) {
             pending.deliveries += 1
         }
     }

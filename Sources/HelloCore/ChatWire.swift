@@ -384,12 +384,12 @@ extension Outbox {
     /// nothing (the bytes scribbled past `next` are not part of the outbox) and returns false.
     @inlinable
     public mutating func write(limit: Int = ChatWire.largestDatagram, to destination: Endpoint, from source: LocalSource?,
-                               _ body: (inout ChatWriter) -> Void) -> Bool {
+                               through socket: UInt16 = 0, _ body: (inout ChatWriter) -> Void) -> Bool {
         guard count < capacity else { return false }
         var writer = ChatWriter(next, capacity: min(limit, bufferCapacity - bufferUsed))
         body(&writer)
         guard !writer.overflowed else { return false }
-        commit(length: writer.count, to: destination, from: source)
+        commit(length: writer.count, to: destination, from: source, through: socket)
         return true
     }
 }

@@ -40,6 +40,9 @@ public enum DropReason: Int, Sendable, CaseIterable {
     case chatRateLimited
     /// chat: a duplicate message or a RESEND that the backlog no longer holds.
     case chatStale
+    /// chat: read by one worker for a room another owns, whose queue from this worker
+    /// was full (the owner is that far behind): never waited for, never lost silently.
+    case chatHandoverFull
 
     /// The name operators see in the status line, the stop line and the JSON counters.
     public var name: String {
@@ -60,17 +63,19 @@ public enum DropReason: Int, Sendable, CaseIterable {
         case .chatBadName: return "chat-bad-name"
         case .chatRateLimited: return "chat-rate-limited"
         case .chatStale: return "chat-stale"
+        case .chatHandoverFull: return "chat-handover-full"
         }
     }
 }
 
 /// Drop counts by reason, in fixed storage: counting never allocates.
 public struct DropCounts: Sendable, Equatable {
-    /// Room for 16 reasons; a new reason must not outgrow it.
+    /// Room for 24 reasons; a new reason must not outgrow it.
     private var counts: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
                          UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
-        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    static let room = 16
+        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    static let room = 24
 
     public init() {
         assert(DropReason.allCases.count <= Self.room)

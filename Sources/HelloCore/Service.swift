@@ -34,6 +34,10 @@ public protocol DatagramService: ~Copyable {
     /// datagram. Returns false when `outbox` is full and more is to come: the worker then
     /// sends the outbox and calls again. By default, nothing.
     mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool
+
+    /// Where several workers share one service's state, each part owned by one of them:
+    /// which worker must handle `datagram` (nil: this one may). By default, nil.
+    func owner(of datagram: Datagram) -> Int?
 }
 
 extension DatagramService where Self: ~Copyable {
@@ -42,6 +46,7 @@ extension DatagramService where Self: ~Copyable {
     public var tickInterval: UInt64? { 100_000_000 }
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {}
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool { true }
+    public func owner(of datagram: Datagram) -> Int? { nil }
 }
 
 /// What every service is built from: the batch the worker reads, the largest datagram it

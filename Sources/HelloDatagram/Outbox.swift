@@ -1,22 +1,25 @@
 /// One datagram to send: `length` bytes at `offset` in the outbox's buffer, to
-/// `destination`, from `source` (nil: wherever routing says).
+/// `destination`, from `source` (nil: wherever routing says), through the service's socket
+/// number `socket` (`Arrival.socket`).
 public struct Outgoing: Sendable, Equatable {
     public var offset: Int32
     public var length: Int32
     public var destination: Endpoint
     public var source: LocalSource?
+    public var socket: UInt16
 
-    public init(offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil) {
+    public init(offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil, socket: UInt16 = 0) {
         self.offset = offset
         self.length = length
         self.destination = destination
         self.source = source
+        self.socket = socket
     }
 
     /// Two datagrams that go the same way: one segmented send may carry both.
     @inlinable
     public func sharesRoute(with other: Outgoing) -> Bool {
-        destination == other.destination && source == other.source
+        destination == other.destination && source == other.source && socket == other.socket
     }
 }
 
@@ -71,9 +74,10 @@ public struct Outbox: ~Copyable {
 
     /// Adds the `length` bytes written at `next` as a datagram to `destination`.
     @inlinable
-    public mutating func commit(length: Int, to destination: Endpoint, from source: LocalSource?) {
+    public mutating func commit(length: Int, to destination: Endpoint, from source: LocalSource?, through socket: UInt16 = 0) {
         precondition(hasRoom(for: length))
-        storage[count] = Outgoing(offset: Int32(bufferUsed), length: Int32(length), destination: destination, source: source)
+        storage[count] = Outgoing(offset: Int32(bufferUsed), length: Int32(length), destination: destination, source: source,
+                                  socket: socket)
         used = (used.count + 1, used.bytes + length)
     }
 

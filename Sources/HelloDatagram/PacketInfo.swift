@@ -45,6 +45,10 @@ public struct Arrival: Sendable, Equatable {
     public var destination: DestinationKind
     /// nil: let routing pick (a socket bound to one address has only that one).
     public var replySource: LocalSource?
+    /// Which of its service's sockets it came through, the one to answer through: 0 but
+    /// where several sockets share one service's state (chat with `--workers N` or several
+    /// addresses), where the worker numbers them.
+    public var socket: UInt16 = 0
 
     public init(destination: DestinationKind = .unicast, replySource: LocalSource? = nil) {
         self.destination = destination

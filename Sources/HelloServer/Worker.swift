@@ -52,9 +52,15 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     private var report = WorkerReport()
     private let published: PublishedReport
     private var lastTick: UInt64 = 0
+    /// Where several workers share the service's state: this one's place among them (nil:
+    /// it is alone, and no ring is touched).
+    private let handover: HandoverPort?
 
-    public init(index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
-                publishingTo published: PublishedReport) throws(SocketError) {
+    /// `handover`: the group of workers this one shares its service's state with, and its
+    /// place there (the socket number its datagrams carry).
+    package init(index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
+                 publishingTo published: PublishedReport,
+                 handover: (group: HandoverGroup, position: Int)?) throws(SocketError) {
         self.index = index
         self.socket = socket
         self.configuration = configuration
@@ -68,43 +74,89 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         if packetInfo {
             try socket.receivePacketInfo()
         }
-        var options = SendBatch.Options()
-        options.socketFamily = local.family
-        options.writeSourceAddress = local.isWildcard
-        options.segmentation = configuration.segmentation
+        let options = SendBatch.Options(local: local, segmentation: configuration.segmentation)
+        var port: HandoverPort?
+        if let (group, position) = handover {
+            precondition(group.sockets[position].descriptor == socket.descriptor)
+            port = try HandoverPort(group: group, position: position, outboxCapacity: service.outboxCapacity,
+                                    segmentation: configuration.segmentation)
+        }
         receiver = ReceiveBatch(capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram,
                                 groupByPeer: configuration.segmentation, packetInfo: packetInfo)
         outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
         sender = SendBatch(capacity: service.outboxCapacity, options: options)
+        self.handover = port
         self.service = service
+    }
+
+    public init(index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
+                publishingTo published: PublishedReport) throws(SocketError) {
+        try self.init(index: index, socket: socket, service: service, configuration: configuration,
+                      publishingTo: published, handover: nil)
     }
 
     /// Reads whatever is queued, up to one batch, serves it and returns how many datagrams
     /// it read (0: none was queued). Never waits, but for a full send buffer.
-    public mutating func serveBatch(now: UInt64 = monotonicNanoseconds()) -> Int {
-        let count: Int
+    /// With others sharing the service, it also serves what they handed over, and counts
+    /// that in what it returns; `receiving: false` skips the socket (poll just said it has
+    /// nothing). Never inlined: callgrind counts it by name (bench/chat-handover.py), one
+    /// call per batch.
+    @inline(never)
+    public mutating func serveBatch(now: UInt64 = monotonicNanoseconds(), receiving: Bool = true) -> Int {
+        var count = 0
+        var failed = false
         do {
-            count = try receiver.receive(from: socket)
+            if receiving {
+                count = try receiver.receive(from: socket)
+            }
         } catch {
             report.receiveErrors += 1
             report.lastReceiveErrno = error.errno.rawValue
-            published.publish(report)
-            return 0
+            failed = true
         }
-        guard count > 0 else { return 0 }
-        receiver.orderByPeer(count: count)
-        for k in 0..<count {
-            let datagram = receiver.datagram(receiver.order(k))
-            while !service.handle(datagram, now: now, into: &outbox) {
-                precondition(!outbox.isEmpty, "a service refused a datagram with an empty outbox")
-                flush()
+        if count > 0 {
+            receiver.orderByPeer(count: count)
+            report.batches += 1
+        }
+        if let handover {
+            routeBatch(count, via: handover, now: now)
+            count += handover.serveHandedIn { handle($0, now: now) }
+        } else {
+            for k in 0..<count {
+                handle(receiver.datagram(receiver.order(k)), now: now)
             }
+        }
+        guard count > 0 else {
+            if failed { published.publish(report) }
+            return 0
         }
         finishBatch(now: now)
         flush()
-        report.batches += 1
         publish()
         return count
+    }
+
+    /// Hands the service `datagram`, sending the outbox as often as it takes.
+    private mutating func handle(_ datagram: Datagram, now: UInt64) {
+        while !service.handle(datagram, now: now, into: &outbox) {
+            precondition(!outbox.isEmpty, "a service refused a datagram with an empty outbox")
+            flush()
+        }
+    }
+
+    /// Serves the datagrams of the batch that this worker owns; hands the others to their
+    /// owners, and wakes them.
+    private mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64) {
+        for k in 0..<count {
+            var datagram = receiver.datagram(receiver.order(k))
+            datagram.arrival.socket = UInt16(handover.position)
+            if let owner = service.owner(of: datagram), owner != handover.position {
+                handover.handOver(datagram, to: owner)
+            } else {
+                handle(datagram, now: now)
+            }
+        }
+        handover.wakeOwners()
     }
 
     /// Gives the service its tick if one is due at `now`, and sends what it wrote.
@@ -131,9 +183,27 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// Sends the outbox and tells the service how that went.
     private mutating func flush() {
         guard !outbox.isEmpty else { return }
-        let outcome = sender.send(outbox, via: socket)
+        guard let handover else {
+            let outcome = sender.send(outbox, via: socket)
+            outbox.removeAll()
+            service.recordSent(outcome.sent, failed: outcome.failed)
+            record(outcome)
+            return
+        }
+        // Each datagram through the socket its recipient came through.
+        var sent = 0
+        var failed = 0
+        for (number, socket) in handover.group.sockets.enumerated() {
+            let outcome = handover.senders[number].send(outbox, via: socket, only: UInt16(number))
+            sent += outcome.sent
+            failed += outcome.failed
+            record(outcome)
+        }
         outbox.removeAll()
-        service.recordSent(outcome.sent, failed: outcome.failed)
+        service.recordSent(sent, failed: failed)
+    }
+
+    private mutating func record(_ outcome: SendBatch.Outcome) {
         report.segmentedSends += UInt64(outcome.segmentedSends)
         report.segmentationFallbacks += UInt64(outcome.segmentationFallbacks)
         if let error = outcome.lastError {
@@ -143,6 +213,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
 
     private mutating func publish() {
         report.counters = service.counters
+        handover?.adjust(&report.counters)
         published.publish(report)
     }
 
@@ -158,9 +229,12 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         var pause = timespec(tv_sec: 0, tv_nsec: Int(configuration.coalesceDelay))
         var spinBudget = configuration.spinLimit
         var idleSince: UInt64 = 0  // 0: the last look found traffic
+        // Woken for a handover alone, the socket need not be read.
+        var socketReady = true
         while !stop.isRequested {
             let now = monotonicNanoseconds()
-            let served = serveBatch(now: now)
+            let served = serveBatch(now: now, receiving: socketReady)
+            socketReady = true
             tickIfDue(now: now)
             if served > 0 {
                 if idleSince != 0 {
@@ -185,12 +259,20 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             spinBudget = max(spinBudget / 2, configuration.spinLimit / 8)
             idleSince = 0
             liveness?.beat(index, now: now)
+            if let handover, !handover.group.prepareToSleep(handover.position) {
+                continue  // handed something while it was about to sleep
+            }
             do {
-                try socket.wait(for: Int16(POLLIN), timeout: wake, wakeup: stop.wakeup)
+                let ready = try socket.wait(for: Int16(POLLIN), timeout: wake, wakeup: stop.wakeup,
+                                            handover: handover.map { $0.group.wakeup(of: $0.position) })
+                socketReady = handover == nil || ready != 0
             } catch {
                 report.receiveErrors += 1
                 report.lastReceiveErrno = error.errno.rawValue
                 usleep(1000)  // a failing poll must not become a busy loop
+            }
+            if let handover {
+                handover.group.woke(handover.position)
             }
             liveness?.beat(index, now: monotonicNanoseconds())
         }
@@ -208,10 +290,14 @@ package struct WorkerLauncher: ServiceBuilder, Sendable {
     package let started: @Sendable (SocketError?) -> Void
     package let stop: StopSignal
     package let liveness: Liveness?
+    /// The workers it shares its service's state with, and its place there (nil: none).
+    package let handover: (group: HandoverGroup, position: Int)?
 
     package init(index: Int, socket: DatagramSocket, configuration: WorkerConfiguration, published: PublishedReport,
-                stop: StopSignal, liveness: Liveness?, started: @escaping @Sendable (SocketError?) -> Void) {
+                 handover: (group: HandoverGroup, position: Int)? = nil,
+                 stop: StopSignal, liveness: Liveness?, started: @escaping @Sendable (SocketError?) -> Void) {
         self.index = index
+        self.handover = handover
         self.socket = socket
         self.configuration = configuration
         self.published = published
@@ -231,7 +317,7 @@ package struct WorkerLauncher: ServiceBuilder, Sendable {
         var worker: Worker<Service>
         do {
             worker = try Worker(index: index, socket: socket, service: service, configuration: configuration,
-                                publishingTo: published)
+                                publishingTo: published, handover: handover)
         } catch {
             started(error)
             return

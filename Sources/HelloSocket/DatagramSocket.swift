@@ -123,17 +123,21 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
-    /// Waits until the socket is ready for `events` (POLLIN, POLLOUT), or `wakeup` (an
-    /// eventfd or pipe, if any) becomes readable, or `timeout` nanoseconds pass (nil:
-    /// forever). Returns the socket's ready events (0 on timeout or wakeup).
+    /// Waits until the socket is ready for `events` (POLLIN, POLLOUT), or `wakeup` or
+    /// `handover` (eventfds or pipes, if any) becomes readable, or `timeout` nanoseconds
+    /// pass (nil: forever). Returns the socket's ready events (0 on timeout or wakeup).
     @discardableResult
-    public func wait(for events: Int16, timeout: UInt64?, wakeup: FileDescriptor? = nil) throws(SocketError) -> Int16 {
+    public func wait(for events: Int16, timeout: UInt64?, wakeup: FileDescriptor? = nil,
+                     handover: FileDescriptor? = nil) throws(SocketError) -> Int16 {
+        // poll skips a negative descriptor.
         var fds = (pollfd(fd: descriptor.rawValue, events: events, revents: 0),
-                   pollfd(fd: wakeup?.rawValue ?? -1, events: Int16(POLLIN), revents: 0))
+                   pollfd(fd: wakeup?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: handover?.rawValue ?? -1, events: Int16(POLLIN), revents: 0))
+        let count: nfds_t = handover != nil ? 3 : wakeup != nil ? 2 : 1
         let milliseconds: Int32 = timeout.map { Int32(clamping: ($0 + 999_999) / 1_000_000) } ?? -1
         let ready = try withUnsafeMutableBytes(of: &fds) { raw throws(SocketError) in
             try systemCall("poll") {
-                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), wakeup == nil ? 1 : 2, milliseconds)
+                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), count, milliseconds)
             }
         }
         return ready == 0 ? 0 : fds.0.revents

@@ -70,11 +70,12 @@ package final class SendBatch {
     /// large for the path MTU).
     static let segmentationRefusals: [Errno] = [.ioError, .invalidArgument, .messageTooLong]
 
-    /// Sends every datagram of `outbox`, in order. Never waits longer than the bounded retries.
-    package func send(_ outbox: borrowing Outbox, via socket: DatagramSocket) -> Outcome {
+    /// Sends every datagram of `outbox` (those to go through socket number `only`, if
+    /// given: `Outgoing.socket`), in order. Never waits longer than the bounded retries.
+    package func send(_ outbox: borrowing Outbox, via socket: DatagramSocket, only: UInt16? = nil) -> Outcome {
         precondition(outbox.count <= capacity)
         var outcome = Outcome()
-        var count = buildMessages(outbox, from: 0, plainThrough: -1, slot: 0)
+        var count = buildMessages(outbox, from: 0, plainThrough: -1, slot: 0, only: only)
         var next = 0
         var waits = 0
         while next < count {
@@ -100,7 +101,8 @@ package final class SendBatch {
                     // offload, IPsec, path MTU): send its datagrams again one by one.
                     outcome.segmentationFallbacks += 1
                     let first = Int(firstEntry[next])
-                    count = buildMessages(outbox, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next)
+                    count = buildMessages(outbox, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next,
+                                          only: only)
                 } else {
                     // The destination is refused (a firewall, no route): every datagram this
                     // message carries is lost; the rest of the batch still goes.
@@ -115,13 +117,18 @@ package final class SendBatch {
 
     /// Fills messages from `slot` on with the outbox's entries from `entry` on, and returns
     /// the message count. The planner decides which entries share a segmented send; none
-    /// at or before `plainThrough` does.
-    private func buildMessages(_ outbox: borrowing Outbox, from entry: Int, plainThrough: Int, slot: Int) -> Int {
+    /// at or before `plainThrough` does, and none to another socket than `only`.
+    private func buildMessages(_ outbox: borrowing Outbox, from entry: Int, plainThrough: Int, slot: Int,
+                               only: UInt16?) -> Int {
         let entries = outbox.entries
         let names = messages.names!
         var e = entry
         var m = slot
         while e < entries.count {
+            if let only, entries[e].socket != only {
+                e += 1
+                continue
+            }
             let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
             let first = entries[e]
             let bytes = outbox.bytes(of: first)

@@ -42,10 +42,8 @@ struct ServedSocket {
         do {
             for requested in listen.isEmpty ? [ListenAddress(service: nil, address: .anyIPv6(port: 9999))] : listen {
                 var address = requested.address
-                // A chat relay's rooms live in one worker's tables: one socket per address.
-                let count = (requested.service ?? defaultService) == .chat ? 1 : workers
-                for _ in 0..<count {
-                    let socket = try bind(address, reusePort: count > 1)
+                for _ in 0..<workers {
+                    let socket = try bind(address, reusePort: workers > 1)
                     let local = try localAddress(of: socket)
                     sockets.append(ServedSocket(socket: socket, service: requested.service ?? defaultService,
                                                 origin: .bound, address: local))

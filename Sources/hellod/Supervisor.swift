@@ -25,6 +25,9 @@ final class Supervisor {
     let reports: [PublishedReport]
     /// The services served, in a fixed order, each with the indices of its sockets.
     let services: [(name: ServiceName, sockets: [Int])]
+    /// The chat sockets, when there are several: their workers share the rooms, each owning
+    /// some, and hand each other what they read for a room they do not own.
+    let chatGroup: HandoverGroup?
     /// Each socket's kernel drop count when hellod started: drops are counted from there.
     let dropBaselines: [UInt32?]
     let statusInterval: UInt64 = 5_000_000_000
@@ -47,6 +50,8 @@ final class Supervisor {
         self.metrics = metrics.map {
             MetricsFile(path: $0.path, interval: $0.interval, services: services.map(\.name), sockets: sockets.map(\.service))
         }
+        let chatSockets = sockets.filter { $0.service == .chat }.map(\.socket)
+        self.chatGroup = chatSockets.count > 1 ? HandoverGroup(sockets: chatSockets, slotBytes: ChatWire.largestDatagram) : nil
         self.dropBaselines = sockets.map { try? $0.socket.kernelDrops() }
         for (served, baseline) in zip(sockets, dropBaselines) where baseline == nil {
             log.warning("kernel queue drops on \(served.address) cannot be read (SO_MEMINFO): counted as 0")
@@ -116,13 +121,20 @@ final class Supervisor {
 
     private func startWorker(_ index: Int, liveness: Liveness?, startup: Startup) -> WorkerThread {
         let served = sockets[index]
+        // Its place among the chat workers: the how-manieth chat socket it serves.
+        let position = sockets[..<index].filter { $0.service == .chat }.count
+        let handover = served.service == .chat ? chatGroup.map { ($0, position) } : nil
         let launcher = WorkerLauncher(
             index: index, socket: served.socket, configuration: configuration, published: reports[index],
-            stop: stop, liveness: liveness,
+            handover: handover, stop: stop, liveness: liveness,
             started: { error in startup.report(error.map { "cannot serve \(served.address): \($0)" }) })
         let settings = { [configuration, policy, chat] in
             var settings = configuration.serviceSettings(policy: policy)
             settings.chat = chat
+            if let handover {
+                settings.chat.workers = handover.0.count
+                settings.chat.worker = handover.1
+            }
             return settings
         }()
         return WorkerThread.spawn(name: "hellod-w\(index)") {

@@ -13,12 +13,12 @@ from harness import HELLOD, Hellod, LineReader, TestCase, exchange, hello
 from netns import Loopback
 
 
-def activated(net, *listen, args=(), env=None):
+def activated(net, *listen, args=(), env=None, first=b"first"):
     """hellod started by systemd-socket-activate on datagram sockets bound to `listen` in
     `net` (a netns.Loopback), addresses with a port in place of {}: it takes no port 0, and
     in a network of the test's own every port is free. As systemd does,
     systemd-socket-activate starts hellod at the first datagram: this one, which must be
-    answered once hellod is up."""
+    answered once hellod is up (`first`: its bytes)."""
     command = [*net.prefix(), "systemd-socket-activate", "--datagram"]
     addresses = []
     for i, address in enumerate(listen):
@@ -36,7 +36,7 @@ def activated(net, *listen, args=(), env=None):
             if not line:
                 raise AssertionError("systemd-socket-activate exited")
             listening += line.startswith("Listening on")
-        d.first_reply = exchange(family, (host, int(port)), b"first", timeout=10, net=net)[0]
+        d.first_reply = exchange(family, (host, int(port)), first, timeout=10, net=net)[0]
 
     return Hellod(*args, env=env, command=[*command, HELLOD], before_start=first_datagram)
 
