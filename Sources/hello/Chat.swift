@@ -7,18 +7,28 @@ import HelloSocket
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Join a room of hellod's chat service: each line of input is a message, each event a line of output.",
+        abstract: "Join a room of hellod's chat service: type while messages arrive (on a terminal), or each line of input a message and each event a line of output (pipes).",
         discussion: """
-            Output, one line per event in room order: "nick: text" for a message (your own too, \
-            when its copy comes back: that is its acknowledgement), "* nick joined", "* nick left", \
-            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N event(s)" \
-            when the relay could not resend a gap. Control \
-            characters (C0, DEL, C1) from the network show as \\xNN, bidirectional controls as \
-            \\uNNNN, bytes that are not UTF-8 as U+FFFD: nothing received can drive a terminal. \
-            Input: /who, /nick NEW, /quit; "//text" sends "/text". Messages are resent until their \
-            copy comes back; a relay that forgot the member (restarted) is joined again and every \
-            unacknowledged message resent. Exits 0 once input has ended and every message is \
+            Events, in room order: "nick: text" for a message (your own too, when its copy \
+            comes back: that is its acknowledgement), "* nick joined", "* nick left", \
+            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N \
+            event(s)" when the relay could not resend a gap. Control characters (C0, DEL, C1) \
+            from the network show as \\xNN, bidirectional controls as \\uNNNN, bytes that are not \
+            UTF-8 as U+FFFD: nothing received can drive a terminal. Input: /who, /nick NEW, \
+            /quit; "//text" sends "/text". Messages are resent until their copy comes back; a \
+            relay that forgot the member (restarted) is joined again and every unacknowledged \
+            message resent. Exits 0 once input has ended (or /quit) and every message is \
             acknowledged, 1 naming those that were not (or if the room could not be joined).
+
+            On a terminal (standard input and output both), the line you type stays at the \
+            bottom, after the prompt "[room] nick>", and events appear above it as they come. \
+            Your messages wait above the prompt as "(sending)" until their copy comes back; \
+            then they take their place in the room's order, marked with a check mark. Notes \
+            that are yours alone (a refusal, an unknown command) start with "!". Keys: Enter \
+            sends; Backspace, Delete, Left, Right, Home and End (or Ctrl-A, Ctrl-E) edit; \
+            Ctrl-U and Ctrl-K erase to the start and to the end, Ctrl-W the word before; \
+            Ctrl-D on an empty line and Ctrl-C are /quit, a second Ctrl-C leaves at once, as \
+            SIGTERM does. The terminal is restored on every way out.
             """
     )
 
