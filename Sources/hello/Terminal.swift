@@ -53,13 +53,14 @@ struct ChatScreen {
     }
 
     /// The signals that came since last asked. SIGCONT (after a stop, when a shell may have
-    /// reset the terminal) re-enters raw mode; every signal makes the live area drawn anew.
+    /// reset the terminal) re-enters raw mode; after any (SIGWINCH: a new width) the live
+    /// area is erased, to be drawn anew.
     mutating func takeSignals() -> [Int32] {
         var bytes = [UInt8](repeating: 0, count: 64)
         let n = bytes.withUnsafeMutableBytes { read(signals, $0.baseAddress, $0.count) }
         let taken = n > 0 ? bytes[..<n].map { Int32($0) } : []
         if taken.contains(SIGCONT) { enterRawMode() }
-        if !taken.isEmpty { drawn = nil }
+        if !taken.isEmpty { erase() }
         return taken
     }
 
@@ -81,8 +82,10 @@ struct ChatScreen {
         let prompt = fitted(prompt, width / 2)
         let room = width - columns(prompt)
         let text = editor.text, cursor = editor.cursor
+        // Sideways: the cursor always in view, and as much of the line as fits.
         scroll = min(scroll, cursor)
         while columns(text[scroll..<cursor]) > room { scroll += 1 }
+        while scroll > 0 && columns(text[(scroll - 1)...]) <= room { scroll -= 1 }
         rows.append(prompt + fitted(String(text[scroll...]), room, ellipsis: false))
         let frame = Frame(rows: rows, column: columns(prompt) + columns(text[scroll..<cursor]))
         guard frame != drawn else { return }

@@ -4,6 +4,7 @@ in pipe mode. Keys go in with send-keys; what the terminal shows comes out of ca
 import itertools
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 import time
@@ -76,7 +77,7 @@ class ChatTerminalTest(TestCase):
 
     def terminal_member(self, nick):
         """`hello chat` in a tmux pane; once it exits, its status and `stty -a` go to files."""
-        status, stty = (os.path.join(self.dir.name, name) for name in ("status", "stty"))
+        status, stty = (os.path.join(self.dir.name, "%s.%s" % (nick, name)) for name in ("status", "stty"))
         command = "%s chat --port %d --room lobby --nick %s --keepalive 0.3 --timeout 0.2; echo $? > %s; " \
                   "stty -a > %s; exec sleep 60" % (shlex.quote(HELLO), self.server.port, nick, status, stty)
         tmux = Tmux(command)
@@ -84,14 +85,14 @@ class ChatTerminalTest(TestCase):
         tmux.wait_for_text("* %s joined" % nick)
         return tmux
 
-    def exit_status_and_stty(self, timeout=5):
-        path = os.path.join(self.dir.name, "stty")
+    def exit_status_and_stty(self, nick="ada", timeout=5):
+        path = os.path.join(self.dir.name, nick + ".stty")
         deadline = time.monotonic() + timeout
         while not (os.path.exists(path) and os.path.getsize(path) > 0):
             if time.monotonic() > deadline:
                 raise AssertionError("hello chat did not exit within %s s" % timeout)
             time.sleep(0.05)
-        with open(os.path.join(self.dir.name, "status")) as status, open(path) as stty:
+        with open(os.path.join(self.dir.name, nick + ".status")) as status, open(path) as stty:
             return int(status.read()), stty.read().split()
 
     def test_a_message_arrives_while_a_line_is_half_typed_and_the_line_stays(self):
@@ -161,6 +162,58 @@ class ChatTerminalTest(TestCase):
         self.assertIn("echo", stty)
         self.assertIn("icanon", stty)
         bob.wait_for("* ada left")
+
+
+    def test_own_messages_show_as_sending_until_their_copy_comes_back(self):
+        ada = self.terminal_member("ada")
+        self.server.proc.send_signal(signal.SIGSTOP)  # the relay hears nothing for a while
+        self.addCleanup(self.server.proc.send_signal, signal.SIGCONT)
+        ada.type("anyone?")
+        ada.keys("Enter")
+        screen = ada.wait_for_text("ada: anyone? (sending)")
+        self.assertEqual(rows(screen)[-2:], ["ada: anyone? (sending)", "[lobby] ada>"], screen)
+        self.server.proc.send_signal(signal.SIGCONT)  # a resend gets through
+        screen = ada.wait_for_text("ada: anyone? \u2713")
+        self.assertEqual(rows(screen), ["* ada joined", "ada: anyone? \u2713", "[lobby] ada>"])
+
+    def test_a_second_ctrl_c_leaves_at_once_naming_what_was_not_acknowledged(self):
+        ada = self.terminal_member("ada")
+        self.server.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.server.proc.send_signal, signal.SIGCONT)
+        ada.type("anyone?")
+        ada.keys("Enter", "C-c")  # leaving, once "anyone?" is acknowledged
+        ada.wait_for_text("[lobby] ada (leaving)>")
+        ada.keys("C-c")  # now
+        status, stty = self.exit_status_and_stty()
+        self.assertEqual(status, 1)
+        self.assertIn("icanon", stty)
+        ada.wait_for_text('hello: 1 message(s) not acknowledged by 127.0.0.1:%d: "anyone?"' % self.server.port)
+
+    def test_ctrl_d_on_an_empty_line_and_ctrl_c_leave_and_restore_the_terminal(self):
+        ada, bob = self.terminal_member("ada"), self.terminal_member("bob")
+        ada.type("not empty")
+        ada.keys("C-d")  # on a line with text: Delete (nothing under the cursor)
+        ada.type("!")
+        ada.wait_for_text("[lobby] ada> not empty!")
+        ada.keys("C-a", "C-k", "C-d")
+        bob.keys("C-c")
+        for nick in ("ada", "bob"):
+            status, stty = self.exit_status_and_stty(nick)
+            self.assertEqual(status, 0, nick)
+            self.assertIn("icanon", stty)
+            self.assertIn("echo", stty)
+        self.assertNotIn("not empty", ada.screen())
+
+    def test_a_line_longer_than_the_terminal_scrolls_sideways_and_is_sent_whole(self):
+        ada = self.terminal_member("ada")
+        bob = self.pipe_member("bob")
+        ada.wait_for_text("* bob joined")
+        text = " ".join("word%03d" % i for i in range(30))  # 239 characters, the pane 100 wide
+        ada.type(text)
+        screen = ada.wait_for_text(text[-40:])
+        self.assertEqual(rows(screen)[-1], "[lobby] ada> " + text[-(WIDTH - 1 - len("[lobby] ada> ")):], screen)
+        ada.keys("Enter")
+        bob.wait_for("ada: " + text)
 
 
 if __name__ == "__main__":
