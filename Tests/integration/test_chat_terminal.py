@@ -129,10 +129,12 @@ class ChatTerminalTest(TestCase):
         ada = self.terminal_member("ada")
         bob = self.pipe_member("bob")
         ada.wait_for_text("* bob joined")
-        for line in ("/who", "/nick alice", "/nick bob", "/frob"):
+        # One at a time: a reply (MEMBERS, REFUSED) and an event may cross on the way.
+        for line, outcome in (("/who", "* members: ada, bob"), ("/nick alice", "* ada is now alice"),
+                              ("/nick bob", "! refused: the nick is taken"), ("/frob", "! /frob: no such command")):
             ada.type(line)
             ada.keys("Enter")
-        screen = ada.wait_for_text("! /frob: no such command")
+            screen = ada.wait_for_text(outcome)
         self.assertEqual(rows(screen), ["* ada joined", "* bob joined", "* members: ada, bob", "* ada is now alice",
                                         "! refused: the nick is taken",
                                         "! /frob: no such command (/who, /nick NEW, /quit; //text sends /text)",
