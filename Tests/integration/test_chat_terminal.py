@@ -85,7 +85,27 @@ class ChatTerminalTest(TestCase):
         tmux.wait_for_text("* %s joined" % nick)
         return tmux
 
-    def exit_status_and_stty(self, nick="ada", timeout=5):
+    def ada_and_bob(self):
+        """ada on a terminal, bob in a pipe, both in the room."""
+        ada = self.terminal_member("ada")
+        bob = self.pipe_member("bob")
+        ada.wait_for_text("* bob joined")
+        bob.wait_for("* bob joined")
+        return ada, bob
+
+    def stop_relay(self):
+        """The relay hears nothing until SIGCONT (sent at the end in any case)."""
+        self.server.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.server.proc.send_signal, signal.SIGCONT)
+
+    def assertLeft(self, nick, status):
+        """`nick`'s hello chat exited with `status`, the terminal back in cooked mode."""
+        got, stty = self.exit_status_and_stty(nick)
+        self.assertEqual(got, status, nick)
+        for setting in ("echo", "icanon", "isig"):
+            self.assertIn(setting, stty)
+
+    def exit_status_and_stty(self, nick, timeout=5):
         path = os.path.join(self.dir.name, nick + ".stty")
         deadline = time.monotonic() + timeout
         while not (os.path.exists(path) and os.path.getsize(path) > 0):
@@ -96,9 +116,7 @@ class ChatTerminalTest(TestCase):
             return int(status.read()), stty.read().split()
 
     def test_a_message_arrives_while_a_line_is_half_typed_and_the_line_stays(self):
-        ada = self.terminal_member("ada")
-        bob = self.pipe_member("bob")
-        ada.wait_for_text("* bob joined")
+        ada, bob = self.ada_and_bob()
         ada.type("hello wrld")
         ada.wait_for_text("[lobby] ada> hello wrld")
         bob.say("hi ada")
@@ -112,10 +130,8 @@ class ChatTerminalTest(TestCase):
         self.assertEqual(rows(screen)[-1], "[lobby] ada>", screen)
 
     def test_a_message_full_of_escape_sequences_arrives_harmless(self):
-        ada = self.terminal_member("ada")
+        ada, bob = self.ada_and_bob()
         title = ada.display("#{pane_title}")
-        bob = self.pipe_member("bob")
-        ada.wait_for_text("* bob joined")
         ada.type("half")
         hostile = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\x9b\udc9b[2J\u202eevil\x1b[H"
         bob.say(hostile)
@@ -126,9 +142,7 @@ class ChatTerminalTest(TestCase):
         self.assertNotIn("\x1b[31m", ada.screen("-e"))  # not coloured
 
     def test_who_nick_and_quit_and_the_terminal_restored(self):
-        ada = self.terminal_member("ada")
-        bob = self.pipe_member("bob")
-        ada.wait_for_text("* bob joined")
+        ada, bob = self.ada_and_bob()
         # One at a time: a reply (MEMBERS, REFUSED) and an event may cross on the way.
         for line, outcome in (("/who", "* members: ada, bob"), ("/nick alice", "* ada is now alice"),
                               ("/nick bob", "! refused: the nick is taken"), ("/frob", "! /frob: no such command")):
@@ -142,34 +156,23 @@ class ChatTerminalTest(TestCase):
         bob.wait_for("* ada is now alice")
         ada.type("/quit")
         ada.keys("Enter")
-        status, stty = self.exit_status_and_stty()
-        self.assertEqual(status, 0)
-        self.assertIn("echo", stty)
-        self.assertIn("icanon", stty)
-        self.assertIn("isig", stty)
+        self.assertLeft("ada", 0)
         bob.wait_for("* alice left")
 
     def test_sigterm_leaves_and_restores_the_terminal(self):
-        ada = self.terminal_member("ada")
-        bob = self.pipe_member("bob")
-        bob.wait_for("* bob joined")
+        ada, bob = self.ada_and_bob()
         ada.type("half typed")
         ada.wait_for_text("ada> half typed")
         shell = ada.display("#{pane_pid}")  # the pane's shell; hello chat is its child
         pid = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True, timeout=10).stdout.split()
         self.assertEqual(len(pid), 1, pid)
-        os.kill(int(pid[0]), 15)
-        status, stty = self.exit_status_and_stty()
-        self.assertEqual(status, 0)
-        self.assertIn("echo", stty)
-        self.assertIn("icanon", stty)
+        os.kill(int(pid[0]), signal.SIGTERM)
+        self.assertLeft("ada", 0)
         bob.wait_for("* ada left")
-
 
     def test_own_messages_show_as_sending_until_their_copy_comes_back(self):
         ada = self.terminal_member("ada")
-        self.server.proc.send_signal(signal.SIGSTOP)  # the relay hears nothing for a while
-        self.addCleanup(self.server.proc.send_signal, signal.SIGCONT)
+        self.stop_relay()
         ada.type("anyone?")
         ada.keys("Enter")
         screen = ada.wait_for_text("ada: anyone? (sending)")
@@ -180,15 +183,12 @@ class ChatTerminalTest(TestCase):
 
     def test_a_second_ctrl_c_leaves_at_once_naming_what_was_not_acknowledged(self):
         ada = self.terminal_member("ada")
-        self.server.proc.send_signal(signal.SIGSTOP)
-        self.addCleanup(self.server.proc.send_signal, signal.SIGCONT)
+        self.stop_relay()
         ada.type("anyone?")
         ada.keys("Enter", "C-c")  # leaving, once "anyone?" is acknowledged
         ada.wait_for_text("[lobby] ada (leaving)>")
         ada.keys("C-c")  # now
-        status, stty = self.exit_status_and_stty()
-        self.assertEqual(status, 1)
-        self.assertIn("icanon", stty)
+        self.assertLeft("ada", 1)
         ada.wait_for_text('hello: 1 message(s) not acknowledged by 127.0.0.1:%d: "anyone?"' % self.server.port)
 
     def test_ctrl_d_on_an_empty_line_and_ctrl_c_leave_and_restore_the_terminal(self):
@@ -200,16 +200,11 @@ class ChatTerminalTest(TestCase):
         ada.keys("C-a", "C-k", "C-d")
         bob.keys("C-c")
         for nick in ("ada", "bob"):
-            status, stty = self.exit_status_and_stty(nick)
-            self.assertEqual(status, 0, nick)
-            self.assertIn("icanon", stty)
-            self.assertIn("echo", stty)
+            self.assertLeft(nick, 0)
         self.assertNotIn("not empty", ada.screen())
 
     def test_a_line_longer_than_the_terminal_scrolls_sideways_and_is_sent_whole(self):
-        ada = self.terminal_member("ada")
-        bob = self.pipe_member("bob")
-        ada.wait_for_text("* bob joined")
+        ada, bob = self.ada_and_bob()
         text = " ".join("word%03d" % i for i in range(30))  # 239 characters, the pane 100 wide
         ada.type(text)
         screen = ada.wait_for_text(text[-40:])
