@@ -117,9 +117,16 @@ struct ChatScreen {
         tcsetattr(STDIN_FILENO, TCSADRAIN, &saved)
     }
 
+    /// Each row of the live area cleared, the cursor left at the start of its first. A
+    /// terminal made narrower since it was drawn (SIGWINCH) may have wrapped its rows anew, as
+    /// tmux and most terminals do: they are counted at the width it has now. (Not "clear to
+    /// the end of the screen": tmux copies a screen so cleared into its history.)
     private mutating func erase() {
         guard let drawn else { return }
-        output += Array("\r\(drawn.rows.count > 1 ? "\u{1b}[\(drawn.rows.count - 1)A" : "")\u{1b}[J".utf8)
+        let width = Int(terminalColumns())
+        let up = drawn.rows.dropLast().reduce(0) { $0 + max((columns($1) + width - 1) / width, 1) } + drawn.column / width
+        let clear = "\u{1b}[2K", upward = up > 0 ? "\u{1b}[\(up)A" : ""
+        output += Array(("\r" + upward + String(repeating: clear + "\u{1b}[B", count: up) + clear + upward).utf8)
         self.drawn = nil
     }
 

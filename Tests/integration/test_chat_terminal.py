@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import unicodedata
 import unittest
 
 from harness import HELLO, Hellod, TestCase
@@ -126,8 +127,10 @@ class ChatTerminalTest(TestCase):
         self.assertEqual(ada.display("#{cursor_x}"), str(len("[lobby] ada> hello wrld")))
         ada.keys("Left", "Left", "Left", "o", "End", "x", "BSpace", "!", "Enter")  # still editable
         bob.wait_for("ada: hello world!")
-        screen = ada.wait_for_text("ada: hello world! \u2713")  # acknowledged: its copy came back
-        self.assertEqual(rows(screen)[-1], "[lobby] ada>", screen)
+        ada.wait_for_text("ada: hello world! \u2713")  # acknowledged: its copy came back
+        # The whole history, not only the screen: no stale copy of the line typed anywhere.
+        self.assertEqual(rows(ada.screen("-S", "-")), ["* ada joined", "* bob joined", "bob: hi ada",
+                                                       "ada: hello world! \u2713", "[lobby] ada>"])
 
     def test_a_message_full_of_escape_sequences_arrives_harmless(self):
         ada, bob = self.ada_and_bob()
@@ -211,6 +214,31 @@ class ChatTerminalTest(TestCase):
         self.assertEqual(rows(screen)[-1], "[lobby] ada> " + text[-(WIDTH - 1 - len("[lobby] ada> ")):], screen)
         ada.keys("Enter")
         bob.wait_for("ada: " + text)
+
+
+    def test_utf8_input_is_edited_a_character_at_a_time(self):
+        ada, bob = self.ada_and_bob()
+        ada.type("he\u0301llo \u4e2d\u6587 e\u0301!")  # a combining accent, two wide characters
+        ada.keys("BSpace", "BSpace")  # "!", then the whole "e\u0301"
+        ada.type("?")
+        prompt = unicodedata.normalize("NFC", "[lobby] ada> he\u0301llo \u4e2d\u6587 ?")
+        ada.wait_for(lambda screen: unicodedata.normalize("NFC", rows(screen)[-1]) == prompt, repr(prompt))
+        self.assertEqual(ada.display("#{cursor_x}"), str(len("[lobby] ada> hello ") + 4 + 2))
+        ada.keys("Enter")
+        bob.wait_for("ada: he\u0301llo \u4e2d\u6587 ?")
+
+    def test_a_narrower_terminal_gets_the_live_area_drawn_anew(self):
+        ada, bob = self.ada_and_bob()
+        text = "x" * 80
+        ada.type(text)
+        ada.wait_for_text("ada> " + text)
+        ada.run("resize-window", "-t", "chat", "-x", "50", "-y", str(HEIGHT))
+        screen = ada.wait_for(lambda screen: rows(screen)[-1] == "[lobby] ada> " + "x" * (49 - 13), "a 50-column prompt row")
+        # The rows the old prompt row was wrapped into are gone; what scrolled off is in the history.
+        self.assertEqual(rows(ada.screen("-S", "-")), ["* ada joined", "* bob joined", "[lobby] ada> " + "x" * 36])
+        bob.say("still here")
+        screen = ada.wait_for_text("bob: still here")
+        self.assertEqual(rows(screen)[-2:], ["bob: still here", "[lobby] ada> " + "x" * 36], screen)
 
 
 if __name__ == "__main__":
