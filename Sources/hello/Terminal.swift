@@ -49,7 +49,7 @@ struct ChatScreen {
             $0[Int(VMIN)] = 1
             $0[Int(VTIME)] = 0
         }
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw)
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &raw)  // keys typed ahead are kept
     }
 
     /// The signals that came since last asked. SIGCONT (after a stop, when a shell may have
