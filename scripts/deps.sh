@@ -2,13 +2,14 @@
 # Installs the Debian packages hellod needs that are missing, and nothing else.
 #   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
 #   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2;
-#                           mandoc, which lints the manual pages)
+#                           tmux, a real terminal for `hello chat`; mandoc, which lints the
+#                           manual pages)
 #   scripts/deps.sh bench   that, and a C compiler for refecho (make bench)
 set -eu
 
 packages="libsystemd-dev pkg-config make"
 case "${1:-build}" in
-    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc" ;;
+    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux" ;;
     bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
 esac
 

@@ -7,18 +7,28 @@ import HelloSocket
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Join a room of hellod's chat service: each line of input is a message, each event a line of output.",
+        abstract: "Join a room of hellod's chat service: type while messages arrive (on a terminal), or each line of input a message and each event a line of output (pipes).",
         discussion: """
-            Output, one line per event in room order: "nick: text" for a message (your own too, \
-            when its copy comes back: that is its acknowledgement), "* nick joined", "* nick left", \
-            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N event(s)" \
-            when the relay could not resend a gap. Control \
-            characters (C0, DEL, C1) from the network show as \\xNN, bidirectional controls as \
-            \\uNNNN, bytes that are not UTF-8 as U+FFFD: nothing received can drive a terminal. \
-            Input: /who, /nick NEW, /quit; "//text" sends "/text". Messages are resent until their \
-            copy comes back; a relay that forgot the member (restarted) is joined again and every \
-            unacknowledged message resent. Exits 0 once input has ended and every message is \
+            Events, in room order: "nick: text" for a message (your own too, when its copy \
+            comes back: that is its acknowledgement), "* nick joined", "* nick left", \
+            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N \
+            event(s)" when the relay could not resend a gap. Control characters (C0, DEL, C1) \
+            from the network show as \\xNN, bidirectional controls as \\uNNNN, bytes that are not \
+            UTF-8 as U+FFFD: nothing received can drive a terminal. Input: /who, /nick NEW, \
+            /quit; "//text" sends "/text". Messages are resent until their copy comes back; a \
+            relay that forgot the member (restarted) is joined again and every unacknowledged \
+            message resent. Exits 0 once input has ended (or /quit) and every message is \
             acknowledged, 1 naming those that were not (or if the room could not be joined).
+
+            On a terminal (standard input and output both), the line you type stays at the \
+            bottom, after the prompt "[room] nick>", and events appear above it as they come. \
+            Your messages wait above the prompt as "(sending)" until their copy comes back; \
+            then they take their place in the room's order, marked with a check mark. Notes \
+            that are yours alone (a refusal, an unknown command) start with "!". Keys: Enter \
+            sends; Backspace, Delete, Left, Right, Home and End (or Ctrl-A, Ctrl-E) edit; \
+            Ctrl-U and Ctrl-K erase to the start and to the end, Ctrl-W the word before; \
+            Ctrl-D on an empty line and Ctrl-C are /quit, a second Ctrl-C leaves at once, as \
+            SIGTERM does. The terminal is restored on every way out.
             """
     )
 
@@ -64,7 +74,7 @@ struct Chat: ParsableCommand {
         while session == 0 { session = random.next() }
         var client = ChatClient(socket: socket, address: "\(address)", room: Array(room.utf8), nick: Array(nick.utf8),
                                 session: session, timeout: UInt64(timeout * 1e9), attempts: retries + 1,
-                                keepalive: UInt64(keepalive * 1e9))
+                                keepalive: UInt64(keepalive * 1e9), screen: ChatScreen.open())
         let code = client.run()
         try? socket.close()  // exiting anyway
         if code != 0 { throw ExitCode(code) }
@@ -72,7 +82,10 @@ struct Chat: ParsableCommand {
 }
 
 /// The chat client's state and its one loop: poll(2) over standard input and the socket,
-/// with a timeout for the next resend or keepalive.
+/// with a timeout for the next resend or keepalive. On a terminal (`screen`), input is
+/// edited a key at a time and events are shown above the line being typed; else (a pipe)
+/// each input line is a message and each event a line of output. Both go the same way from
+/// there: `line(_:)` takes what was typed, `printLine(_:)` and `note(_:)` show what came.
 struct ChatClient {
     struct Outgoing {
         let sequence: UInt32
@@ -129,7 +142,11 @@ struct ChatClient {
     var lost: [[UInt8]] = []
     var nextSequence: UInt32 = 1
     var inputEnded = false
+    /// Standard input can still be read: a terminal is, after the end of input, for Ctrl-C.
+    var inputOpen = true
+    /// Leave now (a signal, a second Ctrl-C), without waiting for acknowledgements.
     var quit = false
+    var screen: ChatScreen?
     var partial: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
 
@@ -139,7 +156,7 @@ struct ChatClient {
     }
 
     init(socket: DatagramSocket, address: String, room: [UInt8], nick: [UInt8], session: UInt64, timeout: UInt64,
-         attempts: Int, keepalive: UInt64) {
+         attempts: Int, keepalive: UInt64, screen: ChatScreen? = nil) {
         self.socket = socket
         self.address = address
         self.room = room
@@ -148,6 +165,7 @@ struct ChatClient {
         self.timeout = timeout
         self.attempts = attempts
         self.keepaliveInterval = keepalive
+        self.screen = screen
     }
 
     // MARK: The loop
@@ -158,16 +176,22 @@ struct ChatClient {
             let now = monotonicNanoseconds()
             timers(now)
             if isFinished(now) { break }
+            drawScreen()
             var fds = (pollfd(fd: socket.descriptor.rawValue, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: inputEnded || quit ? -1 : STDIN_FILENO, events: Int16(POLLIN), revents: 0))
+                       pollfd(fd: inputOpen && !quit && (screen != nil || !inputEnded) ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: screen?.signals ?? -1, events: Int16(POLLIN), revents: 0))
             let wait = nextDeadline(now).map { $0 > now ? Int32(clamping: ($0 - now + 999_999) / 1_000_000) : 0 } ?? -1
             let ready = withUnsafeMutableBytes(of: &fds) { raw in
-                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, wait)
+                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 3, wait)
             }
             guard ready > 0 else { continue }
             if fds.0.revents != 0 { receiveAll() }
             if fds.1.revents != 0 { readInput() }
+            if fds.2.revents != 0, let signals = screen?.takeSignals() {
+                if signals.contains(where: [SIGTERM, SIGINT, SIGHUP].contains) { quit = true }
+            }
         }
+        screen?.restore()
         return finish()
     }
 
@@ -213,7 +237,9 @@ struct ChatClient {
             while i < inFlight.count {
                 if inFlight[i].due <= now {
                     if inFlight[i].attempts >= attempts {
-                        lost.append(inFlight.remove(at: i).text)
+                        let text = inFlight.remove(at: i).text
+                        lost.append(text)
+                        if screen != nil { note("not acknowledged after \(attempts) attempt(s): \(quoted(text))") }
                         continue
                     }
                     var m = inFlight[i]
@@ -351,7 +377,7 @@ struct ChatClient {
             if phase == .joining {
                 phase = .failed("\(address) refused to join: \(why)")
             } else {
-                writeErr("hello: refused: \(why)\n")
+                note("refused: \(why)")
             }
         default:
             return
@@ -391,7 +417,8 @@ struct ChatClient {
             shown.insert(key)
             shownOrder.append(key)
             if shownOrder.count > 4096 { shown.remove(shownOrder.removeFirst()) }
-            printLine("\(who): \(neutralised(e.text))")
+            let acknowledged = screen != nil && e.session == session ? " ✓" : ""
+            printLine("\(who): \(neutralised(e.text))\(acknowledged)")
         case .joined:
             if e.session == session { ownJoinSeen = true }
             printLine("* \(who) joined")
@@ -403,8 +430,37 @@ struct ChatClient {
         }
     }
 
-    func printLine(_ line: String) {
-        writeOut(to: STDOUT_FILENO, line + "\n")
+    /// An event of the room, in its order.
+    mutating func printLine(_ line: String) {
+        if screen != nil {
+            screen!.show(line)
+        } else {
+            writeOut(to: STDOUT_FILENO, line + "\n")
+        }
+    }
+
+    /// Something local (a refusal, a typo): on standard error, or on the screen among the
+    /// room's lines but marked apart.
+    mutating func note(_ text: String) {
+        if screen != nil {
+            screen!.show("! " + text)
+        } else {
+            writeErr("hello: \(text)\n")
+        }
+    }
+
+    /// The live area: own messages not yet acknowledged, the prompt and the line typed.
+    mutating func drawScreen() {
+        guard screen != nil else { return }
+        let own = neutralised(nick)
+        let pending = (inFlight.map(\.text) + queue).map { "\(own): \(neutralised($0)) (sending)" }
+        let state = switch phase {
+            case .joining: " (joining)"
+            case .member: inputEnded ? " (leaving)" : ""
+            case .failed: ""
+        }
+        screen!.draw(pending: pending, prompt: "[\(neutralised(room))] \(own)\(state)> ")
+        screen!.flush()
     }
 
     // MARK: Input
@@ -412,14 +468,27 @@ struct ChatClient {
     mutating func readInput() {
         let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
         if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
+        if screen != nil && n > 0 {
+            for action in screen!.editor.feed(buffer[..<n]) {
+                switch action {
+                case .interrupt: if inputEnded { quit = true } else { inputEnded = true }  // a second one leaves at once
+                case _ where inputEnded: break  // leaving: only Ctrl-C counts
+                case .submit(let text): line(text)
+                case .endOfInput: inputEnded = true
+                }
+            }
+            if inputEnded { screen!.editor = LineEditor() }
+            return
+        }
         guard n > 0 else {
             inputEnded = true
+            inputOpen = false
             if !partial.isEmpty { line(partial) }
             partial = []
             return
         }
         partial += buffer[..<n]
-        while let newline = partial.firstIndex(of: UInt8(ascii: "\n")), !quit {
+        while let newline = partial.firstIndex(of: UInt8(ascii: "\n")), !inputEnded {
             let text = Array(partial[..<newline])
             partial.removeSubrange(...newline)
             line(text)
@@ -439,7 +508,7 @@ struct ChatClient {
             }
         }
         if text.count > ChatWire.maxText {
-            writeErr("hello: not sent, longer than \(ChatWire.maxText) bytes: \(quoted(text))\n")
+            note("not sent, longer than \(ChatWire.maxText) bytes: \(quoted(text))")
             lost.append(text)
             return
         }
@@ -450,15 +519,15 @@ struct ChatClient {
         let words = line.split(separator: " ", maxSplits: 1).map(String.init)
         switch words[0] {
         case "/quit":
-            quit = true
+            inputEnded = true  // leaves once every message sent is acknowledged (or lost)
         case "/who":
-            if phase == .member { send(.who(token: token)) } else { writeErr("hello: /who: not in the room yet\n") }
+            if phase == .member { send(.who(token: token)) } else { note("/who: not in the room yet") }
         case "/nick" where words.count == 2 && ChatWire.isValidName(Array(words[1].utf8)):
             if phase == .member { send(.nick(token: token, nick: Array(words[1].utf8))) } else { nick = Array(words[1].utf8) }
         case "/nick":
-            writeErr("hello: /nick NEW: 1-32 bytes of UTF-8 without control or bidirectional-override characters\n")
+            note("/nick NEW: 1-32 bytes of UTF-8 without control or bidirectional-override characters")
         default:
-            writeErr("hello: \(neutralised(Array(words[0].utf8))): no such command (/who, /nick NEW, /quit; //text sends /text)\n")
+            note("\(neutralised(Array(words[0].utf8))): no such command (/who, /nick NEW, /quit; //text sends /text)")
         }
     }
 
@@ -495,14 +564,25 @@ func neutralised(_ bytes: [UInt8]) -> String {
     loop: while true {
         switch decoder.decode(&input) {
         case .scalarValue(let scalar):
-            switch scalar.value {
-            case 0..<0x20, 0x7f...0x9f: escape("\\x", scalar.value, digits: 2)
-            case 0x061c, 0x200e, 0x200f, 0x202a...0x202e, 0x2066...0x2069: escape("\\u", scalar.value, digits: 4)
-            default: out.append(scalar)
+            if isShownAsIs(scalar) {
+                out.append(scalar)
+            } else if scalar.value < 0x100 {
+                escape("\\x", scalar.value, digits: 2)
+            } else {
+                escape("\\u", scalar.value, digits: 4)
             }
         case .emptyInput: break loop
         case .error: out.append("\u{FFFD}")
         }
     }
     return String(out)
+}
+
+/// Whether a character can be shown as it is: not a control character (C0, DEL, C1) nor a
+/// bidirectional control (marks, embeddings, overrides, isolates).
+func isShownAsIs(_ scalar: Unicode.Scalar) -> Bool {
+    switch scalar.value {
+    case 0..<0x20, 0x7f...0x9f, 0x061c, 0x200e, 0x200f, 0x202a...0x202e, 0x2066...0x2069: false
+    default: true
+    }
 }
