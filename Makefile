@@ -8,7 +8,7 @@
 #                             (kept if present); then: systemctl enable --now hellod.socket
 #   sudo make uninstall       stops, disables and removes them
 #   make deb                  the Debian package (debian/, through make install), in
-#                             .build-static/deb/; VERSION_SUFFIX=+x1 makes a newer build
+#                             .build-static/deb/
 #   make bench                hellod against ../shared/bench's refecho, side by side
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
@@ -30,7 +30,6 @@ RELEASE  = $(SCRATCH)/release
 COMPLETIONS = $(SCRATCH)/completions
 VERSION := $(shell sed -n 's/^package let hellodVersion = "\(.*\)"$$/\1/p' Sources/HelloCLI/Version.swift)
 DEBDIR   = $(SCRATCH)/deb
-VERSION_SUFFIX ?=
 # One socket unit per service, all feeding hellod.service.
 SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.socket
 
@@ -101,11 +100,10 @@ uninstall:
 deb:
 	scripts/deps.sh deb
 	mkdir -p $(DEBDIR)
-	VERSION_SUFFIX=$(VERSION_SUFFIX) DEB_DESTDIR=$(abspath $(DEBDIR)) SCRATCH=$(SCRATCH) \
-		dpkg-buildpackage -us -uc -b \
-		--buildinfo-option=-u$(DEBDIR) --buildinfo-file=$(DEBDIR)/hellod_$(VERSION)$(VERSION_SUFFIX).buildinfo \
-		--changes-option=-u$(DEBDIR) --changes-file=$(DEBDIR)/hellod_$(VERSION)$(VERSION_SUFFIX).changes
-	@ls $(DEBDIR)/hellod_$(VERSION)$(VERSION_SUFFIX)_*.deb
+	DEB_DESTDIR=$(abspath $(DEBDIR)) SCRATCH=$(SCRATCH) dpkg-buildpackage -us -uc -b \
+		--buildinfo-option=-u$(DEBDIR) --buildinfo-file=$(DEBDIR)/hellod_$(VERSION).buildinfo \
+		--changes-option=-u$(DEBDIR) --changes-file=$(DEBDIR)/hellod_$(VERSION).changes
+	@ls $(DEBDIR)/hellod_$(VERSION)_*.deb
 
 bench: build
 	scripts/deps.sh bench
