@@ -198,7 +198,16 @@ class DebianPackage(unittest.TestCase):
         self.greet()
         self.assertEqual(self.echo(b"pong"), b"pong")
 
-    def test_07_purge_leaves_no_file_and_no_unit(self):
+    def test_07_an_idle_upgrade_also_restarts_the_running_service(self):
+        # No datagram meanwhile, so no socket activation could be what started a new one.
+        pid_before = self.show("hellod.service", "MainPID")["MainPID"]
+        self.assertNotEqual(pid_before, "0")
+        self.dpkg("-i", self.newer_deb)  # a reinstall runs the upgrade's scripts
+        service = self.show("hellod.service", "MainPID", "ActiveState")
+        self.assertEqual(service["ActiveState"], "active")
+        self.assertNotIn(service["MainPID"], ("0", pid_before))
+
+    def test_08_purge_leaves_no_file_and_no_unit(self):
         listed = self.run_inside("dpkg", "-L", "hellod").stdout.split("\n")
         files = [path for path in listed if path and self.run_inside("test", "-d", path).returncode != 0]
         self.assertIn("/etc/default/hellod", files)
@@ -219,7 +228,7 @@ class DebianPackage(unittest.TestCase):
         self.assertNotRegex(self.systemd.run_in_network("ss", "-Huln").stdout, r":9999\b")
         self.assertEqual(self.run_inside("pgrep", "-x", "hellod").stdout, "")
 
-    def test_08_the_hosts_package_database_is_unchanged(self):
+    def test_09_the_hosts_package_database_is_unchanged(self):
         self.assertEqual(sha256(HOST_STATUS), self.host_status)
         self.assertFalse(os.path.exists("/usr/bin/hellod"))
 
