@@ -30,6 +30,7 @@ RELEASE  = $(SCRATCH)/release
 COMPLETIONS = $(SCRATCH)/completions
 VERSION := $(shell sed -n 's/^package let hellodVersion = "\(.*\)"$$/\1/p' Sources/HelloCLI/Version.swift)
 DEBDIR   = $(SCRATCH)/deb
+DEB_ARCH = $(shell dpkg --print-architecture)
 # One socket unit per service, all feeding hellod.service.
 SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.socket
 
@@ -101,9 +102,9 @@ deb:
 	scripts/deps.sh deb
 	mkdir -p $(DEBDIR)
 	DEB_DESTDIR=$(abspath $(DEBDIR)) SCRATCH=$(SCRATCH) dpkg-buildpackage -us -uc -b \
-		--buildinfo-option=-u$(DEBDIR) --buildinfo-file=$(DEBDIR)/hellod_$(VERSION).buildinfo \
-		--changes-option=-u$(DEBDIR) --changes-file=$(DEBDIR)/hellod_$(VERSION).changes
-	@ls $(DEBDIR)/hellod_$(VERSION)_*.deb
+		--buildinfo-option=-u$(DEBDIR) --buildinfo-file=$(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).buildinfo \
+		--changes-option=-u$(DEBDIR) --changes-file=$(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).changes
+	@ls $(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).deb
 
 bench: build
 	scripts/deps.sh bench
