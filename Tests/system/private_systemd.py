@@ -45,17 +45,21 @@ MASKED = [
     "e2scrub_reap.service", "fstrim.timer", "dpkg-db-backup.timer", "logrotate.timer",
 ]
 
-BOOT_SCRIPT = r"""
-set -eu
-mount -t tmpfs tmpfs /run
-mkdir -p /run/checkout
-mount --bind "$CHECKOUT" /run/checkout      # before /tmp is covered: CI may clone under /tmp
+# Before the tmpfs mounts, which go on top of the overlays (/etc/systemd/system, ...).
+OVERLAY_SCRIPT = r"""
 for d in $OVERLAYS; do                      # the host's files below, writes to /run/overlay
     layer=/run/overlay/$(echo "$d" | tr / _)
     mkdir -p "$layer/upper" "$layer/work"
     mount -t overlay overlay -o "lowerdir=$d,upperdir=$layer/upper,workdir=$layer/work" "$d"
 done
-for d in $PRIVATE_TMPFS; do
+"""
+
+BOOT_SCRIPT = r"""
+set -eu
+mount -t tmpfs tmpfs /run
+mkdir -p /run/checkout
+mount --bind "$CHECKOUT" /run/checkout      # before /tmp is covered: CI may clone under /tmp
+%(overlays)sfor d in $PRIVATE_TMPFS; do
     if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
 done
 mkdir -p "$CHECKOUT"                        # the checkout at its own path again, inside
@@ -73,11 +77,13 @@ class PrivateSystemd:
     happened. The checkout is visible inside at its own path."""
 
     def __init__(self, checkout, boot_timeout=60, overlays=()):
-        env = dict(os.environ, CHECKOUT=checkout, PRIVATE_TMPFS=" ".join(PRIVATE_TMPFS), MASKED=" ".join(MASKED),
-                   OVERLAYS=" ".join(overlays))
+        env = dict(os.environ, CHECKOUT=checkout, PRIVATE_TMPFS=" ".join(PRIVATE_TMPFS), MASKED=" ".join(MASKED))
+        if overlays:
+            env["OVERLAYS"] = " ".join(overlays)
         self.unshare = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--mount-proc",
-             "--uts", "--ipc", "--cgroup", "--net", "sh", "-c", BOOT_SCRIPT],
+             "--uts", "--ipc", "--cgroup", "--net", "sh", "-c",
+             BOOT_SCRIPT % {"overlays": OVERLAY_SCRIPT.lstrip("\n") if overlays else ""}],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # Read all along (the console would otherwise fill the pipe and block systemd).
         self.console = LineReader(self.unshare.stdout)
