@@ -3,10 +3,13 @@ private namespaces) whose /usr, /etc, /var/lib and /var/cache are overlays with 
 upper layer, so that nothing dpkg writes reaches the host: lintian's verdict, install
 (hellod.socket enabled and listening, the echo and chat sockets not enabled, the tutorial
 client answered through activation, `man hellod`), an upgrade to a newer build under
-20,000 requests/s (nothing lost, the socket never restarted, the service try-restarted),
+20,000 requests/s (nothing lost, the sockets never restarted, the service try-restarted,
+an operator's /etc/default/hellod kept), an idle one (the running service restarted),
 purge (no file, no unit left), and the host's package database unchanged.
 
-The steps run in order (their names are numbered) on one booted systemd.
+The newer build is the same package at version VERSION+test1 (unpacked and packed again
+with dpkg-deb), as a rebuild would be. The steps run in order (their names are numbered) on
+one booted systemd.
 """
 import hashlib
 import json
@@ -31,6 +34,9 @@ s.settimeout(5)
 s.sendto(bytes.fromhex(sys.argv[1]), ("127.0.0.1", 8899))
 print(s.recv(100).hex())
 """
+DEFAULTS = "/etc/default/hellod"
+# An option that changes nothing for loopback clients (exempt by default), seen in the start line.
+OPTIONS = 'HELLOD_OPTIONS="--rate-limit 900"'
 SOCKETS = ("hellod.socket", "hellod-echo.socket", "hellod-chat.socket")
 
 
@@ -138,7 +144,7 @@ class DebianPackage(unittest.TestCase):
                                               "hellod-chat.socket": ("disabled", "inactive")})
         self.assertEqual(self.show("hellod.service", "ActiveState")["ActiveState"], "inactive")
         conffiles = self.run_inside("dpkg-query", "-W", "-f", "${Conffiles}", "hellod").stdout.split()
-        self.assertIn("/etc/default/hellod", conffiles)
+        self.assertIn(DEFAULTS, conffiles)
         # dpkg wrote its database, in the overlay only.
         self.assertNotEqual(self.run_inside("sha256sum", HOST_STATUS).stdout.split()[0], self.host_status)
         self.assertEqual(sha256(HOST_STATUS), self.host_status)
@@ -156,7 +162,8 @@ class DebianPackage(unittest.TestCase):
         self.assertEqual(page.returncode, 0, page.stderr)
         self.assertIn("--check-config", page.stdout)
 
-    def test_05_an_operator_enables_the_echo_socket(self):
+    def test_05_an_operator_sets_an_option_and_enables_the_echo_socket(self):
+        self.assertEqual(self.run_inside("sh", "-c", "echo '%s' > %s" % (OPTIONS, DEFAULTS)).returncode, 0)
         # As the unit's comment says: enable (which links it into hellod.service's wants), then
         # restart the service, which starts the socket first and takes it.
         for command in (("enable", "hellod-echo.socket"), ("restart", "hellod.service")):
@@ -198,6 +205,10 @@ class DebianPackage(unittest.TestCase):
         self.assertNotIn(service["MainPID"], ("0", pid_before))  # try-restarted: it was running
         self.greet()
         self.assertEqual(self.echo(b"pong"), b"pong")
+        # The operator's conffile survived, and the new hellod started with its option.
+        self.assertEqual(self.run_inside("cat", DEFAULTS).stdout, OPTIONS + "\n")
+        start = self.run_inside("journalctl", "_PID=" + service["MainPID"], "-o", "cat", "--no-pager").stdout
+        self.assertIn("rate limit 900/s", start)
 
     def test_07_an_idle_upgrade_also_restarts_the_running_service(self):
         # No datagram meanwhile, so no socket activation could be what started a new one.
@@ -211,7 +222,7 @@ class DebianPackage(unittest.TestCase):
     def test_08_purge_leaves_no_file_and_no_unit(self):
         listed = self.run_inside("dpkg", "-L", "hellod").stdout.split("\n")
         files = [path for path in listed if path and self.run_inside("test", "-d", path).returncode != 0]
-        self.assertIn("/etc/default/hellod", files)
+        self.assertIn(DEFAULTS, files)
         self.assertIn("/usr/bin/hellod", files)
         self.assertIn("/lib/systemd/system/hellod.socket", files)
         result = self.dpkg("--purge", "hellod")
