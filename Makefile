@@ -7,6 +7,8 @@
 #   sudo make install         binaries, units, manuals, completions, /etc/default/hellod
 #                             (kept if present); then: systemctl enable --now hellod.socket
 #   sudo make uninstall       stops, disables and removes them
+#   make deb                  the Debian package (debian/, through make install), in
+#                             .build-static/deb/
 #   make bench                hellod against ../shared/bench's refecho, side by side
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
@@ -27,13 +29,15 @@ SCRATCH ?= .build-static
 RELEASE  = $(SCRATCH)/release
 COMPLETIONS = $(SCRATCH)/completions
 VERSION := $(shell sed -n 's/^package let hellodVersion = "\(.*\)"$$/\1/p' Sources/HelloCLI/Version.swift)
+DEBDIR   = $(SCRATCH)/deb
+DEB_ARCH = $(shell dpkg --print-architecture)
 # One socket unit per service, all feeding hellod.service.
 SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.socket
 
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build man completions version install uninstall bench bench-malloc bench-malloc-proof test
+.PHONY: all build man completions version install uninstall deb bench bench-malloc bench-malloc-proof test
 
 all: build
 
@@ -47,10 +51,12 @@ version:
 man: build
 	scripts/manpages.sh $(SCRATCH)
 
+# bash-completion sources its files, so the bash script's #! line goes (lintian warns on it).
 completions: build
 	mkdir -p $(COMPLETIONS)
 	for p in hellod hello; do \
 		$(RELEASE)/$$p --generate-completion-script bash > $(COMPLETIONS)/$$p.bash && \
+		sed -i '1{/^#!/d;}' $(COMPLETIONS)/$$p.bash && \
 		$(RELEASE)/$$p --generate-completion-script zsh > $(COMPLETIONS)/_$$p && \
 		$(RELEASE)/$$p --generate-completion-script fish > $(COMPLETIONS)/$$p.fish || exit 1; \
 	done
@@ -89,6 +95,16 @@ uninstall:
 	@if cmp -s systemd/hellod.default $(DESTDIR)$(DEFAULTS); then rm -f $(DESTDIR)$(DEFAULTS); \
 	elif [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS) (changed; remove it yourself)"; fi
 	@$(SYSTEMCTL) daemon-reload; fi
+
+# dpkg-buildpackage writes to ../ by default: here everything it makes goes to $(DEBDIR).
+# debian/rules checks that debian/changelog's version is `make version`.
+deb:
+	scripts/deps.sh deb
+	mkdir -p $(DEBDIR)
+	DEB_DESTDIR=$(abspath $(DEBDIR)) SCRATCH=$(SCRATCH) dpkg-buildpackage -us -uc -b \
+		--buildinfo-option=-u$(DEBDIR) --buildinfo-file=$(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).buildinfo \
+		--changes-option=-u$(DEBDIR) --changes-file=$(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).changes
+	@ls $(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).deb
 
 bench: build
 	scripts/deps.sh bench

@@ -5,11 +5,15 @@
 #                           tmux, a real terminal for `hello chat`; mandoc, which lints the
 #                           manual pages)
 #   scripts/deps.sh bench   that, and a C compiler for refecho (make bench)
+#   scripts/deps.sh deb     that, and what building the Debian package needs (make deb:
+#                           debhelper, dpkg-dev, fakeroot) and checks it (lintian, man-db)
 set -eu
 
 packages="libsystemd-dev pkg-config make"
+deb="debhelper dpkg-dev fakeroot lintian man-db"
 case "${1:-build}" in
-    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux" ;;
+    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux $deb" ;;
+    deb) packages="$packages $deb" ;;
     bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
 esac
 

@@ -10,6 +10,10 @@ Warning, seen on this kind of machine: booted WITHOUT these private mounts and m
 systemd empties the host's /tmp (which may hold the checkout under test) and writes the
 host's journal and wtmp. The boot script stops at the first failed mount (set -e), before
 systemd starts.
+
+`overlays` (PACKAGE_OVERLAYS for a test that runs dpkg) puts an overlay with a tmpfs upper
+layer over each directory before anything else, so that systemd boots on them and every
+write there (a package's files, dpkg's database, enablement links) stays in the namespace.
 """
 import os
 import subprocess
@@ -21,6 +25,10 @@ from harness import LineReader  # noqa: E402  (reads a pipe with a deadline on e
 
 PRIVATE_TMPFS = ["/tmp", "/var/tmp", "/var/lib/systemd", "/var/log/journal", "/etc/systemd/system",
                  "/etc/default", "/usr/local/bin", "/usr/local/lib", "/usr/local/share"]
+
+# What dpkg -i writes: files, conffiles, its database (/var/lib/dpkg), caches (man-db).
+# dpkg's log is /var/log/dpkg.log unless told (dpkg --log=/run/...).
+PACKAGE_OVERLAYS = ["/usr", "/etc", "/var/lib", "/var/cache"]
 
 MASKED = [
     "systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer",
@@ -37,12 +45,21 @@ MASKED = [
     "e2scrub_reap.service", "fstrim.timer", "dpkg-db-backup.timer", "logrotate.timer",
 ]
 
+# Before the tmpfs mounts, which go on top of the overlays (/etc/systemd/system, ...).
+OVERLAY_SCRIPT = r"""
+for d in $OVERLAYS; do                      # the host's files below, writes to /run/overlay
+    layer=/run/overlay/$(echo "$d" | tr / _)
+    mkdir -p "$layer/upper" "$layer/work"
+    mount -t overlay overlay -o "lowerdir=$d,upperdir=$layer/upper,workdir=$layer/work" "$d"
+done
+"""
+
 BOOT_SCRIPT = r"""
 set -eu
 mount -t tmpfs tmpfs /run
 mkdir -p /run/checkout
 mount --bind "$CHECKOUT" /run/checkout      # before /tmp is covered: CI may clone under /tmp
-for d in $PRIVATE_TMPFS; do
+%(overlays)sfor d in $PRIVATE_TMPFS; do
     if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
 done
 mkdir -p "$CHECKOUT"                        # the checkout at its own path again, inside
@@ -59,11 +76,14 @@ class PrivateSystemd:
     """Boots on construction; `poweroff()` (or leaving the `with` block) ends it, whatever
     happened. The checkout is visible inside at its own path."""
 
-    def __init__(self, checkout, boot_timeout=60):
+    def __init__(self, checkout, boot_timeout=60, overlays=()):
         env = dict(os.environ, CHECKOUT=checkout, PRIVATE_TMPFS=" ".join(PRIVATE_TMPFS), MASKED=" ".join(MASKED))
+        if overlays:
+            env["OVERLAYS"] = " ".join(overlays)
         self.unshare = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--mount-proc",
-             "--uts", "--ipc", "--cgroup", "--net", "sh", "-c", BOOT_SCRIPT],
+             "--uts", "--ipc", "--cgroup", "--net", "sh", "-c",
+             BOOT_SCRIPT % {"overlays": OVERLAY_SCRIPT.lstrip("\n") if overlays else ""}],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # Read all along (the console would otherwise fill the pipe and block systemd).
         self.console = LineReader(self.unshare.stdout)
