@@ -103,6 +103,51 @@ def compare(title, servers, members, rate, size, seconds, runs):
     return samples
 
 
+def callgrind_instructions(relay, members, rate, size, seconds, tmp):
+    """User-space instructions of the relay (valgrind --tool=callgrind) over a whole run
+    of `seconds`, and the deliveries; the kernel's work is not counted."""
+    port = free_port()
+    out = os.path.join(tmp, "callgrind.out.%d" % port)
+    command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
+    proc = subprocess.Popen(["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, *command],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)  # valgrind starts slowly
+        bench = [os.path.join(RELEASE, "hello"), "bench", "--chat", "--port", str(port), "--members", str(members),
+                 "--rate", str(rate), "--size", str(size), "--duration", str(seconds), "--timeout", "3", "--json"]
+        if relay["raw"]:
+            bench.append("--raw")
+        result = subprocess.run(["taskset", "-c", "1", *bench], capture_output=True, text=True, timeout=seconds + 120)
+        report = json.loads(result.stdout)
+    finally:
+        proc.terminate()  # callgrind writes its counts at exit
+        proc.wait()
+    with open(out) as f:
+        totals = [line for line in f if line.startswith("totals:") or line.startswith("summary:")]
+    return int(totals[-1].split()[1]), report["deliveries"], report["lost"] + report["duplicated"] + report["reordered"]
+
+
+def callgrind(servers, members, rate, size):
+    """Instructions per delivery from the difference of a long and a short run, so that
+    starting and joining cancel out."""
+    import tempfile
+    print("\ncallgrind: user-space instructions per delivery, %d members, %d messages/s of %d bytes "
+          "(a 6 s run minus a 2 s run)" % (members, rate, size))
+    print("| relay | instructions per delivery | deliveries (long, short) | lost+dup+reordered |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for relay in servers:
+            if not relay["raw"]:  # valgrind cannot read the static binary's debug info
+                stripped = os.path.join(tmp, "hellod")
+                subprocess.run(["strip", "-g", "-o", stripped, relay["command"][0]], check=True)
+                relay = dict(relay, command=[stripped, *relay["command"][1:]])
+            long_ir, long_d, long_bad = callgrind_instructions(relay, members, rate, size, 6, tmp)
+            short_ir, short_d, short_bad = callgrind_instructions(relay, members, rate, size, 2, tmp)
+            print("| %s | %.0f | %d, %d | %d |" % (relay["name"], (long_ir - short_ir) / max(long_d - short_d, 1),
+                                                  long_d, short_d, long_bad + short_bad))
+            sys.stdout.flush()
+
+
 def loses(sample):
     return sample["lost"] + sample["duplicated"] + sample["reordered"] + sample["wrong"] > 0
 
@@ -113,6 +158,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rmax-from", type=int, default=500, help="the first rate R_max's search tries")
     parser.add_argument("--no-rmax", action="store_true", help="skip the R_max search")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="only count each relay's instructions per delivery under valgrind (64 members, 500 messages/s)")
     parser.add_argument("--refrelay", default=os.path.join(ROOT, "..", "shared", "bench", "refrelay.c"))
     args = parser.parse_args()
     if not os.path.exists(args.refrelay):
@@ -121,6 +168,9 @@ def main():
     os.makedirs(os.path.dirname(refrelay), exist_ok=True)
     subprocess.run(["cc", "-O2", "-o", refrelay, args.refrelay], check=True)
     servers = relays(refrelay, os.path.join(RELEASE, "hellod"))
+    if args.callgrind:
+        callgrind(servers, 64, 500, 64)
+        return
     print("machine: %s, %d CPUs; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), args.seconds, args.runs, " ".join("%.2f" % x for x in os.getloadavg())))
     print("hellod's chat limits raised for the run: %s" % " ".join(HELLOD_LIMITS))
