@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Is hellod's chat relay's memory flat? A million messages (`hello bench --chat`) and a
 hundred thousand joins and leaves (Python clients, through the real handshake), against one
-`hellod --listen chat@127.0.0.1:PORT`, its anonymous RSS (/proc/PID/status RssAnon) read
+`hellod --listen chat@127.0.0.1:PORT` (pinned to CPU 0, the load to CPU 1), its anonymous RSS (/proc/PID/status RssAnon) read
 after a warm-up and at the end of each part.
 
     bench/chat_soak.py [--messages 1000000] [--joins 100000] [--bin-dir DIR]
@@ -41,7 +41,7 @@ def free_port():
 
 def messages(hello, port, count, rate):
     """`count` messages from 4 members in one room, at `rate` a second."""
-    result = subprocess.run([hello, "bench", "--chat", "--port", str(port), "--members", "4", "--rate", str(rate),
+    result = subprocess.run(["taskset", "-c", "1", hello, "bench", "--chat", "--port", str(port), "--members", "4", "--rate", str(rate),
                              "--duration", str(count / rate), "--json"], capture_output=True, text=True,
                             timeout=count / rate + 60)
     if not result.stdout.strip():
@@ -106,12 +106,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--joins", type=int, default=100_000)
-    parser.add_argument("--rate", type=int, default=50_000, help="messages per second")
+    parser.add_argument("--rate", type=int, default=40_000, help="messages per second")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, ".build-static", "release"))
     args = parser.parse_args()
     hello, hellod = os.path.join(args.bin_dir, "hello"), os.path.join(args.bin_dir, "hellod")
     port = free_port()
-    proc = subprocess.Popen([hellod, "--listen", "chat@127.0.0.1:%d" % port, *LIMITS],
+    proc = subprocess.Popen(["taskset", "-c", "0", hellod, "--listen", "chat@127.0.0.1:%d" % port, *LIMITS],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
