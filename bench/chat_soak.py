@@ -18,25 +18,13 @@ import subprocess
 import sys
 import time
 
+from compare import free_port, status_kb
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Raised for the run: all clients are on 127.0.0.1 (one source prefix) and the bench's
 # members send thousands of messages a second each.
 LIMITS = ["--chat-message-rate", "1000000", "--chat-message-burst", "1000000",
           "--chat-memberships-per-prefix", "64", "--chat-members", "16", "--chat-rooms", "16"]
-
-
-def rss_anon_kb(pid):
-    with open("/proc/%d/status" % pid) as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    raise RuntimeError("no RssAnon")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def messages(hello, port, count, rate):
@@ -115,17 +103,17 @@ def main():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        rss = {"idle": rss_anon_kb(proc.pid)}
+        rss = {"idle": status_kb(proc.pid, "RssAnon")}
         started = time.monotonic()
         warm = messages(hello, port, args.messages // 10, args.rate)
-        rss["after_%d_messages" % (args.messages // 10)] = rss_anon_kb(proc.pid)
+        rss["after_%d_messages" % (args.messages // 10)] = status_kb(proc.pid, "RssAnon")
         rest = messages(hello, port, args.messages - args.messages // 10, args.rate)
-        rss["after_%d_messages" % args.messages] = rss_anon_kb(proc.pid)
+        rss["after_%d_messages" % args.messages] = status_kb(proc.pid, "RssAnon")
         churner = Churner(port)
         churner.run(args.joins // 10)
-        rss["after_%d_joins" % (args.joins // 10)] = rss_anon_kb(proc.pid)
+        rss["after_%d_joins" % (args.joins // 10)] = status_kb(proc.pid, "RssAnon")
         churner.run(args.joins - args.joins // 10)
-        rss["after_%d_joins" % args.joins] = rss_anon_kb(proc.pid)
+        rss["after_%d_joins" % args.joins] = status_kb(proc.pid, "RssAnon")
         values = list(rss.values())
         report = {
             "rss_anon_kb": rss,

@@ -50,7 +50,7 @@ struct Bench: ParsableCommand {
     @Option(help: "The server's service: hello or echo.")
     var mode: ServiceName = .hello
 
-    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost. With --chat: how long after the last send a delivery may still come.", valueName: "seconds"))
     var timeout = 1.0
 
     @Option(help: "Datagrams per sendmmsg/recvmmsg.")
