@@ -67,6 +67,7 @@ def run_once(relay, members, rate, size, seconds):
             "p999": report["latency_us"]["p999"],
             "ns_per_delivery": server["cpu_ns"] / max(report["deliveries"], 1),
             "peak_rss_kb": server["peak_rss_kb"],
+            "per_datagram": report["deliveries"] / max(report["datagrams"], 1),
             "lost": report["lost"], "duplicated": report["duplicated"], "reordered": report["reordered"],
             "wrong": report["wrong"],
         }
@@ -80,15 +81,15 @@ def table(title, samples, base_name):
     base = median[base_name]
     print("\n%s" % title)
     print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs refrelay | p50 vs refrelay "
-          "| lost/dup/reordered (all runs) | peak RSS KiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| deliveries per datagram | lost/dup/reordered (all runs) | peak RSS KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in median.items():
         runs = samples[name]
         faults = "%d/%d/%d" % tuple(sum(r[k] for r in runs) for k in ("lost", "duplicated", "reordered"))
-        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.2fx | %.2fx | %s | %d |" % (
+        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.2fx | %.2fx | %.1f | %s | %d |" % (
             name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
             m["ns_per_delivery"] / base["ns_per_delivery"], m["p50"] / base["p50"] if base["p50"] else 0,
-            faults, m["peak_rss_kb"]))
+            m["per_datagram"], faults, m["peak_rss_kb"]))
     sys.stdout.flush()
 
 

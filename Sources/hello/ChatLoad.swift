@@ -188,6 +188,7 @@ struct ChatLoad {
             for i in sockets.indices {
                 let count = receive(member: i)
                 if count > 0 {
+                    report.datagrams += UInt64(count)
                     let at = monotonicNanoseconds()
                     for k in 0..<count { take(datagram(k, count: incoming.length(k)), at: i, now: at) }
                     lastDelivery = at
@@ -430,6 +431,9 @@ struct ChatLoadReport {
     var sent: UInt64 = 0
     var expected: UInt64 = 0
     var deliveries: UInt64 = 0
+    /// Datagrams received in the measured interval: a chat relay may put several
+    /// deliveries to one member in one datagram.
+    var datagrams: UInt64 = 0
     var lost: UInt64 = 0
     var duplicated: UInt64 = 0
     var reordered: UInt64 = 0
@@ -450,7 +454,7 @@ struct ChatLoadReport {
         target       \(target) (\(name))
         members      \(members) in \(rooms) room(s)
         sent         \(sent) messages
-        deliveries   \(deliveries) of \(expected)
+        deliveries   \(deliveries) of \(expected), in \(datagrams) datagrams
         lost         \(lost)
         duplicated   \(duplicated)
         reordered    \(reordered)\(wrong > 0 ? "\nwrong        \(wrong)" : "")
@@ -466,7 +470,7 @@ struct ChatLoadReport {
     func json(protocol name: String, members: Int, rooms: Int) -> String {
         """
         {"protocol":"\(name)","members":\(members),"rooms":\(rooms),"sent":\(sent),"expected":\(expected),\
-        "deliveries":\(deliveries),"lost":\(lost),"duplicated":\(duplicated),"reordered":\(reordered),\
+        "deliveries":\(deliveries),"datagrams":\(datagrams),"lost":\(lost),"duplicated":\(duplicated),"reordered":\(reordered),\
         "wrong":\(wrong),"send_errors":\(sendErrors),"seconds":\(format3(seconds)),\
         "deliveries_per_second":\(Int(deliveriesPerSecond.rounded())),\
         "latency_us":{"p50":\(microseconds(p50)),"p99":\(microseconds(p99)),"p999":\(microseconds(p999))}\
