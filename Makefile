@@ -9,7 +9,9 @@
 #   sudo make uninstall       stops, disables and removes them
 #   make deb                  the Debian package (debian/, through make install), in
 #                             .build-static/deb/
-#   make bench                hellod against ../shared/bench's refecho, side by side
+#   make bench                hellod against ../shared/bench's refecho, then the chat relay
+#                             against its refrelay, side by side (BENCH_ARGS, CHAT_BENCH_ARGS)
+#   make bench-chat           the chat comparison alone (bench/chat.py $(CHAT_BENCH_ARGS))
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
 #
@@ -37,7 +39,7 @@ SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build man completions version install uninstall deb bench bench-malloc bench-malloc-proof test
+.PHONY: all build man completions version install uninstall deb bench bench-chat bench-malloc bench-malloc-proof test
 
 all: build
 
@@ -109,6 +111,11 @@ deb:
 bench: build
 	scripts/deps.sh bench
 	bench/compare.py $(BENCH_ARGS)
+	bench/chat.py $(CHAT_BENCH_ARGS)
+
+bench-chat: build
+	scripts/deps.sh bench
+	bench/chat.py $(CHAT_BENCH_ARGS)
 
 bench-malloc:
 	cd Benchmarks && swift package benchmark thresholds check --no-progress

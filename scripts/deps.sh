@@ -2,7 +2,7 @@
 # Installs the Debian packages hellod needs that are missing, and nothing else.
 #   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
 #   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2;
-#                           tmux, a real terminal for `hello chat`; mandoc, which lints the
+#                           tmux, a real terminal for `hello chat`; gcc for refrelay; mandoc, which lints the
 #                           manual pages)
 #   scripts/deps.sh bench   that, and a C compiler for refecho (make bench)
 #   scripts/deps.sh deb     that, and what building the Debian package needs (make deb:
@@ -12,7 +12,7 @@ set -eu
 packages="libsystemd-dev pkg-config make"
 deb="debhelper dpkg-dev fakeroot lintian man-db"
 case "${1:-build}" in
-    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux $deb" ;;
+    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux gcc libc6-dev $deb" ;;
     deb) packages="$packages $deb" ;;
     bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
 esac

@@ -285,7 +285,7 @@ public struct ChatService: DatagramService, ~Copyable {
             let end = UInt32(min(UInt64(first) + UInt64(count), UInt64(rooms[room].next)))
             guard from < end else { return .dropped(.chatStale) }
             var written = 0
-            while from < end && writeEvents(room, from: &from, to: end, to: members[slot], into: &outbox) {
+            while from < end && writeEvents(room, from: &from, to: end, to: slot, into: &outbox) {
                 written += 1
             }
             pending.deliveries += written - 1
@@ -402,7 +402,7 @@ public struct ChatService: DatagramService, ~Copyable {
         // History: the room's last events, then "joined" to everyone, the joiner included.
         let next = rooms[room].next
         var from = max(rooms[room].oldest, next >= UInt32(historyCount) ? next - UInt32(historyCount) : 0)
-        while from < next && writeEvents(room, from: &from, to: next, to: members[slot], into: &outbox) {
+        while from < next && writeEvents(room, from: &from, to: next, to: slot, into: &outbox) {
             pending.deliveries += 1
         }
         appendEvent(room, kind: .joined, session: join.session, clientSequence: 0, nick: nick(slot),
@@ -431,7 +431,7 @@ public struct ChatService: DatagramService, ~Copyable {
                     && slotBytes.load(fromByteOffset: 16 + 4, as: UInt8.self) == ChatEventKind.message.rawValue
                     && UInt32(bigEndian: slotBytes.loadUnaligned(fromByteOffset: 16 + 13, as: UInt32.self)) == sequence {
                     var from = seq
-                    _ = writeEvents(room, from: &from, to: seq + 1, to: m, into: &outbox)
+                    _ = writeEvents(room, from: &from, to: seq + 1, to: slot, into: &outbox)
                     return .answered
                 }
                 seq += 1
@@ -466,7 +466,7 @@ public struct ChatService: DatagramService, ~Copyable {
         var from = max(highest &+ 1, rooms[room].oldest)
         guard highest != 0, highest < end, from < end,
               messageRate.admit(&members[slot].catchUpArrival, now: now),
-              writeEvents(room, from: &from, to: end, to: members[slot], into: &outbox) else { return }
+              writeEvents(room, from: &from, to: end, to: slot, into: &outbox) else { return }
         pending.deliveries += 1
     }
 
@@ -499,7 +499,7 @@ public struct ChatService: DatagramService, ~Copyable {
                     }
                     var from = max(members[slot].nextToSend, rooms[room].oldest)
                     while from < next {
-                        guard writeEvents(room, from: &from, to: next, to: members[slot], into: &outbox) else {
+                        guard writeEvents(room, from: &from, to: next, to: slot, into: &outbox) else {
                             members[slot].nextToSend = from
                             return false
                         }
@@ -724,18 +724,22 @@ public struct ChatService: DatagramService, ~Copyable {
         }
     }
 
-    /// Writes one EVENTS datagram to `member` with the events from `from` on, as many as
-    /// fit, and moves `from` past them; false (nothing written) if the outbox is full.
-    func writeEvents(_ room: Int, from: inout UInt32, to end: UInt32, to member: Member, into outbox: inout Outbox) -> Bool {
+    /// Writes one EVENTS datagram to the member in `slot` with the events from `from` on, as
+    /// many as fit, and moves `from` past them; false (nothing written) if the outbox is full.
+    /// It runs once per member and datagram, the relay's innermost loop: the member is read
+    /// in place (not copied), and each event's length looked up once.
+    func writeEvents(_ room: Int, from: inout UInt32, to end: UInt32, to slot: Int, into outbox: inout Outbox) -> Bool {
         var length = ChatWire.eventsHeaderLength
         var last = from
-        while last < end && length + eventBytes(room, last).count <= ChatWire.largestDatagram {
-            length += eventBytes(room, last).count
+        while last < end {
+            let next = length + Int(eventSlot(room, last).load(as: UInt16.self))
+            guard next <= ChatWire.largestDatagram else { break }
+            length = next
             last += 1
         }
         guard outbox.hasRoom(for: length) else { return false }
         let start = from
-        _ = outbox.write(to: member.peer, from: member.source, through: member.socket) { w in
+        _ = outbox.write(to: members[slot].peer, from: members[slot].source, through: members[slot].socket) { w in
             w.events(instance: instance)
             for seq in start..<last { w.bytes(eventBytes(room, seq)) }
         }

@@ -14,6 +14,16 @@ struct Bench: ParsableCommand {
             Open loop (--rate): requests leave at that total rate whatever comes back, so an outage \
             shows as unanswered requests. A request unanswered after --timeout is lost; a reply \
             that comes later still counts as answered. Exits 1 if any request was lost or any reply wrong.
+
+            --chat: loads a chat relay (hellod's chat service, --port 6000 as a rule). --members \
+            sockets, each its own source port, join --rooms rooms (round robin) through the real \
+            handshake (CHALLENGE, cookie, WELCOME); then messages of --size bytes of text leave at \
+            --rate in all, open loop, from each member in turn. Each text carries its send time and \
+            id, so every delivery (a message reaching one member, the sender included) gives a \
+            latency and the ledger tells lost, duplicated and out-of-order deliveries apart. \
+            --raw speaks no protocol, as ../shared/bench/refrelay.c: a member is a source that has \
+            sent once, and a message is its bytes; the same load and clock for both relays. \
+            Exits 1 if any delivery was lost, duplicated, out of order or wrong.
             """
     )
 
@@ -34,13 +44,13 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after this many requests per flow (or at --duration).", valueName: "n"))
     var requests: Int?
 
-    @Option(help: ArgumentHelp("Request size in bytes, or a range such as 16-1400 (at least 16).", valueName: "bytes"))
-    var size: RequestSize = RequestSize(lower: 16, upper: 16)
+    @Option(help: ArgumentHelp("Request size in bytes, or a range such as 16-1400 (at least 16; default 16). With --chat: the text of each message (31-1000; default 64).", valueName: "bytes"))
+    var size: RequestSize?
 
     @Option(help: "The server's service: hello or echo.")
     var mode: ServiceName = .hello
 
-    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost. With --chat: how long after the last send a delivery may still come.", valueName: "seconds"))
     var timeout = 1.0
 
     @Option(help: "Datagrams per sendmmsg/recvmmsg.")
@@ -48,6 +58,24 @@ struct Bench: ParsableCommand {
 
     @Flag(help: "Print the report as JSON.")
     var json = false
+
+    @Flag(help: "Load a chat relay: --members in --rooms, messages at --rate (default 1000) of --size.")
+    var chat = false
+
+    @Flag(help: "With --chat: no protocol, as ../shared/bench/refrelay.c speaks (one room).")
+    var raw = false
+
+    @Option(help: "With --chat: members, each its own socket.")
+    var members = 64
+
+    @Option(help: "With --chat: rooms, the members spread over them in turn.")
+    var rooms = 1
+
+    @Option(name: .customLong("server-pid"),
+            help: ArgumentHelp("With --chat: the relay's process, to report its CPU per delivery and RSS (/proc).", valueName: "pid"))
+    var serverPID: Int32?
+
+    var isChat: Bool { chat || raw }
 
     func validate() throws {
         try require("--flows", flows, in: 1...1024)
@@ -57,12 +85,29 @@ struct Bench: ParsableCommand {
         try require("--timeout", timeout, in: 0.001...60)
         if let rate { try require("--rate", rate, in: 1...1e8) }
         if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
+        if isChat { return try validateChat() }
+        let size = requestSize
         guard let rule = mode.replyRule else { throw ValidationError("--mode \(mode.rawValue) does not answer each request with one reply: bench measures hello and echo.") }
         let largest = rule.replyLength(forRequestOf: size.upper)
         guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
     }
 
+    var requestSize: RequestSize { size ?? RequestSize(lower: 16, upper: 16) }
+
+    func validateChat() throws {
+        try require("--members", members, in: 1...1024)
+        try require("--rooms", rooms, in: 1...members)
+        if let serverPID, kill(serverPID, 0) != 0 && errno == ESRCH { throw ValidationError("--server-pid \(serverPID): no such process.") }
+        if raw && rooms != 1 { throw ValidationError("--raw has one room (refrelay relays to every member): not --rooms \(rooms).") }
+        if requests != nil { throw ValidationError("--requests is for the request bench; --chat sends for --duration.") }
+        if let size {
+            guard size.lower == size.upper else { throw ValidationError("--chat takes one --size, not a range.") }
+            try require("--size", size.lower, in: ChatLoadText.headerLength...ChatWire.maxText)
+        }
+    }
+
     func run() throws {
+        if isChat { return try runChat() }
         var sockets: [DatagramSocket] = []
         var target: SocketAddress?
         for _ in 0..<flows {
@@ -74,13 +119,52 @@ struct Bench: ParsableCommand {
         }
         defer { sockets.forEach { try? $0.close() } }  // exiting anyway
         var load = LoadGenerator(
-            sockets: sockets, rule: mode.replyRule!, size: size, batch: batch,
+            sockets: sockets, rule: mode.replyRule!, size: requestSize, batch: batch,
             window: rate == nil ? window : nil, rate: rate, requestsPerFlow: requests,
             duration: UInt64(duration * 1e9), timeout: UInt64(timeout * 1e9),
             progress: isatty(STDERR_FILENO) == 1)
         let report = load.run()
         writeOut(to: STDOUT_FILENO, json ? report.json : report.text(target: target.map { "\($0)" } ?? "?"))
         if report.lost > 0 || report.wrong > 0 {
+            throw ExitCode.failure
+        }
+    }
+}
+
+extension Bench {
+    func runChat() throws {
+        var settings = ChatLoad.Settings()
+        settings.wire = raw ? .raw : .chat
+        settings.members = members
+        settings.rooms = rooms
+        settings.rate = rate ?? 1000
+        settings.duration = UInt64(duration * 1e9)
+        settings.size = size?.lower ?? 64
+        settings.timeout = UInt64(timeout * 1e9)
+        settings.batch = batch
+        settings.progress = isatty(STDERR_FILENO) == 1
+        settings.serverPID = serverPID
+        var sockets: [DatagramSocket] = []
+        var target: SocketAddress?
+        defer { sockets.forEach { try? $0.close() } }  // exiting anyway
+        for _ in 0..<members {
+            let (socket, address) = try server.connect()
+            try? socket.setReceiveBufferSize(4 << 20)
+            sockets.append(socket)
+            target = address
+        }
+        var load = ChatLoad(settings: settings, sockets: sockets)
+        let report: ChatLoadReport
+        do {
+            report = try load.run()
+        } catch {
+            writeOut(to: STDERR_FILENO, "hello: bench --chat: \(error)\n")
+            throw ExitCode.failure
+        }
+        let name = raw ? "raw" : "chat"
+        writeOut(to: STDOUT_FILENO, json ? report.json(protocol: name, members: members, rooms: rooms)
+                 : report.text(target: target.map { "\($0)" } ?? "?", protocol: name, members: members, rooms: rooms))
+        if report.failed {
             throw ExitCode.failure
         }
     }

@@ -267,11 +267,6 @@ struct BenchReport {
 
     var repliesPerSecond: Double { seconds > 0 ? Double(answered) / seconds : 0 }
 
-    private func microseconds(_ ns: UInt64) -> String {
-        let tenths = (ns + 50) / 100
-        return "\(tenths / 10).\(tenths % 10)"
-    }
-
     func text(target: String) -> String {
         """
         target     \(target)
@@ -295,10 +290,17 @@ struct BenchReport {
 
         """
     }
+}
 
-    private func format3(_ value: Double) -> String {
-        let thousandths = Int((value * 1000).rounded())
-        let fraction = String(thousandths % 1000)
-        return "\(thousandths / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
-    }
+/// Nanoseconds as microseconds with one decimal: "121.4".
+func microseconds(_ ns: UInt64) -> String {
+    let tenths = (ns + 50) / 100
+    return "\(tenths / 10).\(tenths % 10)"
+}
+
+/// A value with three decimals: "5.002".
+func format3(_ value: Double) -> String {
+    let thousandths = Int((value * 1000).rounded())
+    let fraction = String(thousandths % 1000)
+    return "\(thousandths / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
 }

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""hellod's chat relay against refrelay, the plainest fast C relay (../shared/bench/refrelay.c),
+in one run: the relay pinned to CPU 0, `hello bench --chat` (one load generator, one latency
+clock; --raw for refrelay, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
+
+    make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
+
+Cases: 64 members at 5,000 messages/s of 64 bytes; 8 members at 5,000; and R_max, the
+highest rate in steps of 500 messages/s at which refrelay loses nothing in --runs runs out
+of --runs (64 members, 64 bytes), then hellod at R_max. For each relay: deliveries/s,
+latency p50/p99/p99.9 (send to each member's receipt), lost/duplicated/reordered, server
+CPU ns per delivery (utime+stime from /proc/PID/stat over the measured interval, read by
+`hello bench --server-pid`) and peak RSS. Each case runs --runs times, relays interleaved;
+the table shows medians and ratios against refrelay's. The machine is shared and noisy:
+read the ratios, and the load average printed before and after.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from compare import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, ".build-static", "release")
+# hellod's chat limits, raised for the run: the defaults (32 members a room, 8 memberships
+# per source prefix, 5 messages/s and a burst of 10 per member) protect a public relay;
+# here 64 members are all on 127.0.0.1 and each sends rate/members messages a second
+# (1,250 at most, for 8 members at R_max up to 10,000). Raised no further than that: the
+# relay's tables (and its 100 ms sweep over them) are sized by these.
+HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
+                 "--chat-message-rate", "20000", "--chat-message-burst", "1000"]
+
+
+def relays(refrelay, hellod):
+    return [
+        {"name": "hellod chat", "command": [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS], "raw": False},
+        {"name": "refrelay (C)", "command": [refrelay, "PORT", "64"], "raw": True},
+    ]
+
+
+def run_once(relay, members, rate, size, seconds):
+    port = free_port()
+    command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
+    proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # started and idle
+        if proc.poll() is not None:
+            sys.exit("%s exited at start" % relay["name"])
+        bench = [os.path.join(RELEASE, "hello"), "bench", "--chat", "--port", str(port), "--members", str(members),
+                 "--rate", str(rate), "--size", str(size), "--duration", str(seconds), "--json",
+                 "--server-pid", str(proc.pid)]
+        if relay["raw"]:
+            bench.append("--raw")
+        out = subprocess.run(["taskset", "-c", "1", *bench], capture_output=True, text=True, timeout=seconds + 60)
+        if not out.stdout.strip():
+            sys.exit("%s: hello bench --chat failed: %s" % (relay["name"], out.stderr.strip()))
+        report = json.loads(out.stdout)
+        server = report["server"]
+        return {
+            "deliveries_per_second": report["deliveries_per_second"],
+            "p50": report["latency_us"]["p50"], "p99": report["latency_us"]["p99"],
+            "p999": report["latency_us"]["p999"],
+            "ns_per_delivery": server["cpu_ns"] / max(report["deliveries"], 1),
+            "peak_rss_kb": server["peak_rss_kb"],
+            "per_datagram": report["deliveries"] / max(report["datagrams"], 1),
+            "lost": report["lost"], "duplicated": report["duplicated"], "reordered": report["reordered"],
+            "wrong": report["wrong"],
+        }
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def table(title, samples, base_name):
+    median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
+    base = median[base_name]
+    print("\n%s" % title)
+    print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs refrelay | p50 vs refrelay "
+          "| deliveries per datagram | lost/dup/reordered (all runs) | peak RSS KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, m in median.items():
+        runs = samples[name]
+        faults = "%d/%d/%d" % tuple(sum(r[k] for r in runs) for k in ("lost", "duplicated", "reordered"))
+        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.2fx | %.2fx | %.1f | %s | %d |" % (
+            name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
+            m["ns_per_delivery"] / base["ns_per_delivery"], m["p50"] / base["p50"] if base["p50"] else 0,
+            m["per_datagram"], faults, m["peak_rss_kb"]))
+    sys.stdout.flush()
+
+
+def compare(title, servers, members, rate, size, seconds, runs):
+    samples = {s["name"]: [] for s in servers}
+    for _ in range(runs):
+        for server in servers:
+            samples[server["name"]].append(run_once(server, members, rate, size, seconds))
+    table(title, samples, servers[-1]["name"])
+    return samples
+
+
+def callgrind_instructions(relay, members, rate, size, seconds, tmp):
+    """User-space instructions of the relay (valgrind --tool=callgrind) over a whole run
+    of `seconds`, and the deliveries; the kernel's work is not counted."""
+    port = free_port()
+    out = os.path.join(tmp, "callgrind.out.%d" % port)
+    command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
+    proc = subprocess.Popen(["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, *command],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)  # valgrind starts slowly
+        bench = [os.path.join(RELEASE, "hello"), "bench", "--chat", "--port", str(port), "--members", str(members),
+                 "--rate", str(rate), "--size", str(size), "--duration", str(seconds), "--timeout", "3", "--json"]
+        if relay["raw"]:
+            bench.append("--raw")
+        result = subprocess.run(["taskset", "-c", "1", *bench], capture_output=True, text=True, timeout=seconds + 120)
+        report = json.loads(result.stdout)
+    finally:
+        proc.terminate()  # callgrind writes its counts at exit
+        proc.wait()
+    with open(out) as f:
+        totals = [line for line in f if line.startswith("totals:") or line.startswith("summary:")]
+    return (int(totals[-1].split()[1]), report["deliveries"], report["datagrams"],
+            report["lost"] + report["duplicated"] + report["reordered"])
+
+
+def callgrind(servers, members, rate, size):
+    """Instructions per delivery from the difference of a long and a short run, so that
+    starting and joining cancel out. At a low rate every message goes out alone (one
+    delivery per datagram), however slow valgrind makes the relay."""
+
+    print("\ncallgrind: user-space instructions per delivery, %d members, %d messages/s of %d bytes "
+          "(a 6 s run minus a 2 s run)" % (members, rate, size))
+    print("| relay | instructions per delivery | deliveries (long, short) | deliveries per datagram | lost+dup+reordered |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for relay in servers:
+            if not relay["raw"]:  # valgrind cannot read the static binary's debug info
+                stripped = os.path.join(tmp, "hellod")
+                subprocess.run(["strip", "-g", "-o", stripped, relay["command"][0]], check=True)
+                relay = dict(relay, command=[stripped, *relay["command"][1:]])
+            long_ir, long_d, long_g, long_bad = callgrind_instructions(relay, members, rate, size, 6, tmp)
+            short_ir, short_d, short_g, short_bad = callgrind_instructions(relay, members, rate, size, 2, tmp)
+            print("| %s | %.0f | %d, %d | %.2f | %d |" % (
+                relay["name"], (long_ir - short_ir) / max(long_d - short_d, 1), long_d, short_d,
+                (long_d + short_d) / max(long_g + short_g, 1), long_bad + short_bad))
+            sys.stdout.flush()
+
+
+def loses(sample):
+    return sample["lost"] + sample["duplicated"] + sample["reordered"] + sample["wrong"] > 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rmax-from", type=int, default=500, help="the first rate R_max's search tries")
+    parser.add_argument("--no-rmax", action="store_true", help="skip the R_max search")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="only count each relay's instructions per delivery under valgrind (64 members, 100 messages/s)")
+    parser.add_argument("--refrelay", default=os.path.join(ROOT, "..", "shared", "bench", "refrelay.c"))
+    args = parser.parse_args()
+    if not os.path.exists(args.refrelay):
+        sys.exit("refrelay.c not found at %s (pass --refrelay PATH)" % args.refrelay)
+    refrelay = os.path.join(ROOT, ".build-bench", "refrelay")
+    os.makedirs(os.path.dirname(refrelay), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-o", refrelay, args.refrelay], check=True)
+    servers = relays(refrelay, os.path.join(RELEASE, "hellod"))
+    if args.callgrind:
+        callgrind(servers, 64, 100, 64)
+        return
+    print("machine: %s, %d CPUs; %g s per run, %d runs, medians; load average before: %s" % (
+        os.uname().release, os.cpu_count(), args.seconds, args.runs, " ".join("%.2f" % x for x in os.getloadavg())))
+    print("hellod's chat limits raised for the run: %s" % " ".join(HELLOD_LIMITS))
+    compare("64 members, 5000 messages/s of 64 bytes", servers, 64, 5000, 64, args.seconds, args.runs)
+    compare("8 members, 5000 messages/s of 64 bytes", servers, 8, 5000, 64, args.seconds, args.runs)
+    if not args.no_rmax:
+        rate, r_max, search = args.rmax_from, None, []
+        while True:
+            runs = [run_once(servers[-1], 64, rate, 64, args.seconds) for _ in range(args.runs)]
+            search.append("%d: %s" % (rate, "/".join("%d" % (r["lost"] + r["duplicated"] + r["reordered"]) for r in runs)))
+            if any(loses(r) for r in runs):
+                break
+            r_max, rate = rate, rate + 500
+        print("\nR_max search, refrelay, 64 members, 64 bytes (rate: lost+dup+reordered per run): %s" % ", ".join(search))
+        if r_max is None:
+            print("refrelay lost deliveries at %d messages/s already: no R_max" % args.rmax_from)
+        else:
+            compare("R_max = %d messages/s, 64 members, 64 bytes" % r_max, servers, 64, r_max, 64, args.seconds, args.runs)
+    print("\nload average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
