@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import unittest
 
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))  # after Tests/system: both folders have a test_operators
 from harness import LineReader  # noqa: E402  (reads a pipe with a deadline on every wait)
@@ -144,3 +145,27 @@ class PrivateSystemd:
 
     def __exit__(self, *exc):
         self.poweroff()
+
+
+class InstalledCheckout(unittest.TestCase):
+    """Tests that share one private systemd, booted once for the class on this checkout,
+    with the release binaries, manuals and completions built on the host first (errors show
+    here, and `make install` inside is quick). Powered off at the end, pass or fail; with
+    `no_hellod_left`, no hellod process may outlive it."""
+
+    maxDiff = None
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    no_hellod_left = True
+
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run(["make", "-C", cls.root, "build", "man", "completions"], check=True, capture_output=True,
+                       timeout=1200)
+        cls.systemd = PrivateSystemd(cls.root)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.systemd.poweroff()
+        if cls.no_hellod_left:
+            left = subprocess.run(["pgrep", "-f", "/usr/local/bin/hellod"], capture_output=True, text=True).stdout
+            assert left == "", "hellod processes left behind: %s" % left

@@ -19,7 +19,7 @@ import threading
 import time
 import unittest
 
-from private_systemd import PrivateSystemd
+from private_systemd import InstalledCheckout
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -71,19 +71,7 @@ def counter_fields(entry, prefix="HELLOD_CHAT_"):
     return {key[len(prefix):]: int(value) for key, value in entry.items() if key.startswith(prefix)}
 
 
-class InstalledChat(unittest.TestCase):
-    maxDiff = None
-
-    @classmethod
-    def setUpClass(cls):
-        subprocess.run(["make", "-C", ROOT, "build", "man", "completions"], check=True, capture_output=True, timeout=1200)
-        cls.systemd = PrivateSystemd(ROOT)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.systemd.poweroff()
-        left = subprocess.run(["pgrep", "-f", "/usr/local/bin/hellod"], capture_output=True, text=True).stdout
-        assert left == "", "hellod processes left behind: %s" % left
+class InstalledChat(InstalledCheckout):
 
     def setUp(self):
         self.chatters = []

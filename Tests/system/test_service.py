@@ -17,7 +17,7 @@ import sys
 import time
 import unittest
 
-from private_systemd import PrivateSystemd
+from private_systemd import InstalledCheckout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HELLO = os.path.join(ROOT, ".build-static", "release", "hello")
@@ -91,20 +91,7 @@ def counters(read=0, replied=0, drops=None, services=None):
     return fields
 
 
-class InstalledService(unittest.TestCase):
-    maxDiff = None
-
-    @classmethod
-    def setUpClass(cls):
-        # Build on the host first: errors show here, and `make install` inside is quick.
-        subprocess.run(["make", "-C", ROOT, "build", "man", "completions"], check=True, capture_output=True, timeout=1200)
-        cls.systemd = PrivateSystemd(ROOT)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.systemd.poweroff()
-        left = subprocess.run(["pgrep", "-f", "/usr/local/bin/hellod"], capture_output=True, text=True).stdout
-        assert left == "", "hellod processes left behind: %s" % left
+class InstalledService(InstalledCheckout):
 
     # Helpers
 
