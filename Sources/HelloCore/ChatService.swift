@@ -485,25 +485,41 @@ public struct ChatService: DatagramService, ~Copyable {
     }
 
     /// Sends each dirty room's new events to its members who are not silent, as many to
-    /// one member in one datagram as fit.
+    /// one member in one datagram as fit. Members at the same point of the room (nearly
+    /// always all of them) get the same bytes: those are written once, for the first, and
+    /// every other member's send points at them, as a plain C relay sends from one buffer.
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool {
         let silentAfter = settings.silenceSeconds * 1_000_000_000
         while flushCursor.room < dirtyCount {
             let room = Int(dirtyRooms[flushCursor.room])
+            let next = rooms[room].next
+            // The datagrams last written here for a member: from which sequence, and which
+            // outbox entries. Valid for this call only: a full outbox is sent and emptied.
+            var written = (from: UInt32(0), first: -1, count: 0)
             while flushCursor.member < perRoom {
                 let slot = room * perRoom + flushCursor.member
                 if members[slot].token != 0 {
-                    let next = rooms[room].next
                     if now > members[slot].lastHeard && now - members[slot].lastHeard >= silentAfter {
                         members[slot].nextToSend = next  // it may ask RESEND when it is back
                     }
                     var from = max(members[slot].nextToSend, rooms[room].oldest)
-                    while from < next {
-                        guard writeEvents(room, from: &from, to: next, to: slot, into: &outbox) else {
-                            members[slot].nextToSend = from
-                            return false
+                    if from < next && written.first >= 0 && written.from == from {
+                        guard outbox.count + written.count <= outbox.capacity else { return false }
+                        let m = members[slot]
+                        for k in 0..<written.count {
+                            _ = outbox.repeatDatagram(written.first + k, to: m.peer, from: m.source, through: m.socket)
                         }
-                        pending.deliveries += 1
+                        pending.deliveries += written.count
+                    } else if from < next {
+                        written = (from, outbox.count, 0)
+                        while from < next {
+                            guard writeEvents(room, from: &from, to: next, to: slot, into: &outbox) else {
+                                members[slot].nextToSend = from
+                                return false
+                            }
+                            pending.deliveries += 1
+                            written.count += 1
+                        }
                     }
                     members[slot].nextToSend = next
                 }

@@ -27,7 +27,8 @@ public struct Outgoing: Sendable, Equatable {
 ///
 /// Datagrams are contiguous by construction, so a run of same-length datagrams to one
 /// destination is already one buffer the socket layer can hand to the kernel in a single
-/// segmented (UDP GSO) send. A service writes zero, one or many datagrams per request.
+/// segmented (UDP GSO) send. A service writes zero, one or many datagrams per request; a
+/// datagram can go to several destinations from one copy of its bytes (`repeatDatagram`).
 public struct Outbox: ~Copyable {
     /// Room for `capacity` datagrams of the largest size.
     public let bufferCapacity: Int
@@ -79,6 +80,21 @@ public struct Outbox: ~Copyable {
         storage[count] = Outgoing(offset: Int32(bufferUsed), length: Int32(length), destination: destination, source: source,
                                   socket: socket)
         used = (used.count + 1, used.bytes + length)
+    }
+
+    /// Adds datagram `index` again, to another destination: the same bytes, not copied (a
+    /// relay's fan-out writes a message once and points every recipient's send at it).
+    /// False if the outbox has no entry left.
+    @inlinable
+    public mutating func repeatDatagram(_ index: Int, to destination: Endpoint, from source: LocalSource?,
+                                        through socket: UInt16 = 0) -> Bool {
+        precondition(index >= 0 && index < count)
+        guard count < capacity else { return false }
+        let original = storage[index]
+        storage[count] = Outgoing(offset: original.offset, length: original.length, destination: destination,
+                                  source: source, socket: socket)
+        used.count += 1
+        return true
     }
 
     /// Copies `bytes` in as a datagram to `destination`; false if it does not fit.

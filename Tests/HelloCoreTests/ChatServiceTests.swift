@@ -170,6 +170,28 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(c.deliveries > 0)
     }
 
+    @Test func aFanOutWritesItsBytesOnceAndEveryMemberGetsThem() {
+        var relay = ChatRelay()
+        let a = relay.join("lobby", as: "ada", from: ada, session: 1, now: t0)
+        _ = relay.join("lobby", as: "bob", from: bob, session: 2, now: t0)
+        let cat = Endpoint.v4(0x7f00_0003, port: 4003)
+        _ = relay.join("lobby", as: "cat", from: cat, session: 3, now: t0)
+        // Written into the outbox, not yet sent: one copy of the bytes, three recipients.
+        ChatMessage.say(token: a.token, clientSequence: 1, text: Array("hi all".utf8)).encoded().withUnsafeBytes {
+            #expect(relay.service.handle(Datagram(payload: $0, peer: ada), now: t0 + 1, into: &relay.outbox))
+        }
+        #expect(relay.service.endBatch(now: t0 + 1, into: &relay.outbox))
+        let entries = Array(relay.outbox.entries)
+        #expect(Set(entries.map(\.destination)) == [ada, bob, cat])
+        #expect(Set(entries.map(\.offset)).count == 1)
+        #expect(relay.outbox.bufferUsed == Int(entries[0].length))
+        relay.flush()
+        let out = relay.sent.suffix(3).map { ($0.to, ChatMessage.decode($0.bytes)) }
+        for peer in [ada, bob, cat] {
+            #expect(texts(events(to: peer, in: out)) == ["message ada hi all"])
+        }
+    }
+
     @Test func duplicatesAreSuppressedAndTheSenderGetsItsCopyAgain() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)

@@ -34,6 +34,21 @@ func plannedSends(_ entries: [Outgoing], maxSegments: Int = 64, plainThrough: In
 }
 
 @Suite struct SegmentPlannerTests {
+    @Test func aDatagramRepeatedToOthersIsNeverJoinedToItsNeighbours() {
+        // A fan-out: one datagram's bytes, repeated to more peers (same offset).
+        var outbox = Outbox(capacity: 8, largestDatagram: 10)
+        outbox.next.initializeMemory(as: UInt8.self, repeating: 7, count: 10)
+        outbox.commit(length: 10, to: testRoute(0), from: nil)
+        // To the same peer first: a repeat of datagram 0 is not the bytes after it, so the
+        // two are two sends, not one segmented send of 20 bytes.
+        var repeated = 0
+        for r in [0, 1, 2, 3] where outbox.repeatDatagram(0, to: testRoute(r), from: nil) { repeated += 1 }
+        #expect(repeated == 4)
+        #expect(outbox.bufferUsed == 10)
+        #expect(plannedSends(Array(outbox.entries)) == (0..<5).map { PlannedSend(firstEntry: $0, count: 1, bytes: 10) })
+        #expect(outbox.entries.allSatisfy { $0.offset == 0 && $0.length == 10 })
+    }
+
     @Test func sameLengthRepliesToOnePeerAreOneSend() {
         #expect(plannedSends([5, 5, 5, 5]) == [PlannedSend(firstEntry: 0, count: 4, bytes: 20)])
     }
