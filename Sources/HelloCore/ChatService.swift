@@ -58,6 +58,8 @@ public struct ChatService: DatagramService, ~Copyable {
     public let largestDatagram = ChatWire.largestDatagram
     public var tickInterval: UInt64? { 100_000_000 }
     public var counters: Counters { tally }
+    /// A message costs a send to every member: the worker sleeps at once when idle.
+    public var pollsAfterTraffic: Bool { false }
 
     @usableFromInline var tally = Counters()
     var admission: Admission
@@ -505,9 +507,9 @@ public struct ChatService: DatagramService, ~Copyable {
                     var from = max(members[slot].nextToSend, rooms[room].oldest)
                     if from < next && written.first >= 0 && written.from == from {
                         guard outbox.count + written.count <= outbox.capacity else { return false }
-                        let m = members[slot]
                         for k in 0..<written.count {
-                            _ = outbox.repeatDatagram(written.first + k, to: m.peer, from: m.source, through: m.socket)
+                            _ = outbox.repeatDatagram(written.first + k, to: members[slot].peer, from: members[slot].source,
+                                                      through: members[slot].socket)
                         }
                         pending.deliveries += written.count
                     } else if from < next {

@@ -17,6 +17,12 @@ public protocol DatagramService: ~Copyable {
     var tickInterval: UInt64? { get }
     /// What it has done, for the worker to publish.
     var counters: Counters { get }
+    /// Whether the worker should poll its socket for a while after traffic (`--spin-us`)
+    /// before sleeping. That pays where a request costs little to serve, so that waking the
+    /// thread would be most of a round trip (hello, echo); not where one datagram costs
+    /// many sends (a chat message, one per member), beside which a wake-up is small and
+    /// the polling would cost more CPU than the wake-up it saves. By default, true.
+    var pollsAfterTraffic: Bool { get }
 
     /// Handles `datagram`, read at `now`: writes 0...N datagrams into `outbox`, or counts
     /// why not. Returns false, having changed nothing, when `outbox` lacks room for what it
@@ -44,6 +50,7 @@ extension DatagramService where Self: ~Copyable {
     /// 100 ms: a service with timers fires them at most this late. (A tick costs an idle
     /// worker ten wake-ups a second, nothing measurable.)
     public var tickInterval: UInt64? { 100_000_000 }
+    public var pollsAfterTraffic: Bool { true }
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {}
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool { true }
     public func owner(of datagram: Datagram) -> Int? { nil }

@@ -44,9 +44,10 @@ package struct SegmentPlanner: Sendable {
         while first + count < entries.count, count < maxSegments {
             let next = entries[first + count]
             let length = Int(next.length)
-            guard length <= segment, length > 0, bytes + length <= limit,
-                  Int(next.offset) == Int(head.offset) + bytes,
-                  next.sharesRoute(with: head) else { break }
+            // Side by side first: the cheapest test, and the one a fan-out's repeated
+            // datagrams (`Outbox.repeatDatagram`) fail.
+            guard Int(next.offset) == Int(head.offset) + bytes, length <= segment, length > 0,
+                  bytes + length <= limit, next.sharesRoute(with: head) else { break }
             count += 1
             bytes += length
             if length < segment { break }  // only the last segment may be shorter

@@ -227,7 +227,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             _ = hs_set_timer_slack(1000)
         }
         var pause = timespec(tv_sec: 0, tv_nsec: Int(configuration.coalesceDelay))
-        var spinBudget = configuration.spinLimit
+        let spinLimit = service.pollsAfterTraffic ? configuration.spinLimit : 0
+        var spinBudget = spinLimit
         var idleSince: UInt64 = 0  // 0: the last look found traffic
         // Woken for a handover alone, the socket need not be read.
         var socketReady = true
@@ -239,7 +240,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             if served > 0 {
                 if idleSince != 0 {
                     // Polling caught traffic: it pays, allow the full budget again.
-                    spinBudget = configuration.spinLimit
+                    spinBudget = spinLimit
                     idleSince = 0
                 }
                 liveness?.beat(index, now: now)
@@ -256,7 +257,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             }
             // Polling found nothing: the next idle spell polls half as long (never less than
             // an eighth, so it can still find out that polling pays again), then sleep.
-            spinBudget = max(spinBudget / 2, configuration.spinLimit / 8)
+            spinBudget = max(spinBudget / 2, spinLimit / 8)
             idleSince = 0
             liveness?.beat(index, now: now)
             if let handover, !handover.group.prepareToSleep(handover.position) {

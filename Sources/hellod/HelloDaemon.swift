@@ -45,7 +45,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     var workers: Int = 1
 
     @Option(name: .customLong("spin-us"),
-            help: ArgumentHelp("After traffic, poll this many microseconds before sleeping (0: sleep at once).", valueName: "us"))
+            help: ArgumentHelp("After traffic, poll this many microseconds before sleeping (0: sleep at once). hello and echo only: chat always sleeps at once, a message costing it a send per member.", valueName: "us"))
     var spinMicroseconds: Int = 50
 
     @Option(name: .customLong("coalesce-us"),
