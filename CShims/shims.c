@@ -48,6 +48,10 @@ int hs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 int hs_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
+int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout) {
+    return ppoll(fds, count, timeout, NULL);
+}
+
 int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
 
 long hs_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }

@@ -13,6 +13,7 @@
 #define HELLOD_CSHIMS_H
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,6 +125,9 @@ static inline size_t hs_put_segment_size(void *buf, size_t used, size_t cap, uin
 int hs_socket_drops(int fd, uint32_t *drops);
 
 int hs_eventfd(void);
+// ppoll(2) without a signal mask: poll with a timeout in nanoseconds, not milliseconds
+// (a chat room's held events are due in microseconds). Glibc declares it behind _GNU_SOURCE.
+int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout);
 int hs_set_thread_name(const char *name);
 // prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.
 int hs_set_timer_slack(unsigned long nanoseconds);

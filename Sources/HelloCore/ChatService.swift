@@ -26,6 +26,12 @@ public struct ChatSettings: Sendable {
     /// A member silent this long gets nothing more; this long, it is evicted.
     public var silenceSeconds: UInt64 = 35
     public var evictSeconds: UInt64 = 60
+    /// The least time between two sends of one room's new events to its members
+    /// (nanoseconds; 0: each batch's events go at its end). Above one message per interval
+    /// a room's events gather, several to a datagram: fewer datagrams per delivery (the
+    /// relay's cost is the kernel's, per datagram), for up to this much more latency. The
+    /// first message after a quiet interval goes at once.
+    public var fanOutInterval: UInt64 = 0
     /// 128 random bits (hellod reads them with getrandom(2)): the root of every cookie key,
     /// every token and the relay's instance id.
     public var secret: (UInt64, UInt64) = (0, 0)
@@ -76,6 +82,9 @@ public struct ChatService: DatagramService, ~Copyable {
     let epochLength: UInt64
     let backlog: Int
     let historyCount: Int
+    /// A room's unsent events, below which the fan-out interval may hold them back: one
+    /// more batch (and a round of evictions) then still fits in the backlog.
+    let holdLimit: UInt32
     /// Every event the relay has numbered: a new room starts after all of them, so that
     /// (instance, room sequence) never repeats.
     var issued: UInt32 = 0
@@ -95,9 +104,13 @@ public struct ChatService: DatagramService, ~Copyable {
     let tokenIndex: UnsafeMutablePointer<Int32>
     let tokenMask: Int
     /// Rooms with events not yet sent to their members, and where `endBatch` stopped.
+    /// Those held back by the fan-out interval come first, `held` of them.
     let dirtyRooms: UnsafeMutablePointer<Int32>
     var dirtyCount = 0
     var flushCursor = (room: 0, member: 0)
+    var held = 0
+    /// When the first held room may be sent (nil: none is held).
+    public private(set) var sendDue: UInt64?
     /// A datagram read in two parts, made one.
     let scratch: UnsafeMutableRawPointer
     /// What the outbox holds, by kind, for `recordSent`.
@@ -111,6 +124,10 @@ public struct ChatService: DatagramService, ~Copyable {
         var next: UInt32 = 1
         var oldest: UInt32 = 1
         var dirty = false
+        /// When its events were last sent to its members (0: never), and the next
+        /// sequence then.
+        var lastFanOut: UInt64 = 0
+        var fannedOut: UInt32 = 0
     }
 
     struct Member {
@@ -146,6 +163,7 @@ public struct ChatService: DatagramService, ~Copyable {
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
         backlog = max(s.backlog, s.history, service.batchSize + s.membersPerRoom, ChatWire.maxResend, 1)
         historyCount = s.history
+        holdLimit = UInt32(max(backlog - service.batchSize - s.membersPerRoom, 0))
         // Room for one request's largest answer (WELCOME and history, or a RESEND), and
         // for a batch's worth of single answers.
         outboxCapacity = max(service.batchSize, 1 + s.history, ChatWire.maxResend)
@@ -386,8 +404,9 @@ public struct ChatService: DatagramService, ~Copyable {
             }
             room = free
             tally.chat.rooms += 1
+            // Still in the dirty list if its last members left this batch, or while held.
             rooms[room] = Room(inUse: true, nameLength: UInt8(join.room.count), memberCount: 0,
-                               next: issued &+ 1, oldest: issued &+ 1, dirty: false)
+                               next: issued &+ 1, oldest: issued &+ 1, dirty: rooms[room].dirty)
             UnsafeMutableRawPointer(roomNames + room * ChatWire.maxName).copyMemory(from: join.room.baseAddress!,
                                                                                   byteCount: join.room.count)
         }
@@ -492,8 +511,22 @@ public struct ChatService: DatagramService, ~Copyable {
     /// every other member's send points at them, as a plain C relay sends from one buffer.
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool {
         let silentAfter = settings.silenceSeconds * 1_000_000_000
+        let interval = settings.fanOutInterval
+        if flushCursor.room == 0 {
+            sendDue = nil  // a new pass (or one resumed in its first room, which held none)
+        }
         while flushCursor.room < dirtyCount {
             let room = Int(dirtyRooms[flushCursor.room])
+            let last = rooms[room].lastFanOut
+            // Held no longer than one more batch may leave nothing unsent in the backlog.
+            if flushCursor.member == 0 && interval > 0 && last != 0 && now &- last < interval
+                && rooms[room].next &- rooms[room].fannedOut < holdLimit {
+                dirtyRooms[held] = Int32(room)  // not yet: it stays dirty, first in the list
+                held += 1
+                sendDue = min(sendDue ?? last + interval, last + interval)
+                flushCursor.room += 1
+                continue
+            }
             let next = rooms[room].next
             // The datagrams last written here for a member: from which sequence, and which
             // outbox entries. Valid for this call only: a full outbox is sent and emptied.
@@ -528,9 +561,12 @@ public struct ChatService: DatagramService, ~Copyable {
                 flushCursor.member += 1
             }
             rooms[room].dirty = false
+            rooms[room].lastFanOut = now
+            rooms[room].fannedOut = next
             flushCursor = (flushCursor.room + 1, 0)
         }
-        dirtyCount = 0
+        dirtyCount = held
+        held = 0
         flushCursor = (0, 0)
         return true
     }

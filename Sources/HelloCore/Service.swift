@@ -23,6 +23,9 @@ public protocol DatagramService: ~Copyable {
     /// many sends (a chat message, one per member), beside which a wake-up is small and
     /// the polling would cost more CPU than the wake-up it saves. By default, true.
     var pollsAfterTraffic: Bool { get }
+    /// When what it holds back to send together falls due (monotonic nanoseconds; nil:
+    /// nothing is held): the worker then calls `endBatch`, traffic or not.
+    var sendDue: UInt64? { get }
 
     /// Handles `datagram`, read at `now`: writes 0...N datagrams into `outbox`, or counts
     /// why not. Returns false, having changed nothing, when `outbox` lacks room for what it
@@ -51,6 +54,7 @@ extension DatagramService where Self: ~Copyable {
     /// worker ten wake-ups a second, nothing measurable.)
     public var tickInterval: UInt64? { 100_000_000 }
     public var pollsAfterTraffic: Bool { true }
+    public var sendDue: UInt64? { nil }
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {}
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool { true }
     public func owner(of datagram: Datagram) -> Int? { nil }

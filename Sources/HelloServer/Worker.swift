@@ -171,6 +171,16 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
     }
 
+    /// Lets the service send what it held back, if that is due at `now`.
+    public mutating func sendIfDue(now: UInt64) {
+        guard let due = service.sendDue, now >= due else { return }
+        finishBatch(now: now)
+        if !outbox.isEmpty {
+            flush()
+            publish()
+        }
+    }
+
     /// Lets the service write what it gathered over the batch, sending the outbox as often
     /// as that takes.
     private mutating func finishBatch(now: UInt64) {
@@ -237,6 +247,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             let served = serveBatch(now: now, receiving: socketReady)
             socketReady = true
             tickIfDue(now: now)
+            sendIfDue(now: now)
             if served > 0 {
                 if idleSince != 0 {
                     // Polling caught traffic: it pays, allow the full budget again.
@@ -264,7 +275,13 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                 continue  // handed something while it was about to sleep
             }
             do {
-                let ready = try socket.wait(for: Int16(POLLIN), timeout: wake, wakeup: stop.wakeup,
+                // ... or until what the service holds back falls due.
+                var timeout = wake
+                if let due = service.sendDue {
+                    let left = due > now ? due - now : 0
+                    timeout = min(timeout ?? left, left)
+                }
+                let ready = try socket.wait(for: Int16(POLLIN), timeout: timeout, wakeup: stop.wakeup,
                                             handover: handover.map { $0.group.wakeup(of: $0.position) })
                 socketReady = handover == nil || ready != 0
             } catch {

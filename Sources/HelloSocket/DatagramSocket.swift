@@ -134,10 +134,14 @@ public struct DatagramSocket: Sendable, Hashable {
                    pollfd(fd: wakeup?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: handover?.rawValue ?? -1, events: Int16(POLLIN), revents: 0))
         let count: nfds_t = handover != nil ? 3 : wakeup != nil ? 2 : 1
-        let milliseconds: Int32 = timeout.map { Int32(clamping: ($0 + 999_999) / 1_000_000) } ?? -1
+        // ppoll, to the nanosecond: poll's milliseconds would round a short wait up a lot.
+        var limit = timespec(tv_sec: Int(timeout.map { $0 / 1_000_000_000 } ?? 0),
+                             tv_nsec: Int(timeout.map { $0 % 1_000_000_000 } ?? 0))
         let ready = try withUnsafeMutableBytes(of: &fds) { raw throws(SocketError) in
-            try systemCall("poll") {
-                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), count, milliseconds)
+            try withUnsafePointer(to: &limit) { limit throws(SocketError) in
+                try systemCall("poll") {
+                    hs_ppoll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), count, timeout == nil ? nil : limit)
+                }
             }
         }
         return ready == 0 ? 0 : fds.0.revents

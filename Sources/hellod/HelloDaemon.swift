@@ -118,6 +118,11 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(name: .customLong("chat-evict-s"), help: ArgumentHelp("chat: a member silent this long is evicted (\"timed out\").", valueName: "s"))
     var chatEvictSeconds: UInt64 = 60
 
+    @Option(name: .customLong("chat-fanout-us"),
+            help: ArgumentHelp("chat: the least time between two sends of a room's new messages to its members (0: at once). Above one message per interval, a room's messages gather, several to a datagram: less CPU per delivery, for up to this much more latency. A message after a quiet interval goes at once.",
+                               valueName: "us"))
+    var chatFanOutMicroseconds: UInt64 = 0
+
     @Option(name: .customLong("metrics-file"),
             help: ArgumentHelp("Write the counters here in Prometheus's text format, for node_exporter's textfile collector (name it *.prom): at start, every --metrics-interval, on SIGHUP and at stop; replaced atomically, mode 0644.",
                                valueName: "path"))
@@ -156,6 +161,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
         try require("--chat-silence-s", chatSilenceSeconds, in: 1...86400)
         try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
+        try require("--chat-fanout-us", chatFanOutMicroseconds, in: 0...1_000_000)
         try require("--metrics-interval", metricsInterval, in: 1...86400)
         if let metricsFile, metricsFile.isEmpty || metricsFile.hasSuffix("/") {
             throw ValidationError("--metrics-file must name a file, not \"\(metricsFile)\".")
@@ -209,6 +215,7 @@ extension HelloDaemon {
         chat.epochSeconds = chatEpochSeconds
         chat.silenceSeconds = chatSilenceSeconds
         chat.evictSeconds = chatEvictSeconds
+        chat.fanOutInterval = chatFanOutMicroseconds * 1000
         var secret: (UInt64, UInt64) = (0, 0)
         let got = withUnsafeMutableBytes(of: &secret) { hs_getrandom($0.baseAddress, $0.count) }
         guard got == MemoryLayout.size(ofValue: secret) else {

@@ -284,6 +284,7 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     s.epochSeconds = rng.pick([10, 120])
     s.silenceSeconds = rng.pick([5, 35])
     s.evictSeconds = s.silenceSeconds + rng.pick([1, 25])
+    s.fanOutInterval = rng.pick([0, 0, 1_000_000, 300_000_000])
     s.secret = (rng.next(), rng.next())
     let world = ChatFuzzWorld(s, batchSize: rng.int(1...8), now: UInt64(rng.int(1...1000)) * 1_000_000_000)
     let second = world.second

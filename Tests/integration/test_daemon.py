@@ -30,6 +30,7 @@ class Arguments(TestCase):
             ("--mode", "shout"): "--mode",
             ("--max-datagram", "65528"): "--max-datagram",
             ("--workers", "0"): "--workers",
+            ("--chat-fanout-us", "1000001"): "--chat-fanout-us",
             ("--frobnicate",): "--frobnicate",
         }
         for args, named in cases.items():
