@@ -7,7 +7,9 @@ clock; --raw for refrelay, which speaks no protocol) pinned to CPU 1, all on 127
 
 Cases: 64 members at 5,000 messages/s of 64 bytes; 8 members at 5,000; and R_max, the
 highest rate in steps of 500 messages/s at which refrelay loses nothing in --runs runs out
-of --runs (64 members, 64 bytes), then hellod at R_max. For each relay: deliveries/s,
+of --runs (64 members, 64 bytes), then hellod at R_max. hellod runs twice in each case: as
+it ships, and with --chat-fanout-us (--fanout-us, 500 by default), which trades latency
+for CPU. For each relay: deliveries/s,
 latency p50/p99/p99.9 (send to each member's receipt), lost/duplicated/reordered, server
 CPU ns per delivery (utime+stime from /proc/PID/stat over the measured interval, read by
 `hello bench --server-pid`) and peak RSS. Each case runs --runs times, relays interleaved;
@@ -36,11 +38,17 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-message-rate", "20000", "--chat-message-burst", "1000"]
 
 
-def relays(refrelay, hellod):
-    return [
-        {"name": "hellod chat", "command": [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS], "raw": False},
-        {"name": "refrelay (C)", "command": [refrelay, "PORT", "64"], "raw": True},
-    ]
+def relays(refrelay, hellod, fanout_us=0):
+    """hellod as it ships (its limits raised), hellod with a fan-out interval if one is
+    given (the trade of latency for CPU an operator can choose), and refrelay, last: the
+    base of the ratios."""
+    chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
+    found = [{"name": "hellod chat", "command": chat, "raw": False}]
+    if fanout_us:
+        found.append({"name": "hellod chat, --chat-fanout-us %d" % fanout_us,
+                      "command": [*chat, "--chat-fanout-us", str(fanout_us)], "raw": False})
+    found.append({"name": "refrelay (C)", "command": [refrelay, "PORT", "64"], "raw": True})
+    return found
 
 
 def run_once(relay, members, rate, size, seconds):
@@ -162,6 +170,8 @@ def main():
     parser.add_argument("--no-rmax", action="store_true", help="skip the R_max search")
     parser.add_argument("--callgrind", action="store_true",
                         help="only count each relay's instructions per delivery under valgrind (64 members, 100 messages/s)")
+    parser.add_argument("--fanout-us", type=int, default=500,
+                        help="also run hellod with this --chat-fanout-us (0: not)")
     parser.add_argument("--refrelay", default=os.path.join(ROOT, "..", "shared", "bench", "refrelay.c"))
     args = parser.parse_args()
     if not os.path.exists(args.refrelay):
@@ -169,9 +179,9 @@ def main():
     refrelay = os.path.join(ROOT, ".build-bench", "refrelay")
     os.makedirs(os.path.dirname(refrelay), exist_ok=True)
     subprocess.run(["cc", "-O2", "-o", refrelay, args.refrelay], check=True)
-    servers = relays(refrelay, os.path.join(RELEASE, "hellod"))
+    servers = relays(refrelay, os.path.join(RELEASE, "hellod"), args.fanout_us)
     if args.callgrind:
-        callgrind(servers, 64, 100, 64)
+        callgrind(relays(refrelay, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
     print("machine: %s, %d CPUs; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), args.seconds, args.runs, " ".join("%.2f" % x for x in os.getloadavg())))
