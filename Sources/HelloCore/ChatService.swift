@@ -531,32 +531,34 @@ public struct ChatService: DatagramService, ~Copyable {
             // The datagrams last written here for a member: from which sequence, and which
             // outbox entries. Valid for this call only: a full outbox is sent and emptied.
             var written = (from: UInt32(0), first: -1, count: 0)
+            let oldest = rooms[room].oldest
+            let base = room * perRoom
             while flushCursor.member < perRoom {
-                let slot = room * perRoom + flushCursor.member
-                if members[slot].token != 0 {
-                    if now > members[slot].lastHeard && now - members[slot].lastHeard >= silentAfter {
-                        members[slot].nextToSend = next  // it may ask RESEND when it is back
+                let member = members + base + flushCursor.member
+                if member.pointee.token != 0 {
+                    if now > member.pointee.lastHeard && now - member.pointee.lastHeard >= silentAfter {
+                        member.pointee.nextToSend = next  // it may ask RESEND when it is back
                     }
-                    var from = max(members[slot].nextToSend, rooms[room].oldest)
+                    var from = max(member.pointee.nextToSend, oldest)
                     if from < next && written.first >= 0 && written.from == from {
                         guard outbox.count + written.count <= outbox.capacity else { return false }
                         for k in 0..<written.count {
-                            _ = outbox.repeatDatagram(written.first + k, to: members[slot].peer, from: members[slot].source,
-                                                      through: members[slot].socket)
+                            _ = outbox.repeatDatagram(written.first + k, to: member.pointee.peer, from: member.pointee.source,
+                                                      through: member.pointee.socket)
                         }
                         pending.deliveries += written.count
                     } else if from < next {
                         written = (from, outbox.count, 0)
                         while from < next {
-                            guard writeEvents(room, from: &from, to: next, to: slot, into: &outbox) else {
-                                members[slot].nextToSend = from
+                            guard writeEvents(room, from: &from, to: next, to: base + flushCursor.member, into: &outbox) else {
+                                member.pointee.nextToSend = from
                                 return false
                             }
                             pending.deliveries += 1
                             written.count += 1
                         }
                     }
-                    members[slot].nextToSend = next
+                    member.pointee.nextToSend = next
                 }
                 flushCursor.member += 1
             }

@@ -129,8 +129,12 @@ package final class SendBatch {
                 e += 1
                 continue
             }
-            let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
             let first = entries[e]
+            // Only a datagram that the next one follows in the buffer can start a segmented
+            // send: the planner is not asked about the rest (a fan-out's, each to its peer).
+            let follows = e + 1 < entries.count && entries[e + 1].offset == first.offset + first.length
+            let send = follows ? planner.send(from: e, of: entries, plainThrough: plainThrough)
+                               : PlannedSend(firstEntry: e, count: 1, bytes: Int(first.length))
             let bytes = outbox.bytes(of: first)
             messages.setBuffer(m, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(names)), length: send.bytes)
             var header = messages.headers[m].msg_hdr
