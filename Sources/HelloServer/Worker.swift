@@ -257,10 +257,14 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                 liveness?.beat(index, now: now)
                 if served > 1 && served < configuration.batchSize && configuration.coalesceDelay > 0 {
                     clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nil)  // let the next batch fill
+                    continue
                 }
-                continue
-            }
-            if idleSince == 0 {
+                // A worker that does not poll, after a batch that was not full: the socket is
+                // most likely empty, and poll says so without a recvmmsg that finds nothing.
+                if spinLimit > 0 || served >= configuration.batchSize {
+                    continue
+                }
+            } else if idleSince == 0 {
                 idleSince = now
             }
             if now - idleSince < spinBudget {
