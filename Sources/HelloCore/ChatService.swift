@@ -19,6 +19,17 @@ public struct ChatSettings: Sendable {
     /// Messages per second per member, and how many may come at once.
     public var messageRate: UInt64 = 5
     public var messageBurst: UInt64 = 10
+    /// Deliveries per second per room, and how many may come at once: a message costs one
+    /// per member of its room, the sender included, so this bounds what one room costs the
+    /// relay whatever the members' own limits (raised, or renewed by leaving and joining
+    /// again). The burst is taken as at least `membersPerRoom`, or a full room could never
+    /// speak. The defaults never bind a room of the default size whose members keep to
+    /// the default message limits: 32 members sending their bursts of 10 at once make
+    /// 32 x 10 x 32 = 10,240 deliveries, then 32 x 5 x 32 = 5,120 a second; each default
+    /// is twice that. Joins, leaves, time-outs and renames are not messages: they do not
+    /// count.
+    public var roomDeliveryRate: UInt64 = 10_240
+    public var roomDeliveryBurst: UInt64 = 20_480
     /// Challenges and NOT A MEMBER answers per source prefix.
     public var answerLimit = RateLimiter.Configuration(rate: 20, burst: 20, tableSize: 4096)
     /// Seconds a cookie key lives; a cookie of the current or the previous epoch is taken.
@@ -71,8 +82,10 @@ public struct ChatService: DatagramService, ~Copyable {
     var admission: Admission
     var answers: RateLimiter
     let settings: ChatSettings
-    /// Each member's message rate limit.
+    /// Each member's message rate limit; also of what it is sent again on request.
     let messageRate: CellRate
+    /// Each room's limit on deliveries.
+    let roomDeliveryRate: CellRate
     let instance: UInt64
     let tokenKey: SipHasher.Key
     /// Places rooms among several workers.
@@ -128,6 +141,8 @@ public struct ChatService: DatagramService, ~Copyable {
         /// sequence then.
         var lastFanOut: UInt64 = 0
         var fannedOut: UInt32 = 0
+        /// The delivery limit's theoretical arrival time (GCRA).
+        var deliveryArrival: UInt64 = 0
     }
 
     struct Member {
@@ -148,7 +163,8 @@ public struct ChatService: DatagramService, ~Copyable {
         var anySeen = false
         /// The next room sequence this member is to be sent.
         var nextToSend: UInt32 = 0
-        /// The rate limit of what its keepalives have sent again (GCRA, the message rate).
+        /// The rate limit of what it is sent again on request, by its keepalives' catch-up
+        /// and its RESENDs (GCRA, the message rate).
         var catchUpArrival: UInt64 = 0
     }
 
@@ -161,6 +177,7 @@ public struct ChatService: DatagramService, ~Copyable {
         s.history = max(0, min(s.history, 1024))
         settings = s
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
+        roomDeliveryRate = CellRate(rate: max(s.roomDeliveryRate, 1), burst: max(s.roomDeliveryBurst, UInt64(s.membersPerRoom)))
         backlog = max(s.backlog, s.history, service.batchSize + s.membersPerRoom, ChatWire.maxResend, 1)
         historyCount = s.history
         holdLimit = UInt32(max(backlog - service.batchSize - s.membersPerRoom, 0))
@@ -304,6 +321,10 @@ public struct ChatService: DatagramService, ~Copyable {
             var from = max(first, rooms[room].oldest)
             let end = UInt32(min(UInt64(first) + UInt64(count), UInt64(rooms[room].next)))
             guard from < end else { return .dropped(.chatStale) }
+            // Up to `maxResend` datagrams for a request of 18 bytes, to the member's own
+            // address: within the budget of its keepalives' catch-up (the message rate),
+            // which a client asking once per gap and backing off stays well under.
+            guard messageRate.admit(&members[slot].catchUpArrival, now: now) else { return .dropped(.chatRateLimited) }
             var written = 0
             while from < end && writeEvents(room, from: &from, to: end, to: slot, into: &outbox) {
                 written += 1
@@ -444,7 +465,10 @@ public struct ChatService: DatagramService, ~Copyable {
             duplicate = distance >= 64 || m.seen & (1 << UInt64(distance)) != 0
         }
         if duplicate {
-            // Its copy was lost, most likely: the copy again, from the backlog.
+            // Its copy was lost, most likely: the copy again, from the backlog. Not
+            // rate-limited: one datagram, no longer than the SAY but for the nick and 14
+            // bytes, to the member's own address, per SAY; and the resends of a client
+            // that lost its copies are what bring them back.
             var seq = rooms[room].oldest
             while seq < rooms[room].next {
                 let slotBytes = eventSlot(room, seq)
@@ -460,6 +484,12 @@ public struct ChatService: DatagramService, ~Copyable {
             return .dropped(.chatStale)
         }
         guard messageRate.admit(&m.rateArrival, now: now) else { return .dropped(.chatRateLimited) }
+        // One delivery per member (silent ones too: a bound, without a walk over the room).
+        // After the member's own limit, so that a member over it spends nothing of the
+        // room's; refused here, it keeps its own (`m` is not stored) for the resend.
+        guard roomDeliveryRate.admit(&rooms[room].deliveryArrival, now: now, cost: UInt64(rooms[room].memberCount)) else {
+            return .dropped(.chatRoomRateLimited)
+        }
         if !m.anySeen {
             (m.highest, m.seen, m.anySeen) = (sequence, 1, true)
         } else if sequence > m.highest {

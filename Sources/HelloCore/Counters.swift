@@ -36,8 +36,11 @@ public enum DropReason: Int, Sendable, CaseIterable {
     /// chat: a JOIN or NICK with an invalid or taken name (REFUSED).
     case chatBadName
     /// chat: over a limit of its own: challenges and NOT A MEMBER answers per source
-    /// prefix, messages per member.
+    /// prefix; messages, and RESENDs, per member.
     case chatRateLimited
+    /// chat: a message over its room's deliveries per second (one per member of the room):
+    /// the client resends it, so it comes later.
+    case chatRoomRateLimited
     /// chat: a duplicate message or a RESEND that the backlog no longer holds.
     case chatStale
     /// chat: read by one worker for a room another owns, whose queue from this worker
@@ -62,6 +65,7 @@ public enum DropReason: Int, Sendable, CaseIterable {
         case .chatRoomFull: return "chat-room-full"
         case .chatBadName: return "chat-bad-name"
         case .chatRateLimited: return "chat-rate-limited"
+        case .chatRoomRateLimited: return "chat-room-rate-limited"
         case .chatStale: return "chat-stale"
         case .chatHandoverFull: return "chat-handover-full"
         }

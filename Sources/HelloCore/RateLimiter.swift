@@ -136,7 +136,8 @@ public struct RateLimiter: ~Copyable {
 /// The generic cell rate algorithm's rule for one bucket, kept as one number: its
 /// "theoretical arrival time". A datagram is allowed when that time is less than `burst`
 /// intervals ahead of now, and moves it one interval on. The rate limiter keeps one per
-/// source prefix, the chat relay one per member.
+/// source prefix, the chat relay one per member and one per room (whose cells are
+/// deliveries: a message costs one per member).
 struct CellRate: Sendable {
     /// Nanoseconds between datagrams at the rate.
     let interval: UInt64
@@ -155,6 +156,18 @@ struct CellRate: Sendable {
         let next = max(arrival, now)
         guard next - now <= tolerance else { return false }
         arrival = next + interval
+        return true
+    }
+
+    /// Whether `cost` cells at once at `now` are within the rate: all or none, so the
+    /// last of them must be (a cost over the burst never is); if so, `arrival` moves on
+    /// `cost` intervals.
+    @inline(__always)
+    func admit(_ arrival: inout UInt64, now: UInt64, cost: UInt64) -> Bool {
+        let next = max(arrival, now)
+        guard cost > 0 else { return true }
+        guard next - now + (cost - 1) * interval <= tolerance else { return false }
+        arrival = next + cost * interval
         return true
     }
 }

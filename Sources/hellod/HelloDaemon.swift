@@ -109,6 +109,14 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(name: .customLong("chat-message-burst"), help: ArgumentHelp("chat: messages a member may send at once.", valueName: "n"))
     var chatMessageBurst: UInt64 = 10
 
+    @Option(name: .customLong("chat-room-delivery-rate"),
+            help: ArgumentHelp("chat: deliveries per second per room (a message is one per member).", valueName: "per-second"))
+    var chatRoomDeliveryRate: UInt64 = 10_240
+
+    @Option(name: .customLong("chat-room-delivery-burst"),
+            help: ArgumentHelp("chat: deliveries a room may make at once (at least --chat-members).", valueName: "n"))
+    var chatRoomDeliveryBurst: UInt64 = 20_480
+
     @Option(name: .customLong("chat-epoch-s"), help: ArgumentHelp("chat: seconds a cookie key lives (a cookie of the previous epoch is still taken).", valueName: "s"))
     var chatEpochSeconds: UInt64 = 120
 
@@ -158,6 +166,11 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-max-message", chatMaxMessage, in: 0...1000)
         try require("--chat-message-rate", chatMessageRate, in: 1...1_000_000)
         try require("--chat-message-burst", chatMessageBurst, in: 1...1_000_000)
+        try require("--chat-room-delivery-rate", chatRoomDeliveryRate, in: 1...1_000_000_000)
+        try require("--chat-room-delivery-burst", chatRoomDeliveryBurst, in: 1...1_000_000_000)
+        if chatRoomDeliveryBurst < UInt64(chatMembers) {  // a message to a full room would never fit
+            throw ValidationError("--chat-room-delivery-burst must be at least --chat-members (\(chatMembers)), not \(chatRoomDeliveryBurst).")
+        }
         try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
         try require("--chat-silence-s", chatSilenceSeconds, in: 1...86400)
         try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
@@ -212,6 +225,8 @@ extension HelloDaemon {
         chat.maxMessage = chatMaxMessage
         chat.messageRate = chatMessageRate
         chat.messageBurst = chatMessageBurst
+        chat.roomDeliveryRate = chatRoomDeliveryRate
+        chat.roomDeliveryBurst = chatRoomDeliveryBurst
         chat.epochSeconds = chatEpochSeconds
         chat.silenceSeconds = chatSilenceSeconds
         chat.evictSeconds = chatEvictSeconds

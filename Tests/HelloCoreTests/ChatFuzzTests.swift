@@ -280,6 +280,10 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     s.maxMessage = rng.pick([0, 24, 300, 1000])
     s.messageRate = rng.pick([1, 5, 100])
     s.messageBurst = rng.pick([1, 3, 10])
+    // A room's deliveries: small enough to bind; a burst of at least two messages to a
+    // full room (4), so that the quiet end below has time for every resend.
+    s.roomDeliveryRate = rng.pick([4, 50, 1_000_000])
+    s.roomDeliveryBurst = rng.pick([8, 20, 1_000_000])
     s.answerLimit = RateLimiter.Configuration(rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
     s.epochSeconds = rng.pick([10, 120])
     s.silenceSeconds = rng.pick([5, 35])
@@ -518,6 +522,7 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     if counters.replied > 0 { checks.count("cases with replies") }
     if counters.drops[.chatBadToken] > 0 { checks.count("cases with forged tokens") }
     if counters.drops[.chatBadCookie] > 0 { checks.count("cases with bad cookies") }
+    if counters.drops[.chatRoomRateLimited] > 0 { checks.count("cases with room-rate-limited messages") }
     if counters.deliveries > 0 { checks.count("cases with deliveries") }
 }
 

@@ -373,6 +373,101 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// A room's deliveries are limited as a whole (one per member a message): over the
+    /// budget a SAY is dropped, counted, and makes no event; the member's own limit is not
+    /// spent, so its resend is delivered, once, when the room has budget again. Joins and
+    /// leaves are not messages: they are announced whatever the budget.
+    @Test func aSayOverTheRoomsDeliveryBudgetIsDroppedAndMakesNoEvent() {
+        var settings = ChatRelay.testSettings
+        (settings.messageRate, settings.messageBurst) = (1, 3)
+        // 4 deliveries a second, 8 at once: two messages to a room of four, then one a second.
+        (settings.roomDeliveryRate, settings.roomDeliveryBurst) = (4, 8)
+        (settings.silenceSeconds, settings.evictSeconds) = (1000, 2000)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let cy = Endpoint.v4(0x0a00_0004, port: 40004)
+        _ = relay.join("r", as: "cy", from: cy, session: 3, now: t0)
+        let e = relay.join("r", as: "eve", from: eve, session: 4, now: t0)
+        let s = ChatRelay.second
+        func say(_ token: UInt64, _ from: Endpoint, _ sequence: UInt32, at now: UInt64) -> [(to: Endpoint, message: ChatMessage?)] {
+            relay.send(.say(token: token, clientSequence: sequence, text: Array("m\(sequence)".utf8)), from: from, now: now)
+        }
+        #expect(texts(events(to: bob, in: say(a.token, ada, 1, at: t0 + 1))) == ["message ada m1"])
+        #expect(texts(events(to: bob, in: say(a.token, ada, 2, at: t0 + 1))) == ["message ada m2"])
+        // The room's 8 are spent: ada's third (twice) and bob's first are dropped, nothing
+        // is sent.
+        #expect(say(a.token, ada, 3, at: t0 + 1).isEmpty)
+        #expect(say(a.token, ada, 3, at: t0 + 1).isEmpty)
+        #expect(say(b.token, bob, 1, at: t0 + 1).isEmpty)
+        var c = relay.service.counters
+        #expect(c.drops[.chatRoomRateLimited] == 3 && c.drops[.chatRateLimited] == 0)
+        #expect(c.chat.messages == 2)
+        // Leaving and joining are announced all the same.
+        #expect(texts(events(to: ada, in: relay.send(.leave(token: e.token), from: eve, now: t0 + 2))) == ["left eve "])
+        let back = relay.join("r", as: "eve", from: eve, session: 5, now: t0 + 3)
+        #expect(texts(events(to: ada, in: back.sent)) == ["joined eve "])
+        // A second on, room for one more message: ada's third, sent again (her own limit,
+        // a burst of 3, was not spent by the refusals), then bob's is over the budget again.
+        #expect(texts(events(to: bob, in: say(a.token, ada, 3, at: t0 + 1 + s))) == ["message ada m3"])
+        #expect(say(b.token, bob, 1, at: t0 + 1 + s).isEmpty)
+        #expect(texts(events(to: ada, in: say(b.token, bob, 1, at: t0 + 1 + 2 * s))) == ["message bob m1"])
+        c = relay.service.counters
+        #expect(c.drops[.chatRoomRateLimited] == 4 && c.drops[.chatRateLimited] == 0)
+        #expect(c.chat.messages == 4)
+        #expect(c.isBalanced)
+    }
+
+    /// The default room budget never binds a room of the default size (32) whose members
+    /// keep to the default message limits: each sends its burst of 10 at once, then 5 a
+    /// second, and every message is delivered to all 32.
+    @Test func theDefaultRoomBudgetNeverBindsAFullRoomAtTheMemberLimits() {
+        var settings = ChatSettings()
+        settings.secret = (1, 2)
+        var relay = ChatRelay(settings)
+        let s = ChatRelay.second
+        let peers = (0..<settings.membersPerRoom).map { Endpoint.v4(0x0a01_0000 + UInt32($0), port: 40000) }
+        let tokens = peers.enumerated().map { k, peer in
+            relay.join("lobby", as: "m\(k)", from: peer, session: UInt64(k + 1), now: t0).token
+        }
+        #expect(!tokens.contains(0))
+        var sequence: [UInt32] = Array(repeating: 0, count: peers.count)
+        func round(at now: UInt64) {
+            for k in peers.indices {
+                sequence[k] += 1
+                relay.send(.say(token: tokens[k], clientSequence: sequence[k], text: Array("x".utf8)), from: peers[k], now: now)
+            }
+        }
+        let start = t0 + s
+        for _ in 0..<Int(settings.messageBurst) { round(at: start) }
+        for step in 1...10 { round(at: start + UInt64(step) * s / settings.messageRate) }  // 2 s at the rate
+        let c = relay.service.counters
+        #expect(c.drops.total == 0, "\(DropReason.allCases.filter { c.drops[$0] > 0 }.map(\.name))")
+        #expect(c.chat.messages == UInt64(peers.count * 20))
+    }
+
+    /// A RESEND may bring up to 64 datagrams: a member's RESENDs are bounded by the budget
+    /// of its keepalives' catch-up (the message rate), and over it dropped and counted.
+    @Test func resendsAreBoundedPerMember() {
+        var settings = ChatRelay.testSettings
+        (settings.messageRate, settings.messageBurst) = (1, 2)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
+                                                  from: ada, now: t0))
+        let ask = ChatMessage.resend(token: b.token, first: said[0].sequence, count: 64)
+        let answered = (0..<10).map { _ in events(to: bob, in: relay.send(ask, from: bob, now: t0 + 1)) }
+        #expect(answered.map(\.count) == [1, 1] + Array(repeating: 0, count: 8))
+        #expect(answered[0] == said)
+        #expect(relay.service.counters.drops[.chatRateLimited] == 8)
+        // The keepalives' catch-up shares the budget: spent, it brings nothing either.
+        #expect(relay.send(.keepalive(token: b.token, highest: said[0].sequence - 1), from: bob, now: t0 + 1).isEmpty)
+        // A second on, one more.
+        #expect(events(to: bob, in: relay.send(ask, from: bob, now: t0 + 1 + ChatRelay.second)) == said)
+        #expect(relay.service.counters.isBalanced)
+    }
+
     @Test func silentMembersAreEvictedAndTheRoomIsTold() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
