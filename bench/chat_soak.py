@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Raised for the run: all clients are on 127.0.0.1 (one source prefix) and the bench's
 # members send thousands of messages a second each.
 LIMITS = ["--chat-message-rate", "1000000", "--chat-message-burst", "1000000",
+          "--chat-room-delivery-rate", "1000000000", "--chat-room-delivery-burst", "1000000000",
           "--chat-memberships-per-prefix", "64", "--chat-members", "16", "--chat-rooms", "16"]
 
 

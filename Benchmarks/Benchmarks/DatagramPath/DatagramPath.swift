@@ -210,10 +210,12 @@ let benchmarks: @Sendable () -> Void = {
     // round each SAYs once (8 datagrams read, each replied when handled) and each gets the
     // round's 8 events, numbered in the room, in one EVENTS datagram (8 deliveries). 128
     // rounds an iteration. Messages are not rate-limited here: the rounds come far faster
-    // than any member may send.
+    // than any member may send, nor are the room's deliveries.
     var room = ChatSettings()
     room.messageRate = 1_000_000_000
     room.messageBurst = 1_000_000_000
+    room.roomDeliveryRate = 1_000_000_000
+    room.roomDeliveryBurst = 1_000_000_000
     registerDatagramBenchmark(
         "Worker-chat-room-of-8-1024-datagrams",
         Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
