@@ -51,7 +51,7 @@ struct Chat: ParsableCommand {
                                valueName: "seconds"))
     var timeout = 0.5
 
-    @Option(help: "Resends of a JOIN or a message before it counts as lost.")
+    @Option(help: "Resends of a JOIN or a message before it counts as lost (a message's count starts again when another of yours is acknowledged).")
     var retries = 5
 
     @Option(help: ArgumentHelp("The session id, not 0 (default: random).", valueName: "id"))
@@ -387,7 +387,14 @@ struct ChatClient {
     mutating func accept(_ e: ChatEvent, _ now: UInt64) {
         if e.kind == .message && e.session == session {
             // Our own copy: its acknowledgement, whether shown now or a duplicate.
+            let waiting = inFlight.count
             inFlight.removeAll { $0.sequence == e.clientSequence && $0.text == e.text }
+            if inFlight.count < waiting {
+                // The relay takes our messages, if not all at once (a room over its rate
+                // refuses them silently): the others count their attempts, and back off,
+                // from here, so that they are slowed but not given up while it does.
+                for i in inFlight.indices { inFlight[i].attempts = 0 }
+            }
             if let i = lost.firstIndex(of: e.text) { lost.remove(at: i) }
         }
         if expected == nil { expected = e.sequence }

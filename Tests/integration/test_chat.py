@@ -5,12 +5,13 @@ mode where a real member is what is needed. A forged source is an address of loo
 127.0.0.0/8 where the test listens, so that what the relay sends it is seen."""
 import socket
 import struct
+import subprocess
 import time
 import unittest
 
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run twice)
 import udptool
-from harness import Hellod, TestCase, counters
+from harness import HELLOD, Hellod, TestCase, counters
 
 
 def join(cookie, session, token, room, nick):
@@ -281,6 +282,67 @@ class ChatTest(TestCase):
         bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
         self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"m1", b"m2", b"m3"])
         self.assertEqual(self.counted(server)["chat-rate-limited"], 7)
+
+    def test_a_room_over_its_delivery_rate_is_throttled_counted_and_still_told_of_leaves(self):
+        # 4 deliveries a second, 8 at once: a message to the room of four costs 4, so two
+        # go at once, then one a second. The members' own limit is out of the way.
+        server = self.relay("--chat-members", "4", "--chat-room-delivery-rate", "4", "--chat-room-delivery-burst", "8",
+                            "--chat-message-rate", "1000", "--chat-message-burst", "1000")
+        ada, bob, cy, _dee = (self.client(server, nick, k, b"r") for k, nick in enumerate([b"ada", b"bob", b"cy", b"dee"], 1))
+        for sequence in range(1, 21):
+            ada.sock.sendto(say(ada.token, sequence, b"m%d" % sequence), ada.address)
+        bob.read_events(lambda got: len([e for e in got if e[1] == 1]) >= 2)
+        bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
+        self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"m1", b"m2"])
+        # A leave is no message: the room is told at once, its budget spent or not.
+        cy.sock.sendto(struct.pack(">BBQ", 1, 4, cy.token), cy.address)
+        bob.read_events(lambda got: any(e[1] == 3 for e in got), timeout=1)
+        # Throttled, not lost: a second on, the resend of m3 goes through.
+        time.sleep(1.1)
+        ada.sock.sendto(say(ada.token, 3, b"m3"), ada.address)
+        bob.read_events(lambda got: any(e[3] == b"m3" for e in got))
+        found = self.counted(server)
+        self.assertEqual((found.get("chat-room-rate-limited", 0), found.get("chat-rate-limited", 0)), (18, 0), found)
+
+    def test_a_resend_flood_is_bounded_by_the_members_rate(self):
+        server = self.relay()  # 5 a second, 10 at once, per member
+        ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
+        ada.sock.sendto(say(ada.token, 1, b"once"), ada.address)
+        bob.read_events(lambda got: any(e[3] == b"once" for e in got))
+        sequence = next(e[0] for e in bob.events if e[3] == b"once")
+        for _ in range(30):
+            bob.sock.sendto(resend(bob.token, sequence, 64), bob.address)
+        answers = drain(bob.sock, 0.5)
+        self.assertEqual(len(answers), 10)
+        self.assertTrue(all(events(a) == [e for e in bob.events if e[3] == b"once"] for a in answers), answers)
+        self.assertEqual(self.counted(server)["chat-rate-limited"], 20)
+
+    def test_hello_chat_gets_every_line_acknowledged_under_a_room_throttle(self):
+        # A room of two, one message a second (two at once): twelve lines piped at once
+        # are refused and resent until each has its turn, with the default timeout and
+        # retries of hello chat (about 15 s of resends for one message, but counted from
+        # the last of its messages acknowledged: all twelve take 11 s); none is lost, none
+        # shown twice. (Their room order may not be the input's: a resend that finds the
+        # budget goes first, as after a loss.)
+        server = self.relay("--chat-members", "2", "--chat-room-delivery-rate", "2", "--chat-room-delivery-burst", "4")
+        bob = self.client(server, b"bob", 2, b"lobby")
+        ada = self.chat(server.port, "ada", "--timeout", "0.5", "--retries", "5")
+        lines = ["line %d" % k for k in range(1, 13)]
+        for line in lines:
+            ada.say(line)
+        code, output, stderr = ada.finish(timeout=30)
+        self.assertEqual((code, stderr), (0, ""), output)
+        self.assertEqual(sorted(client_tests.messages(output)), sorted("ada: " + line for line in lines))
+        self.assertGreater(self.counted(server).get("chat-room-rate-limited", 0), 0)
+        bob.close()
+
+    def test_bad_room_delivery_limits_exit_64_naming_the_option(self):
+        for bad, named in ((["--chat-room-delivery-rate", "0"], "--chat-room-delivery-rate"),
+                           (["--chat-room-delivery-burst", "0"], "--chat-room-delivery-burst"),
+                           (["--chat-members", "8", "--chat-room-delivery-burst", "7"], "--chat-room-delivery-burst")):
+            result = subprocess.run([HELLOD, "--check-config", *bad], capture_output=True, text=True, timeout=10)
+            self.assertEqual((result.returncode, result.stdout, result.stderr.count("\n")), (64, "", 1), result)
+            self.assertTrue(result.stderr.startswith("hellod: " + named), result.stderr)
 
     def test_oversized_messages_are_refused_and_counted(self):
         server = self.relay("--chat-max-message", "100")
