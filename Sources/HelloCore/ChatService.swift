@@ -26,8 +26,8 @@ public struct ChatSettings: Sendable {
     /// speak. The defaults never bind a room of the default size whose members keep to
     /// the default message limits: 32 members sending their bursts of 10 at once make
     /// 32 x 10 x 32 = 10,240 deliveries, then 32 x 5 x 32 = 5,120 a second; each default
-    /// is twice that. Joins, leaves, time-outs and renames are not messages: they do not
-    /// count.
+    /// is twice that. A rename counts as a message; joins, leaves and time-outs do not
+    /// (what a member does not choose to send is never refused).
     public var roomDeliveryRate: UInt64 = 10_240
     public var roomDeliveryBurst: UInt64 = 20_480
     /// Challenges and NOT A MEMBER answers per source prefix.
@@ -356,7 +356,13 @@ public struct ChatService: DatagramService, ~Copyable {
                 notice(to: members[slot], into: &outbox) { $0.refused(refusal) }
                 return .dropped(.chatBadName)
             }
-            let m = members[slot]
+            // A rename reaches every member, as a message does: it spends as one.
+            var m = members[slot]
+            guard messageRate.admit(&m.rateArrival, now: now) else { return .dropped(.chatRateLimited) }
+            guard roomDeliveryRate.admit(&rooms[room].deliveryArrival, now: now, cost: UInt64(rooms[room].memberCount)) else {
+                return .dropped(.chatRoomRateLimited)
+            }
+            members[slot] = m
             appendEvent(room, kind: .renamed, session: m.session, clientSequence: 0, nick: nick(slot), text: newNick,
                         sender: m.token)
             setNick(slot, newNick)
