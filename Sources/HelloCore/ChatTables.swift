@@ -193,7 +193,7 @@ extension ChatService {
     package func tableProblems() -> [String] {
         var problems: [String] = []
         var prefixes: [SourcePrefix: Int] = [:]
-        var roomsInUse = 0
+        var inUseCount = 0
         var membersInUse = 0
         var free = Set<Int>()
         for k in 0..<freeRoomCount {
@@ -217,17 +217,20 @@ extension ChatService {
             membersInUse += count
             if count != rooms[room].memberCount { problems.append("room \(room): \(count) members, counted \(rooms[room].memberCount)") }
             if rooms[room].inUse != (count > 0) { problems.append("room \(room): \(count) members, in use \(rooms[room].inUse)") }
+            if rooms[room].inUse != (roomsInUse[room / 64] >> UInt64(room % 64) & 1 == 1) {
+                problems.append("room \(room): in use \(rooms[room].inUse), marked otherwise")
+            }
             guard rooms[room].inUse else { continue }
-            roomsInUse += 1
+            inUseCount += 1
             let name = UnsafeRawBufferPointer(start: roomNames + room * ChatWire.maxName, count: Int(rooms[room].nameLength))
             let hash = SipHasher.hash(key: roomNameKey, name)
             if hash != rooms[room].nameHash { problems.append("room \(room): name hash \(rooms[room].nameHash), is \(hash)") }
             if findRoom(name, hash: hash) != room { problems.append("room \(room): its name finds \(String(describing: findRoom(name, hash: hash)))") }
         }
-        if roomIndex.count != roomsInUse { problems.append("room index: \(roomIndex.count) entries, \(roomsInUse) rooms in use") }
-        if freeRoomCount != roomCount - roomsInUse { problems.append("free list: \(freeRoomCount) rooms, \(roomCount - roomsInUse) free") }
-        if tally.chat.rooms != UInt64(roomsInUse) || tally.chat.members != UInt64(membersInUse) {
-            problems.append("counters: \(tally.chat.rooms) rooms, \(tally.chat.members) members; are \(roomsInUse), \(membersInUse)")
+        if roomIndex.count != inUseCount { problems.append("room index: \(roomIndex.count) entries, \(inUseCount) rooms in use") }
+        if freeRoomCount != roomCount - inUseCount { problems.append("free list: \(freeRoomCount) rooms, \(roomCount - inUseCount) free") }
+        if tally.chat.rooms != UInt64(inUseCount) || tally.chat.members != UInt64(membersInUse) {
+            problems.append("counters: \(tally.chat.rooms) rooms, \(tally.chat.members) members; are \(inUseCount), \(membersInUse)")
         }
         if prefixCounts.prefixes != prefixes.count { problems.append("prefix counts: \(prefixCounts.prefixes) prefixes, are \(prefixes.count)") }
         for (prefix, count) in prefixes where prefixCounts.count(of: prefix) != count {
