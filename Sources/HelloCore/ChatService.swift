@@ -116,6 +116,24 @@ public struct ChatService: DatagramService, ~Copyable {
     /// Token -> member slot, open addressing (linear probing); -1: empty.
     let tokenIndex: UnsafeMutablePointer<Int32>
     let tokenMask: Int
+    /// Room name -> room, by a SipHash of the name under `roomNameKey` (not `roomKey`: with
+    /// several workers, the rooms of one share that hash modulo the workers).
+    var roomIndex: SlotIndex
+    let roomNameKey: SipHasher.Key
+    /// Memberships per source prefix, for `membershipsPerPrefix`.
+    var prefixCounts: PrefixCounts
+    /// Rooms not in use, a stack: a new room is the one freed last.
+    let freeRooms: UnsafeMutablePointer<Int32>
+    var freeRoomCount: Int
+    /// Each room's member slots in use, a bit each, `wordsPerRoom` words a room; and the
+    /// rooms in use, a bit each, so that the sweep skips 64 empty rooms in one step.
+    let occupied: UnsafeMutablePointer<UInt64>
+    let wordsPerRoom: Int
+    let roomsInUse: UnsafeMutablePointer<UInt64>
+    /// The eviction sweep: where the last tick stopped (a word of `occupied`), and how many
+    /// steps a tick may take (empty rooms skipped, a word read, a member looked at).
+    var sweepPosition = 0
+    package var sweepBudget = 65_536
     /// Rooms with events not yet sent to their members, and where `endBatch` stopped.
     /// Those held back by the fan-out interval come first, `held` of them.
     let dirtyRooms: UnsafeMutablePointer<Int32>
@@ -143,6 +161,8 @@ public struct ChatService: DatagramService, ~Copyable {
         var fannedOut: UInt32 = 0
         /// The delivery limit's theoretical arrival time (GCRA).
         var deliveryArrival: UInt64 = 0
+        /// Its name's hash in `roomIndex`.
+        var nameHash: UInt64 = 0
     }
 
     struct Member {
@@ -206,6 +226,17 @@ public struct ChatService: DatagramService, ~Copyable {
         tokenIndex = .allocate(capacity: indexSize)
         tokenIndex.initialize(repeating: -1, count: indexSize)
         tokenMask = indexSize - 1
+        roomIndex = SlotIndex(capacity: roomCount)
+        roomNameKey = (SipHasher.hash(key: s.secret, 10, 0), SipHasher.hash(key: s.secret, 11, 0))
+        prefixCounts = PrefixCounts(capacity: slots, key: (SipHasher.hash(key: s.secret, 12, 0), SipHasher.hash(key: s.secret, 13, 0)))
+        freeRooms = .allocate(capacity: roomCount)
+        for k in 0..<roomCount { freeRooms[k] = Int32(roomCount - 1 - k) }  // room 0 on top
+        freeRoomCount = roomCount
+        wordsPerRoom = (perRoom + 63) / 64
+        occupied = .allocate(capacity: roomCount * wordsPerRoom)
+        occupied.initialize(repeating: 0, count: roomCount * wordsPerRoom)
+        roomsInUse = .allocate(capacity: (roomCount + 63) / 64)
+        roomsInUse.initialize(repeating: 0, count: (roomCount + 63) / 64)
         dirtyRooms = .allocate(capacity: roomCount)
         scratch = .allocate(byteCount: ChatWire.largestDatagram, alignment: 8)
     }
@@ -217,6 +248,9 @@ public struct ChatService: DatagramService, ~Copyable {
         nicks.deallocate()
         events.deallocate()
         tokenIndex.deallocate()
+        freeRooms.deallocate()
+        occupied.deallocate()
+        roomsInUse.deallocate()
         dirtyRooms.deallocate()
         scratch.deallocate()
     }
@@ -386,7 +420,14 @@ public struct ChatService: DatagramService, ~Copyable {
         // The source receives at its address: from here on it may be answered in full.
         if join.token != 0, let slot = lookup(join.token) {
             // The member's address changed (NAT rebinding), or its WELCOME was lost: the
-            // same member, silently at its new address.
+            // same member, silently at its new address. Its membership is counted under the
+            // new address's prefix from now on, even past `membershipsPerPrefix`: the limit
+            // is on making memberships, and this one exists already (its token proves it).
+            let (old, new) = (sourcePrefix(members[slot].peer), sourcePrefix(datagram.peer))
+            if old != new {
+                prefixCounts.subtract(old)
+                prefixCounts.add(new)
+            }
             members[slot].peer = datagram.peer
             members[slot].source = datagram.arrival.replySource
             members[slot].socket = datagram.arrival.socket
@@ -398,7 +439,8 @@ public struct ChatService: DatagramService, ~Copyable {
             notice(to: datagram, into: &outbox) { $0.refused(.badName) }
             return .dropped(.chatBadName)
         }
-        let found = findRoom(join.room)
+        let nameHash = SipHasher.hash(key: roomNameKey, join.room)
+        let found = findRoom(join.room, hash: nameHash)
         if let room = found, join.session != 0 {
             // A JOIN repeated because its WELCOME was lost: the member it made.
             for k in 0..<perRoom {
@@ -413,7 +455,8 @@ public struct ChatService: DatagramService, ~Copyable {
             notice(to: datagram, into: &outbox) { $0.refused(refusal) }
             return .dropped(.chatBadName)
         }
-        if membershipsOfPrefix(datagram.peer) >= settings.membershipsPerPrefix {
+        let prefix = sourcePrefix(datagram.peer)
+        if prefixCounts.count(of: prefix) >= settings.membershipsPerPrefix {
             notice(to: datagram, into: &outbox) { $0.refused(.tooManyMemberships) }
             return .dropped(.chatRoomFull)
         }
@@ -425,24 +468,29 @@ public struct ChatService: DatagramService, ~Copyable {
             }
             room = found
         } else {
-            guard let free = (0..<roomCount).first(where: { !rooms[$0].inUse }) else {
+            guard freeRoomCount > 0 else {
                 notice(to: datagram, into: &outbox) { $0.refused(.tooManyRooms) }
                 return .dropped(.chatRoomFull)
             }
-            room = free
+            freeRoomCount -= 1
+            room = Int(freeRooms[freeRoomCount])
             tally.chat.rooms += 1
             // Still in the dirty list if its last members left this batch, or while held.
             rooms[room] = Room(inUse: true, nameLength: UInt8(join.room.count), memberCount: 0,
-                               next: issued &+ 1, oldest: issued &+ 1, dirty: rooms[room].dirty)
+                               next: issued &+ 1, oldest: issued &+ 1, dirty: rooms[room].dirty, nameHash: nameHash)
             UnsafeMutableRawPointer(roomNames + room * ChatWire.maxName).copyMemory(from: join.room.baseAddress!,
                                                                                   byteCount: join.room.count)
+            roomIndex.insert(room, hash: nameHash)
+            roomsInUse[room / 64] |= 1 << UInt64(room % 64)
         }
-        let slot = (room * perRoom..<(room + 1) * perRoom).first { members[$0].token == 0 }!
+        let slot = freeSlot(in: room)
         members[slot] = Member(token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
                                socket: datagram.arrival.socket, session: join.session, lastHeard: now, rateArrival: 0,
                                nextToSend: rooms[room].next)
         setNick(slot, join.nick)
         insert(slot)
+        occupied[slot / perRoom * wordsPerRoom + slot % perRoom / 64] |= 1 << UInt64(slot % perRoom % 64)
+        prefixCounts.add(prefix)
         rooms[room].memberCount += 1
         tally.chat.members += 1
         tally.chat.joins += 1
@@ -531,13 +579,49 @@ public struct ChatService: DatagramService, ~Copyable {
 
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {
         refreshEpoch(now)
+        sweep(now: now)
+    }
+
+    /// Evicts the members silent for `evictSeconds`, announced to their rooms. A tick takes
+    /// at most `sweepBudget` steps (up to 64 rooms not in use skipped, a word of `occupied`
+    /// read, a member looked at) and one pass over the rooms, from where the last one
+    /// stopped: its cost is bounded whatever the tables. A member is evicted at most one
+    /// pass after its time: ceil(steps of a pass / budget) ticks of 100 ms, a pass taking
+    /// at most a step per 64 rooms, per word of a room in use and per member. The default
+    /// tables (64 rooms of 32) take at most 2,112 steps: every tick is a whole pass, as when
+    /// the sweep was a plain loop; 65,536 rooms of 64, all full, take 65 ticks (6.5 s);
+    /// 65,536 rooms of 4,096, all full, 4,160 ticks (7 minutes).
+    mutating func sweep(now: UInt64) {
         let evictAfter = settings.evictSeconds * 1_000_000_000
-        for slot in 0..<roomCount * perRoom where members[slot].token != 0 && now &- members[slot].lastHeard >= evictAfter
-            && now > members[slot].lastHeard {
-            let m = members[slot]
-            appendEvent(slot / perRoom, kind: .timedOut, session: m.session, clientSequence: 0, nick: nick(slot),
-                        text: UnsafeRawBufferPointer(start: nil, count: 0), sender: m.token)
-            remove(slot)
+        let words = roomCount * wordsPerRoom
+        var budget = sweepBudget
+        var left = words  // one pass at most: each member looked at once a tick
+        while left > 0 && budget > 0 {
+            let room = sweepPosition / wordsPerRoom
+            let word = sweepPosition % wordsPerRoom
+            var step = 1
+            if rooms[room].inUse {
+                var bits = occupied[sweepPosition]
+                budget -= bits.nonzeroBitCount
+                while bits != 0 {
+                    let slot = room * perRoom + word * 64 + bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    guard now &- members[slot].lastHeard >= evictAfter && now > members[slot].lastHeard else { continue }
+                    let m = members[slot]
+                    appendEvent(room, kind: .timedOut, session: m.session, clientSequence: 0, nick: nick(slot),
+                                text: UnsafeRawBufferPointer(start: nil, count: 0), sender: m.token)
+                    remove(slot)
+                }
+            } else {
+                // On to the next room in use, or past the 64 rooms of this word of `roomsInUse`.
+                let bits = roomsInUse[room / 64] >> UInt64(room % 64)
+                let next = min(bits == 0 ? (room / 64 + 1) * 64 : room + bits.trailingZeroBitCount, roomCount)
+                step = (next - room) * wordsPerRoom - word
+            }
+            budget -= 1
+            left -= step
+            sweepPosition += step
+            if sweepPosition == words { sweepPosition = 0 }
         }
     }
 
@@ -721,15 +805,29 @@ public struct ChatService: DatagramService, ~Copyable {
             }
         }
         tokenIndex[i] = -1
+        prefixCounts.subtract(sourcePrefix(members[slot].peer))
         members[slot] = Member()
         let room = slot / perRoom
+        occupied[room * wordsPerRoom + slot % perRoom / 64] &= ~(1 << UInt64(slot % perRoom % 64))
         rooms[room].memberCount -= 1
         tally.chat.members -= 1
         tally.chat.leaves += 1
         if rooms[room].memberCount == 0 {
             rooms[room].inUse = false
+            roomIndex.remove(room, hash: rooms[room].nameHash)
+            roomsInUse[room / 64] &= ~(1 << UInt64(room % 64))
+            freeRooms[freeRoomCount] = Int32(room)
+            freeRoomCount += 1
             tally.chat.rooms -= 1
         }
+    }
+
+    /// The lowest free member slot of `room`, which has one.
+    func freeSlot(in room: Int) -> Int {
+        let words = occupied + room * wordsPerRoom
+        var w = 0
+        while words[w] == ~0 { w += 1 }
+        return room * perRoom + w * 64 + (~words[w]).trailingZeroBitCount
     }
 
     func nick(_ slot: Int) -> UnsafeRawBufferPointer {
@@ -743,11 +841,12 @@ public struct ChatService: DatagramService, ~Copyable {
         members[slot].nickLength = UInt8(nick.count)
     }
 
-    func findRoom(_ name: UnsafeRawBufferPointer) -> Int? {
-        for room in 0..<roomCount where rooms[room].inUse && Int(rooms[room].nameLength) == name.count {
-            if memcmpEqual(roomNames + room * ChatWire.maxName, name) { return room }
+    /// The room in use named `name`, whose hash under `roomNameKey` is `hash`.
+    func findRoom(_ name: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
+        let (rooms, roomNames) = (self.rooms, self.roomNames)
+        return roomIndex.find(hash) { room in
+            Int(rooms[room].nameLength) == name.count && memcmpEqual(roomNames + room * ChatWire.maxName, name)
         }
-        return nil
     }
 
     /// Why `nick` cannot be a name in `room` (nil: it can).
@@ -761,26 +860,8 @@ public struct ChatService: DatagramService, ~Copyable {
         return nil
     }
 
-    func membershipsOfPrefix(_ peer: Endpoint) -> Int {
-        func prefix(_ e: Endpoint) -> (UInt64, UInt64, Bool) {
-            switch e.family {
-            case .v4:
-                let bits = settings.ipv4PrefixLength
-                let mask: UInt64 = bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
-                return (0, e.address.low & mask, true)
-            case .v6:
-                let bits = settings.ipv6PrefixLength
-                let high: UInt64 = bits >= 64 ? ~0 : bits <= 0 ? 0 : ~0 << UInt64(64 - bits)
-                let low: UInt64 = bits >= 128 ? ~0 : bits <= 64 ? 0 : ~0 << UInt64(128 - bits)
-                return (e.address.high & high, e.address.low & low, false)
-            }
-        }
-        let mine = prefix(peer)
-        var count = 0
-        for slot in 0..<roomCount * perRoom where members[slot].token != 0 && prefix(members[slot].peer) == mine {
-            count += 1
-        }
-        return count
+    func sourcePrefix(_ peer: Endpoint) -> SourcePrefix {
+        SourcePrefix(peer, ipv4Length: settings.ipv4PrefixLength, ipv6Length: settings.ipv6PrefixLength)
     }
 
     // MARK: Events

@@ -29,16 +29,25 @@ import Testing
 //   client's token only after it could have been evicted;
 // - one (room, room sequence) is the same event for every receiver; a member's own SAY gets
 //   exactly one room sequence; a member that never lost anything receives the room's
-//   sequences in order without a gap, and at the end, every message it said has come back.
+//   sequences in order without a gap, and at the end, every message it said has come back;
+// - after every datagram and tick, the relay's tables agree with a recount from its member
+//   slots (`tableProblems`: the room-name index finds every room in use and holds nothing
+//   else, each prefix's count of memberships, the free rooms, the slots marked in use); in
+//   half the cases the eviction sweep's budget is a few steps, so that it stops and goes on
+//   across ticks and rooms.
 
 struct ChatFuzzClient {
-    let peer: Endpoint
+    /// Its address: it moves now and then (NAT rebinding), and rejoins from there.
+    var peer: Endpoint
     var room: [UInt8]
     var nick: [UInt8]
     var session: UInt64 = 0
     var cookie = ChatCookie.none
     var cookieIssued: UInt64 = 0
     var token: UInt64 = 0
+    /// Moved, and rejoining with its token from the new address; how many times it moved.
+    var rebinding = false
+    var moves = 0
     /// A JOIN with a cookie sent, its answer not yet read; and when.
     var joining = false
     var joinSent: UInt64 = 0
@@ -143,6 +152,7 @@ final class ChatFuzzWorld {
                 continue
             }
             handed += 1
+            checkTables("after \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes") from \(peer)", &checks)
             let after = service.counters
             let out = written(from: start, cause: (peer, bytes.count), &checks)
             if after.replied == before.replied && after.drops == before.drops {
@@ -154,6 +164,11 @@ final class ChatFuzzWorld {
                           "one datagram counted more than once")
             return (out, before, after)
         }
+    }
+
+    func checkTables(_ when: String, _ checks: inout Checks) {
+        let problems = service.tableProblems()
+        checks.expect(problems.isEmpty, "tables \(when): \(problems.prefix(4).joined(separator: "; "))")
     }
 
     /// Sends the outbox: each datagram reaches its destination.
@@ -192,6 +207,7 @@ final class ChatFuzzWorld {
     func tick(_ checks: inout Checks) {
         let start = outbox.count
         service.tick(now: now, into: &outbox)
+        checkTables("after a tick", &checks)
         _ = written(from: start, cause: nil, &checks)
         endBatch(&checks)
     }
@@ -205,8 +221,15 @@ final class ChatFuzzWorld {
         case let .welcome(token, instance, next, _)?:
             checks.expect(clients[i].joining, "a WELCOME to \(clients[i].peer), which did not join")
             clients[i].joining = false
+            if clients[i].rebinding {
+                // The same membership at the new address: its place, and what it is sent next.
+                checks.expect(token == clients[i].token, "\(clients[i].peer) moved and rejoined: token \(token), was \(clients[i].token)")
+                checks.count("members that moved and rejoined")
+                clients[i].rebinding = false
+            } else {
+                clients[i].expected = next
+            }
             clients[i].token = token
-            clients[i].expected = next
             clients[i].lastSent = now
             clients[i].evictable = false
             checkInstance(instance, &checks)
@@ -291,6 +314,10 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     s.fanOutInterval = rng.pick([0, 0, 1_000_000, 300_000_000])
     s.secret = (rng.next(), rng.next())
     let world = ChatFuzzWorld(s, batchSize: rng.int(1...8), now: UInt64(rng.int(1...1000)) * 1_000_000_000)
+    // From bits already drawn, so that the fixed seeds' cases draw what they drew before.
+    if s.secret.0 & 1 == 0 { world.service.sweepBudget = Int(s.secret.0 >> 1 % 5) + 1 }
+    // In half the cases clients move (NAT rebinding), drawn from a generator of their own.
+    var moves: SplitMix64? = s.secret.1 & 1 == 0 ? SplitMix64(seed: s.secret.1) : nil
     let second = world.second
     let rooms: [[UInt8]] = [Array("lobby".utf8), Array("r".utf8), Array("x".utf8)]
     let nicks: [[UInt8]] = [Array("ada".utf8), Array("bob".utf8), Array("cy".utf8), Array("dee".utf8), Array("ada2".utf8)]
@@ -306,12 +333,30 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     func legitimate(_ i: Int) -> [UInt8] {
         var c = world.clients[i]
         defer { world.clients[i] = c }
-        if c.token == 0 {
+        if c.token != 0 && !c.rebinding && !c.evictable && moves?.oneIn(25) == true {
+            // It moves: another port of its address, or another address (another prefix);
+            // what is sent to the old one is lost. It rejoins with its token.
+            c.moves += 1
+            let port = 41000 + UInt16(i) + UInt16(c.moves % 200) * 100 % 24000
+            c.peer = moves!.oneIn(2) ? .v4(c.peer.address.v4, port: port) : .v4(0x0a10_0000 + UInt32(i) << 12 + UInt32(c.moves), port: port)
+            (c.rebinding, c.cookie, c.lossless) = (true, .none, false)
+        }
+        if c.rebinding && c.evictable {
+            // Silent too long while it moved: perhaps evicted. A new session, as after NOT A MEMBER.
+            (c.rebinding, c.token) = (false, 0)
+        }
+        if c.token == 0 || c.rebinding {
             // One JOIN with a cookie a batch: its answer comes at the batch's end.
             if c.cookie.isNone || world.now - c.cookieIssued >= world.epoch || rng.oneIn(8)
                 || (c.joining && c.joinSent == world.now) {
                 return ChatMessage.join(cookie: .none, session: 0, token: 0, room: c.room, nick: c.nick)
                     .encoded(joinPadding: rng.pick([64, 64, 100, 1232]))
+            }
+            if c.rebinding {
+                c.joining = true
+                c.joinSent = world.now
+                world.validated.insert(c.peer)
+                return ChatMessage.join(cookie: c.cookie, session: c.session, token: c.token, room: c.room, nick: c.nick).encoded()
             }
             c.session = rng.next() | 1
             world.sessions[c.session] = i

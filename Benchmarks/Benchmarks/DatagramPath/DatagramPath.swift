@@ -221,6 +221,21 @@ let benchmarks: @Sendable () -> Void = {
         Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
                  expected: Expected(read: 8, replied: 8, deliveries: 8), chat: room))
 
+    // The full-size fan-out (the benchmark case is 64 members): 64 peers join one
+    // room; every round 8 of them SAY once (8 datagrams read) and all 64 get the round's 8
+    // events in one EVENTS datagram (64 deliveries, 8 per SAY). Members 8 to 63 only
+    // listen, so silence and eviction are set beyond any run; the 64 joins from one source
+    // (127.0.0.1) need the challenge limit's burst and the memberships per prefix raised.
+    var large = room
+    large.membersPerRoom = 64
+    large.membershipsPerPrefix = 64
+    large.answerLimit = RateLimiter.Configuration(rate: 1000, burst: 128, tableSize: 64)
+    (large.silenceSeconds, large.evictSeconds) = (1_000_000, 2_000_000)
+    registerDatagramBenchmark(
+        "Worker-chat-room-of-64-1024-datagrams",
+        Scenario(service: .chat, peers: 64, requestsPerPeer: 1, rounds: 128,
+                 expected: Expected(read: 8, replied: 8, deliveries: 64), chat: large, chatSpeakers: 8))
+
     // MARK: The drop paths: floods that are mostly or wholly refused
 
     // Broadcasts, never answered: peers 0 and 1 send to 192.0.2.255 (the tap's subnet, in

@@ -57,16 +57,19 @@ struct Scenario: Sendable {
     var serve = true
     /// chat: the relay's settings. Before the first round, every peer joins one room (JOIN,
     /// CHALLENGE, JOIN with the cookie, WELCOME: `Rig.joinChat`); then in every round each
-    /// peer SAYs one message (`requestsPerPeer` 1) and receives the room's EVENTS, every
-    /// SAY of the round numbered in the room, in one datagram. The counters the joins made
-    /// are not the rounds'.
+    /// of the first `chatSpeakers` peers (all of them if nil) SAYs one message
+    /// (`requestsPerPeer` 1) and every peer receives the room's EVENTS, every SAY of the
+    /// round numbered in the room, in one datagram. The counters the joins made are not the
+    /// rounds'.
     var chat: ChatSettings?
+    var chatSpeakers: Int?
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): one 64-byte malloc per iteration.
     var allocatesPerIteration = false
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): the teardown fails.
     var failsAtTeardown = false
 
-    var datagramsPerRound: Int { peers * requestsPerPeer }
+    /// Requests sent (and read) a round: a chat round's are its speakers' SAYs.
+    var datagramsPerRound: Int { chat != nil ? chatSpeakers ?? peers : peers * requestsPerPeer }
     var datagramsPerIteration: Int { datagramsPerRound * rounds }
 }
 
@@ -180,10 +183,11 @@ final class Rig {
         var requestBytes: [[UInt8]] = []
         var replyBytes: [[UInt8]?] = []
         if scenario.chat != nil {
-            guard scenario.requestsPerPeer == 1, services == [.chat], scenario.serve else {
-                throw SetupError(description: "a chat scenario is one chat socket, one SAY per peer a round")
+            guard scenario.requestsPerPeer == 1, services == [.chat], scenario.serve,
+                  (1...min(scenario.peers, 10)).contains(count) else {
+                throw SetupError(description: "a chat scenario is one chat socket, one SAY per speaker a round, 1 to 10 speakers")
             }
-            (requestBytes, replyBytes) = Self.chatRound(peers: scenario.peers)
+            (requestBytes, replyBytes) = Self.chatRound(peers: scenario.peers, speakers: count)
         }
         for j in requestBytes.count..<count {
             let peer = j % scenario.peers, k = j / scenario.peers
@@ -210,17 +214,20 @@ final class Rig {
 
     static let chatText = Array("a message of the round".utf8)
     static func chatNick(_ peer: Int) -> [UInt8] { Array("c\(peer)".utf8) }
+    /// A speaker's event (speakers are peers 0 to 9: nicks of 2 bytes).
     static let chatEventLength = ChatWire.eventLength(nick: 2, text: chatText.count)
 
-    /// A round's SAYs and the EVENTS every peer gets back, with the token, instance and
-    /// sequences zero: `joinChat` and `prepareChatRound` write them in place.
-    static func chatRound(peers: Int) -> ([[UInt8]], [[UInt8]?]) {
-        precondition(peers <= 10)
-        let says = (0..<peers).map { _ in ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded() }
-        let events = (0..<peers).map {
+    /// A round's SAYs (one per speaker) and the EVENTS every peer gets back (one per peer,
+    /// all alike), with the token, instance and sequences zero: `joinChat` and
+    /// `prepareChatRound` write them in place.
+    static func chatRound(peers: Int, speakers: Int) -> ([[UInt8]], [[UInt8]?]) {
+        precondition(speakers <= 10 && speakers <= peers)
+        let says = (0..<speakers).map { _ in ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded() }
+        let events = (0..<speakers).map {
             ChatEvent(sequence: 0, kind: .message, session: UInt64($0 + 1), clientSequence: 0, nick: chatNick($0), text: chatText)
         }
         let reply = ChatMessage.events(instance: 0, events).encoded()
+        precondition(reply.count <= ChatWire.largestDatagram)
         return (says, Array(repeating: reply, count: peers))
     }
 
@@ -239,9 +246,11 @@ final class Rig {
                     case .challenge(let c)? where attempt == 0:
                         cookie = c
                     case let .welcome(token, instance, sequence, _)? where attempt == 1:
-                        (requests + requestOffset[peer] + 2).storeBytes(of: token.bigEndian, as: UInt64.self)
-                        for j in 0..<scenario.datagramsPerRound {
-                            (replies + replyOffset[j] + 2).storeBytes(of: instance.bigEndian, as: UInt64.self)
+                        if peer < scenario.datagramsPerRound {  // a speaker: its SAY
+                            (requests + requestOffset[peer] + 2).storeBytes(of: token.bigEndian, as: UInt64.self)
+                        }
+                        for p in 0..<scenario.peers {
+                            (replies + replyOffset[p] + 2).storeBytes(of: instance.bigEndian, as: UInt64.self)
                         }
                         next = sequence + 1  // its own "joined" is the room's next event
                     case .events?:
@@ -278,22 +287,24 @@ final class Rig {
         }
     }
 
-    /// Before a chat round: each SAY gets the peer's next client sequence, and the expected
-    /// EVENTS the room sequences and client sequences they will have (the relay numbers
-    /// them in the order it reads them, peer 0 first).
+    /// Before a chat round: each SAY gets the speaker's next client sequence, and every
+    /// peer's expected EVENTS the room sequences and client sequences they will have (the
+    /// relay numbers them in the order it reads them, peer 0 first).
     @inline(__always)
     func prepareChatRound() {
         chatSaid += 1
-        let peers = scenario.peers
-        for j in 0..<scenario.datagramsPerRound {
+        let speakers = scenario.datagramsPerRound
+        for j in 0..<speakers {
             (requests + requestOffset[j] + 10).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
-            for i in 0..<peers {
-                let event = replies + replyOffset[j] + ChatWire.eventsHeaderLength + i * Self.chatEventLength
+        }
+        for p in 0..<scenario.peers {
+            for i in 0..<speakers {
+                let event = replies + replyOffset[p] + ChatWire.eventsHeaderLength + i * Self.chatEventLength
                 event.storeBytes(of: (chatNext + UInt32(i)).bigEndian, as: UInt32.self)
                 (event + 13).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
             }
         }
-        chatNext += UInt32(peers)
+        chatNext += UInt32(speakers)
     }
 
     deinit {

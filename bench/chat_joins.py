@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""What a JOIN costs the chat relay at large tables: user-space instructions under
+valgrind --tool=callgrind (PERFORMANCE.md, "Joins at large tables").
+
+One hellod with --chat-rooms 65536 --chat-members 64, under callgrind (a stripped copy:
+valgrind cannot read the static binary's debug info); one Python client gets a cookie,
+then sends N JOINs with it, each for a new room, each waiting for its WELCOME. Prints the
+instructions of ChatService.handle per call (the JOINs; the few cookie-less ones before
+them cost a few thousand each) and of ChatService.tick per call (the eviction sweep).
+
+usage: bench/chat_joins.py [--hellod PATH] [--joins N]"""
+import argparse
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def join(cookie, session, room, nick):
+    body = struct.pack(">BB", 1, 1) + cookie + struct.pack(">QQ", session, 0)
+    body += bytes([len(room)]) + room + bytes([len(nick)]) + nick
+    return body.ljust(64, b"\0")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(hellod, joins, out):
+    port = free_port()
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, hellod,
+               "--listen", "chat@127.0.0.1:%d" % port, "--chat-rooms", "65536", "--chat-members", "64",
+               "--chat-memberships-per-prefix", "1000000", "--chat-max-message", "64", "--chat-history", "0",
+               "--chat-backlog", "1", "--chat-epoch-s", "3600", "--chat-evict-s", "3600", "--chat-silence-s", "3600"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            cookie = None
+            for _ in range(240):  # valgrind starts slowly
+                s.sendto(join(bytes(16), 0, b"r", b"n"), ("127.0.0.1", port))
+                try:
+                    reply = s.recv(2048)
+                except socket.timeout:
+                    continue
+                assert reply[:2] == bytes([1, 129]), reply[:4]
+                cookie = reply[2:18]
+                break
+            assert cookie, "no CHALLENGE"
+            s.settimeout(5)  # the answers to the tries before
+            try:
+                while True:
+                    assert s.recv(2048)[:2] == bytes([1, 129])
+            except socket.timeout:
+                pass
+            s.settimeout(120)
+            start = time.monotonic()
+            for k in range(joins):
+                s.sendto(join(cookie, k + 1, b"room%d" % k, b"n"), ("127.0.0.1", port))
+                while True:
+                    reply = s.recv(2048)
+                    if reply[:2] == bytes([1, 130]):
+                        break
+                    assert reply[:2] == bytes([1, 131]), reply[:4]  # EVENTS: its own "joined"
+            print("%d JOINs welcomed in %.1f s under callgrind" % (joins, time.monotonic() - start))
+    finally:
+        proc.terminate()  # callgrind writes its counts at exit
+        proc.wait()
+
+
+def inclusive(path):
+    """Calls and inclusive instructions per called function, from callgrind's call lines."""
+    names, calls, cost = {}, {}, {}
+    lines = open(path).read().split("\n")
+    callee = None
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?", lines[i])
+        if m:
+            kind, index, name = m.groups()
+            if name:
+                names[index] = name
+            if kind == "cfn":
+                callee = names[index]
+        elif lines[i].startswith("calls="):
+            calls[callee] = calls.get(callee, 0) + int(lines[i].split("=")[1].split()[0])
+            cost[callee] = cost.get(callee, 0) + int(lines[i + 1].split()[1])
+            i += 1
+        i += 1
+    return calls, cost
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hellod", default=os.path.join(HERE, "..", ".build-static", "release", "hellod"))
+    parser.add_argument("--joins", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        stripped = os.path.join(tmp, "hellod")
+        shutil.copy(args.hellod, stripped)
+        subprocess.run(["strip", stripped], check=True)
+        out = os.path.join(tmp, "callgrind.out")
+        run(stripped, args.joins, out)
+        calls, cost = inclusive(out)
+    for what, pattern in [("ChatService.handle (the JOINs)", "ChatServiceV6handle_"), ("ChatService.tick", "ChatServiceV4tick")]:
+        for name in calls:
+            if pattern in name:
+                print("%s: %d calls, %d instructions each" % (what, calls[name], cost[name] // max(calls[name], 1)))
+
+
+if __name__ == "__main__":
+    main()
