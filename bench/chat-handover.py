@@ -37,7 +37,8 @@ from test_chat import join, say, events  # noqa: E402
 MEMBERS = 8
 OPTIONS = ["--chat-memberships-per-prefix", "64",
            "--chat-message-rate", "1000000", "--chat-message-burst", "1000000",
-           "--chat-room-delivery-rate", "1000000000", "--chat-room-delivery-burst", "1000000000"]
+           "--chat-room-delivery-rate", "1000000000", "--chat-room-delivery-burst", "1000000000",
+           "--chat-join-rate", "1000000", "--chat-join-burst", "1000000"]
 
 
 LATENCY_OPTIONS = []

@@ -37,7 +37,8 @@ RELEASE = os.path.join(ROOT, ".build-static", "release")
 # (10,240/s by default) go to 10,000,000/s: 64 members at 20,000 messages/s make 1,280,000.
 HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-message-rate", "20000", "--chat-message-burst", "1000",
-                 "--chat-room-delivery-rate", "10000000", "--chat-room-delivery-burst", "1000000"]
+                 "--chat-room-delivery-rate", "10000000", "--chat-room-delivery-burst", "1000000",
+                 "--chat-join-rate", "1000", "--chat-join-burst", "1000"]
 
 
 def relays(refrelay, hellod, fanout_us=0):

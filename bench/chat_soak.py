@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # members send thousands of messages a second each.
 LIMITS = ["--chat-message-rate", "1000000", "--chat-message-burst", "1000000",
           "--chat-room-delivery-rate", "1000000000", "--chat-room-delivery-burst", "1000000000",
-          "--chat-memberships-per-prefix", "64", "--chat-members", "16", "--chat-rooms", "16"]
+          "--chat-memberships-per-prefix", "64", "--chat-members", "16", "--chat-rooms", "16",
+          "--chat-join-rate", "1000000", "--chat-join-burst", "1000000"]
 
 
 def messages(hello, port, count, rate):

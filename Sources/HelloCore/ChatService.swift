@@ -32,6 +32,10 @@ public struct ChatSettings: Sendable {
     public var roomDeliveryBurst: UInt64 = 20_480
     /// Challenges and NOT A MEMBER answers per source prefix.
     public var answerLimit = RateLimiter.Configuration(rate: 20, burst: 20, tableSize: 4096)
+    /// Memberships made per source prefix: a join is announced to the whole room, so a
+    /// member that leaves and joins again in a loop must not flood it. The burst lets a
+    /// prefix's memberships (8 by default) all come back at once after a restart.
+    public var joinLimit = RateLimiter.Configuration(rate: 4, burst: 16, tableSize: 4096)
     /// Seconds a cookie key lives; a cookie of the current or the previous epoch is taken.
     public var epochSeconds: UInt64 = 120
     /// A member silent this long gets nothing more; this long, it is evicted.
@@ -81,6 +85,7 @@ public struct ChatService: DatagramService, ~Copyable {
     @usableFromInline var tally = Counters()
     var admission: Admission
     var answers: RateLimiter
+    var joins: RateLimiter
     let settings: ChatSettings
     /// Each member's message rate limit; also of what it is sent again on request.
     let messageRate: CellRate
@@ -206,6 +211,9 @@ public struct ChatService: DatagramService, ~Copyable {
         outboxCapacity = max(service.batchSize, 1 + s.history, ChatWire.maxResend)
         admission = Admission(service.policy)
         answers = RateLimiter(s.answerLimit, seed: SipHasher.hash(key: s.secret, 7, 0))
+        var joinLimit = s.joinLimit
+        (joinLimit.ipv4PrefixLength, joinLimit.ipv6PrefixLength) = (s.ipv4PrefixLength, s.ipv6PrefixLength)
+        joins = RateLimiter(joinLimit, seed: SipHasher.hash(key: s.secret, 10, 0))
         instance = SipHasher.hash(key: s.secret, 5, 0)
         tokenKey = (SipHasher.hash(key: s.secret, 3, 0), SipHasher.hash(key: s.secret, 4, 0))
         roomKey = (SipHasher.hash(key: s.secret, 8, 0), SipHasher.hash(key: s.secret, 9, 0))
@@ -460,18 +468,21 @@ public struct ChatService: DatagramService, ~Copyable {
             notice(to: datagram, into: &outbox) { $0.refused(.tooManyMemberships) }
             return .dropped(.chatRoomFull)
         }
+        if let found, rooms[found].memberCount >= perRoom {
+            notice(to: datagram, into: &outbox) { $0.refused(.roomFull) }
+            return .dropped(.chatRoomFull)
+        }
+        if found == nil && freeRoomCount == 0 {
+            notice(to: datagram, into: &outbox) { $0.refused(.tooManyRooms) }
+            return .dropped(.chatRoomFull)
+        }
+        // Everything else allows it: it is a join, announced to the room, within the
+        // prefix's joins per second (not answered past them: the client tries again).
+        guard joins.allow(datagram.peer, now: now) else { return .dropped(.chatJoinRateLimited) }
         let room: Int
         if let found {
-            guard rooms[found].memberCount < perRoom else {
-                notice(to: datagram, into: &outbox) { $0.refused(.roomFull) }
-                return .dropped(.chatRoomFull)
-            }
             room = found
         } else {
-            guard freeRoomCount > 0 else {
-                notice(to: datagram, into: &outbox) { $0.refused(.tooManyRooms) }
-                return .dropped(.chatRoomFull)
-            }
             freeRoomCount -= 1
             room = Int(freeRooms[freeRoomCount])
             tally.chat.rooms += 1

@@ -41,6 +41,10 @@ public enum DropReason: Int, Sendable, CaseIterable {
     /// chat: a message over its room's deliveries per second (one per member of the room):
     /// the client resends it, so it comes later.
     case chatRoomRateLimited
+    /// chat: a JOIN that would make a membership past its source prefix's joins per
+    /// second (leaving and joining again, in a loop, would flood the room with
+    /// announcements): the client tries again.
+    case chatJoinRateLimited
     /// chat: a duplicate message or a RESEND that the backlog no longer holds.
     case chatStale
     /// chat: read by one worker for a room another owns, whose queue from this worker
@@ -66,6 +70,7 @@ public enum DropReason: Int, Sendable, CaseIterable {
         case .chatBadName: return "chat-bad-name"
         case .chatRateLimited: return "chat-rate-limited"
         case .chatRoomRateLimited: return "chat-room-rate-limited"
+        case .chatJoinRateLimited: return "chat-join-rate-limited"
         case .chatStale: return "chat-stale"
         case .chatHandoverFull: return "chat-handover-full"
         }

@@ -117,6 +117,14 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             help: ArgumentHelp("chat: deliveries a room may make at once (at least --chat-members).", valueName: "n"))
     var chatRoomDeliveryBurst: UInt64 = 20_480
 
+    @Option(name: .customLong("chat-join-rate"),
+            help: ArgumentHelp("chat: joins per second per source prefix (each is announced to its room).", valueName: "per-second"))
+    var chatJoinRate: UInt64 = 4
+
+    @Option(name: .customLong("chat-join-burst"),
+            help: ArgumentHelp("chat: joins a source prefix may make at once.", valueName: "n"))
+    var chatJoinBurst: UInt64 = 16
+
     @Option(name: .customLong("chat-epoch-s"), help: ArgumentHelp("chat: seconds a cookie key lives (a cookie of the previous epoch is still taken).", valueName: "s"))
     var chatEpochSeconds: UInt64 = 120
 
@@ -167,6 +175,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-message-rate", chatMessageRate, in: 1...1_000_000)
         try require("--chat-message-burst", chatMessageBurst, in: 1...1_000_000)
         try require("--chat-room-delivery-rate", chatRoomDeliveryRate, in: 1...1_000_000_000)
+        try require("--chat-join-rate", chatJoinRate, in: 1...1_000_000)
+        try require("--chat-join-burst", chatJoinBurst, in: 1...1_000_000)
         try require("--chat-room-delivery-burst", chatRoomDeliveryBurst, in: 1...1_000_000_000)
         if chatRoomDeliveryBurst < UInt64(chatMembers) {  // a message to a full room would never fit
             throw ValidationError("--chat-room-delivery-burst must be at least --chat-members (\(chatMembers)), not \(chatRoomDeliveryBurst).")
@@ -226,6 +236,8 @@ extension HelloDaemon {
         chat.messageRate = chatMessageRate
         chat.messageBurst = chatMessageBurst
         chat.roomDeliveryRate = chatRoomDeliveryRate
+        chat.joinLimit.rate = chatJoinRate
+        chat.joinLimit.burst = chatJoinBurst
         chat.roomDeliveryBurst = chatRoomDeliveryBurst
         chat.epochSeconds = chatEpochSeconds
         chat.silenceSeconds = chatSilenceSeconds

@@ -213,7 +213,7 @@ final class Supervisor {
         let perService = services.map { "\($0.name.rawValue) on \($0.sockets.count)" }.joined(separator: ", ")
         let fanOut = chat.fanOutInterval == 0 ? "at once" : "at most every \(chat.fanOutInterval / 1000) us"
         let chatLimits = !services.contains { $0.name == .chat } ? "" :
-            "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), fan-out \(fanOut), no spin"
+            "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), fan-out \(fanOut), no spin"
         log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
                  metadata: ["services": "\(services.map(\.name.rawValue).joined(separator: " "))",
                             "batch": "\(configuration.batchSize)", "sockets": "\(addresses)", "origin": "\(origin)"])

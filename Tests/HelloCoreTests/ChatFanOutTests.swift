@@ -78,27 +78,3 @@ import Testing
         #expect(relay.service.counters.isBalanced)
     }
 }
-
-/// A rename reaches every member, as a message does, and is limited as one.
-@Suite struct ChatRenameLimitTests {
-    let ada = Endpoint.v4(0x0a00_0001, port: 40001)
-    let bob = Endpoint.v4(0x0a00_0002, port: 40002)
-    let t0 = 5 * ChatRelay.second
-
-    @Test func renamesSpendTheMembersMessageBudget() {
-        var s = ChatRelay.testSettings
-        s.messageRate = 1
-        s.messageBurst = 3
-        var relay = ChatRelay(s)
-        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
-        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
-        var renamed = 0
-        for k in 1...10 {
-            let out = relay.send(.nick(token: a.token, nick: Array("ada\(k)".utf8)), from: ada, now: t0 + 1)
-            renamed += events(to: bob, in: out).filter { $0.kind == .renamed }.count
-        }
-        #expect(renamed == 3)
-        #expect(relay.service.counters.drops[.chatRateLimited] == 7)
-        #expect(relay.service.counters.isBalanced)
-    }
-}

@@ -308,6 +308,7 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     s.roomDeliveryRate = rng.pick([4, 50, 1_000_000])
     s.roomDeliveryBurst = rng.pick([8, 20, 1_000_000])
     s.answerLimit = RateLimiter.Configuration(rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
+    s.joinLimit = RateLimiter.Configuration(rate: rng.pick([1, 4, 1000]), burst: rng.pick([1, 4, 16]), tableSize: 64)
     s.epochSeconds = rng.pick([10, 120])
     s.silenceSeconds = rng.pick([5, 35])
     s.evictSeconds = s.silenceSeconds + rng.pick([1, 25])

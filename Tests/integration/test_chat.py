@@ -273,6 +273,29 @@ class ChatTest(TestCase):
         self.assertEqual(sorted(ada.who()), [b"ada", b"bob", b"f0"])
         self.assertEqual(self.counted(server)["chat-room-full"], 38)
 
+    def test_joins_past_a_prefixs_join_rate_are_dropped_and_the_room_hears_no_more(self):
+        # Each join is announced to the room: leaving and joining again in a loop, or
+        # joining from many ports, must not flood it.
+        server = self.relay("--chat-join-rate", "1", "--chat-join-burst", "4")
+        ada = self.client(server, b"ada", 1, b"lobby")
+        eve = Client(server.port, b"eve", 7, address="127.0.0.9")
+        self.addCleanup(eve.close)
+        cookie = eve.cookie()
+        for k in range(20):
+            eve.sock.sendto(join(cookie, 100 + k, 0, b"lobby", b"eve%d" % k), eve.address)
+        welcomes = [d for d in drain(eve.sock, 1.0) if d[:2] == WELCOME]
+        self.assertEqual(len(welcomes), 4)
+        for w in welcomes:  # and they leave: four joins and four leaves told
+            eve.sock.sendto(struct.pack(">BBQ", 1, 4, struct.unpack_from(">Q", w, 2)[0]), eve.address)
+        ada.read_events(lambda got: len([e for e in got if e[1] == 3]) >= 4)
+        ada.events += sum((events(d) for d in drain(ada.sock, 0.3)), [])
+        self.assertEqual(len([e for e in ada.events if e[1] == 2 and e[2].startswith(b"eve")]), 4)
+        # A second later the prefix may join again.
+        time.sleep(1.1)
+        eve.sock.sendto(join(cookie, 200, 0, b"lobby", b"eve"), eve.address)
+        self.assertEqual([d[:2] for d in drain(eve.sock, 0.5) if d[:2] != bytes([1, 131])], [WELCOME])
+        self.assertEqual(self.counted(server)["chat-join-rate-limited"], 16)
+
     def test_an_over_rate_member_is_throttled_and_counted(self):
         server = self.relay("--chat-message-rate", "1", "--chat-message-burst", "3")
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")

@@ -225,11 +225,13 @@ let benchmarks: @Sendable () -> Void = {
     // room; every round 8 of them SAY once (8 datagrams read) and all 64 get the round's 8
     // events in one EVENTS datagram (64 deliveries, 8 per SAY). Members 8 to 63 only
     // listen, so silence and eviction are set beyond any run; the 64 joins from one source
-    // (127.0.0.1) need the challenge limit's burst and the memberships per prefix raised.
+    // (127.0.0.1) need the challenge and join limits' bursts and the memberships per
+    // prefix raised.
     var large = room
     large.membersPerRoom = 64
     large.membershipsPerPrefix = 64
     large.answerLimit = RateLimiter.Configuration(rate: 1000, burst: 128, tableSize: 64)
+    large.joinLimit = RateLimiter.Configuration(rate: 1000, burst: 128, tableSize: 64)
     (large.silenceSeconds, large.evictSeconds) = (1_000_000, 2_000_000)
     registerDatagramBenchmark(
         "Worker-chat-room-of-64-1024-datagrams",
