@@ -46,16 +46,22 @@ def spoof(src, sport, dst, dport, payload, count=1, rate=None):
             s.sendto(packet, (dst, 0))
 
 
-def collect(sockets, until, counts):
+def collect(sockets, until, counts, quiet=None):
     """Reads replies until `until` (monotonic time), counting them per socket by their
-    text in `counts` ({reply: [count per socket]}; other replies are ignored). Returns
-    when the last reply counted was seen (None if none was)."""
+    text in `counts` ({reply: [count per socket]}; other replies are ignored); with
+    `quiet`, also stops once that many seconds pass without a reply (a server that a busy
+    machine holds up answers late, not never). Returns when the last reply counted was
+    seen (None if none was)."""
     last = None
+    started = time.monotonic()
     with selectors.DefaultSelector() as selector:
         for i, s in enumerate(sockets):
             selector.register(s, selectors.EVENT_READ, i)
         while True:
-            left = until - time.monotonic()
+            now = time.monotonic()
+            left = until - now
+            if quiet is not None:
+                left = min(left, (last or started) + quiet - now)
             if left <= 0:
                 return last
             for key, _ in selector.select(timeout=left):
@@ -69,7 +75,7 @@ def collect(sockets, until, counts):
                         last = time.monotonic()
 
 
-def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=1.0, settle=1.0):
+def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=10.0, quiet=2.0, settle=1.0):
     base = ipaddress.IPv4Address(first_source)
     sockets = []
     for i in range(count):
@@ -94,7 +100,7 @@ def flood(dst, dport, first_source, count, per_source, rounds_gap=0.0, timeout=1
         if rounds_gap:
             time.sleep(rounds_gap)
     elapsed = time.monotonic() - start
-    last = collect(sockets, time.monotonic() + timeout, counts)  # let the replies arrive
+    last = collect(sockets, time.monotonic() + timeout, counts, quiet=quiet)  # let the replies arrive
     for s in sockets:
         s.close()
     json.dump({"sent": sent, "elapsed": elapsed, "replies": counts[b"Hello, flood!"],
