@@ -118,9 +118,8 @@ public struct ChatService: DatagramService, ~Copyable {
     /// (length u16, 6 spare bytes, the sender's token u64).
     let events: UnsafeMutableRawPointer
     let eventStride: Int
-    /// Token -> member slot, open addressing (linear probing); -1: empty.
-    let tokenIndex: UnsafeMutablePointer<Int32>
-    let tokenMask: Int
+    /// Token -> member slot (the token, random, is its own hash).
+    var tokenIndex: SlotIndex
     /// Room name -> room, by a SipHash of the name under `roomNameKey` (not `roomKey`: with
     /// several workers, the rooms of one share that hash modulo the workers).
     var roomIndex: SlotIndex
@@ -229,11 +228,7 @@ public struct ChatService: DatagramService, ~Copyable {
         nicks = .allocate(capacity: slots * ChatWire.maxName)
         eventStride = (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: s.maxMessage) + 7) & ~7
         events = .allocate(byteCount: roomCount * backlog * eventStride, alignment: 8)
-        var indexSize = 16
-        while indexSize < 2 * slots { indexSize <<= 1 }
-        tokenIndex = .allocate(capacity: indexSize)
-        tokenIndex.initialize(repeating: -1, count: indexSize)
-        tokenMask = indexSize - 1
+        tokenIndex = SlotIndex(capacity: slots)
         roomIndex = SlotIndex(capacity: roomCount)
         roomNameKey = (SipHasher.hash(key: s.secret, 10, 0), SipHasher.hash(key: s.secret, 11, 0))
         prefixCounts = PrefixCounts(capacity: slots, key: (SipHasher.hash(key: s.secret, 12, 0), SipHasher.hash(key: s.secret, 13, 0)))
@@ -255,7 +250,6 @@ public struct ChatService: DatagramService, ~Copyable {
         members.deallocate()
         nicks.deallocate()
         events.deallocate()
-        tokenIndex.deallocate()
         freeRooms.deallocate()
         occupied.deallocate()
         roomsInUse.deallocate()
@@ -783,39 +777,16 @@ public struct ChatService: DatagramService, ~Copyable {
 
     func lookup(_ token: UInt64) -> Int? {
         guard token != 0 else { return nil }
-        var i = Int(truncatingIfNeeded: token) & tokenMask
-        while tokenIndex[i] >= 0 {
-            if members[Int(tokenIndex[i])].token == token { return Int(tokenIndex[i]) }
-            i = (i + 1) & tokenMask
-        }
-        return nil
+        return tokenIndex.find(token) { members[$0].token == token }
     }
 
-    func insert(_ slot: Int) {
-        var i = Int(truncatingIfNeeded: members[slot].token) & tokenMask
-        while tokenIndex[i] >= 0 { i = (i + 1) & tokenMask }
-        tokenIndex[i] = Int32(slot)
+    mutating func insert(_ slot: Int) {
+        tokenIndex.insert(slot, hash: members[slot].token)
     }
 
-    /// Removes a member; its room goes when it was the last. The index entry is deleted by
-    /// shifting back the entries after it, so that no probe sequence breaks.
+    /// Removes a member; its room goes when it was the last.
     mutating func remove(_ slot: Int) {
-        let token = members[slot].token
-        var i = Int(truncatingIfNeeded: token) & tokenMask
-        while Int(tokenIndex[i]) != slot { i = (i + 1) & tokenMask }
-        var j = i
-        while true {
-            j = (j + 1) & tokenMask
-            guard tokenIndex[j] >= 0 else { break }
-            let home = Int(truncatingIfNeeded: members[Int(tokenIndex[j])].token) & tokenMask
-            // Move j back into the hole at i unless its home lies cyclically in (i, j].
-            let inBetween = i <= j ? (home > i && home <= j) : (home > i || home <= j)
-            if !inBetween {
-                tokenIndex[i] = tokenIndex[j]
-                i = j
-            }
-        }
-        tokenIndex[i] = -1
+        tokenIndex.remove(slot, hash: members[slot].token)
         prefixCounts.subtract(sourcePrefix(members[slot].peer))
         members[slot] = Member()
         let room = slot / perRoom

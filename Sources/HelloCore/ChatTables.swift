@@ -1,9 +1,29 @@
 import HelloDatagram
 
-/// Slot numbers found by a 64-bit hash of their key (the chat relay's rooms by name): open
-/// addressing with linear probing, never more than half full, deleted by shifting back the
-/// entries after the hole (no tombstones, so probes stay short however long the relay runs).
-/// Each entry keeps its hash beside its slot: a probe compares it before asking the caller
+/// Backward-shift deletion in an open-addressing table of `mask + 1` entries (linear
+/// probing): empties entry `hole` by moving back each later entry of its probe run unless
+/// that would put it before its home, and returns the entry left empty at the end. No
+/// tombstones, so probes stay short however long the relay runs.
+@inline(__always)
+func shiftBack(hole: Int, mask: Int, isEmpty: (Int) -> Bool, home: (Int) -> Int, move: (_ from: Int, _ to: Int) -> Void) -> Int {
+    var i = hole
+    var j = i
+    while true {
+        j = (j + 1) & mask
+        guard !isEmpty(j) else { return i }
+        let h = home(j)
+        // Move j back into the hole at i unless its home lies cyclically in (i, j].
+        let inBetween = i <= j ? (h > i && h <= j) : (h > i || h <= j)
+        if !inBetween {
+            move(j, i)
+            i = j
+        }
+    }
+}
+
+/// Slot numbers found by a 64-bit hash of their key (the chat relay's rooms by name, its
+/// members by token): open addressing with linear probing, never more than half full,
+/// deleted by shifting back the entries after the hole (`shiftBack`). Each entry keeps its hash beside its slot: a probe compares it before asking the caller
 /// whether the slot is the one, and a deletion finds each entry's home without hashing its
 /// key again. Allocated once; nothing allocates after.
 package struct SlotIndex: ~Copyable {
@@ -52,27 +72,17 @@ package struct SlotIndex: ~Copyable {
         count += 1
     }
 
-    /// Removes `slot`, inserted under `hash`. The entries after it in the probe run move
-    /// back into the hole unless that would put them before their home.
+    /// Removes `slot`, inserted under `hash` (`shiftBack`).
     package mutating func remove(_ slot: Int, hash: UInt64) {
         var i = home(hash)
         while Int(entries[i].slot) != slot {
             precondition(entries[i].slot >= 0, "SlotIndex.remove: \(slot) is not in the index")
             i = (i + 1) & mask
         }
-        var j = i
-        while true {
-            j = (j + 1) & mask
-            guard entries[j].slot >= 0 else { break }
-            let h = home(entries[j].hash)
-            // Move j back into the hole at i unless its home lies cyclically in (i, j].
-            let inBetween = i <= j ? (h > i && h <= j) : (h > i || h <= j)
-            if !inBetween {
-                entries[i] = entries[j]
-                i = j
-            }
-        }
-        entries[i] = Entry()
+        let entries = entries
+        let last = shiftBack(hole: i, mask: mask, isEmpty: { entries[$0].slot < 0 }, home: { home(entries[$0].hash) },
+                             move: { entries[$1] = entries[$0] })
+        entries[last] = Entry()
         count -= 1
     }
 }
@@ -163,26 +173,17 @@ package struct PrefixCounts: ~Copyable {
         entries[i].count += 1
     }
 
-    /// One membership less for `prefix`; its entry goes with the last, the entries after it
-    /// in the probe run shifted back as in `SlotIndex.remove`.
+    /// One membership less for `prefix`; its entry goes with the last (`shiftBack`).
     package mutating func subtract(_ prefix: SourcePrefix) {
-        var i = position(prefix)
+        let i = position(prefix)
         precondition(entries[i].count > 0, "PrefixCounts.subtract: a prefix with no membership")
         entries[i].count -= 1
         guard entries[i].count == 0 else { return }
         prefixes -= 1
-        var j = i
-        while true {
-            j = (j + 1) & mask
-            guard entries[j].count > 0 else { break }
-            let h = home(entries[j].prefix)
-            let inBetween = i <= j ? (h > i && h <= j) : (h > i || h <= j)
-            if !inBetween {
-                entries[i] = entries[j]
-                i = j
-            }
-        }
-        entries[i] = Entry()
+        let entries = entries
+        let last = shiftBack(hole: i, mask: mask, isEmpty: { entries[$0].count == 0 }, home: { home(entries[$0].prefix) },
+                             move: { entries[$1] = entries[$0] })
+        entries[last] = Entry()
     }
 }
 
