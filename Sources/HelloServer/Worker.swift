@@ -159,21 +159,15 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         handover.wakeOwners()
     }
 
-    /// Gives the service its tick if one is due at `now`, and sends what it wrote.
+    /// Gives the service its tick if one is due at `now`, and its batch's end if what it
+    /// held back is due, then sends what it wrote.
     public mutating func tickIfDue(now: UInt64) {
-        guard let interval = service.tickInterval, now &- lastTick >= interval else { return }
-        lastTick = now
-        service.tick(now: now, into: &outbox)
-        finishBatch(now: now)
-        if !outbox.isEmpty {
-            flush()
-            publish()
+        let tick = service.tickInterval.map { now &- lastTick >= $0 } ?? false
+        guard tick || service.sendDue.map({ now >= $0 }) ?? false else { return }
+        if tick {
+            lastTick = now
+            service.tick(now: now, into: &outbox)
         }
-    }
-
-    /// Lets the service send what it held back, if that is due at `now`.
-    public mutating func sendIfDue(now: UInt64) {
-        guard let due = service.sendDue, now >= due else { return }
         finishBatch(now: now)
         if !outbox.isEmpty {
             flush()
@@ -247,7 +241,6 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             let served = serveBatch(now: now, receiving: socketReady)
             socketReady = true
             tickIfDue(now: now)
-            sendIfDue(now: now)
             if served > 0 {
                 if idleSince != 0 {
                     // Polling caught traffic: it pays, allow the full budget again.
