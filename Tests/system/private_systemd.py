@@ -15,6 +15,7 @@ systemd starts.
 layer over each directory before anything else, so that systemd boots on them and every
 write there (a package's files, dpkg's database, enablement links) stays in the namespace.
 """
+import json
 import os
 import subprocess
 import sys
@@ -169,3 +170,43 @@ class InstalledCheckout(unittest.TestCase):
         if cls.no_hellod_left:
             left = subprocess.run(["pgrep", "-f", "/usr/local/bin/hellod"], capture_output=True, text=True).stdout
             assert left == "", "hellod processes left behind: %s" % left
+
+    # What the tests of every such class ask their systemd.
+
+    def systemctl(self, *args, check=False):
+        result = self.systemd.run("systemctl", *args, check=False)
+        if check:
+            self.assertEqual(result.returncode, 0, "systemctl %s: %s" % (" ".join(args), result.stdout + result.stderr))
+        return result
+
+    def show(self, unit, *properties):
+        out = self.systemctl("show", unit, *("-p" + p for p in properties)).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def main_pid(self):
+        return self.show("hellod.service", "MainPID")["MainPID"]
+
+    def journal(self, unit="hellod.service"):
+        out = self.systemd.run("journalctl", "-u", unit, "-o", "json", "--no-pager", check=False).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    def hellod_entries(self, pid, starting):
+        """hellod's journal entries from process `pid` whose MESSAGE starts with `starting`."""
+        return [e for e in self.journal()
+                if e.get("_PID") == str(pid) and str(e.get("MESSAGE", "")).startswith(starting)]
+
+    def wait_for_entry(self, pid, starting, timeout=5):
+        """The one such entry (journald files it a moment after it is sent)."""
+        entries = self.wait_for(lambda: self.hellod_entries(pid, starting), timeout,
+                                "%r in the journal from hellod %s" % (starting, pid))
+        self.assertEqual(len(entries), 1, entries)
+        return entries[0]
+
+    def wait_for(self, condition, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.1)
+        self.fail("%s did not happen within %s s" % (what, timeout))

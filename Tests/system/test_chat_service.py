@@ -11,9 +11,7 @@ prose of MESSAGE. The steps run in order (their names are numbered) on one boote
 powered off whatever happens.
 """
 import collections
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -88,39 +86,6 @@ class InstalledChat(InstalledCheckout):
         self.chatters.append(c)
         c.wait_for("* %s joined" % nick)
         return c
-
-    def systemctl(self, *args, check=False):
-        result = self.systemd.run("systemctl", *args, check=False)
-        if check:
-            self.assertEqual(result.returncode, 0, "systemctl %s: %s" % (" ".join(args), result.stdout + result.stderr))
-        return result
-
-    def show(self, unit, *properties):
-        out = self.systemctl("show", unit, *("-p" + p for p in properties)).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def main_pid(self):
-        return self.show("hellod.service", "MainPID")["MainPID"]
-
-    def journal_entries(self, pid, starting):
-        out = self.systemd.run("journalctl", "-u", "hellod.service", "-o", "json", "--no-pager", check=False).stdout
-        entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        return [e for e in entries if e.get("_PID") == str(pid) and str(e.get("MESSAGE", "")).startswith(starting)]
-
-    def wait_for(self, condition, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        self.fail("%s did not happen within %s s" % (what, timeout))
-
-    def wait_for_entry(self, pid, starting, timeout=5):
-        entries = self.wait_for(lambda: self.journal_entries(pid, starting), timeout,
-                                "%r in the journal from hellod %s" % (starting, pid))
-        self.assertEqual(len(entries), 1, entries)
-        return entries[0]
 
     def converse_across(self, action, lines=20, pace=0.1, at=0.8):
         """Ada and bob each say `lines` lines, one every `pace` s; `action` runs `at` s in.
@@ -211,7 +176,7 @@ class InstalledChat(InstalledCheckout):
         self.assertEqual(after["ActiveState"], "active")
         self.assertEqual(int(after["NRestarts"]), int(before["NRestarts"]) + 1)  # Restart=on-failure
         self.assertEqual(self.show("hellod-chat.socket", "ActiveState")["ActiveState"], "active")
-        self.assertEqual(self.journal_entries(before["MainPID"], "hellod stopped on "), [])  # killed: no stop line
+        self.assertEqual(self.hellod_entries(before["MainPID"], "hellod stopped on "), [])  # killed: no stop line
 
 
 if __name__ == "__main__":

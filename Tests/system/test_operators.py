@@ -6,10 +6,8 @@ metrics file under /run/hellod, readable by another user, counting a known load.
 
 The steps run in order (their names are numbered) on one booted systemd.
 """
-import json
 import os
 import re
-import subprocess
 import sys
 import time
 import unittest
@@ -53,22 +51,9 @@ class OperatorInstall(InstalledCheckout):
     def run_inside(self, *command, input=None):
         return self.systemd.run(*command, check=False, input=input)
 
-    def show(self, unit, *properties):
-        out = self.run_inside("systemctl", "show", unit, *("-p" + p for p in properties)).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
     def set_options(self, options):
         self.assertEqual(self.run_inside("sh", "-c", "printf 'HELLOD_OPTIONS=\"%%s\"\\n' \"$1\" > %s" % DEFAULTS,
                                          "sh", options).returncode, 0)
-
-    def wait_for(self, condition, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        self.fail("%s did not happen within %s s" % (what, timeout))
 
     def hellod_lines(self):
         return self.run_inside("journalctl", "-u", "hellod.service", "-o", "cat", "--no-pager").stdout

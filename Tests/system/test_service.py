@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import time
-import unittest
 
 from private_systemd import InstalledCheckout
 
@@ -95,19 +94,6 @@ class InstalledService(InstalledCheckout):
 
     # Helpers
 
-    def systemctl(self, *args, check=False):
-        result = self.systemd.run("systemctl", *args, check=False)
-        if check:
-            self.assertEqual(result.returncode, 0, "systemctl %s: %s" % (" ".join(args), result.stdout + result.stderr))
-        return result
-
-    def show(self, unit, *properties):
-        out = self.systemctl("show", unit, *("-p" + p for p in properties)).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def main_pid(self):
-        return self.show("hellod.service", "MainPID")["MainPID"]
-
     def hello(self, *args, timeout=30):
         return self.systemd.run_in_network(HELLO, *args, timeout=timeout)
 
@@ -117,31 +103,6 @@ class InstalledService(InstalledCheckout):
         result = self.systemd.run_in_network(sys.executable, "-c", EXCHANGE, wire)
         self.assertEqual(result.returncode, 0, result.stderr)
         return [None if r is None else bytes.fromhex(r) for r in json.loads(result.stdout)]
-
-    def journal(self, unit="hellod.service"):
-        out = self.systemd.run("journalctl", "-u", unit, "-o", "json", "--no-pager", check=False).stdout
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-    def hellod_entries(self, pid, starting):
-        """hellod's journal entries from process `pid` whose MESSAGE starts with `starting`."""
-        return [e for e in self.journal()
-                if e.get("_PID") == str(pid) and str(e.get("MESSAGE", "")).startswith(starting)]
-
-    def wait_for_entry(self, pid, starting, timeout=5):
-        """The one such entry (journald files it a moment after it is sent)."""
-        entries = self.wait_for(lambda: self.hellod_entries(pid, starting), timeout,
-                                "%r in the journal from hellod %s" % (starting, pid))
-        self.assertEqual(len(entries), 1, entries)
-        return entries[0]
-
-    def wait_for(self, condition, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        self.fail("%s did not happen within %s s" % (what, timeout))
 
     def reset_start_limit(self):
         """These steps restart the service more often than systemd's default start limit
