@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 import time
 
+from compare import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -26,12 +28,6 @@ def join(cookie, session, room, nick):
     body = struct.pack(">BB", 1, 1) + cookie + struct.pack(">QQ", session, 0)
     body += bytes([len(room)]) + room + bytes([len(nick)]) + nick
     return body.ljust(64, b"\0")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(hellod, joins, out):

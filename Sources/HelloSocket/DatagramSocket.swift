@@ -135,8 +135,8 @@ public struct DatagramSocket: Sendable, Hashable {
                    pollfd(fd: handover?.rawValue ?? -1, events: Int16(POLLIN), revents: 0))
         let count: nfds_t = handover != nil ? 3 : wakeup != nil ? 2 : 1
         // ppoll, to the nanosecond: poll's milliseconds would round a short wait up a lot.
-        var limit = timespec(tv_sec: Int(timeout.map { $0 / 1_000_000_000 } ?? 0),
-                             tv_nsec: Int(timeout.map { $0 % 1_000_000_000 } ?? 0))
+        let nanoseconds = timeout ?? 0
+        var limit = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         let ready = try withUnsafeMutableBytes(of: &fds) { raw throws(SocketError) in
             try withUnsafePointer(to: &limit) { limit throws(SocketError) in
                 try systemCall("poll") {
