@@ -51,7 +51,6 @@ import Testing
         #expect(relay.service.counters.drops[.chatJoinRateLimited] == 7)
         // A second later, one more.
         #expect(relay.join("r", as: "eve", from: eve, session: 200, now: t0 + 1 + ChatRelay.second).token != 0)
-        // bob's own join was the first of his prefix: never limited by eve's.
         #expect(relay.service.counters.isBalanced)
     }
 
