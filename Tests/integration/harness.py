@@ -89,9 +89,11 @@ class LineReader:
 class Hellod:
     """A hellod process: started with `args`, ready once its start line is read."""
 
-    def __init__(self, *args, env=None, command=None, before_start=None):
+    def __init__(self, *args, env=None, command=None, before_start=None, start_timeout=10):
         """`before_start(self)`, if given, runs once the process exists and before its
-        start line is awaited (e.g. to send the datagram that activates it)."""
+        start line is awaited (e.g. to send the datagram that activates it);
+        `start_timeout` is how long the start line may take (longer for a command that
+        builds first)."""
         if "--metrics-file" in args:
             self.metrics_path = args[args.index("--metrics-file") + 1]
         else:
@@ -107,7 +109,7 @@ class Hellod:
         try:
             if before_start:
                 before_start(self)
-            self.start_line = self._read_start_line()
+            self.start_line = self._read_start_line(start_timeout)
         except BaseException:
             self.__exit__()
             raise
