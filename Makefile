@@ -4,8 +4,9 @@
 #   make man                  hellod.8 and hello.1 from the binaries' options (+ man/*.tail)
 #   make completions          bash, zsh and fish completions from the binaries
 #   make version              the version, from Sources/HelloCLI/Version.swift (the one place)
-#   sudo make install         binaries, units, manuals, completions, /etc/default/hellod
-#                             (kept if present); then: systemctl enable --now hellod.socket
+#   sudo make install         binaries, units, manuals, completions, LICENSE and NOTICE,
+#                             /etc/default/hellod (kept if present); then:
+#                             systemctl enable --now hellod.socket
 #   sudo make uninstall       stops, disables and removes them
 #   make deb                  the Debian package (debian/, through make install), in
 #                             .build-static/deb/
@@ -15,13 +16,17 @@
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
 #
-# PREFIX (/usr/local), BINDIR, UNITDIR, MANDIR, the completion directories and DESTDIR
-# are honoured as usual; /etc/default/hellod is under DESTDIR only.
+# PREFIX (/usr/local), BINDIR, UNITDIR, MANDIR, DOCDIR, the completion directories and
+# DESTDIR are honoured as usual; /etc/default/hellod is under DESTDIR only. DOCFILES: what
+# goes in DOCDIR (debian/rules leaves LICENSE out: Debian's copyright file says it).
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/hellod
+# NOTICE: what the linked packages' licences require to travel with the binaries.
+DOCFILES ?= LICENSE NOTICE
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
@@ -73,6 +78,8 @@ install: build man completions
 	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 $(SCRATCH)/man/hellod.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 $(SCRATCH)/man/hello.1 $(DESTDIR)$(MANDIR)/man1/
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 $(DOCFILES) $(DESTDIR)$(DOCDIR)/
 	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	for p in hellod hello; do \
 		install -m 0644 $(COMPLETIONS)/$$p.bash $(DESTDIR)$(BASHCOMPDIR)/$$p && \
@@ -91,6 +98,8 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hellod $(DESTDIR)$(BINDIR)/hello
 	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(SOCKETS)))
 	rm -f $(DESTDIR)$(MANDIR)/man8/hellod.8 $(DESTDIR)$(MANDIR)/man1/hello.1
+	rm -f $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(DOCDIR)/NOTICE
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,hellod hello) $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/,_hellod _hello)
 	rm -f $(addprefix $(DESTDIR)$(FISHCOMPDIR)/,hellod.fish hello.fish)
 	@# Removed only as installed; an edited one is kept, as dpkg keeps a changed conffile.

@@ -2,6 +2,8 @@
 import PackageDescription
 
 // hellod: a UDP daemon that answers every datagram, each socket with its own service.
+// Licensed under the Apache License, Version 2.0 (LICENSE); NOTICE carries what the
+// linked packages' licences require to travel with the binaries.
 //
 //   CShims         C, thin: recvmmsg/sendmmsg, CMSG_* as functions, constants and layouts
 //                  checked against the system's headers; no policy

@@ -8,6 +8,9 @@
 # run on each binary with its own section (the plugin would give both one section, and
 # rebuild the package without --static-swift-stdlib first). Its EXIT STATUS (".Ex -std")
 # and everything after are replaced by the hand-written sections in man/<page>.tail.
+# A blank line in the generated text (an option's or a subcommand's discussion in two
+# paragraphs) becomes .Pp: groff warns on each blank input line in mdoc ("mdoc warning:
+# Empty input line", lintian's groff-message), mandoc -Tlint too.
 # With mandoc installed (scripts/deps.sh test), any lint error fails the build.
 set -eu
 scratch=${1:-.build-static}
@@ -30,6 +33,7 @@ for page in hellod.8 hello.1; do
     awk -v drop_subcommand="$([ "$name" = hellod ] && echo 1)" '
         /^\.Sh "?EXIT STATUS"?$/ { exit }
         drop_subcommand && /^\.Ar subcommand$/ { next }
+        /^$/ { print ".Pp"; next }
         { print }' "$out/generated/$page" > "$out/$page.tmp"
     cat "man/$page.tail" >> "$out/$page.tmp"
     if command -v mandoc >/dev/null; then

@@ -1,5 +1,6 @@
 """What an operator uses, installed under a real systemd (PID 1 in private namespaces):
-the manual pages and completions `make install` puts where man and each shell look, the
+the manual pages and completions `make install` puts where man and each shell look (and
+`systemctl help` opens, from the units' Documentation=), LICENSE and NOTICE, the
 options in /etc/default/hellod taking effect on restart, and a bad option there: the
 service failed with the one-line reason, not restarted in a loop, and the way back; the
 metrics file under /run/hellod, readable by another user, counting a known load.
@@ -63,6 +64,7 @@ class OperatorInstall(InstalledCheckout):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("installed %s" % DEFAULTS, result.stdout)
         for path in (SHARE + "/man/man8/hellod.8", SHARE + "/man/man1/hello.1",
+                     SHARE + "/doc/hellod/LICENSE", SHARE + "/doc/hellod/NOTICE",
                      SHARE + "/bash-completion/completions/hellod", SHARE + "/bash-completion/completions/hello",
                      SHARE + "/zsh/site-functions/_hellod", SHARE + "/zsh/site-functions/_hello",
                      SHARE + "/fish/vendor_completions.d/hellod.fish", SHARE + "/fish/vendor_completions.d/hello.fish",
@@ -91,6 +93,14 @@ class OperatorInstall(InstalledCheckout):
         page = self.run_inside("env", "MANWIDTH=100", "man", "-P", "cat", "hellod").stdout
         for heading in ("SYNOPSIS", "SYSTEMD UNITS", "SIGNALS", "COUNTERS", "FILES", "EXIT STATUS"):
             self.assertIn("\n" + heading + "\n", page)
+
+    def test_02b_systemctl_help_opens_the_manual_of_every_unit(self):
+        # Documentation=man:hellod(8) in each unit: systemctl runs man on it (MANPAGER=cat:
+        # no pager waiting for a key).
+        for unit in ("hellod", "hellod.socket", "hellod-echo.socket", "hellod-chat.socket"):
+            shown = self.run_inside("env", "MANPAGER=cat", "MANWIDTH=100", "systemctl", "help", unit)
+            self.assertEqual(shown.returncode, 0, unit + ": " + shown.stderr)
+            self.assertRegex(shown.stdout, r"(?m)^NAME\n +hellod \S+ A UDP daemon that answers every datagram", unit)
 
     def test_03_bash_finds_the_completion(self):
         for name in ("hellod", "hello"):

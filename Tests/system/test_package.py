@@ -2,10 +2,11 @@
 private namespaces) whose /usr, /etc, /var/lib and /var/cache are overlays with a tmpfs
 upper layer, so that nothing dpkg writes reaches the host: lintian's verdict, install
 (hellod.socket enabled and listening, the echo and chat sockets not enabled, the tutorial
-client answered through activation, `man hellod`), an upgrade to a newer build under
-20,000 requests/s (nothing lost, the sockets never restarted, the service try-restarted,
-an operator's /etc/default/hellod kept), an idle one (the running service restarted),
-purge (no file, no unit left), and the host's package database unchanged.
+client answered through activation, `man hellod` and `systemctl help hellod`, the copyright
+file and the NOTICE), an upgrade to a newer build under 20,000 requests/s (nothing lost,
+the sockets never restarted, the service try-restarted, an operator's /etc/default/hellod
+kept), an idle one (the running service restarted), purge (no file, no unit left), and the
+host's package database unchanged.
 
 The newer build is the same package at version VERSION+test1 (unpacked and packed again
 with dpkg-deb), as a rebuild would be. The steps run in order (their names are numbered) on
@@ -128,12 +129,13 @@ class DebianPackage(unittest.TestCase):
 
     # Steps
 
-    def test_01_lintian_finds_no_error(self):
-        result = subprocess.run(["lintian", "--fail-on", "error", self.deb], capture_output=True, text=True, timeout=300)
-        report("lintian --fail-on error " + os.path.relpath(self.deb, ROOT),
+    def test_01_lintian_finds_no_error_and_no_warning(self):
+        result = subprocess.run(["lintian", "--fail-on", "error,warning", self.deb], capture_output=True, text=True,
+                                timeout=300)
+        report("lintian --fail-on error,warning " + os.path.relpath(self.deb, ROOT),
                "exit %d\n%s" % (result.returncode, result.stdout + result.stderr))
         self.assertEqual(result.returncode, 0)
-        self.assertNotRegex(result.stdout, r"(?m)^E: ")
+        self.assertNotRegex(result.stdout, r"(?m)^[EW]: ")
 
     def test_02_install_enables_and_starts_the_socket_only(self):
         result = self.dpkg("-i", self.deb)
@@ -161,6 +163,19 @@ class DebianPackage(unittest.TestCase):
         page = self.run_inside("env", "MANWIDTH=100", "man", "-P", "cat", "hellod")
         self.assertEqual(page.returncode, 0, page.stderr)
         self.assertIn("--check-config", page.stdout)
+        # The units' Documentation=man:hellod(8).
+        shown = self.run_inside("env", "MANPAGER=cat", "MANWIDTH=100", "systemctl", "help", "hellod")
+        self.assertRegex(shown.stdout, r"(?m)^NAME\n +hellod \S+ A UDP daemon that answers every datagram", shown.stderr)
+
+    def test_04b_the_licence_and_the_notices(self):
+        docs = self.run_inside("ls", "/usr/share/doc/hellod").stdout.split()
+        self.assertEqual(sorted(docs), ["NOTICE", "changelog.gz", "copyright"])
+        copyright = self.run_inside("cat", "/usr/share/doc/hellod/copyright").stdout
+        self.assertRegex(copyright, r"(?m)^Files: \*\nCopyright: .*\nLicense: Apache-2\.0$")
+        self.assertIn("/usr/share/common-licenses/Apache-2.0", copyright)
+        notice = self.run_inside("cat", "/usr/share/doc/hellod/NOTICE").stdout
+        for project in ("The SwiftLog Project", "The SwiftMetrics Project"):  # their NOTICE files
+            self.assertIn(project, notice)
 
     def test_05_an_operator_sets_an_option_and_enables_the_echo_socket(self):
         self.assertEqual(self.run_inside("sh", "-c", "echo '%s' > %s" % (OPTIONS, DEFAULTS)).returncode, 0)
