@@ -175,8 +175,10 @@ class InstalledCheckout(unittest.TestCase):
 
     def systemctl(self, *args, check=False):
         result = self.systemd.run("systemctl", *args, check=False)
-        if check:
-            self.assertEqual(result.returncode, 0, "systemctl %s: %s" % (" ".join(args), result.stdout + result.stderr))
+        if check and result.returncode != 0:
+            # What systemd said of it: a failed job's reason is in the journal, not the output.
+            said = self.systemd.run("journalctl", "--no-pager", "-n", "40", "-o", "short-precise", check=False).stdout
+            self.fail("systemctl %s: %s\nthe journal's last lines:\n%s" % (" ".join(args), result.stdout + result.stderr, said))
         return result
 
     def show(self, unit, *properties):
