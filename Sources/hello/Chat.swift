@@ -137,6 +137,12 @@ struct ChatClient {
     /// Messages shown, by (session, client sequence): a relay that restarted may deliver one
     /// again under a new instance.
     var shown = RecentKeys<Pair>(capacity: 4096)
+    /// /who typed before the join completed: sent once it has.
+    var whoWanted = false
+    /// WHOs sent and not answered yet (a MEMBERS that none asked for is not shown), and until
+    /// when their answer is waited for.
+    var whoUnanswered = 0
+    var whoDue: UInt64 = 0
     /// The room's lines on their way to the screen or standard output.
     var output = OutputQueue()
     var pipeOutput = PendingOutput()
@@ -206,7 +212,8 @@ struct ChatClient {
     func isFinished(_ now: UInt64) -> Bool {
         if quit { return true }
         if case .failed = phase { return true }
-        guard inputEnded && queue.isEmpty && inFlight.isEmpty && phase == .member else { return false }
+        guard inputEnded && queue.isEmpty && inFlight.isEmpty && phase == .member && !whoWanted && whoUnanswered == 0
+        else { return false }
         // Wait for our own "joined" (the history comes before it), a little at most.
         return ownJoinSeen || now >= welcomedAt + 4 * timeout
     }
@@ -224,6 +231,7 @@ struct ChatClient {
             var next = keepaliveDue
             for m in inFlight { next = min(next, m.due) }
             if let gapDue { next = min(next, gapDue) }
+            if whoUnanswered > 0 { next = min(next, whoDue) }
             if inputEnded && queue.isEmpty && inFlight.isEmpty && !ownJoinSeen { next = min(next, welcomedAt + 4 * timeout) }
             return next
         }
@@ -273,6 +281,11 @@ struct ChatClient {
                     requestResend(now)
                 }
             }
+            if whoWanted {
+                whoWanted = false
+                askWho(now)
+            }
+            if whoUnanswered > 0 && now >= whoDue { whoUnanswered = 0 }  // lost: WHO is not resent
             if now >= keepaliveDue {
                 send(.keepalive(token: token, highest: order.expected.map { $0 &- 1 } ?? 0))
                 keepaliveDue = now + keepaliveInterval
@@ -306,6 +319,12 @@ struct ChatClient {
         gapAttempts += 1
         gapDue = now + backoff(gapAttempts)
         send(.resend(token: token, first: gap.first, count: UInt16(min(gap.count, UInt32(ChatWire.maxResend)))))
+    }
+
+    mutating func askWho(_ now: UInt64) {
+        send(.who(token: token))
+        whoUnanswered += 1
+        whoDue = now + 4 * timeout
     }
 
     // MARK: Receiving
@@ -357,7 +376,8 @@ struct ChatClient {
             guard phase == .member, instance == self.instance else { return }
             for e in events { accept(e, now) }
         case let .members(instance, nicks):
-            guard instance == self.instance else { return }
+            guard instance == self.instance, whoUnanswered > 0 else { return }
+            whoUnanswered -= 1
             printLine("* members: " + nicks.map(neutralised).joined(separator: ", "))
         case .notAMember(let t):
             guard phase == .member, t == token else { return }
@@ -548,7 +568,7 @@ struct ChatClient {
         case "/quit":
             inputEnded = true  // leaves once every message sent is acknowledged (or lost)
         case "/who":
-            if phase == .member { send(.who(token: token)) } else { note("/who: not in the room yet") }
+            if phase == .member { askWho(monotonicNanoseconds()) } else { whoWanted = true }  // sent once joined
         case "/nick" where words.count == 2 && ChatWire.isValidName(Array(words[1].utf8)):
             if phase == .member { send(.nick(token: token, nick: Array(words[1].utf8))) } else { nick = Array(words[1].utf8) }
         case "/nick":

@@ -221,6 +221,22 @@ class ChatClientTest(TestCase):
         for lines in (ada_lines, bob_lines):
             self.assertEqual(messages(lines), ["ada: before", "ada: during", "bob: after"], lines)
 
+    def test_who_typed_before_the_join_completes_waits_for_it(self):
+        with Hellod("--listen", "chat@127.0.0.1:0") as server:
+            ada = self.chat(server.port, "ada")
+            ada.wait_for("* ada joined")
+            server.proc.send_signal(signal.SIGSTOP)  # bob's JOIN waits
+            try:
+                bob = self.chat(server.port, "bob")
+                bob.say("/who")
+                bob.proc.stdin.close()  # and its input ends: the exit waits for the answer too
+                time.sleep(0.5)  # bob has read both, still joining
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            code, lines, stderr = bob.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        self.assertIn("* members: ada, bob", lines)
+
     def test_escape_sequences_from_the_network_are_neutralised(self):
         hostile = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202eevil\u2066\x7f"
         shown = "ada: \\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202eevil\\u2066\\x7f"
