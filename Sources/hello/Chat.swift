@@ -11,8 +11,14 @@ struct Chat: ParsableCommand {
         discussion: """
             Events, in room order: "nick: text" for a message (your own too, when its copy \
             comes back: that is its acknowledgement), "* nick joined", "* nick left", \
-            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N \
-            event(s)" when the relay could not resend a gap. Control characters (C0, DEL, C1) \
+            "* nick timed out", "* old is now new"; "* members: a, b" answers /who (typed before \
+            the join completes, it waits for it); "* missed N event(s)" when the relay could not \
+            resend a gap (one of more than 256 is not asked for), "* missed an unknown number of \
+            events (the relay's sequence jumped)" for a jump no relay's backlog (65,536 events at \
+            most) could mean; "* skipped N event(s) (the relay sent faster than they were \
+            shown)" when the terminal or the pipe fell behind (64 KiB of lines wait at most). \
+            Whatever a relay sends, the client stays under 32 MiB and takes Ctrl-C at once. \
+            Control characters (C0, DEL, C1) \
             from the network show as \\xNN, bidirectional controls as \\uNNNN, bytes that are not \
             UTF-8 as U+FFFD: nothing received can drive a terminal. Input: /who, /nick NEW, \
             /quit; "//text" sends "/text". Messages are resent until their copy comes back; a \
