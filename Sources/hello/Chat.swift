@@ -11,8 +11,14 @@ struct Chat: ParsableCommand {
         discussion: """
             Events, in room order: "nick: text" for a message (your own too, when its copy \
             comes back: that is its acknowledgement), "* nick joined", "* nick left", \
-            "* nick timed out", "* old is now new"; "* members: a, b" answers /who; "* missed N \
-            event(s)" when the relay could not resend a gap. Control characters (C0, DEL, C1) \
+            "* nick timed out", "* old is now new"; "* members: a, b" answers /who (typed before \
+            the join completes, it waits for it); "* missed N event(s)" when the relay could not \
+            resend a gap (one of more than 256 is not asked for), "* missed an unknown number of \
+            events (the relay's sequence jumped)" for a jump no relay's backlog (65,536 events at \
+            most) could mean; "* skipped N event(s) (the relay sent faster than they were \
+            shown)" when the terminal or the pipe fell behind (64 KiB of lines wait at most). \
+            Whatever a relay sends, the client stays under 32 MiB and takes Ctrl-C at once. \
+            Control characters (C0, DEL, C1) \
             from the network show as \\xNN, bidirectional controls as \\uNNNN, bytes that are not \
             UTF-8 as U+FFFD: nothing received can drive a terminal. Input: /who, /nick NEW, \
             /quit; "//text" sends "/text". Messages are resent until their copy comes back; a \
@@ -107,6 +113,9 @@ struct ChatClient {
     /// that far back (docs/PROTOCOL.md, "Delivery").
     static let sequenceSpan: UInt32 = 64
     static let longestBackoff: UInt64 = 4_000_000_000
+    /// Datagrams read from the socket at most before the keys, the signals and the output
+    /// have their turn: a flood must not keep Ctrl-C waiting.
+    static let receiveBatch = 64
 
     let socket: DatagramSocket
     let address: String
@@ -124,18 +133,25 @@ struct ChatClient {
     var welcomedAt: UInt64 = 0
     var token: UInt64 = 0
     var keepaliveDue: UInt64 = 0
-    /// The relay instance the room sequences belong to; the next one to show; those that
-    /// came early (after a gap), and the gap's RESEND.
+    /// The relay instance the room sequences belong to; the room's events in its order,
+    /// and the RESEND of a gap in it.
     var instance: UInt64?
-    var expected: UInt32?
-    var held: [UInt32: ChatEvent] = [:]
+    var order = RoomOrder()
     var gapAttempts = 0
     var gapDue: UInt64?
     var ownJoinSeen = false
     /// Messages shown, by (session, client sequence): a relay that restarted may deliver one
     /// again under a new instance.
-    var shown: Set<Pair> = []
-    var shownOrder: [Pair] = []
+    var shown = RecentKeys<Pair>(capacity: 4096)
+    /// /who typed before the join completed: sent once it has.
+    var whoWanted = false
+    /// WHOs sent and not answered yet (a MEMBERS that none asked for is not shown), and until
+    /// when their answer is waited for.
+    var whoUnanswered = 0
+    var whoDue: UInt64 = 0
+    /// The room's lines on their way to the screen or standard output.
+    var output = OutputQueue()
+    var pipeOutput = PendingOutput()
 
     var queue: [[UInt8]] = []
     var inFlight: [Outgoing] = []
@@ -176,29 +192,34 @@ struct ChatClient {
             let now = monotonicNanoseconds()
             timers(now)
             if isFinished(now) { break }
-            drawScreen()
+            present()
             var fds = (pollfd(fd: socket.descriptor.rawValue, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: inputOpen && !quit && (screen != nil || !inputEnded) ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: screen?.signals ?? -1, events: Int16(POLLIN), revents: 0))
+                       pollfd(fd: screen?.signals ?? -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: unwritten > 0 ? STDOUT_FILENO : -1, events: Int16(POLLOUT), revents: 0))
             let wait = nextDeadline(now).map { $0 > now ? Int32(clamping: ($0 - now + 999_999) / 1_000_000) : 0 } ?? -1
             let ready = withUnsafeMutableBytes(of: &fds) { raw in
-                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 3, wait)
+                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 4, wait)
             }
             guard ready > 0 else { continue }
-            if fds.0.revents != 0 { receiveAll() }
+            if fds.0.revents != 0 { receiveSome() }
             if fds.1.revents != 0 { readInput() }
             if fds.2.revents != 0, let signals = screen?.takeSignals() {
                 if signals.contains(where: [SIGTERM, SIGINT, SIGHUP].contains) { quit = true }
             }
+            if fds.3.revents != 0 { writeSome() }
         }
-        screen?.restore()
+        // What waits to be shown (a bounded queue) is shown before the way out.
+        while let line = output.next() { emit(line) }
+        if screen != nil { screen!.restore() } else { pipeOutput.writeAll(to: STDOUT_FILENO) }
         return finish()
     }
 
     func isFinished(_ now: UInt64) -> Bool {
         if quit { return true }
         if case .failed = phase { return true }
-        guard inputEnded && queue.isEmpty && inFlight.isEmpty && phase == .member else { return false }
+        guard inputEnded && queue.isEmpty && inFlight.isEmpty && phase == .member && !whoWanted && whoUnanswered == 0
+        else { return false }
         // Wait for our own "joined" (the history comes before it), a little at most.
         return ownJoinSeen || now >= welcomedAt + 4 * timeout
     }
@@ -216,6 +237,7 @@ struct ChatClient {
             var next = keepaliveDue
             for m in inFlight { next = min(next, m.due) }
             if let gapDue { next = min(next, gapDue) }
+            if whoUnanswered > 0 { next = min(next, whoDue) }
             if inputEnded && queue.isEmpty && inFlight.isEmpty && !ownJoinSeen { next = min(next, welcomedAt + 4 * timeout) }
             return next
         }
@@ -257,13 +279,21 @@ struct ChatClient {
             }
             if let due = gapDue, due <= now {
                 if gapAttempts >= attempts {
-                    skipGap()
+                    // The relay's backlog no longer has the missing events: show what came after.
+                    gapAttempts = 0
+                    gapDue = nil
+                    show(order.skipGap(), now)
                 } else {
                     requestResend(now)
                 }
             }
+            if whoWanted {
+                whoWanted = false
+                askWho(now)
+            }
+            if whoUnanswered > 0 && now >= whoDue { whoUnanswered = 0 }  // lost: WHO is not resent
             if now >= keepaliveDue {
-                send(.keepalive(token: token, highest: expected.map { $0 &- 1 } ?? 0))
+                send(.keepalive(token: token, highest: order.expected.map { $0 &- 1 } ?? 0))
                 keepaliveDue = now + keepaliveInterval
             }
         }
@@ -291,26 +321,23 @@ struct ChatClient {
     }
 
     mutating func requestResend(_ now: UInt64) {
-        guard let expected, let first = held.keys.min(), first > expected else { return }
+        guard let gap = order.gap else { return }
         gapAttempts += 1
         gapDue = now + backoff(gapAttempts)
-        send(.resend(token: token, first: expected, count: UInt16(min(first - expected, UInt32(ChatWire.maxResend)))))
+        send(.resend(token: token, first: gap.first, count: UInt16(min(gap.count, UInt32(ChatWire.maxResend)))))
     }
 
-    /// The relay's backlog no longer has the missing events: show what came after them.
-    mutating func skipGap() {
-        guard let first = held.keys.min(), let expected else { return }
-        printLine("* missed \(first - expected) event(s)")
-        self.expected = first
-        gapAttempts = 0
-        gapDue = nil
-        showInOrder(monotonicNanoseconds())
+    mutating func askWho(_ now: UInt64) {
+        send(.who(token: token))
+        whoUnanswered += 1
+        whoDue = now + 4 * timeout
     }
 
     // MARK: Receiving
 
-    mutating func receiveAll() {
-        while true {
+    /// What the socket has, a batch at most (the loop comes back for the rest).
+    mutating func receiveSome() {
+        for _ in 0..<Self.receiveBatch {
             let n: Int?
             do {
                 n = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0, timeout: 0) }
@@ -318,6 +345,8 @@ struct ChatClient {
                 return  // ECONNREFUSED from an earlier send (reported once): poll again
             }
             guard let n else { return }
+            // No relay that keeps the protocol sends more (docs/PROTOCOL.md): nor is it held.
+            guard n <= ChatWire.largestDatagram else { continue }
             let now = monotonicNanoseconds()
             guard let message = buffer.withUnsafeBytes({ ChatMessage.decode(UnsafeRawBufferPointer(rebasing: $0[..<n])) }) else {
                 continue
@@ -340,8 +369,7 @@ struct ChatClient {
             keepaliveDue = now + keepaliveInterval
             if instance != self.instance {
                 self.instance = instance
-                expected = nil
-                held = [:]
+                order = RoomOrder()
                 gapAttempts = 0
                 gapDue = nil
             }
@@ -353,9 +381,9 @@ struct ChatClient {
         case let .events(instance, events):
             guard phase == .member, instance == self.instance else { return }
             for e in events { accept(e, now) }
-            showInOrder(now)
         case let .members(instance, nicks):
-            guard instance == self.instance else { return }
+            guard instance == self.instance, whoUnanswered > 0 else { return }
+            whoUnanswered -= 1
             printLine("* members: " + nicks.map(neutralised).joined(separator: ", "))
         case .notAMember(let t):
             guard phase == .member, t == token else { return }
@@ -397,17 +425,19 @@ struct ChatClient {
             }
             if let i = lost.firstIndex(of: e.text) { lost.remove(at: i) }
         }
-        if expected == nil { expected = e.sequence }
-        guard let expected, e.sequence >= expected, held[e.sequence] == nil else { return }  // a duplicate
-        held[e.sequence] = e
+        show(order.accept(e), now)
     }
 
-    mutating func showInOrder(_ now: UInt64) {
-        while let next = expected, let e = held.removeValue(forKey: next) {
-            show(e)
-            expected = next &+ 1
+    /// The room's lines in order; then a gap left, if any, is asked for again.
+    mutating func show(_ lines: [RoomOrder.Line], _ now: UInt64) {
+        for line in lines {
+            switch line {
+            case .event(let e): show(e)
+            case .missed(let count): printLine("* missed \(count) event(s)")
+            case .jumped: printLine("* missed an unknown number of events (the relay's sequence jumped)")
+            }
         }
-        if held.isEmpty {
+        if order.gap == nil {
             gapAttempts = 0
             gapDue = nil
         } else if gapDue == nil {
@@ -419,11 +449,7 @@ struct ChatClient {
         let who = neutralised(e.nick)
         switch e.kind {
         case .message:
-            let key = Pair(a: e.session, b: e.clientSequence)
-            guard !shown.contains(key) else { return }
-            shown.insert(key)
-            shownOrder.append(key)
-            if shownOrder.count > 4096 { shown.remove(shownOrder.removeFirst()) }
+            guard shown.insert(Pair(a: e.session, b: e.clientSequence)) else { return }
             let acknowledged = screen != nil && e.session == session ? " ✓" : ""
             printLine("\(who): \(neutralised(e.text))\(acknowledged)")
         case .joined:
@@ -437,20 +463,41 @@ struct ChatClient {
         }
     }
 
-    /// An event of the room, in its order.
+    /// An event of the room, in its order: queued, shown as fast as the terminal or the
+    /// pipe takes it.
     mutating func printLine(_ line: String) {
+        output.append(line)
+    }
+
+    /// Lines from the queue to the screen or the pipe, a chunk's worth ahead of what is
+    /// written at most, and the live area drawn.
+    mutating func present() {
+        while unwritten < PendingOutput.chunk, let line = output.next() { emit(line) }
+        drawScreen()
+    }
+
+    mutating func emit(_ line: String) {
         if screen != nil {
             screen!.show(line)
         } else {
-            writeOut(to: STDOUT_FILENO, line + "\n")
+            pipeOutput.append(line.utf8)
+            pipeOutput.append(CollectionOfOne(UInt8(ascii: "\n")))
         }
+    }
+
+    /// Bytes shown or drawn and not yet written.
+    var unwritten: Int { screen?.unwritten ?? pipeOutput.bytes.count }
+
+    /// A chunk written: poll(2) said the terminal or the pipe takes more.
+    mutating func writeSome() {
+        if screen != nil { screen!.flush() } else { pipeOutput.write(to: STDOUT_FILENO) }
     }
 
     /// Something local (a refusal, a typo): on standard error, or on the screen among the
     /// room's lines but marked apart.
     mutating func note(_ text: String) {
         if screen != nil {
-            screen!.show("! " + text)
+            printLine("! " + text)
         } else {
             writeErr("hello: \(text)\n")
         }
@@ -467,7 +514,6 @@ struct ChatClient {
             case .failed: ""
         }
         screen!.draw(pending: pending, prompt: "[\(neutralised(room))] \(own)\(state)> ")
-        screen!.flush()
     }
 
     // MARK: Input
@@ -528,7 +574,7 @@ struct ChatClient {
         case "/quit":
             inputEnded = true  // leaves once every message sent is acknowledged (or lost)
         case "/who":
-            if phase == .member { send(.who(token: token)) } else { note("/who: not in the room yet") }
+            if phase == .member { askWho(monotonicNanoseconds()) } else { whoWanted = true }  // sent once joined
         case "/nick" where words.count == 2 && ChatWire.isValidName(Array(words[1].utf8)):
             if phase == .member { send(.nick(token: token, nick: Array(words[1].utf8))) } else { nick = Array(words[1].utf8) }
         case "/nick":

@@ -22,7 +22,7 @@ struct ChatScreen {
     private var restored = false
     private var drawn: Frame?
     private var scroll = 0
-    private var output: [UInt8] = []
+    private var output = PendingOutput()
 
     /// Raw mode on standard input, if both it and standard output are a terminal.
     static func open() -> ChatScreen? {
@@ -67,7 +67,8 @@ struct ChatScreen {
     /// A line of the room, above the live area.
     mutating func show(_ line: String) {
         erase()
-        output += Array(line.utf8) + [0x0d, 0x0a]
+        output.append(line.utf8)
+        output.append([0x0d, 0x0a])
     }
 
     /// The live area: `pending` (own messages sent, not yet acknowledged), then `prompt`
@@ -90,20 +91,16 @@ struct ChatScreen {
         let frame = Frame(rows: rows, column: columns(prompt) + columns(text[scroll..<cursor]))
         guard frame != drawn else { return }
         erase()
-        output += Array((frame.rows.joined(separator: "\r\n") + "\r\u{1b}[\(frame.column + 1)G").utf8)
+        output.append((frame.rows.joined(separator: "\r\n") + "\r\u{1b}[\(frame.column + 1)G").utf8)
         drawn = frame
     }
 
-    /// Writes what was shown and drawn since the last flush, in one go.
+    /// Bytes shown and drawn, not yet written.
+    var unwritten: Int { output.bytes.count }
+
+    /// Writes a chunk of what was shown and drawn (poll(2) said the terminal takes more).
     mutating func flush() {
-        var done = 0
-        while done < output.count {
-            let n = output[done...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }  // the terminal is gone: nothing more to show
-            done += n
-        }
-        output = []
+        output.write(to: STDOUT_FILENO)
     }
 
     /// The live area erased and the terminal as it was found; the room's lines stay.
@@ -112,7 +109,7 @@ struct ChatScreen {
         guard !restored else { return }
         restored = true
         erase()
-        flush()
+        output.writeAll(to: STDOUT_FILENO)
         var saved = saved
         tcsetattr(STDIN_FILENO, TCSADRAIN, &saved)
     }
@@ -126,7 +123,7 @@ struct ChatScreen {
         let width = Int(terminalColumns())
         let up = drawn.rows.dropLast().reduce(0) { $0 + max((columns($1) + width - 1) / width, 1) } + drawn.column / width
         let clear = "\u{1b}[2K", upward = up > 0 ? "\u{1b}[\(up)A" : ""
-        output += Array(("\r" + upward + String(repeating: clear + "\u{1b}[B", count: up) + clear + upward).utf8)
+        output.append(("\r" + upward + String(repeating: clear + "\u{1b}[B", count: up) + clear + upward).utf8)
         self.drawn = nil
     }
 

@@ -69,6 +69,27 @@ class ChatProcess:
         self.stderr_file.close()
 
 
+# What a relay sends (docs/PROTOCOL.md), for the tests that play the relay themselves.
+
+def challenge(epoch=1, mac=7):
+    """A CHALLENGE: the cookie (epoch, MAC, 4 zero bytes), padded to 64 bytes."""
+    return bytes([1, 129]) + struct.pack(">IQI", epoch, mac, 0) + bytes(46)
+
+
+def welcome(token, instance, next_sequence=1, members=1):
+    return struct.pack(">BBQQIH", 1, 130, token, instance, next_sequence, members)
+
+
+def event(sequence, kind, session, name, text=b"", client_sequence=0):
+    """One event of an EVENTS datagram (kind 1 message, 2 joined, 3 left, 4 timed out, 5 renamed)."""
+    return struct.pack(">IBQI", sequence, kind, session, client_sequence) + bytes([len(name)]) + name \
+        + struct.pack(">H", len(text)) + text
+
+
+def events_datagram(instance, *encoded_events):
+    return struct.pack(">BBQ", 1, 131, instance) + b"".join(encoded_events)
+
+
 def messages(lines):
     return [line for line in lines if not line.startswith("* ")]
 
@@ -200,6 +221,22 @@ class ChatClientTest(TestCase):
         for lines in (ada_lines, bob_lines):
             self.assertEqual(messages(lines), ["ada: before", "ada: during", "bob: after"], lines)
 
+    def test_who_typed_before_the_join_completes_waits_for_it(self):
+        with Hellod("--listen", "chat@127.0.0.1:0") as server:
+            ada = self.chat(server.port, "ada")
+            ada.wait_for("* ada joined")
+            server.proc.send_signal(signal.SIGSTOP)  # bob's JOIN waits
+            try:
+                bob = self.chat(server.port, "bob")
+                bob.say("/who")
+                bob.proc.stdin.close()  # and its input ends: the exit waits for the answer too
+                time.sleep(0.5)  # bob has read both, still joining
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            code, lines, stderr = bob.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        self.assertIn("* members: ada, bob", lines)
+
     def test_escape_sequences_from_the_network_are_neutralised(self):
         hostile = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202eevil\u2066\x7f"
         shown = "ada: \\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202eevil\\u2066\\x7f"
@@ -222,10 +259,6 @@ class ChatClientTest(TestCase):
         nick = "\x1b]0;x\x07ev\u202eil".encode()
         shown = "\\x1b]0;x\\x07ev\\u202eil"
 
-        def event(sequence, kind, session, name, text=b""):
-            return struct.pack(">IBQI", sequence, kind, session, 0) + bytes([len(name)]) + name \
-                + struct.pack(">H", len(text)) + text
-
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
             relay.bind(("127.0.0.1", 0))
             relay.settimeout(5)
@@ -233,12 +266,12 @@ class ChatClientTest(TestCase):
             p.proc.stdin.close()
             datagram, client = relay.recvfrom(2048)
             self.assertEqual(datagram[:2], bytes([1, 1]))
-            relay.sendto(bytes([1, 129]) + struct.pack(">IQI", 1, 7, 0) + bytes(46), client)
+            relay.sendto(challenge(), client)
             datagram, client = relay.recvfrom(2048)
             self.assertEqual(datagram[:2], bytes([1, 1]))
-            relay.sendto(struct.pack(">BBQQIH", 1, 130, 99, 5, 1, 2), client)
-            relay.sendto(struct.pack(">BBQ", 1, 131, 5) + event(1, 2, 7, nick) + event(2, 1, 7, nick, b"\x9b2J\xff")
-                         + event(3, 2, 42, b"ada"), client)
+            relay.sendto(welcome(99, 5), client)
+            relay.sendto(events_datagram(5, event(1, 2, 7, nick), event(2, 1, 7, nick, b"\x9b2J\xff"), event(3, 2, 42, b"ada")),
+                         client)
             code = p.proc.wait(timeout=10)
             lines = [line for line in p.out.rest(timeout=5).split("\n") if line]
         self.assertEqual(code, 0)
