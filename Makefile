@@ -107,7 +107,8 @@ uninstall:
 	elif [ -e $(DESTDIR)$(DEFAULTS) ]; then echo "kept $(DESTDIR)$(DEFAULTS) (changed; remove it yourself)"; fi
 	@$(SYSTEMCTL) daemon-reload; fi
 
-# dpkg-buildpackage writes to ../ by default: here everything it makes goes to $(DEBDIR).
+# dpkg-buildpackage writes to the directory above the checkout by default: here everything
+# it makes goes to $(DEBDIR).
 # debian/rules checks that debian/changelog's version is `make version`.
 deb:
 	scripts/deps.sh deb
