@@ -114,6 +114,12 @@ public struct ChatService: DatagramService, ~Copyable {
     let roomNames: UnsafeMutablePointer<UInt8>
     let members: UnsafeMutablePointer<Member>
     let nicks: UnsafeMutablePointer<UInt8>
+    /// Each member's nick's key (`NamePolicy.key`), hashed under `nickKeyKey`: a nick that
+    /// reads as another member's is taken, and the hashes find the candidates.
+    let nickKeys: UnsafeMutablePointer<UInt64>
+    let nickKeyKey: SipHasher.Key
+    /// Two names' keys, side by side (`NamePolicy.same`).
+    let keyScratch: UnsafeMutablePointer<UInt32>
     /// Each room's last `backlog` events, encoded as they go on the wire, behind a header
     /// (length u16, 6 spare bytes, the sender's token u64).
     let events: UnsafeMutableRawPointer
@@ -226,6 +232,10 @@ public struct ChatService: DatagramService, ~Copyable {
         members = .allocate(capacity: slots)
         members.initialize(repeating: Member(), count: slots)
         nicks = .allocate(capacity: slots * ChatWire.maxName)
+        nickKeys = .allocate(capacity: slots)
+        nickKeys.initialize(repeating: 0, count: slots)
+        nickKeyKey = (SipHasher.hash(key: s.secret, 14, 0), SipHasher.hash(key: s.secret, 15, 0))
+        keyScratch = .allocate(capacity: 2 * NamePolicy.longestKey)
         eventStride = (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: s.maxMessage) + 7) & ~7
         events = .allocate(byteCount: roomCount * backlog * eventStride, alignment: 8)
         tokenIndex = SlotIndex(capacity: slots)
@@ -249,6 +259,8 @@ public struct ChatService: DatagramService, ~Copyable {
         roomNames.deallocate()
         members.deallocate()
         nicks.deallocate()
+        nickKeys.deallocate()
+        keyScratch.deallocate()
         events.deallocate()
         freeRooms.deallocate()
         occupied.deallocate()
@@ -821,6 +833,13 @@ public struct ChatService: DatagramService, ~Copyable {
             UnsafeMutableRawPointer(nicks + slot * ChatWire.maxName).copyMemory(from: base, byteCount: nick.count)
         }
         members[slot].nickLength = UInt8(nick.count)
+        nickKeys[slot] = nickKeyHash(nick)
+    }
+
+    /// The hash of `nick`'s key, which has no `NamePolicy.problem`.
+    func nickKeyHash(_ nick: UnsafeRawBufferPointer) -> UInt64 {
+        let n = NamePolicy.key(nick, into: keyScratch)
+        return SipHasher.hash(key: nickKeyKey, UnsafeRawBufferPointer(start: keyScratch, count: n * 4))
     }
 
     /// The room in use named `name`, whose hash under `roomNameKey` is `hash`.
@@ -831,13 +850,15 @@ public struct ChatService: DatagramService, ~Copyable {
         }
     }
 
-    /// Why `nick` cannot be a name in `room` (nil: it can).
+    /// Why `nick` cannot be a name in `room` (nil: it can): its characters
+    /// (`NamePolicy.problem`), or another member's nick that it reads as (the same key).
     func nameRefusal(_ nick: UnsafeRawBufferPointer, in room: Int?, except: Int) -> ChatRefusal? {
         guard ChatWire.isValidName(nick) else { return .badName }
         guard let room else { return nil }
+        let hash = nickKeyHash(nick)
         for slot in room * perRoom..<(room + 1) * perRoom where slot != except && members[slot].token != 0
-            && Int(members[slot].nickLength) == nick.count {
-            if memcmpEqual(nicks + slot * ChatWire.maxName, nick) { return .nickTaken }
+            && nickKeys[slot] == hash {
+            if NamePolicy.same(nick, self.nick(slot), scratch: keyScratch) { return .nickTaken }
         }
         return nil
     }

@@ -27,40 +27,12 @@ public enum ChatWire {
     @inlinable
     public static func eventLength(nick: Int, text: Int) -> Int { 4 + 1 + 8 + 4 + 1 + nick + 2 + text }
 
-    /// Whether `bytes` may be a nick or a room name: 1-32 bytes of UTF-8 (shortest form, no
-    /// surrogates) without control characters (C0, DEL, C1), which would let one user
-    /// rewrite another's terminal, nor the bidirectional overrides and isolates
-    /// (U+202A-U+202E, U+2066-U+2069), which would let a name display as another.
+    /// Whether `bytes` may be a nick or a room name: 1-32 bytes of UTF-8 without control
+    /// characters (which would let one user rewrite another's terminal), invisible or
+    /// format ones (bidirectional overrides and isolates among them, which would let a
+    /// name display as another), unassigned ones, or mixed scripts (`NamePolicy`).
     public static func isValidName(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let n = bytes.count
-        guard n >= 1 && n <= maxName else { return false }
-        var i = 0
-        while i < n {
-            let first = bytes[i]
-            var scalar: UInt32
-            let length: Int
-            let least: UInt32
-            switch first {
-            case 0..<0x80: (scalar, length, least) = (UInt32(first), 1, 0)
-            case 0xc0..<0xe0: (scalar, length, least) = (UInt32(first & 0x1f), 2, 0x80)
-            case 0xe0..<0xf0: (scalar, length, least) = (UInt32(first & 0x0f), 3, 0x800)
-            case 0xf0..<0xf8: (scalar, length, least) = (UInt32(first & 0x07), 4, 0x10000)
-            default: return false
-            }
-            guard i + length <= n else { return false }
-            for k in 1..<length {
-                let next = bytes[i + k]
-                guard next & 0xc0 == 0x80 else { return false }
-                scalar = scalar << 6 | UInt32(next & 0x3f)
-            }
-            guard scalar >= least, scalar <= 0x10ffff, !(0xd800...0xdfff).contains(scalar) else { return false }
-            switch scalar {
-            case 0..<0x20, 0x7f...0x9f, 0x202a...0x202e, 0x2066...0x2069: return false
-            default: break
-            }
-            i += length
-        }
-        return true
+        NamePolicy.problem(bytes) == nil
     }
 
     public static func isValidName(_ bytes: [UInt8]) -> Bool {

@@ -47,7 +47,7 @@ struct Chat: ParsableCommand {
     @Option(help: "The room to join (1-32 bytes).")
     var room: String
 
-    @Option(help: "Your nick in the room (1-32 bytes).")
+    @Option(help: "Your nick in the room (1-32 bytes, one script, nothing invisible).")
     var nick: String
 
     @Option(help: ArgumentHelp("Seconds between keepalives.", valueName: "seconds"))
@@ -67,8 +67,9 @@ struct Chat: ParsableCommand {
         try require("--keepalive", keepalive, in: 0.01...3600)
         try require("--timeout", timeout, in: 0.001...60)
         try require("--retries", retries, in: 0...100)
-        for (option, name) in [("--room", room), ("--nick", nick)] where !ChatWire.isValidName(Array(name.utf8)) {
-            throw ValidationError("\(option) must be 1-32 bytes of UTF-8 without control or bidirectional-override characters.")
+        for (option, name) in [("--room", room), ("--nick", nick)] {
+            // What the relay would refuse as a bad name, refused here before anything is sent.
+            if let problem = NamePolicy.problem(Array(name.utf8)) { throw ValidationError("\(option) \(problem).") }
         }
         if session == 0 { throw ValidationError("--session must not be 0.") }
     }
@@ -397,10 +398,10 @@ struct ChatClient {
         case .refused(let reason):
             let why = switch reason {
                 case .roomFull: "the room is full"
-                case .nickTaken: "the nick is taken"
+                case .nickTaken: "the nick, or one that reads the same, is taken"
                 case .tooManyRooms: "the relay has too many rooms"
                 case .tooManyMemberships: "too many memberships from this address"
-                case .badName: "a bad room name or nick"
+                case .badName: "a bad room name or nick (invisible or control characters, or mixed scripts)"
             }
             if phase == .joining {
                 phase = .failed("\(address) refused to join: \(why)")
@@ -575,10 +576,17 @@ struct ChatClient {
             inputEnded = true  // leaves once every message sent is acknowledged (or lost)
         case "/who":
             if phase == .member { askWho(monotonicNanoseconds()) } else { whoWanted = true }  // sent once joined
-        case "/nick" where words.count == 2 && ChatWire.isValidName(Array(words[1].utf8)):
-            if phase == .member { send(.nick(token: token, nick: Array(words[1].utf8))) } else { nick = Array(words[1].utf8) }
+        case "/nick" where words.count == 2:
+            let new = Array(words[1].utf8)
+            if let problem = NamePolicy.problem(new) {
+                note("/nick: not sent: a nick \(problem)")  // the relay would refuse it as a bad name
+            } else if phase == .member {
+                send(.nick(token: token, nick: new))
+            } else {
+                nick = new
+            }
         case "/nick":
-            note("/nick NEW: 1-32 bytes of UTF-8 without control or bidirectional-override characters")
+            note("/nick NEW: a new nick, 1-32 bytes")
         default:
             note("\(neutralised(Array(words[0].utf8))): no such command (/who, /nick NEW, /quit; //text sends /text)")
         }

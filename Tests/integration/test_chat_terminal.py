@@ -148,12 +148,13 @@ class ChatTerminalTest(TestCase):
         ada, bob = self.ada_and_bob()
         # One at a time: a reply (MEMBERS, REFUSED) and an event may cross on the way.
         for line, outcome in (("/who", "* members: ada, bob"), ("/nick alice", "* ada is now alice"),
-                              ("/nick bob", "! refused: the nick is taken"), ("/frob", "! /frob: no such command")):
+                              ("/nick bob", "! refused: the nick, or one that reads the same, is taken"),
+                              ("/frob", "! /frob: no such command")):
             ada.type(line)
             ada.keys("Enter")
             screen = ada.wait_for_text(outcome)
         self.assertEqual(rows(screen), ["* ada joined", "* bob joined", "* members: ada, bob", "* ada is now alice",
-                                        "! refused: the nick is taken",
+                                        "! refused: the nick, or one that reads the same, is taken",
                                         "! /frob: no such command (/who, /nick NEW, /quit; //text sends /text)",
                                         "[lobby] alice>"])
         bob.wait_for("* ada is now alice")

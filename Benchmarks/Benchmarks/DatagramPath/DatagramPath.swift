@@ -238,6 +238,24 @@ let benchmarks: @Sendable () -> Void = {
         Scenario(service: .chat, peers: 64, requestsPerPeer: 1, rounds: 128,
                  expected: Expected(read: 8, replied: 8, deliveries: 64), chat: large, chatSpeakers: 8))
 
+    // The nick policy on JOIN and NICK (NamePolicy: the key of each nick, its hash, the
+    // full comparison on a match). In the room of 8, every round 4 members send a NICK and
+    // 4 a JOIN (with a valid cookie, a new session) with a nick that reads as another
+    // member's: each is refused, nick taken (8 read, 8 dropped, 8 REFUSED sent).
+    registerDatagramBenchmark(
+        "Worker-chat-look-alike-join-and-nick-refused-1024-datagrams",
+        Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
+                 expected: Expected(read: 8, replied: 0, drops: [.chatBadName: 8], deliveries: 8), chat: room,
+                 chatRequests: .lookAlikesRefused))
+
+    // ...and a NICK taken: member 0 renames itself every round, c0 and C0 in turn, and all
+    // 8 get the renamed event (1 read and replied, 8 deliveries). 128 rounds an iteration.
+    registerDatagramBenchmark(
+        "Worker-chat-nick-rename-128-datagrams",
+        Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
+                 expected: Expected(read: 1, replied: 1, deliveries: 8), chat: room, chatSpeakers: 1,
+                 chatRequests: .rename))
+
     // MARK: The drop paths: floods that are mostly or wholly refused
 
     // Broadcasts, never answered: peers 0 and 1 send to 192.0.2.255 (the tap's subnet, in

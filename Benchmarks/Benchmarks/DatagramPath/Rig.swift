@@ -63,6 +63,8 @@ struct Scenario: Sendable {
     /// rounds'.
     var chat: ChatSettings?
     var chatSpeakers: Int?
+    /// What a chat round's speakers send (SAYs unless told).
+    var chatRequests = ChatRequests.say
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): one 64-byte malloc per iteration.
     var allocatesPerIteration = false
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): the teardown fails.
@@ -71,6 +73,19 @@ struct Scenario: Sendable {
     /// Requests sent (and read) a round: a chat round's are its speakers' SAYs.
     var datagramsPerRound: Int { chat != nil ? chatSpeakers ?? peers : peers * requestsPerPeer }
     var datagramsPerIteration: Int { datagramsPerRound * rounds }
+}
+
+/// What the speakers of a chat round send, and what comes back.
+enum ChatRequests: Sendable {
+    /// One SAY each; every member gets the round's messages in one EVENTS.
+    case say
+    /// A NICK (peers 0 to 3) or a JOIN with a valid cookie (peers 4 to 7) with a nick that
+    /// reads as another member's (a Cyrillic or a fullwidth C, "С1", "Ｃ5"): each gets
+    /// REFUSED, nick taken (a delivery, the request dropped as chat-bad-name).
+    case lookAlikesRefused
+    /// Peer 0 renames itself, c0 and C0 in turn (its own look-alike: allowed); every member
+    /// gets the renamed event in one EVENTS.
+    case rename
 }
 
 // MARK: - Sockets, worker and buffers, all made before measuring
@@ -126,7 +141,8 @@ final class Rig {
         expectedDrops = reasons.map { UInt64(scenario.expected?.drops[$0] ?? 0) }
         if let e = scenario.expected {
             let answered = (0..<scenario.datagramsPerRound).filter { scenario.answered($0 % scenario.peers, $0 / scenario.peers) }.count
-            guard e.read == scenario.datagramsPerRound, e.replied == answered,
+            // A chat round's answers are the rig's own (`chatRound`), refusals among them.
+            guard e.read == scenario.datagramsPerRound, e.replied == answered || scenario.chat != nil,
                   e.read == e.replied + e.drops.values.reduce(0, +) else {
                 throw SetupError(description: "the stated counters (read \(e.read), replied \(e.replied), drops \(e.drops)) "
                     + "disagree with the scenario (\(scenario.datagramsPerRound) sent a round, \(answered) answered)")
@@ -187,7 +203,7 @@ final class Rig {
                   (1...min(scenario.peers, 10)).contains(count) else {
                 throw SetupError(description: "a chat scenario is one chat socket, one SAY per speaker a round, 1 to 10 speakers")
             }
-            (requestBytes, replyBytes) = Self.chatRound(peers: scenario.peers, speakers: count)
+            (requestBytes, replyBytes) = Self.chatRound(scenario.chatRequests, peers: scenario.peers, speakers: count)
         }
         for j in requestBytes.count..<count {
             let peer = j % scenario.peers, k = j / scenario.peers
@@ -220,8 +236,27 @@ final class Rig {
     /// A round's SAYs (one per speaker) and the EVENTS every peer gets back (one per peer,
     /// all alike), with the token, instance and sequences zero: `joinChat` and
     /// `prepareChatRound` write them in place.
-    static func chatRound(peers: Int, speakers: Int) -> ([[UInt8]], [[UInt8]?]) {
+    static func chatRound(_ kind: ChatRequests, peers: Int, speakers: Int) -> ([[UInt8]], [[UInt8]?]) {
         precondition(speakers <= 10 && speakers <= peers)
+        switch kind {
+        case .say: break
+        case .lookAlikesRefused:
+            precondition(speakers == 8 && peers == 8)
+            let requests = (0..<8).map { p -> [UInt8] in
+                let other = (p + 1) % 8
+                return p < 4
+                    ? ChatMessage.nick(token: 0, nick: Array("\u{0421}\(other)".utf8)).encoded()
+                    : ChatMessage.join(cookie: .none, session: UInt64(1000 + p), token: 0, room: Array("lobby".utf8),
+                                       nick: Array("\u{FF23}\(other)".utf8)).encoded()
+            }
+            return (requests, Array(repeating: ChatMessage.refused(.nickTaken).encoded(), count: peers))
+        case .rename:
+            precondition(speakers == 1)
+            let event = ChatEvent(sequence: 0, kind: .renamed, session: 1, clientSequence: 0, nick: chatNick(0),
+                                  text: Array("C0".utf8))
+            return ([ChatMessage.nick(token: 0, nick: Array("C0".utf8)).encoded()],
+                    Array(repeating: ChatMessage.events(instance: 0, [event]).encoded(), count: peers))
+        }
         let says = (0..<speakers).map { _ in ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded() }
         let events = (0..<speakers).map {
             ChatEvent(sequence: 0, kind: .message, session: UInt64($0 + 1), clientSequence: 0, nick: chatNick($0), text: chatText)
@@ -245,11 +280,16 @@ final class Rig {
                     switch message {
                     case .challenge(let c)? where attempt == 0:
                         cookie = c
+                        if scenario.chatRequests == .lookAlikesRefused && peer >= 4 {  // its JOIN's cookie
+                            (requests + requestOffset[peer] + 2).storeBytes(of: c.epoch.bigEndian, as: UInt32.self)
+                            (requests + requestOffset[peer] + 6).storeBytes(of: c.mac.bigEndian, as: UInt64.self)
+                        }
                     case let .welcome(token, instance, sequence, _)? where attempt == 1:
-                        if peer < scenario.datagramsPerRound {  // a speaker: its SAY
+                        if peer < scenario.datagramsPerRound && !(scenario.chatRequests == .lookAlikesRefused && peer >= 4) {
+                            // a speaker: its SAY's or NICK's token
                             (requests + requestOffset[peer] + 2).storeBytes(of: token.bigEndian, as: UInt64.self)
                         }
-                        for p in 0..<scenario.peers {
+                        for p in 0..<scenario.peers where scenario.chatRequests != .lookAlikesRefused {  // EVENTS' instance
                             (replies + replyOffset[p] + 2).storeBytes(of: instance.bigEndian, as: UInt64.self)
                         }
                         next = sequence + 1  // its own "joined" is the room's next event
@@ -292,6 +332,24 @@ final class Rig {
     /// relay numbers them in the order it reads them, peer 0 first).
     @inline(__always)
     func prepareChatRound() {
+        switch scenario.chatRequests {
+        case .say: break
+        case .lookAlikesRefused: return  // the same bytes every round
+        case .rename:
+            // Odd rounds c0 -> C0, even ones C0 -> c0: the NICK's first letter, and the
+            // event's nick and text (after the header, 17 bytes of fields and a length).
+            chatSaid += 1
+            let (from, to) = chatSaid % 2 == 1 ? (UInt8(ascii: "c"), UInt8(ascii: "C")) : (UInt8(ascii: "C"), UInt8(ascii: "c"))
+            (requests + requestOffset[0] + 11).storeBytes(of: to, as: UInt8.self)
+            for p in 0..<scenario.peers {
+                let event = replies + replyOffset[p] + ChatWire.eventsHeaderLength
+                event.storeBytes(of: chatNext.bigEndian, as: UInt32.self)
+                (event + 18).storeBytes(of: from, as: UInt8.self)
+                (event + 18 + 2 + 2).storeBytes(of: to, as: UInt8.self)
+            }
+            chatNext += 1
+            return
+        }
         chatSaid += 1
         let speakers = scenario.datagramsPerRound
         for j in 0..<speakers {
