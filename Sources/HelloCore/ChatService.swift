@@ -115,7 +115,7 @@ public struct ChatService: DatagramService, ~Copyable {
     let members: UnsafeMutablePointer<Member>
     let nicks: UnsafeMutablePointer<UInt8>
     /// Each room's last `backlog` events, encoded as they go on the wire, behind a header
-    /// (length u16, 6 spare bytes, the sender's token u64).
+    /// (length u16, 6 spare bytes, the sender's token u64), `eventStride` bytes each.
     let events: UnsafeMutableRawPointer
     let eventStride: Int
     /// Token -> member slot (the token, random, is its own hash).
@@ -226,7 +226,7 @@ public struct ChatService: DatagramService, ~Copyable {
         members = .allocate(capacity: slots)
         members.initialize(repeating: Member(), count: slots)
         nicks = .allocate(capacity: slots * ChatWire.maxName)
-        eventStride = (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: s.maxMessage) + 7) & ~7
+        eventStride = Self.eventStride(maxMessage: s.maxMessage)
         events = .allocate(byteCount: roomCount * backlog * eventStride, alignment: 8)
         tokenIndex = SlotIndex(capacity: slots)
         roomIndex = SlotIndex(capacity: roomCount)
@@ -847,6 +847,15 @@ public struct ChatService: DatagramService, ~Copyable {
     }
 
     // MARK: Events
+
+    /// A backlog slot's bytes: its header, then the longest event the relay writes, 8-byte
+    /// aligned. Every event carries its member's nick (up to `maxName`); a message's text is
+    /// at most `maxMessage`, a rename's is the new nick (up to `maxName`, whatever
+    /// `maxMessage`), the others' is empty.
+    static func eventStride(maxMessage: Int) -> Int {
+        let longestText = max(maxMessage, ChatWire.maxName)
+        return (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: longestText) + 7) & ~7
+    }
 
     func eventSlot(_ room: Int, _ sequence: UInt32) -> UnsafeMutableRawPointer {
         events + (room * backlog + Int(sequence % UInt32(backlog))) * eventStride

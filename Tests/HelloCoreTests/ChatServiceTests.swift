@@ -212,6 +212,29 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// A rename event carries the old nick and the new one as its text: the backlog's slot
+    /// must hold two of the longest whatever the message limit (at 28 bytes or less, a
+    /// 32-byte nick renamed to another once overflowed it, and a failed precondition killed
+    /// the relay).
+    @Test(arguments: [0, 1, 28, 29, 1000])
+    func aRenameBetweenTheLongestNicksFitsWhateverTheMessageLimit(maxMessage: Int) {
+        var settings = ChatRelay.testSettings
+        settings.maxMessage = maxMessage
+        var relay = ChatRelay(settings)
+        let old = String(repeating: "o", count: ChatWire.maxName)
+        let longest = String(repeating: "n", count: ChatWire.maxName)
+        let a = relay.join("r", as: old, from: ada, session: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let out = relay.send(.nick(token: a.token, nick: Array(longest.utf8)), from: ada, now: t0 + 1)
+        #expect(texts(events(to: bob, in: out)) == ["renamed \(old) \(longest)"])
+        #expect(texts(events(to: ada, in: out)) == ["renamed \(old) \(longest)"])
+        // Still serving: the longest message under the limit, from the renamed member.
+        let text = [UInt8](repeating: 0x6d, count: maxMessage)
+        let said = relay.send(.say(token: a.token, clientSequence: 1, text: text), from: ada, now: t0 + 2)
+        #expect(texts(events(to: bob, in: said)) == ["message \(longest) \(String(decoding: text, as: UTF8.self))"])
+        #expect(relay.service.counters.isBalanced)
+    }
+
     @Test func aTokenFromAnotherAddressIsDroppedAndAnUnknownOneGetsNotAMember() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
