@@ -121,9 +121,11 @@ public struct ChatService: DatagramService, ~Copyable {
     /// Two names' keys, side by side (`NamePolicy.same`).
     let keyScratch: UnsafeMutablePointer<UInt32>
     /// Each room's last `backlog` events, encoded as they go on the wire, behind a header
-    /// (length u16, 6 spare bytes, the sender's token u64).
+    /// (length u16, 6 spare bytes, the sender's token u64), `eventStride` bytes each.
     let events: UnsafeMutableRawPointer
     let eventStride: Int
+    /// Each member's last messages' room sequences, for its duplicates' copies.
+    var messageSequences: MessageSequences
     /// Token -> member slot (the token, random, is its own hash).
     var tokenIndex: SlotIndex
     /// Room name -> room, by a SipHash of the name under `roomNameKey` (not `roomKey`: with
@@ -187,7 +189,8 @@ public struct ChatService: DatagramService, ~Copyable {
         var lastHeard: UInt64 = 0
         /// The message rate limit's theoretical arrival time (GCRA).
         var rateArrival: UInt64 = 0
-        /// Client sequences delivered: the highest, and the 64 below it as bits.
+        /// Client sequences delivered: the highest, and it and the 63 below it as bits (their
+        /// room sequences are in `messageSequences`).
         var highest: UInt32 = 0
         var seen: UInt64 = 0
         var anySeen = false
@@ -236,8 +239,9 @@ public struct ChatService: DatagramService, ~Copyable {
         nickKeys.initialize(repeating: 0, count: slots)
         nickKeyKey = (SipHasher.hash(key: s.secret, 14, 0), SipHasher.hash(key: s.secret, 15, 0))
         keyScratch = .allocate(capacity: 2 * NamePolicy.longestKey)
-        eventStride = (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: s.maxMessage) + 7) & ~7
+        eventStride = Self.eventStride(maxMessage: s.maxMessage)
         events = .allocate(byteCount: roomCount * backlog * eventStride, alignment: 8)
+        messageSequences = MessageSequences(slots: slots)
         tokenIndex = SlotIndex(capacity: slots)
         roomIndex = SlotIndex(capacity: roomCount)
         roomNameKey = (SipHasher.hash(key: s.secret, 10, 0), SipHasher.hash(key: s.secret, 11, 0))
@@ -539,20 +543,15 @@ public struct ChatService: DatagramService, ~Copyable {
             // Its copy was lost, most likely: the copy again, from the backlog. Not
             // rate-limited: one datagram, no longer than the SAY but for the nick and 14
             // bytes, to the member's own address, per SAY; and the resends of a client
-            // that lost its copies are what bring them back.
-            var seq = rooms[room].oldest
-            while seq < rooms[room].next {
-                let slotBytes = eventSlot(room, seq)
-                if slotBytes.load(fromByteOffset: 8, as: UInt64.self) == m.token
-                    && slotBytes.load(fromByteOffset: 16 + 4, as: UInt8.self) == ChatEventKind.message.rawValue
-                    && UInt32(bigEndian: slotBytes.loadUnaligned(fromByteOffset: 16 + 13, as: UInt32.self)) == sequence {
-                    var from = seq
-                    _ = writeEvents(room, from: &from, to: seq + 1, to: slot, into: &outbox)
-                    return .answered
-                }
-                seq += 1
-            }
-            return .dropped(.chatStale)
+            // that lost its copies are what bring them back. Out of the window, where it
+            // was is not known: taken as delivered, as one whose copy the backlog lost.
+            guard m.highest - sequence < UInt32(MessageSequences.window),
+                  let copy = ownMessage(room, token: m.token, clientSequence: sequence,
+                                        at: messageSequences.roomSequence(slot: slot, clientSequence: sequence))
+            else { return .dropped(.chatStale) }
+            var from = copy
+            _ = writeEvents(room, from: &from, to: copy + 1, to: slot, into: &outbox)
+            return .answered
         }
         guard messageRate.admit(&m.rateArrival, now: now) else { return .dropped(.chatRateLimited) }
         // One delivery per member (silent ones too: a bound, without a walk over the room).
@@ -571,6 +570,7 @@ public struct ChatService: DatagramService, ~Copyable {
             m.seen |= 1 << UInt64(m.highest - sequence)
         }
         members[slot] = m
+        messageSequences.record(rooms[room].next, slot: slot, clientSequence: sequence)
         appendEvent(room, kind: .message, session: m.session, clientSequence: sequence, nick: nick(slot), text: text,
                     sender: m.token)
         tally.chat.messages += 1
@@ -869,6 +869,15 @@ public struct ChatService: DatagramService, ~Copyable {
 
     // MARK: Events
 
+    /// A backlog slot's bytes: its header, then the longest event the relay writes, 8-byte
+    /// aligned. Every event carries its member's nick (up to `maxName`); a message's text is
+    /// at most `maxMessage`, a rename's is the new nick (up to `maxName`, whatever
+    /// `maxMessage`), the others' is empty.
+    static func eventStride(maxMessage: Int) -> Int {
+        let longestText = max(maxMessage, ChatWire.maxName)
+        return (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: longestText) + 7) & ~7
+    }
+
     func eventSlot(_ room: Int, _ sequence: UInt32) -> UnsafeMutableRawPointer {
         events + (room * backlog + Int(sequence % UInt32(backlog))) * eventStride
     }
@@ -898,6 +907,18 @@ public struct ChatService: DatagramService, ~Copyable {
             dirtyRooms[dirtyCount] = Int32(room)
             dirtyCount += 1
         }
+    }
+
+    /// `sequence`, if the backlog of `room` still holds it there as the message
+    /// `clientSequence` of the member whose token is `token` (else its slot was written over).
+    func ownMessage(_ room: Int, token: UInt64, clientSequence: UInt32, at sequence: UInt32) -> UInt32? {
+        guard sequence &- rooms[room].oldest < rooms[room].next &- rooms[room].oldest else { return nil }
+        let slot = eventSlot(room, sequence)
+        guard slot.load(fromByteOffset: 8, as: UInt64.self) == token
+            && slot.load(fromByteOffset: 16 + 4, as: UInt8.self) == ChatEventKind.message.rawValue
+            && UInt32(bigEndian: slot.loadUnaligned(fromByteOffset: 16 + 13, as: UInt32.self)) == clientSequence
+        else { return nil }
+        return sequence
     }
 
     /// Writes one EVENTS datagram to the member in `slot` with the events from `from` on, as

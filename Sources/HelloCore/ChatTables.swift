@@ -187,6 +187,41 @@ package struct PrefixCounts: ~Copyable {
     }
 }
 
+/// Where each member's last messages are in its room: per member slot, the room sequence of
+/// each of the 64 client sequences of its window of duplicates (`clientSequence % 64`), so
+/// that a duplicate SAY's copy is found at once, whatever the backlog's size. Allocated
+/// once and never initialized: an entry is read only for a client sequence that the
+/// member's window says was delivered, which wrote it; the pages of slots never used are
+/// never touched.
+package struct MessageSequences: ~Copyable {
+    static let window = 64
+    let entries: UnsafeMutablePointer<UInt32>
+
+    package init(slots: Int) {
+        entries = .allocate(capacity: slots * Self.window)
+    }
+
+    deinit { entries.deallocate() }
+
+    @inline(__always)
+    func index(_ slot: Int, _ clientSequence: UInt32) -> Int {
+        slot * Self.window + Int(clientSequence % UInt32(Self.window))
+    }
+
+    /// The member in `slot` said `clientSequence`, numbered `roomSequence` in its room.
+    @inline(__always)
+    package mutating func record(_ roomSequence: UInt32, slot: Int, clientSequence: UInt32) {
+        entries[index(slot, clientSequence)] = roomSequence
+    }
+
+    /// The room sequence of `clientSequence`, which the member in `slot` said (its window
+    /// says so) no more than 63 client sequences below its highest.
+    @inline(__always)
+    package func roomSequence(slot: Int, clientSequence: UInt32) -> UInt32 {
+        entries[index(slot, clientSequence)]
+    }
+}
+
 extension ChatService {
     /// What is wrong with the relay's tables, each recounted the slow way from the member
     /// slots (empty: nothing). For tests and the fuzzer only: it walks every slot, and

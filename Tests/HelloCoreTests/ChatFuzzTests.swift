@@ -4,10 +4,12 @@ import Testing
 
 // The chat relay under random traffic (FuzzTests.swift's harness: `fuzz`, `replay`).
 //
-// A case makes a relay with small random tables, limits and times, and drives it as the
-// worker does (each batch handled, its end written, the outbox sent) with a few legitimate
-// clients that follow docs/PROTOCOL.md (join with challenge and cookie, say, resend their
-// unacknowledged messages, keepalive, resend, who, nick, leave) and a few hostile sources:
+// A case makes a relay with settings drawn from the whole ranges hellod takes, ends
+// included (`chatFuzzSettings`; tables halved until they fit a short case), and drives it
+// as the worker does (each batch handled, its end written, the outbox sent) with a few
+// legitimate clients (nicks and room names of up to 32 bytes) that follow docs/PROTOCOL.md
+// (join with challenge and cookie, say, resend their unacknowledged messages, keepalive,
+// resend, who, nick, leave) and a few hostile sources:
 // tokens of other members from their own addresses, other addresses' cookies, their own
 // cookies after two epochs, short joins, cut or flipped datagrams, random bytes, and the
 // clients' own addresses forged. The clock moves by small steps and by jumps past the
@@ -30,11 +32,12 @@ import Testing
 // - one (room, room sequence) is the same event for every receiver; a member's own SAY gets
 //   exactly one room sequence; a member that never lost anything receives the room's
 //   sequences in order without a gap, and at the end, every message it said has come back;
-// - after every datagram and tick, the relay's tables agree with a recount from its member
-//   slots (`tableProblems`: the room-name index finds every room in use and holds nothing
-//   else, each prefix's count of memberships, the free rooms, the slots marked in use); in
-//   half the cases the eviction sweep's budget is a few steps, so that it stops and goes on
-//   across ticks and rooms.
+// - after every datagram and tick (every so many at large tables), the relay's tables agree
+//   with a recount from its member slots (`tableProblems`: the room-name index finds every
+//   room in use and holds nothing else, each prefix's count of memberships, the free rooms,
+//   the slots marked in use); in half the cases the eviction sweep's budget is a few
+//   steps, so that it stops and goes on across ticks and rooms;
+// - nothing crashes: a crash prints the case's seed and settings (`CrashNote`).
 
 struct ChatFuzzClient {
     /// Its address: it moves now and then (NAT rebinding), and rejoins from there.
@@ -166,7 +169,16 @@ final class ChatFuzzWorld {
         }
     }
 
-    func checkTables(_ when: String, _ checks: inout Checks) {
+    /// The recount (`tableProblems`) walks every room and slot: at large tables it runs
+    /// after every so many datagrams and ticks instead of each, so that a case costs about
+    /// the same whatever its tables.
+    lazy var tableCheckInterval = max(1, settings.rooms * (1 + settings.membersPerRoom) / 256)
+    var sinceTableCheck = 0
+
+    func checkTables(_ when: String, _ checks: inout Checks, always: Bool = false) {
+        sinceTableCheck += 1
+        guard always || sinceTableCheck >= tableCheckInterval else { return }
+        sinceTableCheck = 0
         let problems = service.tableProblems()
         checks.expect(problems.isEmpty, "tables \(when): \(problems.prefix(4).joined(separator: "; "))")
     }
@@ -293,35 +305,95 @@ final class ChatFuzzWorld {
     }
 }
 
-func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
+extension SplitMix64 {
+    /// A setting from the whole of `range`, as hellod takes it: an end of it one time in
+    /// four, anywhere in it (each power of two as likely) one in four, else one of `usual`,
+    /// values that keep a short case busy.
+    mutating func setting(_ range: ClosedRange<Int>, usual: [Int]) -> Int {
+        switch int(0...7) {
+        case 0: return range.lowerBound
+        case 1: return range.upperBound
+        case 2, 3:
+            let bits = int(0...(Int.bitWidth - range.upperBound.leadingZeroBitCount))
+            let high = min(range.upperBound, (1 << bits) - 1)
+            return int(max(range.lowerBound, min(high >> 1 + 1, high))...max(range.lowerBound, high))
+        default: return pick(usual)
+        }
+    }
+
+    mutating func setting(_ range: ClosedRange<Int>, usual: [Int]) -> UInt64 {
+        UInt64(setting(range, usual: usual) as Int)
+    }
+}
+
+/// The relay's settings (and the worker's batch), each drawn from the whole range that
+/// hellod takes (`require` in HelloDaemon.swift), ends included, so that a crash from any
+/// setting in range is a failure here. Tables drawn too large for a case of a few
+/// milliseconds are halved at random until they are not: at most 65,536 member slots, and
+/// backlogs of at most 2 GiB of address space (untouched but for the rooms in use).
+func chatFuzzSettings(_ rng: inout SplitMix64) -> (settings: ChatSettings, batchSize: Int) {
     var s = ChatSettings()
-    s.rooms = rng.int(1...3)
-    s.membersPerRoom = rng.int(1...4)
-    s.membershipsPerPrefix = rng.int(1...3)
-    s.history = rng.int(0...4)
-    s.backlog = rng.int(0...80)
-    s.maxMessage = rng.pick([0, 24, 300, 1000])
-    s.messageRate = rng.pick([1, 5, 100])
-    s.messageBurst = rng.pick([1, 3, 10])
-    // A room's deliveries: small enough to bind; a burst of at least two messages to a
-    // full room (4), so that the quiet end below has time for every resend.
-    s.roomDeliveryRate = rng.pick([4, 50, 1_000_000])
-    s.roomDeliveryBurst = rng.pick([8, 20, 1_000_000])
+    s.rooms = rng.setting(1...65_536, usual: [1, 2, 3])
+    s.membersPerRoom = rng.setting(1...4096, usual: [1, 2, 3, 4])
+    s.membershipsPerPrefix = rng.setting(1...1_000_000, usual: [1, 2, 3])
+    s.history = rng.setting(0...1024, usual: [0, 1, 4])
+    s.backlog = rng.setting(1...65_536, usual: [1, 8, 80])
+    s.maxMessage = rng.setting(0...ChatWire.maxText, usual: [0, 24, 28, 300])
+    var batchSize: Int = rng.setting(1...1024, usual: [1, 2, 8])
+    while s.rooms * s.membersPerRoom > 65_536
+        || s.rooms * max(s.backlog, s.history, batchSize + s.membersPerRoom, ChatWire.maxResend) * (16 + 52 + max(s.maxMessage, 32)) > 1 << 31 {
+        switch rng.int(0...4) {
+        case 0: s.rooms = max(s.rooms / 2, 1)
+        case 1: s.membersPerRoom = max(s.membersPerRoom / 2, 1)
+        case 2: s.backlog = max(s.backlog / 2, 1)
+        case 3: s.history /= 2
+        default: batchSize = max(batchSize / 2, 1)
+        }
+    }
+    s.messageRate = rng.setting(1...1_000_000, usual: [1, 5, 100])
+    s.messageBurst = rng.setting(1...1_000_000, usual: [1, 3, 10])
+    // A room's deliveries: small enough to bind. hellod takes no burst under the members
+    // of a room (a message to a full room would never go).
+    s.roomDeliveryRate = rng.setting(1...1_000_000_000, usual: [4, 50, 1_000_000])
+    s.roomDeliveryBurst = max(rng.setting(1...1_000_000_000, usual: [8, 20, 1_000_000]), UInt64(s.membersPerRoom))
+    // Not options of hellod: as before.
     s.answerLimit = RateLimiter.Configuration(rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
-    s.joinLimit = RateLimiter.Configuration(rate: rng.pick([1, 4, 1000]), burst: rng.pick([1, 4, 16]), tableSize: 64)
-    s.epochSeconds = rng.pick([10, 120])
-    s.silenceSeconds = rng.pick([5, 35])
-    s.evictSeconds = s.silenceSeconds + rng.pick([1, 25])
-    s.fanOutInterval = rng.pick([0, 0, 1_000_000, 300_000_000])
+    s.joinLimit = RateLimiter.Configuration(rate: rng.setting(1...1_000_000, usual: [1, 4, 1000]),
+                                            burst: rng.setting(1...1_000_000, usual: [1, 4, 16]), tableSize: 64)
+    s.epochSeconds = rng.setting(1...86_400, usual: [10, 120])
+    s.silenceSeconds = rng.setting(1...86_400, usual: [5, 35])
+    s.evictSeconds = rng.oneIn(4) ? rng.setting(1...86_400, usual: [1, 60]) : s.silenceSeconds + rng.pick([1, 25])
+    s.fanOutInterval = rng.setting(0...1_000_000, usual: [0, 0, 1000, 300_000]) * 1000
+    s.workers = rng.setting(1...256, usual: [1, 1, 2])
+    s.worker = rng.int(0...s.workers - 1)
     s.secret = (rng.next(), rng.next())
-    let world = ChatFuzzWorld(s, batchSize: rng.int(1...8), now: UInt64(rng.int(1...1000)) * 1_000_000_000)
+    return (s, batchSize)
+}
+
+/// The settings, as hellod's options (those it has) name them.
+func describe(_ s: ChatSettings, batchSize: Int) -> String {
+    "--batch \(batchSize) --chat-rooms \(s.rooms) --chat-members \(s.membersPerRoom) "
+        + "--chat-memberships-per-prefix \(s.membershipsPerPrefix) --chat-history \(s.history) --chat-backlog \(s.backlog) "
+        + "--chat-max-message \(s.maxMessage) --chat-message-rate \(s.messageRate) --chat-message-burst \(s.messageBurst) "
+        + "--chat-room-delivery-rate \(s.roomDeliveryRate) --chat-room-delivery-burst \(s.roomDeliveryBurst) "
+        + "--chat-join-rate \(s.joinLimit.rate) --chat-join-burst \(s.joinLimit.burst) --chat-epoch-s \(s.epochSeconds) "
+        + "--chat-silence-s \(s.silenceSeconds) --chat-evict-s \(s.evictSeconds) --chat-fanout-us \(s.fanOutInterval / 1000) "
+        + "--workers \(s.workers) (worker \(s.worker)); answers \(s.answerLimit.rate)/s, burst \(s.answerLimit.burst)"
+}
+
+func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
+    let (s, batchSize) = chatFuzzSettings(&rng)
+    checks.note(describe(s, batchSize: batchSize))
+    let world = ChatFuzzWorld(s, batchSize: batchSize, now: UInt64(rng.int(1...1000)) * 1_000_000_000)
     // From bits already drawn, so that the fixed seeds' cases draw what they drew before.
     if s.secret.0 & 1 == 0 { world.service.sweepBudget = Int(s.secret.0 >> 1 % 5) + 1 }
     // In half the cases clients move (NAT rebinding), drawn from a generator of their own.
     var moves: SplitMix64? = s.secret.1 & 1 == 0 ? SplitMix64(seed: s.secret.1) : nil
     let second = world.second
-    let rooms: [[UInt8]] = [Array("lobby".utf8), Array("r".utf8), Array("x".utf8)]
-    let nicks: [[UInt8]] = [Array("ada".utf8), Array("bob".utf8), Array("cy".utf8), Array("dee".utf8), Array("ada2".utf8)]
+    // Names of the longest too (32 bytes): every event carries a nick, a rename two.
+    let rooms: [[UInt8]] = [Array("lobby".utf8), Array("r".utf8), Array("x".utf8), Array(String(repeating: "R", count: 32).utf8)]
+    let nicks: [[UInt8]] = [Array("ada".utf8), Array("bob".utf8), Array("cy".utf8), Array("dee".utf8), Array("ada2".utf8),
+                            Array(String(repeating: "l", count: 32).utf8), Array(String(repeating: "é", count: 16).utf8)]
     for k in 0..<rng.int(1...4) {
         world.clients.append(ChatFuzzClient(peer: .v4(0x0a00_0001 + UInt32(k), port: 40000 + UInt16(k)),
                                             room: rng.pick(rooms), nick: rng.pick(nicks)))
@@ -521,11 +593,12 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         default:
             world.now += UInt64(rng.int(0...(ticks ? 2_000_000_000 : 200_000_000)))
         }
-        // A member silent this long is sent nothing more; this long, it is evicted.
-        for i in world.clients.indices where world.clients[i].token != 0
-            && world.now - world.clients[i].lastSent >= s.silenceSeconds * second {
-            world.clients[i].lossless = false
-            if world.now - world.clients[i].lastSent >= s.evictSeconds * second { world.clients[i].evictable = true }
+        // A member silent this long is sent nothing more; this long, it is evicted (hellod
+        // takes either time shorter than the other).
+        for i in world.clients.indices where world.clients[i].token != 0 {
+            let silent = world.now - world.clients[i].lastSent
+            if silent >= s.silenceSeconds * second || silent >= s.evictSeconds * second { world.clients[i].lossless = false }
+            if silent >= s.evictSeconds * second { world.clients[i].evictable = true }
         }
         if ticks {
             world.tick(&checks)
@@ -545,9 +618,13 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     }
 
     // Quiet: each member that lost nothing keeps alive and says again what has not come
-    // back, until all has.
-    for _ in 0..<12 {
-        world.now += 2 * second
+    // back, until all has. A round is long enough for the room's and the member's limits to
+    // let through a message per member however low they are drawn (no tick runs: nobody
+    // is evicted for it).
+    let round = max(2 * second, 64 * (second / s.roomDeliveryRate), 2 * (second / s.messageRate))
+    for _ in 0..<40 {
+        guard world.clients.contains(where: { $0.token != 0 && $0.lossless && !$0.unacked.isEmpty }) else { break }
+        world.now += round
         for i in world.clients.indices where world.clients[i].token != 0 && world.clients[i].lossless {
             world.clients[i].lastSent = world.now
             let c = world.clients[i]
@@ -559,6 +636,7 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         }
         world.endBatch(&checks)
     }
+    world.checkTables("at the end", &checks, always: true)
     for c in world.clients where c.token != 0 && c.lossless {
         checks.expect(c.unacked.isEmpty, "\(c.peer), which lost nothing, never got back its messages \(c.unacked)")
         checks.count("members that lost nothing")

@@ -212,6 +212,77 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// A rename event carries the old nick and the new one as its text: the backlog's slot
+    /// must hold two of the longest whatever the message limit (at 28 bytes or less, a
+    /// 32-byte nick renamed to another once overflowed it, and a failed precondition killed
+    /// the relay).
+    @Test(arguments: [0, 1, 28, 29, 1000])
+    func aRenameBetweenTheLongestNicksFitsWhateverTheMessageLimit(maxMessage: Int) {
+        var settings = ChatRelay.testSettings
+        settings.maxMessage = maxMessage
+        var relay = ChatRelay(settings)
+        let old = String(repeating: "o", count: ChatWire.maxName)
+        let longest = String(repeating: "n", count: ChatWire.maxName)
+        let a = relay.join("r", as: old, from: ada, session: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let out = relay.send(.nick(token: a.token, nick: Array(longest.utf8)), from: ada, now: t0 + 1)
+        #expect(texts(events(to: bob, in: out)) == ["renamed \(old) \(longest)"])
+        #expect(texts(events(to: ada, in: out)) == ["renamed \(old) \(longest)"])
+        // Still serving: the longest message under the limit, from the renamed member.
+        let text = [UInt8](repeating: 0x6d, count: maxMessage)
+        let said = relay.send(.say(token: a.token, clientSequence: 1, text: text), from: ada, now: t0 + 2)
+        #expect(texts(events(to: bob, in: said)) == ["message \(longest) \(String(decoding: text, as: UTF8.self))"])
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    /// A duplicate's copy is the member's own event, found whatever came since: the
+    /// backlog wrapped (its least, 64 events) under other members' messages, the member
+    /// moved, another member took the slot it left; a copy the backlog no longer holds is
+    /// dropped (chat-stale), within the window of 64 client sequences or not.
+    @Test func aDuplicatesCopyIsTheMembersOwnAfterTheBacklogWrappedAndARejoin() {
+        var settings = ChatRelay.testSettings
+        (settings.messageRate, settings.messageBurst) = (1_000_000, 1_000_000)
+        (settings.roomDeliveryRate, settings.roomDeliveryBurst) = (1_000_000_000, 1_000_000_000)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        func say(_ token: UInt64, _ sequence: UInt32, _ text: String, from peer: Endpoint) -> [(to: Endpoint, message: ChatMessage?)] {
+            relay.send(.say(token: token, clientSequence: sequence, text: Array(text.utf8)), from: peer, now: t0 + 1)
+        }
+        // 70 of ada's, each followed by one of bob's: the backlog of 64 wraps twice.
+        var original: [UInt32: ChatEvent] = [:]
+        for k: UInt32 in 1...70 {
+            original[k] = events(to: ada, in: say(a.token, k, "a\(k)", from: ada)).first
+            _ = say(b.token, k, "b\(k)", from: bob)
+        }
+        func again(_ token: UInt64, _ sequence: UInt32, _ text: String, from peer: Endpoint) -> [ChatEvent]? {
+            let out = say(token, sequence, text, from: peer)
+            #expect(out.allSatisfy { $0.to == peer }, "a duplicate went to the room")
+            return out.isEmpty ? nil : events(to: peer, in: out)
+        }
+        #expect(again(a.token, 70, "a70", from: ada) == [original[70]!])
+        #expect(again(a.token, 40, "a40", from: ada) == [original[40]!])
+        #expect(again(b.token, 70, "b70", from: bob).map(texts) == ["message bob b70"])
+        // In the window, its copy gone (a20 was room sequence 40 or so, the backlog starts
+        // at 80 or so); out of the window (69 below the highest): both dropped, stale.
+        let stale = relay.service.counters.drops[.chatStale]
+        #expect(again(a.token, 20, "a20", from: ada) == nil)
+        #expect(again(a.token, 1, "a1", from: ada) == nil)
+        #expect(relay.service.counters.drops[.chatStale] == stale + 2)
+        // Moved (a rejoin with its token from another address): its copies follow it.
+        let moved = Endpoint.v4(0xc633_6401, port: 50000)
+        #expect(relay.join("r", as: "ada", from: moved, session: 1, token: a.token, now: t0 + 1).token == a.token)
+        #expect(again(a.token, 70, "a70", from: moved) == [original[70]!])
+        // Gone, and its slot taken by another member: that member's sequences are its own.
+        _ = relay.send(.leave(token: a.token), from: moved, now: t0 + 1)
+        let c = relay.join("r", as: "cy", from: eve, session: 3, now: t0 + 1)
+        let first = say(c.token, 70, "c70", from: eve)
+        #expect(texts(events(to: bob, in: first)) == ["message cy c70"])
+        #expect(again(c.token, 70, "c70", from: eve) == events(to: eve, in: first))
+        #expect(texts(events(to: bob, in: say(c.token, 40, "c40", from: eve))) == ["message cy c40"])  // never said: new
+        #expect(relay.service.counters.isBalanced)
+    }
+
     @Test func aTokenFromAnotherAddressIsDroppedAndAnUnknownOneGetsNotAMember() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)

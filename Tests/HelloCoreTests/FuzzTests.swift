@@ -62,11 +62,18 @@ enum FuzzBudget {
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
-/// The failed checks of one case (a handful is enough to see what went wrong), and what
-/// the case went through, counted by name.
+/// The failed checks of one case (a handful is enough to see what went wrong), what the
+/// case went through, counted by name, and what it drew (its settings), for a failure to say.
 struct Checks {
+    let seed: UInt64
     private(set) var failures: [String] = []
     private(set) var seen: [String: Int] = [:]
+    private(set) var context = ""
+
+    init(seed: UInt64) {
+        self.seed = seed
+        CrashNote.set("case seed \(hex(seed))")
+    }
 
     mutating func expect(_ condition: Bool, _ what: @autoclosure () -> String) {
         if !condition && failures.count < 8 { failures.append(what()) }
@@ -74,6 +81,43 @@ struct Checks {
 
     mutating func count(_ what: String) {
         seen[what, default: 0] += 1
+    }
+
+    /// What the case drew: told with its failures, and by a crash (`CrashNote`).
+    mutating func note(_ drawn: String) {
+        context = drawn
+        CrashNote.set("case seed \(hex(seed)): \(drawn)")
+    }
+}
+
+/// The case under way, for a crash to name: a failed precondition in the code under test
+/// kills the test process before `fuzz` can say which case it was. A handler of the signals
+/// that a trap or a bad access raises writes the note to stderr, then puts back the handler
+/// it found (Swift's backtracer), which runs when the faulting instruction does again.
+enum CrashNote {
+    nonisolated(unsafe) static var text: UnsafeMutablePointer<CChar>?
+    nonisolated(unsafe) static let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 32)
+    nonisolated(unsafe) static var installed = false
+
+    static func set(_ note: String) {
+        install()
+        let old = text
+        text = strdup("\nfuzz: crashed in \(note) (HELLOD_FUZZ_SEED=\(hex(FuzzBudget.seed)))\n")
+        free(old)
+    }
+
+    static func install() {
+        guard !installed else { return }
+        installed = true
+        for signal in [SIGILL, SIGTRAP, SIGSEGV, SIGBUS] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signal in
+                if let note = CrashNote.text { _ = write(2, note, strlen(note)) }
+                sigaction(signal, CrashNote.previous + Int(signal), nil)
+            }
+            sigemptyset(&action.sa_mask)
+            sigaction(signal, &action, previous + Int(signal))
+        }
     }
 }
 
@@ -96,7 +140,8 @@ func fuzz(_ name: String, share: Double, cases: Int, floor: Int, _ property: (in
         seen.merge(checks.seen, uniquingKeysWith: +)
         if !checks.failures.isEmpty {
             Issue.record("""
-                \(name): case \(ran) of HELLOD_FUZZ_SEED=\(hex(FuzzBudget.seed)) (case seed \(hex(seed))) failed:
+                \(name): case \(ran) of HELLOD_FUZZ_SEED=\(hex(FuzzBudget.seed)) (case seed \(hex(seed))) failed\
+                \(checks.context.isEmpty ? "" : " (\(checks.context))"):
                   \(checks.failures.joined(separator: "\n  "))
                 """)
             break
@@ -108,7 +153,7 @@ func fuzz(_ name: String, share: Double, cases: Int, floor: Int, _ property: (in
 
 func run(_ property: (inout SplitMix64, inout Checks) -> Void, seed: UInt64) -> Checks {
     var rng = SplitMix64(seed: seed)
-    var checks = Checks()
+    var checks = Checks(seed: seed)
     property(&rng, &checks)
     return checks
 }

@@ -36,6 +36,10 @@ def who(token):
     return struct.pack(">BBQ", 1, 6, token)
 
 
+def nick(token, name):
+    return struct.pack(">BBQ", 1, 7, token) + bytes([len(name)]) + name
+
+
 def members(datagram):
     """The nicks of a MEMBERS datagram."""
     assert datagram[:2] == bytes([1, 132]), datagram[:20]
@@ -380,6 +384,24 @@ class ChatTest(TestCase):
         self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"y" * 100])
         self.assertEqual(self.counted(server)["chat-malformed"], 3)
 
+    def test_a_rename_between_the_longest_nicks_is_announced_whatever_the_message_limit(self):
+        # A rename's event carries the old nick and the new one as its text: at a message
+        # limit of 28 bytes or less it once overflowed the backlog's slot and killed the relay.
+        old, new = b"o" * 32, b"n" * 32
+        for limit in ("0", "28"):
+            with self.subTest(limit=limit):
+                server = self.relay("--chat-max-message", limit)
+                ada, bob = self.client(server, old, 1, b"r"), self.client(server, b"bob", 2, b"r")
+                ada.sock.sendto(nick(ada.token, new), ada.address)
+                bob.read_events(lambda got: any(e[1] == 5 for e in got))
+                self.assertEqual([(e[2], e[3]) for e in bob.events if e[1] == 5], [(old, new)])
+                # Still serving: the room lists the new nick, and a message of the limit goes.
+                self.assertEqual(sorted(bob.who()), [b"bob", new])
+                ada.sock.sendto(say(ada.token, 1, b"m" * int(limit)), ada.address)
+                bob.read_events(lambda got: any(e[1] == 1 for e in got))
+                self.assertEqual([(e[2], e[3]) for e in bob.events if e[1] == 1], [(new, b"m" * int(limit))])
+                self.assertEqual(self.counted(server)["dropped"], 0)
+
     # Delivery and liveness
 
     def test_a_lost_gap_comes_by_resend_and_a_lost_tail_by_keepalive(self):
@@ -432,6 +454,36 @@ class ChatTest(TestCase):
         self.assertEqual(self.finished(bob), ["* ada joined", "* bob joined", "ada: the last word"])
         self.finished(ada)
         self.assertEqual(self.counted(server)["dropped"], 0)
+
+    def test_a_resent_say_reaches_the_room_once_and_its_sender_gets_its_copy_again(self):
+        server = self.relay()
+        ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
+        ada.sock.sendto(say(ada.token, 1, b"once"), ada.address)
+        for c in (ada, bob):
+            c.read_events(lambda got: any(e[1] == 1 for e in got))
+        copy = [e for e in ada.events if e[1] == 1]
+        self.assertEqual([e[2:] for e in copy], [(b"ada", b"once")])
+        for _ in range(3):  # as if each copy had been lost
+            ada.sock.sendto(say(ada.token, 1, b"once"), ada.address)
+            self.assertEqual(events(ada.sock.recvfrom(2048)[0]), copy)
+        self.assertEqual(drain(bob.sock, 0.3), [])
+        self.assertEqual([e for e in bob.events if e[1] == 1], copy)
+        found = self.counted(server)
+        self.assertEqual((found["dropped"], found["replied"]), (0, 4 + 4))  # 2 JOINs each; a SAY, 3 again
+
+    def test_a_resent_say_whose_copy_left_the_backlog_is_dropped_as_stale(self):
+        # The backlog at its least: 64 events (a RESEND's most).
+        server = self.relay("--chat-backlog", "1", "--chat-history", "0", "--batch", "1", "--chat-members", "2",
+                            "--chat-message-rate", "1000", "--chat-message-burst", "1000")
+        ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
+        ada.sock.sendto(say(ada.token, 1, b"first"), ada.address)
+        ada.read_events(lambda got: any(e[1] == 1 for e in got))
+        for sequence in range(1, 65):
+            bob.sock.sendto(say(bob.token, sequence, b"b%d" % sequence), bob.address)
+            ada.read_events(lambda got: any(e[3] == b"b%d" % sequence for e in got))
+        ada.sock.sendto(say(ada.token, 1, b"first"), ada.address)
+        self.assertEqual(drain(ada.sock, 0.3), [])
+        self.assertEqual(self.counted(server)["chat-stale"], 1)
 
     def test_keepalives_keep_a_member_and_the_silent_one_is_evicted(self):
         server = self.relay("--chat-silence-s", "1", "--chat-evict-s", "2")
