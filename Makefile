@@ -10,8 +10,11 @@
 #   sudo make uninstall       stops, disables and removes them
 #   make deb                  the Debian package (debian/, through make install), in
 #                             .build-static/deb/
-#   make bench                hellod against ../shared/bench's refecho, then the chat relay
-#                             against its refrelay, side by side (BENCH_ARGS, CHAT_BENCH_ARGS)
+#   make references           the C yardsticks, bench/reference/*.c, built with the system C
+#                             compiler into .build-bench/ (bench/references.py)
+#   make bench                hellod against those yardsticks, side by side: hello against
+#                             the three C servers, then the chat relay against the C relay
+#                             (BENCH_ARGS, CHAT_BENCH_ARGS)
 #   make bench-chat           the chat comparison alone (bench/chat.py $(CHAT_BENCH_ARGS))
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
@@ -44,7 +47,7 @@ SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build man completions version install uninstall deb bench bench-chat bench-malloc bench-malloc-proof test
+.PHONY: all build man completions version install uninstall deb references bench bench-chat bench-malloc bench-malloc-proof test
 
 all: build
 
@@ -118,13 +121,15 @@ deb:
 		--changes-option=-u$(DEBDIR) --changes-file=$(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).changes
 	@ls $(DEBDIR)/hellod_$(VERSION)_$(DEB_ARCH).deb
 
-bench: build
+references:
 	scripts/deps.sh bench
+	bench/references.py
+
+bench: build references
 	bench/compare.py $(BENCH_ARGS)
 	bench/chat.py $(CHAT_BENCH_ARGS)
 
-bench-chat: build
-	scripts/deps.sh bench
+bench-chat: build references
 	bench/chat.py $(CHAT_BENCH_ARGS)
 
 bench-malloc:

@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
-"""hellod's chat relay against refrelay, the plainest fast C relay (../shared/bench/refrelay.c),
+"""hellod's chat relay against relay.c, the project's plainest fast C relay (bench/reference/),
 in one run: the relay pinned to CPU 0, `hello bench --chat` (one load generator, one latency
-clock; --raw for refrelay, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
+clock; --raw for relay.c, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
 
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
 
 Cases: 64 members at 5,000 messages/s of 64 bytes; 8 members at 5,000; and R_max, the
-highest rate in steps of 500 messages/s at which refrelay loses nothing in --runs runs out
+highest rate in steps of 500 messages/s at which relay.c loses nothing in --runs runs out
 of --runs (64 members, 64 bytes), then hellod at R_max. hellod runs twice in each case: as
 it ships, and with --chat-fanout-us (--fanout-us, 500 by default), which trades latency
 for CPU. For each relay: deliveries/s,
 latency p50/p99/p99.9 (send to each member's receipt), lost/duplicated/reordered, server
 CPU ns per delivery (utime+stime from /proc/PID/stat over the measured interval, read by
 `hello bench --server-pid`) and peak RSS. Each case runs --runs times, relays interleaved;
-the table shows medians and ratios against refrelay's. The machine is shared and noisy:
+the table shows medians and ratios against relay.c's. The machine is shared and noisy:
 read the ratios, and the load average printed before and after.
 """
 import argparse
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+import references
 from compare import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,16 +42,16 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-join-rate", "1000", "--chat-join-burst", "1000"]
 
 
-def relays(refrelay, hellod, fanout_us=0):
+def relays(reference, hellod, fanout_us=0):
     """hellod as it ships (its limits raised), hellod with a fan-out interval if one is
-    given (the trade of latency for CPU an operator can choose), and refrelay, last: the
-    base of the ratios."""
+    given (the trade of latency for CPU an operator can choose), and relay.c (the binary
+    `reference`), last: the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
     found = [{"name": "hellod chat", "command": chat, "raw": False}]
     if fanout_us:
         found.append({"name": "hellod chat, --chat-fanout-us %d" % fanout_us,
                       "command": [*chat, "--chat-fanout-us", str(fanout_us)], "raw": False})
-    found.append({"name": "refrelay (C)", "command": [refrelay, "PORT", "64"], "raw": True})
+    found.append({"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True})
     return found
 
 
@@ -91,7 +92,7 @@ def table(title, samples, base_name):
     median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
     base = median[base_name]
     print("\n%s" % title)
-    print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs refrelay | p50 vs refrelay "
+    print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs relay.c | p50 vs relay.c "
           "| deliveries per datagram | lost/dup/reordered (all runs) | peak RSS KiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in median.items():
@@ -175,16 +176,11 @@ def main():
                         help="only count each relay's instructions per delivery under valgrind (64 members, 100 messages/s)")
     parser.add_argument("--fanout-us", type=int, default=500,
                         help="also run hellod with this --chat-fanout-us (0: not)")
-    parser.add_argument("--refrelay", default=os.path.join(ROOT, "..", "shared", "bench", "refrelay.c"))
     args = parser.parse_args()
-    if not os.path.exists(args.refrelay):
-        sys.exit("refrelay.c not found at %s (pass --refrelay PATH)" % args.refrelay)
-    refrelay = os.path.join(ROOT, ".build-bench", "refrelay")
-    os.makedirs(os.path.dirname(refrelay), exist_ok=True)
-    subprocess.run(["cc", "-O2", "-o", refrelay, args.refrelay], check=True)
-    servers = relays(refrelay, os.path.join(RELEASE, "hellod"), args.fanout_us)
+    reference = references.build()["relay"]
+    servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us)
     if args.callgrind:
-        callgrind(relays(refrelay, os.path.join(RELEASE, "hellod")), 64, 100, 64)
+        callgrind(relays(reference, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
     print("machine: %s, %d CPUs; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), args.seconds, args.runs, " ".join("%.2f" % x for x in os.getloadavg())))
@@ -199,9 +195,9 @@ def main():
             if any(loses(r) for r in runs):
                 break
             r_max, rate = rate, rate + 500
-        print("\nR_max search, refrelay, 64 members, 64 bytes (rate: lost+dup+reordered per run): %s" % ", ".join(search))
+        print("\nR_max search, relay.c, 64 members, 64 bytes (rate: lost+dup+reordered per run): %s" % ", ".join(search))
         if r_max is None:
-            print("refrelay lost deliveries at %d messages/s already: no R_max" % args.rmax_from)
+            print("relay.c lost deliveries at %d messages/s already: no R_max" % args.rmax_from)
         else:
             compare("R_max = %d messages/s, 64 members, 64 bytes" % r_max, servers, 64, r_max, 64, args.seconds, args.runs)
     print("\nload average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""hellod against refecho, the plainest fast C server (../shared/bench/refecho.c), in one
-run: the server pinned to CPU 0, `hello bench` pinned to CPU 1, all on 127.0.0.1.
+"""hellod against the project's three C yardsticks (bench/reference/), in one run: the
+server pinned to CPU 0, `hello bench` pinned to CPU 1, all on 127.0.0.1. The yardsticks:
+mmsg-server.c (recvmmsg, sendmmsg), gso-server.c (the same, replies by UDP GSO) and
+spin-server.c (the same, polling 50 us before it sleeps, as hellod's --spin-us), each
+with batches of 64.
 
     make bench                      # or: bench/compare.py [--seconds 5] [--runs 3]
 
@@ -8,8 +11,10 @@ Two workloads: throughput (8 flows x 32 in flight, 16-byte names) and ping-pong 
 1 in flight). For each server: replies/s, round trip p50/p99, server CPU nanoseconds per
 reply (utime+stime from /proc/PID/stat over the measured window), peak RSS (VmHWM) and
 anonymous RSS, idle and under load. Each configuration runs --runs times, interleaved with
-the others; the table shows medians, and the ratios are against refecho's medians. The
-machine is shared and noisy: read the ratios, not the absolute numbers.
+the others; the table shows medians, and the ratios are against the best yardstick's
+median in each column and workload (the lowest CPU per reply, the lowest p50; named under
+the table): is hellod at least as fast as the best plain C? The machine is shared and
+noisy: read the ratios, not the absolute numbers.
 """
 import argparse
 import json
@@ -19,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import references
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, ".build-static", "release")
@@ -86,62 +93,70 @@ def idle_cpu_percent(seconds=5):
         proc.wait()
 
 
+def load_average():
+    return " ".join("%.2f" % x for x in os.getloadavg())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--refecho", default=os.path.join(ROOT, "..", "shared", "bench", "refecho.c"))
     parser.add_argument("--ablation", action="store_true",
                         help="also hellod with each of GSO, batch coalescing and polling turned off")
     parser.add_argument("--baseline", metavar="DIR",
                         help="also the hellod in DIR (an earlier build: before and after, in one run)")
     args = parser.parse_args()
-    if not os.path.exists(args.refecho):
-        sys.exit("refecho.c not found at %s (pass --refecho PATH)" % args.refecho)
-    refecho = os.path.join(ROOT, ".build-bench", "refecho")
-    os.makedirs(os.path.dirname(refecho), exist_ok=True)
-    subprocess.run(["cc", "-O2", "-o", refecho, args.refecho], check=True)
+    built = references.build()
     hellod = os.path.join(RELEASE, "hellod")
     servers = [
         {"name": "hellod --batch 64", "command": [hellod, "--listen", "127.0.0.1:PORT"]},
         {"name": "hellod --batch 1", "command": [hellod, "--listen", "127.0.0.1:PORT", "--batch", "1"]},
-        {"name": "refecho (C, batch 64)", "command": [refecho, "PORT", "64", "hello"]},
+    ]
+    yardsticks = [
+        {"name": "mmsg-server.c", "command": [built["mmsg-server"], "PORT", "64", "hello"]},
+        {"name": "gso-server.c", "command": [built["gso-server"], "PORT", "64", "hello"]},
+        {"name": "spin-server.c, 50 us", "command": [built["spin-server"], "PORT", "64", "hello", "50"]},
     ]
     if args.baseline:
-        servers[2:2] = [{"name": "baseline hellod --batch 64",
-                         "command": [os.path.join(args.baseline, "hellod"), "--listen", "127.0.0.1:PORT"]}]
+        servers += [{"name": "baseline hellod --batch 64",
+                     "command": [os.path.join(args.baseline, "hellod"), "--listen", "127.0.0.1:PORT"]}]
     if args.ablation:
-        servers[2:2] = [
+        servers += [
             {"name": "hellod --no-gso", "command": [hellod, "--listen", "127.0.0.1:PORT", "--no-gso"]},
             {"name": "hellod --coalesce-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--coalesce-us", "0"]},
             {"name": "hellod --spin-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--spin-us", "0"]},
         ]
+    servers += yardsticks
     workloads = [
         {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
         {"name": "ping-pong: 1 flow x 1 in flight", "args": ["--flows", "1", "--window", "1"]},
     ]
-    print("machine: %s, %d CPUs; %s; %g s per run, %d runs, medians" % (
+    print("machine: %s, %d CPUs; %s; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip(),
-        args.seconds, args.runs))
+        args.seconds, args.runs, load_average()))
     for workload in workloads:
         samples = {s["name"]: [] for s in servers}
         for _ in range(args.runs):
             for server in servers:
                 samples[server["name"]].append(run_once(server, workload, args.seconds))
         median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
-        base = median[servers[-1]["name"]]
+        best_cpu = min((y["name"] for y in yardsticks), key=lambda name: median[name]["ns_per_reply"])
+        best_p50 = min((y["name"] for y in yardsticks), key=lambda name: median[name]["p50"])
         print("\n%s" % workload["name"])
-        print("| server | replies/s | p50 us | p99 us | CPU ns/reply | vs refecho | p50 vs refecho | peak RSS KiB | anon idle -> load KiB |")
+        print("| server | replies/s | p50 us | p99 us | CPU ns/reply | CPU vs best C | p50 vs best C | peak RSS KiB | anon idle -> load KiB |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name, m in median.items():
             print("| %s | %.0f | %.1f | %.1f | %.0f | %.2fx | %.2fx | %d | %d -> %d |" % (
                 name, m["replies_per_second"], m["p50"], m["p99"], m["ns_per_reply"],
-                m["ns_per_reply"] / base["ns_per_reply"], m["p50"] / base["p50"], m["peak_rss_kb"],
-                m["idle_anon_kb"], m["load_anon_kb"]))
+                m["ns_per_reply"] / median[best_cpu]["ns_per_reply"], m["p50"] / median[best_p50]["p50"],
+                m["peak_rss_kb"], m["idle_anon_kb"], m["load_anon_kb"]))
+        print("best C: CPU per reply %s (%.0f ns), p50 %s (%.1f us)" % (
+            best_cpu, median[best_cpu]["ns_per_reply"], best_p50, median[best_p50]["p50"]))
         lost = sum(r["lost"] + r["wrong"] for runs in samples.values() for r in runs)
         if lost:
             print("(lost or wrong replies across these runs: %d)" % lost)
     print("\nidle hellod: %.2f%% of a CPU over 5 s" % idle_cpu_percent())
+    print("load average after: %s" % load_average())
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 # Installs the Debian packages hellod needs that are missing, and nothing else.
 #   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
 #   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2;
-#                           tmux, a real terminal for `hello chat`; gcc for refrelay; mandoc, which lints the
-#                           manual pages)
-#   scripts/deps.sh bench   that, and a C compiler for refecho (make bench)
+#                           tmux, a real terminal for `hello chat`; gcc for bench/reference/;
+#                           mandoc, which lints the manual pages)
+#   scripts/deps.sh bench   that, and a C compiler for bench/reference/ (make references, make bench)
 #   scripts/deps.sh deb     that, and what building the Debian package needs (make deb:
 #                           debhelper, dpkg-dev, fakeroot) and checks it (lintian, man-db)
 set -eu

@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
             --rate in all, open loop, from each member in turn. Each text carries its send time and \
             id, so every delivery (a message reaching one member, the sender included) gives a \
             latency and the ledger tells lost, duplicated and out-of-order deliveries apart. \
-            --raw speaks no protocol, as ../shared/bench/refrelay.c: a member is a source that has \
+            --raw speaks no protocol, as bench/reference/relay.c: a member is a source that has \
             sent once, and a message is its bytes; the same load and clock for both relays. \
             Exits 1 if any delivery was lost, duplicated, out of order or wrong.
             """
@@ -62,7 +62,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Load a chat relay: --members in --rooms, messages at --rate (default 1000) of --size.")
     var chat = false
 
-    @Flag(help: "With --chat: no protocol, as ../shared/bench/refrelay.c speaks (one room).")
+    @Flag(help: "With --chat: no protocol, as bench/reference/relay.c speaks (one room).")
     var raw = false
 
     @Option(help: "With --chat: members, each its own socket.")
@@ -98,7 +98,7 @@ struct Bench: ParsableCommand {
         try require("--members", members, in: 1...1024)
         try require("--rooms", rooms, in: 1...members)
         if let serverPID, kill(serverPID, 0) != 0 && errno == ESRCH { throw ValidationError("--server-pid \(serverPID): no such process.") }
-        if raw && rooms != 1 { throw ValidationError("--raw has one room (refrelay relays to every member): not --rooms \(rooms).") }
+        if raw && rooms != 1 { throw ValidationError("--raw has one room (bench/reference/relay.c relays to every member): not --rooms \(rooms).") }
         if requests != nil { throw ValidationError("--requests is for the request bench; --chat sends for --duration.") }
         if let size {
             guard size.lower == size.upper else { throw ValidationError("--chat takes one --size, not a range.") }

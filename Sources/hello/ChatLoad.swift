@@ -14,7 +14,7 @@ import Histogram
 ///
 /// Two protocols, one clock: `.chat` speaks hellod's chat protocol (JOIN through
 /// CHALLENGE and cookie to WELCOME, then SAY; deliveries come in EVENTS datagrams, maybe
-/// several to one); `.raw` speaks ../shared/bench/refrelay.c's none (a member is a source
+/// several to one); `.raw` speaks bench/reference/relay.c's none (a member is a source
 /// that has sent once; every datagram goes to every member), so both relays can be
 /// measured at the same load.
 struct ChatLoad {
@@ -143,8 +143,8 @@ struct ChatLoad {
         }
     }
 
-    /// refrelay's way in: a member is a source that has sent once. One datagram each, a
-    /// little apart (as relayload does), that is no message of the load.
+    /// relay.c's way in: a member is a source that has sent once. One datagram each, a
+    /// little apart, that is no message of the load.
     private func register() {
         let bytes = [UInt8](repeating: UInt8(ascii: "r"), count: settings.size)
         for socket in sockets {

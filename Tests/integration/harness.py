@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -182,6 +183,16 @@ class Hellod:
                 self.proc.stderr.close()
             if getattr(self, "metrics_dir", None):
                 shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def build_references(directory):
+    """The C yardsticks, bench/reference/*.c, built into `directory` by bench/references.py
+    (as `make references` and the benches build them), a warning failing the build:
+    {name: path of the binary}."""
+    if os.path.join(ROOT, "bench") not in sys.path:
+        sys.path.append(os.path.join(ROOT, "bench"))
+    import references
+    return references.build(directory, strict=True)
 
 
 def hello_process(*args):

@@ -1,9 +1,8 @@
-"""`hello bench --chat`: every delivery counted against a real hellod, against refrelay
-(../shared/bench/refrelay.c) in --raw mode, and against a relay that loses, duplicates and
+"""`hello bench --chat`: every delivery counted against a real hellod, against the C relay
+(bench/reference/relay.c) in --raw mode, and against a relay that loses, duplicates and
 reorders on purpose, whose faults the report must name exactly."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -11,10 +10,9 @@ import threading
 import time
 import unittest
 
-from harness import Hellod, TestCase, bin_dir, hello
+from harness import Hellod, TestCase, bin_dir, build_references, hello
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REFRELAY_C = os.path.join(ROOT, "..", "shared", "bench", "refrelay.c")
 
 
 def free_port():
@@ -29,7 +27,7 @@ def bench(port, *args):
 
 
 class FaultyRelay(threading.Thread):
-    """refrelay's no-protocol, in Python, with faults of its own: of the messages (all
+    """relay.c's no-protocol, in Python, with faults of its own: of the messages (all
     but the registrations), #n with n % 10 == 3 is not sent to the first member, n % 10 == 5
     is sent twice to the second, and n % 20 == 7 is held back and sent to everyone after
     n + 4 (from the same sender, in a room of 4 sending in turn). It counts what it did."""
@@ -104,13 +102,9 @@ class ChatBenchTest(TestCase):
             self.assertGreater(report["lost"], 0, report)
             self.assertEqual(report["deliveries"] + report["lost"], report["expected"], report)
 
-    def test_raw_mode_against_refrelay(self):
-        compiler = shutil.which("cc") or shutil.which("clang")
-        self.assertIsNotNone(compiler, "no C compiler (scripts/deps.sh test installs gcc)")
-        self.assertTrue(os.path.exists(REFRELAY_C), "no %s: ../shared beside the checkout" % REFRELAY_C)
+    def test_raw_mode_against_the_c_relay(self):
         with tempfile.TemporaryDirectory() as tmp:
-            binary = os.path.join(tmp, "refrelay")
-            subprocess.run([compiler, "-O2", "-o", binary, REFRELAY_C], check=True, timeout=60)
+            binary = build_references(tmp)["relay"]
             port = free_port()
             relay = subprocess.Popen([binary, str(port), "64"])
             try:
