@@ -14,7 +14,8 @@ import PackageDescription
 //   HelloSocket    the socket layer (imports no service): descriptors, sockaddrs, the
 //                  syscall wrapper, ReceiveBatch (recvmmsg) and SendBatch (sendmmsg, GSO)
 //   HelloCore      Swift, no syscalls: the services (hello, echo) behind DatagramService,
-//                  admission and rate limits, counters
+//                  admission and rate limits, counters (swift-atomics: the chat workers'
+//                  shared cap on answers to unproven sources)
 //   HelloServer    the worker, the join: receive a batch, hand it to the socket's service,
 //                  send what it wrote, publish counters
 //   HelloCLI       what both executables share on the command line
@@ -56,7 +57,10 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")]
         ),
         .target(name: "HelloDatagram"),
-        .target(name: "HelloCore", dependencies: ["HelloDatagram"]),
+        .target(
+            name: "HelloCore",
+            dependencies: ["HelloDatagram", .product(name: "Atomics", package: "swift-atomics")]
+        ),
         .target(
             name: "HelloSocket",
             dependencies: [

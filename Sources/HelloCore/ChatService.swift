@@ -30,8 +30,15 @@ public struct ChatSettings: Sendable {
     /// (what a member does not choose to send is never refused).
     public var roomDeliveryRate: UInt64 = 10_240
     public var roomDeliveryBurst: UInt64 = 20_480
-    /// Challenges and NOT A MEMBER answers per source prefix.
-    public var answerLimit = RateLimiter.Configuration(rate: 20, burst: 20, tableSize: 4096)
+    /// Challenges and NOT A MEMBER answers per endpoint (address and port: forged traffic
+    /// from other ports of an address cannot spend its budget). The table holds the
+    /// endpoints answered in the last 1/rate s (1 s for one that took its burst at once):
+    /// 16,384 fill only past some 300,000 forged datagrams a second, 15 times the default
+    /// `unprovenAnswerCap` (a new endpoint is then refused, as one over the cap is).
+    public var answerLimit = RateLimiter.Configuration(rate: 20, burst: 20, tableSize: 16_384, scope: .endpoint)
+    /// Challenges and NOT A MEMBER answers from the whole relay, shared by its chat
+    /// workers: at most 64 bytes each (a CHALLENGE), 1.28 MB/s at the default.
+    public var unprovenAnswerCap = RelayRate(rate: 20_000, burst: 20_000)
     /// Memberships made per source prefix: a join is announced to the whole room, so a
     /// member that leaves and joins again in a loop must not flood it. The burst lets a
     /// prefix's memberships (8 by default) all come back at once after a restart.
@@ -84,7 +91,7 @@ public struct ChatService: DatagramService, ~Copyable {
 
     @usableFromInline var tally = Counters()
     var admission: Admission
-    var answers: RateLimiter
+    var answers: UnprovenAnswers
     var joins: RateLimiter
     let settings: ChatSettings
     /// Each member's message rate limit; also of what it is sent again on request.
@@ -218,7 +225,8 @@ public struct ChatService: DatagramService, ~Copyable {
         // for a batch's worth of single answers.
         outboxCapacity = max(service.batchSize, 1 + s.history, ChatWire.maxResend)
         admission = Admission(service.policy)
-        answers = RateLimiter(s.answerLimit, seed: SipHasher.hash(key: s.secret, 7, 0))
+        answers = UnprovenAnswers(perEndpoint: s.answerLimit, relayCap: s.unprovenAnswerCap,
+                                  seed: SipHasher.hash(key: s.secret, 7, 0))
         var joinLimit = s.joinLimit
         (joinLimit.ipv4PrefixLength, joinLimit.ipv6PrefixLength) = (s.ipv4PrefixLength, s.ipv6PrefixLength)
         joins = RateLimiter(joinLimit, seed: SipHasher.hash(key: s.secret, 10, 0))

@@ -36,7 +36,7 @@ public enum DropReason: Int, Sendable, CaseIterable {
     /// chat: a JOIN or NICK with an invalid or taken name (REFUSED).
     case chatBadName
     /// chat: over a limit of its own: challenges and NOT A MEMBER answers per source
-    /// prefix; messages, and RESENDs, per member.
+    /// address and port, and the relay's cap on them; messages, and RESENDs, per member.
     case chatRateLimited
     /// chat: a message over its room's deliveries per second (one per member of the room):
     /// the client resends it, so it comes later.

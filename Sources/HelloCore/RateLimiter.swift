@@ -4,9 +4,10 @@ import HelloDatagram
 /// allocation per datagram.
 ///
 /// Each source prefix (IPv4 /32 and IPv6 /64 by default, as DNS servers' response rate
-/// limiting does) has a token bucket, kept as one number: the "theoretical arrival time" of
-/// the generic cell rate algorithm. A datagram is allowed when that time is less than
-/// `burst` intervals ahead of now, and moves it one interval on.
+/// limiting does), or each address and port (`Scope.endpoint`), has a token bucket, kept
+/// as one number: the "theoretical arrival time" of the generic cell rate algorithm. A
+/// datagram is allowed when that time is less than `burst` intervals ahead of now, and
+/// moves it one interval on.
 ///
 /// The table is set-associative with two choices: a source lives in one of the `ways`
 /// slots of either of two sets its hash picks (with one set, chance alone overfills some
@@ -25,15 +26,28 @@ public struct RateLimiter: ~Copyable {
         public var ipv6PrefixLength: Int
         /// Slots in the table (rounded up to a power of two).
         public var tableSize: Int
+        /// What one limit covers: a source prefix, or one address and port (the prefix
+        /// lengths then unused).
+        public var scope: Scope
 
         public init(rate: UInt64 = 1000, burst: UInt64 = 200, ipv4PrefixLength: Int = 32, ipv6PrefixLength: Int = 64,
-                    tableSize: Int = 4096) {
+                    tableSize: Int = 4096, scope: Scope = .sourcePrefix) {
             self.rate = rate
             self.burst = burst
             self.ipv4PrefixLength = ipv4PrefixLength
             self.ipv6PrefixLength = ipv6PrefixLength
             self.tableSize = tableSize
+            self.scope = scope
         }
+    }
+
+    public enum Scope: Sendable, Equatable {
+        /// Every port of every address in the prefix shares one limit: what a source
+        /// prefix may cost, whatever ports it uses.
+        case sourcePrefix
+        /// Each address and port has its own: other ports of an address (forged ones
+        /// included) cannot spend this one's.
+        case endpoint
     }
 
     public let configuration: Configuration
@@ -109,24 +123,29 @@ public struct RateLimiter: ~Copyable {
         cellRate.admit(&arrivals[slot], now: now)
     }
 
-    /// The source prefix, hashed with a per-process seed (so no one can aim collisions);
-    /// never 0, which marks an empty slot. The seed goes in first and each part of the
-    /// prefix through a bijective mix of its own: without the seed no one can pick two
-    /// prefixes (an IPv4 address and an IPv6 one, or two IPv6 /128s) that share a key.
+    /// The source prefix (or the endpoint: the whole address, then the port), hashed with
+    /// a per-process seed (so no one can aim collisions); never 0, which marks an empty
+    /// slot. The seed goes in first and each part of the prefix through a bijective mix of
+    /// its own: without the seed no one can pick two prefixes (an IPv4 address and an IPv6
+    /// one, or two IPv6 /128s) that share a key.
     @inline(__always)
     func key(_ peer: Endpoint) -> UInt64 {
         let address = peer.address
+        let byEndpoint = configuration.scope == .endpoint
         var h: UInt64
         switch address.family {
         case .v4:
-            let bits = configuration.ipv4PrefixLength
+            let bits = byEndpoint ? 32 : configuration.ipv4PrefixLength
             let mask: UInt64 = bits >= 32 ? 0xffff_ffff : (bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff)
             h = PeerGrouping.mix(seed ^ 4) ^ (address.low & mask)
         case .v6:
-            let bits = configuration.ipv6PrefixLength
+            let bits = byEndpoint ? 128 : configuration.ipv6PrefixLength
             let highMask: UInt64 = bits >= 64 ? ~0 : (bits <= 0 ? 0 : ~0 << UInt64(64 - bits))
             let lowMask: UInt64 = bits >= 128 ? ~0 : (bits <= 64 ? 0 : ~0 << UInt64(128 - bits))
             h = PeerGrouping.mix(PeerGrouping.mix(seed ^ 6) ^ (address.high & highMask)) ^ (address.low & lowMask)
+        }
+        if byEndpoint {
+            h = PeerGrouping.mix(h) ^ UInt64(peer.port)
         }
         h = PeerGrouping.mix(h)
         return h == 0 ? 1 : h

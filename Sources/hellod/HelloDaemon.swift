@@ -125,6 +125,14 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             help: ArgumentHelp("chat: joins a source prefix may make at once.", valueName: "n"))
     var chatJoinBurst: UInt64 = 16
 
+    @Option(name: .customLong("chat-unproven-answer-rate"),
+            help: ArgumentHelp("chat: challenges and NOT A MEMBER answers per second from the whole relay, all sources and --workers together (each at most 64 bytes and never longer than its request; besides 20 a second per source address and port).", valueName: "per-second"))
+    var chatUnprovenAnswerRate: UInt64 = 20_000
+
+    @Option(name: .customLong("chat-unproven-answer-burst"),
+            help: ArgumentHelp("chat: challenges and NOT A MEMBER answers the relay may send at once.", valueName: "n"))
+    var chatUnprovenAnswerBurst: UInt64 = 20_000
+
     @Option(name: .customLong("chat-epoch-s"), help: ArgumentHelp("chat: seconds a cookie key lives (a cookie of the previous epoch is still taken).", valueName: "s"))
     var chatEpochSeconds: UInt64 = 120
 
@@ -181,6 +189,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         if chatRoomDeliveryBurst < UInt64(chatMembers) {  // a message to a full room would never fit
             throw ValidationError("--chat-room-delivery-burst must be at least --chat-members (\(chatMembers)), not \(chatRoomDeliveryBurst).")
         }
+        try require("--chat-unproven-answer-rate", chatUnprovenAnswerRate, in: 1...1_000_000_000)
+        try require("--chat-unproven-answer-burst", chatUnprovenAnswerBurst, in: 1...1_000_000_000)
         try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
         try require("--chat-silence-s", chatSilenceSeconds, in: 1...86400)
         try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
@@ -239,6 +249,7 @@ extension HelloDaemon {
         chat.joinLimit.rate = chatJoinRate
         chat.joinLimit.burst = chatJoinBurst
         chat.roomDeliveryBurst = chatRoomDeliveryBurst
+        chat.unprovenAnswerCap = RelayRate(rate: chatUnprovenAnswerRate, burst: chatUnprovenAnswerBurst)
         chat.epochSeconds = chatEpochSeconds
         chat.silenceSeconds = chatSilenceSeconds
         chat.evictSeconds = chatEvictSeconds

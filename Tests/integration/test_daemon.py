@@ -31,6 +31,8 @@ class Arguments(TestCase):
             ("--max-datagram", "65528"): "--max-datagram",
             ("--workers", "0"): "--workers",
             ("--chat-fanout-us", "1000001"): "--chat-fanout-us",
+            ("--chat-unproven-answer-rate", "0"): "--chat-unproven-answer-rate",
+            ("--chat-unproven-answer-burst", "0"): "--chat-unproven-answer-burst",
             ("--frobnicate",): "--frobnicate",
         }
         for args, named in cases.items():

@@ -1,0 +1,182 @@
+"""Forged traffic cannot lock an address out of the chat relay (docs/PROTOCOL.md, "Limits"):
+the answers to sources the relay has not proven (CHALLENGE, NOT A MEMBER) have a budget
+per address and port, within one cap for the whole relay. A forger on other ports of the
+victim's address (on loopback, 127.0.0.1: sockets of its own, chat_forger.py) spends none
+of the victim's; one endpoint that floods gets burst + rate x t answers; none gets more
+bytes than it sent."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run twice)
+from chat_forger import requests as unproven_requests
+from harness import Hellod, TestCase, counters
+
+FORGER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_forger.py")
+# Forged datagrams a second: over the 10,000 the relay must stand, under its default cap
+# of 20,000 answers a second.
+FORGED_RATE = 12_000
+CHALLENGE, NOT_A_MEMBER = bytes([1, 129]), bytes([1, 133])
+# The relay's default answers to one unproven endpoint: 20 at once, then 20 a second.
+BURST, RATE = 20, 20
+
+
+class Forger:
+    """chat_forger.py against `port` until `stop()` (or `seconds`, a bound)."""
+
+    def __init__(self, port, rate=FORGED_RATE, seconds=120):
+        self.proc = subprocess.Popen([sys.executable, FORGER, str(port), str(rate), str(seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline() != "ready\n":  # bounded: it exits on its own in `seconds`
+            raise AssertionError("the forger did not start")
+
+    def stop(self):
+        """(datagrams sent, seconds)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        sent, seconds = out.split()
+        return int(sent), float(seconds)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+def receive_all(sock, quiet=1.0):
+    """Every datagram `sock` receives until `quiet` seconds pass without one, and when the
+    last came (monotonic)."""
+    got, last = [], time.monotonic()
+    sock.settimeout(quiet)
+    try:
+        while True:
+            got.append(sock.recv(2048))
+            last = time.monotonic()
+    except socket.timeout:
+        pass
+    return got, last
+
+
+class ForgeryTest(TestCase):
+    def relay(self, *options):
+        server = Hellod("--listen", "chat@127.0.0.1:0", *options)
+        self.addCleanup(server.__exit__)
+        return server
+
+    def forger(self, port):
+        forger = Forger(port)
+        self.addCleanup(forger.kill)
+        time.sleep(1.0)  # some 12,000 forged before the victim starts: any shared budget spent
+        return forger
+
+    def socket(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # nothing the relay sends lost here
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        return s
+
+    def test_hello_chat_joins_says_and_rejoins_after_a_restart_under_forgery_from_its_address(self):
+        server = self.relay()
+        port = server.port
+        forger = self.forger(port)
+        # `hello chat`'s default retries: 6 JOINs, then it gives up (exit 1).
+        ada = client_tests.ChatProcess(port, "ada", retries=5)
+        self.addCleanup(ada.kill)
+        ada.wait_for("* ada joined", timeout=20)
+        ada.say("under fire")
+        ada.wait_for("ada: under fire", timeout=20)  # its own copy: acknowledged
+        code, _ = server.stop()
+        self.assertEqual(code, 0)
+        server.__exit__()
+        # The same port: a restart. ada's keepalives now name a token the relay does not
+        # know: it must hear NOT A MEMBER, through the forgery, to join again.
+        server = Hellod("--listen", "chat@127.0.0.1:%d" % port)
+        self.addCleanup(server.__exit__)
+        time.sleep(1.0)  # the forgery first: ada hears of the restart by its keepalives
+        ada.say("after the restart")
+        ada.wait_for("ada: after the restart", timeout=30)
+        sent, seconds = forger.stop()
+        code, lines, stderr = ada.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        self.assertEqual(client_tests.messages(lines), ["ada: under fire", "ada: after the restart"], lines)
+        code, text = server.stop()
+        found = counters(text)
+        self.assertBalanced(found)
+        # It was told, and it joined again; and the forgery reached the relay (a busy
+        # machine may slow the forger: the rate it made is in the message).
+        rate = "forged %d in %.1f s" % (sent, seconds)
+        self.assertGreaterEqual(found["chat-not-member"], 1, rate)
+        self.assertGreater(found["read"], 100, rate)  # the client alone sends a handful
+
+    def test_a_victims_tries_are_answered_under_forgery_from_other_ports_of_its_address(self):
+        server = self.relay()
+        forger = self.forger(server.port)
+        victim = self.socket()
+        address = ("127.0.0.1", server.port)
+        # A JOIN without a cookie and a token the relay does not know: each try answered,
+        # as `hello chat` makes them (a second apart at most).
+        for request, answer in [(unproven_requests()[0], CHALLENGE), (unproven_requests()[3], NOT_A_MEMBER)]:
+            answered = 0
+            for _ in range(6):
+                victim.sendto(request, address)
+                victim.settimeout(1.0)
+                try:
+                    while victim.recv(2048)[:2] != answer:
+                        pass
+                    answered += 1
+                except socket.timeout:
+                    pass
+            # The kernel may lose one under load; before the budget was per endpoint, a
+            # forger on other ports of the address left none answered.
+            self.assertGreaterEqual(answered, 4, "%r: %d of 6 tries answered" % (answer, answered))
+        forger.stop()
+
+    def test_one_endpoint_flooding_gets_its_burst_and_rate_and_never_more_bytes_than_it_sent(self):
+        server = self.relay()
+        address = ("127.0.0.1", server.port)
+        # Each kind of unproven request, each from a socket of its own: a CHALLENGE to a
+        # JOIN without a cookie, another to a bad cookie, NOT A MEMBER to every token.
+        for request in unproven_requests():
+            with self.subTest(request=request[:2]):
+                flooder = self.socket()
+                start = time.monotonic()
+                for _ in range(2000):
+                    flooder.sendto(request, address)
+                got, last = receive_all(flooder)
+                expected = NOT_A_MEMBER if request[1] != 1 else CHALLENGE
+                self.assertEqual({d[:2] for d in got}, {expected}, got[:3])
+                self.assertLessEqual(len(got), BURST + RATE * (last - start) + 1, "%d answers" % len(got))
+                self.assertLessEqual(sum(map(len, got)), len(request) * 2000)
+                self.assertTrue(all(len(d) <= len(request) for d in got))
+        found = counters(server.stop()[1])
+        self.assertGreater(found["chat-rate-limited"], 0, found)
+
+    def test_the_relays_cap_holds_over_every_source_and_both_workers(self):
+        server = self.relay("--workers", "2", "--chat-unproven-answer-rate", "10", "--chat-unproven-answer-burst", "100")
+        address = ("127.0.0.1", server.port)
+        sources = [self.socket() for _ in range(400)]  # each its own endpoint, its budget full
+        start = time.monotonic()
+        for s in sources:
+            s.sendto(unproven_requests()[0], address)
+        time.sleep(0.5)
+        answers = 0
+        for s in sources:
+            s.setblocking(False)
+            try:
+                while s.recv(2048):
+                    answers += 1
+            except BlockingIOError:
+                pass
+        last = time.monotonic()  # every answer counted came before
+        # Each worker capped on its own would answer 100 each at once: 200.
+        self.assertGreaterEqual(answers, 1)
+        self.assertLessEqual(answers, 100 + 10 * (last - start) + 1, "%d answers" % answers)
+
+
+if __name__ == "__main__":
+    unittest.main()
