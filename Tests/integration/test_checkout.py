@@ -76,7 +76,10 @@ class CheckoutStandsAlone(unittest.TestCase):
                 name = name.rsplit("/", 1)[0]
                 known.add(name)
         found = []
+        itself = os.path.relpath(os.path.abspath(__file__), ROOT)  # its examples are written to fail
         for name in files:
+            if name == itself:
+                continue
             try:
                 with open(os.path.join(ROOT, name), encoding="utf-8") as f:
                     text = f.read()
