@@ -224,7 +224,13 @@ public struct ChatService: DatagramService, ~Copyable {
         // Room for one request's largest answer (WELCOME and history, or a RESEND), and
         // for a batch's worth of single answers.
         outboxCapacity = max(service.batchSize, 1 + s.history, ChatWire.maxResend)
-        admission = Admission(service.policy)
+        // hello's and echo's per-source limit is not the relay's: counted per address, a
+        // forger on other ports of a member's address would spend it and drop the member's
+        // own datagrams. Every answer the relay sends has a budget of its own instead: per
+        // endpoint before proof (`answers`), per member and per room after.
+        var policy = service.policy
+        policy.rateLimit = nil
+        admission = Admission(policy)
         answers = UnprovenAnswers(perEndpoint: s.answerLimit, relayCap: s.unprovenAnswerCap,
                                   seed: SipHasher.hash(key: s.secret, 7, 0))
         var joinLimit = s.joinLimit
@@ -392,6 +398,8 @@ public struct ChatService: DatagramService, ~Copyable {
             pending.deliveries += written - 1
             return .answered
         case .who:
+            // Up to 1232 bytes for a request of 10: within the catch-up budget, as RESEND.
+            guard messageRate.admit(&members[slot].catchUpArrival, now: now) else { return .dropped(.chatRateLimited) }
             let r = rooms[room]
             let m = members[slot]
             _ = outbox.write(to: m.peer, from: m.source, through: m.socket) { w in

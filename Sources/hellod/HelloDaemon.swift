@@ -65,7 +65,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     var allowOwnPorts = false
 
     @Option(name: .customLong("rate-limit"),
-            help: ArgumentHelp("Replies per second per source prefix (0: no limit).", valueName: "per-second"))
+            help: ArgumentHelp("hello and echo: replies per second per source prefix (0: no limit). chat has limits of its own.", valueName: "per-second"))
     var rateLimit: UInt64 = 1000
 
     @Option(name: .customLong("rate-burst"), help: ArgumentHelp("Replies a source may get at once.", valueName: "n"))

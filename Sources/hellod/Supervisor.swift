@@ -207,12 +207,15 @@ final class Supervisor {
         if !policy.allowPrivilegedSourcePorts { refused.append("privileged") }
         if !policy.allowOwnPorts { refused.append("own (\(policy.ownPorts.map(String.init).joined(separator: ",")))") }
         let ports = refused.isEmpty ? "no source ports refused" : "refusing \(refused.joined(separator: " and ")) source ports"
-        let limit = policy.rateLimit.map {
-            "rate limit \($0.rate)/s, burst \($0.burst), per IPv4 /\($0.ipv4PrefixLength) and IPv6 /\($0.ipv6PrefixLength)\(policy.limitLoopback ? "" : ", loopback exempt")"
-        } ?? "no rate limit"
+        // The limit per source prefix is hello's and echo's: the chat relay has its own.
+        let servesChat = services.contains { $0.name == .chat }
+        let limit = !services.contains { $0.name != .chat } ? "no rate limit per source prefix (chat: its own limits)" :
+            (policy.rateLimit.map {
+                "rate limit \($0.rate)/s, burst \($0.burst), per IPv4 /\($0.ipv4PrefixLength) and IPv6 /\($0.ipv6PrefixLength)\(policy.limitLoopback ? "" : ", loopback exempt")"
+            } ?? "no rate limit") + (servesChat ? " (hello and echo)" : "")
         let perService = services.map { "\($0.name.rawValue) on \($0.sockets.count)" }.joined(separator: ", ")
         let fanOut = chat.fanOutInterval == 0 ? "at once" : "at most every \(chat.fanOutInterval / 1000) us"
-        let chatLimits = !services.contains { $0.name == .chat } ? "" :
+        let chatLimits = !servesChat ? "" :
             "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin"
         log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
                  metadata: ["services": "\(services.map(\.name.rawValue).joined(separator: " "))",

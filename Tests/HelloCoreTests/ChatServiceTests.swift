@@ -539,6 +539,36 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// WHO brings up to 1232 bytes for 10: within the catch-up budget, as RESEND.
+    @Test func membersListsAreBoundedPerMember() {
+        var settings = ChatRelay.testSettings
+        (settings.messageRate, settings.messageBurst) = (1, 2)
+        var relay = ChatRelay(settings)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let answered = (0..<10).map { _ in relay.send(.who(token: a.token), from: ada, now: t0 + 1).count }
+        #expect(answered == [1, 1] + Array(repeating: 0, count: 8))
+        #expect(relay.service.counters.drops[.chatRateLimited] == 8)
+        #expect(relay.send(.who(token: a.token), from: ada, now: t0 + 1 + ChatRelay.second).count == 1)
+        #expect(relay.service.counters.isBalanced)
+    }
+
+    /// hello's and echo's limit per source address does not apply: a forger on other ports
+    /// of a member's address would spend it and drop the member's own datagrams.
+    @Test func theRepliesLimitPerSourceAddressIsNotTheRelays() {
+        var policy = AdmissionPolicy.open
+        policy.rateLimit = RateLimiter.Configuration(rate: 1, burst: 1)
+        policy.limitLoopback = true
+        var relay = ChatRelay(ChatRelay.testSettings, policy: policy)
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        for port: UInt16 in 50000..<50100 {  // the forger, on other ports of ada's address
+            _ = relay.send(.keepalive(token: 7, highest: 0), from: .v4(0x0a00_0001, port: port), now: t0 + 1)
+        }
+        let said = relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)), from: ada, now: t0 + 1)
+        #expect(texts(events(to: ada, in: said)) == ["message ada m"])
+        #expect(relay.service.counters.drops[.rateLimited] == 0)
+        #expect(relay.service.counters.isBalanced)
+    }
+
     @Test func silentMembersAreEvictedAndTheRoomIsTold() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)

@@ -113,6 +113,25 @@ class ForgeryTest(TestCase):
         self.assertGreaterEqual(found["chat-not-member"], 1, rate)
         self.assertGreater(found["read"], 100, rate)  # the client alone sends a handful
 
+    def test_hello_and_echos_rate_limit_per_address_does_not_reach_the_chat(self):
+        # hello's and echo's limit per source address (--rate-limit), applied on loopback
+        # here as it is on a network: on a chat socket, a forger on other ports of the
+        # victim's address would spend it and drop the victim's own datagrams. The relay
+        # has budgets of its own, per endpoint before proof and per member after.
+        server = self.relay("--rate-limit", "50", "--rate-burst", "20", "--rate-limit-loopback")
+        forger = self.forger(server.port)
+        ada = client_tests.ChatProcess(server.port, "ada", retries=5)
+        self.addCleanup(ada.kill)
+        ada.wait_for("* ada joined", timeout=20)
+        ada.say("through")
+        ada.wait_for("ada: through", timeout=20)
+        forger.stop()
+        code, lines, stderr = ada.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        found = counters(server.stop()[1])
+        self.assertBalanced(found)
+        self.assertEqual(found.get("rate-limited", 0), 0, found)
+
     def test_a_victims_tries_are_answered_under_forgery_from_other_ports_of_its_address(self):
         server = self.relay()
         forger = self.forger(server.port)
