@@ -7,6 +7,7 @@
 #include "CShims.h"
 
 #include <sys/random.h>
+#include <sys/sysinfo.h>
 
 #include <errno.h>
 #include <linux/sock_diag.h>
@@ -55,3 +56,9 @@ int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout) {
 int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
 
 long hs_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }
+
+unsigned long long hs_memory_and_swap(void) {
+    struct sysinfo info;
+    if (sysinfo(&info) != 0) return 0;
+    return ((unsigned long long)info.totalram + info.totalswap) * info.mem_unit;
+}

@@ -136,4 +136,9 @@ int hs_set_timer_slack(unsigned long nanoseconds);
 /// the kernel's random pool, blocking only until it is initialised. The bytes read, or -1.
 long hs_getrandom(void *buffer, size_t length);
 
+/// sysinfo(2)'s memory and swap, in bytes (whose header the Glibc module does not bring
+/// either): more than this in one allocation, Linux refuses by default as an obvious
+/// overcommit. 0 if sysinfo fails.
+unsigned long long hs_memory_and_swap(void);
+
 #endif

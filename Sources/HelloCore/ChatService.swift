@@ -218,7 +218,7 @@ public struct ChatService: DatagramService, ~Copyable {
         settings = s
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
         roomDeliveryRate = CellRate(rate: max(s.roomDeliveryRate, 1), burst: max(s.roomDeliveryBurst, UInt64(s.membersPerRoom)))
-        backlog = max(s.backlog, s.history, service.batchSize + s.membersPerRoom, ChatWire.maxResend, 1)
+        backlog = Self.backlogLength(service)
         historyCount = s.history
         holdLimit = UInt32(max(backlog - service.batchSize - s.membersPerRoom, 0))
         // Room for one request's largest answer (WELCOME and history, or a RESEND), and
@@ -889,6 +889,27 @@ public struct ChatService: DatagramService, ~Copyable {
     /// aligned. Every event carries its member's nick (up to `maxName`); a message's text is
     /// at most `maxMessage`, a rename's is the new nick (up to `maxName`, whatever
     /// `maxMessage`), the others' is empty.
+    /// Events each room keeps: the backlog asked for, and at least the history, a batch
+    /// past a full room's fan-out (`holdLimit`) and one RESEND's.
+    static func backlogLength(_ service: ServiceSettings) -> Int {
+        let s = service.chat
+        return max(s.backlog, min(max(s.history, 0), 1024), service.batchSize + s.membersPerRoom, ChatWire.maxResend, 1)
+    }
+
+    /// The bytes of address space the relay's tables take, all allocated at start (a page
+    /// that no member or event has touched costs no memory): what hellod checks against
+    /// the machine before it starts, so that settings too large for it are refused in one
+    /// line rather than failing an allocation.
+    public static func tableBytes(_ service: ServiceSettings) -> Int {
+        let s = service.chat
+        let slots = s.rooms * s.membersPerRoom
+        return s.rooms * (MemoryLayout<Room>.stride + ChatWire.maxName)
+            + slots * (MemoryLayout<Member>.stride + ChatWire.maxName + MemoryLayout<UInt64>.stride)
+            + s.rooms * backlogLength(service) * eventStride(maxMessage: s.maxMessage)
+            + MessageSequences.bytes(slots: slots) + PrefixCounts.bytes(capacity: slots)
+            + SlotIndex.bytes(capacity: slots) + SlotIndex.bytes(capacity: s.rooms)
+    }
+
     static func eventStride(maxMessage: Int) -> Int {
         let longestText = max(maxMessage, ChatWire.maxName)
         return (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: longestText) + 7) & ~7

@@ -38,10 +38,19 @@ package struct SlotIndex: ~Copyable {
     package let capacity: Int
     package private(set) var count = 0
 
-    /// Room for `capacity` slots, in a table at least twice as large.
-    package init(capacity: Int) {
+    /// The entries of a table for `capacity` slots: a power of two, at least twice it.
+    static func entries(for capacity: Int) -> Int {
         var size = 16
         while size < 2 * capacity { size <<= 1 }
+        return size
+    }
+
+    /// The bytes a table for `capacity` slots allocates.
+    package static func bytes(capacity: Int) -> Int { entries(for: capacity) * MemoryLayout<Entry>.stride }
+
+    /// Room for `capacity` slots, in a table at least twice as large.
+    package init(capacity: Int) {
+        let size = Self.entries(for: capacity)
         entries = .allocate(capacity: size)
         entries.initialize(repeating: Entry(), count: size)
         mask = size - 1
@@ -129,9 +138,11 @@ package struct PrefixCounts: ~Copyable {
     /// Prefixes with an entry.
     package private(set) var prefixes = 0
 
+    /// The bytes a table for `capacity` memberships allocates.
+    package static func bytes(capacity: Int) -> Int { SlotIndex.entries(for: capacity) * MemoryLayout<Entry>.stride }
+
     package init(capacity: Int, key: SipHasher.Key) {
-        var size = 16
-        while size < 2 * capacity { size <<= 1 }
+        let size = SlotIndex.entries(for: capacity)
         entries = .allocate(capacity: size)
         entries.initialize(repeating: Entry(), count: size)
         mask = size - 1
@@ -200,6 +211,8 @@ package struct MessageSequences: ~Copyable {
     package init(slots: Int) {
         entries = .allocate(capacity: slots * Self.window)
     }
+
+    package static func bytes(slots: Int) -> Int { slots * window * MemoryLayout<UInt32>.stride }
 
     deinit { entries.deallocate() }
 

@@ -196,6 +196,14 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
         try require("--chat-fanout-us", chatFanOutMicroseconds, in: 0...1_000_000)
         try require("--metrics-interval", metricsInterval, in: 1...86400)
+        // Each chat worker's tables are allocated at start: settings whose address space is
+        // more than the machine's memory and swap would fail that allocation (Linux refuses
+        // such an obvious overcommit), so they are refused here, in one line.
+        let tables = ChatService.tableBytes(ServiceSettings(batchSize: batch, chat: chatLimits()))
+        let machine = Self.memoryAndSwap()
+        if tables > machine {
+            throw ValidationError("the chat tables (--chat-rooms x --chat-members, --chat-backlog) would take \(gibibytes(tables)) GiB, more than this machine's \(gibibytes(machine)) GiB of memory and swap.")
+        }
         if let metricsFile, metricsFile.isEmpty || metricsFile.hasSuffix("/") {
             throw ValidationError("--metrics-file must name a file, not \"\(metricsFile)\".")
         }
@@ -233,9 +241,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
 }
 
 extension HelloDaemon {
-    /// The chat relay's settings, with 128 bits from getrandom(2) as its secret: cookies
-    /// and tokens of an earlier run are worth nothing to this one.
-    func chatSettings() throws -> ChatSettings {
+    /// The chat relay's settings from the options, all but its secret.
+    func chatLimits() -> ChatSettings {
         var chat = ChatSettings()
         chat.rooms = chatRooms
         chat.membersPerRoom = chatMembers
@@ -254,6 +261,19 @@ extension HelloDaemon {
         chat.silenceSeconds = chatSilenceSeconds
         chat.evictSeconds = chatEvictSeconds
         chat.fanOutInterval = chatFanOutMicroseconds * 1000
+        return chat
+    }
+
+    /// This machine's memory and swap, in bytes (as good as unlimited if not known).
+    static func memoryAndSwap() -> Int {
+        let bytes = hs_memory_and_swap()
+        return bytes == 0 || bytes > UInt64(Int.max) ? Int.max : Int(bytes)
+    }
+
+    /// The chat relay's settings, with 128 bits from getrandom(2) as its secret: cookies
+    /// and tokens of an earlier run are worth nothing to this one.
+    func chatSettings() throws -> ChatSettings {
+        var chat = chatLimits()
         var secret: (UInt64, UInt64) = (0, 0)
         let got = withUnsafeMutableBytes(of: &secret) { hs_getrandom($0.baseAddress, $0.count) }
         guard got == MemoryLayout.size(ofValue: secret) else {
@@ -275,6 +295,12 @@ extension HelloDaemon {
         policy.limitLoopback = rateLimitLoopback
         return policy
     }
+}
+
+/// Bytes as GiB, one decimal.
+func gibibytes(_ bytes: Int) -> String {
+    let tenths = bytes / (1 << 30 / 10)
+    return "\(tenths / 10).\(tenths % 10)"
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
