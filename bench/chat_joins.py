@@ -30,6 +30,31 @@ def join(cookie, session, room, nick):
     return body.ljust(64, b"\0")
 
 
+def cookie_from(s, port, room, nick):
+    """The cookie of the relay's CHALLENGE to a JOIN without one, sent until it comes
+    (valgrind starts slowly), the answers to the tries before drained: `s` then waits up
+    to 120 s for each answer."""
+    s.settimeout(0.5)
+    for _ in range(240):
+        s.sendto(join(bytes(16), 0, room, nick), ("127.0.0.1", port))
+        try:
+            reply = s.recv(2048)
+        except socket.timeout:
+            continue
+        assert reply[:2] == bytes([1, 129]), reply[:4]
+        break
+    else:
+        raise AssertionError("no CHALLENGE")
+    s.settimeout(5)
+    try:
+        while True:
+            assert s.recv(2048)[:2] == bytes([1, 129])
+    except socket.timeout:
+        pass
+    s.settimeout(120)
+    return reply[2:18]
+
+
 def run(hellod, joins, out):
     port = free_port()
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, hellod,
@@ -43,25 +68,7 @@ def run(hellod, joins, out):
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.5)
-            cookie = None
-            for _ in range(240):  # valgrind starts slowly
-                s.sendto(join(bytes(16), 0, b"r", b"n"), ("127.0.0.1", port))
-                try:
-                    reply = s.recv(2048)
-                except socket.timeout:
-                    continue
-                assert reply[:2] == bytes([1, 129]), reply[:4]
-                cookie = reply[2:18]
-                break
-            assert cookie, "no CHALLENGE"
-            s.settimeout(5)  # the answers to the tries before
-            try:
-                while True:
-                    assert s.recv(2048)[:2] == bytes([1, 129])
-            except socket.timeout:
-                pass
-            s.settimeout(120)
+            cookie = cookie_from(s, port, b"r", b"n")
             start = time.monotonic()
             for k in range(joins):
                 s.sendto(join(cookie, k + 1, b"room%d" % k, b"n"), ("127.0.0.1", port))
