@@ -310,6 +310,33 @@ class ChatTest(TestCase):
         self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"m1", b"m2", b"m3"])
         self.assertEqual(self.counted(server)["chat-rate-limited"], 7)
 
+    def test_renames_faster_than_the_members_message_rate_are_throttled_and_counted(self):
+        # A NICK reaches every member as a message does, so it spends as one: without that,
+        # renames in a loop would flood the room past any message limit.
+        server = self.relay("--chat-message-rate", "1", "--chat-message-burst", "3")
+        ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
+        for k in range(1, 11):
+            ada.sock.sendto(nick(ada.token, b"ada%d" % k), ada.address)
+        bob.read_events(lambda got: len([e for e in got if e[1] == 5]) >= 3)
+        bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
+        self.assertEqual([(e[2], e[3]) for e in bob.events if e[1] == 5],
+                         [(b"ada", b"ada1"), (b"ada1", b"ada2"), (b"ada2", b"ada3")])
+        self.assertEqual(self.counted(server)["chat-rate-limited"], 7)
+
+    def test_renames_past_the_rooms_delivery_rate_are_throttled_and_counted(self):
+        # 4 deliveries a second, 8 at once, in a room of four: a rename costs 4, as a
+        # message does, so two go at once. The member's own limit is out of the way.
+        server = self.relay("--chat-members", "4", "--chat-room-delivery-rate", "4", "--chat-room-delivery-burst", "8",
+                            "--chat-message-rate", "1000", "--chat-message-burst", "1000")
+        ada, bob, _cy, _dee = (self.client(server, name, k, b"r") for k, name in enumerate([b"ada", b"bob", b"cy", b"dee"], 1))
+        for k in range(1, 11):
+            ada.sock.sendto(nick(ada.token, b"ada%d" % k), ada.address)
+        bob.read_events(lambda got: len([e for e in got if e[1] == 5]) >= 2)
+        bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
+        self.assertEqual([e[3] for e in bob.events if e[1] == 5], [b"ada1", b"ada2"])
+        found = self.counted(server)
+        self.assertEqual((found.get("chat-room-rate-limited", 0), found.get("chat-rate-limited", 0)), (8, 0), found)
+
     def test_a_room_over_its_delivery_rate_is_throttled_counted_and_still_told_of_leaves(self):
         # 4 deliveries a second, 8 at once: a message to the room of four costs 4, so two
         # go at once, then one a second. The members' own limit is out of the way.
