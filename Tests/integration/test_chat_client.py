@@ -90,6 +90,42 @@ def events_datagram(instance, *encoded_events):
     return struct.pack(">BBQ", 1, 131, instance) + b"".join(encoded_events)
 
 
+def not_a_member(token):
+    return struct.pack(">BBQ", 1, 133, token)
+
+
+class PlayedRelay:
+    """A UDP socket that plays the relay for one client, as a test says, step by step:
+    what the client sends besides its JOINs (KEEPALIVE, RESEND) is read and ignored."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.client = None
+
+    def next_join(self):
+        """The client's next JOIN (bounded: a socket timeout of 10 s per datagram)."""
+        while True:
+            datagram, self.client = self.sock.recvfrom(2048)
+            if datagram[:2] == bytes([1, 1]):
+                return datagram
+
+    def admit(self, token, instance):
+        """Its JOIN answered with a CHALLENGE, and its JOIN with the cookie with a WELCOME."""
+        self.next_join()
+        self.send(challenge())
+        self.next_join()
+        self.send(welcome(token, instance))
+
+    def send(self, datagram):
+        self.sock.sendto(datagram, self.client)
+
+    def close(self):
+        self.sock.close()
+
+
 def messages(lines):
     return [line for line in lines if not line.startswith("* ")]
 
@@ -276,6 +312,44 @@ class ChatClientTest(TestCase):
             lines = [line for line in p.out.rest(timeout=5).split("\n") if line]
         self.assertEqual(code, 0)
         self.assertEqual(lines, ["* %s joined" % shown, "%s: \ufffd2J\ufffd" % shown, "* ada joined"])
+
+    def played_relay(self):
+        relay = PlayedRelay()
+        self.addCleanup(relay.close)
+        return relay
+
+    def test_an_event_the_relay_sends_twice_is_shown_once(self):
+        # The same instance and room sequence: one event, whatever its kind, by the room's order.
+        relay = self.played_relay()
+        p = self.chat(relay.port, "ada", "--session", "42")
+        relay.admit(99, 5)
+        first = [event(1, 2, 7, b"eve"), event(2, 1, 7, b"eve", b"hi", client_sequence=1), event(3, 2, 42, b"ada")]
+        relay.send(events_datagram(5, *first))
+        relay.send(events_datagram(5, *first))
+        relay.send(events_datagram(5, first[0], event(4, 2, 8, b"bob")))
+        p.wait_for("* bob joined")
+        code, lines, stderr = p.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        self.assertEqual(lines, ["* eve joined", "eve: hi", "* ada joined", "* bob joined"])
+
+    def test_a_message_a_restarted_relay_sends_again_is_shown_once(self):
+        # A restarted relay has forgotten what it delivered: eve's resend of "hi", taken
+        # again, comes back under a new instance and room sequence, with the same session
+        # and client sequence. Only the client's filter by those two shows it once.
+        relay = self.played_relay()
+        p = self.chat(relay.port, "ada", "--session", "42")
+        relay.admit(99, 5)
+        relay.send(events_datagram(5, event(1, 2, 7, b"eve"), event(2, 2, 42, b"ada"),
+                                   event(3, 1, 7, b"eve", b"hi", client_sequence=1)))
+        p.wait_for("eve: hi")
+        relay.send(not_a_member(99))  # the restart: the new relay does not know ada's token
+        relay.admit(100, 6)
+        relay.send(events_datagram(6, event(1, 2, 7, b"eve"), event(2, 1, 7, b"eve", b"hi", client_sequence=1),
+                                   event(3, 2, 42, b"ada"), event(4, 1, 7, b"eve", b"bye", client_sequence=2)))
+        p.wait_for("eve: bye")
+        code, lines, stderr = p.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        self.assertEqual(messages(lines), ["eve: hi", "eve: bye"], lines)
 
     def test_a_relay_that_never_answers_ends_in_exit_1_naming_the_message(self):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
