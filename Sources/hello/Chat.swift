@@ -11,7 +11,8 @@ struct Chat: ParsableCommand {
         discussion: """
             Events, in room order: "nick: text" for a message (your own too, when its copy \
             comes back: that is its acknowledgement), "* nick joined", "* nick left", \
-            "* nick timed out", "* old is now new"; "* members: a, b" answers /who (typed before \
+            "* nick timed out", "* old is now new"; "* the relay restarted: members rejoin" once the \
+            relay restarted (before the "joined" of those who come back); "* members: a, b" answers /who (typed before \
             the join completes, it waits for it); "* missed N event(s)" when the relay could not \
             resend a gap (one of more than 256 is not asked for), "* missed an unknown number of \
             events (the relay's sequence jumped)" for a jump no relay's backlog (65,536 events at \
@@ -117,6 +118,8 @@ struct ChatClient {
     /// Datagrams read from the socket at most before the keys, the signals and the output
     /// have their turn: a flood must not keep Ctrl-C waiting.
     static let receiveBatch = 64
+    /// Shown when a WELCOME (after NOT A MEMBER) comes from a new relay instance.
+    static let restartNote = "* the relay restarted: members rejoin"
 
     let socket: DatagramSocket
     let address: String
@@ -369,6 +372,10 @@ struct ChatClient {
             welcomedAt = now
             keepaliveDue = now + keepaliveInterval
             if instance != self.instance {
+                // Joined before under another instance: the relay restarted and forgot the
+                // room. Said once, before the "joined" of everyone who comes back, so that
+                // those read as a restart and not as a crowd arriving.
+                if self.instance != nil { printLine(Self.restartNote) }
                 self.instance = instance
                 order = RoomOrder()
                 gapAttempts = 0

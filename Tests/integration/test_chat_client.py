@@ -14,6 +14,8 @@ from harness import HELLO, Hellod, LineReader, TestCase
 
 # Short keepalives and resends, so that a restart is noticed and a loss resent quickly.
 FAST = ["--keepalive", "0.3", "--timeout", "0.2"]
+# What hello chat shows when it joins a relay that restarted (a new instance).
+RESTARTED = "* the relay restarted: members rejoin"
 
 
 class ChatProcess:
@@ -350,6 +352,56 @@ class ChatClientTest(TestCase):
         code, lines, stderr = p.finish()
         self.assertEqual((code, stderr), (0, ""), lines)
         self.assertEqual(messages(lines), ["eve: hi", "eve: bye"], lines)
+        self.assertEqual(lines, ["* eve joined", "* ada joined", "eve: hi",
+                                 RESTARTED, "* eve joined", "* ada joined", "eve: bye"])
+
+    def test_a_restart_is_told_once_each_and_an_eviction_is_not(self):
+        relay = self.played_relay()
+        p = self.chat(relay.port, "ada", "--session", "42")
+        relay.admit(99, 5)
+        relay.send(events_datagram(5, event(1, 2, 42, b"ada")))
+        p.wait_for("* ada joined")
+        relay.send(not_a_member(99))  # evicted: the same relay, the same instance
+        relay.admit(100, 5)
+        relay.send(events_datagram(5, event(2, 4, 42, b"ada"), event(3, 2, 42, b"ada")))
+        p.wait_for("* ada timed out")
+        for token, instance in ((101, 6), (102, 7)):  # two restarts
+            relay.send(not_a_member(token - 1))
+            relay.admit(token, instance)
+            relay.send(events_datagram(instance, event(1, 2, 42, b"ada"), event(2, 1, 7, b"eve", b"%d" % instance, instance)))
+            p.wait_for("eve: %d" % instance)
+        code, lines, stderr = p.finish()
+        self.assertEqual((code, stderr), (0, ""), lines)
+        self.assertEqual(lines, ["* ada joined", "* ada timed out", "* ada joined",
+                                 RESTARTED, "* ada joined", "eve: 6", RESTARTED, "* ada joined", "eve: 7"])
+
+    def test_a_relay_restart_is_told_before_the_members_rejoin(self):
+        server = Hellod("--listen", "chat@127.0.0.1:0")
+        port = server.port
+        try:
+            ada = self.chat(port, "ada")
+            ada.wait_for("* ada joined")
+            bob = self.chat(port, "bob")
+            bob.wait_for("* bob joined")
+            ada.wait_for("* bob joined")
+            code, _ = server.stop()
+            server.__exit__()
+            self.assertEqual(code, 0)
+            server = Hellod("--listen", "chat@127.0.0.1:%d" % port)  # the same port: a restart
+            for client in (ada, bob):
+                client.wait_for(RESTARTED, timeout=15)  # a keepalive heard NOT A MEMBER
+            ada.say("after")  # and a message is acknowledged by the new relay
+            for client in (ada, bob):
+                client.wait_for("ada: after", timeout=15)
+            ada_lines = self.assertFinishedCleanly(ada)
+            bob_lines = self.assertFinishedCleanly(bob)
+        finally:
+            server.__exit__()
+        for lines in (ada_lines, bob_lines):
+            # The rejoins come in either order, and bob's may follow ada's message.
+            lines = [line for line in lines if line != "* ada left"]
+            self.assertEqual(lines[:3], ["* ada joined", "* bob joined", RESTARTED], lines)
+            self.assertEqual(sorted(lines[3:]), ["* ada joined", "* bob joined", "ada: after"], lines)
 
     def test_a_relay_that_never_answers_ends_in_exit_1_naming_the_message(self):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:

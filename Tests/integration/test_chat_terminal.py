@@ -12,7 +12,7 @@ import unicodedata
 import unittest
 
 from harness import HELLO, Hellod, TestCase
-from test_chat_client import ChatProcess
+from test_chat_client import RESTARTED, ChatProcess
 
 WIDTH, HEIGHT = 100, 30
 _servers = itertools.count()
@@ -184,6 +184,19 @@ class ChatTerminalTest(TestCase):
         self.server.proc.send_signal(signal.SIGCONT)  # a resend gets through
         screen = ada.wait_for_text("ada: anyone? \u2713")
         self.assertEqual(rows(screen), ["* ada joined", "ada: anyone? \u2713", "[lobby] ada>"])
+
+    def test_a_relay_restart_is_told_once_above_the_rejoins(self):
+        ada = self.terminal_member("ada")
+        code, _ = self.server.stop()
+        self.server.__exit__()
+        self.assertEqual(code, 0)
+        self.server = Hellod("--listen", "chat@127.0.0.1:%d" % self.server.port)  # the same port: a restart
+        self.addCleanup(self.server.__exit__)
+        ada.wait_for_text(RESTARTED, timeout=15)  # a keepalive heard NOT A MEMBER
+        ada.type("back")
+        ada.keys("Enter")
+        screen = ada.wait_for_text("ada: back \u2713", timeout=15)
+        self.assertEqual(rows(screen), ["* ada joined", RESTARTED, "* ada joined", "ada: back \u2713", "[lobby] ada>"])
 
     def test_a_second_ctrl_c_leaves_at_once_naming_what_was_not_acknowledged(self):
         ada = self.terminal_member("ada")
