@@ -24,6 +24,15 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def version():
+    """hellod's version, from the one place it is written (Sources/HelloCLI/Version.swift)."""
+    with open(os.path.join(ROOT, "Sources", "HelloCLI", "Version.swift")) as f:
+        return re.search(r'^package let hellodVersion = "(.*)"$', f.read(), re.M).group(1)
+
+
+VERSION = version()
+
+
 def bin_dir():
     found = os.environ.get("HELLOD_BIN_DIR")
     if not found:

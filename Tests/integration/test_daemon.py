@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from harness import HELLOD, Hellod, TestCase, counters, exchange, hello, hello_process
+from harness import HELLOD, VERSION, Hellod, TestCase, counters, exchange, hello, hello_process
 
 
 class Arguments(TestCase):
@@ -19,7 +19,7 @@ class Arguments(TestCase):
         for option in ("--listen", "--mode", "--batch", "--max-datagram", "--workers", "--log-level"):
             self.assertIn(option, result.stdout)
         version = self.run_hellod("--version")
-        self.assertEqual((version.returncode, version.stdout.strip()), (0, "1.0.0"))
+        self.assertEqual((version.returncode, version.stdout.strip()), (0, VERSION))
 
     def test_a_bad_argument_is_one_line_naming_it_and_exit_64(self):
         cases = {

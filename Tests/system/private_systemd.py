@@ -23,7 +23,7 @@ import time
 import unittest
 
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))  # after Tests/system: both folders have a test_operators
-from harness import LineReader  # noqa: E402  (reads a pipe with a deadline on every wait)
+from harness import LineReader, VERSION  # noqa: E402  (reads a pipe with a deadline on every wait; the version)
 
 PRIVATE_TMPFS = ["/tmp", "/var/tmp", "/var/lib/systemd", "/var/log/journal", "/etc/systemd/system",
                  "/etc/default", "/usr/local/bin", "/usr/local/lib", "/usr/local/share"]

@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from private_systemd import InstalledCheckout
+from private_systemd import InstalledCheckout, VERSION
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,7 +133,7 @@ class InstalledChat(InstalledCheckout):
               % ((time.monotonic() - started) * 1000), file=sys.stderr)
         props = self.show("hellod.service", "ActiveState", "SubState", "MainPID")
         self.assertEqual((props["ActiveState"], props["SubState"]), ("active", "running"))
-        start = self.wait_for_entry(props["MainPID"], "hellod 1.0.0 serving ")
+        start = self.wait_for_entry(props["MainPID"], "hellod %s serving " % VERSION)
         self.assertEqual((start["HELLOD_ORIGIN"], sorted(start["HELLOD_SERVICES"].split())),
                          ("socket activation", ["chat", "hello"]))
         self.assertEqual(sorted(start["HELLOD_SOCKETS"].split()), ["chat@[::]:6000", "hello@[::]:9999"])

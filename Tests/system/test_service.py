@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from private_systemd import InstalledCheckout
+from private_systemd import InstalledCheckout, VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HELLO = os.path.join(ROOT, ".build-static", "release", "hello")
@@ -191,7 +191,7 @@ class InstalledService(InstalledCheckout):
         self.assertEqual(len(starts), 1, entries)
         start = starts[0]
         self.assertEqual(start["PRIORITY"], "6")
-        self.assertRegex(start["MESSAGE"], r"^hellod 1\.0\.0 serving hello@\[::\]:9999 \(socket activation\): "
+        self.assertRegex(start["MESSAGE"], r"^hellod " + re.escape(VERSION) + r" serving hello@\[::\]:9999 \(socket activation\): "
                                            r"services hello on 1, batch 64, sockets 1, ")
         self.assertEqual((start["HELLOD_ORIGIN"], start["HELLOD_SERVICES"], start["HELLOD_SOCKETS"]),
                          ("socket activation", "hello", "hello@[::]:9999"))
@@ -322,10 +322,10 @@ class InstalledService(InstalledCheckout):
         request = b"echo \x00\xff\r\n bytes"
         self.assertEqual(self.exchange(("127.0.0.1", 8899, request), ("::1", 8899, request)), [request, request])
 
-        start = self.wait_for_entry(pid, "hellod 1.0.0 serving ")
+        start = self.wait_for_entry(pid, "hellod %s serving " % VERSION)
         self.assertEqual((start["HELLOD_ORIGIN"], start["HELLOD_SERVICES"]), ("socket activation", "hello echo"))
         self.assertEqual(sorted(start["HELLOD_SOCKETS"].split()), ["echo@[::]:8899", "hello@[::]:9999"])
-        self.assertRegex(start["MESSAGE"], r"^hellod 1\.0\.0 serving (hello@\[::\]:9999 echo@\[::\]:8899|echo@\[::\]:8899 hello@\[::\]:9999)"
+        self.assertRegex(start["MESSAGE"], r"^hellod " + re.escape(VERSION) + r" serving (hello@\[::\]:9999 echo@\[::\]:8899|echo@\[::\]:8899 hello@\[::\]:9999)"
                                            r" \(socket activation\): services hello on 1, echo on 1, batch 64, sockets 2, ")
         report("sockets in the order systemd passed them", start["HELLOD_SOCKETS"])
 
