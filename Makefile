@@ -18,6 +18,8 @@
 #   make bench-chat           the chat comparison alone (bench/chat.py $(CHAT_BENCH_ARGS))
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
+#   make bench-aead           ns per AEAD seal, one per delivery of an encrypted chat
+#                             (Benchmarks/, target AEADSeal; builds swift-crypto: not in the gate)
 #
 # PREFIX (/usr/local), BINDIR, UNITDIR, MANDIR, DOCDIR, the completion directories and
 # DESTDIR are honoured as usual; /etc/default/hellod is under DESTDIR only. DOCFILES: what
@@ -47,7 +49,7 @@ SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build man completions version install uninstall deb references bench bench-chat bench-malloc bench-malloc-proof test
+.PHONY: all build man completions version install uninstall deb references bench bench-chat bench-malloc bench-malloc-proof bench-aead test
 
 all: build
 
@@ -133,7 +135,10 @@ bench-chat: build references
 	bench/chat.py $(CHAT_BENCH_ARGS)
 
 bench-malloc:
-	cd Benchmarks && swift package benchmark thresholds check --no-progress
+	cd Benchmarks && swift package benchmark thresholds check --no-progress --target DatagramPath
+
+bench-aead:
+	cd Benchmarks && swift package benchmark --no-progress --target AEADSeal
 
 # Run after bench-malloc: it reuses that build.
 bench-malloc-proof:

@@ -6,7 +6,8 @@ import PackageDescription
 //
 //   cd Benchmarks
 //   swift package benchmark                     # build (release), run, print the tables
-//   swift package benchmark thresholds check    # the same, then fail on any malloc (Thresholds/)
+//   swift package benchmark thresholds check --target DatagramPath   # the same, then fail on any malloc (Thresholds/)
+//   swift package benchmark --target AEADSeal   # ns per AEAD seal (docs/SECURITY.md): not gated
 //
 // The benchmarks open UDP sockets on loopback: on macOS that would need --disable-sandbox
 // (Linux runs plugins unsandboxed); hellod is Linux-only anyway.
@@ -22,6 +23,9 @@ let package = Package(
         // Its counters, read directly to report mallocs per datagram (the same dynamic
         // library package-benchmark reads; 1.5.0 is benchmark 1.38.1's own lower bound).
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.5.0"),
+        // The AEADs an encrypted chat transport would use (docs/SECURITY.md), for AEADSeal
+        // alone: hellod's own package does not depend on it.
+        .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
     ],
     targets: [
         .executableTarget(
@@ -34,6 +38,20 @@ let package = Package(
                 .product(name: "HelloServer", package: "hellod"),
             ],
             path: "Benchmarks/DatagramPath",
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+            ]
+        ),
+        // One seal per delivery: what encrypting the chat would cost the relay. Not part of
+        // the malloc gate (the Makefile runs --target DatagramPath), so the gate's build
+        // never compiles swift-crypto's BoringSSL.
+        .executableTarget(
+            name: "AEADSeal",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Benchmarks/AEADSeal",
             plugins: [
                 .plugin(name: "BenchmarkPlugin", package: "benchmark"),
             ]

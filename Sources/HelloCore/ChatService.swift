@@ -30,6 +30,15 @@ public struct ChatSettings: Sendable {
     /// (what a member does not choose to send is never refused).
     public var roomDeliveryRate: UInt64 = 10_240
     public var roomDeliveryBurst: UInt64 = 20_480
+    /// Bytes per second per member of what it is sent again on request (RESEND, a
+    /// KEEPALIVE's catch-up), and how many at once. Tokens travel in clear, so whoever sees
+    /// a member's traffic can ask in its name, from its address: a RESEND brings up to 64
+    /// datagrams of up to 1232 bytes for 18, and the message rate alone (one unit per
+    /// request) would let it pull 5 x 64 x 1232 = 394 KB/s toward the member. The burst is
+    /// one full RESEND, and is taken as at least one largest datagram (or a long event
+    /// could never come again).
+    public var repairByteRate: UInt64 = 65_536
+    public var repairByteBurst = UInt64(ChatWire.maxResend * ChatWire.largestDatagram)
     /// Challenges and NOT A MEMBER answers per endpoint (address and port: forged traffic
     /// from other ports of an address cannot spend its budget). The table holds the
     /// endpoints answered in the last 1/rate s (1 s for one that took its burst at once):
@@ -98,6 +107,8 @@ public struct ChatService: DatagramService, ~Copyable {
     let messageRate: CellRate
     /// Each room's limit on deliveries.
     let roomDeliveryRate: CellRate
+    /// Each member's limit on the bytes it is sent again on request, one cell a byte.
+    let repairByteRate: CellRate
     let instance: UInt64
     let tokenKey: SipHasher.Key
     /// Places rooms among several workers.
@@ -206,6 +217,9 @@ public struct ChatService: DatagramService, ~Copyable {
         /// The rate limit of what it is sent again on request, by its keepalives' catch-up
         /// and its RESENDs (GCRA, the message rate).
         var catchUpArrival: UInt64 = 0
+        /// The same answers' bytes (GCRA, `repairByteRate`): a request's unit bounds how
+        /// often it may ask, this how much it may pull.
+        var repairArrival: UInt64 = 0
     }
 
     public init(_ service: ServiceSettings) {
@@ -218,6 +232,7 @@ public struct ChatService: DatagramService, ~Copyable {
         settings = s
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
         roomDeliveryRate = CellRate(rate: max(s.roomDeliveryRate, 1), burst: max(s.roomDeliveryBurst, UInt64(s.membersPerRoom)))
+        repairByteRate = CellRate(rate: max(s.repairByteRate, 1), burst: max(s.repairByteBurst, UInt64(ChatWire.largestDatagram)))
         backlog = Self.backlogLength(service)
         historyCount = s.history
         holdLimit = UInt32(max(backlog - service.batchSize - s.membersPerRoom, 0))
@@ -389,12 +404,14 @@ public struct ChatService: DatagramService, ~Copyable {
             guard from < end else { return .dropped(.chatStale) }
             // Up to `maxResend` datagrams for a request of 18 bytes, to the member's own
             // address: within the budget of its keepalives' catch-up (the message rate),
-            // which a client asking once per gap and backing off stays well under.
+            // which a client asking once per gap and backing off stays well under; and
+            // as many whole datagrams as its repair bytes allow.
             guard messageRate.admit(&members[slot].catchUpArrival, now: now) else { return .dropped(.chatRateLimited) }
             var written = 0
-            while from < end && writeEvents(room, from: &from, to: end, to: slot, into: &outbox) {
+            while from < end && writeRepair(room, from: &from, to: end, to: slot, now: now, into: &outbox) {
                 written += 1
             }
+            guard written > 0 else { return .dropped(.chatRateLimited) }
             pending.deliveries += written - 1
             return .answered
         case .who:
@@ -604,7 +621,7 @@ public struct ChatService: DatagramService, ~Copyable {
         var from = max(highest &+ 1, rooms[room].oldest)
         guard highest != 0, highest < end, from < end,
               messageRate.admit(&members[slot].catchUpArrival, now: now),
-              writeEvents(room, from: &from, to: end, to: slot, into: &outbox) else { return }
+              writeRepair(room, from: &from, to: end, to: slot, now: now, into: &outbox) else { return }
         pending.deliveries += 1
     }
 
@@ -963,6 +980,27 @@ public struct ChatService: DatagramService, ~Copyable {
     /// It runs once per member and datagram, the relay's innermost loop: the member is read
     /// in place (not copied), and each event's length looked up once.
     func writeEvents(_ room: Int, from: inout UInt32, to end: UInt32, to slot: Int, into outbox: inout Outbox) -> Bool {
+        let (last, length) = eventsDatagram(room, from: from, to: end)
+        guard outbox.hasRoom(for: length) else { return false }
+        putEvents(room, from: &from, to: last, to: slot, into: &outbox)
+        return true
+    }
+
+    /// As `writeEvents`, for what a member asked to be sent again: false (nothing written)
+    /// also when the datagram's bytes are past the member's repair budget.
+    func writeRepair(_ room: Int, from: inout UInt32, to end: UInt32, to slot: Int, now: UInt64,
+                     into outbox: inout Outbox) -> Bool {
+        let (last, length) = eventsDatagram(room, from: from, to: end)
+        guard outbox.hasRoom(for: length),
+              repairByteRate.admit(&members[slot].repairArrival, now: now, cost: UInt64(length)) else { return false }
+        putEvents(room, from: &from, to: last, to: slot, into: &outbox)
+        return true
+    }
+
+    /// The events from `from` that fit in one EVENTS datagram (up to `last`, exclusive), and
+    /// its length.
+    @inline(__always)
+    func eventsDatagram(_ room: Int, from: UInt32, to end: UInt32) -> (last: UInt32, length: Int) {
         var length = ChatWire.eventsHeaderLength
         var last = from
         while last < end {
@@ -971,14 +1009,17 @@ public struct ChatService: DatagramService, ~Copyable {
             length = next
             last += 1
         }
-        guard outbox.hasRoom(for: length) else { return false }
+        return (last, length)
+    }
+
+    @inline(__always)
+    func putEvents(_ room: Int, from: inout UInt32, to last: UInt32, to slot: Int, into outbox: inout Outbox) {
         let start = from
         _ = outbox.write(to: members[slot].peer, from: members[slot].source, through: members[slot].socket) { w in
             w.events(instance: instance)
             for seq in start..<last { w.bytes(eventBytes(room, seq)) }
         }
         from = last
-        return true
     }
 
     func welcome(_ slot: Int, into outbox: inout Outbox) {

@@ -117,6 +117,14 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             help: ArgumentHelp("chat: deliveries a room may make at once (at least --chat-members).", valueName: "n"))
     var chatRoomDeliveryBurst: UInt64 = 20_480
 
+    @Option(name: .customLong("chat-repair-bytes-rate"),
+            help: ArgumentHelp("chat: bytes per second per member of what it is sent again on request (RESEND, a keepalive's catch-up).", valueName: "bytes"))
+    var chatRepairBytesRate: UInt64 = 65_536
+
+    @Option(name: .customLong("chat-repair-bytes-burst"),
+            help: ArgumentHelp("chat: bytes of it a member may be sent at once (at least 1232, one datagram; default one full RESEND, 64 x 1232).", valueName: "bytes"))
+    var chatRepairBytesBurst = UInt64(ChatWire.maxResend * ChatWire.largestDatagram)
+
     @Option(name: .customLong("chat-join-rate"),
             help: ArgumentHelp("chat: joins per second per source prefix (each is announced to its room).", valueName: "per-second"))
     var chatJoinRate: UInt64 = 4
@@ -189,6 +197,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         if chatRoomDeliveryBurst < UInt64(chatMembers) {  // a message to a full room would never fit
             throw ValidationError("--chat-room-delivery-burst must be at least --chat-members (\(chatMembers)), not \(chatRoomDeliveryBurst).")
         }
+        try require("--chat-repair-bytes-rate", chatRepairBytesRate, in: 1...1_000_000_000)
+        try require("--chat-repair-bytes-burst", chatRepairBytesBurst, in: UInt64(ChatWire.largestDatagram)...1_000_000_000)
         try require("--chat-unproven-answer-rate", chatUnprovenAnswerRate, in: 1...1_000_000_000)
         try require("--chat-unproven-answer-burst", chatUnprovenAnswerBurst, in: 1...1_000_000_000)
         try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
@@ -256,6 +266,8 @@ extension HelloDaemon {
         chat.joinLimit.rate = chatJoinRate
         chat.joinLimit.burst = chatJoinBurst
         chat.roomDeliveryBurst = chatRoomDeliveryBurst
+        chat.repairByteRate = chatRepairBytesRate
+        chat.repairByteBurst = chatRepairBytesBurst
         chat.unprovenAnswerCap = RelayRate(rate: chatUnprovenAnswerRate, burst: chatUnprovenAnswerBurst)
         chat.epochSeconds = chatEpochSeconds
         chat.silenceSeconds = chatSilenceSeconds

@@ -356,6 +356,10 @@ func chatFuzzSettings(_ rng: inout SplitMix64) -> (settings: ChatSettings, batch
     // of a room (a message to a full room would never go).
     s.roomDeliveryRate = rng.setting(1...1_000_000_000, usual: [4, 50, 1_000_000])
     s.roomDeliveryBurst = max(rng.setting(1...1_000_000_000, usual: [8, 20, 1_000_000]), UInt64(s.membersPerRoom))
+    // What a member is sent again on request, in bytes: hellod takes no burst under one
+    // largest datagram (a long event could never come again).
+    s.repairByteRate = rng.setting(1...1_000_000_000, usual: [1, 2000, 65_536])
+    s.repairByteBurst = max(rng.setting(1...1_000_000_000, usual: [1232, 5000, 78_848]), UInt64(ChatWire.largestDatagram))
     // Not options of hellod: as before.
     s.answerLimit = RateLimiter.Configuration(rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
     s.joinLimit = RateLimiter.Configuration(rate: rng.setting(1...1_000_000, usual: [1, 4, 1000]),
@@ -376,6 +380,7 @@ func describe(_ s: ChatSettings, batchSize: Int) -> String {
         + "--chat-memberships-per-prefix \(s.membershipsPerPrefix) --chat-history \(s.history) --chat-backlog \(s.backlog) "
         + "--chat-max-message \(s.maxMessage) --chat-message-rate \(s.messageRate) --chat-message-burst \(s.messageBurst) "
         + "--chat-room-delivery-rate \(s.roomDeliveryRate) --chat-room-delivery-burst \(s.roomDeliveryBurst) "
+        + "--chat-repair-bytes-rate \(s.repairByteRate) --chat-repair-bytes-burst \(s.repairByteBurst) "
         + "--chat-join-rate \(s.joinLimit.rate) --chat-join-burst \(s.joinLimit.burst) --chat-epoch-s \(s.epochSeconds) "
         + "--chat-silence-s \(s.silenceSeconds) --chat-evict-s \(s.evictSeconds) --chat-fanout-us \(s.fanOutInterval / 1000) "
         + "--workers \(s.workers) (worker \(s.worker)); answers \(s.answerLimit.rate)/s, burst \(s.answerLimit.burst)"

@@ -539,6 +539,45 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(relay.service.counters.isBalanced)
     }
 
+    /// A RESEND's unit of the catch-up budget bounds how often a member asks, not how much
+    /// it pulls: with the default message rate, 10 RESENDs of 64 long events at once would
+    /// bring 10 x 64 datagrams of over 1 KB. A flood of them from the member's address (an
+    /// on-path party that copied its token) gets at most the repair burst plus the repair
+    /// rate times the time, in whole datagrams; one past it is counted rate-limited.
+    @Test func aFloodOfResendsGetsAtMostTheRepairBytes() {
+        var settings = ChatRelay.testSettings
+        settings.repairByteRate = 50_000  // 20 us a byte: the bound below is exact
+        var relay = ChatRelay(settings)
+        let s = ChatRelay.second
+        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let long = Array(repeating: UInt8(0x6d), count: ChatWire.maxText)
+        var said: [ChatEvent] = []
+        for i in 1...64 {  // 5 a second: within ada's and the room's limits
+            said += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: long),
+                                                   from: ada, now: t0 + UInt64(i) * s / 5))
+        }
+        #expect(said.count == 64)
+        let start = t0 + 20 * s  // bob not yet silent (35 s)
+        let ask = ChatMessage.resend(token: b.token, first: said[0].sequence, count: 64)
+        let before = relay.sent.count
+        // The first RESEND is answered whole: the burst is one full RESEND.
+        #expect(events(to: bob, in: relay.send(ask, from: bob, now: start)) == said)
+        // Then 10 a step, 20 steps of 100 ms: 2 s.
+        for step in 0...20 {
+            relay.batch(Array(repeating: (ask.encoded(), bob), count: 10), now: start + UInt64(step) * s / 10)
+        }
+        let pulled = relay.sent[before...].filter { $0.to == bob }.reduce(0) { $0 + $1.bytes.count }
+        let bound = Int(settings.repairByteBurst) + Int(settings.repairByteRate) * 2
+        #expect(pulled <= bound, "\(pulled) bytes, more than \(bound)")
+        #expect(pulled > bound - 2 * ChatWire.largestDatagram)  // the budget is spent, not refused whole
+        #expect(relay.service.counters.drops[.chatRateLimited] > 0)
+        #expect(relay.service.counters.isBalanced)
+        // A normal repair after a quiet spell gets what it asks.
+        let one = ChatMessage.resend(token: b.token, first: said[63].sequence, count: 1)
+        #expect(events(to: bob, in: relay.send(one, from: bob, now: start + 10 * s)) == [said[63]])
+    }
+
     /// WHO brings up to 1232 bytes for 10: within the catch-up budget, as RESEND.
     @Test func membersListsAreBoundedPerMember() {
         var settings = ChatRelay.testSettings

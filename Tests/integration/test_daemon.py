@@ -33,6 +33,9 @@ class Arguments(TestCase):
             ("--chat-fanout-us", "1000001"): "--chat-fanout-us",
             ("--chat-unproven-answer-rate", "0"): "--chat-unproven-answer-rate",
             ("--chat-unproven-answer-burst", "0"): "--chat-unproven-answer-burst",
+            ("--chat-repair-bytes-rate", "0"): "--chat-repair-bytes-rate",
+            # Under one largest datagram: a long event could never come again.
+            ("--chat-repair-bytes-burst", "1231"): "--chat-repair-bytes-burst",
             # Each in range, together 400 GiB of tables: more than any machine here has.
             ("--listen", "chat@127.0.0.1:0", "--chat-rooms", "65536", "--chat-members", "4096"): "--chat-rooms x --chat-members",
             ("--frobnicate",): "--frobnicate",
