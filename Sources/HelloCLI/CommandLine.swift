@@ -5,26 +5,37 @@ import HelloSocket
 
 /// A command whose bad arguments end in one line on stderr and exit code 64 (EX_USAGE):
 /// swift-argument-parser's own message, which names the argument, without the usage
-/// block after it. `--help` and `--version` print in full, as usual.
+/// block after it. A server name that does not resolve is not a usage error: one line,
+/// exit 68 (EX_NOHOST). `--help` and `--version` print in full, as usual.
 package protocol OneLineErrors: ParsableCommand {}
+
+/// sysexits.h's EX_NOHOST: "host name unknown".
+let exitNoHost: Int32 = 68
 
 extension OneLineErrors {
     package static func main() {
+        let name = configuration.commandName ?? "\(self)"
         do {
             var command = try parseAsRoot()
             try command.run()
+        } catch let failure as ResolutionError {
+            writeLine("\(name): \(failure)")
+            Glibc.exit(exitNoHost)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad arguments"
-                let name = configuration.commandName ?? "\(self)"
-                let line = "\(name): \(message) (see '\(name) --help')\n"
-                _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+                writeLine("\(name): \(message) (see '\(name) --help')")
                 Glibc.exit(code.rawValue)
             }
             exit(withError: error)
         }
     }
+}
+
+/// One line on stderr, unbuffered (the process exits right after).
+func writeLine(_ text: String) {
+    _ = (text + "\n").withCString { write(STDERR_FILENO, $0, strlen($0)) }
 }
 
 /// Checks an option's value against its range, with swift-argument-parser's validation

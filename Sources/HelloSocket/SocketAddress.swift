@@ -185,11 +185,20 @@ extension SocketAddress: Equatable {
 }
 
 /// getaddrinfo(3) could not resolve a name: its own error code (EAI_*), not an errno.
+/// A name that gave no address: getaddrinfo's error, or (`code` 0) addresses of neither
+/// IPv4 nor IPv6.
 public struct ResolutionError: Error, Equatable, CustomStringConvertible {
     public let host: String
     public let code: Int32
 
-    public var description: String { "cannot resolve \(host): \(String(cString: gai_strerror(code)))" }
+    public init(host: String, code: Int32) {
+        self.host = host
+        self.code = code
+    }
+
+    public var description: String {
+        "cannot resolve \(host): \(code == 0 ? "no IPv4 or IPv6 address" : String(cString: gai_strerror(code)))"
+    }
 }
 
 extension Endpoint {

@@ -32,7 +32,7 @@ struct ServerOptions: ParsableArguments {
     static func connect(host: String, port: UInt16) throws -> (DatagramSocket, SocketAddress) {
         let addresses = try SocketAddress.resolve(host: host, port: port)
         guard let address = addresses.first else {
-            throw ValidationError("\(host) has no IPv4 or IPv6 address")
+            throw ResolutionError(host: host, code: 0)
         }
         let socket = try DatagramSocket.open(family: address.family)
         try socket.connect(to: address)

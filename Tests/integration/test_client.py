@@ -37,6 +37,15 @@ class Client(TestCase):
         self.assertIn("after 3 attempt(s)", result.stderr)
         self.assertIn("2 of 2 got no reply: Michael, Tracy", result.stderr)
 
+    def test_a_name_that_does_not_resolve_is_one_line_and_exit_68(self):
+        # EX_NOHOST, not 64: the arguments are well formed, the name is unknown. ".invalid"
+        # never resolves (RFC 2606); each subcommand connects the same way.
+        for args in (["Michael"], ["bench", "--duration", "1"], ["chat", "--room", "r", "--nick", "ada"]):
+            with self.subTest(args=args[0]):
+                result = hello(*args[:1], "--host", "no-such-host.invalid", *args[1:], input="")
+                self.assertEqual((result.returncode, result.stdout), (68, ""))
+                self.assertRegex(result.stderr, r"\Ahello: cannot resolve no-such-host\.invalid: [^\n]+\n\Z")
+
     def test_a_silent_server_times_out_within_the_bound(self):
         import socket
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
