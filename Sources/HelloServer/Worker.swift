@@ -210,6 +210,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     private mutating func record(_ outcome: SendBatch.Outcome) {
         report.segmentedSends += UInt64(outcome.segmentedSends)
         report.segmentationFallbacks += UInt64(outcome.segmentationFallbacks)
+        if outcome.segmentationTurnedOff { report.segmentationOff += 1 }
         if let error = outcome.lastError {
             report.lastSendErrno = error.rawValue
         }

@@ -10,6 +10,9 @@ public struct WorkerReport: Sendable, Equatable {
     public var segmentedSends: UInt64 = 0
     /// Segmented sends the kernel refused and that went again as plain datagrams.
     public var segmentationFallbacks: UInt64 = 0
+    /// Senders that turned segmentation off after an EIO (0 or 1 for a worker alone on its
+    /// socket): their sockets send plain datagrams from then on.
+    public var segmentationOff: UInt64 = 0
     /// recvmmsg failures other than "nothing queued".
     public var receiveErrors: UInt64 = 0
     /// The errno of the last refused send and of the last failed receive (0: none).
@@ -24,6 +27,7 @@ public struct WorkerReport: Sendable, Equatable {
         sum.batches += b.batches
         sum.segmentedSends += b.segmentedSends
         sum.segmentationFallbacks += b.segmentationFallbacks
+        sum.segmentationOff += b.segmentationOff
         sum.receiveErrors += b.receiveErrors
         sum.lastSendErrno = b.lastSendErrno != 0 ? b.lastSendErrno : a.lastSendErrno
         sum.lastReceiveErrno = b.lastReceiveErrno != 0 ? b.lastReceiveErrno : a.lastReceiveErrno
@@ -39,7 +43,7 @@ public final class PublishedReport: Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
     private let fields: [ManagedAtomic<UInt64>]
 
-    private static let fieldCount = 15 + DropReason.allCases.count
+    private static let fieldCount = 16 + DropReason.allCases.count
 
     public init() {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
@@ -60,6 +64,7 @@ public final class PublishedReport: Sendable {
         put(report.batches)
         put(report.segmentedSends)
         put(report.segmentationFallbacks)
+        put(report.segmentationOff)
         put(report.receiveErrors)
         put(UInt64(UInt32(bitPattern: report.lastSendErrno)))
         put(UInt64(UInt32(bitPattern: report.lastReceiveErrno)))
@@ -92,6 +97,7 @@ public final class PublishedReport: Sendable {
             report.batches = get()
             report.segmentedSends = get()
             report.segmentationFallbacks = get()
+            report.segmentationOff = get()
             report.receiveErrors = get()
             report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))
             report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))

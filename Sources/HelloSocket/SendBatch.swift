@@ -7,7 +7,8 @@ import SystemPackage
 /// destination as one segmented (UDP GSO) send, each message with its destination and, on a
 /// wildcard socket, the source address it must leave from. Everything is allocated at
 /// start-up. A full send buffer gets a bounded wait, a refused segmented send goes again as
-/// plain datagrams, and any other refusal loses only that message's datagrams.
+/// plain datagrams, and any other refusal loses only that message's datagrams. After an
+/// EIO on a segmented send, this sender segments nothing any more.
 package final class SendBatch {
     package let capacity: Int
     package let options: Options
@@ -29,6 +30,11 @@ package final class SendBatch {
     private let firstEntry: UnsafeMutablePointer<Int32>
     private let entryCount: UnsafeMutablePointer<Int32>
     private let planner: SegmentPlanner
+    /// Whether runs still become segmented sends: false from the start with
+    /// `--no-gso`, and from the first EIO on a segmented send, which says the way out cannot
+    /// segment (an IPsec route), for every peer: no send after it is tried segmented
+    /// again (as wireguard-go does).
+    package private(set) var segmenting: Bool
 
     /// Room for the control messages of one send: a PKTINFO and UDP_SEGMENT.
     static let controlSize = 128
@@ -41,6 +47,7 @@ package final class SendBatch {
         firstEntry = .allocate(capacity: capacity)
         entryCount = .allocate(capacity: capacity)
         planner = SegmentPlanner(maxSegments: options.segmentation ? Int(HS_UDP_MAX_SEGMENTS) : 1)
+        segmenting = options.segmentation
     }
 
     deinit {
@@ -57,6 +64,8 @@ package final class SendBatch {
         package var segmentedSends = 0
         /// Segmented sends the kernel refused, then sent again as plain datagrams.
         package var segmentationFallbacks = 0
+        /// This send's EIO turned segmentation off for good (see `segmenting`).
+        package var segmentationTurnedOff = false
         /// The last refusal, for the logs.
         package var lastError: Errno?
     }
@@ -66,8 +75,9 @@ package final class SendBatch {
     static let sendWait: UInt64 = 10_000_000
     static let sendWaitsPerBatch = 3
     /// What the kernel says when it will not segment a send, as opposed to refusing the
-    /// destination: EIO (no checksum offload, IPsec), EINVAL and EMSGSIZE (segments too
-    /// large for the path MTU).
+    /// destination: EIO (the way out cannot segment: IPsec; before Linux 6.11 also a device
+    /// without checksum offload), EINVAL and EMSGSIZE (that send's size: segments too large
+    /// for the path MTU).
     static let segmentationRefusals: [Errno] = [.ioError, .invalidArgument, .messageTooLong]
 
     /// Sends every datagram of `outbox` (those to go through socket number `only`, if
@@ -97,9 +107,13 @@ package final class SendBatch {
                 }
             } catch {
                 if entryCount[next] > 1 && Self.segmentationRefusals.contains(error.errno) {
-                    // The kernel refused this segmented send (device without checksum
-                    // offload, IPsec, path MTU): send its datagrams again one by one.
+                    // The kernel refused this segmented send: send its datagrams again one
+                    // by one. EIO is about the path, not this send: stop segmenting.
                     outcome.segmentationFallbacks += 1
+                    if error.errno == .ioError {
+                        segmenting = false
+                        outcome.segmentationTurnedOff = true
+                    }
                     let first = Int(firstEntry[next])
                     count = buildMessages(outbox, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next,
                                           only: only)
@@ -132,7 +146,7 @@ package final class SendBatch {
             let first = entries[e]
             // Only a datagram that the next one follows in the buffer can start a segmented
             // send: the planner is not asked about the rest (a fan-out's, each to its peer).
-            let follows = e + 1 < entries.count && entries[e + 1].offset == first.offset + first.length
+            let follows = segmenting && e + 1 < entries.count && entries[e + 1].offset == first.offset + first.length
             let send = follows ? planner.send(from: e, of: entries, plainThrough: plainThrough)
                                : PlannedSend(firstEntry: e, count: 1, bytes: Int(first.length))
             let bytes = outbox.bytes(of: first)

@@ -20,6 +20,8 @@ final class MetricsFile {
     private let up: Gauge
     private let services: [ServiceMetrics]
     private let socketsRead: [MirroredCounter]
+    private let segmentedSends, segmentationFallbacks: MirroredCounter
+    private let socketsSegmentationOff: [Gauge]
     private var text: [UInt8] = []
     /// The last write's failure, said once until it changes.
     private var failure: String?
@@ -48,6 +50,17 @@ final class MetricsFile {
                                    help: "Datagrams read from each socket, numbered in the order of hellod's start line."),
                 labels: [("service", service.rawValue), ("socket", String(index))]))
         }
+        segmentedSends = MirroredCounter(registry.makeCounter(descriptor: hellod(
+            "segmented_sends", unit: "total", help: "Sends that carried several replies to one peer as UDP segments (GSO).")))
+        segmentationFallbacks = MirroredCounter(registry.makeCounter(descriptor: hellod(
+            "segmented_sends_resent", unit: "total",
+            help: "Segmented sends the kernel refused (EIO, EINVAL, EMSGSIZE), sent again as plain datagrams.")))
+        socketsSegmentationOff = sockets.enumerated().map { index, service in
+            registry.makeGauge(descriptor: hellod(
+                "socket_gso_off",
+                help: "1 once the kernel refused a segmented send on this socket with EIO: it sends plain datagrams from then on."),
+                labels: [("service", service.rawValue), ("socket", String(index))])
+        }
     }
 
     /// Takes the counters of `snapshot`; `serving` is false for the last write, at stop.
@@ -58,6 +71,12 @@ final class MetricsFile {
         }
         for (mirror, report) in zip(socketsRead, snapshot.perSocket) {
             mirror.update(report.counters.read)
+        }
+        let total = snapshot.total
+        segmentedSends.update(total.segmentedSends)
+        segmentationFallbacks.update(total.segmentationFallbacks)
+        for (gauge, report) in zip(socketsSegmentationOff, snapshot.perSocket) {
+            gauge.set(report.segmentationOff > 0 ? 1.0 : 0.0)
         }
     }
 

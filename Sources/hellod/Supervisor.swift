@@ -78,12 +78,14 @@ final class Supervisor {
         Systemd.notify("READY=1\nSTATUS=\(status.line(first, now: started))")
 
         var warned = (at: UInt64(0), report: WorkerReport())
+        var segmentationOffSaid = sockets.map { _ in false }
         var chatSeen = first.total.counters.chat
         let timers = [statusInterval] + (metrics.map { [$0.interval] } ?? [])
         var signal: Int32
         while true {
             signal = waitForSignal(signals, timers: timers) { timer, now in
                 let current = snapshot()
+                saySegmentationOff(current, said: &segmentationOffSaid)
                 guard timer == 0 else {
                     writeMetrics(current, serving: true)
                     return
@@ -108,6 +110,7 @@ final class Supervisor {
         stop.stop()
         threads.forEach { $0.join() }
         let final = snapshot()
+        saySegmentationOff(final, said: &segmentationOffSaid)
         logCounters(final, "hellod stopped on \(Self.signalName(signal)) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
         writeMetrics(final, serving: false)
         for served in sockets {
@@ -249,7 +252,8 @@ final class Supervisor {
         put("", report.counters)
         for service in snapshot.services { put(service.name.rawValue + "_", service.report.counters) }
         let c = report.counters
-        log.info("\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams)\(perService)",
+        let off = report.segmentationOff > 0 ? ", gso off on \(report.segmentationOff) sockets" : ""
+        log.info("\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams\(off))\(perService)",
                  metadata: fields)
     }
 
@@ -267,6 +271,15 @@ final class Supervisor {
         metrics.update(snapshot, serving: serving)
         if let failure = metrics.write() {
             log.warning("\(failure) (the next writes will try again; said once)")
+        }
+    }
+
+    /// One warning per socket whose worker turned segmentation off (an EIO on a segmented
+    /// send): the operator learns why its replies now go one datagram per send.
+    private func saySegmentationOff(_ snapshot: Snapshot, said: inout [Bool]) {
+        for (index, report) in snapshot.perSocket.enumerated() where report.segmentationOff > 0 && !said[index] {
+            said[index] = true
+            log.warning("gso off on \(sockets[index].address) (socket \(index)): the kernel refused a segmented send with EIO (a way out that cannot segment, such as IPsec); its replies go as plain datagrams from now on, to every peer")
         }
     }
 
