@@ -114,6 +114,11 @@ struct ChatClient {
     /// delivered counts as delivered, so none is sent while an older one is unacknowledged
     /// that far back (docs/PROTOCOL.md, "Delivery").
     static let sequenceSpan: UInt32 = 64
+    /// Lines read and waiting to be sent, at most: past it a pipe is not read until the
+    /// relay has acknowledged some, so a relay that acknowledges nothing cannot make the
+    /// client read all its input into memory (a terminal's keys are read whatever the
+    /// queue: Ctrl-C must work).
+    static let queuedLinesLimit = 256
     static let longestBackoff: UInt64 = 4_000_000_000
     /// Datagrams read from the socket at most before the keys, the signals and the output
     /// have their turn: a flood must not keep Ctrl-C waiting.
@@ -195,10 +200,11 @@ struct ChatClient {
         while true {
             let now = monotonicNanoseconds()
             timers(now)
+            takeLines()
             if isFinished(now) { break }
             present()
             var fds = (pollfd(fd: socket.descriptor.rawValue, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: inputOpen && !quit && (screen != nil || !inputEnded) ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: readsInput ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: screen?.signals ?? -1, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: unwritten > 0 ? STDOUT_FILENO : -1, events: Int16(POLLOUT), revents: 0))
             let wait = nextDeadline(now).map { $0 > now ? Int32(clamping: ($0 - now + 999_999) / 1_000_000) : 0 } ?? -1
@@ -549,7 +555,27 @@ struct ChatClient {
             return
         }
         partial += buffer[..<n]
-        while let newline = partial.firstIndex(of: UInt8(ascii: "\n")), !inputEnded {
+        takeLines()
+        // A line longer than any message is refused whole: of one with no end yet, no more
+        // is kept than shows that (the rest up to its newline is dropped as it comes).
+        if partial.count > ChatWire.maxText + 1 && !partial.contains(Self.newline) {
+            partial.removeLast(partial.count - (ChatWire.maxText + 1))
+        }
+    }
+
+    static let newline = UInt8(ascii: "\n")
+
+    /// Whether standard input is to be read now: a terminal always (its keys), a pipe only
+    /// while the queue has room and what was read holds no whole line still to take.
+    var readsInput: Bool {
+        guard inputOpen && !quit else { return false }
+        if screen != nil { return true }
+        return !inputEnded && queue.count < Self.queuedLinesLimit && !partial.contains(Self.newline)
+    }
+
+    /// The whole lines read from a pipe, each a message or a command, while the queue has room.
+    mutating func takeLines() {
+        while !inputEnded && queue.count < Self.queuedLinesLimit, let newline = partial.firstIndex(of: Self.newline) {
             let text = Array(partial[..<newline])
             partial.removeSubrange(...newline)
             line(text)

@@ -214,6 +214,33 @@ class HostileRelayTest(TestCase):
         self.assertTrue(output.skipped, "no line saying what was skipped while the output stalled")
         self.assertRegex(output.skipped[0], r"^\* skipped \d+ event\(s\) \(the relay sent faster than they were shown\)$")
 
+    def test_a_relay_that_never_acknowledges_does_not_make_it_read_all_its_input(self):
+        # `hello chat` reads a line of input as one message; a relay that acknowledges
+        # none would have it read a whole pipe into memory, however large. It reads no
+        # further than a bounded queue of lines: the writer blocks, memory stays bounded.
+        relay = self.relay()
+        proc = subprocess.Popen([HELLO, "chat", "--port", str(relay.port), "--room", "lobby", "--nick", "ada",
+                                 "--timeout", "0.2"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        relay.admit()
+        line = b"m" * 999 + b"\n"  # the longest message, so that the lines are what weighs
+        written = 0
+        stop = time.monotonic() + 3
+        os.set_blocking(proc.stdin.fileno(), False)
+        while time.monotonic() < stop and written < 200 * 1024 * 1024:
+            try:
+                written += os.write(proc.stdin.fileno(), line * 64)
+            except BlockingIOError:
+                time.sleep(0.01)  # the client reads no more: the pipe is full
+        peak = peak_rss_kib(proc.pid)
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdin.close()
+        sys.stderr.write("\n  unacknowledged input: %d KiB written in 3 s, peak RSS %d KiB " % (written // 1024, peak))
+        self.assertLess(peak, RSS_BOUND_KIB, "peak resident memory, KiB")
+        self.assertLess(written, 16 * 1024 * 1024, "bytes the client read from its input, none acknowledged")
+
     def test_on_a_terminal_a_flood_is_bounded_and_ctrl_c_ends_it_at_once(self):
         relay = self.relay()
         status = tempfile.NamedTemporaryFile(delete=False)
