@@ -2,11 +2,12 @@
 
 A user's clone has nothing beside it, so a path that climbs out of the repository (a
 benchmark's source in a sibling directory, say) works on the machine it was written on
-and nowhere else. Every relative path that goes up, spelled with slashes (`../x`,
-`a/../../b`) or as the parts of a join (`os.path.join(HERE, "..", "x")`), is resolved
-against its file's own directory, and must land inside the repository on something the
-repository has (a tracked path, or a build directory that a build makes: `.build*`).
-Absolute system paths (/etc/default/hellod) are not relative and are not checked.
+and nowhere else. Every relative path that goes up, spelled with slashes or as the
+parts of a join (the examples are at the end of this file), is resolved against its
+file's own directory, and must land inside the repository on something the repository
+has (a tracked path, or a build directory that a build makes: `.build*`). Absolute
+system paths (/etc/default/hellod) are not relative and are not checked. This file is
+read too: its examples are put together from `UP`, so none of them is a path in it.
 """
 import os
 import re
@@ -19,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 UP = re.compile(r"(?<![\w.])\.\.(?![\w.<])")
 # The characters of a path around it (a `$(dirname "$0")` before it ends at its `)`).
 PATH_CHARS = r"[\w.+@%~*/-]"
-# The quoted parts of a join that starts with "..": `"..", "shared", "bench"`.
+# The quoted parts of a join whose first part goes up, each part a quoted string.
 JOIN = re.compile(r"""(["'])\.\.\1((?:\s*,\s*["'][^"'\n]*["'])*)""")
 
 
@@ -60,7 +61,7 @@ def leaves_checkout(name, parts, known):
     if parts and parts[0] == "":
         return None  # absolute: a system path, not this test's concern
     resolved = os.path.normpath(os.path.join(os.path.dirname(name), *[p for p in parts if p]))
-    if resolved == ".." or resolved.startswith("../"):
+    if resolved == os.pardir or resolved.startswith(os.pardir + os.sep):
         return "leaves the repository (%s)" % resolved
     if resolved == "." or resolved in known or resolved.split("/")[0].startswith(".build"):
         return None
@@ -76,10 +77,7 @@ class CheckoutStandsAlone(unittest.TestCase):
                 name = name.rsplit("/", 1)[0]
                 known.add(name)
         found = []
-        itself = os.path.relpath(os.path.abspath(__file__), ROOT)  # its examples are written to fail
         for name in files:
-            if name == itself:
-                continue
             try:
                 with open(os.path.join(ROOT, name), encoding="utf-8") as f:
                     text = f.read()
@@ -96,13 +94,14 @@ class CheckoutStandsAlone(unittest.TestCase):
         def verdicts(name, text):
             return [leaves_checkout(name, parts, {"Tests", "Tests/integration"}) is not None
                     for _, _, parts in paths_going_up(text)]
-        self.assertEqual(verdicts("bench/x.py", 'os.path.join(ROOT, "..", "shared", "bench", "a.c")'), [True])
-        self.assertEqual(verdicts("bench/x.py", 'os.path.join(HERE, "..", "Tests", "integration")'), [False])
-        self.assertEqual(verdicts("Makefile", "# writes to ../ by default"), [True])
-        self.assertEqual(verdicts("README.md", "see `../shared/bench/refrelay.c`"), [True])
-        self.assertEqual(verdicts("bench/run.sh", '"$(dirname "$0")/../.build-static/release/hello"'), [False])
-        self.assertEqual(verdicts("Benchmarks/Package.swift", '.package(name: "hellod", path: "..")'), [False])
-        self.assertEqual(verdicts("a/b.txt", "a/../../../etc/passwd and /usr/share/x"), [True])
+        up = "." * 2  # written so, this file names no path that goes up
+        self.assertEqual(verdicts("bench/x.py", 'os.path.join(ROOT, "%s", "sibling", "bench", "a.c")' % up), [True])
+        self.assertEqual(verdicts("bench/x.py", 'os.path.join(HERE, "%s", "Tests", "integration")' % up), [False])
+        self.assertEqual(verdicts("Makefile", "# writes to %s/ by default" % up), [True])
+        self.assertEqual(verdicts("README.md", "see `%s/sibling/bench/relay.c`" % up), [True])
+        self.assertEqual(verdicts("bench/run.sh", '"$(dirname "$0")/%s/.build-static/release/hello"' % up), [False])
+        self.assertEqual(verdicts("Benchmarks/Package.swift", '.package(name: "hellod", path: "%s")' % up), [False])
+        self.assertEqual(verdicts("a/b.txt", "a/{0}/{0}/{0}/etc/passwd and /usr/share/x".format(up)), [True])
         self.assertEqual(verdicts("x.swift", "for i in 0..<n { f(a...) } // and so on..."), [])
 
 
