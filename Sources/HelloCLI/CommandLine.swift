@@ -19,13 +19,13 @@ extension OneLineErrors {
             var command = try parseAsRoot()
             try command.run()
         } catch let failure as ResolutionError {
-            writeLine("\(name): \(failure)")
+            writeOut(to: STDERR_FILENO, "\(name): \(failure)\n")
             Glibc.exit(exitNoHost)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad arguments"
-                writeLine("\(name): \(message) (see '\(name) --help')")
+                writeOut(to: STDERR_FILENO, "\(name): \(message) (see '\(name) --help')\n")
                 Glibc.exit(code.rawValue)
             }
             exit(withError: error)
@@ -33,9 +33,16 @@ extension OneLineErrors {
     }
 }
 
-/// One line on stderr, unbuffered (the process exits right after).
-func writeLine(_ text: String) {
-    _ = (text + "\n").withCString { write(STDERR_FILENO, $0, strlen($0)) }
+/// `text` in one write(2), unbuffered: lines from several threads never interleave, and
+/// none waits in a buffer when the process exits.
+package func writeOut(to fd: Int32, _ text: String) {
+    var text = text
+    text.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
+}
+
+/// `bytes` on standard output, in one write(2).
+package func writeOut(_ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
 }
 
 /// Checks an option's value against its range, with swift-argument-parser's validation

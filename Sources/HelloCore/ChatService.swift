@@ -902,10 +902,6 @@ public struct ChatService: DatagramService, ~Copyable {
 
     // MARK: Events
 
-    /// A backlog slot's bytes: its header, then the longest event the relay writes, 8-byte
-    /// aligned. Every event carries its member's nick (up to `maxName`); a message's text is
-    /// at most `maxMessage`, a rename's is the new nick (up to `maxName`, whatever
-    /// `maxMessage`), the others' is empty.
     /// Events each room keeps: the backlog asked for, and at least the history, a batch
     /// past a full room's fan-out (`holdLimit`) and one RESEND's.
     static func backlogLength(_ service: ServiceSettings) -> Int {
@@ -927,6 +923,10 @@ public struct ChatService: DatagramService, ~Copyable {
             + SlotIndex.bytes(capacity: slots) + SlotIndex.bytes(capacity: s.rooms)
     }
 
+    /// A backlog slot's bytes: its header, then the longest event the relay writes, 8-byte
+    /// aligned. Every event carries its member's nick (up to `maxName`); a message's text is
+    /// at most `maxMessage`, a rename's is the new nick (up to `maxName`, whatever
+    /// `maxMessage`), the others' is empty.
     static func eventStride(maxMessage: Int) -> Int {
         let longestText = max(maxMessage, ChatWire.maxName)
         return (16 + ChatWire.eventLength(nick: ChatWire.maxName, text: longestText) + 7) & ~7

@@ -1,4 +1,5 @@
 import Glibc
+import HelloCLI
 import HelloCore
 import HelloSocket
 import Histogram

@@ -12,8 +12,6 @@ struct OutputQueue {
     /// Lines left out since the last one queued.
     private(set) var skipped = 0
 
-    var isEmpty: Bool { first == lines.count && skipped == 0 }
-
     mutating func append(_ line: String) {
         if skipped > 0 {
             let note = Self.skippedNote(skipped)
@@ -63,8 +61,6 @@ struct PendingOutput {
     static let chunk = Int(PIPE_BUF)
 
     private(set) var bytes: [UInt8] = []
-
-    var isEmpty: Bool { bytes.isEmpty }
 
     mutating func append(_ more: some Sequence<UInt8>) {
         bytes += more

@@ -140,15 +140,6 @@ struct Exchange {
     }
 }
 
-func writeOut(_ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-}
-
 func writeErr(_ text: String) {
     writeOut(to: STDERR_FILENO, text)
-}
-
-func writeOut(to fd: Int32, _ text: String) {
-    var text = text
-    text.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
 }

@@ -1,4 +1,5 @@
 import Glibc
+import HelloCLI
 import Logging
 
 /// hellod's log lines: to the journal with fields and priorities when systemd connected
@@ -61,8 +62,7 @@ struct DaemonLogHandler: LogHandler {
 
     /// One write(2) a line: lines from several threads never interleave.
     private func writeToStderr(_ line: String) {
-        var line = line
-        line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        writeOut(to: STDERR_FILENO, line)
     }
 
     /// Journal field names are upper-case letters, digits and underscores.
