@@ -46,7 +46,7 @@ package final class SendBatch {
         messages = MessageVector(capacity: capacity, names: true, controlSize: Self.controlSize)
         firstEntry = .allocate(capacity: capacity)
         entryCount = .allocate(capacity: capacity)
-        planner = SegmentPlanner(maxSegments: options.segmentation ? Int(HS_UDP_MAX_SEGMENTS) : 1)
+        planner = SegmentPlanner(maxSegments: Int(HS_UDP_MAX_SEGMENTS))
         segmenting = options.segmentation
     }
 

@@ -184,9 +184,8 @@ extension SocketAddress: Equatable {
     }
 }
 
-/// getaddrinfo(3) could not resolve a name: its own error code (EAI_*), not an errno.
-/// A name that gave no address: getaddrinfo's error, or (`code` 0) addresses of neither
-/// IPv4 nor IPv6.
+/// A name that gave no address: getaddrinfo(3)'s own error code (EAI_*, not an errno), or 0
+/// when it gave addresses of neither IPv4 nor IPv6.
 public struct ResolutionError: Error, Equatable, CustomStringConvertible {
     public let host: String
     public let code: Int32
