@@ -202,7 +202,10 @@ public struct ChatService: DatagramService, ~Copyable {
         var source: LocalSource?
         /// The socket it came through (`Arrival.socket`): what it is sent goes back through it.
         var socket: UInt16 = 0
-        var session: UInt64 = 0
+        /// Its id (`ChatSecret.id`), which names it in events, and its tag, which every
+        /// datagram it is sent carries.
+        var id: UInt64 = 0
+        var tag: UInt64 = 0
         var nickLength: UInt8 = 0
         var lastHeard: UInt64 = 0
         /// The message rate limit's theoretical arrival time (GCRA).
@@ -357,15 +360,21 @@ public struct ChatService: DatagramService, ~Copyable {
 
     mutating func serve(_ bytes: UnsafeRawBufferPointer, _ datagram: Datagram, now: UInt64,
                         into outbox: inout Outbox) -> Outcome {
-        guard let request = ChatRequest.parse(bytes) else {
+        guard let (tag, request) = ChatRequest.parse(bytes) else {
             if bytes.count >= 2 && bytes[0] == ChatWire.version && bytes[1] == ChatType.join.rawValue
                 && bytes.count < ChatWire.joinLength {
                 return .dropped(.chatShortJoin)
             }
+            if let token = ChatRequest.legacyToken(bytes) {
+                // hellod 1.x's client: told in its own words, never more bytes than it sent.
+                guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
+                notice(to: datagram, into: &outbox) { $0.legacyRefusal(token: token) }
+                return .dropped(.chatOldVersion)
+            }
             return .dropped(.chatMalformed)
         }
         if case .join(let join) = request {
-            return self.join(join, length: bytes.count, datagram, now: now, into: &outbox)
+            return self.join(join, tag: tag, length: bytes.count, datagram, now: now, into: &outbox)
         }
         let token: UInt64
         switch request {
@@ -374,13 +383,22 @@ public struct ChatService: DatagramService, ~Copyable {
             token = t
         }
         guard let slot = lookup(token) else {
-            // Not longer than the request (every request with a token has at least 10
+            // Not longer than the request (every request with a token has at least 18
             // bytes), and rate-limited: a forged source gets little, and not often.
             guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
-            notice(to: datagram, into: &outbox) { $0.notAMember(token: token) }
+            notice(to: datagram, into: &outbox) { $0.notAMember(tag: tag, token: token) }
             return .dropped(.chatNotMember)
         }
-        guard members[slot].peer == datagram.peer else { return .dropped(.chatBadToken) }
+        guard members[slot].peer == datagram.peer else {
+            // The member's NAT rebound it, most likely: a challenge for the new address,
+            // with which it rejoins from there (its secret proves it). Not longer than the
+            // request, and limited as any answer to a source not yet proven.
+            guard bytes.count >= ChatWire.challengeLength else { return .dropped(.chatMoved) }
+            guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
+            let cookie = self.cookie(for: datagram.peer, epoch: epoch.number)
+            notice(to: datagram, into: &outbox) { $0.challenge(tag: tag, cookie) }
+            return .dropped(.chatMoved)
+        }
         members[slot].lastHeard = now
         members[slot].source = datagram.arrival.replySource
         members[slot].socket = datagram.arrival.socket
@@ -394,8 +412,8 @@ public struct ChatService: DatagramService, ~Copyable {
             return .served
         case .leave:
             let m = members[slot]
-            appendEvent(room, kind: .left, session: m.session, clientSequence: 0, nick: nick(slot),
-                        text: UnsafeRawBufferPointer(start: nil, count: 0), sender: m.token)
+            appendEvent(room, kind: .left, sender: m.id, clientSequence: 0, nick: nick(slot),
+                        text: UnsafeRawBufferPointer(start: nil, count: 0), token: m.token)
             remove(slot)
             return .served
         case let .resend(_, first, count):
@@ -421,14 +439,14 @@ public struct ChatService: DatagramService, ~Copyable {
             let m = members[slot]
             _ = outbox.write(to: m.peer, from: m.source, through: m.socket) { w in
                 var count = 0
-                var length = 12
+                var length = ChatWire.headerLength + 8 + 2
                 for k in 0..<perRoom where members[room * perRoom + k].token != 0 {
                     let next = length + 1 + Int(members[room * perRoom + k].nickLength)
                     if next > ChatWire.largestDatagram { break }
                     length = next
                     count += 1
                 }
-                w.members(instance: instance, count: UInt16(min(count, r.memberCount)))
+                w.members(tag: m.tag, instance: instance, count: UInt16(min(count, r.memberCount)))
                 var listed = 0
                 for k in 0..<perRoom where members[room * perRoom + k].token != 0 && listed < count {
                     w.string(nick(room * perRoom + k))
@@ -438,7 +456,8 @@ public struct ChatService: DatagramService, ~Copyable {
             return .answered
         case let .nick(_, newNick):
             if let refusal = nameRefusal(newNick, in: room, except: slot) {
-                notice(to: members[slot], into: &outbox) { $0.refused(refusal) }
+                let tag = members[slot].tag
+                notice(to: members[slot], into: &outbox) { $0.refused(tag: tag, refusal) }
                 return .dropped(.chatBadName)
             }
             // A rename reaches every member, as a message does: it spends as one.
@@ -448,32 +467,36 @@ public struct ChatService: DatagramService, ~Copyable {
                 return .dropped(.chatRoomRateLimited)
             }
             members[slot] = m
-            appendEvent(room, kind: .renamed, session: m.session, clientSequence: 0, nick: nick(slot), text: newNick,
-                        sender: m.token)
+            appendEvent(room, kind: .renamed, sender: m.id, clientSequence: 0, nick: nick(slot), text: newNick,
+                        token: m.token)
             setNick(slot, newNick)
             return .served
         }
     }
 
-    mutating func join(_ join: ChatJoin, length: Int, _ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Outcome {
+    mutating func join(_ join: ChatJoin, tag: UInt64, length: Int, _ datagram: Datagram, now: UInt64,
+                       into outbox: inout Outbox) -> Outcome {
         guard length >= ChatWire.joinLength else { return .dropped(.chatShortJoin) }
         guard isValid(join.cookie, for: datagram.peer) else {
             guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
             let cookie = self.cookie(for: datagram.peer, epoch: epoch.number)
             if join.cookie.isNone {
                 _ = outbox.write(limit: length, to: datagram.peer, from: datagram.arrival.replySource,
-                                 through: datagram.arrival.socket) { $0.challenge(cookie) }
+                                 through: datagram.arrival.socket) { $0.challenge(tag: tag, cookie) }
                 return .answered
             }
-            notice(to: datagram, into: &outbox) { $0.challenge(cookie) }
+            notice(to: datagram, into: &outbox) { $0.challenge(tag: tag, cookie) }
             return .dropped(.chatBadCookie)
         }
         // The source receives at its address: from here on it may be answered in full.
+        let id = join.secret.id
         if join.token != 0, let slot = lookup(join.token) {
             // The member's address changed (NAT rebinding), or its WELCOME was lost: the
-            // same member, silently at its new address. Its membership is counted under the
-            // new address's prefix from now on, even past `membershipsPerPrefix`: the limit
-            // is on making memberships, and this one exists already (its token proves it).
+            // same member, silently at its new address, if the secret is its own (the token
+            // travels in every datagram, the secret only in JOIN). Its membership is counted
+            // under the new address's prefix from now on, even past `membershipsPerPrefix`:
+            // the limit is on making memberships, and this one exists already.
+            guard members[slot].id == id else { return .dropped(.chatBadToken) }
             let (old, new) = (sourcePrefix(members[slot].peer), sourcePrefix(datagram.peer))
             if old != new {
                 prefixCounts.subtract(old)
@@ -482,41 +505,42 @@ public struct ChatService: DatagramService, ~Copyable {
             members[slot].peer = datagram.peer
             members[slot].source = datagram.arrival.replySource
             members[slot].socket = datagram.arrival.socket
+            members[slot].tag = tag
             members[slot].lastHeard = now
             welcome(slot, into: &outbox)
             return .answered
         }
         guard ChatWire.isValidName(join.room) else {
-            notice(to: datagram, into: &outbox) { $0.refused(.badName) }
+            notice(to: datagram, into: &outbox) { $0.refused(tag: tag, .badName) }
             return .dropped(.chatBadName)
         }
         let nameHash = SipHasher.hash(key: roomNameKey, join.room)
         let found = findRoom(join.room, hash: nameHash)
-        if let room = found, join.session != 0 {
+        if let room = found {
             // A JOIN repeated because its WELCOME was lost: the member it made.
             for k in 0..<perRoom {
                 let m = members[room * perRoom + k]
-                if m.token != 0 && m.session == join.session && m.peer == datagram.peer {
+                if m.token != 0 && m.id == id && m.peer == datagram.peer {
                     welcome(room * perRoom + k, into: &outbox)
                     return .answered
                 }
             }
         }
         if let refusal = nameRefusal(join.nick, in: found, except: -1) {
-            notice(to: datagram, into: &outbox) { $0.refused(refusal) }
+            notice(to: datagram, into: &outbox) { $0.refused(tag: tag, refusal) }
             return .dropped(.chatBadName)
         }
         let prefix = sourcePrefix(datagram.peer)
         if prefixCounts.count(of: prefix) >= settings.membershipsPerPrefix {
-            notice(to: datagram, into: &outbox) { $0.refused(.tooManyMemberships) }
+            notice(to: datagram, into: &outbox) { $0.refused(tag: tag, .tooManyMemberships) }
             return .dropped(.chatRoomFull)
         }
         if let found, rooms[found].memberCount >= perRoom {
-            notice(to: datagram, into: &outbox) { $0.refused(.roomFull) }
+            notice(to: datagram, into: &outbox) { $0.refused(tag: tag, .roomFull) }
             return .dropped(.chatRoomFull)
         }
         if found == nil && freeRoomCount == 0 {
-            notice(to: datagram, into: &outbox) { $0.refused(.tooManyRooms) }
+            notice(to: datagram, into: &outbox) { $0.refused(tag: tag, .tooManyRooms) }
             return .dropped(.chatRoomFull)
         }
         // Everything else allows it: it is a join, announced to the room, within the
@@ -539,7 +563,7 @@ public struct ChatService: DatagramService, ~Copyable {
         }
         let slot = freeSlot(in: room)
         members[slot] = Member(token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
-                               socket: datagram.arrival.socket, session: join.session, lastHeard: now, rateArrival: 0,
+                               socket: datagram.arrival.socket, id: id, tag: tag, lastHeard: now, rateArrival: 0,
                                nextToSend: rooms[room].next)
         setNick(slot, join.nick)
         insert(slot)
@@ -555,8 +579,8 @@ public struct ChatService: DatagramService, ~Copyable {
         while from < next && writeEvents(room, from: &from, to: next, to: slot, into: &outbox) {
             pending.deliveries += 1
         }
-        appendEvent(room, kind: .joined, session: join.session, clientSequence: 0, nick: nick(slot),
-                    text: UnsafeRawBufferPointer(start: nil, count: 0), sender: members[slot].token)
+        appendEvent(room, kind: .joined, sender: id, clientSequence: 0, nick: nick(slot),
+                    text: UnsafeRawBufferPointer(start: nil, count: 0), token: members[slot].token)
         return .answered
     }
 
@@ -604,8 +628,8 @@ public struct ChatService: DatagramService, ~Copyable {
         }
         members[slot] = m
         messageSequences.record(rooms[room].next, slot: slot, clientSequence: sequence)
-        appendEvent(room, kind: .message, session: m.session, clientSequence: sequence, nick: nick(slot), text: text,
-                    sender: m.token)
+        appendEvent(room, kind: .message, sender: m.id, clientSequence: sequence, nick: nick(slot), text: text,
+                    token: m.token)
         tally.chat.messages += 1
         return .served
     }
@@ -658,8 +682,8 @@ public struct ChatService: DatagramService, ~Copyable {
                     bits &= bits - 1
                     guard now &- members[slot].lastHeard >= evictAfter && now > members[slot].lastHeard else { continue }
                     let m = members[slot]
-                    appendEvent(room, kind: .timedOut, session: m.session, clientSequence: 0, nick: nick(slot),
-                                text: UnsafeRawBufferPointer(start: nil, count: 0), sender: m.token)
+                    appendEvent(room, kind: .timedOut, sender: m.id, clientSequence: 0, nick: nick(slot),
+                                text: UnsafeRawBufferPointer(start: nil, count: 0), token: m.token)
                     remove(slot)
                 }
             } else {
@@ -711,10 +735,16 @@ public struct ChatService: DatagramService, ~Copyable {
                     }
                     var from = max(member.pointee.nextToSend, oldest)
                     if from < next && written.first >= 0 && written.from == from {
-                        guard outbox.count + written.count <= outbox.capacity else { return false }
+                        let head = ChatWire.headerLength
+                        guard outbox.count + written.count <= outbox.capacity,
+                              outbox.bufferUsed + written.count * head <= outbox.bufferCapacity else { return false }
                         for k in 0..<written.count {
-                            _ = outbox.repeatDatagram(written.first + k, to: member.pointee.peer, from: member.pointee.source,
-                                                      through: member.pointee.socket)
+                            // The same events, under this member's own version, type and tag.
+                            let at = outbox.next
+                            at.storeBytes(of: UInt16(ChatWire.version) << 8 | UInt16(ChatType.events.rawValue), as: UInt16.self)
+                            at.storeBytes(of: member.pointee.tag.bigEndian, toByteOffset: 2, as: UInt64.self)
+                            _ = outbox.repeatDatagram(written.first + k, ownHead: head, to: member.pointee.peer,
+                                                      from: member.pointee.source, through: member.pointee.socket)
                         }
                         pending.deliveries += written.count
                     } else if from < next {
@@ -764,9 +794,9 @@ public struct ChatService: DatagramService, ~Copyable {
         let workers = settings.workers
         guard workers > 1, !datagram.truncated, datagram.length <= ChatWire.largestDatagram else { return nil }
         var bytes = datagram.payload
-        guard bytes.count >= 10, bytes[0] == ChatWire.version else { return nil }
+        guard bytes.count >= ChatWire.headerLength + 8, bytes[0] == ChatWire.version else { return nil }
         guard bytes[1] == ChatType.join.rawValue else {
-            let owner = Int(bytes[2])  // the token's top byte, first on the wire
+            let owner = Int(bytes[ChatWire.headerLength])  // the token's top byte, first on the wire
             return owner < workers ? owner : nil
         }
         if !datagram.continuation.isEmpty {  // a JOIN read in two parts (a tiny head buffer)
@@ -775,7 +805,7 @@ public struct ChatService: DatagramService, ~Copyable {
                                                           byteCount: datagram.continuation.count)
             bytes = UnsafeRawBufferPointer(start: scratch, count: datagram.length)
         }
-        guard case .join(let join) = ChatRequest.parse(bytes), !join.cookie.isNone else { return nil }
+        guard case .join(let join)? = ChatRequest.parse(bytes)?.request, !join.cookie.isNone else { return nil }
         return Int(SipHasher.hash(key: roomKey, join.room) % UInt64(workers))
     }
 
@@ -942,15 +972,15 @@ public struct ChatService: DatagramService, ~Copyable {
     }
 
     /// Numbers an event in `room`, keeps it in the backlog and marks the room for sending.
-    mutating func appendEvent(_ room: Int, kind: ChatEventKind, session: UInt64, clientSequence: UInt32,
-                              nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, sender: UInt64) {
+    mutating func appendEvent(_ room: Int, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
+                              nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, token: UInt64) {
         let sequence = rooms[room].next
         let slot = eventSlot(room, sequence)
         var w = ChatWriter(slot + 16, capacity: eventStride - 16)
-        w.event(sequence: sequence, kind: kind, session: session, clientSequence: clientSequence, nick: nick, text: text)
+        w.event(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: nick, text: text)
         precondition(!w.overflowed)
         slot.storeBytes(of: UInt16(w.count), as: UInt16.self)
-        slot.storeBytes(of: sender, toByteOffset: 8, as: UInt64.self)
+        slot.storeBytes(of: token, toByteOffset: 8, as: UInt64.self)
         rooms[room].next = sequence &+ 1
         issued = max(issued, sequence)
         if rooms[room].next - rooms[room].oldest > UInt32(backlog) {
@@ -1016,7 +1046,7 @@ public struct ChatService: DatagramService, ~Copyable {
     func putEvents(_ room: Int, from: inout UInt32, to last: UInt32, to slot: Int, into outbox: inout Outbox) {
         let start = from
         _ = outbox.write(to: members[slot].peer, from: members[slot].source, through: members[slot].socket) { w in
-            w.events(instance: instance)
+            w.events(tag: members[slot].tag, instance: instance)
             for seq in start..<last { w.bytes(eventBytes(room, seq)) }
         }
         from = last
@@ -1026,7 +1056,7 @@ public struct ChatService: DatagramService, ~Copyable {
         let m = members[slot]
         let room = rooms[slot / perRoom]
         _ = outbox.write(to: m.peer, from: m.source, through: m.socket) {
-            $0.welcome(token: m.token, instance: instance, nextSequence: room.next, members: UInt16(room.memberCount))
+            $0.welcome(tag: m.tag, token: m.token, instance: instance, nextSequence: room.next, members: UInt16(room.memberCount))
         }
     }
 

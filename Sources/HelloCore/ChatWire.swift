@@ -7,22 +7,33 @@ import HelloDatagram
 /// allocates nothing. Clients and tests use `ChatMessage`, which owns its bytes and encodes
 /// to `[UInt8]` through the same writer.
 public enum ChatWire {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
+    /// hellod 1.x's protocol: refused in its own format (`ChatWriter.legacyRefusal`).
+    public static let legacyVersion: UInt8 = 1
     /// The largest datagram anyone sends: it crosses any IPv6 path without fragmenting.
     public static let largestDatagram = 1232
-    /// What a JOIN is padded to at least, and the length of a CHALLENGE: the challenge is
-    /// then never longer than the datagram it answers.
+    /// What a JOIN is padded to at least: the longest answer to a source not yet proven
+    /// (a version-1 refusal) is then never longer than the datagram it answers.
     public static let joinLength = 64
+    /// Every datagram's header, either way: version, type, the client's tag.
+    public static let headerLength = 10
+    /// A CHALLENGE: header and cookie. Answered only to a datagram at least this long.
+    public static let challengeLength = headerLength + cookieLength
     public static let maxName = 32
     public static let maxText = 1000
     public static let maxResend = 64
-    public static let cookieLength = 16
-    /// An EVENTS datagram's header: version, type, relay instance.
-    public static let eventsHeaderLength = 10
-    /// A JOIN's fixed part: version, type, cookie, session, token.
-    static let joinFixedLength = 2 + 16 + 8 + 8
+    public static let cookieLength = 12
+    /// An EVENTS datagram's header: version, type, tag, relay instance.
+    public static let eventsHeaderLength = headerLength + 8
 
-    /// An event's length on the wire: sequence, kind, session, client sequence, the nick
+    /// The client's tag in a datagram of this version that has a header; nil if it has none.
+    @inlinable
+    public static func tag(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        guard bytes.count >= headerLength, bytes[0] == version else { return nil }
+        return UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
+    }
+
+    /// An event's length on the wire: sequence, kind, sender id, client sequence, the nick
     /// (one-byte length) and the text (two-byte length).
     @inlinable
     public static func eventLength(nick: Int, text: Int) -> Int { 4 + 1 + 8 + 4 + 1 + nick + 2 + text }
@@ -51,6 +62,24 @@ public enum ChatEventKind: UInt8, Sendable {
 
 public enum ChatRefusal: UInt8, Sendable {
     case roomFull = 1, nickTaken, tooManyRooms, tooManyMemberships, badName
+}
+
+/// A client's secret: 128 random bits it chooses when it starts, sent only in JOIN. Its
+/// `id`, a one-way hash, names it in events: what no other member can claim.
+public struct ChatSecret: Equatable, Hashable, Sendable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// The first 64 bits of the secret's SHA-256.
+    public var id: UInt64 {
+        var bytes = (high.bigEndian, low.bigEndian)
+        return withUnsafeBytes(of: &bytes) { SHA256.hash($0).0 }
+    }
 }
 
 /// A cookie: the epoch it was made in and the MAC over the source's address, port and that
@@ -114,15 +143,20 @@ public struct ChatReader {
     }
 
     public mutating func cookie() -> ChatCookie? {
-        guard let epoch = u32(), let mac = u64(), let zero = u32(), zero == 0 else { return nil }
+        guard let epoch = u32(), let mac = u64() else { return nil }
         return ChatCookie(epoch: epoch, mac: mac)
+    }
+
+    public mutating func secret() -> ChatSecret? {
+        guard let high = u64(), let low = u64() else { return nil }
+        return ChatSecret(high: high, low: low)
     }
 }
 
 /// A JOIN, its strings viewed in the datagram's bytes.
 public struct ChatJoin {
     public var cookie: ChatCookie
-    public var session: UInt64
+    public var secret: ChatSecret
     public var token: UInt64
     public var room: UnsafeRawBufferPointer
     public var nick: UnsafeRawBufferPointer
@@ -138,19 +172,21 @@ public enum ChatRequest {
     case who(token: UInt64)
     case nick(token: UInt64, nick: UnsafeRawBufferPointer)
 
-    /// The request in `bytes`, or nil if it is not one: another version, a relay's type,
-    /// fields past the end or bytes after them (only a JOIN has padding), a text longer
-    /// than 1000 bytes, a RESEND of more than 64. Names are not checked here
-    /// (`ChatWire.isValidName`): a bad name gets an answer, a malformed datagram none.
-    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ChatRequest? {
+    /// The request in `bytes` and the tag it carries, or nil if it is not one: another
+    /// version, a relay's type, fields past the end or bytes after them (only a JOIN has
+    /// padding), a text longer than 1000 bytes, a RESEND of more than 64. Names are not
+    /// checked here (`ChatWire.isValidName`): a bad name gets an answer, a malformed
+    /// datagram none.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> (tag: UInt64, request: ChatRequest)? {
         var r = ChatReader(bytes)
-        guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw) else { return nil }
+        guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw), let tag = r.u64()
+        else { return nil }
         let request: ChatRequest
         switch type {
         case .join:
-            guard let cookie = r.cookie(), let session = r.u64(), let token = r.u64(),
+            guard let cookie = r.cookie(), let secret = r.secret(), let token = r.u64(),
                   let room = r.string(), let nick = r.string() else { return nil }
-            return .join(ChatJoin(cookie: cookie, session: session, token: token, room: room, nick: nick))
+            return (tag, .join(ChatJoin(cookie: cookie, secret: secret, token: token, room: room, nick: nick)))
         case .say:
             guard let token = r.u64(), let sequence = r.u32(), let text = r.text(), text.count <= ChatWire.maxText
             else { return nil }
@@ -174,7 +210,19 @@ public enum ChatRequest {
         case .challenge, .welcome, .events, .members, .notAMember, .refused:
             return nil  // a relay's message: another relay, or a reflection
         }
-        return r.atEnd ? request : nil
+        return r.atEnd ? (tag, request) : nil
+    }
+
+    /// The token of a version-1 request that has one (hellod 1.x's clients), for its
+    /// refusal in that version's format; 0 for a version-1 JOIN (64 bytes at least, as 1.x
+    /// padded it); nil for anything else.
+    public static func legacyToken(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        var r = ChatReader(bytes)
+        guard r.u8() == ChatWire.legacyVersion, let raw = r.u8(), let type = ChatType(rawValue: raw), raw < 128 else {
+            return nil
+        }
+        guard type == .join else { return r.u64().flatMap { $0 == 0 ? nil : $0 } }
+        return bytes.count >= ChatWire.joinLength ? 0 : nil
     }
 }
 
@@ -240,76 +288,78 @@ public struct ChatWriter {
         at.initializeMemory(as: UInt8.self, repeating: 0, count: missing)
     }
 
-    public mutating func header(_ type: ChatType) {
+    /// Version, type and the client's tag: what every datagram begins with.
+    public mutating func header(_ type: ChatType, tag: UInt64) {
         u8(ChatWire.version)
         u8(type.rawValue)
+        u64(tag)
     }
 
     public mutating func cookie(_ cookie: ChatCookie) {
         u32(cookie.epoch)
         u64(cookie.mac)
-        u32(0)
     }
 
     // Client to relay.
 
-    public mutating func join(cookie: ChatCookie, session: UInt64, token: UInt64, room: UnsafeRawBufferPointer,
-                              nick: UnsafeRawBufferPointer, padTo length: Int = ChatWire.joinLength) {
-        header(.join)
+    public mutating func join(tag: UInt64, cookie: ChatCookie, secret: ChatSecret, token: UInt64,
+                              room: UnsafeRawBufferPointer, nick: UnsafeRawBufferPointer,
+                              padTo length: Int = ChatWire.joinLength) {
+        header(.join, tag: tag)
         self.cookie(cookie)
-        u64(session)
+        u64(secret.high)
+        u64(secret.low)
         u64(token)
         string(room)
         string(nick)
         pad(to: length)
     }
 
-    public mutating func say(token: UInt64, clientSequence: UInt32, text: UnsafeRawBufferPointer) {
-        header(.say)
+    public mutating func say(tag: UInt64, token: UInt64, clientSequence: UInt32, text: UnsafeRawBufferPointer) {
+        header(.say, tag: tag)
         u64(token)
         u32(clientSequence)
         self.text(text)
     }
 
-    public mutating func keepalive(token: UInt64, highest: UInt32) {
-        header(.keepalive)
+    public mutating func keepalive(tag: UInt64, token: UInt64, highest: UInt32) {
+        header(.keepalive, tag: tag)
         u64(token)
         u32(highest)
     }
 
-    public mutating func leave(token: UInt64) {
-        header(.leave)
+    public mutating func leave(tag: UInt64, token: UInt64) {
+        header(.leave, tag: tag)
         u64(token)
     }
 
-    public mutating func resend(token: UInt64, first: UInt32, count: UInt16) {
-        header(.resend)
+    public mutating func resend(tag: UInt64, token: UInt64, first: UInt32, count: UInt16) {
+        header(.resend, tag: tag)
         u64(token)
         u32(first)
         u16(count)
     }
 
-    public mutating func who(token: UInt64) {
-        header(.who)
+    public mutating func who(tag: UInt64, token: UInt64) {
+        header(.who, tag: tag)
         u64(token)
     }
 
-    public mutating func nick(token: UInt64, nick: UnsafeRawBufferPointer) {
-        header(.nick)
+    public mutating func nick(tag: UInt64, token: UInt64, nick: UnsafeRawBufferPointer) {
+        header(.nick, tag: tag)
         u64(token)
         string(nick)
     }
 
     // Relay to client.
 
-    public mutating func challenge(_ cookie: ChatCookie) {
-        header(.challenge)
+    public mutating func challenge(tag: UInt64, _ cookie: ChatCookie) {
+        header(.challenge, tag: tag)
         self.cookie(cookie)
-        pad(to: ChatWire.joinLength)
     }
 
-    public mutating func welcome(token: UInt64, instance: UInt64, nextSequence: UInt32, members: UInt16) {
-        header(.welcome)
+    public mutating func welcome(tag: UInt64, token: UInt64, instance: UInt64, nextSequence: UInt32, members: UInt16) {
+        header(.welcome, tag: tag)
         u64(token)
         u64(instance)
         u32(nextSequence)
@@ -317,36 +367,57 @@ public struct ChatWriter {
     }
 
     /// The header of an EVENTS datagram; `event` then adds each.
-    public mutating func events(instance: UInt64) {
-        header(.events)
+    public mutating func events(tag: UInt64, instance: UInt64) {
+        header(.events, tag: tag)
         u64(instance)
     }
 
-    public mutating func event(sequence: UInt32, kind: ChatEventKind, session: UInt64, clientSequence: UInt32,
+    public mutating func event(sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
                                nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer) {
         u32(sequence)
         u8(kind.rawValue)
-        u64(session)
+        u64(sender)
         u32(clientSequence)
         string(nick)
         self.text(text)
     }
 
     /// The header of a MEMBERS datagram; `string` then adds each nick.
-    public mutating func members(instance: UInt64, count: UInt16) {
-        header(.members)
+    public mutating func members(tag: UInt64, instance: UInt64, count: UInt16) {
+        header(.members, tag: tag)
         u64(instance)
         u16(count)
     }
 
-    public mutating func notAMember(token: UInt64) {
-        header(.notAMember)
+    public mutating func notAMember(tag: UInt64, token: UInt64) {
+        header(.notAMember, tag: tag)
         u64(token)
     }
 
-    public mutating func refused(_ reason: ChatRefusal) {
-        header(.refused)
+    public mutating func refused(tag: UInt64, _ reason: ChatRefusal) {
+        header(.refused, tag: tag)
         u8(reason.rawValue)
+    }
+
+    /// What a version-1 request gets (`ChatRequest.legacyToken`), in version 1's format and
+    /// never longer: a JOIN (token 0; 64 bytes at least) a REFUSED for too many rooms, the
+    /// only words hellod 1.x's client has for a relay that will not take it, then the
+    /// version in ASCII for whoever reads the bytes, 64 bytes in all; any other request
+    /// (10 bytes at least) a NOT A MEMBER of its token, 10 bytes, after which that client
+    /// joins, and is refused.
+    public mutating func legacyRefusal(token: UInt64) {
+        u8(ChatWire.legacyVersion)
+        if token == 0 {
+            u8(ChatType.refused.rawValue)
+            u8(ChatRefusal.tooManyRooms.rawValue)
+            u8(0)
+            let words: StaticString = "chat protocol 2"
+            bytes(UnsafeRawBufferPointer(start: words.utf8Start, count: words.utf8CodeUnitCount))
+            pad(to: ChatWire.joinLength)
+        } else {
+            u8(ChatType.notAMember.rawValue)
+            u64(token)
+        }
     }
 }
 
@@ -372,25 +443,27 @@ extension Outbox {
 public struct ChatEvent: Equatable, Sendable {
     public var sequence: UInt32
     public var kind: ChatEventKind
-    public var session: UInt64
+    /// Its sender's id (`ChatSecret.id`).
+    public var sender: UInt64
     public var clientSequence: UInt32
     public var nick: [UInt8]
     public var text: [UInt8]
 
-    public init(sequence: UInt32, kind: ChatEventKind, session: UInt64, clientSequence: UInt32, nick: [UInt8], text: [UInt8]) {
+    public init(sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32, nick: [UInt8], text: [UInt8]) {
         self.sequence = sequence
         self.kind = kind
-        self.session = session
+        self.sender = sender
         self.clientSequence = clientSequence
         self.nick = nick
         self.text = text
     }
 }
 
-/// Any chat message, owning its bytes: what a client builds and reads (`encoded()`,
-/// `decode`). Encoding goes through `ChatWriter`, as the relay's does.
+/// Any chat message, owning its bytes: what a client builds and reads (`encoded(tag:)`,
+/// `decode`). Encoding goes through `ChatWriter`, as the relay's does. The tag every
+/// datagram carries is not part of the message: a client has one for all it sends.
 public enum ChatMessage: Equatable, Sendable {
-    case join(cookie: ChatCookie, session: UInt64, token: UInt64, room: [UInt8], nick: [UInt8])
+    case join(cookie: ChatCookie, secret: ChatSecret, token: UInt64, room: [UInt8], nick: [UInt8])
     case say(token: UInt64, clientSequence: UInt32, text: [UInt8])
     case keepalive(token: UInt64, highest: UInt32)
     case leave(token: UInt64)
@@ -404,43 +477,44 @@ public enum ChatMessage: Equatable, Sendable {
     case notAMember(token: UInt64)
     case refused(ChatRefusal)
 
-    /// The datagram's bytes; a JOIN padded to `joinPadding` bytes at least.
-    public func encoded(joinPadding: Int = ChatWire.joinLength) -> [UInt8] {
+    /// The datagram's bytes, with `tag`; a JOIN padded to `joinPadding` bytes at least.
+    public func encoded(tag: UInt64, joinPadding: Int = ChatWire.joinLength) -> [UInt8] {
         var result = [UInt8](repeating: 0, count: 65535)
         let length = result.withUnsafeMutableBytes { buffer -> Int in
             var w = ChatWriter(buffer.baseAddress!, capacity: buffer.count)
             switch self {
-            case let .join(cookie, session, token, room, nick):
+            case let .join(cookie, secret, token, room, nick):
                 room.withUnsafeBytes { room in
                     nick.withUnsafeBytes { nick in
-                        w.join(cookie: cookie, session: session, token: token, room: room, nick: nick, padTo: joinPadding)
+                        w.join(tag: tag, cookie: cookie, secret: secret, token: token, room: room, nick: nick,
+                               padTo: joinPadding)
                     }
                 }
             case let .say(token, sequence, text):
-                text.withUnsafeBytes { w.say(token: token, clientSequence: sequence, text: $0) }
-            case let .keepalive(token, highest): w.keepalive(token: token, highest: highest)
-            case let .leave(token): w.leave(token: token)
-            case let .resend(token, first, count): w.resend(token: token, first: first, count: count)
-            case let .who(token): w.who(token: token)
-            case let .nick(token, nick): nick.withUnsafeBytes { w.nick(token: token, nick: $0) }
-            case let .challenge(cookie): w.challenge(cookie)
+                text.withUnsafeBytes { w.say(tag: tag, token: token, clientSequence: sequence, text: $0) }
+            case let .keepalive(token, highest): w.keepalive(tag: tag, token: token, highest: highest)
+            case let .leave(token): w.leave(tag: tag, token: token)
+            case let .resend(token, first, count): w.resend(tag: tag, token: token, first: first, count: count)
+            case let .who(token): w.who(tag: tag, token: token)
+            case let .nick(token, nick): nick.withUnsafeBytes { w.nick(tag: tag, token: token, nick: $0) }
+            case let .challenge(cookie): w.challenge(tag: tag, cookie)
             case let .welcome(token, instance, next, members):
-                w.welcome(token: token, instance: instance, nextSequence: next, members: members)
+                w.welcome(tag: tag, token: token, instance: instance, nextSequence: next, members: members)
             case let .events(instance, events):
-                w.events(instance: instance)
+                w.events(tag: tag, instance: instance)
                 for e in events {
                     e.nick.withUnsafeBytes { nick in
                         e.text.withUnsafeBytes { text in
-                            w.event(sequence: e.sequence, kind: e.kind, session: e.session, clientSequence: e.clientSequence,
+                            w.event(sequence: e.sequence, kind: e.kind, sender: e.sender, clientSequence: e.clientSequence,
                                     nick: nick, text: text)
                         }
                     }
                 }
             case let .members(instance, nicks):
-                w.members(instance: instance, count: UInt16(truncatingIfNeeded: nicks.count))
+                w.members(tag: tag, instance: instance, count: UInt16(truncatingIfNeeded: nicks.count))
                 for nick in nicks { nick.withUnsafeBytes { w.string($0) } }
-            case let .notAMember(token): w.notAMember(token: token)
-            case let .refused(reason): w.refused(reason)
+            case let .notAMember(token): w.notAMember(tag: tag, token: token)
+            case let .refused(reason): w.refused(tag: tag, reason)
             }
             precondition(!w.overflowed, "a chat message larger than a datagram")
             return w.count
@@ -449,46 +523,47 @@ public enum ChatMessage: Equatable, Sendable {
         return result
     }
 
-    /// The message in `bytes`, or nil if it is none. Client requests decode as the relay
-    /// decodes them (`ChatRequest.parse`); relay messages as a client would.
-    public static func decode(_ bytes: [UInt8]) -> ChatMessage? {
+    /// The message in `bytes` and its tag, or nil if it is none. Client requests decode as
+    /// the relay decodes them (`ChatRequest.parse`); relay messages as a client would.
+    public static func decode(_ bytes: [UInt8]) -> (tag: UInt64, message: ChatMessage)? {
         bytes.withUnsafeBytes { decode($0) }
     }
 
-    public static func decode(_ bytes: UnsafeRawBufferPointer) -> ChatMessage? {
-        if let request = ChatRequest.parse(bytes) {
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> (tag: UInt64, message: ChatMessage)? {
+        if let (tag, request) = ChatRequest.parse(bytes) {
             switch request {
             case let .join(j):
-                return .join(cookie: j.cookie, session: j.session, token: j.token, room: Array(j.room), nick: Array(j.nick))
-            case let .say(token, sequence, text): return .say(token: token, clientSequence: sequence, text: Array(text))
-            case let .keepalive(token, highest): return .keepalive(token: token, highest: highest)
-            case let .leave(token): return .leave(token: token)
-            case let .resend(token, first, count): return .resend(token: token, first: first, count: count)
-            case let .who(token): return .who(token: token)
-            case let .nick(token, nick): return .nick(token: token, nick: Array(nick))
+                return (tag, .join(cookie: j.cookie, secret: j.secret, token: j.token, room: Array(j.room), nick: Array(j.nick)))
+            case let .say(token, sequence, text): return (tag, .say(token: token, clientSequence: sequence, text: Array(text)))
+            case let .keepalive(token, highest): return (tag, .keepalive(token: token, highest: highest))
+            case let .leave(token): return (tag, .leave(token: token))
+            case let .resend(token, first, count): return (tag, .resend(token: token, first: first, count: count))
+            case let .who(token): return (tag, .who(token: token))
+            case let .nick(token, nick): return (tag, .nick(token: token, nick: Array(nick)))
             }
         }
         var r = ChatReader(bytes)
-        guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw) else { return nil }
+        guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw), let tag = r.u64()
+        else { return nil }
+        let message: ChatMessage
         switch type {
         case .challenge:
-            guard let cookie = r.cookie(), bytes.count == ChatWire.joinLength else { return nil }
-            return .challenge(cookie)
+            guard let cookie = r.cookie() else { return nil }
+            message = .challenge(cookie)
         case .welcome:
-            guard let token = r.u64(), let instance = r.u64(), let next = r.u32(), let members = r.u16(), r.atEnd
-            else { return nil }
-            return .welcome(token: token, instance: instance, nextSequence: next, members: members)
+            guard let token = r.u64(), let instance = r.u64(), let next = r.u32(), let members = r.u16() else { return nil }
+            message = .welcome(token: token, instance: instance, nextSequence: next, members: members)
         case .events:
             guard let instance = r.u64() else { return nil }
             var events: [ChatEvent] = []
             while !r.atEnd {
                 guard let sequence = r.u32(), let rawKind = r.u8(), let kind = ChatEventKind(rawValue: rawKind),
-                      let session = r.u64(), let clientSequence = r.u32(), let nick = r.string(), let text = r.text()
+                      let sender = r.u64(), let clientSequence = r.u32(), let nick = r.string(), let text = r.text()
                 else { return nil }
-                events.append(ChatEvent(sequence: sequence, kind: kind, session: session, clientSequence: clientSequence,
+                events.append(ChatEvent(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence,
                                         nick: Array(nick), text: Array(text)))
             }
-            return .events(instance: instance, events)
+            message = .events(instance: instance, events)
         case .members:
             guard let instance = r.u64(), let count = r.u16() else { return nil }
             var nicks: [[UInt8]] = []
@@ -496,15 +571,16 @@ public enum ChatMessage: Equatable, Sendable {
                 guard let nick = r.string() else { return nil }
                 nicks.append(Array(nick))
             }
-            return r.atEnd ? .members(instance: instance, nicks) : nil
+            message = .members(instance: instance, nicks)
         case .notAMember:
             guard let token = r.u64() else { return nil }
-            return .notAMember(token: token)  // padding allowed
+            message = .notAMember(token: token)
         case .refused:
             guard let rawReason = r.u8(), let reason = ChatRefusal(rawValue: rawReason) else { return nil }
-            return .refused(reason)  // padding allowed
+            message = .refused(reason)
         default:
             return nil
         }
+        return r.atEnd ? (tag, message) : nil
     }
 }

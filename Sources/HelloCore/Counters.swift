@@ -20,13 +20,20 @@ public enum DropReason: Int, Sendable, CaseIterable {
     /// chat: not a chat request (another version, a relay's type, fields past the end,
     /// a text over the limit), or longer than any chat request.
     case chatMalformed
+    /// chat: a request of protocol version 1 (hellod 1.x's clients): refused in that
+    /// version's format, so that such a client stops with one line.
+    case chatOldVersion
     /// chat: a JOIN shorter than 64 bytes, which a challenge would amplify.
     case chatShortJoin
     /// chat: a JOIN whose cookie is forged, expired or another address's; it is
     /// challenged again, and nothing is stored.
     case chatBadCookie
-    /// chat: a member's token from an address that is not the member's (a forged source,
-    /// or a NAT rebinding not yet announced by a JOIN): ignored.
+    /// chat: a member's token from an address that is not the member's (a NAT rebinding,
+    /// or someone who saw the token): not acted on, but answered with a challenge for that
+    /// address, with which the member rejoins from there.
+    case chatMoved
+    /// chat: a JOIN with a member's token whose secret is not the member's (someone who saw
+    /// the token in clear, but not the secret): ignored.
     case chatBadToken
     /// chat: a token the relay does not know (restarted, or evicted it): NOT A MEMBER.
     case chatNotMember
@@ -62,8 +69,10 @@ public enum DropReason: Int, Sendable, CaseIterable {
         case .replyTooLarge: return "reply-too-large"
         case .sendFailed: return "send-failed"
         case .chatMalformed: return "chat-malformed"
+        case .chatOldVersion: return "chat-old-version"
         case .chatShortJoin: return "chat-short-join"
         case .chatBadCookie: return "chat-bad-cookie"
+        case .chatMoved: return "chat-moved"
         case .chatBadToken: return "chat-bad-token"
         case .chatNotMember: return "chat-not-member"
         case .chatRoomFull: return "chat-room-full"

@@ -1,9 +1,12 @@
-/// One datagram to send: `length` bytes at `offset` in the outbox's buffer, to
-/// `destination`, from `source` (nil: wherever routing says), through the service's socket
-/// number `socket` (`Arrival.socket`).
+/// One datagram to send: `length` bytes at `offset` in the outbox's buffer, after
+/// `headLength` bytes at `headOffset` if it has a head of its own (a repeated datagram's,
+/// `Outbox.repeatDatagram(_:ownHead:...)`), to `destination`, from `source` (nil: wherever
+/// routing says), through the service's socket number `socket` (`Arrival.socket`).
 public struct Outgoing: Sendable, Equatable {
     public var offset: Int32
     public var length: Int32
+    public var headOffset: Int32 = 0
+    public var headLength: Int32 = 0
     public var destination: Endpoint
     public var source: LocalSource?
     public var socket: UInt16
@@ -15,6 +18,10 @@ public struct Outgoing: Sendable, Equatable {
         self.source = source
         self.socket = socket
     }
+
+    /// The datagram's length, head included.
+    @inlinable
+    public var datagramLength: Int { Int(headLength) + Int(length) }
 
     /// Two datagrams that go the same way: one segmented send may carry both.
     @inlinable
@@ -97,6 +104,25 @@ public struct Outbox: ~Copyable {
         return true
     }
 
+    /// Adds datagram `index` again, to another destination, with its first `headLength`
+    /// bytes replaced by the ones written at `next`: the copy's own head (a relay's fan-out
+    /// names each recipient in its datagram's first bytes), the rest shared, not copied.
+    /// False if the outbox has no entry or no room left.
+    @inlinable
+    public mutating func repeatDatagram(_ index: Int, ownHead headLength: Int, to destination: Endpoint,
+                                        from source: LocalSource?, through socket: UInt16 = 0) -> Bool {
+        precondition(index >= 0 && index < count)
+        let original = storage[index]
+        precondition(original.headLength == 0 && headLength > 0 && headLength <= Int(original.length))
+        guard hasRoom(for: headLength) else { return false }
+        var copy = Outgoing(offset: original.offset + Int32(headLength), length: original.length - Int32(headLength),
+                            destination: destination, source: source, socket: socket)
+        (copy.headOffset, copy.headLength) = (Int32(bufferUsed), Int32(headLength))
+        storage[count] = copy
+        used = (used.count + 1, used.bytes + headLength)
+        return true
+    }
+
     /// Copies `bytes` in as a datagram to `destination`; false if it does not fit.
     @discardableResult
     public mutating func append(_ bytes: UnsafeRawBufferPointer, to destination: Endpoint, from source: LocalSource? = nil) -> Bool {
@@ -120,8 +146,20 @@ public struct Outbox: ~Copyable {
         UnsafeBufferPointer(start: storage, count: count)
     }
 
+    /// The bytes at `outgoing`'s offset: the datagram's, or what follows its own head.
     @inlinable
     public func bytes(of outgoing: Outgoing) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: buffer + Int(outgoing.offset), count: Int(outgoing.length))
+    }
+
+    /// The head of its own that `outgoing` has before those (empty: none).
+    @inlinable
+    public func head(of outgoing: Outgoing) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: buffer + Int(outgoing.headOffset), count: Int(outgoing.headLength))
+    }
+
+    /// The whole datagram, copied (for tests and tools, not the datagram path).
+    public func datagram(_ outgoing: Outgoing) -> [UInt8] {
+        Array(head(of: outgoing)) + Array(bytes(of: outgoing))
     }
 }

@@ -37,7 +37,7 @@ package struct SegmentPlanner: Sendable {
         let segment = Int(head.length)
         var count = 1
         var bytes = segment
-        guard maxSegments > 1, first > plainThrough, segment > 0 else {
+        guard maxSegments > 1, first > plainThrough, segment > 0, head.headLength == 0 else {
             return PlannedSend(firstEntry: first, count: 1, bytes: bytes)
         }
         let limit = head.destination.largestPayload
@@ -46,7 +46,7 @@ package struct SegmentPlanner: Sendable {
             let length = Int(next.length)
             // Side by side first: the cheapest test, and the one a fan-out's repeated
             // datagrams (`Outbox.repeatDatagram`) fail.
-            guard Int(next.offset) == Int(head.offset) + bytes, length <= segment, length > 0,
+            guard Int(next.offset) == Int(head.offset) + bytes, next.headLength == 0, length <= segment, length > 0,
                   bytes + length <= limit, next.sharesRoute(with: head) else { break }
             count += 1
             bytes += length

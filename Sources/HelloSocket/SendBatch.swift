@@ -43,7 +43,7 @@ package final class SendBatch {
     package init(capacity: Int, options: Options) {
         self.capacity = capacity
         self.options = options
-        messages = MessageVector(capacity: capacity, names: true, controlSize: Self.controlSize)
+        messages = MessageVector(capacity: capacity, names: true, controlSize: Self.controlSize, buffersPerMessage: 2)
         firstEntry = .allocate(capacity: capacity)
         entryCount = .allocate(capacity: capacity)
         planner = SegmentPlanner(maxSegments: Int(HS_UDP_MAX_SEGMENTS))
@@ -149,9 +149,17 @@ package final class SendBatch {
             let follows = segmenting && e + 1 < entries.count && entries[e + 1].offset == first.offset + first.length
             let send = follows ? planner.send(from: e, of: entries, plainThrough: plainThrough)
                                : PlannedSend(firstEntry: e, count: 1, bytes: Int(first.length))
-            let bytes = outbox.bytes(of: first)
-            messages.setBuffer(m, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(names)), length: send.bytes)
+            let bytes = UnsafeMutableRawPointer(mutating: outbox.bytes(of: first).baseAddress ?? UnsafeRawPointer(names))
             var header = messages.headers[m].msg_hdr
+            if first.headLength == 0 {
+                messages.setBuffer(m, bytes, length: send.bytes)
+                header.msg_iovlen = 1
+            } else {  // a head of its own, then the bytes it shares (never segmented)
+                messages.setBuffer(m, UnsafeMutableRawPointer(mutating: outbox.head(of: first).baseAddress!),
+                                   length: Int(first.headLength))
+                messages.setSecondBuffer(m, bytes, length: send.bytes)
+                header.msg_iovlen = 2
+            }
             header.msg_name = UnsafeMutableRawPointer(names + m)
             header.msg_namelen = first.destination.write(to: names + m, socketFamily: options.socketFamily)
             let control = messages.controlBuffer(m)!
