@@ -704,7 +704,6 @@ public struct ChatService: DatagramService, ~Copyable {
     /// always all of them) get the same bytes: those are written once, for the first, and
     /// every other member's send points at them, as a plain C relay sends from one buffer.
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool {
-        let silentAfter = settings.silenceSeconds * 1_000_000_000
         let interval = settings.fanOutInterval
         if flushCursor.room == 0 {
             sendDue = nil  // a new pass (or one resumed in its first room, which held none)
@@ -722,46 +721,7 @@ public struct ChatService: DatagramService, ~Copyable {
                 continue
             }
             let next = rooms[room].next
-            // The datagrams last written here for a member: from which sequence, and which
-            // outbox entries. Valid for this call only: a full outbox is sent and emptied.
-            var written = (from: UInt32(0), first: -1, count: 0)
-            let oldest = rooms[room].oldest
-            let base = room * perRoom
-            while flushCursor.member < perRoom {
-                let member = members + base + flushCursor.member
-                if member.pointee.token != 0 {
-                    if now > member.pointee.lastHeard && now - member.pointee.lastHeard >= silentAfter {
-                        member.pointee.nextToSend = next  // it may ask RESEND when it is back
-                    }
-                    var from = max(member.pointee.nextToSend, oldest)
-                    if from < next && written.first >= 0 && written.from == from {
-                        let head = ChatWire.headerLength
-                        guard outbox.count + written.count <= outbox.capacity,
-                              outbox.bufferUsed + written.count * head <= outbox.bufferCapacity else { return false }
-                        for k in 0..<written.count {
-                            // The same events, under this member's own version, type and tag.
-                            let at = outbox.next
-                            at.storeBytes(of: UInt16(ChatWire.version) << 8 | UInt16(ChatType.events.rawValue), as: UInt16.self)
-                            at.storeBytes(of: member.pointee.tag.bigEndian, toByteOffset: 2, as: UInt64.self)
-                            _ = outbox.repeatDatagram(written.first + k, ownHead: head, to: member.pointee.peer,
-                                                      from: member.pointee.source, through: member.pointee.socket)
-                        }
-                        pending.deliveries += written.count
-                    } else if from < next {
-                        written = (from, outbox.count, 0)
-                        while from < next {
-                            guard writeEvents(room, from: &from, to: next, to: base + flushCursor.member, into: &outbox) else {
-                                member.pointee.nextToSend = from
-                                return false
-                            }
-                            pending.deliveries += 1
-                            written.count += 1
-                        }
-                    }
-                    member.pointee.nextToSend = next
-                }
-                flushCursor.member += 1
-            }
+            guard fanOut(room, upTo: next, now: now, into: &outbox) else { return false }
             rooms[room].dirty = false
             rooms[room].lastFanOut = now
             rooms[room].fannedOut = next
@@ -772,6 +732,68 @@ public struct ChatService: DatagramService, ~Copyable {
         flushCursor = (0, 0)
         return true
     }
+
+    /// Sends `room`'s events before `next` to its members who are not silent, from member
+    /// `flushCursor.member` on; false if the outbox filled first (`flushCursor.member` is then
+    /// the member to go on with). The relay's innermost loop: members are read in place,
+    /// counts kept in locals until the end.
+    mutating func fanOut(_ room: Int, upTo next: UInt32, now: UInt64, into outbox: inout Outbox) -> Bool {
+        let silentAfter = settings.silenceSeconds * 1_000_000_000
+        // A member last heard before this is silent (none is, before `silentAfter` has passed).
+        let silentBefore = now >= silentAfter ? now - silentAfter + 1 : 0
+        let oldest = rooms[room].oldest
+        let base = room * perRoom
+        // The datagrams last written here for a member: from which sequence, and which
+        // outbox entries. Valid for this call only: a full outbox is sent and emptied.
+        var written = (from: UInt32(0), first: 0, count: 0)
+        var k = flushCursor.member
+        var deliveries = 0
+        defer {
+            flushCursor.member = k
+            pending.deliveries += deliveries
+        }
+        while k < perRoom {
+            let member = members + base + k
+            if member.pointee.token != 0 {
+                if member.pointee.lastHeard < silentBefore {
+                    member.pointee.nextToSend = next  // it may ask RESEND when it is back
+                }
+                var from = max(member.pointee.nextToSend, oldest)
+                if from < next && written.count > 0 && written.from == from {
+                    // Room for the entries is room for their heads too: no datagram in the
+                    // outbox is longer than `largestDatagram`, a head much shorter.
+                    guard outbox.count + written.count <= outbox.capacity else { return false }
+                    for d in written.first..<written.first + written.count {
+                        // The same events, under this member's own version, type and tag.
+                        let at = outbox.next
+                        at.storeBytes(of: Self.eventsHead, as: UInt16.self)
+                        at.storeBytes(of: member.pointee.tag.bigEndian, toByteOffset: 2, as: UInt64.self)
+                        _ = outbox.repeatDatagram(d, ownHead: ChatWire.headerLength, to: member.pointee.peer,
+                                                  from: member.pointee.source, through: member.pointee.socket)
+                    }
+                    deliveries += written.count
+                } else if from < next {
+                    written = (from, outbox.count, 0)
+                    while from < next {
+                        guard writeEvents(room, from: &from, to: next, to: base + k, into: &outbox) else {
+                            member.pointee.nextToSend = from
+                            return false
+                        }
+                        deliveries += 1
+                        written.count += 1
+                    }
+                }
+                member.pointee.nextToSend = next
+            }
+            k += 1
+        }
+        return true
+    }
+
+    /// An EVENTS datagram's version and type, as they lie in memory (computed, not stored:
+    /// a constant, not a lazily made global checked at every use).
+    @inline(__always)
+    static var eventsHead: UInt16 { (UInt16(ChatWire.version) << 8 | UInt16(ChatType.events.rawValue)).bigEndian }
 
     public mutating func recordSent(_ sent: Int, failed: Int) {
         let failedReplies = min(failed, pending.replies)

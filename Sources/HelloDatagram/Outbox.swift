@@ -11,9 +11,13 @@ public struct Outgoing: Sendable, Equatable {
     public var source: LocalSource?
     public var socket: UInt16
 
-    public init(offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil, socket: UInt16 = 0) {
+    @inlinable
+    public init(offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil, socket: UInt16 = 0,
+                headOffset: Int32 = 0, headLength: Int32 = 0) {
         self.offset = offset
         self.length = length
+        self.headOffset = headOffset
+        self.headLength = headLength
         self.destination = destination
         self.source = source
         self.socket = socket
@@ -108,17 +112,18 @@ public struct Outbox: ~Copyable {
     /// bytes replaced by the ones written at `next`: the copy's own head (a relay's fan-out
     /// names each recipient in its datagram's first bytes), the rest shared, not copied.
     /// False if the outbox has no entry or no room left.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func repeatDatagram(_ index: Int, ownHead headLength: Int, to destination: Endpoint,
                                         from source: LocalSource?, through socket: UInt16 = 0) -> Bool {
         precondition(index >= 0 && index < count)
-        let original = storage[index]
-        precondition(original.headLength == 0 && headLength > 0 && headLength <= Int(original.length))
         guard hasRoom(for: headLength) else { return false }
-        var copy = Outgoing(offset: original.offset + Int32(headLength), length: original.length - Int32(headLength),
-                            destination: destination, source: source, socket: socket)
-        (copy.headOffset, copy.headLength) = (Int32(bufferUsed), Int32(headLength))
-        storage[count] = copy
+        // Only the original's place is read: not the whole entry.
+        let (offset, length) = (storage[index].offset, storage[index].length)
+        precondition(headLength > 0 && headLength <= Int(length) && storage[index].headLength == 0)
+        // Offsets fit in 32 bits (`init`), and the head is within the original.
+        let head = Int32(truncatingIfNeeded: headLength)
+        storage[count] = Outgoing(offset: offset &+ head, length: length &- head, destination: destination, source: source,
+                                  socket: socket, headOffset: Int32(truncatingIfNeeded: bufferUsed), headLength: head)
         used = (used.count + 1, used.bytes + headLength)
         return true
     }

@@ -6,6 +6,7 @@ package struct PlannedSend: Sendable, Equatable {
     package var count: Int
     package var bytes: Int
 
+    @inlinable
     package init(firstEntry: Int, count: Int, bytes: Int) {
         self.firstEntry = firstEntry
         self.count = count

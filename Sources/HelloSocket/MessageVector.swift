@@ -53,6 +53,16 @@ package final class MessageVector {
         iovecs[i * buffersPerMessage] = iovec(iov_base: buffer, iov_len: length)
     }
 
+    /// Points message `i` (of two buffers a message) at `headLength` bytes of `head`, then
+    /// `length` bytes of `buffer`.
+    @inline(__always)
+    package func setBuffers(_ i: Int, _ head: UnsafeMutableRawPointer, length headLength: Int,
+                            _ buffer: UnsafeMutableRawPointer, length: Int) {
+        let pair = iovecs + i * 2
+        pair[0] = iovec(iov_base: head, iov_len: headLength)
+        pair[1] = iovec(iov_base: buffer, iov_len: length)
+    }
+
     /// Points message `i`'s second buffer at `length` bytes of `buffer`.
     @inline(__always)
     package func setSecondBuffer(_ i: Int, _ buffer: UnsafeMutableRawPointer, length: Int) {

@@ -139,45 +139,48 @@ package final class SendBatch {
         var e = entry
         var m = slot
         while e < entries.count {
-            if let only, entries[e].socket != only {
+            // Read in place: an entry is larger than what one message needs of it.
+            let first = entries.baseAddress! + e
+            if let only, first.pointee.socket != only {
                 e += 1
                 continue
             }
-            let first = entries[e]
-            // Only a datagram that the next one follows in the buffer can start a segmented
-            // send: the planner is not asked about the rest (a fan-out's, each to its peer).
-            let follows = segmenting && e + 1 < entries.count && entries[e + 1].offset == first.offset + first.length
-            let send = follows ? planner.send(from: e, of: entries, plainThrough: plainThrough)
-                               : PlannedSend(firstEntry: e, count: 1, bytes: Int(first.length))
-            let bytes = UnsafeMutableRawPointer(mutating: outbox.bytes(of: first).baseAddress ?? UnsafeRawPointer(names))
-            var header = messages.headers[m].msg_hdr
-            if first.headLength == 0 {
-                messages.setBuffer(m, bytes, length: send.bytes)
-                header.msg_iovlen = 1
-            } else {  // a head of its own, then the bytes it shares (never segmented)
-                messages.setBuffer(m, UnsafeMutableRawPointer(mutating: outbox.head(of: first).baseAddress!),
-                                   length: Int(first.headLength))
-                messages.setSecondBuffer(m, bytes, length: send.bytes)
-                header.msg_iovlen = 2
+            let offset = first.pointee.offset, length = first.pointee.length, headLength = first.pointee.headLength
+            let bytes = UnsafeMutableRawPointer(mutating: outbox.bytes(of: first.pointee).baseAddress ?? UnsafeRawPointer(names))
+            let header = messages.headers + m  // written in place, field by field
+            // How many entries this message carries (several: a segmented send), and its bytes.
+            var (count, total) = (1, Int(length))
+            if headLength == 0 {
+                // Only a datagram that the next one follows in the buffer can start a
+                // segmented send: the planner is not asked about the rest (a fan-out's).
+                if segmenting && e + 1 < entries.count && entries[e + 1].offset == offset + length {
+                    let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
+                    (count, total) = (send.count, send.bytes)
+                }
+                messages.setBuffer(m, bytes, length: total)
+                header.pointee.msg_hdr.msg_iovlen = 1
+            } else {  // a head of its own, then the bytes it shares: never segmented
+                messages.setBuffers(m, UnsafeMutableRawPointer(mutating: outbox.head(of: first.pointee).baseAddress!),
+                                    length: Int(headLength), bytes, length: total)
+                header.pointee.msg_hdr.msg_iovlen = 2
             }
-            header.msg_name = UnsafeMutableRawPointer(names + m)
-            header.msg_namelen = first.destination.write(to: names + m, socketFamily: options.socketFamily)
+            header.pointee.msg_hdr.msg_name = UnsafeMutableRawPointer(names + m)
+            header.pointee.msg_hdr.msg_namelen = first.pointee.destination.write(to: names + m, socketFamily: options.socketFamily)
             let control = messages.controlBuffer(m)!
             var used = 0
-            if options.writeSourceAddress, let source = first.source {
+            if options.writeSourceAddress, let source = first.pointee.source {
                 used = Self.writeSource(source, control)
             }
-            if send.count > 1 {
-                used = hs_put_segment_size(control, used, Self.controlSize, UInt16(first.length))
+            if count > 1 {
+                used = hs_put_segment_size(control, used, Self.controlSize, UInt16(length))
             }
-            header.msg_control = used > 0 ? control : nil
-            header.msg_controllen = used
-            header.msg_flags = 0
-            messages.headers[m].msg_hdr = header
+            header.pointee.msg_hdr.msg_control = used > 0 ? control : nil
+            header.pointee.msg_hdr.msg_controllen = used
+            header.pointee.msg_hdr.msg_flags = 0
             firstEntry[m] = Int32(e)
-            entryCount[m] = Int32(send.count)
+            entryCount[m] = Int32(count)
             m += 1
-            e += send.count
+            e += count
         }
         return m
     }
