@@ -61,9 +61,6 @@ struct Chat: ParsableCommand {
     @Option(help: "Resends of a JOIN or a message before it counts as lost (a message's count starts again when another of yours is acknowledged).")
     var retries = 5
 
-    @Option(help: ArgumentHelp("The session id, not 0 (default: random).", valueName: "id"))
-    var session: UInt64?
-
     func validate() throws {
         try require("--keepalive", keepalive, in: 0.01...3600)
         try require("--timeout", timeout, in: 0.001...60)
@@ -72,16 +69,14 @@ struct Chat: ParsableCommand {
             // What the relay would refuse as a bad name, refused here before anything is sent.
             if let problem = NamePolicy.problem(Array(name.utf8)) { throw ValidationError("\(option) \(problem).") }
         }
-        if session == 0 { throw ValidationError("--session must not be 0.") }
     }
 
     func run() throws {
         let (socket, address) = try ServerOptions.connect(host: host, port: port)
-        var session = self.session ?? 0
         var random = SystemRandomNumberGenerator()
-        while session == 0 { session = random.next() }
         var client = ChatClient(socket: socket, address: "\(address)", room: Array(room.utf8), nick: Array(nick.utf8),
-                                session: session, timeout: UInt64(timeout * 1e9), attempts: retries + 1,
+                                secret: ChatSecret(high: random.next(), low: random.next()), tag: random.next(),
+                                timeout: UInt64(timeout * 1e9), attempts: retries + 1,
                                 keepalive: UInt64(keepalive * 1e9), screen: ChatScreen.open())
         let code = client.run()
         try? socket.close()  // exiting anyway
@@ -130,7 +125,13 @@ struct ChatClient {
     let address: String
     let room: [UInt8]
     var nick: [UInt8]
-    let session: UInt64
+    /// Who this client is: its secret, sent only in JOIN, and the id events name it by
+    /// (`ChatSecret.id`); both kept for its life, so that it is the same member to the
+    /// room after a relay restart or a rebinding. Its tag, in every datagram either way:
+    /// what does not carry it did not come from the relay (docs/PROTOCOL.md, "Framing").
+    let secret: ChatSecret
+    let id: UInt64
+    let tag: UInt64
     let timeout: UInt64
     let attempts: Int
     let keepaliveInterval: UInt64
@@ -149,7 +150,7 @@ struct ChatClient {
     var gapAttempts = 0
     var gapDue: UInt64?
     var ownJoinSeen = false
-    /// Messages shown, by (session, client sequence): a relay that restarted may deliver one
+    /// Messages shown, by (sender id, client sequence): a relay that restarted may deliver one
     /// again under a new instance.
     var shown = RecentKeys<Pair>(capacity: 4096)
     /// /who typed before the join completed: sent once it has.
@@ -180,13 +181,15 @@ struct ChatClient {
         let b: UInt32
     }
 
-    init(socket: DatagramSocket, address: String, room: [UInt8], nick: [UInt8], session: UInt64, timeout: UInt64,
-         attempts: Int, keepalive: UInt64, screen: ChatScreen? = nil) {
+    init(socket: DatagramSocket, address: String, room: [UInt8], nick: [UInt8], secret: ChatSecret, tag: UInt64,
+         timeout: UInt64, attempts: Int, keepalive: UInt64, screen: ChatScreen? = nil) {
         self.socket = socket
         self.address = address
         self.room = room
         self.nick = nick
-        self.session = session
+        self.secret = secret
+        self.id = secret.id
+        self.tag = tag
         self.timeout = timeout
         self.attempts = attempts
         self.keepaliveInterval = keepalive
@@ -312,7 +315,7 @@ struct ChatClient {
     // MARK: Sending
 
     func send(_ message: ChatMessage) {
-        let bytes = message.encoded()
+        let bytes = message.encoded(tag: tag)
         // A refusal (ECONNREFUSED: nothing listens, e.g. the relay is restarting) or a full
         // buffer is a lost datagram like any other: the resends cover it.
         _ = try? bytes.withUnsafeBytes { try socket.send($0) }
@@ -321,7 +324,7 @@ struct ChatClient {
     mutating func sendJoin(_ now: UInt64) {
         joinAttempts += 1
         joinDue = now + backoff(joinAttempts)
-        send(.join(cookie: cookie, session: session, token: 0, room: room, nick: nick))
+        send(.join(cookie: cookie, secret: secret, token: 0, room: room, nick: nick))
     }
 
     mutating func sendSay(_ m: inout Outgoing, _ now: UInt64) {
@@ -358,9 +361,10 @@ struct ChatClient {
             // No relay that keeps the protocol sends more (docs/PROTOCOL.md): nor is it held.
             guard n <= ChatWire.largestDatagram else { continue }
             let now = monotonicNanoseconds()
-            guard let message = buffer.withUnsafeBytes({ ChatMessage.decode(UnsafeRawBufferPointer(rebasing: $0[..<n])) }) else {
-                continue
-            }
+            // What does not carry our tag is not the relay's answer to us: an off-path
+            // forger never saw the tag.
+            guard let (tag, message) = buffer.withUnsafeBytes({ ChatMessage.decode(UnsafeRawBufferPointer(rebasing: $0[..<n])) }),
+                  tag == self.tag else { continue }
             handle(message, now)
         }
     }
@@ -368,9 +372,21 @@ struct ChatClient {
     mutating func handle(_ message: ChatMessage, _ now: UInt64) {
         switch message {
         case .challenge(let c):
+            if phase == .member {
+                // Our datagram came from an address the relay does not know us by (a NAT
+                // rebound us): the same membership from here, proven by the secret.
+                send(.join(cookie: c, secret: secret, token: token, room: room, nick: nick))
+                return
+            }
             guard phase == .joining else { return }
             cookie = c
             sendJoin(now)
+        case let .welcome(token, _, _, _) where phase == .member:
+            guard token == self.token else { return }
+            // Moved to our new address: what it sent the old one is asked for by the
+            // keepalive, what we sent that it did not take goes again, now.
+            keepaliveDue = now
+            for i in inFlight.indices { inFlight[i].due = now }
         case let .welcome(token, instance, _, _):
             guard phase == .joining else { return }
             self.token = token
@@ -427,7 +443,7 @@ struct ChatClient {
     }
 
     mutating func accept(_ e: ChatEvent, _ now: UInt64) {
-        if e.kind == .message && e.session == session {
+        if e.kind == .message && e.sender == id {
             // Our own copy: its acknowledgement, whether shown now or a duplicate.
             let waiting = inFlight.count
             inFlight.removeAll { $0.sequence == e.clientSequence && $0.text == e.text }
@@ -463,16 +479,16 @@ struct ChatClient {
         let who = neutralised(e.nick)
         switch e.kind {
         case .message:
-            guard shown.insert(Pair(a: e.session, b: e.clientSequence)) else { return }
-            let acknowledged = screen != nil && e.session == session ? " ✓" : ""
+            guard shown.insert(Pair(a: e.sender, b: e.clientSequence)) else { return }
+            let acknowledged = screen != nil && e.sender == id ? " ✓" : ""
             printLine("\(who): \(neutralised(e.text))\(acknowledged)")
         case .joined:
-            if e.session == session { ownJoinSeen = true }
+            if e.sender == id { ownJoinSeen = true }
             printLine("* \(who) joined")
         case .left: printLine("* \(who) left")
         case .timedOut: printLine("* \(who) timed out")
         case .renamed:
-            if e.session == session && ChatWire.isValidName(e.text) { nick = e.text }
+            if e.sender == id && ChatWire.isValidName(e.text) { nick = e.text }
             printLine("* \(who) is now \(neutralised(e.text))")
         }
     }

@@ -48,6 +48,9 @@ struct ChatLoad {
     private var latencies = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
     /// Each member's token (chat), and its next message's number (from 1).
     private var tokens: [UInt64]
+    /// Each member's tag and secret (chat), random, as a client's are.
+    private let tags: [UInt64]
+    private let secrets: [ChatSecret]
     private var nextSequence: [UInt32]
     /// The latest room sequence each member has received (chat).
     private var lastRoomSequence: [UInt32]
@@ -64,6 +67,9 @@ struct ChatLoad {
         let m = settings.members
         ledger = DeliveryLedger(members: m)
         tokens = Array(repeating: 0, count: m)
+        var random = SystemRandomNumberGenerator()
+        tags = (0..<m).map { _ in random.next() }
+        secrets = (0..<m).map { _ in ChatSecret(high: random.next(), low: random.next()) }
         nextSequence = Array(repeating: 1, count: m)
         lastRoomSequence = Array(repeating: 0, count: m)
         roomSizes = (0..<settings.rooms).map { r in (0..<m).filter { $0 % settings.rooms == r }.count }
@@ -112,15 +118,18 @@ struct ChatLoad {
             for i in 0..<m {
                 let count = receive(member: i)
                 for k in 0..<count {
-                    switch ChatMessage.decode(datagram(k, count: incoming.length(k))) {
-                    case .challenge(let cookie)?:
+                    guard let (tag, message) = ChatMessage.decode(datagram(k, count: incoming.length(k))), tag == tags[i] else {
+                        continue
+                    }
+                    switch message {
+                    case .challenge(let cookie):
                         cookies[i] = cookie
                         sendJoin(member: i, cookie: cookie)
                         lastTry[i] = now
-                    case .welcome(let token, _, _, _)? where tokens[i] == 0:
+                    case .welcome(let token, _, _, _) where tokens[i] == 0:
                         tokens[i] = token
                         joined += 1
-                    case .refused(let reason)?:
+                    case .refused(let reason):
                         throw Failure(description: "the relay refused member \(i) of \(m): \(reason) (raise its chat limits?)")
                     default:
                         break
@@ -133,13 +142,13 @@ struct ChatLoad {
     private func sendJoin(member i: Int, cookie: ChatCookie) {
         let room = Array("bench-\(room(of: i))".utf8)
         let nick = Array("m\(i)".utf8)
-        let bytes = ChatMessage.join(cookie: cookie, session: UInt64(i + 1), token: 0, room: room, nick: nick).encoded()
+        let bytes = ChatMessage.join(cookie: cookie, secret: secrets[i], token: 0, room: room, nick: nick).encoded(tag: tags[i])
         _ = bytes.withUnsafeBytes { try? sockets[i].send($0) }
     }
 
     private func leave() {
         for i in sockets.indices where tokens[i] != 0 {
-            let bytes = ChatMessage.leave(token: tokens[i]).encoded()
+            let bytes = ChatMessage.leave(token: tokens[i]).encoded(tag: tags[i])
             _ = bytes.withUnsafeBytes { try? sockets[i].send($0) }
         }
     }
@@ -219,12 +228,13 @@ struct ChatLoad {
     /// Sends `member`'s next message; false if its socket would block.
     private mutating func send(from member: Int) -> Bool {
         let sequence = nextSequence[member]
-        let textAt = settings.wire == .chat ? sendBuffer + 16 : sendBuffer
+        let sayHeader = ChatWire.headerLength + 8 + 4 + 2
+        let textAt = settings.wire == .chat ? sendBuffer + sayHeader : sendBuffer
         ChatLoadText.write(sentAt: monotonicNanoseconds(), member: member, sequence: sequence, size: settings.size, to: textAt)
         var length = settings.size
         if settings.wire == .chat {
-            var w = ChatWriter(sendBuffer, capacity: 16)
-            w.header(.say)
+            var w = ChatWriter(sendBuffer, capacity: sayHeader)
+            w.header(.say, tag: tags[member])
             w.u64(tokens[member])
             w.u32(sequence)
             w.u16(UInt16(settings.size))
@@ -246,7 +256,7 @@ struct ChatLoad {
 
     private func keepalive() {
         for i in sockets.indices {
-            let bytes = ChatMessage.keepalive(token: tokens[i], highest: 0).encoded()
+            let bytes = ChatMessage.keepalive(token: tokens[i], highest: 0).encoded(tag: tags[i])
             _ = bytes.withUnsafeBytes { try? sockets[i].send($0) }
         }
     }
@@ -259,7 +269,8 @@ struct ChatLoad {
             return
         }
         var r = ChatReader(bytes)
-        guard r.u8() == ChatWire.version, r.u8() == ChatType.events.rawValue, r.u64() != nil else { return }
+        guard r.u8() == ChatWire.version, r.u8() == ChatType.events.rawValue, r.u64() == tags[receiver], r.u64() != nil
+        else { return }
         while !r.atEnd {
             guard let roomSequence = r.u32(), let kind = r.u8(), r.u64() != nil, r.u32() != nil, r.string() != nil,
                   let text = r.text() else {
