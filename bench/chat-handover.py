@@ -24,7 +24,6 @@ import os
 import re
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "integration"))
 from harness import counters  # noqa: E402
-from test_chat import join, say, events  # noqa: E402
+import chatwire as wire  # noqa: E402
 
 MEMBERS = 8
 OPTIONS = ["--chat-memberships-per-prefix", "64",
@@ -75,36 +74,37 @@ def address(text):
 
 
 def join_room(target, i):
+    """A member's socket and (tag, token)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(30)
-    s.sendto(join(bytes(16), 100 + i, 0, b"lobby", b"m%d" % i), target)
+    tag, secret = wire.new_tag(), wire.new_secret()
+    s.sendto(wire.join(tag, wire.NO_COOKIE, secret, 0, b"lobby", b"m%d" % i), target)
     challenge, _ = s.recvfrom(2048)
-    s.sendto(join(challenge[2:18], 100 + i, 0, b"lobby", b"m%d" % i), target)
-    welcome, _ = s.recvfrom(2048)
-    assert welcome[:2] == bytes([1, 130]), welcome[:2]
-    (token,) = struct.unpack_from(">Q", welcome, 2)
-    return s, token
+    s.sendto(wire.join(tag, wire.decode(challenge).cookie, secret, 0, b"lobby", b"m%d" % i), target)
+    welcome = wire.decode(s.recvfrom(2048)[0])
+    assert isinstance(welcome, wire.Welcome), welcome
+    return s, (tag, welcome.token)
 
 
 def room_owner(target):
     """Which worker owns the room: a member's token says so in its first byte. The probe
     member leaves at once."""
-    s, token = join_room(target, 99)
-    s.sendto(struct.pack(">BBQ", 1, 4, token), target)
+    s, member = join_room(target, 99)
+    s.sendto(wire.leave(*member), target)
     s.close()
-    return token >> 56
+    return member[1] >> 56
 
 
 def run_rounds(clients, target, rounds, first):
     """Each round, every member says one message; waits until each has all of them."""
     pending = [0] * MEMBERS
     for r in range(rounds):
-        for s, token in clients:
-            s.sendto(say(token, first + r, b"round %d" % r), target)
+        for s, member in clients:
+            s.sendto(wire.say(*member, first + r, b"round %d" % r), target)
         for i, (s, _) in enumerate(clients):
             while pending[i] < MEMBERS:
                 datagram, _ = s.recvfrom(2048)
-                pending[i] += len([e for e in events(datagram) if e[1] == 1])
+                pending[i] += len([e for e in wire.decode_events(datagram) if e.kind == wire.MESSAGE])
             pending[i] -= MEMBERS
 
 
@@ -112,11 +112,11 @@ def ping_pong(clients, target, rounds, first):
     """The first member says a message and waits for its own copy, `rounds` times; the
     others' copies are thrown away. Returns each send-to-copy time (s)."""
     times = []
-    sender, token = clients[0]
+    sender, member = clients[0]
     for r in range(rounds):
         sent = time.monotonic()
-        sender.sendto(say(token, first + r, b"ping %d" % r), target)
-        while not [e for e in events(sender.recvfrom(2048)[0]) if e[1] == 1]:
+        sender.sendto(wire.say(*member, first + r, b"ping %d" % r), target)
+        while not [e for e in wire.decode_events(sender.recvfrom(2048)[0]) if e.kind == wire.MESSAGE]:
             pass
         times.append(time.monotonic() - sent)
         for s, _ in clients[1:]:

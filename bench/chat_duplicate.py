@@ -17,27 +17,26 @@ import argparse
 import os
 import re
 import socket
-import struct
 import subprocess
 import tempfile
 import time
 
-from chat_joins import cookie_from, inclusive, join
+from chat_joins import TAG, cookie_from, inclusive, join, wire
 from compare import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def say(token, sequence, text):
-    return struct.pack(">BBQIH", 1, 2, token, sequence, len(text)) + text
+    return wire.say(TAG, token, sequence, text)
 
 
 def keepalive(token, highest):
-    return struct.pack(">BBQI", 1, 3, token, highest)
+    return wire.keepalive(TAG, token, highest)
 
 
 def who(token):
-    return struct.pack(">BBQ", 1, 6, token)
+    return wire.who(TAG, token)
 
 
 def member(port):
@@ -48,23 +47,15 @@ def member(port):
     token = None
     while True:
         reply = s.recv(2048)
-        if reply[:2] == bytes([1, 130]):
-            (token,) = struct.unpack_from(">Q", reply, 2)
-        elif reply[:2] == bytes([1, 131]):
+        if wire.type_of(reply) == wire.WELCOME:
+            token = wire.decode(reply).token
+        elif wire.type_of(reply) == wire.EVENTS:
             return s, token
 
 
 def event_count(datagram):
     """The events of an EVENTS datagram."""
-    assert datagram[:2] == bytes([1, 131]), datagram[:4]
-    count, at = 0, 10
-    while at < len(datagram):
-        at += 17
-        at += 1 + datagram[at]
-        (length,) = struct.unpack_from(">H", datagram, at)
-        at += 2 + length
-        count += 1
-    return count
+    return len(wire.decode_events(datagram))
 
 
 def fill(s, relay, token, messages):

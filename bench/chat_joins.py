@@ -14,20 +14,23 @@ import os
 import re
 import shutil
 import socket
-import struct
 import subprocess
+import sys
 import tempfile
 import time
 
 from compare import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "Tests", "integration"))
+import chatwire as wire  # noqa: E402
+
+TAG = wire.new_tag()
 
 
-def join(cookie, session, room, nick):
-    body = struct.pack(">BB", 1, 1) + cookie + struct.pack(">QQ", session, 0)
-    body += bytes([len(room)]) + room + bytes([len(nick)]) + nick
-    return body.ljust(64, b"\0")
+def join(cookie, seed, room, nick):
+    """This client's JOIN (its one tag), with the secret numbered `seed`."""
+    return wire.join(TAG, cookie, wire.new_secret(seed), 0, room, nick)
 
 
 def cookie_from(s, port, room, nick):
@@ -36,23 +39,23 @@ def cookie_from(s, port, room, nick):
     to 120 s for each answer."""
     s.settimeout(0.5)
     for _ in range(240):
-        s.sendto(join(bytes(16), 0, room, nick), ("127.0.0.1", port))
+        s.sendto(join(wire.NO_COOKIE, 0, room, nick), ("127.0.0.1", port))
         try:
             reply = s.recv(2048)
         except socket.timeout:
             continue
-        assert reply[:2] == bytes([1, 129]), reply[:4]
+        assert wire.type_of(reply) == wire.CHALLENGE, reply[:4]
         break
     else:
         raise AssertionError("no CHALLENGE")
     s.settimeout(5)
     try:
         while True:
-            assert s.recv(2048)[:2] == bytes([1, 129])
+            assert wire.type_of(s.recv(2048)) == wire.CHALLENGE
     except socket.timeout:
         pass
     s.settimeout(120)
-    return reply[2:18]
+    return wire.decode(reply).cookie
 
 
 def run(hellod, joins, out):
@@ -74,9 +77,9 @@ def run(hellod, joins, out):
                 s.sendto(join(cookie, k + 1, b"room%d" % k, b"n"), ("127.0.0.1", port))
                 while True:
                     reply = s.recv(2048)
-                    if reply[:2] == bytes([1, 130]):
+                    if wire.type_of(reply) == wire.WELCOME:
                         break
-                    assert reply[:2] == bytes([1, 131]), reply[:4]  # EVENTS: its own "joined"
+                    assert wire.type_of(reply) == wire.EVENTS, reply[:4]  # EVENTS: its own "joined"
             print("%d JOINs welcomed in %.1f s under callgrind" % (joins, time.monotonic() - start))
     finally:
         proc.terminate()  # callgrind writes its counts at exit

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import time
 from compare import free_port, status_kb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
+import chatwire as wire  # noqa: E402
 # Raised for the run: all clients are on 127.0.0.1 (one source prefix) and the bench's
 # members send thousands of messages a second each.
 LIMITS = ["--chat-message-rate", "1000000", "--chat-message-burst", "1000000",
@@ -39,12 +40,6 @@ def messages(hello, port, count, rate):
     return json.loads(result.stdout)
 
 
-def join_datagram(cookie, session, token, room, nick):
-    body = struct.pack(">BB", 1, 1) + cookie + struct.pack(">QQ", session, token)
-    body += bytes([len(room)]) + room + bytes([len(nick)]) + nick
-    return body.ljust(64, b"\0")
-
-
 class Churner:
     """8 clients that join and leave, in turn, rooms of their own and one they share. Each
     gets its cookie once (CHALLENGE), then joins with it until the epoch turns."""
@@ -55,7 +50,9 @@ class Churner:
         for i in range(8):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(2)
-            self.clients.append([s, bytes(16)])
+            self.clients.append([s, wire.NO_COOKIE])
+        self.tags = [wire.new_tag() for _ in range(8)]
+        self.secrets = [wire.new_secret() for _ in range(8)]
         self.joins = 0
 
     def join_and_leave(self, i):
@@ -63,15 +60,15 @@ class Churner:
         room = b"churn-%d" % (i % 3)
         nick = b"c%d" % i
         for _attempt in range(5):
-            s.sendto(join_datagram(cookie, i + 1, 0, room, nick), self.address)
+            s.sendto(wire.join(self.tags[i], cookie, self.secrets[i], 0, room, nick), self.address)
             while True:
                 reply, _ = s.recvfrom(2048)
-                if reply[:2] == bytes([1, 129]):  # CHALLENGE: a (new) cookie
-                    cookie = self.clients[i][1] = reply[2:18]
+                answer = wire.decode(reply)
+                if isinstance(answer, wire.Challenge):  # a (new) cookie
+                    cookie = self.clients[i][1] = answer.cookie
                     break
-                if reply[:2] == bytes([1, 130]):  # WELCOME
-                    (token,) = struct.unpack_from(">Q", reply, 2)
-                    s.sendto(struct.pack(">BBQ", 1, 4, token), self.address)  # LEAVE
+                if isinstance(answer, wire.Welcome):
+                    s.sendto(wire.leave(self.tags[i], answer.token), self.address)
                     self.joins += 1
                     return
                 # EVENTS of an earlier join: history, joined, left

@@ -4,57 +4,21 @@ source over a raw socket, replay a cookie, flood, exceed a limit), and `hello ch
 mode where a real member is what is needed. A forged source is an address of loopback's
 127.0.0.0/8 where the test listens, so that what the relay sends it is seen."""
 import socket
-import struct
 import subprocess
 import time
 import unittest
 
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run twice)
+import chatwire as wire
 import udptool
 from harness import HELLOD, Hellod, TestCase, counters
 
 
-def join(cookie, session, token, room, nick):
-    body = struct.pack(">BB", 1, 1) + cookie + struct.pack(">QQ", session, token)
-    body += bytes([len(room)]) + room + bytes([len(nick)]) + nick
-    return body.ljust(64, b"\0")
-
-
-def say(token, sequence, text):
-    return struct.pack(">BBQIH", 1, 2, token, sequence, len(text)) + text
-
-
-def keepalive(token, highest):
-    return struct.pack(">BBQI", 1, 3, token, highest)
-
-
-def resend(token, first, count):
-    return struct.pack(">BBQIH", 1, 5, token, first, count)
-
-
-def who(token):
-    return struct.pack(">BBQ", 1, 6, token)
-
-
-def nick(token, name):
-    return struct.pack(">BBQ", 1, 7, token) + bytes([len(name)]) + name
-
-
-def members(datagram):
-    """The nicks of a MEMBERS datagram."""
-    assert datagram[:2] == bytes([1, 132]), datagram[:20]
-    (count,) = struct.unpack_from(">H", datagram, 10)
-    nicks, at = [], 12
-    for _ in range(count):
-        nicks.append(datagram[at + 1:at + 1 + datagram[at]])
-        at += 1 + datagram[at]
-    return nicks
-
-
-def forge(source, sport, port, payload):
-    """One datagram to the relay from a forged source address (raw socket; root)."""
+def forge(source, sport, port, payload, destination="127.0.0.1"):
+    """One datagram to `destination`:`port` from a forged source address and port (raw
+    socket; root)."""
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
-        s.sendto(udptool.udp_packet(source, sport, "127.0.0.1", port, payload), ("127.0.0.1", 0))
+        s.sendto(udptool.udp_packet(source, sport, destination, port, payload), (destination, 0))
 
 
 def drain(sock, seconds):
@@ -70,60 +34,81 @@ def drain(sock, seconds):
 
 
 def events(datagram):
-    """The events of an EVENTS datagram: (room sequence, kind, nick, text)."""
-    assert datagram[:2] == bytes([1, 131]), datagram[:2]
-    found, at = [], 10
-    while at < len(datagram):
-        sequence, kind, _session, _client = struct.unpack_from(">IBQI", datagram, at)
-        at += 17
-        nick = datagram[at + 1:at + 1 + datagram[at]]
-        at += 1 + len(nick)
-        (length,) = struct.unpack_from(">H", datagram, at)
-        text = datagram[at + 2:at + 2 + length]
-        at += 2 + length
-        found.append((sequence, kind, nick, text))
-    return found
+    """The events of an EVENTS datagram (chatwire.Event: sequence, kind, nick, text, sender id,
+    client sequence)."""
+    return wire.decode_events(datagram)
 
 
 class Client:
-    def __init__(self, port, nick, session, address="127.0.0.1"):
+    """A member speaking chatwire from a socket of its own: its tag random, its secret from
+    `secret` (bytes, or an int: the same secret for the same int, chatwire.new_secret)."""
+
+    def __init__(self, port, nick, secret=None, address="127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((address, 0))
         self.sock.settimeout(2)
         self.address = ("127.0.0.1", port)
-        self.nick, self.session = nick, session
+        self.nick = nick
+        self.secret = secret if isinstance(secret, bytes) else wire.new_secret(secret)
+        self.id = wire.ident(self.secret)
+        self.tag = wire.new_tag()
+        self.token = 0
         self.events = []
 
-    def ask(self, datagram):
-        """Sends `datagram`; the first answer that is not EVENTS (those are kept)."""
+    def send(self, datagram):
         self.sock.sendto(datagram, self.address)
+
+    def ask(self, datagram):
+        """Sends `datagram`; the first answer that is not EVENTS (those are kept). Every answer
+        must carry this client's tag."""
+        self.send(datagram)
         for _ in range(100):
             reply, _ = self.sock.recvfrom(2048)
-            if reply[:2] != bytes([1, 131]):
+            assert wire.tag_of(reply) == self.tag, reply[:20]
+            if wire.type_of(reply) != wire.EVENTS:
                 return reply
             self.events += events(reply)
         raise AssertionError("only EVENTS: %r" % self.events)
 
+    def join_datagram(self, cookie, room, token=0, nick=None):
+        return wire.join(self.tag, cookie, self.secret, token, room, self.nick if nick is None else nick)
+
     def cookie(self):
-        challenge = self.ask(join(bytes(16), self.session, 0, b"r", self.nick))
-        self.assert_type(challenge, 129)
-        assert len(challenge) == 64
-        return challenge[2:18]
+        challenge = self.ask(self.join_datagram(wire.NO_COOKIE, b"r"))
+        self.assert_type(challenge, wire.CHALLENGE)
+        assert len(challenge) == wire.CHALLENGE_LENGTH
+        return wire.decode(challenge).cookie
 
     def join(self, room, token=0):
         """The two steps; the answer to the second (WELCOME: the token noted; or REFUSED)."""
-        answer = self.ask(join(self.cookie(), self.session, token, room, self.nick))
-        if answer[:2] == bytes([1, 130]):
-            self.token, _instance, self.next = struct.unpack_from(">QQI", answer, 2)
+        answer = self.ask(self.join_datagram(self.cookie(), room, token))
+        if wire.type_of(answer) == wire.WELCOME:
+            w = wire.decode(answer)
+            self.token, self.next = w.token, w.next
         return answer
+
+    def say(self, sequence, text, token=None):
+        self.send(wire.say(self.tag, self.token if token is None else token, sequence, text))
+
+    def keepalive(self, highest):
+        self.send(wire.keepalive(self.tag, self.token, highest))
+
+    def resend(self, first, count):
+        self.send(wire.resend(self.tag, self.token, first, count))
+
+    def leave(self, token=None):
+        self.send(wire.leave(self.tag, self.token if token is None else token))
+
+    def rename(self, name):
+        self.send(wire.nick(self.tag, self.token, name))
 
     def who(self):
         """The room's nicks, from a MEMBERS (EVENTS that come first are kept)."""
-        return members(self.ask(who(self.token)))
+        return wire.decode_members(self.ask(wire.who(self.tag, self.token)))
 
     @staticmethod
     def assert_type(datagram, type_):
-        assert datagram[:2] == bytes([1, type_]), datagram[:20]
+        assert wire.type_of(datagram) == type_, datagram[:20]
 
     def read_events(self, until, timeout=3):
         """Reads EVENTS until `until(self.events)` holds; bounded by `timeout` seconds."""
@@ -134,6 +119,7 @@ class Client:
                 datagram, _ = self.sock.recvfrom(2048)
             except socket.timeout:
                 raise AssertionError("events so far: %r" % self.events) from None
+            assert wire.tag_of(datagram) == self.tag, datagram[:20]
             self.events += events(datagram)
 
     def close(self):
@@ -155,7 +141,6 @@ class Dropper(client_tests.Duplicator):
             self.front.sendto(datagram, self.client)
 
 
-WELCOME, CHALLENGE = bytes([1, 130]), bytes([1, 129])
 
 
 class ChatTest(TestCase):
@@ -167,12 +152,12 @@ class ChatTest(TestCase):
         self.addCleanup(server.__exit__)
         return server
 
-    def client(self, server, nick, session, room=None, address="127.0.0.1"):
+    def client(self, server, nick, secret, room=None, address="127.0.0.1"):
         """A Python client from `address`, joined to `room` if one is given."""
-        c = Client(server.port, nick, session, address)
+        c = Client(server.port, nick, secret, address)
         self.addCleanup(c.close)
         if room is not None:
-            self.assertEqual(c.join(room)[:2], WELCOME)
+            self.assertEqual(wire.type_of(c.join(room)), wire.WELCOME)
         return c
 
     def chat(self, port, nick, *extra):
@@ -201,7 +186,7 @@ class ChatTest(TestCase):
         ada, bob = self.client(server, b"ada", 1, b"lobby"), self.client(server, b"bob", 2, b"lobby")
         said = [(ada, b"hi bob"), (bob, b"hi ada"), (ada, b"how are you?"), (bob, b"fine")]
         for sequence, (client, text) in enumerate(said, 1):
-            client.sock.sendto(say(client.token, sequence, text), client.address)
+            client.say(sequence, text)
             time.sleep(0.05)  # one order: the order they were sent in
         expected = [(c.nick, text) for c, text in said]
         for client in (ada, bob):
@@ -222,33 +207,35 @@ class ChatTest(TestCase):
         victim.bind(("127.0.0.2", 0))
         server = self.relay()
         ada = self.client(server, b"ada", 1, b"lobby")
+        tag, secret = wire.new_tag(), wire.new_secret()
         forged = [
-            join(bytes(16), 7, 0, b"lobby", b"eve"),                         # a first JOIN: 64 bytes
-            join(bytes(16), 7, 0, b"lobby", b"eve").ljust(300, b"\0"),     # longer: still 64 back
-            join(bytes(16), 7, 0, b"lobby", b"eve")[:63],                    # short: nothing
-            join(struct.pack(">IQI", 1, 0x1234, 0), 7, 0, b"lobby", b"eve"),  # a guessed cookie
-            say(ada.token, 1, b"i am ada"),                                  # a member's token
-            struct.pack(">BBQ", 1, 4, ada.token),                            # its LEAVE
+            wire.join(tag, wire.NO_COOKIE, secret, 0, b"lobby", b"eve"),             # a first JOIN: 64 bytes
+            wire.join(tag, wire.NO_COOKIE, secret, 0, b"lobby", b"eve", pad=300),    # longer: still 22 back
+            wire.join(tag, wire.NO_COOKIE, secret, 0, b"lobby", b"eve")[:63],        # short: nothing
+            wire.join(tag, wire.cookie(1, 0x1234), secret, 0, b"lobby", b"eve"),     # a guessed cookie
+            wire.say(tag, ada.token, 1, b"i am ada"),                                # a member's token: challenged
+            wire.leave(tag, ada.token),                                              # its LEAVE: 18 bytes, nothing
         ]
         for payload in forged:
             forge("127.0.0.2", victim.getsockname()[1], server.port, payload)
         received = drain(victim, 1.0)
-        self.assertEqual([(d[:2], len(d)) for d in received], [(CHALLENGE, 64)] * 3)
+        self.assertEqual([(wire.type_of(d), wire.tag_of(d), len(d)) for d in received], [(wire.CHALLENGE, tag, 22)] * 4)
         self.assertLessEqual(sum(map(len, received)), sum(map(len, forged)))
         # No member was made, none was removed, nothing was said: ada's WHO, ada's events.
         self.assertEqual(ada.who(), [b"ada"])
-        self.assertEqual([e[1:] for e in ada.events], [(2, b"ada", b"")])
+        self.assertEqual([(e.kind, e.nick, e.text, e.sender) for e in ada.events], [(wire.JOINED, b"ada", b"", ada.id)])
         found = self.counted(server)
-        self.assertEqual((found["chat-short-join"], found["chat-bad-cookie"], found["chat-bad-token"]), (1, 1, 2), found)
+        # The SAY and the LEAVE with ada's token from another address: moved, not acted on.
+        self.assertEqual((found["chat-short-join"], found["chat-bad-cookie"], found["chat-moved"]), (1, 1, 2), found)
 
     def test_a_cookie_replayed_from_another_address_is_challenged_again(self):
         server = self.relay()
         ada = self.client(server, b"ada", 1, b"lobby")
         cookie = ada.cookie()
         for thief in (self.client(server, b"mal", 2, address="127.0.0.3"), self.client(server, b"mal", 3)):  # another port
-            answer = thief.ask(join(cookie, thief.session, 0, b"lobby", b"mal"))
-            self.assertEqual((answer[:2], len(answer)), (CHALLENGE, 64))
-            self.assertNotEqual(answer[2:18], cookie)
+            answer = thief.ask(thief.join_datagram(cookie, b"lobby"))
+            self.assertEqual((wire.type_of(answer), len(answer)), (wire.CHALLENGE, 22))
+            self.assertNotEqual(wire.decode(answer).cookie, cookie)
         self.assertEqual(ada.who(), [b"ada"])
         self.assertEqual(self.counted(server)["chat-bad-cookie"], 2)
 
@@ -257,21 +244,21 @@ class ChatTest(TestCase):
         ada = self.client(server, b"ada", 1)
         cookie = ada.cookie()
         time.sleep(2.1)  # two epochs on: neither the current nor the previous one
-        answer = ada.ask(join(cookie, 1, 0, b"lobby", b"ada"))
-        self.assertEqual((answer[:2], len(answer)), (CHALLENGE, 64))
-        self.assertEqual(ada.ask(join(answer[2:18], 1, 0, b"lobby", b"ada"))[:2], WELCOME)  # a fresh one
+        answer = ada.ask(ada.join_datagram(cookie, b"lobby"))
+        self.assertEqual((wire.type_of(answer), len(answer)), (wire.CHALLENGE, 22))
+        self.assertEqual(wire.type_of(ada.ask(ada.join_datagram(wire.decode(answer).cookie, b"lobby"))), wire.WELCOME)  # a fresh one
         self.assertEqual(self.counted(server)["chat-bad-cookie"], 1)
 
     def test_a_join_flood_larger_than_the_tables_leaves_members_alone(self):
         server = self.relay("--chat-rooms", "2", "--chat-members", "3")
         ada, bob = self.client(server, b"ada", 1, b"lobby"), self.client(server, b"bob", 2, b"lobby")
         flood = [self.client(server, b"f%d" % i, 100 + i, address="127.0.1.%d" % (i + 1)) for i in range(40)]
-        answers = [f.join(b"lobby" if i % 2 == 0 else b"room%d" % i)[:3] for i, f in enumerate(flood)]
+        answers = [f.join(b"lobby" if i % 2 == 0 else b"room%d" % i) for i, f in enumerate(flood)]
         # One place left in lobby (f0) and one room left (f1's): the rest told why.
-        self.assertEqual(sum(a[:2] == WELCOME for a in answers), 2, answers)
-        self.assertEqual(sorted(set(a for a in answers if a[:2] == bytes([1, 134]))),
-                         [bytes([1, 134, 1]), bytes([1, 134, 3])])  # room full, too many rooms
-        ada.sock.sendto(say(ada.token, 1, b"still here"), ada.address)
+        self.assertEqual(sum(wire.type_of(a) == wire.WELCOME for a in answers), 2, answers)
+        self.assertEqual(sorted(set(wire.decode(a).reason for a in answers if wire.type_of(a) == wire.REFUSED)),
+                         [wire.ROOM_FULL, wire.TOO_MANY_ROOMS])
+        ada.say(1, b"still here")
         for member in (ada, bob):
             member.read_events(lambda got: any(e[3] == b"still here" for e in got))
         self.assertEqual(sorted(ada.who()), [b"ada", b"bob", b"f0"])
@@ -286,25 +273,25 @@ class ChatTest(TestCase):
         self.addCleanup(eve.close)
         cookie = eve.cookie()
         for k in range(20):
-            eve.sock.sendto(join(cookie, 100 + k, 0, b"lobby", b"eve%d" % k), eve.address)
-        welcomes = [d for d in drain(eve.sock, 1.0) if d[:2] == WELCOME]
+            eve.send(wire.join(eve.tag, cookie, wire.new_secret(100 + k), 0, b"lobby", b"eve%d" % k))
+        welcomes = [d for d in drain(eve.sock, 1.0) if wire.type_of(d) == wire.WELCOME]
         self.assertEqual(len(welcomes), 4)
         for w in welcomes:  # and they leave: four joins and four leaves told
-            eve.sock.sendto(struct.pack(">BBQ", 1, 4, struct.unpack_from(">Q", w, 2)[0]), eve.address)
+            eve.leave(wire.decode(w).token)
         ada.read_events(lambda got: len([e for e in got if e[1] == 3]) >= 4)
         ada.events += sum((events(d) for d in drain(ada.sock, 0.3)), [])
         self.assertEqual(len([e for e in ada.events if e[1] == 2 and e[2].startswith(b"eve")]), 4)
         # A second later the prefix may join again.
         time.sleep(1.1)
-        eve.sock.sendto(join(cookie, 200, 0, b"lobby", b"eve"), eve.address)
-        self.assertEqual([d[:2] for d in drain(eve.sock, 0.5) if d[:2] != bytes([1, 131])], [WELCOME])
+        eve.send(wire.join(eve.tag, cookie, wire.new_secret(200), 0, b"lobby", b"eve"))
+        self.assertEqual([wire.type_of(d) for d in drain(eve.sock, 0.5) if wire.type_of(d) != wire.EVENTS], [wire.WELCOME])
         self.assertEqual(self.counted(server)["chat-join-rate-limited"], 16)
 
     def test_an_over_rate_member_is_throttled_and_counted(self):
         server = self.relay("--chat-message-rate", "1", "--chat-message-burst", "3")
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
         for sequence in range(1, 11):
-            ada.sock.sendto(say(ada.token, sequence, b"m%d" % sequence), ada.address)
+            ada.say(sequence, b"m%d" % sequence)
         bob.read_events(lambda got: len([e for e in got if e[1] == 1]) >= 3)
         bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
         self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"m1", b"m2", b"m3"])
@@ -316,7 +303,7 @@ class ChatTest(TestCase):
         server = self.relay("--chat-message-rate", "1", "--chat-message-burst", "3")
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
         for k in range(1, 11):
-            ada.sock.sendto(nick(ada.token, b"ada%d" % k), ada.address)
+            ada.rename(b"ada%d" % k)
         bob.read_events(lambda got: len([e for e in got if e[1] == 5]) >= 3)
         bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
         self.assertEqual([(e[2], e[3]) for e in bob.events if e[1] == 5],
@@ -330,7 +317,7 @@ class ChatTest(TestCase):
                             "--chat-message-rate", "1000", "--chat-message-burst", "1000")
         ada, bob, _cy, _dee = (self.client(server, name, k, b"r") for k, name in enumerate([b"ada", b"bob", b"cy", b"dee"], 1))
         for k in range(1, 11):
-            ada.sock.sendto(nick(ada.token, b"ada%d" % k), ada.address)
+            ada.rename(b"ada%d" % k)
         bob.read_events(lambda got: len([e for e in got if e[1] == 5]) >= 2)
         bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
         self.assertEqual([e[3] for e in bob.events if e[1] == 5], [b"ada1", b"ada2"])
@@ -344,16 +331,16 @@ class ChatTest(TestCase):
                             "--chat-message-rate", "1000", "--chat-message-burst", "1000")
         ada, bob, cy, _dee = (self.client(server, nick, k, b"r") for k, nick in enumerate([b"ada", b"bob", b"cy", b"dee"], 1))
         for sequence in range(1, 21):
-            ada.sock.sendto(say(ada.token, sequence, b"m%d" % sequence), ada.address)
+            ada.say(sequence, b"m%d" % sequence)
         bob.read_events(lambda got: len([e for e in got if e[1] == 1]) >= 2)
         bob.events += sum((events(d) for d in drain(bob.sock, 0.5)), [])
         self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"m1", b"m2"])
         # A leave is no message: the room is told at once, its budget spent or not.
-        cy.sock.sendto(struct.pack(">BBQ", 1, 4, cy.token), cy.address)
+        cy.leave()
         bob.read_events(lambda got: any(e[1] == 3 for e in got), timeout=1)
         # Throttled, not lost: a second on, the resend of m3 goes through.
         time.sleep(1.1)
-        ada.sock.sendto(say(ada.token, 3, b"m3"), ada.address)
+        ada.say(3, b"m3")
         bob.read_events(lambda got: any(e[3] == b"m3" for e in got))
         found = self.counted(server)
         self.assertEqual((found.get("chat-room-rate-limited", 0), found.get("chat-rate-limited", 0)), (18, 0), found)
@@ -361,11 +348,11 @@ class ChatTest(TestCase):
     def test_a_resend_flood_is_bounded_by_the_members_rate(self):
         server = self.relay()  # 5 a second, 10 at once, per member
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
-        ada.sock.sendto(say(ada.token, 1, b"once"), ada.address)
+        ada.say(1, b"once")
         bob.read_events(lambda got: any(e[3] == b"once" for e in got))
         sequence = next(e[0] for e in bob.events if e[3] == b"once")
         for _ in range(30):
-            bob.sock.sendto(resend(bob.token, sequence, 64), bob.address)
+            bob.resend(sequence, 64)
         answers = drain(bob.sock, 0.5)
         self.assertEqual(len(answers), 10)
         self.assertTrue(all(events(a) == [e for e in bob.events if e[3] == b"once"] for a in answers), answers)
@@ -401,11 +388,11 @@ class ChatTest(TestCase):
     def test_oversized_messages_are_refused_and_counted(self):
         server = self.relay("--chat-max-message", "100")
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
-        for datagram in [say(ada.token, 1, b"x" * 101),     # over --chat-max-message
-                         say(ada.token, 2, b"x" * 1001),    # over the protocol's 1000
-                         say(ada.token, 3, b"x" * 1300),    # over 1232 bytes in all
-                         say(ada.token, 4, b"y" * 100)]:
-            ada.sock.sendto(datagram, ada.address)
+        for sequence, text in [(1, b"x" * 101),     # over --chat-max-message
+                               (2, b"x" * 1001),    # over the protocol's 1000
+                               (3, b"x" * 1300),    # over 1232 bytes in all
+                               (4, b"y" * 100)]:
+            ada.say(sequence, text)
         bob.read_events(lambda got: any(e[1] == 1 for e in got))
         bob.events += sum((events(d) for d in drain(bob.sock, 0.3)), [])
         self.assertEqual([e[3] for e in bob.events if e[1] == 1], [b"y" * 100])
@@ -419,12 +406,12 @@ class ChatTest(TestCase):
             with self.subTest(limit=limit):
                 server = self.relay("--chat-max-message", limit)
                 ada, bob = self.client(server, old, 1, b"r"), self.client(server, b"bob", 2, b"r")
-                ada.sock.sendto(nick(ada.token, new), ada.address)
+                ada.rename(new)
                 bob.read_events(lambda got: any(e[1] == 5 for e in got))
                 self.assertEqual([(e[2], e[3]) for e in bob.events if e[1] == 5], [(old, new)])
                 # Still serving: the room lists the new nick, and a message of the limit goes.
                 self.assertEqual(sorted(bob.who()), [b"bob", new])
-                ada.sock.sendto(say(ada.token, 1, b"m" * int(limit)), ada.address)
+                ada.say(1, b"m" * int(limit))
                 bob.read_events(lambda got: any(e[1] == 1 for e in got))
                 self.assertEqual([(e[2], e[3]) for e in bob.events if e[1] == 1], [(new, b"m" * int(limit))])
                 self.assertEqual(self.counted(server)["dropped"], 0)
@@ -435,17 +422,17 @@ class ChatTest(TestCase):
         server = self.relay()
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
         for sequence in range(1, 5):
-            ada.sock.sendto(say(ada.token, sequence, b"m%d" % sequence), ada.address)
+            ada.say(sequence, b"m%d" % sequence)
             bob.read_events(lambda got: any(e[3] == b"m%d" % sequence for e in got))
         sent = {e[3]: e for e in bob.events if e[1] == 1}
         # As if m2 had been lost: RESEND of its sequence brings it, alone.
-        bob.sock.sendto(resend(bob.token, sent[b"m2"][0], 1), bob.address)
+        bob.resend(sent[b"m2"][0], 1)
         self.assertEqual(events(bob.sock.recvfrom(2048)[0]), [sent[b"m2"]])
         # As if m3 and m4 (the last) had been lost: a keepalive naming m2 brings them.
-        bob.sock.sendto(keepalive(bob.token, sent[b"m2"][0]), bob.address)
+        bob.keepalive(sent[b"m2"][0])
         self.assertEqual(events(bob.sock.recvfrom(2048)[0]), [sent[b"m3"], sent[b"m4"]])
         # Up to date: a keepalive gets nothing.
-        bob.sock.sendto(keepalive(bob.token, sent[b"m4"][0]), bob.address)
+        bob.keepalive(sent[b"m4"][0])
         self.assertEqual(drain(bob.sock, 0.3), [])
         self.assertEqual(self.counted(server)["dropped"], 0)
 
@@ -485,13 +472,13 @@ class ChatTest(TestCase):
     def test_a_resent_say_reaches_the_room_once_and_its_sender_gets_its_copy_again(self):
         server = self.relay()
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
-        ada.sock.sendto(say(ada.token, 1, b"once"), ada.address)
+        ada.say(1, b"once")
         for c in (ada, bob):
             c.read_events(lambda got: any(e[1] == 1 for e in got))
         copy = [e for e in ada.events if e[1] == 1]
-        self.assertEqual([e[2:] for e in copy], [(b"ada", b"once")])
+        self.assertEqual([(e.nick, e.text, e.sender, e.client) for e in copy], [(b"ada", b"once", ada.id, 1)])
         for _ in range(3):  # as if each copy had been lost
-            ada.sock.sendto(say(ada.token, 1, b"once"), ada.address)
+            ada.say(1, b"once")
             self.assertEqual(events(ada.sock.recvfrom(2048)[0]), copy)
         self.assertEqual(drain(bob.sock, 0.3), [])
         self.assertEqual([e for e in bob.events if e[1] == 1], copy)
@@ -503,12 +490,12 @@ class ChatTest(TestCase):
         server = self.relay("--chat-backlog", "1", "--chat-history", "0", "--batch", "1", "--chat-members", "2",
                             "--chat-message-rate", "1000", "--chat-message-burst", "1000")
         ada, bob = self.client(server, b"ada", 1, b"r"), self.client(server, b"bob", 2, b"r")
-        ada.sock.sendto(say(ada.token, 1, b"first"), ada.address)
+        ada.say(1, b"first")
         ada.read_events(lambda got: any(e[1] == 1 for e in got))
         for sequence in range(1, 65):
-            bob.sock.sendto(say(bob.token, sequence, b"b%d" % sequence), bob.address)
+            bob.say(sequence, b"b%d" % sequence)
             ada.read_events(lambda got: any(e[3] == b"b%d" % sequence for e in got))
-        ada.sock.sendto(say(ada.token, 1, b"first"), ada.address)
+        ada.say(1, b"first")
         self.assertEqual(drain(ada.sock, 0.3), [])
         self.assertEqual(self.counted(server)["chat-stale"], 1)
 
@@ -522,8 +509,8 @@ class ChatTest(TestCase):
         ada.say("still here")
         ada.wait_for("ada: still here")
         drain(bob.sock, 0.1)  # what it was sent before it fell silent
-        bob.sock.sendto(say(bob.token, 1, b"back"), bob.address)
-        self.assertEqual([d[:10] for d in drain(bob.sock, 0.5)], [bytes([1, 133]) + struct.pack(">Q", bob.token)])
+        bob.say(1, b"back")
+        self.assertEqual(drain(bob.sock, 0.5), [wire.not_a_member(bob.tag, bob.token)])
         self.assertEqual(self.finished(ada), ["* ada joined", "* bob joined", "* bob timed out", "ada: still here"])
         self.assertEqual(self.counted(server)["chat-not-member"], 1)
 
@@ -532,19 +519,21 @@ class ChatTest(TestCase):
         bob = self.chat(server.port, "bob")
         ada = self.client(server, b"ada", 1, b"lobby")
         bob.wait_for("* ada joined")
-        ada.sock.sendto(say(ada.token, 1, b"from here"), ada.address)
+        ada.say(1, b"from here")
         bob.wait_for("ada: from here")
-        moved = self.client(server, b"ada", 1, address="127.0.0.5")  # a NAT rebinding
-        self.assertEqual(moved.join(b"lobby", token=ada.token)[:10], WELCOME + struct.pack(">Q", ada.token))
-        moved.sock.sendto(say(ada.token, 2, b"from there"), moved.address)
+        moved = self.client(server, b"ada", 1, address="127.0.0.5")  # a NAT rebinding: the same secret
+        moved.tag = ada.tag
+        welcome = wire.decode(moved.join(b"lobby", token=ada.token))
+        self.assertEqual((type(welcome), welcome.tag, welcome.token), (wire.Welcome, ada.tag, ada.token))
+        moved.say(2, b"from there")
         bob.wait_for("ada: from there")
         # The old address is no longer the member's: what it sends is dropped.
-        ada.sock.sendto(say(ada.token, 3, b"old address"), ada.address)
+        ada.say(3, b"old address")
         time.sleep(0.2)  # dropped before the LEAVE, as the token's, not as an unknown one
-        moved.sock.sendto(struct.pack(">BBQ", 1, 4, ada.token), moved.address)  # LEAVE
+        moved.leave()
         bob.wait_for("* ada left")
         self.assertEqual(self.finished(bob), ["* bob joined", "* ada joined", "ada: from here", "ada: from there", "* ada left"])
-        self.assertEqual(self.counted(server)["chat-bad-token"], 1)
+        self.assertEqual(self.counted(server)["chat-moved"], 1)
 
 if __name__ == "__main__":
     unittest.main()

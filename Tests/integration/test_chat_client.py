@@ -3,13 +3,13 @@ the real relay, `hellod --listen chat@127.0.0.1:0`."""
 import selectors
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
+import chatwire as wire
 from harness import HELLO, Hellod, LineReader, TestCase
 
 # Short keepalives and resends, so that a restart is noticed and a loss resent quickly.
@@ -73,32 +73,18 @@ class ChatProcess:
 
 # What a relay sends (docs/PROTOCOL.md), for the tests that play the relay themselves.
 
-def challenge(epoch=1, mac=7):
-    """A CHALLENGE: the cookie (epoch, MAC, 4 zero bytes), padded to 64 bytes."""
-    return bytes([1, 129]) + struct.pack(">IQI", epoch, mac, 0) + bytes(46)
+def event(sequence, kind, sender, name, text=b"", client_sequence=0):
+    """One event (chatwire.MESSAGE, JOINED, LEFT, TIMED_OUT, RENAMED), `sender` its id."""
+    return wire.Event(sequence, kind, name, text, sender, client_sequence)
 
 
-def welcome(token, instance, next_sequence=1, members=1):
-    return struct.pack(">BBQQIH", 1, 130, token, instance, next_sequence, members)
-
-
-def event(sequence, kind, session, name, text=b"", client_sequence=0):
-    """One event of an EVENTS datagram (kind 1 message, 2 joined, 3 left, 4 timed out, 5 renamed)."""
-    return struct.pack(">IBQI", sequence, kind, session, client_sequence) + bytes([len(name)]) + name \
-        + struct.pack(">H", len(text)) + text
-
-
-def events_datagram(instance, *encoded_events):
-    return struct.pack(">BBQ", 1, 131, instance) + b"".join(encoded_events)
-
-
-def not_a_member(token):
-    return struct.pack(">BBQ", 1, 133, token)
+EVE, BOB = wire.ident(b"eve's secret 16b"), wire.ident(b"bob's secret 16b")
 
 
 class PlayedRelay:
     """A UDP socket that plays the relay for one client, as a test says, step by step:
-    what the client sends besides its JOINs (KEEPALIVE, RESEND) is read and ignored."""
+    what the client sends besides its JOINs (KEEPALIVE, RESEND) is read and ignored. It
+    answers with the client's tag, and knows the client's id from its JOIN's secret."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -106,20 +92,29 @@ class PlayedRelay:
         self.sock.settimeout(10)
         self.port = self.sock.getsockname()[1]
         self.client = None
+        self.tag = self.id = None
 
     def next_join(self):
-        """The client's next JOIN (bounded: a socket timeout of 10 s per datagram)."""
+        """The client's next JOIN, decoded (bounded: a socket timeout of 10 s per datagram)."""
         while True:
             datagram, self.client = self.sock.recvfrom(2048)
-            if datagram[:2] == bytes([1, 1]):
-                return datagram
+            if wire.type_of(datagram) == wire.JOIN:
+                join = wire.decode_request(datagram)
+                self.tag, self.id = join.tag, wire.ident(join.secret)
+                return join
 
     def admit(self, token, instance):
         """Its JOIN answered with a CHALLENGE, and its JOIN with the cookie with a WELCOME."""
         self.next_join()
-        self.send(challenge())
+        self.send(wire.challenge(self.tag, wire.cookie(1, 7)))
         self.next_join()
-        self.send(welcome(token, instance))
+        self.send(wire.welcome(self.tag, token, instance, 1, 1))
+
+    def events(self, instance, *evs):
+        self.send(wire.events(self.tag, instance, evs))
+
+    def not_a_member(self, token):
+        self.send(wire.not_a_member(self.tag, token))
 
     def send(self, datagram):
         self.sock.sendto(datagram, self.client)
@@ -297,21 +292,13 @@ class ChatClientTest(TestCase):
         nick = "\x1b]0;x\x07ev\u202eil".encode()
         shown = "\\x1b]0;x\\x07ev\\u202eil"
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
-            relay.bind(("127.0.0.1", 0))
-            relay.settimeout(5)
-            p = self.chat(relay.getsockname()[1], "ada", "--session", "42")
-            p.proc.stdin.close()
-            datagram, client = relay.recvfrom(2048)
-            self.assertEqual(datagram[:2], bytes([1, 1]))
-            relay.sendto(challenge(), client)
-            datagram, client = relay.recvfrom(2048)
-            self.assertEqual(datagram[:2], bytes([1, 1]))
-            relay.sendto(welcome(99, 5), client)
-            relay.sendto(events_datagram(5, event(1, 2, 7, nick), event(2, 1, 7, nick, b"\x9b2J\xff"), event(3, 2, 42, b"ada")),
-                         client)
-            code = p.proc.wait(timeout=10)
-            lines = [line for line in p.out.rest(timeout=5).split("\n") if line]
+        relay = self.played_relay()
+        p = self.chat(relay.port, "ada")
+        p.proc.stdin.close()
+        relay.admit(99, 5)
+        relay.events(5, event(1, 2, EVE, nick), event(2, 1, EVE, nick, b"\x9b2J\xff"), event(3, 2, relay.id, b"ada"))
+        code = p.proc.wait(timeout=10)
+        lines = [line for line in p.out.rest(timeout=5).split("\n") if line]
         self.assertEqual(code, 0)
         self.assertEqual(lines, ["* %s joined" % shown, "%s: \ufffd2J\ufffd" % shown, "* ada joined"])
 
@@ -323,12 +310,12 @@ class ChatClientTest(TestCase):
     def test_an_event_the_relay_sends_twice_is_shown_once(self):
         # The same instance and room sequence: one event, whatever its kind, by the room's order.
         relay = self.played_relay()
-        p = self.chat(relay.port, "ada", "--session", "42")
+        p = self.chat(relay.port, "ada")
         relay.admit(99, 5)
-        first = [event(1, 2, 7, b"eve"), event(2, 1, 7, b"eve", b"hi", client_sequence=1), event(3, 2, 42, b"ada")]
-        relay.send(events_datagram(5, *first))
-        relay.send(events_datagram(5, *first))
-        relay.send(events_datagram(5, first[0], event(4, 2, 8, b"bob")))
+        first = [event(1, 2, EVE, b"eve"), event(2, 1, EVE, b"eve", b"hi", client_sequence=1), event(3, 2, relay.id, b"ada")]
+        relay.events(5, *first)
+        relay.events(5, *first)
+        relay.events(5, first[0], event(4, 2, BOB, b"bob"))
         p.wait_for("* bob joined")
         code, lines, stderr = p.finish()
         self.assertEqual((code, stderr), (0, ""), lines)
@@ -336,18 +323,18 @@ class ChatClientTest(TestCase):
 
     def test_a_message_a_restarted_relay_sends_again_is_shown_once(self):
         # A restarted relay has forgotten what it delivered: eve's resend of "hi", taken
-        # again, comes back under a new instance and room sequence, with the same session
+        # again, comes back under a new instance and room sequence, with the same id
         # and client sequence. Only the client's filter by those two shows it once.
         relay = self.played_relay()
-        p = self.chat(relay.port, "ada", "--session", "42")
+        p = self.chat(relay.port, "ada")
         relay.admit(99, 5)
-        relay.send(events_datagram(5, event(1, 2, 7, b"eve"), event(2, 2, 42, b"ada"),
-                                   event(3, 1, 7, b"eve", b"hi", client_sequence=1)))
+        relay.events(5, event(1, 2, EVE, b"eve"), event(2, 2, relay.id, b"ada"),
+                     event(3, 1, EVE, b"eve", b"hi", client_sequence=1))
         p.wait_for("eve: hi")
-        relay.send(not_a_member(99))  # the restart: the new relay does not know ada's token
+        relay.not_a_member(99)  # the restart: the new relay does not know ada's token
         relay.admit(100, 6)
-        relay.send(events_datagram(6, event(1, 2, 7, b"eve"), event(2, 1, 7, b"eve", b"hi", client_sequence=1),
-                                   event(3, 2, 42, b"ada"), event(4, 1, 7, b"eve", b"bye", client_sequence=2)))
+        relay.events(6, event(1, 2, EVE, b"eve"), event(2, 1, EVE, b"eve", b"hi", client_sequence=1),
+                     event(3, 2, relay.id, b"ada"), event(4, 1, EVE, b"eve", b"bye", client_sequence=2))
         p.wait_for("eve: bye")
         code, lines, stderr = p.finish()
         self.assertEqual((code, stderr), (0, ""), lines)
@@ -357,18 +344,18 @@ class ChatClientTest(TestCase):
 
     def test_a_restart_is_told_once_each_and_an_eviction_is_not(self):
         relay = self.played_relay()
-        p = self.chat(relay.port, "ada", "--session", "42")
+        p = self.chat(relay.port, "ada")
         relay.admit(99, 5)
-        relay.send(events_datagram(5, event(1, 2, 42, b"ada")))
+        relay.events(5, event(1, 2, relay.id, b"ada"))
         p.wait_for("* ada joined")
-        relay.send(not_a_member(99))  # evicted: the same relay, the same instance
+        relay.not_a_member(99)  # evicted: the same relay, the same instance
         relay.admit(100, 5)
-        relay.send(events_datagram(5, event(2, 4, 42, b"ada"), event(3, 2, 42, b"ada")))
+        relay.events(5, event(2, 4, relay.id, b"ada"), event(3, 2, relay.id, b"ada"))
         p.wait_for("* ada timed out")
         for token, instance in ((101, 6), (102, 7)):  # two restarts
-            relay.send(not_a_member(token - 1))
+            relay.not_a_member(token - 1)
             relay.admit(token, instance)
-            relay.send(events_datagram(instance, event(1, 2, 42, b"ada"), event(2, 1, 7, b"eve", b"%d" % instance, instance)))
+            relay.events(instance, event(1, 2, relay.id, b"ada"), event(2, 1, EVE, b"eve", b"%d" % instance, instance))
             p.wait_for("eve: %d" % instance)
         code, lines, stderr = p.finish()
         self.assertEqual((code, stderr), (0, ""), lines)

@@ -4,17 +4,18 @@ interval are held and go together, in one EVENTS datagram to each member; nothin
 or counted twice."""
 import time
 
+import chatwire as wire
 import test_chat as chat  # a module, so that its tests do not run twice
 from harness import Hellod, TestCase, counters, metric
 
-drain, events, say = chat.drain, chat.events, chat.say
+drain, events = chat.drain, chat.events
 
 
 class FanOutIntervalTest(TestCase):
-    def joined(self, server, nick, session):
-        c = chat.Client(server.port, nick, session)
+    def joined(self, server, nick, secret):
+        c = chat.Client(server.port, nick, secret)
         self.addCleanup(c.close)
-        self.assertEqual(c.join(b"r")[:2], bytes([1, 130]))  # WELCOME
+        self.assertEqual(wire.type_of(c.join(b"r")), wire.WELCOME)
         return c
 
     def test_messages_within_the_interval_arrive_together_and_a_lone_one_at_once(self):
@@ -26,13 +27,13 @@ class FanOutIntervalTest(TestCase):
         time.sleep(1.2)  # a quiet interval: what the joins sent is out, and the next goes at once
         drain(bob.sock, 0.1)
 
-        ada.sock.sendto(say(ada.token, 1, b"first"), ada.address)
+        ada.say(1, b"first")
         bob.sock.settimeout(0.8)  # within the interval: it was not held
         first = events(bob.sock.recvfrom(2048)[0])
         self.assertEqual([(e[2], e[3]) for e in first], [(b"ada", b"first")])
 
         for sequence, text in ((2, b"two"), (3, b"three"), (4, b"four")):
-            ada.sock.sendto(say(ada.token, sequence, text), ada.address)
+            ada.say(sequence, text)
             time.sleep(0.01)
         got = drain(bob.sock, 2.0)
         self.assertEqual(len(got), 1, got)  # the three, held, then one datagram

@@ -11,15 +11,17 @@ import sys
 import time
 import unittest
 
+import chatwire as wire
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run twice)
 from chat_forger import requests as unproven_requests
 from harness import Hellod, TestCase, counters
 
 FORGER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_forger.py")
-# Forged datagrams a second: over the 10,000 the relay must stand, under its default cap
-# of 20,000 answers a second.
+# Forged datagrams a second: over the 10,000 the relay must stand (a forger that made
+# fewer fails the test: it would prove nothing), under its default cap of 20,000 answers a
+# second.
 FORGED_RATE = 12_000
-CHALLENGE, NOT_A_MEMBER = bytes([1, 129]), bytes([1, 133])
+LEAST_RATE = 10_000
 # The relay's default answers to one unproven endpoint: 20 at once, then 20 a second.
 BURST, RATE = 20, 20
 
@@ -34,12 +36,13 @@ class Forger:
             raise AssertionError("the forger did not start")
 
     def stop(self):
-        """(datagrams sent, seconds)."""
+        """(datagrams sent, seconds, bytes the relay sent back, sources sent more bytes than
+        each sent)."""
         if self.proc.poll() is None:
             self.proc.terminate()
         out, _ = self.proc.communicate(timeout=10)
-        sent, seconds = out.split()
-        return int(sent), float(seconds)
+        sent, seconds, received, over = out.split()
+        return int(sent), float(seconds), int(received), int(over)
 
     def kill(self):
         if self.proc.poll() is None:
@@ -100,7 +103,7 @@ class ForgeryTest(TestCase):
         time.sleep(1.0)  # the forgery first: ada hears of the restart by its keepalives
         ada.say("after the restart")
         ada.wait_for("ada: after the restart", timeout=30)
-        sent, seconds = forger.stop()
+        sent, seconds, received, over = forger.stop()
         code, lines, stderr = ada.finish()
         self.assertEqual((code, stderr), (0, ""), lines)
         self.assertEqual(client_tests.messages(lines), ["ada: under fire", "ada: after the restart"], lines)
@@ -109,9 +112,13 @@ class ForgeryTest(TestCase):
         self.assertBalanced(found)
         # It was told, and it joined again; and the forgery reached the relay (a busy
         # machine may slow the forger: the rate it made is in the message).
-        rate = "forged %d in %.1f s" % (sent, seconds)
+        rate = "forged %d in %.1f s, %d bytes back" % (sent, seconds, received)
+        self.assertGreaterEqual(sent, LEAST_RATE * seconds, rate)
         self.assertGreaterEqual(found["chat-not-member"], 1, rate)
         self.assertGreater(found["read"], 100, rate)  # the client alone sends a handful
+        self.assertGreater(found["chat-old-version"], 0, rate)  # the v1 datagrams came, and were answered
+        self.assertGreater(received, 0, rate)
+        self.assertEqual(over, 0, rate)  # no source got more bytes than it sent
 
     def test_hello_and_echos_rate_limit_per_address_does_not_reach_the_chat(self):
         # hello's and echo's limit per source address (--rate-limit), applied on loopback
@@ -139,13 +146,14 @@ class ForgeryTest(TestCase):
         address = ("127.0.0.1", server.port)
         # A JOIN without a cookie and a token the relay does not know: each try answered,
         # as `hello chat` makes them (a second apart at most).
-        for request, answer in [(unproven_requests()[0], CHALLENGE), (unproven_requests()[3], NOT_A_MEMBER)]:
+        for request, answer in [(unproven_requests()["join"], wire.CHALLENGE),
+                                (unproven_requests()["keepalive"], wire.NOT_A_MEMBER)]:
             answered = 0
             for _ in range(6):
                 victim.sendto(request, address)
                 victim.settimeout(1.0)
                 try:
-                    while victim.recv(2048)[:2] != answer:
+                    while wire.type_of(victim.recv(2048)) != answer:
                         pass
                     answered += 1
                 except socket.timeout:
@@ -159,16 +167,23 @@ class ForgeryTest(TestCase):
         server = self.relay()
         address = ("127.0.0.1", server.port)
         # Each kind of unproven request, each from a socket of its own: a CHALLENGE to a
-        # JOIN without a cookie, another to a bad cookie, NOT A MEMBER to every token.
-        for request in unproven_requests():
-            with self.subTest(request=request[:2]):
+        # JOIN without a cookie, to a bad cookie, to a rejoin with a random token; NOT A
+        # MEMBER to every token; v1's refusal to a v1 JOIN, v1's NOT A MEMBER to its tokens.
+        # Each answer with the request's tag.
+        for name, request in unproven_requests().items():
+            with self.subTest(request=name):
                 flooder = self.socket()
                 start = time.monotonic()
                 for _ in range(2000):
                     flooder.sendto(request, address)
                 got, last = receive_all(flooder)
-                expected = NOT_A_MEMBER if request[1] != 1 else CHALLENGE
-                self.assertEqual({d[:2] for d in got}, {expected}, got[:3])
+                if request[0] == wire.LEGACY_VERSION:
+                    token = request[2:10]
+                    expected = {wire.v1_refusal() if request[1] == wire.JOIN else wire.v1_not_a_member(int.from_bytes(token, "big"))}
+                    self.assertEqual(set(got), expected, got[:3])
+                else:
+                    answer = wire.CHALLENGE if request[1] == wire.JOIN else wire.NOT_A_MEMBER
+                    self.assertEqual({(wire.type_of(d), wire.tag_of(d)) for d in got}, {(answer, wire.tag_of(request))}, got[:3])
                 self.assertLessEqual(len(got), BURST + RATE * (last - start) + 1, "%d answers" % len(got))
                 self.assertLessEqual(sum(map(len, got)), len(request) * 2000)
                 self.assertTrue(all(len(d) <= len(request) for d in got))
@@ -181,7 +196,7 @@ class ForgeryTest(TestCase):
         sources = [self.socket() for _ in range(400)]  # each its own endpoint, its budget full
         start = time.monotonic()
         for s in sources:
-            s.sendto(unproven_requests()[0], address)
+            s.sendto(unproven_requests()["join"], address)
         time.sleep(0.5)
         answers = 0
         for s in sources:

@@ -17,7 +17,8 @@ import time
 import unittest
 
 from harness import HELLO, TestCase
-from test_chat_client import ChatProcess, challenge, event, events_datagram, welcome
+import chatwire as wire
+from test_chat_client import ChatProcess, event
 from test_chat_terminal import Tmux
 
 # README's bound on the client's memory, whatever a relay sends (peak resident, VmHWM).
@@ -30,7 +31,7 @@ LARGEST_BACKLOG = 65536
 CTRL_C_BOUND_S = 1.0
 FLOOD_S = 3.0
 INSTANCE = 5
-EVE = 7  # the session of the relay's invented member
+EVE = wire.ident(b"eve's secret 16b")  # the id of the relay's invented member
 TEXT = b"flood " * 180  # 1,080 bytes: one event fills most of a 1,232-byte datagram
 MISSED = re.compile(r"missed (\d+) event")
 
@@ -70,6 +71,7 @@ class HostileRelay:
         self.port = self.sock.getsockname()[1]
         self.client = None
         self.flooding = None
+        self.tag = None
         self.stopping = threading.Event()
         self.sent = 0
 
@@ -77,18 +79,20 @@ class HostileRelay:
         """Answers the client's JOIN with a CHALLENGE, and its JOIN with the cookie with a WELCOME."""
         while True:
             datagram, client = self.sock.recvfrom(2048)
-            if datagram[:2] != bytes([1, 1]):
+            if wire.type_of(datagram) != wire.JOIN:
                 continue
-            if datagram[2:18] == bytes(16):
-                self.sock.sendto(challenge(), client)
+            join = wire.decode_request(datagram)
+            self.tag = join.tag
+            if join.cookie == wire.NO_COOKIE:
+                self.sock.sendto(wire.challenge(self.tag, wire.cookie(1, 7)), client)
             else:
-                self.sock.sendto(welcome(99, INSTANCE), client)
+                self.sock.sendto(wire.welcome(self.tag, 99, INSTANCE, 1, 1), client)
                 self.client = client
                 return
 
     def send(self, *encoded_events):
         try:
-            self.sock.sendto(events_datagram(INSTANCE, *encoded_events), self.client)
+            self.sock.sendto(wire.events(self.tag, INSTANCE, encoded_events), self.client)
             self.sent += 1
         except OSError:
             pass  # a full buffer: a flood may lose datagrams

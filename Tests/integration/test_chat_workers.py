@@ -2,22 +2,22 @@
 members' source ports over two sockets and threads), and two sockets of different
 families. Every member must get every message once, all in one order."""
 import socket
-import struct
 import unittest
 
+import chatwire as wire
 from harness import Hellod, TestCase, counters
 from netns import Loopback
 from test_activation import activated
-from test_chat import Client, join, say
+from test_chat import Client
 
-MESSAGE = 1
+MESSAGE = wire.MESSAGE
 
 
 class FamilyClient(Client):
     """test_chat's client, on the family of `address`."""
 
-    def __init__(self, address, nick, session, net=None):
-        super().__init__(address[1], nick, session)
+    def __init__(self, address, nick, secret, net=None):
+        super().__init__(address[1], nick, secret)
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         if family == socket.AF_INET6 or net:
             self.sock.close()
@@ -43,8 +43,7 @@ class ChatWorkersTest(TestCase):
                 client.join(b"lobby")
             for sequence in range(1, messages_each + 1):
                 for client in clients:
-                    client.sock.sendto(say(client.token, sequence, b"%s says %d" % (client.nick, sequence)),
-                                       client.address)
+                    client.say(sequence, b"%s says %d" % (client.nick, sequence))
             total = members * messages_each
             expected = {(c.nick, b"%s says %d" % (c.nick, s)) for c in clients for s in range(1, messages_each + 1)}
             orders = []
@@ -88,9 +87,9 @@ class ChatWorkersTest(TestCase):
         # systemd-socket-activate passes an IPv4 and an IPv6 socket (unnamed: --mode chat).
         net = Loopback()
         self.addCleanup(net.close)
-        with activated(net, "127.0.0.1:{}", "[::1]:{}", first=join(bytes(16), 1, 0, b"lobby", b"probe"),
+        with activated(net, "127.0.0.1:{}", "[::1]:{}", first=wire.join(wire.new_tag(), wire.NO_COOKIE, wire.new_secret(), 0, b"lobby", b"probe"),
                        args=("--mode", "chat", "--chat-memberships-per-prefix", "64")) as server:
-            self.assertEqual(server.first_reply[:2], bytes([1, 129]))  # a CHALLENGE
+            self.assertEqual(wire.type_of(server.first_reply), wire.CHALLENGE)
             self.assertEqual(server.origin, "socket activation")
             found = self.room_over(server, [endpoint(a) for a in server.addresses], members=8, net=net)
         self.assertEqual(found["read"], 1 + 8 * (2 + 3))

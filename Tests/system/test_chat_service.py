@@ -18,6 +18,7 @@ import time
 import unittest
 
 from private_systemd import InstalledCheckout, VERSION
+import chatwire as wire
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,8 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # A JOIN without a cookie, padded to 64 bytes, from the namespace's network: the answer's
 # bytes as hex (None: nothing in 10 s).
 FIRST_JOIN = r"""
-import socket, struct
-join = (struct.pack(">BB", 1, 1) + bytes(16) + struct.pack(">QQ", 1, 0) + b"\x01r\x03eve").ljust(64, b"\0")
+import socket, sys
+sys.path.insert(0, %r)
+import chatwire as wire
+join = wire.join(wire.new_tag(), wire.NO_COOKIE, wire.new_secret(), 0, b"r", b"eve")
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(10)
 s.sendto(join, ("127.0.0.1", 6000))
@@ -34,7 +37,7 @@ try:
     print(s.recv(2048).hex())
 except socket.timeout:
     print("None")
-"""
+""" % os.path.join(ROOT, "Tests", "integration")
 
 
 class Chatter(client_tests.ChatProcess):
@@ -128,7 +131,7 @@ class InstalledChat(InstalledCheckout):
         reply = self.systemd.run_in_network(sys.executable, "-c", FIRST_JOIN).stdout.strip()
         self.assertNotEqual(reply, "None", "no CHALLENGE to the activating JOIN")
         challenge = bytes.fromhex(reply)
-        self.assertEqual((challenge[:2], len(challenge)), (bytes([1, 129]), 64))  # no longer than the JOIN
+        self.assertEqual((wire.type_of(challenge), len(challenge)), (wire.CHALLENGE, wire.CHALLENGE_LENGTH))
         print("\n    measured: a JOIN through a cold socket activation to its CHALLENGE: %.0f ms"
               % ((time.monotonic() - started) * 1000), file=sys.stderr)
         props = self.show("hellod.service", "ActiveState", "SubState", "MainPID")
