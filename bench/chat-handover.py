@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "integration"))
-from harness import counters  # noqa: E402
+from harness import counters, parse_metrics  # noqa: E402
 import chatwire as wire  # noqa: E402
 
 MEMBERS = 8
@@ -46,7 +46,9 @@ LATENCY_OPTIONS = []
 def start(binary, listens, valgrind=None):
     # Counted in instructions, workers that sleep at once: polling would count as work.
     spin = ["--spin-us", "0", "--coalesce-us", "0"] if valgrind else LATENCY_OPTIONS
-    command = [binary, *[a for l in listens for a in ("--listen", l)], *OPTIONS, *spin]
+    # Counters come from the metrics file hellod writes as it stops (harness.counters).
+    metrics = tempfile.mktemp(prefix="chat-handover.", suffix=".prom")
+    command = [binary, *[a for l in listens for a in ("--listen", l)], *OPTIONS, *spin, "--metrics-file", metrics]
     if valgrind:
         # Valgrind 3.19 cannot read Swift's DWARF 5: a copy without debug info, symbols kept.
         stripped = valgrind + ".hellod"
@@ -61,6 +63,7 @@ def start(binary, listens, valgrind=None):
         lines.append(line)
         match = re.search(r"serving (.*?) \(", line)
         if match:
+            proc.metrics_path = metrics
             return proc, [a.split("@", 1)[1] for a in match.group(1).split()]
         if not line:
             break
@@ -161,7 +164,9 @@ def measure(binary, listens, handover, rounds, valgrind=None):
     _, stderr = proc.communicate(timeout=120)
     for s, _ in clients:
         s.close()
-    found = counters(stderr)
+    with open(proc.metrics_path) as f:
+        found = counters(parse_metrics(f.read()))
+    os.unlink(proc.metrics_path)
     instructions = None
     if out:
         # serveBatch's inclusive cost, from the call graph, summed over both threads (a
