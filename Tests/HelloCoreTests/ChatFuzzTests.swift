@@ -135,10 +135,11 @@ final class ChatFuzzWorld {
                 }
             }
             if let cause, entry.destination == cause.peer, let decoded {
-                // What answers a source carries the tag of what it sent (a member's own is
-                // the tag of its JOIN, which is its client's every datagram's here).
+                // What answers a source not proven carries the tag of what it sent (a refused
+                // rename, to a member, the tag of the member's JOIN: not checked here).
+                let join = cause.bytes.count > 1 && cause.bytes[1] == ChatType.join.rawValue
                 switch decoded.message {
-                case .challenge, .notAMember, .refused:
+                case .challenge, .notAMember, .refused where join:
                     let tag = cause.bytes.withUnsafeBytes { ChatWire.tag($0) }
                     checks.expect(decoded.tag == tag, "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
                 default: break
@@ -547,7 +548,7 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     }
 
     /// A hostile datagram, its source, and what must become of it.
-    enum Expect { case anything, forged, shortJoin, noMember, moved, legacy(answered: Bool) }
+    enum Expect { case anything, forged, shortJoin, noMember, moved, legacy(answered: Bool), noMove(UInt64) }
     func hostileDatagram() -> (bytes: [UInt8], from: Endpoint, expect: Expect) {
         let h = rng.int(0...world.hostile.count - 1)
         let me = world.hostile[h].peer
@@ -570,12 +571,14 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                 break
             }
             let age = world.now - mine.issued
-            let join = ChatMessage.join(cookie: mine.cookie, secret: ChatSecret(high: rng.next(), low: 0), token: 0, room: rng.pick(rooms),
-                                        nick: rng.pick(nicks))
+            // Now and then with a member's token (its secret unknown): a forged move.
+            let stolen = rng.oneIn(3) ? victim?.token ?? 0 : 0
+            let join = ChatMessage.join(cookie: mine.cookie, secret: ChatSecret(high: rng.next(), low: 0), token: stolen,
+                                        room: rng.pick(rooms), nick: rng.pick(nicks))
             if age >= 2 * world.epoch { return (join.encoded(tag: world.hostile[h].tag), me, .noMember) }
             // Under one epoch old it is valid; under two, it may be (the previous epoch's).
             world.validated.insert(me)
-            return (join.encoded(tag: world.hostile[h].tag), me, .anything)
+            return (join.encoded(tag: world.hostile[h].tag), me, stolen != 0 ? .noMove(stolen) : .anything)
         case 4:
             // Its own token, if it has one.
             return (request(token: world.hostile[h].token), me, .anything)
@@ -644,6 +647,11 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case .noMember:
             for (_, message) in out {
                 if case .welcome? = message { checks.expect(false, "a replayed or expired cookie made a member") }
+            }
+        case .noMove(let token):
+            // A member's token with another secret moves nothing: no WELCOME with it.
+            for (_, message) in out {
+                if case .welcome(token, _, _, _)? = message { checks.expect(false, "a JOIN with a stolen token moved its member") }
             }
         case .moved:
             // A member's datagram from an address that is not its own: not acted on, a

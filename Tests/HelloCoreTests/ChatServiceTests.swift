@@ -343,7 +343,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(texts(events(to: bob, in: b.sent)) == ["message ada m3", "message ada m4", "message ada m5", "joined bob "])
     }
 
-    @Test func gapsAreRepairedByResend() {
+    @Test func gapsAreRepairedByResend() throws {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
@@ -352,6 +352,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
             got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
                                                   from: ada, now: t0 + UInt64(i)))
         }
+        try #require(got.count == 3)  // every event reached bob
         let lost = got[1]  // bob missed it: it asks for it
         let out = relay.send(.resend(token: b.token, first: lost.sequence, count: 1), from: bob, now: t0 + 5)
         #expect(events(to: bob, in: out) == [lost])
@@ -364,7 +365,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
 
     /// A KEEPALIVE names the highest room sequence received in order: a member whose last
     /// EVENTS were lost gets them again without waiting for a newer message.
-    @Test func aKeepaliveBehindTheRoomGetsWhatItMissed() {
+    @Test func aKeepaliveBehindTheRoomGetsWhatItMissed() throws {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
@@ -374,6 +375,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
                                                   from: ada, now: t0 + UInt64(i)))
         }
         // Bob's last two were lost: they come again, in one datagram, to bob alone.
+        try #require(got.count == 10)
         let out = relay.send(.keepalive(token: b.token, highest: got[7].sequence), from: bob, now: t0 + 20)
         #expect(out.count == 1 && out[0].to == bob)
         #expect(events(to: bob, in: out) == Array(got[8...]))
@@ -395,7 +397,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
     }
 
     /// What keepalives bring again is bounded by the member's message rate.
-    @Test func keepaliveCatchUpIsRateLimited() {
+    @Test func keepaliveCatchUpIsRateLimited() throws {
         var settings = ChatRelay.testSettings
         settings.messageRate = 1
         settings.messageBurst = 2
@@ -404,6 +406,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
                                                   from: ada, now: t0))
+        try #require(!said.isEmpty)
         let behind = ChatMessage.keepalive(token: b.token, highest: said[0].sequence - 1)
         let answered = (0..<10).map { _ in relay.send(behind, from: bob, now: t0 + 1).count }
         #expect(answered == [1, 1] + Array(repeating: 0, count: 8))
@@ -413,7 +416,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
 
     /// However far behind a keepalive is, what it brings is from the backlog (the last 64
     /// events here), the oldest first, one datagram of them.
-    @Test func keepaliveCatchUpIsBoundedByTheBacklog() {
+    @Test func keepaliveCatchUpIsBoundedByTheBacklog() throws {
         var settings = ChatRelay.testSettings
         (settings.messageRate, settings.messageBurst) = (1000, 200)
         var relay = ChatRelay(settings)
@@ -427,8 +430,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let out = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 200)
         let caught = events(to: bob, in: out)
         #expect(out.count == 1 && !caught.isEmpty)
-        #expect(got.count == 100 && caught.count <= 64)
-        #expect(caught == Array(got[36..<min(36 + caught.count, got.count)]))  // from the oldest the backlog holds
+        try #require(got.count == 100 && caught.count <= 64)
+        #expect(caught == Array(got[36..<(36 + caught.count)]))  // from the oldest the backlog holds
         #expect(relay.service.counters.isBalanced)
     }
 
@@ -552,7 +555,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
 
     /// A RESEND may bring up to 64 datagrams: a member's RESENDs are bounded by the budget
     /// of its keepalives' catch-up (the message rate), and over it dropped and counted.
-    @Test func resendsAreBoundedPerMember() {
+    @Test func resendsAreBoundedPerMember() throws {
         var settings = ChatRelay.testSettings
         (settings.messageRate, settings.messageBurst) = (1, 2)
         var relay = ChatRelay(settings)
@@ -560,6 +563,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
                                                   from: ada, now: t0))
+        try #require(!said.isEmpty)
         let ask = ChatMessage.resend(token: b.token, first: said[0].sequence, count: 64)
         let answered = (0..<10).map { _ in events(to: bob, in: relay.send(ask, from: bob, now: t0 + 1)) }
         #expect(answered.map(\.count) == [1, 1] + Array(repeating: 0, count: 8))
@@ -577,7 +581,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
     /// bring 10 x 64 datagrams of over 1 KB. A flood of them from the member's address (an
     /// on-path party that copied its token) gets at most the repair burst plus the repair
     /// rate times the time, in whole datagrams; one past it is counted rate-limited.
-    @Test func aFloodOfResendsGetsAtMostTheRepairBytes() {
+    @Test func aFloodOfResendsGetsAtMostTheRepairBytes() throws {
         var settings = ChatRelay.testSettings
         settings.repairByteRate = 50_000  // 20 us a byte: the bound below is exact
         var relay = ChatRelay(settings)
@@ -592,6 +596,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         }
         #expect(said.count == 64)
         let start = t0 + 20 * s  // bob not yet silent (35 s)
+        try #require(said.count == 64)
         let ask = ChatMessage.resend(token: b.token, first: said[0].sequence, count: 64)
         let before = relay.sent.count
         // The first RESEND is answered whole: the burst is one full RESEND.

@@ -81,17 +81,4 @@ import Testing
         #expect(plannedSends(headed) == [PlannedSend(firstEntry: 0, count: 2, bytes: 20),
                                          PlannedSend(firstEntry: 2, count: 1, bytes: 10)])
     }
-
-    /// An outbox's own fan-out: repeats to the original's route are each a send of their own.
-    @Test func repeatsToOneRouteAreSentOneByOne() {
-        var outbox = Outbox(capacity: 8, largestDatagram: 100)
-        [UInt8](repeating: 1, count: 14).withUnsafeBytes { _ = outbox.append($0, to: testRoute(0)) }
-        for _ in 0..<3 {
-            outbox.next.initializeMemory(as: UInt8.self, repeating: 9, count: 4)
-            let repeated = outbox.repeatDatagram(0, ownHead: 4, to: testRoute(0), from: nil)
-            #expect(repeated)
-        }
-        let sends = (0..<4).map { PlannedSend(firstEntry: $0, count: 1, bytes: $0 == 0 ? 14 : 10) }
-        #expect(plannedSends(Array(outbox.entries)) == sends)
-    }
 }
