@@ -124,14 +124,17 @@ final class ChatFuzzWorld {
                 let request = cause?.bytes ?? []
                 let refusal = [1, 134, 3, 0] + Array("chat protocol 2".utf8)
                 let expected = request.count >= 2 && request[1] == ChatType.join.rawValue
-                    ? refusal + [UInt8](repeating: 0, count: 64 - refusal.count) : [1, 133] + Array(request.dropFirst(2).prefix(8))
+                    ? refusal + [UInt8](repeating: 0, count: 64 - refusal.count)
+                    : [1, 133] + Array(request.dropFirst(2).prefix(8))
                 checks.expect(request.first == ChatWire.legacyVersion && bytes == expected,
                               "a version-1 datagram \(bytes.prefix(20)) for \(request.prefix(20))")
                 checks.count("version-1 refusals")
             } else {
                 switch message {
                 case .challenge?, .welcome?, .events?, .members?, .notAMember?, .refused?: break
-                default: checks.expect(false, "a datagram that is no relay message: \(Array(bytes).prefix(16)) -> \(String(describing: message))")
+                default:
+                    let what = "\(Array(bytes).prefix(16)) -> \(String(describing: message))"
+                    checks.expect(false, "a datagram that is no relay message: \(what)")
                 }
             }
             if let cause, entry.destination == cause.peer, let decoded {
@@ -141,7 +144,8 @@ final class ChatFuzzWorld {
                 switch decoded.message {
                 case .challenge, .notAMember, .refused where join:
                     let tag = cause.bytes.withUnsafeBytes { ChatWire.tag($0) }
-                    checks.expect(decoded.tag == tag, "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
+                    checks.expect(decoded.tag == tag,
+                                  "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
                 default: break
                 }
             }
@@ -439,7 +443,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                                             tag: SipHasher.hash(key: s.secret, UInt64(k), 0x7461_67)))
     }
     for k in 0..<rng.int(1...3) {
-        world.hostile.append((peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0, token: 0,
+        world.hostile.append((peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0,
+                              token: 0,
                               tag: SipHasher.hash(key: s.secret, UInt64(k), 0x686f_7374)))
     }
 
@@ -501,7 +506,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // duplicates is 64.
             if !c.unacked.isEmpty && (c.unacked.count >= 4 || c.nextSequence - c.unacked.min()! >= 60 || rng.oneIn(2)) {
                 let sequence = rng.pick(c.unacked)
-                return ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded(tag: c.tag)
+                return ChatMessage.say(token: c.token, clientSequence: sequence,
+                                       text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded(tag: c.tag)
             }
             let sequence = c.nextSequence
             c.nextSequence += 1
@@ -538,7 +544,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     func request(token: UInt64) -> [UInt8] {
         let tag = rng.next()
         switch rng.int(0...5) {
-        case 0: return ChatMessage.say(token: token, clientSequence: UInt32(rng.int(0...5)), text: Array("forged".utf8)).encoded(tag: tag)
+        case 0: return ChatMessage.say(token: token, clientSequence: UInt32(rng.int(0...5)),
+                                       text: Array("forged".utf8)).encoded(tag: tag)
         case 1: return ChatMessage.leave(token: token).encoded(tag: tag)
         case 2: return ChatMessage.nick(token: token, nick: Array("eve".utf8)).encoded(tag: tag)
         case 3: return ChatMessage.keepalive(token: token, highest: 0).encoded(tag: tag)
@@ -561,7 +568,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case 2:
             // Another address's cookie, with or without its token.
             guard let victim, !victim.cookie.isNone else { break }
-            let join = ChatMessage.join(cookie: victim.cookie, secret: ChatSecret(high: rng.next(), low: 0), token: rng.oneIn(2) ? victim.token : 0,
+            let join = ChatMessage.join(cookie: victim.cookie, secret: ChatSecret(high: rng.next(), low: 0),
+                                        token: rng.oneIn(2) ? victim.token : 0,
                                         room: victim.room, nick: Array("eve".utf8))
             return (join.encoded(tag: world.hostile[h].tag), me, .noMember)
         case 3:
@@ -583,12 +591,15 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // Its own token, if it has one.
             return (request(token: world.hostile[h].token), me, .anything)
         case 5:
-            let join = ChatMessage.join(cookie: .none, secret: ChatSecret(high: rng.next(), low: 0), token: 0, room: [0x72], nick: [0x6e])
-            return (join.encoded(tag: world.hostile[h].tag, joinPadding: rng.int(0...63)), rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin)
+            let join = ChatMessage.join(cookie: .none, secret: ChatSecret(high: rng.next(), low: 0), token: 0, room: [0x72],
+                                        nick: [0x6e])
+            return (join.encoded(tag: world.hostile[h].tag, joinPadding: rng.int(0...63)),
+                    rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin)
         case 6, 7:
             // A valid datagram cut short, lengthened or with a byte flipped.
             var bytes = rng.oneIn(2) ? request(token: victim?.token ?? 0)
-                : ChatMessage.join(cookie: victim?.cookie ?? .none, secret: testSecret(1), token: 0, room: [0x72], nick: [0x6e]).encoded(tag: world.hostile[h].tag)
+                : ChatMessage.join(cookie: victim?.cookie ?? .none, secret: testSecret(1), token: 0, room: [0x72],
+                                   nick: [0x6e]).encoded(tag: world.hostile[h].tag)
             switch rng.int(0...2) {
             case 0: bytes.removeLast(rng.int(1...bytes.count))
             case 1: bytes += [UInt8](repeating: UInt8(rng.int(0...255)), count: rng.int(1...3))
@@ -599,7 +610,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // The client's own address, forged: anything but its token.
             guard let victim else { break }
             let bytes = rng.oneIn(2) ? request(token: victim.token &+ 1)
-                : ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72], nick: [0x6e]).encoded(tag: world.hostile[h].tag)
+                : ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
+                                   nick: [0x6e]).encoded(tag: world.hostile[h].tag)
             return (bytes, victim.peer, .anything)
         case 12, 13:
             // hellod 1.x's client: a JOIN (64 bytes at least, else nothing), a request with a
@@ -616,7 +628,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         }
         // Random bytes, or a JOIN without a cookie (a fresh cookie for it, then).
         if rng.oneIn(2) {
-            return (ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72], nick: [0x6e]).encoded(tag: world.hostile[h].tag), me, .anything)
+            return (ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
+                                     nick: [0x6e]).encoded(tag: world.hostile[h].tag), me, .anything)
         }
         var bytes = (0..<rng.pick([0, 1, 2, 10, 64, rng.int(0...1300)])).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         if bytes.count >= 2 && rng.oneIn(2) { (bytes[0], bytes[1]) = (UInt8(rng.int(1...2)), UInt8(rng.int(0...8))) }
@@ -651,16 +664,19 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case .noMove(let token):
             // A member's token with another secret moves nothing: no WELCOME with it.
             for (_, message) in out {
-                if case .welcome(token, _, _, _)? = message { checks.expect(false, "a JOIN with a stolen token moved its member") }
+                if case .welcome(token, _, _, _)? = message { checks.expect(false,
+                                                                            "a JOIN with a stolen token moved its member") }
             }
         case .moved:
             // A member's datagram from an address that is not its own: not acted on, a
             // CHALLENGE for the new address at most (22 bytes or more, within the budget).
             let counted = after.drops[.chatMoved] == before.drops[.chatMoved] + 1
-                || (bytes.count >= ChatWire.challengeLength && after.drops[.chatRateLimited] == before.drops[.chatRateLimited] + 1)
+                || (bytes.count >= ChatWire.challengeLength
+                    && after.drops[.chatRateLimited] == before.drops[.chatRateLimited] + 1)
             checks.expect(counted && after.replied == before.replied, "a moved member's datagram was acted on")
             checks.expect(out.allSatisfy { $0.0 == peer }, "a moved member's datagram made a datagram to another")
-            if bytes.count < ChatWire.challengeLength { checks.expect(out.isEmpty, "a short datagram from a moved member was answered") }
+            if bytes.count < ChatWire.challengeLength { checks.expect(out.isEmpty,
+                                                                      "a short datagram from a moved member was answered") }
             checks.count("moved members' datagrams")
         case .legacy(let answered):
             // Version 1: a refusal in its format within the budget (`written` checks its
@@ -721,9 +737,11 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         for i in world.clients.indices where world.clients[i].token != 0 && world.clients[i].lossless {
             world.clients[i].lastSent = world.now
             let c = world.clients[i]
-            send(ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), from: c.peer, expect: .anything)
+            send(ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), from: c.peer,
+                 expect: .anything)
             for sequence in c.unacked.prefix(2) {
-                send(ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
+                send(ChatMessage.say(token: c.token, clientSequence: sequence,
+                                     text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
                         .encoded(tag: c.tag),
                      from: c.peer, expect: .anything)
             }

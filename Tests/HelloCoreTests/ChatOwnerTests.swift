@@ -21,7 +21,8 @@ import Testing
     }
 
     static func joinWithCookie(_ room: String) -> ChatMessage {
-        .join(cookie: ChatCookie(epoch: 1, mac: 42), secret: testSecret(1), token: 0, room: Array(room.utf8), nick: Array("n".utf8))
+        .join(cookie: ChatCookie(epoch: 1, mac: 42), secret: testSecret(1), token: 0, room: Array(room.utf8),
+              nick: Array("n".utf8))
     }
 
     @Test func everyWorkerAgreesWhoOwnsARoomAndItsTokensSaySo() {

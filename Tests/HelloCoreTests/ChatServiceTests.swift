@@ -137,7 +137,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let mine = relay.cookie(for: ada, now: t0)
         #expect(!mine.isNone)
         func attempt(_ cookie: ChatCookie, from peer: Endpoint, now: UInt64) -> [Sent] {
-            relay.send(.join(cookie: cookie, secret: testSecret(9), token: 0, room: Array("r".utf8), nick: Array("x".utf8)), from: peer, now: now)
+            relay.send(.join(cookie: cookie, secret: testSecret(9), token: 0, room: Array("r".utf8), nick: Array("x".utf8)),
+                       from: peer, now: now)
         }
         // Another address's, another port's, a forged MAC: challenged again.
         for (cookie, peer) in [(mine, eve), (mine, Endpoint.v4(0x0a00_0001, port: 40009)),

@@ -269,16 +269,19 @@ import Testing
         }
         expectTables(relay)
         for k in stride(from: 1, to: 16, by: 2) {
-            let out = relay.join("new\(k)", as: "a", from: .v4(0x0a00_0300 + UInt32(k), port: 40000), secret: UInt64(100 + k), now: t0 + 2)
+            let out = relay.join("new\(k)", as: "a", from: .v4(0x0a00_0300 + UInt32(k), port: 40000), secret: UInt64(100 + k),
+                                 now: t0 + 2)
             #expect(welcomed(out) == 1)
         }
         expectTables(relay)
         // Second members: each name finds its room, full after them.
         for k in 0..<16 {
             let name = k % 2 == 0 ? "room\(k)" : "new\(k)"
-            let out = relay.join(name, as: "b", from: .v4(0x0a00_0400 + UInt32(k), port: 40000), secret: UInt64(200 + k), now: t0 + 3)
+            let out = relay.join(name, as: "b", from: .v4(0x0a00_0400 + UInt32(k), port: 40000), secret: UInt64(200 + k),
+                                 now: t0 + 3)
             #expect(welcomed(out) == 2, "\(name)")
-            #expect(relay.join(name, as: "c", from: .v4(0x0a00_0500 + UInt32(k), port: 40000), secret: UInt64(300 + k), now: t0 + 3)
+            #expect(relay.join(name, as: "c", from: .v4(0x0a00_0500 + UInt32(k), port: 40000), secret: UInt64(300 + k),
+                               now: t0 + 3)
                 .sent.last?.message == .refused(.roomFull))
         }
         // A name gone is a new room again.

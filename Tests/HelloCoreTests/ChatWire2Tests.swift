@@ -86,7 +86,8 @@ import Testing
         for entry in entries {
             let decoded = ChatMessage.decode(relay.outbox.datagram(entry))
             #expect(decoded?.tag == testTag(entry.destination), "to \(entry.destination)")
-            guard case .events(_, let events)? = decoded?.message else { Issue.record("\(String(describing: decoded))"); continue }
+            guard case .events(_,
+                               let events)? = decoded?.message else { Issue.record("\(String(describing: decoded))"); continue }
             #expect(events.map(\.sender) == [testSecret(1).id])
         }
         relay.flush()
@@ -157,12 +158,16 @@ import Testing
         _ = relay.join("r", as: "ada", from: moved, secret: 1, token: a.token, now: t0 + 4)
         relay.send(.leave(token: b.token), from: bob, now: t0 + 5)
         #expect(relay.sent.count > 20)
-        func bytes(_ words: UInt64...) -> [UInt8] { words.flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * $0)) } } }
+        func bytes(_ words: UInt64...) -> [UInt8] {
+            words.flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * $0)) } }
+        }
         for secret in [testSecret(1), testSecret(2)] {
             for needle in [bytes(secret.high, secret.low), bytes(secret.high), bytes(secret.low)] {
                 for sent in relay.sent {
                     let found = sent.bytes.count >= needle.count
-                        && (0...(sent.bytes.count - needle.count)).contains { Array(sent.bytes[$0..<$0 + needle.count]) == needle }
+                        && (0...(sent.bytes.count - needle.count)).contains {
+                            Array(sent.bytes[$0..<$0 + needle.count]) == needle
+                        }
                     #expect(!found, "a secret's bytes in a datagram to \(sent.to)")
                 }
             }
@@ -214,7 +219,8 @@ import Testing
         #expect(c.chat.joins == joins && c.chat.members == 2)
         #expect(events(to: bob, in: out).isEmpty)  // no joined, no left
         // Her messages now reach bob from the new address; she is sent at the new one only.
-        let said = relay.send(.say(token: a.token, clientSequence: 1, text: Array("here".utf8)), from: moved, now: t0 + 3, tag: tag)
+        let said = relay.send(.say(token: a.token, clientSequence: 1, text: Array("here".utf8)), from: moved, now: t0 + 3,
+                              tag: tag)
         #expect(texts(events(to: bob, in: said)) == ["message ada here"])
         #expect(texts(events(to: moved, in: said)) == ["message ada here"])
         #expect(events(to: ada, in: said).isEmpty)

@@ -4,7 +4,8 @@ import Testing
 
 @Suite struct ChatWireTests {
     static let messages: [ChatMessage] = [
-        .join(cookie: .none, secret: testSecret(0x1122_3344_5566_7788), token: 0, room: Array("lobby".utf8), nick: Array("ada".utf8)),
+        .join(cookie: .none, secret: testSecret(0x1122_3344_5566_7788), token: 0, room: Array("lobby".utf8),
+              nick: Array("ada".utf8)),
         .join(cookie: ChatCookie(epoch: 7, mac: 0xdead_beef_0bad_f00d), secret: testSecret(1), token: 42,
               room: Array(repeating: 0x61, count: 32), nick: Array(repeating: 0x62, count: 32)),
         .say(token: 9, clientSequence: 3, text: Array("hello, world".utf8)),
@@ -86,7 +87,8 @@ import Testing
         #expect(!parses(ChatMessage.challenge(.none).encoded()))  // a relay's message
         #expect(!parses(ChatMessage.resend(token: 1, first: 1, count: 65).encoded()))
         #expect(!parses(ChatMessage.say(token: 1, clientSequence: 1, text: Array(repeating: 1, count: 1001)).encoded()))
-        var join = ChatMessage.join(cookie: ChatCookie(epoch: 1, mac: 1), secret: testSecret(1), token: 0, room: [0x72], nick: [0x6e]).encoded()
+        var join = ChatMessage.join(cookie: ChatCookie(epoch: 1, mac: 1), secret: testSecret(1), token: 0, room: [0x72],
+                                    nick: [0x6e]).encoded()
         #expect(parses(join))
         join[50] = 1  // padding after the nick: zeros are not checked, a byte is a byte
         #expect(parses(join))

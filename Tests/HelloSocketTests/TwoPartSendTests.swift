@@ -28,7 +28,8 @@ import Testing
             let repeated = outbox.repeatDatagram(1, ownHead: 10, to: destination, from: nil)
             #expect(repeated)
         }
-        for k in 0..<4 { Self.append(&outbox, to: destination, [UInt8](repeating: 0x40 + UInt8(k), count: 50)) }  // a run: 50, 50, 50, 50
+        for k in 0..<4 { Self.append(&outbox, to: destination, [UInt8](repeating: 0x40 + UInt8(k),
+                                                                       count: 50)) }  // a run: 50, 50, 50, 50
         Self.append(&outbox, to: destination, [UInt8](repeating: 0x50, count: 20))  // its shorter last segment
         outbox.next.initializeMemory(as: UInt8.self, repeating: 0xf0, count: 3)
         let repeated = outbox.repeatDatagram(1, ownHead: 3, to: destination, from: nil)
