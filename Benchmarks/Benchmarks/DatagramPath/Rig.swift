@@ -263,7 +263,8 @@ final class Rig {
         }
         let says = (0..<speakers).map { ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded(tag: chatTag($0)) }
         let events = (0..<speakers).map {
-            ChatEvent(sequence: 0, kind: .message, sender: chatSecret($0).id, clientSequence: 0, nick: chatNick($0), text: chatText)
+            ChatEvent(sequence: 0, kind: .message, sender: chatSecret($0).id, clientSequence: 0, nick: chatNick($0),
+                      text: chatText)
         }
         let replies = (0..<peers).map { ChatMessage.events(instance: 0, events).encoded(tag: chatTag($0)) }
         precondition(replies[0].count <= ChatWire.largestDatagram)
@@ -292,7 +293,8 @@ final class Rig {
                     case let .welcome(token, instance, sequence, _)? where attempt == 1:
                         if peer < scenario.datagramsPerRound && !(scenario.chatRequests == .lookAlikesRefused && peer >= 4) {
                             // a speaker: its SAY's or NICK's token
-                            (requests + requestOffset[peer] + ChatWire.headerLength).storeBytes(of: token.bigEndian, as: UInt64.self)
+                            (requests + requestOffset[peer] + ChatWire.headerLength).storeBytes(of: token.bigEndian,
+                                                                                                as: UInt64.self)
                         }
                         for p in 0..<scenario.peers where scenario.chatRequests != .lookAlikesRefused {  // EVENTS' instance
                             (replies + replyOffset[p] + ChatWire.headerLength).storeBytes(of: instance.bigEndian, as: UInt64.self)
