@@ -9,11 +9,15 @@ import Testing
 // as the worker does (each batch handled, its end written, the outbox sent) with a few
 // legitimate clients (nicks and room names of up to 32 bytes) that follow docs/PROTOCOL.md
 // (join with challenge and cookie, say, resend their unacknowledged messages, keepalive,
-// resend, who, nick, leave) and a few hostile sources:
+// resend, who, nick, leave; each with a tag of its own, a new secret per membership; when
+// one moves, it goes on sending from the new address, is challenged there, and rejoins with
+// its token and secret) and a few hostile sources:
 // tokens of other members from their own addresses, other addresses' cookies, their own
-// cookies after two epochs, short joins, cut or flipped datagrams, random bytes, and the
-// clients' own addresses forged. The clock moves by small steps and by jumps past the
-// silence, eviction and cookie epochs; ticks run between batches.
+// cookies after two epochs, short joins, cut or flipped datagrams, random bytes, the
+// clients' own addresses forged, members' tokens in JOINs with another secret (a forged
+// move), and hellod 1.x's datagrams (version 1: JOINs long and short, tokens and token 0).
+// The clock moves by small steps and by jumps past the silence, eviction and cookie
+// epochs; ticks run between batches.
 //
 // Checked after every datagram, batch and tick, from what the protocol promises:
 // - the counters balance (read = replied + dropped, read = datagrams handed over; sent
@@ -23,7 +27,14 @@ import Testing
 //   its own unexpired cookie, and to a source that has not, never more bytes than the
 //   datagram it answers; a short JOIN gets nothing; nothing is written by a tick or a
 //   batch's end but to such sources;
-// - every datagram written is at most 1232 bytes and decodes as a relay's message;
+// - every datagram written is at most 1232 bytes and decodes as a relay's message, or is
+//   one of version 1's two refusals, exactly, for a version-1 request; a CHALLENGE, NOT A
+//   MEMBER or a JOIN's REFUSED carries the request's tag, and every WELCOME, EVENTS and
+//   MEMBERS to a client its own tag;
+// - a member's datagram from another address is not acted on (chat-moved), and gets at
+//   most a CHALLENGE, none under 22 bytes; a JOIN with a member's token and another secret
+//   moves nothing; a version-1 request gets its refusal within the budget, or nothing
+//   (malformed) if it is a JOIN under 64 bytes or has token 0;
 // - a cookie replayed from another address, or older than two epochs, makes no member;
 // - a forged token (another member's, from another address) is dropped, and makes no event:
 //   every message, leave, rename and join event of a client's session is one that client
@@ -141,12 +152,16 @@ final class ChatFuzzWorld {
                 // What answers a source not proven carries the tag of what it sent (a refused
                 // rename, to a member, the tag of the member's JOIN: not checked here).
                 let join = cause.bytes.count > 1 && cause.bytes[1] == ChatType.join.rawValue
+                let checked: Bool
                 switch decoded.message {
-                case .challenge, .notAMember, .refused where join:
+                case .challenge, .notAMember: checked = true
+                case .refused: checked = join
+                default: checked = false
+                }
+                if checked {
                     let tag = cause.bytes.withUnsafeBytes { ChatWire.tag($0) }
                     checks.expect(decoded.tag == tag,
                                   "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
-                default: break
                 }
             }
             if !validated.contains(entry.destination) {
@@ -448,13 +463,11 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                               tag: SipHasher.hash(key: s.secret, UInt64(k), 0x686f_7374)))
     }
 
-    /// Whether the last one `legitimate` made is a member's from an address it moved to.
-    var movedDatagram = false
-    /// A datagram of a legitimate client, noted as sent.
-    func legitimate(_ i: Int) -> [UInt8] {
+    /// A datagram of a legitimate client, noted as sent, and whether it is a member's from
+    /// an address it moved to.
+    func legitimate(_ i: Int) -> (bytes: [UInt8], moved: Bool) {
         var c = world.clients[i]
         defer { world.clients[i] = c }
-        movedDatagram = false
         if c.token != 0 && !c.rebinding && !c.evictable && moves?.oneIn(25) == true {
             // It moves: another port of its address, or another address (another prefix);
             // what is sent to the old one is lost. It rejoins with its token.
@@ -476,18 +489,17 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                     // and challenged at the new address if 22 bytes or more.
                     let message: ChatMessage = rng.oneIn(2) ? .keepalive(token: c.token, highest: c.expected &- 1)
                         : .who(token: c.token)
-                    movedDatagram = true
-                    return message.encoded(tag: c.tag)
+                    return (message.encoded(tag: c.tag), true)
                 }
-                return ChatMessage.join(cookie: .none, secret: c.secret, token: 0, room: c.room, nick: c.nick)
-                    .encoded(tag: c.tag, joinPadding: rng.pick([64, 64, 100, 1232]))
+                let join = ChatMessage.join(cookie: .none, secret: c.secret, token: 0, room: c.room, nick: c.nick)
+                return (join.encoded(tag: c.tag, joinPadding: rng.pick([64, 64, 100, 1232])), false)
             }
             if c.rebinding {
                 c.joining = true
                 c.joinSent = world.now
                 world.validated.insert(c.peer)
-                return ChatMessage.join(cookie: c.cookie, secret: c.secret, token: c.token, room: c.room, nick: c.nick)
-                    .encoded(tag: c.tag)
+                let join = ChatMessage.join(cookie: c.cookie, secret: c.secret, token: c.token, room: c.room, nick: c.nick)
+                return (join.encoded(tag: c.tag), false)
             }
             c.secret = ChatSecret(high: rng.next() | 1, low: UInt64(i))
             c.id = c.secret.id
@@ -497,7 +509,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             c.joinSent = world.now
             c.lossless = true
             world.validated.insert(c.peer)
-            return ChatMessage.join(cookie: c.cookie, secret: c.secret, token: 0, room: c.room, nick: c.nick).encoded(tag: c.tag)
+            let join = ChatMessage.join(cookie: c.cookie, secret: c.secret, token: 0, room: c.room, nick: c.nick)
+            return (join.encoded(tag: c.tag), false)
         }
         c.lastSent = world.now
         switch rng.int(0...19) {
@@ -506,8 +519,9 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // duplicates is 64.
             if !c.unacked.isEmpty && (c.unacked.count >= 4 || c.nextSequence - c.unacked.min()! >= 60 || rng.oneIn(2)) {
                 let sequence = rng.pick(c.unacked)
-                return ChatMessage.say(token: c.token, clientSequence: sequence,
-                                       text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded(tag: c.tag)
+                let say = ChatMessage.say(token: c.token, clientSequence: sequence,
+                                          text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
+                return (say.encoded(tag: c.tag), false)
             }
             let sequence = c.nextSequence
             c.nextSequence += 1
@@ -515,28 +529,28 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             c.unacked.append(sequence)
             var text = Array("m\(sequence)".utf8)
             if rng.oneIn(4) { text += [UInt8](repeating: 0x2e, count: rng.int(0...1000)) }
-            return ChatMessage.say(token: c.token, clientSequence: sequence,
-                                   text: Array(text.prefix(s.maxMessage))).encoded(tag: c.tag)
+            let say = ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(text.prefix(s.maxMessage)))
+            return (say.encoded(tag: c.tag), false)
         case 8...10:
-            return ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag)
+            return (ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), false)
         case 11, 12:
             let first = c.expected &- UInt32(rng.int(0...80))
-            return ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded(tag: c.tag)
+            return (ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded(tag: c.tag), false)
         case 13, 14:
-            return ChatMessage.who(token: c.token).encoded(tag: c.tag)
+            return (ChatMessage.who(token: c.token).encoded(tag: c.tag), false)
         case 15, 16:
             var nick = rng.pick(nicks)
             if rng.oneIn(4) { nick = rng.pick([[], Array("a\u{202E}b".utf8), [UInt8](repeating: 0x61, count: 33)]) }
             world.renames[c.id, default: []].append(nick)
-            return ChatMessage.nick(token: c.token, nick: nick).encoded(tag: c.tag)
+            return (ChatMessage.nick(token: c.token, nick: nick).encoded(tag: c.tag), false)
         default:
             if rng.oneIn(3) {
                 world.left.insert(c.id)
                 let token = c.token
                 c.token = 0
-                return ChatMessage.leave(token: token).encoded(tag: c.tag)
+                return (ChatMessage.leave(token: token).encoded(tag: c.tag), false)
             }
-            return ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag)
+            return (ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), false)
         }
     }
 
@@ -715,8 +729,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         for _ in 0..<rng.int(1...12) {
             if !world.clients.isEmpty && rng.oneIn(2) {
                 let i = rng.int(0...world.clients.count - 1)
-                let bytes = legitimate(i)
-                send(bytes, from: world.clients[i].peer, expect: movedDatagram ? .moved : .anything)
+                let (bytes, moved) = legitimate(i)
+                send(bytes, from: world.clients[i].peer, expect: moved ? .moved : .anything)
             } else {
                 let h = hostileDatagram()
                 send(h.bytes, from: h.from, expect: h.expect)
