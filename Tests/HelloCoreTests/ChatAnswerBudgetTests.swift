@@ -11,8 +11,8 @@ import Testing
     /// Every kind of request an unproven source can make that is answered: a JOIN without
     /// a cookie, one with a bad cookie, and a request with a token the relay does not know.
     static let unproven: [ChatMessage] = [
-        .join(cookie: .none, session: 0, token: 0, room: [0x72], nick: [0x6e]),
-        .join(cookie: ChatCookie(epoch: 1, mac: 0x1234), session: 0, token: 0, room: [0x72], nick: [0x6e]),
+        .join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72], nick: [0x6e]),
+        .join(cookie: ChatCookie(epoch: 1, mac: 0x1234), secret: testSecret(0), token: 0, room: [0x72], nick: [0x6e]),
         .keepalive(token: 0x5eed, highest: 0),
     ]
 
@@ -86,7 +86,7 @@ import Testing
         // A joiner's CHALLENGE spends the cap as any unproven answer does; once it is back,
         // the joiner joins (its WELCOME, to a proven source, spends nothing of it).
         let later = t0 + 2 * ChatRelay.second
-        let member = first.join("r", as: "ada", from: victim, session: 1, now: later)
+        let member = first.join("r", as: "ada", from: victim, secret: 1, now: later)
         #expect(member.token != 0)
         #expect(first.service.counters.isBalanced && second.service.counters.isBalanced)
     }

@@ -20,7 +20,7 @@ import Testing
     }
 
     /// The messages `peer` got in `sent` (the joins' events left out).
-    func messages(to peer: Endpoint, in sent: [(to: Endpoint, message: ChatMessage?)]) -> [String] {
+    func messages(to peer: Endpoint, in sent: [Sent]) -> [String] {
         texts(events(to: peer, in: sent)).filter { $0.hasPrefix("message ") }
     }
 
@@ -30,8 +30,8 @@ import Testing
 
     @Test func messagesWithinTheIntervalGatherAndGoTogetherWhenItEnds() {
         var relay = ChatRelay(settings(interval: millisecond))
-        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
-        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         let t = t0 + 10 * millisecond  // a quiet interval after the joins: this one goes at once
         let first = relay.batch([(say(a.token, 1, "one"), ada)], now: t)
         #expect(messages(to: bob, in: first) == ["message ada one"])
@@ -53,8 +53,8 @@ import Testing
 
     @Test func withoutAnIntervalEveryBatchGoesAtItsEnd() {
         var relay = ChatRelay(settings(interval: 0))
-        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
-        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         for k in 1...3 {
             let out = relay.batch([(say(a.token, UInt32(k), "m\(k)"), ada)], now: t0 + UInt64(k) * 1000)
             #expect(messages(to: bob, in: out) == ["message ada m\(k)"])
@@ -66,8 +66,8 @@ import Testing
     /// its backlog: nothing is skipped.
     @Test func aHeldRoomIsSentBeforeItsBacklogOverflows() {
         var relay = ChatRelay(settings(interval: 10 * ChatRelay.second, backlog: 32))
-        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
-        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         var received: [String] = []
         for k in 1...100 {
             let out = relay.batch([(say(a.token, UInt32(k), "m\(k)"), ada)], now: t0 + UInt64(k) * 1000)

@@ -18,13 +18,13 @@ import Testing
     @Test func joinsLeavesEvictionsAndRefusalsKeepTheGaugesRight() {
         var relay = ChatRelay()
         let s = ChatRelay.second
-        let a = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
-        _ = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
-        let c = relay.join("other", as: "cy", from: cy, session: 3, now: t0)
+        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
+        let c = relay.join("other", as: "cy", from: cy, secret: 3, now: t0)
         #expect(figures(relay) == [2, 3, 0, 3, 0])
         // A repeated JOIN (its WELCOME lost) and a taken nick are no new members.
-        _ = relay.join("r", as: "ada", from: ada, session: 1, now: t0)
-        _ = relay.join("r", as: "bob", from: cy, session: 4, now: t0)
+        _ = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
+        _ = relay.join("r", as: "bob", from: cy, secret: 4, now: t0)
         #expect(figures(relay) == [2, 3, 0, 3, 0])
         relay.send(.say(token: a.token, clientSequence: 1, text: Array("hi".utf8)), from: ada, now: t0)
         relay.send(.say(token: a.token, clientSequence: 1, text: Array("hi".utf8)), from: ada, now: t0)  // a resend

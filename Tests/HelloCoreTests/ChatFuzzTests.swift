@@ -9,11 +9,15 @@ import Testing
 // as the worker does (each batch handled, its end written, the outbox sent) with a few
 // legitimate clients (nicks and room names of up to 32 bytes) that follow docs/PROTOCOL.md
 // (join with challenge and cookie, say, resend their unacknowledged messages, keepalive,
-// resend, who, nick, leave) and a few hostile sources:
+// resend, who, nick, leave; each with a tag of its own, a new secret per membership; when
+// one moves, it goes on sending from the new address, is challenged there, and rejoins with
+// its token and secret) and a few hostile sources:
 // tokens of other members from their own addresses, other addresses' cookies, their own
-// cookies after two epochs, short joins, cut or flipped datagrams, random bytes, and the
-// clients' own addresses forged. The clock moves by small steps and by jumps past the
-// silence, eviction and cookie epochs; ticks run between batches.
+// cookies after two epochs, short joins, cut or flipped datagrams, random bytes, the
+// clients' own addresses forged, members' tokens in JOINs with another secret (a forged
+// move), and hellod 1.x's datagrams (version 1: JOINs long and short, tokens and token 0).
+// The clock moves by small steps and by jumps past the silence, eviction and cookie
+// epochs; ticks run between batches.
 //
 // Checked after every datagram, batch and tick, from what the protocol promises:
 // - the counters balance (read = replied + dropped, read = datagrams handed over; sent
@@ -23,7 +27,14 @@ import Testing
 //   its own unexpired cookie, and to a source that has not, never more bytes than the
 //   datagram it answers; a short JOIN gets nothing; nothing is written by a tick or a
 //   batch's end but to such sources;
-// - every datagram written is at most 1232 bytes and decodes as a relay's message;
+// - every datagram written is at most 1232 bytes and decodes as a relay's message, or is
+//   one of version 1's two refusals, exactly, for a version-1 request; a CHALLENGE, NOT A
+//   MEMBER or a JOIN's REFUSED carries the request's tag, and every WELCOME, EVENTS and
+//   MEMBERS to a client its own tag;
+// - a member's datagram from another address is not acted on (chat-moved), and gets at
+//   most a CHALLENGE, none under 22 bytes; a JOIN with a member's token and another secret
+//   moves nothing; a version-1 request gets its refusal within the budget, or nothing
+//   (malformed) if it is a JOIN under 64 bytes or has token 0;
 // - a cookie replayed from another address, or older than two epochs, makes no member;
 // - a forged token (another member's, from another address) is dropped, and makes no event:
 //   every message, leave, rename and join event of a client's session is one that client
@@ -44,7 +55,11 @@ struct ChatFuzzClient {
     var peer: Endpoint
     var room: [UInt8]
     var nick: [UInt8]
-    var session: UInt64 = 0
+    /// The tag it puts in all it sends, from its start; the relay's answers carry it.
+    var tag: UInt64
+    /// Its secret (sent only in JOIN) and the id events name it by, this membership's.
+    var secret = ChatSecret(high: 0, low: 0)
+    var id: UInt64 = 0
     var cookie = ChatCookie.none
     var cookieIssued: UInt64 = 0
     var token: UInt64 = 0
@@ -76,11 +91,11 @@ final class ChatFuzzWorld {
     var now: UInt64
     var clients: [ChatFuzzClient] = []
     /// Hostile sources, with a cookie each got at its own address (and when).
-    var hostile: [(peer: Endpoint, cookie: ChatCookie, issued: UInt64, token: UInt64)] = []
+    var hostile: [(peer: Endpoint, cookie: ChatCookie, issued: UInt64, token: UInt64, tag: UInt64)] = []
     /// Sources that sent a JOIN with a cookie made for them, less than two epochs old.
     var validated: Set<Endpoint> = []
-    /// Every client's session ever, to the client, and what it asked for under it: client
-    /// sequences said, nicks, a leave.
+    /// Every client's id ever (one per membership), to the client, and what it asked for
+    /// under it: client sequences said, nicks, a leave.
     var sessions: [UInt64: Int] = [:]
     var said: [UInt64: Set<UInt32>] = [:]
     var renames: [UInt64: [[UInt8]]] = [:]
@@ -107,15 +122,47 @@ final class ChatFuzzWorld {
 
     /// Checks each datagram in the outbox from `start` on, as written for `cause`: to whom,
     /// how long, and that it decodes. Returns them decoded.
-    func written(from start: Int, cause: (peer: Endpoint, length: Int)?, _ checks: inout Checks) -> [(Endpoint, ChatMessage?)] {
+    func written(from start: Int, cause: (peer: Endpoint, length: Int, bytes: [UInt8])?,
+                 _ checks: inout Checks) -> [(Endpoint, ChatMessage?)] {
         var result: [(Endpoint, ChatMessage?)] = []
         for entry in outbox.entries[start...] {
-            let bytes = outbox.bytes(of: entry)
-            let message = ChatMessage.decode(bytes)
+            let bytes = outbox.datagram(entry)
+            let decoded = ChatMessage.decode(bytes)
+            let message = decoded?.message
             checks.expect(bytes.count <= ChatWire.largestDatagram, "a datagram of \(bytes.count) bytes")
-            switch message {
-            case .challenge?, .welcome?, .events?, .members?, .notAMember?, .refused?: break
-            default: checks.expect(false, "a datagram that is no relay message: \(Array(bytes).prefix(16)) -> \(String(describing: message))")
+            if bytes.first == ChatWire.legacyVersion {
+                // A version-1 refusal: only to a version-1 request, in one of its two forms.
+                let request = cause?.bytes ?? []
+                let refusal = [1, 134, 3, 0] + Array("chat protocol 2".utf8)
+                let expected = request.count >= 2 && request[1] == ChatType.join.rawValue
+                    ? refusal + [UInt8](repeating: 0, count: 64 - refusal.count)
+                    : [1, 133] + Array(request.dropFirst(2).prefix(8))
+                checks.expect(request.first == ChatWire.legacyVersion && bytes == expected,
+                              "a version-1 datagram \(bytes.prefix(20)) for \(request.prefix(20))")
+                checks.count("version-1 refusals")
+            } else {
+                switch message {
+                case .challenge?, .welcome?, .events?, .members?, .notAMember?, .refused?: break
+                default:
+                    let what = "\(Array(bytes).prefix(16)) -> \(String(describing: message))"
+                    checks.expect(false, "a datagram that is no relay message: \(what)")
+                }
+            }
+            if let cause, entry.destination == cause.peer, let decoded {
+                // What answers a source not proven carries the tag of what it sent (a refused
+                // rename, to a member, the tag of the member's JOIN: not checked here).
+                let join = cause.bytes.count > 1 && cause.bytes[1] == ChatType.join.rawValue
+                let checked: Bool
+                switch decoded.message {
+                case .challenge, .notAMember: checked = true
+                case .refused: checked = join
+                default: checked = false
+                }
+                if checked {
+                    let tag = cause.bytes.withUnsafeBytes { ChatWire.tag($0) }
+                    checks.expect(decoded.tag == tag,
+                                  "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
+                }
             }
             if !validated.contains(entry.destination) {
                 if let cause {
@@ -157,7 +204,7 @@ final class ChatFuzzWorld {
             handed += 1
             checkTables("after \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes") from \(peer)", &checks)
             let after = service.counters
-            let out = written(from: start, cause: (peer, bytes.count), &checks)
+            let out = written(from: start, cause: (peer, bytes.count, bytes), &checks)
             if after.replied == before.replied && after.drops == before.drops {
                 // Neither replied nor dropped yet: its answer is the first datagram written.
                 answeredRequests += 1
@@ -185,15 +232,21 @@ final class ChatFuzzWorld {
 
     /// Sends the outbox: each datagram reaches its destination.
     func flush(_ checks: inout Checks) {
-        let sent = outbox.entries.map { ($0.destination, ChatMessage.decode(outbox.bytes(of: $0))) }
+        let sent = outbox.entries.map { ($0.destination, ChatMessage.decode(outbox.datagram($0))) }
         let answered = answers
         answers = []
         service.recordSent(outbox.count, failed: 0)
         sentTotal += UInt64(outbox.count)
         outbox.removeAll()
-        for ((to, message), answer) in zip(sent, answered) {
+        for ((to, decoded), answer) in zip(sent, answered) {
             for i in clients.indices where clients[i].peer == to {
-                receive(i, message, answer: answer, &checks)
+                switch decoded?.message {
+                case .welcome?, .events?, .members?:
+                    checks.expect(decoded?.tag == clients[i].tag,
+                                  "\(to) sent tag \(String(describing: decoded?.tag)), its client's is \(clients[i].tag)")
+                default: break
+                }
+                receive(i, decoded?.message, answer: answer, &checks)
             }
         }
         let c = service.counters
@@ -273,23 +326,23 @@ final class ChatFuzzWorld {
             history[room, default: [:]][e.sequence] = e
         }
         // Whose event it is: each must be one its client asked for.
-        if let owner = sessions[e.session] {
+        if let owner = sessions[e.sender] {
             let o = clients[owner]
             switch e.kind {
             case .message:
-                checks.expect(said[e.session]?.contains(e.clientSequence) == true, "a message of \(o.peer) it did not say: \(e)")
+                checks.expect(said[e.sender]?.contains(e.clientSequence) == true, "a message of \(o.peer) it did not say: \(e)")
             case .left:
-                checks.expect(left.contains(e.session), "a leave of \(o.peer) it did not ask: \(e)")
+                checks.expect(left.contains(e.sender), "a leave of \(o.peer) it did not ask: \(e)")
             case .renamed:
-                checks.expect(renames[e.session]?.contains(e.text) == true, "a rename of \(o.peer) it did not ask: \(e)")
+                checks.expect(renames[e.sender]?.contains(e.text) == true, "a rename of \(o.peer) it did not ask: \(e)")
             case .timedOut:
-                checks.expect(o.session != e.session || o.evictable, "\(o.peer) timed out, never silent long enough")
+                checks.expect(o.id != e.sender || o.evictable, "\(o.peer) timed out, never silent long enough")
             case .joined:
                 break
             }
         }
         var c = clients[i]
-        if e.kind == .message && e.session == c.session {
+        if e.kind == .message && e.sender == c.id {
             checks.expect(c.ownCopies[e.clientSequence, default: e.sequence] == e.sequence,
                           "\(c.peer)'s message \(e.clientSequence) came back as \(c.ownCopies[e.clientSequence]!) and \(e.sequence)")
             c.ownCopies[e.clientSequence] = e.sequence
@@ -401,14 +454,18 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                             Array(String(repeating: "l", count: 32).utf8), Array(String(repeating: "é", count: 16).utf8)]
     for k in 0..<rng.int(1...4) {
         world.clients.append(ChatFuzzClient(peer: .v4(0x0a00_0001 + UInt32(k), port: 40000 + UInt16(k)),
-                                            room: rng.pick(rooms), nick: rng.pick(nicks)))
+                                            room: rng.pick(rooms), nick: rng.pick(nicks),
+                                            tag: SipHasher.hash(key: s.secret, UInt64(k), 0x7461_67)))
     }
     for k in 0..<rng.int(1...3) {
-        world.hostile.append((peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0, token: 0))
+        world.hostile.append((peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0,
+                              token: 0,
+                              tag: SipHasher.hash(key: s.secret, UInt64(k), 0x686f_7374)))
     }
 
-    /// A datagram of a legitimate client, noted as sent.
-    func legitimate(_ i: Int) -> [UInt8] {
+    /// A datagram of a legitimate client, noted as sent, and whether it is a member's from
+    /// an address it moved to.
+    func legitimate(_ i: Int) -> (bytes: [UInt8], moved: Bool) {
         var c = world.clients[i]
         defer { world.clients[i] = c }
         if c.token != 0 && !c.rebinding && !c.evictable && moves?.oneIn(25) == true {
@@ -427,23 +484,33 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // One JOIN with a cookie a batch: its answer comes at the batch's end.
             if c.cookie.isNone || world.now - c.cookieIssued >= world.epoch || rng.oneIn(8)
                 || (c.joining && c.joinSent == world.now) {
-                return ChatMessage.join(cookie: .none, session: 0, token: 0, room: c.room, nick: c.nick)
-                    .encoded(joinPadding: rng.pick([64, 64, 100, 1232]))
+                if c.rebinding && !c.joining && rng.oneIn(2) {
+                    // Moved, it goes on as a member (not knowing it moved): not acted on,
+                    // and challenged at the new address if 22 bytes or more.
+                    let message: ChatMessage = rng.oneIn(2) ? .keepalive(token: c.token, highest: c.expected &- 1)
+                        : .who(token: c.token)
+                    return (message.encoded(tag: c.tag), true)
+                }
+                let join = ChatMessage.join(cookie: .none, secret: c.secret, token: 0, room: c.room, nick: c.nick)
+                return (join.encoded(tag: c.tag, joinPadding: rng.pick([64, 64, 100, 1232])), false)
             }
             if c.rebinding {
                 c.joining = true
                 c.joinSent = world.now
                 world.validated.insert(c.peer)
-                return ChatMessage.join(cookie: c.cookie, session: c.session, token: c.token, room: c.room, nick: c.nick).encoded()
+                let join = ChatMessage.join(cookie: c.cookie, secret: c.secret, token: c.token, room: c.room, nick: c.nick)
+                return (join.encoded(tag: c.tag), false)
             }
-            c.session = rng.next() | 1
-            world.sessions[c.session] = i
+            c.secret = ChatSecret(high: rng.next() | 1, low: UInt64(i))
+            c.id = c.secret.id
+            world.sessions[c.id] = i
             (c.ownCopies, c.unacked, c.nextSequence) = ([:], [], 1)
             c.joining = true
             c.joinSent = world.now
             c.lossless = true
             world.validated.insert(c.peer)
-            return ChatMessage.join(cookie: c.cookie, session: c.session, token: 0, room: c.room, nick: c.nick).encoded()
+            let join = ChatMessage.join(cookie: c.cookie, secret: c.secret, token: 0, room: c.room, nick: c.nick)
+            return (join.encoded(tag: c.tag), false)
         }
         c.lastSent = world.now
         switch rng.int(0...19) {
@@ -452,58 +519,62 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // duplicates is 64.
             if !c.unacked.isEmpty && (c.unacked.count >= 4 || c.nextSequence - c.unacked.min()! >= 60 || rng.oneIn(2)) {
                 let sequence = rng.pick(c.unacked)
-                return ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded()
+                let say = ChatMessage.say(token: c.token, clientSequence: sequence,
+                                          text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
+                return (say.encoded(tag: c.tag), false)
             }
             let sequence = c.nextSequence
             c.nextSequence += 1
-            world.said[c.session, default: []].insert(sequence)
+            world.said[c.id, default: []].insert(sequence)
             c.unacked.append(sequence)
             var text = Array("m\(sequence)".utf8)
             if rng.oneIn(4) { text += [UInt8](repeating: 0x2e, count: rng.int(0...1000)) }
-            return ChatMessage.say(token: c.token, clientSequence: sequence,
-                                   text: Array(text.prefix(s.maxMessage))).encoded()
+            let say = ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(text.prefix(s.maxMessage)))
+            return (say.encoded(tag: c.tag), false)
         case 8...10:
-            return ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded()
+            return (ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), false)
         case 11, 12:
             let first = c.expected &- UInt32(rng.int(0...80))
-            return ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded()
+            return (ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded(tag: c.tag), false)
         case 13, 14:
-            return ChatMessage.who(token: c.token).encoded()
+            return (ChatMessage.who(token: c.token).encoded(tag: c.tag), false)
         case 15, 16:
             var nick = rng.pick(nicks)
             if rng.oneIn(4) { nick = rng.pick([[], Array("a\u{202E}b".utf8), [UInt8](repeating: 0x61, count: 33)]) }
-            world.renames[c.session, default: []].append(nick)
-            return ChatMessage.nick(token: c.token, nick: nick).encoded()
+            world.renames[c.id, default: []].append(nick)
+            return (ChatMessage.nick(token: c.token, nick: nick).encoded(tag: c.tag), false)
         default:
             if rng.oneIn(3) {
-                world.left.insert(c.session)
+                world.left.insert(c.id)
                 let token = c.token
                 c.token = 0
-                return ChatMessage.leave(token: token).encoded()
+                return (ChatMessage.leave(token: token).encoded(tag: c.tag), false)
             }
-            return ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded()
+            return (ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), false)
         }
     }
 
     /// Some valid-looking request with `token`.
     func request(token: UInt64) -> [UInt8] {
+        let tag = rng.next()
         switch rng.int(0...5) {
-        case 0: return ChatMessage.say(token: token, clientSequence: UInt32(rng.int(0...5)), text: Array("forged".utf8)).encoded()
-        case 1: return ChatMessage.leave(token: token).encoded()
-        case 2: return ChatMessage.nick(token: token, nick: Array("eve".utf8)).encoded()
-        case 3: return ChatMessage.keepalive(token: token, highest: 0).encoded()
-        case 4: return ChatMessage.resend(token: token, first: 0, count: 64).encoded()
-        default: return ChatMessage.who(token: token).encoded()
+        case 0: return ChatMessage.say(token: token, clientSequence: UInt32(rng.int(0...5)),
+                                       text: Array("forged".utf8)).encoded(tag: tag)
+        case 1: return ChatMessage.leave(token: token).encoded(tag: tag)
+        case 2: return ChatMessage.nick(token: token, nick: Array("eve".utf8)).encoded(tag: tag)
+        case 3: return ChatMessage.keepalive(token: token, highest: 0).encoded(tag: tag)
+        case 4: return ChatMessage.resend(token: token, first: 0, count: 64).encoded(tag: tag)
+        default: return ChatMessage.who(token: token).encoded(tag: tag)
         }
     }
 
     /// A hostile datagram, its source, and what must become of it.
-    enum Expect { case anything, forged, shortJoin, noMember }
+    enum Expect { case anything, forged, shortJoin, noMember, moved, legacy(answered: Bool), noMove(UInt64) }
     func hostileDatagram() -> (bytes: [UInt8], from: Endpoint, expect: Expect) {
         let h = rng.int(0...world.hostile.count - 1)
         let me = world.hostile[h].peer
         let victim = world.clients.isEmpty ? nil : rng.pick(world.clients)
-        switch rng.int(0...11) {
+        switch rng.int(0...13) {
         case 0, 1:
             // Another member's token (or a stale one), from here.
             guard let victim, victim.token != 0 else { return (request(token: rng.next()), me, .anything) }
@@ -511,9 +582,10 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case 2:
             // Another address's cookie, with or without its token.
             guard let victim, !victim.cookie.isNone else { break }
-            let join = ChatMessage.join(cookie: victim.cookie, session: rng.next(), token: rng.oneIn(2) ? victim.token : 0,
+            let join = ChatMessage.join(cookie: victim.cookie, secret: ChatSecret(high: rng.next(), low: 0),
+                                        token: rng.oneIn(2) ? victim.token : 0,
                                         room: victim.room, nick: Array("eve".utf8))
-            return (join.encoded(), me, .noMember)
+            return (join.encoded(tag: world.hostile[h].tag), me, .noMember)
         case 3:
             // Its own cookie: fresh (a member, then, maybe), or two epochs old (none).
             let mine = world.hostile[h]
@@ -521,22 +593,27 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                 break
             }
             let age = world.now - mine.issued
-            let join = ChatMessage.join(cookie: mine.cookie, session: rng.next(), token: 0, room: rng.pick(rooms),
-                                        nick: rng.pick(nicks))
-            if age >= 2 * world.epoch { return (join.encoded(), me, .noMember) }
+            // Now and then with a member's token (its secret unknown): a forged move.
+            let stolen = rng.oneIn(3) ? victim?.token ?? 0 : 0
+            let join = ChatMessage.join(cookie: mine.cookie, secret: ChatSecret(high: rng.next(), low: 0), token: stolen,
+                                        room: rng.pick(rooms), nick: rng.pick(nicks))
+            if age >= 2 * world.epoch { return (join.encoded(tag: world.hostile[h].tag), me, .noMember) }
             // Under one epoch old it is valid; under two, it may be (the previous epoch's).
             world.validated.insert(me)
-            return (join.encoded(), me, .anything)
+            return (join.encoded(tag: world.hostile[h].tag), me, stolen != 0 ? .noMove(stolen) : .anything)
         case 4:
             // Its own token, if it has one.
             return (request(token: world.hostile[h].token), me, .anything)
         case 5:
-            let join = ChatMessage.join(cookie: .none, session: rng.next(), token: 0, room: [0x72], nick: [0x6e])
-            return (join.encoded(joinPadding: rng.int(0...63)), rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin)
+            let join = ChatMessage.join(cookie: .none, secret: ChatSecret(high: rng.next(), low: 0), token: 0, room: [0x72],
+                                        nick: [0x6e])
+            return (join.encoded(tag: world.hostile[h].tag, joinPadding: rng.int(0...63)),
+                    rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin)
         case 6, 7:
             // A valid datagram cut short, lengthened or with a byte flipped.
             var bytes = rng.oneIn(2) ? request(token: victim?.token ?? 0)
-                : ChatMessage.join(cookie: victim?.cookie ?? .none, session: 1, token: 0, room: [0x72], nick: [0x6e]).encoded()
+                : ChatMessage.join(cookie: victim?.cookie ?? .none, secret: testSecret(1), token: 0, room: [0x72],
+                                   nick: [0x6e]).encoded(tag: world.hostile[h].tag)
             switch rng.int(0...2) {
             case 0: bytes.removeLast(rng.int(1...bytes.count))
             case 1: bytes += [UInt8](repeating: UInt8(rng.int(0...255)), count: rng.int(1...3))
@@ -547,17 +624,29 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // The client's own address, forged: anything but its token.
             guard let victim else { break }
             let bytes = rng.oneIn(2) ? request(token: victim.token &+ 1)
-                : ChatMessage.join(cookie: .none, session: 0, token: 0, room: [0x72], nick: [0x6e]).encoded()
+                : ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
+                                   nick: [0x6e]).encoded(tag: world.hostile[h].tag)
             return (bytes, victim.peer, .anything)
+        case 12, 13:
+            // hellod 1.x's client: a JOIN (64 bytes at least, else nothing), a request with a
+            // token (0: nothing), each with whatever follows.
+            let type = rng.oneIn(2) ? ChatType.join.rawValue : UInt8(rng.int(2...7))
+            let token: UInt64 = rng.oneIn(4) ? 0 : rng.next()
+            let head: [UInt8] = [1, type] + withUnsafeBytes(of: token.bigEndian) { Array($0) }
+            let length = type == ChatType.join.rawValue ? rng.pick([10, 63, 64, 64, 100, 1232]) : rng.pick([10, 14, 22, 100])
+            let bytes = head + (10..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let answered = type == ChatType.join.rawValue ? length >= 64 : token != 0
+            return (bytes, rng.oneIn(4) ? victim?.peer ?? me : me, .legacy(answered: answered))
         default:
             break
         }
         // Random bytes, or a JOIN without a cookie (a fresh cookie for it, then).
         if rng.oneIn(2) {
-            return (ChatMessage.join(cookie: .none, session: 0, token: 0, room: [0x72], nick: [0x6e]).encoded(), me, .anything)
+            return (ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
+                                     nick: [0x6e]).encoded(tag: world.hostile[h].tag), me, .anything)
         }
         var bytes = (0..<rng.pick([0, 1, 2, 10, 64, rng.int(0...1300)])).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        if bytes.count >= 2 && rng.oneIn(2) { (bytes[0], bytes[1]) = (1, UInt8(rng.int(0...8))) }
+        if bytes.count >= 2 && rng.oneIn(2) { (bytes[0], bytes[1]) = (UInt8(rng.int(1...2)), UInt8(rng.int(0...8))) }
         return (bytes, me, .anything)
     }
 
@@ -586,6 +675,34 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             for (_, message) in out {
                 if case .welcome? = message { checks.expect(false, "a replayed or expired cookie made a member") }
             }
+        case .noMove(let token):
+            // A member's token with another secret moves nothing: no WELCOME with it.
+            for (_, message) in out {
+                if case .welcome(token, _, _, _)? = message { checks.expect(false,
+                                                                            "a JOIN with a stolen token moved its member") }
+            }
+        case .moved:
+            // A member's datagram from an address that is not its own: not acted on, a
+            // CHALLENGE for the new address at most (22 bytes or more, within the budget).
+            let counted = after.drops[.chatMoved] == before.drops[.chatMoved] + 1
+                || (bytes.count >= ChatWire.challengeLength
+                    && after.drops[.chatRateLimited] == before.drops[.chatRateLimited] + 1)
+            checks.expect(counted && after.replied == before.replied, "a moved member's datagram was acted on")
+            checks.expect(out.allSatisfy { $0.0 == peer }, "a moved member's datagram made a datagram to another")
+            if bytes.count < ChatWire.challengeLength { checks.expect(out.isEmpty,
+                                                                      "a short datagram from a moved member was answered") }
+            checks.count("moved members' datagrams")
+        case .legacy(let answered):
+            // Version 1: a refusal in its format within the budget (`written` checks its
+            // bytes), or nothing.
+            if answered {
+                let counted = after.drops[.chatOldVersion] == before.drops[.chatOldVersion] + 1 && out.count == 1
+                    || after.drops[.chatRateLimited] == before.drops[.chatRateLimited] + 1 && out.isEmpty
+                checks.expect(counted, "a version-1 request of \(bytes.count) bytes got \(out.count) datagrams")
+            } else {
+                checks.expect(out.isEmpty && after.drops[.chatMalformed] == before.drops[.chatMalformed] + 1,
+                              "a version-1 request without token or short got \(out.count) datagrams")
+            }
         }
     }
 
@@ -612,7 +729,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         for _ in 0..<rng.int(1...12) {
             if !world.clients.isEmpty && rng.oneIn(2) {
                 let i = rng.int(0...world.clients.count - 1)
-                send(legitimate(i), from: world.clients[i].peer, expect: .anything)
+                let (bytes, moved) = legitimate(i)
+                send(bytes, from: world.clients[i].peer, expect: moved ? .moved : .anything)
             } else {
                 let h = hostileDatagram()
                 send(h.bytes, from: h.from, expect: h.expect)
@@ -633,9 +751,12 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         for i in world.clients.indices where world.clients[i].token != 0 && world.clients[i].lossless {
             world.clients[i].lastSent = world.now
             let c = world.clients[i]
-            send(ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(), from: c.peer, expect: .anything)
+            send(ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), from: c.peer,
+                 expect: .anything)
             for sequence in c.unacked.prefix(2) {
-                send(ChatMessage.say(token: c.token, clientSequence: sequence, text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))).encoded(),
+                send(ChatMessage.say(token: c.token, clientSequence: sequence,
+                                     text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
+                        .encoded(tag: c.tag),
                      from: c.peer, expect: .anything)
             }
         }
@@ -651,6 +772,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     if counters.replied > 0 { checks.count("cases with replies") }
     if counters.drops[.chatBadToken] > 0 { checks.count("cases with forged tokens") }
     if counters.drops[.chatBadCookie] > 0 { checks.count("cases with bad cookies") }
+    if counters.drops[.chatMoved] > 0 { checks.count("cases with moved members' datagrams") }
+    if counters.drops[.chatOldVersion] > 0 { checks.count("cases with version-1 refusals") }
     if counters.drops[.chatRoomRateLimited] > 0 { checks.count("cases with room-rate-limited messages") }
     if counters.deliveries > 0 { checks.count("cases with deliveries") }
 }

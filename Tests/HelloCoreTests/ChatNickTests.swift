@@ -14,8 +14,8 @@ import Testing
     /// `nick` joining room "r", where "alice" is a member: nil if welcomed, else why not.
     func refusalNextToAlice(_ nick: String) -> ChatRefusal? {
         var relay = ChatRelay()
-        #expect(relay.join("r", as: "alice", from: ada, session: 1, now: t0).token != 0)
-        let out = relay.join("r", as: nick, from: eve, session: 2, now: t0 + 1)
+        #expect(relay.join("r", as: "alice", from: ada, secret: 1, now: t0).token != 0)
+        let out = relay.join("r", as: nick, from: eve, secret: 2, now: t0 + 1)
         #expect(relay.service.counters.isBalanced)
         guard out.token == 0 else { return nil }
         guard case .refused(let reason)? = out.sent.last?.message else {
@@ -43,15 +43,15 @@ import Testing
 
     @Test func precomposedAndCombiningFormsAreOneNick() {
         var relay = ChatRelay()
-        #expect(relay.join("r", as: "jos\u{E9}", from: ada, session: 1, now: t0).token != 0)
-        let out = relay.join("r", as: "jose\u{301}", from: eve, session: 2, now: t0 + 1)
+        #expect(relay.join("r", as: "jos\u{E9}", from: ada, secret: 1, now: t0).token != 0)
+        let out = relay.join("r", as: "jose\u{301}", from: eve, secret: 2, now: t0 + 1)
         #expect(out.token == 0 && out.sent.last?.message == .refused(.nickTaken))
     }
 
     @Test func aLookAlikeRenameIsRefusedAndADistinctOneTaken() {
         var relay = ChatRelay()
-        let a = relay.join("r", as: "alice", from: ada, session: 1, now: t0)
-        let b = relay.join("r", as: "bob", from: bob, session: 2, now: t0)
+        let a = relay.join("r", as: "alice", from: ada, secret: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         #expect(a.token != 0 && b.token != 0)
         for lookAlike in ["ALICE", "\u{0430}\u{04CF}\u{0456}\u{0441}\u{0435}"] {
             let out = relay.send(.nick(token: b.token, nick: Array(lookAlike.utf8)), from: bob, now: t0 + 1)
@@ -74,8 +74,8 @@ import Testing
 
     @Test func roomNamesRefuseInvisibleAndMixedScriptCharacters() {
         var relay = ChatRelay()
-        #expect(relay.join("lobby\u{200B}", as: "ada", from: ada, session: 1, now: t0).sent.last?.message == .refused(.badName))
-        #expect(relay.join("l\u{043E}bby", as: "ada", from: ada, session: 2, now: t0).sent.last?.message == .refused(.badName))
-        #expect(relay.join("лобби", as: "ada", from: ada, session: 3, now: t0).token != 0)
+        #expect(relay.join("lobby\u{200B}", as: "ada", from: ada, secret: 1, now: t0).sent.last?.message == .refused(.badName))
+        #expect(relay.join("l\u{043E}bby", as: "ada", from: ada, secret: 2, now: t0).sent.last?.message == .refused(.badName))
+        #expect(relay.join("лобби", as: "ada", from: ada, secret: 3, now: t0).token != 0)
     }
 }

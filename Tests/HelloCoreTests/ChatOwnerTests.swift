@@ -21,7 +21,8 @@ import Testing
     }
 
     static func joinWithCookie(_ room: String) -> ChatMessage {
-        .join(cookie: ChatCookie(epoch: 1, mac: 42), session: 1, token: 0, room: Array(room.utf8), nick: Array("n".utf8))
+        .join(cookie: ChatCookie(epoch: 1, mac: 42), secret: testSecret(1), token: 0, room: Array(room.utf8),
+              nick: Array("n".utf8))
     }
 
     @Test func everyWorkerAgreesWhoOwnsARoomAndItsTokensSaySo() {
@@ -42,9 +43,9 @@ import Testing
             // Joined where it belongs, the member's token names that worker.
             let token: UInt64
             switch owner {
-            case 0: token = r0.join(room, as: "n", from: ada, session: UInt64(k + 1), now: t0).token
-            case 1: token = r1.join(room, as: "n", from: ada, session: UInt64(k + 1), now: t0).token
-            default: token = r2.join(room, as: "n", from: ada, session: UInt64(k + 1), now: t0).token
+            case 0: token = r0.join(room, as: "n", from: ada, secret: UInt64(k + 1), now: t0).token
+            case 1: token = r1.join(room, as: "n", from: ada, secret: UInt64(k + 1), now: t0).token
+            default: token = r2.join(room, as: "n", from: ada, secret: UInt64(k + 1), now: t0).token
             }
             #expect(token != 0 && token >> 56 == UInt64(owner))
             for message in [ChatMessage.say(token: token, clientSequence: 1, text: [0x61]), .keepalive(token: token, highest: 0),
@@ -58,7 +59,7 @@ import Testing
     @Test func whatAnyWorkerServesAloneHasNoOwner() {
         let relay = Self.relay(1, of: 3)
         // A cookie-less JOIN: a stateless challenge, where it was read.
-        #expect(owner(relay, .join(cookie: .none, session: 1, token: 0, room: [0x72], nick: [0x6e])) == nil)
+        #expect(owner(relay, .join(cookie: .none, secret: testSecret(1), token: 0, room: [0x72], nick: [0x6e])) == nil)
         // A token that names no worker: NOT A MEMBER, where it was read.
         #expect(owner(relay, .say(token: 0x07de_adbe_efde_adbe, clientSequence: 1, text: [])) == nil)
         // Not chat at all.
@@ -69,7 +70,7 @@ import Testing
     @Test func aLoneWorkerOwnsEverythingAndIssuesPlainRandomTokens() {
         var relay = ChatRelay()
         #expect(owner(relay, Self.joinWithCookie("lobby")) == nil)
-        let token = relay.join("lobby", as: "ada", from: ada, session: 1, now: t0).token
+        let token = relay.join("lobby", as: "ada", from: ada, secret: 1, now: t0).token
         #expect(token != 0)
         #expect(owner(relay, .say(token: token, clientSequence: 1, text: [])) == nil)
     }

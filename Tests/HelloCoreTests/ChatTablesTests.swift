@@ -181,15 +181,15 @@ import Testing
     @Test func aLeaveGivesItsPrefixItsPlaceBack() {
         var relay = limited(2)
         let a = Endpoint.v4(0x0a00_0001, port: 40001)
-        let first = relay.join("a", as: "x", from: a, session: 1, now: t0)
-        #expect(relay.join("b", as: "x", from: .v4(0x0a00_0001, port: 40002), session: 2, now: t0).token != 0)
-        #expect(relay.join("c", as: "x", from: .v4(0x0a00_0001, port: 40003), session: 3, now: t0).token == 0)
+        let first = relay.join("a", as: "x", from: a, secret: 1, now: t0)
+        #expect(relay.join("b", as: "x", from: .v4(0x0a00_0001, port: 40002), secret: 2, now: t0).token != 0)
+        #expect(relay.join("c", as: "x", from: .v4(0x0a00_0001, port: 40003), secret: 3, now: t0).token == 0)
         // Another /32 has places of its own.
-        #expect(relay.join("c", as: "y", from: .v4(0x0a00_0002, port: 40003), session: 4, now: t0).token != 0)
+        #expect(relay.join("c", as: "y", from: .v4(0x0a00_0002, port: 40003), secret: 4, now: t0).token != 0)
         expectTables(relay)
         relay.send(.leave(token: first.token), from: a, now: t0 + 1)
         expectTables(relay)
-        #expect(relay.join("c", as: "x", from: .v4(0x0a00_0001, port: 40003), session: 5, now: t0 + 2).token != 0)
+        #expect(relay.join("c", as: "x", from: .v4(0x0a00_0001, port: 40003), secret: 5, now: t0 + 2).token != 0)
         expectTables(relay)
     }
 
@@ -198,25 +198,25 @@ import Testing
         let s = ChatRelay.second
         let a = Endpoint.v4(0x0a00_0001, port: 40001)
         let b = Endpoint.v4(0x0a00_0002, port: 40002)
-        _ = relay.join("r", as: "ada", from: a, session: 1, now: t0)
-        let bob = relay.join("r", as: "bob", from: b, session: 2, now: t0)
-        #expect(relay.join("q", as: "ada", from: .v4(0x0a00_0001, port: 40009), session: 3, now: t0 + 1).token == 0)
+        _ = relay.join("r", as: "ada", from: a, secret: 1, now: t0)
+        let bob = relay.join("r", as: "bob", from: b, secret: 2, now: t0)
+        #expect(relay.join("q", as: "ada", from: .v4(0x0a00_0001, port: 40009), secret: 3, now: t0 + 1).token == 0)
         relay.send(.keepalive(token: bob.token, highest: 0), from: b, now: t0 + 30 * s)
         #expect(texts(events(to: b, in: relay.tick(now: t0 + 60 * s))) == ["timedOut ada "])
         expectTables(relay)
-        #expect(relay.join("q", as: "ada", from: .v4(0x0a00_0001, port: 40009), session: 3, now: t0 + 61 * s).token != 0)
-        #expect(relay.join("q", as: "bob", from: .v4(0x0a00_0002, port: 40009), session: 4, now: t0 + 61 * s).token == 0)
+        #expect(relay.join("q", as: "ada", from: .v4(0x0a00_0001, port: 40009), secret: 3, now: t0 + 61 * s).token != 0)
+        #expect(relay.join("q", as: "bob", from: .v4(0x0a00_0002, port: 40009), secret: 4, now: t0 + 61 * s).token == 0)
         expectTables(relay)
     }
 
     @Test func membersOfOneIPv6Slash64ShareItsPlaces() {
         var relay = limited(2)
         let net: UInt64 = 0x2001_0db8_0000_0007
-        #expect(relay.join("a", as: "x", from: .v6(high: net, low: 1, port: 40001), session: 1, now: t0).token != 0)
-        #expect(relay.join("b", as: "x", from: .v6(high: net, low: 0xdead_beef, port: 40001), session: 2, now: t0).token != 0)
-        let third = relay.join("c", as: "x", from: .v6(high: net, low: 0xffff_ffff_ffff_ffff, port: 40001), session: 3, now: t0)
+        #expect(relay.join("a", as: "x", from: .v6(high: net, low: 1, port: 40001), secret: 1, now: t0).token != 0)
+        #expect(relay.join("b", as: "x", from: .v6(high: net, low: 0xdead_beef, port: 40001), secret: 2, now: t0).token != 0)
+        let third = relay.join("c", as: "x", from: .v6(high: net, low: 0xffff_ffff_ffff_ffff, port: 40001), secret: 3, now: t0)
         #expect(third.token == 0 && third.sent.last?.message == .refused(.tooManyMemberships))
-        #expect(relay.join("c", as: "x", from: .v6(high: net + 1, low: 1, port: 40001), session: 4, now: t0).token != 0)
+        #expect(relay.join("c", as: "x", from: .v6(high: net + 1, low: 1, port: 40001), secret: 4, now: t0).token != 0)
         expectTables(relay)
     }
 
@@ -226,21 +226,21 @@ import Testing
         var relay = limited(1)
         let home = Endpoint.v4(0x0a00_0001, port: 40001)
         let away = Endpoint.v4(0xc633_6401, port: 50000)
-        let ada = relay.join("r", as: "ada", from: home, session: 1, now: t0)
-        let bob = relay.join("r", as: "bob", from: .v4(0xc633_6401, port: 50001), session: 2, now: t0)
+        let ada = relay.join("r", as: "ada", from: home, secret: 1, now: t0)
+        let bob = relay.join("r", as: "bob", from: .v4(0xc633_6401, port: 50001), secret: 2, now: t0)
         #expect(ada.token != 0 && bob.token != 0)
-        let moved = relay.join("r", as: "ada", from: away, session: 1, token: ada.token, now: t0 + 1)
+        let moved = relay.join("r", as: "ada", from: away, secret: 1, token: ada.token, now: t0 + 1)
         #expect(moved.token == ada.token)  // past the limit of 1: two members in 198.51.100.1/32 now
         expectTables(relay)
         // The old prefix has its place back; the new one is over its limit.
-        #expect(relay.join("q", as: "cy", from: .v4(0x0a00_0001, port: 40005), session: 3, now: t0 + 2).token != 0)
-        #expect(relay.join("q", as: "dee", from: .v4(0xc633_6401, port: 50005), session: 4, now: t0 + 2).token == 0)
+        #expect(relay.join("q", as: "cy", from: .v4(0x0a00_0001, port: 40005), secret: 3, now: t0 + 2).token != 0)
+        #expect(relay.join("q", as: "dee", from: .v4(0xc633_6401, port: 50005), secret: 4, now: t0 + 2).token == 0)
         // One of the two leaves: still at the limit. Both: room for one.
         relay.send(.leave(token: ada.token), from: away, now: t0 + 3)
         expectTables(relay)
-        #expect(relay.join("q", as: "dee", from: .v4(0xc633_6401, port: 50005), session: 4, now: t0 + 4).token == 0)
+        #expect(relay.join("q", as: "dee", from: .v4(0xc633_6401, port: 50005), secret: 4, now: t0 + 4).token == 0)
         relay.send(.leave(token: bob.token), from: .v4(0xc633_6401, port: 50001), now: t0 + 5)
-        #expect(relay.join("q", as: "dee", from: .v4(0xc633_6401, port: 50005), session: 5, now: t0 + 6).token != 0)
+        #expect(relay.join("q", as: "dee", from: .v4(0xc633_6401, port: 50005), secret: 5, now: t0 + 6).token != 0)
         expectTables(relay)
     }
 
@@ -250,18 +250,18 @@ import Testing
         var settings = ChatRelay.testSettings
         (settings.rooms, settings.membersPerRoom, settings.membershipsPerPrefix) = (16, 2, 100)
         var relay = ChatRelay(settings)
-        func welcomed(_ out: (token: UInt64, sent: [(to: Endpoint, message: ChatMessage?)])) -> UInt16? {
+        func welcomed(_ out: (token: UInt64, sent: [Sent])) -> UInt16? {
             for o in out.sent { if case .welcome(_, _, _, let members)? = o.message { return members } }
             return nil
         }
         var tokens: [Int: UInt64] = [:]
         for k in 0..<16 {
             let peer = Endpoint.v4(0x0a00_0100 + UInt32(k), port: 40000)
-            let out = relay.join("room\(k)", as: "a", from: peer, session: UInt64(k + 1), now: t0)
+            let out = relay.join("room\(k)", as: "a", from: peer, secret: UInt64(k + 1), now: t0)
             #expect(welcomed(out) == 1)
             tokens[k] = out.token
         }
-        #expect(relay.join("room16", as: "a", from: .v4(0x0a00_0200, port: 40000), session: 99, now: t0).sent.last?.message
+        #expect(relay.join("room16", as: "a", from: .v4(0x0a00_0200, port: 40000), secret: 99, now: t0).sent.last?.message
                 == .refused(.tooManyRooms))
         // Every other room goes; a new room takes each place.
         for k in stride(from: 1, to: 16, by: 2) {
@@ -269,20 +269,23 @@ import Testing
         }
         expectTables(relay)
         for k in stride(from: 1, to: 16, by: 2) {
-            let out = relay.join("new\(k)", as: "a", from: .v4(0x0a00_0300 + UInt32(k), port: 40000), session: UInt64(100 + k), now: t0 + 2)
+            let out = relay.join("new\(k)", as: "a", from: .v4(0x0a00_0300 + UInt32(k), port: 40000), secret: UInt64(100 + k),
+                                 now: t0 + 2)
             #expect(welcomed(out) == 1)
         }
         expectTables(relay)
         // Second members: each name finds its room, full after them.
         for k in 0..<16 {
             let name = k % 2 == 0 ? "room\(k)" : "new\(k)"
-            let out = relay.join(name, as: "b", from: .v4(0x0a00_0400 + UInt32(k), port: 40000), session: UInt64(200 + k), now: t0 + 3)
+            let out = relay.join(name, as: "b", from: .v4(0x0a00_0400 + UInt32(k), port: 40000), secret: UInt64(200 + k),
+                                 now: t0 + 3)
             #expect(welcomed(out) == 2, "\(name)")
-            #expect(relay.join(name, as: "c", from: .v4(0x0a00_0500 + UInt32(k), port: 40000), session: UInt64(300 + k), now: t0 + 3)
+            #expect(relay.join(name, as: "c", from: .v4(0x0a00_0500 + UInt32(k), port: 40000), secret: UInt64(300 + k),
+                               now: t0 + 3)
                 .sent.last?.message == .refused(.roomFull))
         }
         // A name gone is a new room again.
-        #expect(relay.join("room1", as: "b", from: .v4(0x0a00_0600, port: 40000), session: 400, now: t0 + 4).sent.last?.message
+        #expect(relay.join("room1", as: "b", from: .v4(0x0a00_0600, port: 40000), secret: 400, now: t0 + 4).sent.last?.message
                 == .refused(.tooManyRooms))
         expectTables(relay)
     }
@@ -297,7 +300,7 @@ import Testing
         for room in 0..<4 {
             for k in 0..<4 {
                 let peer = Endpoint.v4(0x0a00_0000 + UInt32(room * 4 + k), port: 40000)
-                let token = relay.join("r\(room)", as: "n\(k)", from: peer, session: UInt64(room * 4 + k + 1), now: t0).token
+                let token = relay.join("r\(room)", as: "n\(k)", from: peer, secret: UInt64(room * 4 + k + 1), now: t0).token
                 #expect(token != 0)
                 tokens.append((token, peer))
             }

@@ -4,8 +4,9 @@ import Testing
 
 @Suite struct ChatWireTests {
     static let messages: [ChatMessage] = [
-        .join(cookie: .none, session: 0x1122_3344_5566_7788, token: 0, room: Array("lobby".utf8), nick: Array("ada".utf8)),
-        .join(cookie: ChatCookie(epoch: 7, mac: 0xdead_beef_0bad_f00d), session: 1, token: 42,
+        .join(cookie: .none, secret: testSecret(0x1122_3344_5566_7788), token: 0, room: Array("lobby".utf8),
+              nick: Array("ada".utf8)),
+        .join(cookie: ChatCookie(epoch: 7, mac: 0xdead_beef_0bad_f00d), secret: testSecret(1), token: 42,
               room: Array(repeating: 0x61, count: 32), nick: Array(repeating: 0x62, count: 32)),
         .say(token: 9, clientSequence: 3, text: Array("hello, world".utf8)),
         .say(token: 9, clientSequence: .max, text: Array(repeating: 0x7a, count: 1000)),
@@ -18,10 +19,10 @@ import Testing
         .challenge(ChatCookie(epoch: 1, mac: 2)),
         .welcome(token: 3, instance: 4, nextSequence: 5, members: 6),
         .events(instance: 8, [
-            ChatEvent(sequence: 1, kind: .joined, session: 2, clientSequence: 0, nick: Array("ada".utf8), text: []),
-            ChatEvent(sequence: 2, kind: .message, session: 2, clientSequence: 1, nick: Array("ada".utf8),
+            ChatEvent(sequence: 1, kind: .joined, sender: 2, clientSequence: 0, nick: Array("ada".utf8), text: []),
+            ChatEvent(sequence: 2, kind: .message, sender: 2, clientSequence: 1, nick: Array("ada".utf8),
                       text: Array("hi".utf8)),
-            ChatEvent(sequence: 3, kind: .renamed, session: 2, clientSequence: 0, nick: Array("ada".utf8),
+            ChatEvent(sequence: 3, kind: .renamed, sender: 2, clientSequence: 0, nick: Array("ada".utf8),
                       text: Array("lovelace".utf8)),
         ]),
         .events(instance: 8, []),
@@ -31,25 +32,43 @@ import Testing
     ]
 
     @Test func everyMessageRoundTrips() {
-        for message in Self.messages {
-            let bytes = message.encoded()
-            #expect(ChatMessage.decode(bytes) == message, "\(message)")
+        for (k, message) in Self.messages.enumerated() {
+            let tag = UInt64(k) &* 0x9e37_79b9_7f4a_7c15
+            let bytes = message.encoded(tag: tag)
+            let decoded = ChatMessage.decode(bytes)
+            #expect(decoded?.message == message && decoded?.tag == tag, "\(message)")
             #expect(bytes.count <= ChatWire.largestDatagram)
         }
     }
 
     @Test func theLayoutIsThePublishedOne() {
-        let join = ChatMessage.join(cookie: .none, session: 1, token: 0, room: Array("r".utf8), nick: Array("n".utf8)).encoded()
+        let tag: UInt64 = 0x1122_3344_5566_7788
+        let tagBytes: [UInt8] = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]
+        let secret = ChatSecret(high: 0x0102_0304_0506_0708, low: 0x090a_0b0c_0d0e_0f10)
+        let join = ChatMessage.join(cookie: ChatCookie(epoch: 0x0a0b_0c0d, mac: 0x0e), secret: secret, token: 0x77,
+                                    room: Array("r".utf8), nick: Array("n".utf8)).encoded(tag: tag)
+        // version, type, tag; cookie (epoch, MAC); secret; token; room; nick; zeros to 64.
         #expect(join.count == 64)
-        #expect(Array(join.prefix(2)) == [1, 1])
-        #expect(Array(join[34..<38]) == [1, 0x72, 1, 0x6e])
-        #expect(join[38...].allSatisfy { $0 == 0 })
-        #expect(ChatMessage.challenge(ChatCookie(epoch: 0x0102_0304, mac: 5)).encoded()
-                == [1, 129, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0] + Array(repeating: 0, count: 46))
-        #expect(ChatMessage.say(token: 1, clientSequence: 2, text: [0x41]).encoded()
-                == [1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0x41])
-        #expect(ChatMessage.welcome(token: 1, instance: 2, nextSequence: 3, members: 4).encoded().count == 24)
-        #expect(ChatMessage.notAMember(token: 1).encoded().count == 10)
+        #expect(Array(join.prefix(10)) == [2, 1] + tagBytes)
+        #expect(Array(join[10..<22]) == [0x0a, 0x0b, 0x0c, 0x0d, 0, 0, 0, 0, 0, 0, 0, 0x0e])
+        #expect(Array(join[22..<38]) == Array(1...16))
+        #expect(Array(join[38..<46]) == [0, 0, 0, 0, 0, 0, 0, 0x77])
+        #expect(Array(join[46..<50]) == [1, 0x72, 1, 0x6e])
+        #expect(join[50...].allSatisfy { $0 == 0 })
+        // A CHALLENGE: header and cookie, 22 bytes, no padding.
+        #expect(ChatMessage.challenge(ChatCookie(epoch: 0x0102_0304, mac: 5)).encoded(tag: tag)
+                == [2, 129] + tagBytes + [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5])
+        #expect(ChatWire.challengeLength == 22)
+        #expect(ChatMessage.say(token: 1, clientSequence: 2, text: [0x41]).encoded(tag: tag)
+                == [2, 2] + tagBytes + [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0x41])
+        #expect(ChatMessage.welcome(token: 1, instance: 2, nextSequence: 3, members: 4).encoded(tag: tag).count == 32)
+        #expect(ChatMessage.notAMember(token: 1).encoded(tag: tag) == [2, 133] + tagBytes + [0, 0, 0, 0, 0, 0, 0, 1])
+        #expect(ChatMessage.refused(.roomFull).encoded(tag: tag) == [2, 134] + tagBytes + [1])
+        // An event names its sender by id: eight bytes after sequence and kind.
+        let event = ChatEvent(sequence: 1, kind: .message, sender: 0x0102_0304_0506_0708, clientSequence: 9, nick: [0x61],
+                              text: [0x62])
+        #expect(Array(ChatMessage.events(instance: 3, [event]).encoded(tag: tag).dropFirst(18))
+                == [0, 0, 0, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 9, 1, 0x61, 0, 1, 0x62])
         #expect(ChatWire.eventLength(nick: 32, text: 1000) + ChatWire.eventsHeaderLength <= ChatWire.largestDatagram)
     }
 
@@ -59,16 +78,21 @@ import Testing
         #expect(parses(say))
         #expect(!parses(Array(say.dropLast())))  // text past the end
         #expect(!parses(say + [0]))  // a byte after the fields
-        #expect(!parses([2] + say.dropFirst()))  // another version
+        #expect(!parses([1] + say.dropFirst()))  // another version
+        #expect(!parses([3] + say.dropFirst()))
         #expect(!parses([]))
         #expect(!parses([1]))
-        #expect(!parses([1, 99]))
+        #expect(!parses([2, 99]))
+        #expect(!parses(Array(say.prefix(9))))  // the tag cut short
         #expect(!parses(ChatMessage.challenge(.none).encoded()))  // a relay's message
         #expect(!parses(ChatMessage.resend(token: 1, first: 1, count: 65).encoded()))
         #expect(!parses(ChatMessage.say(token: 1, clientSequence: 1, text: Array(repeating: 1, count: 1001)).encoded()))
-        var join = ChatMessage.join(cookie: ChatCookie(epoch: 1, mac: 1), session: 1, token: 0, room: [0x72], nick: [0x6e]).encoded()
+        var join = ChatMessage.join(cookie: ChatCookie(epoch: 1, mac: 1), secret: testSecret(1), token: 0, room: [0x72],
+                                    nick: [0x6e]).encoded()
         #expect(parses(join))
-        join[14] = 1  // the cookie's four zero bytes
+        join[50] = 1  // padding after the nick: zeros are not checked, a byte is a byte
+        #expect(parses(join))
+        join = Array(join.prefix(49))  // the nick past the end
         #expect(!parses(join))
     }
 
@@ -76,19 +100,23 @@ import Testing
         var buffer = [UInt8](repeating: 0xee, count: 40)
         buffer.withUnsafeMutableBytes { raw in
             var w = ChatWriter(raw.baseAddress!, capacity: 20)
-            w.say(token: 1, clientSequence: 1, text: UnsafeRawBufferPointer(start: raw.baseAddress! + 30, count: 10))
+            w.say(tag: 1, token: 1, clientSequence: 1, text: UnsafeRawBufferPointer(start: raw.baseAddress! + 30, count: 10))
             #expect(w.overflowed)
             #expect(w.count <= 20)
         }
         #expect(buffer[20..<30].allSatisfy { $0 == 0xee })
-        // 20 bytes of room: a 24-byte WELCOME does not fit and leaves nothing behind.
+        // 20 bytes of room: a 32-byte WELCOME does not fit and leaves nothing behind.
         var outbox = Outbox(capacity: 2, largestDatagram: 10)
         let peer = Endpoint.v4(0x0a00_0001, port: 5000)
-        #expect(!outbox.write(to: peer, from: nil) { $0.welcome(token: 1, instance: 1, nextSequence: 1, members: 1) })
+        #expect(!outbox.write(to: peer, from: nil) { $0.welcome(tag: 1, token: 1, instance: 1, nextSequence: 1, members: 1) })
         #expect(outbox.count == 0 && outbox.bufferUsed == 0)
-        #expect(outbox.write(to: peer, from: nil) { $0.notAMember(token: 1) })
-        #expect(!outbox.write(limit: 9, to: peer, from: nil) { $0.notAMember(token: 1) })
-        #expect(outbox.count == 1 && outbox.bufferUsed == 10)
+        #expect(outbox.write(to: peer, from: nil) { $0.notAMember(tag: 1, token: 1) })
+        #expect(outbox.count == 1 && outbox.bufferUsed == 18)
+        // Room enough, but over the limit: nothing; at the limit, written.
+        var roomy = Outbox(capacity: 2, largestDatagram: 100)
+        #expect(!roomy.write(limit: 17, to: peer, from: nil) { $0.notAMember(tag: 1, token: 1) })
+        #expect(roomy.count == 0 && roomy.bufferUsed == 0)
+        #expect(roomy.write(limit: 18, to: peer, from: nil) { $0.notAMember(tag: 1, token: 1) })
     }
 
     @Test func names() {

@@ -152,7 +152,7 @@ struct ChatWorkersTests {
         // it never issued): four fill the ring, six are refused.
         let token: UInt64 = 0x01de_adbe_efde_adbe
         for n in 0..<10 {
-            try client.send(ChatMessage.say(token: token, clientSequence: UInt32(n), text: [0x61]).encoded(),
+            try client.send(ChatMessage.say(token: token, clientSequence: UInt32(n), text: [0x61]).encoded(tag: UInt64(n + 1)),
                             to: try sockets[0].localAddress())
         }
         usleep(20_000)
@@ -162,12 +162,16 @@ struct ChatWorkersTests {
         // The owner serves the four: NOT A MEMBER to each, through the socket they came in by.
         #expect(second.serveBatch() == 4)
         var answers = 0
+        var tags: Set<UInt64> = []
         while let reply = try client.receive(timeout: 0.5) {
-            #expect(ChatMessage.decode(reply.bytes) == .notAMember(token: token))
+            let decoded = ChatMessage.decode(reply.bytes)
+            #expect(decoded?.message == .notAMember(token: token))
+            if let tag = decoded?.tag { tags.insert(tag) }  // each the tag of the SAY it answers
             #expect(reply.from == (try sockets[0].localAddress()))
             answers += 1
         }
         #expect(answers == 4)
+        #expect(tags.count == 4 && tags.isSubset(of: Set((1...10).map { UInt64($0) })))
         let total = reports[0].snapshot().counters + reports[1].snapshot().counters
         #expect(total.read == 10 && total.drops[.chatHandoverFull] == 6 && total.drops[.chatNotMember] == 4)
         #expect(total.isBalanced)

@@ -117,7 +117,8 @@ struct TickingEcho: DatagramService {
         let client = try TestClient()
         defer { client.close() }
         // chat speaks its own protocol: a JOIN without a cookie gets a CHALLENGE.
-        let join = ChatMessage.join(cookie: .none, session: 1, token: 0, room: Array("r".utf8), nick: Array("n".utf8)).encoded()
+        let join = ChatMessage.join(cookie: .none, secret: ChatSecret(high: 1, low: 2), token: 0, room: Array("r".utf8),
+                                    nick: Array("n".utf8)).encoded(tag: 0x7461_6721)
         for (name, _, address) in servers {
             try client.send(name == .chat ? join : Array("Michael".utf8), to: address)
         }
@@ -131,7 +132,8 @@ struct TickingEcho: DatagramService {
             replies[name] = reply.bytes
         }
         let challenge = replies.removeValue(forKey: .chat).flatMap { ChatMessage.decode($0) }
-        guard case .challenge? = challenge else {
+        #expect(challenge?.tag == 0x7461_6721)
+        guard case .challenge? = challenge?.message else {
             Issue.record("chat answered \(String(describing: challenge))")
             return
         }

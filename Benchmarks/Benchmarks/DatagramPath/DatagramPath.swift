@@ -240,7 +240,7 @@ let benchmarks: @Sendable () -> Void = {
 
     // The nick policy on JOIN and NICK (NamePolicy: the key of each nick, its hash, the
     // full comparison on a match). In the room of 8, every round 4 members send a NICK and
-    // 4 a JOIN (with a valid cookie, a new session) with a nick that reads as another
+    // 4 a JOIN (with a valid cookie, another secret) with a nick that reads as another
     // member's: each is refused, nick taken (8 read, 8 dropped, 8 REFUSED sent).
     registerDatagramBenchmark(
         "Worker-chat-look-alike-join-and-nick-refused-1024-datagrams",

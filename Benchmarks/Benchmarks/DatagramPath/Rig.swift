@@ -232,10 +232,14 @@ final class Rig {
     static func chatNick(_ peer: Int) -> [UInt8] { Array("c\(peer)".utf8) }
     /// A speaker's event (speakers are peers 0 to 9: nicks of 2 bytes).
     static let chatEventLength = ChatWire.eventLength(nick: 2, text: chatText.count)
+    /// The tag `peer` puts in all it sends, and finds in all it is sent.
+    static func chatTag(_ peer: Int) -> UInt64 { 0x7461_6700_0000_0000 | UInt64(peer + 1) }
+    /// The secret `peer` joins with; its id names it in events.
+    static func chatSecret(_ peer: Int) -> ChatSecret { ChatSecret(high: UInt64(peer + 1), low: 0x5ec2_e700) }
 
     /// A round's SAYs (one per speaker) and the EVENTS every peer gets back (one per peer,
-    /// all alike), with the token, instance and sequences zero: `joinChat` and
-    /// `prepareChatRound` write them in place.
+    /// alike but for each peer's tag), with the token, instance and sequences zero:
+    /// `joinChat` and `prepareChatRound` write them in place.
     static func chatRound(_ kind: ChatRequests, peers: Int, speakers: Int) -> ([[UInt8]], [[UInt8]?]) {
         precondition(speakers <= 10 && speakers <= peers)
         switch kind {
@@ -245,25 +249,26 @@ final class Rig {
             let requests = (0..<8).map { p -> [UInt8] in
                 let other = (p + 1) % 8
                 return p < 4
-                    ? ChatMessage.nick(token: 0, nick: Array("\u{0421}\(other)".utf8)).encoded()
-                    : ChatMessage.join(cookie: .none, session: UInt64(1000 + p), token: 0, room: Array("lobby".utf8),
-                                       nick: Array("\u{FF23}\(other)".utf8)).encoded()
+                    ? ChatMessage.nick(token: 0, nick: Array("\u{0421}\(other)".utf8)).encoded(tag: chatTag(p))
+                    : ChatMessage.join(cookie: .none, secret: ChatSecret(high: UInt64(1000 + p), low: 0), token: 0,
+                                       room: Array("lobby".utf8), nick: Array("\u{FF23}\(other)".utf8)).encoded(tag: chatTag(p))
             }
-            return (requests, Array(repeating: ChatMessage.refused(.nickTaken).encoded(), count: peers))
+            return (requests, (0..<peers).map { ChatMessage.refused(.nickTaken).encoded(tag: chatTag($0)) })
         case .rename:
             precondition(speakers == 1)
-            let event = ChatEvent(sequence: 0, kind: .renamed, session: 1, clientSequence: 0, nick: chatNick(0),
+            let event = ChatEvent(sequence: 0, kind: .renamed, sender: chatSecret(0).id, clientSequence: 0, nick: chatNick(0),
                                   text: Array("C0".utf8))
-            return ([ChatMessage.nick(token: 0, nick: Array("C0".utf8)).encoded()],
-                    Array(repeating: ChatMessage.events(instance: 0, [event]).encoded(), count: peers))
+            return ([ChatMessage.nick(token: 0, nick: Array("C0".utf8)).encoded(tag: chatTag(0))],
+                    (0..<peers).map { ChatMessage.events(instance: 0, [event]).encoded(tag: chatTag($0)) })
         }
-        let says = (0..<speakers).map { _ in ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded() }
+        let says = (0..<speakers).map { ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded(tag: chatTag($0)) }
         let events = (0..<speakers).map {
-            ChatEvent(sequence: 0, kind: .message, session: UInt64($0 + 1), clientSequence: 0, nick: chatNick($0), text: chatText)
+            ChatEvent(sequence: 0, kind: .message, sender: chatSecret($0).id, clientSequence: 0, nick: chatNick($0),
+                      text: chatText)
         }
-        let reply = ChatMessage.events(instance: 0, events).encoded()
-        precondition(reply.count <= ChatWire.largestDatagram)
-        return (says, Array(repeating: reply, count: peers))
+        let replies = (0..<peers).map { ChatMessage.events(instance: 0, events).encoded(tag: chatTag($0)) }
+        precondition(replies[0].count <= ChatWire.largestDatagram)
+        return (says, replies)
     }
 
     /// Every peer joins the room, in turn: JOIN without a cookie, the CHALLENGE, JOIN with
@@ -274,23 +279,25 @@ final class Rig {
         for peer in 0..<scenario.peers {
             var cookie = ChatCookie.none
             for attempt in 0..<2 {
-                let join = ChatMessage.join(cookie: cookie, session: UInt64(peer + 1), token: 0, room: Array("lobby".utf8),
-                                            nick: Self.chatNick(peer)).encoded()
+                let join = ChatMessage.join(cookie: cookie, secret: Self.chatSecret(peer), token: 0, room: Array("lobby".utf8),
+                                            nick: Self.chatNick(peer)).encoded(tag: Self.chatTag(peer))
                 for message in try chatExchange(peer, join) {
                     switch message {
                     case .challenge(let c)? where attempt == 0:
                         cookie = c
                         if scenario.chatRequests == .lookAlikesRefused && peer >= 4 {  // its JOIN's cookie
-                            (requests + requestOffset[peer] + 2).storeBytes(of: c.epoch.bigEndian, as: UInt32.self)
-                            (requests + requestOffset[peer] + 6).storeBytes(of: c.mac.bigEndian, as: UInt64.self)
+                            let at = requests + requestOffset[peer] + ChatWire.headerLength
+                            at.storeBytes(of: c.epoch.bigEndian, as: UInt32.self)
+                            (at + 4).storeBytes(of: c.mac.bigEndian, as: UInt64.self)
                         }
                     case let .welcome(token, instance, sequence, _)? where attempt == 1:
                         if peer < scenario.datagramsPerRound && !(scenario.chatRequests == .lookAlikesRefused && peer >= 4) {
                             // a speaker: its SAY's or NICK's token
-                            (requests + requestOffset[peer] + 2).storeBytes(of: token.bigEndian, as: UInt64.self)
+                            (requests + requestOffset[peer] + ChatWire.headerLength).storeBytes(of: token.bigEndian,
+                                                                                                as: UInt64.self)
                         }
                         for p in 0..<scenario.peers where scenario.chatRequests != .lookAlikesRefused {  // EVENTS' instance
-                            (replies + replyOffset[p] + 2).storeBytes(of: instance.bigEndian, as: UInt64.self)
+                            (replies + replyOffset[p] + ChatWire.headerLength).storeBytes(of: instance.bigEndian, as: UInt64.self)
                         }
                         next = sequence + 1  // its own "joined" is the room's next event
                     case .events?:
@@ -323,7 +330,9 @@ final class Rig {
         while true {
             let n = recv(clients[peer], receiveBuffer, Self.receiveCapacity, Int32(MSG_DONTWAIT))
             guard n >= 0 else { return got }
-            got.append(ChatMessage.decode(UnsafeRawBufferPointer(start: receiveBuffer, count: n)))
+            let decoded = ChatMessage.decode(UnsafeRawBufferPointer(start: receiveBuffer, count: n))
+            // Every datagram to a peer carries its tag.
+            got.append(decoded?.tag == Self.chatTag(peer) ? decoded?.message : nil)
         }
     }
 
@@ -337,10 +346,11 @@ final class Rig {
         case .lookAlikesRefused: return  // the same bytes every round
         case .rename:
             // Odd rounds c0 -> C0, even ones C0 -> c0: the NICK's first letter, and the
-            // event's nick and text (after the header, 17 bytes of fields and a length).
+            // event's nick and text (after the header, 17 bytes of fields and a length); the
+            // NICK's after its header, token and length.
             chatSaid += 1
             let (from, to) = chatSaid % 2 == 1 ? (UInt8(ascii: "c"), UInt8(ascii: "C")) : (UInt8(ascii: "C"), UInt8(ascii: "c"))
-            (requests + requestOffset[0] + 11).storeBytes(of: to, as: UInt8.self)
+            (requests + requestOffset[0] + ChatWire.headerLength + 9).storeBytes(of: to, as: UInt8.self)
             for p in 0..<scenario.peers {
                 let event = replies + replyOffset[p] + ChatWire.eventsHeaderLength
                 event.storeBytes(of: chatNext.bigEndian, as: UInt32.self)
@@ -353,7 +363,7 @@ final class Rig {
         chatSaid += 1
         let speakers = scenario.datagramsPerRound
         for j in 0..<speakers {
-            (requests + requestOffset[j] + 10).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
+            (requests + requestOffset[j] + ChatWire.headerLength + 8).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
         }
         for p in 0..<scenario.peers {
             for i in 0..<speakers {
