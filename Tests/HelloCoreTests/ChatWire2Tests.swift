@@ -94,15 +94,8 @@ import Testing
     }
 
     /// Every repeat of a fan-out begins as every datagram does: version 2, then the type
-    /// (EVENTS, 131), then the member's tag, byte for byte.
-    ///
-    /// BUG in Sources (found porting the tests; fails until fixed): ChatService.endBatch
-    /// (Sources/HelloCore/ChatService.swift, line 744) stores the head's first two bytes as
-    /// a native (little-endian) UInt16, `UInt16(ChatWire.version) << 8 | UInt16(events)`,
-    /// so every member after the first is sent [131, 2, tag...]: a datagram no client
-    /// decodes (no member but the first of a room gets the room's events). The fix: store
-    /// it big-endian, `(UInt16(ChatWire.version) << 8 | UInt16(ChatType.events.rawValue))
-    /// .bigEndian`, or the two bytes one by one.
+    /// (EVENTS, 131), then the member's tag, byte for byte. (Its first form stored the two
+    /// bytes as a native UInt16: every member but the first got [131, 2, ...].)
     @Test func aRepeatsHeadIsVersionTypeAndTagInOrder() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
