@@ -203,13 +203,17 @@ def tag_of(datagram):
     return k[2] if k else None
 
 
-def decode(datagram):
-    """A relay message (v2) as its namedtuple; raises Malformed as the spec would drop it."""
+def _opened(datagram):
+    """A version-2 datagram's type, tag and a reader past its header; raises Malformed."""
     k = kind_of(datagram)
     if k is None or k[2] is None:
         raise Malformed("no version-2 header: %r" % datagram[:12])
-    _, type_, tag = k
-    r = _Reader(datagram, HEADER)
+    return k[1], k[2], _Reader(datagram, HEADER)
+
+
+def decode(datagram):
+    """A relay message (v2) as its namedtuple; raises Malformed as the spec would drop it."""
+    type_, tag, r = _opened(datagram)
     if type_ == CHALLENGE:
         value = Challenge(tag, r.take(COOKIE))
     elif type_ == WELCOME:
@@ -237,11 +241,7 @@ def decode(datagram):
 
 def decode_request(datagram):
     """A client request (v2) as its namedtuple (a JOIN's padding is dropped); raises Malformed."""
-    k = kind_of(datagram)
-    if k is None or k[2] is None:
-        raise Malformed("no version-2 header: %r" % datagram[:12])
-    _, type_, tag = k
-    r = _Reader(datagram, HEADER)
+    type_, tag, r = _opened(datagram)
     if type_ == JOIN:
         if len(datagram) < JOIN_LENGTH:
             raise Malformed("short JOIN")

@@ -143,8 +143,9 @@ class Dropper(client_tests.Duplicator):
 
 
 
-class ChatTest(TestCase):
-    # Helpers: what they make is ended at the test's end, whatever happens.
+class ChatCase(TestCase):
+    """Helpers for the chat's tests (test_chat_v2 uses them too): what they make is ended at
+    the test's end, whatever happens."""
 
     def relay(self, *options):
         """`hellod --listen chat@127.0.0.1:0` with `options`."""
@@ -160,11 +161,13 @@ class ChatTest(TestCase):
             self.assertEqual(wire.type_of(c.join(room)), wire.WELCOME)
         return c
 
-    def chat(self, port, nick, *extra):
-        """`hello chat` in pipe mode (`extra` options last), once its own "joined" has come."""
+    def chat(self, port, nick, *extra, joined=True):
+        """`hello chat` in pipe mode (`extra` options last), once its own "joined" has come
+        (`joined`: else at once)."""
         p = client_tests.ChatProcess(port, nick, *extra)
         self.addCleanup(p.kill)
-        p.wait_for("* %s joined" % nick)
+        if joined:
+            p.wait_for("* %s joined" % nick)
         return p
 
     def finished(self, p):
@@ -180,6 +183,9 @@ class ChatTest(TestCase):
         found = counters(text)
         self.assertBalanced(found)
         return found
+
+
+class ChatTest(ChatCase):
 
     def test_two_clients_exchange_messages_each_getting_both_in_order(self):
         server = self.relay()

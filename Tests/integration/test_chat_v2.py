@@ -14,8 +14,8 @@ import unittest
 import chatwire as wire
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run twice)
 import udptool
-from harness import Hellod, TestCase, counters
-from test_chat import Client, drain
+from harness import Hellod
+from test_chat import ChatCase, Client, drain
 
 
 def free_port():
@@ -161,31 +161,7 @@ class RebindingProxy:
         self.selector.close()
 
 
-class ChatV2Test(TestCase):
-    def relay(self, *options):
-        server = Hellod("--listen", "chat@127.0.0.1:0", *options)
-        self.addCleanup(server.__exit__)
-        return server
-
-    def client(self, server, nick, room=None, address="127.0.0.1"):
-        c = Client(server.port, nick, None, address)
-        self.addCleanup(c.close)
-        if room is not None:
-            self.assertEqual(wire.type_of(c.join(room)), wire.WELCOME)
-        return c
-
-    def chat(self, port, nick, *extra):
-        p = client_tests.ChatProcess(port, nick, *extra)
-        self.addCleanup(p.kill)
-        return p
-
-    def counted(self, server):
-        code, text = server.stop()
-        self.assertEqual(code, 0, text)
-        found = counters(text)
-        self.assertBalanced(found)
-        return found
-
+class ChatV2Test(ChatCase):
     def test_version_1_is_refused_in_its_own_format_never_longer_than_the_request(self):
         server = self.relay()
         old = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -214,7 +190,7 @@ class ChatV2Test(TestCase):
 
     def test_no_member_can_claim_anothers_id_and_no_secret_leaves_a_join(self):
         server = self.relay()
-        ada, bob = self.client(server, b"ada", b"lobby"), self.client(server, b"bob", b"lobby")
+        ada, bob = self.client(server, b"ada", None, b"lobby"), self.client(server, b"bob", None, b"lobby")
         seen = []  # every datagram the relay sent ada or bob
 
         def said(member, sequence, text, readers):
@@ -231,7 +207,7 @@ class ChatV2Test(TestCase):
             self.assertNotEqual(ada.id, bob.id)
         # Mallory saw ada's tag and token in clear (they travel in every datagram), not its
         # secret: its rejoin from another address, with them and its own secret, is dropped.
-        mallory = self.client(server, b"ada", address="127.0.0.7")
+        mallory = self.client(server, b"ada", None, address="127.0.0.7")
         mallory.tag = ada.tag
         mallory.say(2, b"i am ada", token=ada.token)  # a datagram with ada's token: challenged
         challenge = wire.decode(mallory.sock.recv(2048))
@@ -239,7 +215,7 @@ class ChatV2Test(TestCase):
         mallory.send(mallory.join_datagram(challenge.cookie, b"lobby", token=ada.token))
         self.assertEqual(drain(mallory.sock, 0.5), [])  # no WELCOME: nothing at all
         # And a member of its own cannot take ada's id: its events carry its own.
-        eve = self.client(server, b"eve", b"lobby")
+        eve = self.client(server, b"eve", None, b"lobby")
         said(eve, 1, b"from eve", (ada, bob))
         # Ada still posts and receives from its own address, under its own id.
         said(ada, 2, b"still ada", (ada, bob))
@@ -264,7 +240,7 @@ class ChatV2Test(TestCase):
 
     def test_a_blind_sweep_spoofing_the_relay_reaches_nothing_hello_chat_shows(self):
         port = free_port()
-        ada = self.chat(port, "ada")  # no relay yet: its JOINs go unanswered, and it retries
+        ada = self.chat(port, "ada", joined=False)  # no relay yet: its JOINs go unanswered, and it retries
         own = client_port(ada)
         sweeper = Sweeper(port, range(max(own - 64, 1024), min(own + 64, 65536)))
         self.addCleanup(sweeper.stop)
@@ -288,10 +264,10 @@ class ChatV2Test(TestCase):
 
     def test_a_member_rebound_to_a_new_port_is_moved_within_a_round_trip_losing_nothing(self):
         server = self.relay()
-        bob = self.client(server, b"bob", b"lobby")
+        bob = self.client(server, b"bob", None, b"lobby")
         proxy = RebindingProxy(server.port)
         self.addCleanup(proxy.close)
-        ada = self.chat(proxy.port, "ada")
+        ada = self.chat(proxy.port, "ada", joined=False)
         ada.wait_for("* ada joined")
         bob.read_events(lambda got: any(e.kind == wire.JOINED and e.nick == b"ada" for e in got))
         ada_id = next(e.sender for e in bob.events if e.kind == wire.JOINED and e.nick == b"ada")
