@@ -13,7 +13,10 @@ import PackageDescription
 //                  policy (reply source, broadcast or not), segment planning, peer grouping
 //   HelloSocket    the socket layer (imports no service): descriptors, sockaddrs, the
 //                  syscall wrapper, ReceiveBatch (recvmmsg) and SendBatch (sendmmsg, GSO)
-//   HelloCore      Swift, no syscalls: the services (hello, echo) behind DatagramService,
+//   HelloChatWire  Swift, no syscalls, no dependencies: the chat protocol's bytes (messages,
+//                  encoders into caller buffers, events read in place), its name policy and
+//                  SHA-256; what the relay, the client and the load generator all speak
+//   HelloCore      Swift, no syscalls: the services (hello, echo, chat) behind DatagramService,
 //                  admission and rate limits, counters (swift-atomics: the chat workers'
 //                  shared cap on answers to unproven sources)
 //   HelloServer    the worker, the join: receive a batch, hand it to the socket's service,
@@ -29,6 +32,7 @@ let package = Package(
         .executable(name: "hellod", targets: ["hellod"]),
         .executable(name: "hello", targets: ["hello"]),
         .library(name: "HelloDatagram", targets: ["HelloDatagram"]),
+        .library(name: "HelloChatWire", targets: ["HelloChatWire"]),
         .library(name: "HelloCore", targets: ["HelloCore"]),
         .library(name: "HelloSocket", targets: ["HelloSocket"]),
         .library(name: "HelloServer", targets: ["HelloServer"]),
@@ -57,9 +61,10 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")]
         ),
         .target(name: "HelloDatagram"),
+        .target(name: "HelloChatWire"),
         .target(
             name: "HelloCore",
-            dependencies: ["HelloDatagram", .product(name: "Atomics", package: "swift-atomics")]
+            dependencies: ["HelloDatagram", "HelloChatWire", .product(name: "Atomics", package: "swift-atomics")]
         ),
         .target(
             name: "HelloSocket",
@@ -85,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "hellod",
             dependencies: [
-                "CSystemd", "CShims", "HelloDatagram", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
+                "CSystemd", "CShims", "HelloDatagram", "HelloChatWire", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -95,16 +100,17 @@ let package = Package(
         .executableTarget(
             name: "hello",
             dependencies: [
-                "HelloDatagram", "HelloCore", "HelloSocket", "HelloCLI",
+                "HelloDatagram", "HelloChatWire", "HelloCore", "HelloSocket", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
-        .testTarget(name: "HelloCoreTests", dependencies: ["HelloDatagram", "HelloCore"]),
+        .testTarget(name: "HelloChatWireTests", dependencies: ["HelloChatWire"]),
+        .testTarget(name: "HelloCoreTests", dependencies: ["HelloDatagram", "HelloChatWire", "HelloCore"]),
         .testTarget(
             name: "HelloSocketTests",
             dependencies: [
-                "HelloDatagram", "HelloSocket", "HelloCore", "HelloServer", "CShims",
+                "HelloDatagram", "HelloChatWire", "HelloSocket", "HelloCore", "HelloServer", "CShims",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),

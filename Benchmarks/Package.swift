@@ -33,6 +33,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+                .product(name: "HelloChatWire", package: "hellod"),
                 .product(name: "HelloCore", package: "hellod"),
                 .product(name: "HelloSocket", package: "hellod"),
                 .product(name: "HelloServer", package: "hellod"),

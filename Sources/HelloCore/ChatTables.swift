@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// Backward-shift deletion in an open-addressing table of `mask + 1` entries (linear

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import HelloCLI
+import HelloChatWire
 import HelloCore
 import HelloSocket
 import Histogram

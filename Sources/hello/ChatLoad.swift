@@ -1,5 +1,6 @@
 import Glibc
 import HelloCLI
+import HelloChatWire
 import HelloCore
 import HelloSocket
 import Histogram
@@ -228,17 +229,16 @@ struct ChatLoad {
     /// Sends `member`'s next message; false if its socket would block.
     private mutating func send(from member: Int) -> Bool {
         let sequence = nextSequence[member]
-        let sayHeader = ChatWire.headerLength + 8 + 4 + 2
-        let textAt = settings.wire == .chat ? sendBuffer + sayHeader : sendBuffer
+        // The text is written where a SAY's goes, and the SAY around it: the writer's copy
+        // of the text onto itself moves nothing (copyMemory is a memmove).
+        let textAt = settings.wire == .chat ? sendBuffer + ChatWire.sayHeaderLength : sendBuffer
         ChatLoadText.write(sentAt: monotonicNanoseconds(), member: member, sequence: sequence, size: settings.size, to: textAt)
         var length = settings.size
         if settings.wire == .chat {
-            var w = ChatWriter(sendBuffer, capacity: sayHeader)
-            w.header(.say, tag: tags[member])
-            w.u64(tokens[member])
-            w.u32(sequence)
-            w.u16(UInt16(settings.size))
-            length += w.count
+            var w = ChatWriter(sendBuffer, capacity: 2048)
+            w.say(tag: tags[member], token: tokens[member], clientSequence: sequence,
+                  text: UnsafeRawBufferPointer(start: textAt, count: settings.size))
+            length = w.count
         }
         let taken: Bool
         do {
@@ -268,17 +268,11 @@ struct ChatLoad {
             deliver(bytes, to: receiver, now: now)
             return
         }
-        var r = ChatReader(bytes)
-        guard r.u8() == ChatWire.version, r.u8() == ChatType.events.rawValue, r.u64() == tags[receiver], r.u64() != nil
-        else { return }
-        while !r.atEnd {
-            guard let roomSequence = r.u32(), let kind = r.u8(), r.u64() != nil, r.u32() != nil, r.string() != nil,
-                  let text = r.text() else {
-                report.wrong += 1
-                return
-            }
-            if kind == ChatEventKind.message.rawValue { deliver(text, to: receiver, roomSequence: roomSequence, now: now) }
+        guard var events = ChatEvents(bytes), events.tag == tags[receiver] else { return }
+        while let event = events.next() {
+            if event.kind == .message { deliver(event.text, to: receiver, roomSequence: event.sequence, now: now) }
         }
+        if events.malformed { report.wrong += 1 }
     }
 
     /// One delivery: out of order if it comes after a later message of its sender, or

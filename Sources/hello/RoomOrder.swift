@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloCore
 
 /// A room's events put back in the room's order: the next sequence to show, and the events

@@ -2,6 +2,7 @@ import ArgumentParser
 import CShims
 import HelloCLI
 import Glibc
+import HelloChatWire
 import HelloCore
 import HelloServer
 import HelloSocket

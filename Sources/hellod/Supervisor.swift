@@ -1,6 +1,7 @@
 import Atomics
 import Glibc
 import HelloCLI
+import HelloChatWire
 import HelloCore
 import HelloServer
 import HelloSocket

@@ -1,4 +1,5 @@
 import Glibc
+import HelloChatWire
 import HelloCore
 import HelloDatagram
 import HelloServer

@@ -20,6 +20,7 @@
 
 import Benchmark
 import Glibc
+import HelloChatWire
 import HelloCore
 import HelloServer
 import HelloSocket

@@ -4,6 +4,7 @@
 
 import Benchmark
 import Glibc
+import HelloChatWire
 import HelloCore
 import HelloServer
 import HelloSocket

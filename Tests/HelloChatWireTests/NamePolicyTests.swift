@@ -1,4 +1,4 @@
-import HelloCore
+import HelloChatWire
 import Testing
 
 /// The name policy (docs/PROTOCOL.md, "Names"): what a nick or room name may hold, and

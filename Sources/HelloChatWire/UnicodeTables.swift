@@ -2,7 +2,7 @@
 // (Debian's unicode-data, /usr/share/unicode): do not edit. To make it again:
 //
 //     apt-get install unicode-data
-//     scripts/unicode-tables.py > Sources/HelloCore/UnicodeTables.swift
+//     scripts/unicode-tables.py > Sources/HelloChatWire/UnicodeTables.swift
 //
 // What the tables hold, and the look-alike map in the key, are explained in that script.
 

@@ -1,4 +1,4 @@
-import HelloCore
+import HelloChatWire
 import Testing
 
 /// SHA-256 as FIPS 180-4 gives it (the digests below are Python hashlib's), and a secret's

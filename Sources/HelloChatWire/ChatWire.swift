@@ -1,11 +1,11 @@
-import HelloDatagram
-
-/// The chat protocol's wire format (docs/PROTOCOL.md, "chat"): pure functions over bytes.
+/// The chat protocol's wire format (docs/PROTOCOL.md, "chat"): pure functions over bytes,
+/// the one place that knows them, for the relay, the client and the load generator alike.
 ///
 /// The relay decodes from the datagram's own bytes (`ChatRequest.parse`, views into them)
-/// and encodes straight into the outbox (`ChatWriter`, bounds-checked), so its path
-/// allocates nothing. Clients and tests use `ChatMessage`, which owns its bytes and encodes
-/// to `[UInt8]` through the same writer.
+/// and encodes straight into its outbox (`ChatWriter`, bounds-checked, into memory it does
+/// not own); a load generator reads events in place (`ChatEvents`); none of these
+/// allocates. Clients and tests use `ChatMessage`, which owns its bytes and encodes to
+/// `[UInt8]` through the same writer.
 public enum ChatWire {
     public static let version: UInt8 = 2
     /// hellod 1.x's protocol: refused in its own format (`ChatWriter.legacyRefusal`).
@@ -23,6 +23,8 @@ public enum ChatWire {
     public static let maxText = 1000
     public static let maxResend = 64
     public static let cookieLength = 12
+    /// A SAY's bytes before its text: header, token, client sequence, the text's length.
+    public static let sayHeaderLength = headerLength + 8 + 4 + 2
     /// An EVENTS datagram's header: version, type, tag, relay instance.
     public static let eventsHeaderLength = headerLength + 8
 
@@ -421,19 +423,45 @@ public struct ChatWriter {
     }
 }
 
-extension Outbox {
-    /// Writes one datagram with `body` where the next one goes and commits it to
-    /// `destination`, if it fits in `limit` bytes and the outbox's room; else writes
-    /// nothing (the bytes scribbled past `next` are not part of the outbox) and returns false.
-    @inlinable
-    public mutating func write(limit: Int = ChatWire.largestDatagram, to destination: Endpoint, from source: LocalSource?,
-                               through socket: UInt16 = 0, _ body: (inout ChatWriter) -> Void) -> Bool {
-        guard count < capacity else { return false }
-        var writer = ChatWriter(next, capacity: min(limit, bufferCapacity - bufferUsed))
-        body(&writer)
-        guard !writer.overflowed else { return false }
-        commit(length: writer.count, to: destination, from: source, through: socket)
-        return true
+// MARK: - Events in place
+
+/// One event of an EVENTS datagram, viewed in its bytes: valid while they are.
+public struct ChatEventView {
+    public var sequence: UInt32
+    public var kind: ChatEventKind
+    public var sender: UInt64
+    public var clientSequence: UInt32
+    public var nick: UnsafeRawBufferPointer
+    public var text: UnsafeRawBufferPointer
+}
+
+/// An EVENTS datagram read in place: its tag and relay instance, then its events one by
+/// one (`for event in events`), without copying or allocating. An event cut short or of an
+/// unknown kind ends the iteration and sets `malformed`.
+public struct ChatEvents: Sequence, IteratorProtocol {
+    public let tag: UInt64
+    public let instance: UInt64
+    var reader: ChatReader
+    public private(set) var malformed = false
+
+    /// The EVENTS datagram in `bytes`, or nil if it is not one.
+    public init?(_ bytes: UnsafeRawBufferPointer) {
+        var r = ChatReader(bytes)
+        guard r.u8() == ChatWire.version, r.u8() == ChatType.events.rawValue, let tag = r.u64(), let instance = r.u64()
+        else { return nil }
+        (self.tag, self.instance, reader) = (tag, instance, r)
+    }
+
+    public mutating func next() -> ChatEventView? {
+        guard !reader.atEnd, !malformed else { return nil }
+        guard let sequence = reader.u32(), let rawKind = reader.u8(), let kind = ChatEventKind(rawValue: rawKind),
+              let sender = reader.u64(), let clientSequence = reader.u32(), let nick = reader.string(),
+              let text = reader.text() else {
+            malformed = true
+            return nil
+        }
+        return ChatEventView(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: nick,
+                             text: text)
     }
 }
 
@@ -554,16 +582,13 @@ public enum ChatMessage: Equatable, Sendable {
             guard let token = r.u64(), let instance = r.u64(), let next = r.u32(), let members = r.u16() else { return nil }
             message = .welcome(token: token, instance: instance, nextSequence: next, members: members)
         case .events:
-            guard let instance = r.u64() else { return nil }
+            guard var inPlace = ChatEvents(bytes) else { return nil }
             var events: [ChatEvent] = []
-            while !r.atEnd {
-                guard let sequence = r.u32(), let rawKind = r.u8(), let kind = ChatEventKind(rawValue: rawKind),
-                      let sender = r.u64(), let clientSequence = r.u32(), let nick = r.string(), let text = r.text()
-                else { return nil }
-                events.append(ChatEvent(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence,
-                                        nick: Array(nick), text: Array(text)))
+            while let e = inPlace.next() {
+                events.append(ChatEvent(sequence: e.sequence, kind: e.kind, sender: e.sender, clientSequence: e.clientSequence,
+                                        nick: Array(e.nick), text: Array(e.text)))
             }
-            message = .events(instance: instance, events)
+            return inPlace.malformed ? nil : (tag, .events(instance: inPlace.instance, events))
         case .members:
             guard let instance = r.u64(), let count = r.u16() else { return nil }
             var nicks: [[UInt8]] = []
