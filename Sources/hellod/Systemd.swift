@@ -1,5 +1,8 @@
 import CSystemd
+// libc's free, strdup and iovec, which libsystemd's C API takes and returns; its system
+// calls (fstat, the environment) go through HelloSocket's Posix.
 import Glibc
+import HelloSocket
 import SystemPackage
 
 /// What hellod asks of systemd, through libsystemd (sd_listen_fds(3), sd_notify(3),
@@ -57,9 +60,8 @@ enum Systemd {
 
     /// stderr is connected to the journal (systemd sets JOURNAL_STREAM to its device:inode).
     static var stderrIsJournal: Bool {
-        guard let stream = getenv("JOURNAL_STREAM").map({ String(cString: $0) }) else { return false }
-        var info = stat()
-        guard fstat(STDERR_FILENO, &info) == 0 else { return false }
-        return stream == "\(info.st_dev):\(info.st_ino)"
+        guard let stream = Posix.environment("JOURNAL_STREAM"),
+              let stderr = try? Posix.fileIdentity(of: Posix.standardError, inherited: true) else { return false }
+        return stream == "\(stderr.device):\(stderr.inode)"
     }
 }
