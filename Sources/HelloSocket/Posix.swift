@@ -171,6 +171,10 @@ package struct WritableFile: ~Copyable {
 package struct Signal: Equatable, Sendable {
     package let number: Int32
 
+    package init(number: Int32) {
+        self.number = number
+    }
+
     package static let terminate = Signal(number: SIGTERM)
     package static let interrupt = Signal(number: SIGINT)
     package static let hangUp = Signal(number: SIGHUP)
