@@ -84,6 +84,26 @@ package enum Posix {
         getenv(name).map { String(cString: $0) }
     }
 
+    /// The strings of a malloc'd array of `count` malloc'd C strings, as a C library hands
+    /// them over (sd_listen_fds_with_names(3)); frees them and the array.
+    package static func takeCStrings(_ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, count: Int) -> [String?] {
+        defer {
+            for i in 0..<count { free(array?[i]) }
+            free(array)
+        }
+        return (0..<count).map { i in array?[i].map { String(cString: $0) } }
+    }
+
+    /// Calls `body` with an iovec per string (its bytes, without a NUL), for a C call that
+    /// takes them (sd_journal_sendv(3)).
+    package static func withIOVectors<Result>(_ strings: [String],
+                                              _ body: (UnsafePointer<iovec>, Int32) -> Result) -> Result {
+        let copies = strings.map { strdup($0)! }
+        defer { copies.forEach { free($0) } }
+        let vectors = copies.map { iovec(iov_base: $0, iov_len: strlen($0)) }
+        return body(vectors, Int32(vectors.count))
+    }
+
     /// Renames `from` to `to` in one step (rename(2)): a reader sees the old file or the new.
     package static func rename(_ from: String, to: String) throws(SocketError) {
         _ = try systemCall("rename") { Glibc.rename(from, to) }
@@ -254,6 +274,9 @@ package struct PosixThread: Sendable {
 extension DatagramSocket {
     /// The poll event `wait(for:)` takes for "a datagram is queued".
     package static let readable = Int16(POLLIN)
+    /// What sd_is_socket(3) takes to ask "a datagram socket, of any family".
+    package static let anyFamily = AF_UNSPEC
+    package static let datagramType = Int32(SOCK_DGRAM.rawValue)
 }
 
 extension SocketAddress {

@@ -96,3 +96,26 @@ private struct UncheckedBox: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Bool>
     init(_ pointer: UnsafeMutablePointer<Bool>) { self.pointer = pointer }
 }
+
+/// The C-interop helpers hellod's libsystemd binding uses.
+@Suite struct PosixCInteropTests {
+    @Test func takeCStringsReadsEveryStringAndAMissingOneIsNil() {
+        let array = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: 3)
+        array[0] = strdup("hello")
+        array[1] = nil
+        array[2] = strdup("echo")
+        // Freed by takeCStrings, as free(3) frees what allocate gave: both are malloc.
+        #expect(Posix.takeCStrings(array, count: 3) == ["hello", nil, "echo"])
+        #expect(Posix.takeCStrings(nil, count: 0) == [])
+    }
+
+    @Test func withIOVectorsPointsAtEachStringsBytes() {
+        let strings = Posix.withIOVectors(["MESSAGE=hi", "PRIORITY=6", ""]) { vectors, count in
+            (0..<Int(count)).map { i in
+                String(decoding: UnsafeRawBufferPointer(start: vectors[i].iov_base, count: vectors[i].iov_len),
+                       as: UTF8.self)
+            }
+        }
+        #expect(strings == ["MESSAGE=hi", "PRIORITY=6", ""])
+    }
+}
