@@ -76,8 +76,9 @@ let package = Package(
         .target(
             name: "HelloServer",
             dependencies: [
-                "CShims", "HelloDatagram", "HelloCore", "HelloSocket",
+                "HelloDatagram", "HelloCore", "HelloSocket",
                 .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(
@@ -90,11 +91,12 @@ let package = Package(
         .executableTarget(
             name: "hellod",
             dependencies: [
-                "CSystemd", "CShims", "HelloDatagram", "HelloChatWire", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
+                "CSystemd", "HelloDatagram", "HelloChatWire", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(

@@ -1,6 +1,4 @@
 import Atomics
-import CShims
-import Glibc
 import HelloCore
 import HelloDatagram
 import HelloSocket
@@ -110,7 +108,7 @@ package final class HandoverGroup: Sendable {
     package var count: Int { sockets.count }
     /// `rings[from * count + to]`; nil where from == to.
     private let rings: [HandoverRing?]
-    private let wakeups: [FileDescriptor]
+    private let wakeups: [Wakeup]
     /// Set by a worker just before it sleeps in poll, cleared when it wakes.
     private let sleeping: [ManagedAtomic<Bool>]
 
@@ -122,16 +120,20 @@ package final class HandoverGroup: Sendable {
         self.sockets = sockets
         let n = sockets.count
         rings = (0..<n * n).map { $0 / n == $0 % n ? nil : HandoverRing(capacity: slots, slotBytes: slotBytes) }
-        wakeups = (0..<n).map { _ in
-            let fd = hs_eventfd()
-            precondition(fd >= 0, "eventfd failed: \(Errno(rawValue: errno))")
-            return FileDescriptor(rawValue: fd)
-        }
+        wakeups = (0..<n).map { _ in Wakeup() }
         sleeping = (0..<n).map { _ in ManagedAtomic(false) }
     }
 
-    deinit {
-        for fd in wakeups { try? fd.close() }
+    /// One worker's eventfd, in a class: an array cannot hold the ~Copyable owner itself.
+    private final class Wakeup: Sendable {
+        let event: EventFD
+        init() {
+            do {
+                event = try EventFD()
+            } catch {
+                preconditionFailure("\(error)")
+            }
+        }
     }
 
     package func ring(from: Int, to: Int) -> HandoverRing {
@@ -143,7 +145,7 @@ package final class HandoverGroup: Sendable {
         rings.reduce(0) { $0 + ($1.map { $0.capacity * $0.slotBytes } ?? 0) }
     }
 
-    package func wakeup(of worker: Int) -> FileDescriptor { wakeups[worker] }
+    package func wakeup(of worker: Int) -> FileDescriptor { wakeups[worker].event.descriptor }
 
     /// Called by a producer after its pushes to `worker`'s rings: wakes it if it sleeps.
     /// The fence orders the pushes before the look at its flag, as `prepareToSleep` orders
@@ -152,8 +154,7 @@ package final class HandoverGroup: Sendable {
     package func wakeIfSleeping(_ worker: Int) {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if sleeping[worker].load(ordering: .relaxed) {
-            var one: UInt64 = 1
-            _ = write(wakeups[worker].rawValue, &one, 8)
+            wakeups[worker].event.signal()
         }
     }
 
@@ -172,8 +173,7 @@ package final class HandoverGroup: Sendable {
     /// Called by `worker` once awake: clears its flag and its eventfd.
     package func woke(_ worker: Int) {
         sleeping[worker].store(false, ordering: .relaxed)
-        var value: UInt64 = 0
-        _ = read(wakeups[worker].rawValue, &value, 8)  // non-blocking: EAGAIN if nobody wrote
+        wakeups[worker].event.drain()
     }
 }
 

@@ -1,31 +1,30 @@
 import Atomics
-import CShims
-import Glibc
 import SystemPackage
+import HelloSocket
 
 /// Tells every worker to finish the batch in hand and return. A flag for workers busy
 /// with traffic, and an eventfd that wakes the ones waiting in poll.
 package final class StopSignal: Sendable {
     private let flag = ManagedAtomic<Bool>(false)
-    /// Readable once stop() was called; never read, so it wakes every waiter, forever.
-    package let wakeup: FileDescriptor
+    /// Readable once stop() was called; never drained, so it wakes every waiter, forever.
+    private let wakeupEvent: EventFD
 
     package init() {
-        let fd = hs_eventfd()
-        precondition(fd >= 0, "eventfd failed: \(Errno(rawValue: errno))")
-        wakeup = FileDescriptor(rawValue: fd)
+        do {
+            wakeupEvent = try EventFD()
+        } catch {
+            preconditionFailure("\(error)")
+        }
     }
 
-    deinit {
-        try? wakeup.close()
-    }
+    /// What a worker polls besides its socket.
+    package var wakeup: FileDescriptor { wakeupEvent.descriptor }
 
     @inline(__always)
     package var isRequested: Bool { flag.load(ordering: .relaxed) }
 
     package func stop() {
         flag.store(true, ordering: .relaxed)
-        var one: UInt64 = 1
-        _ = write(wakeup.rawValue, &one, 8)
+        wakeupEvent.signal()
     }
 }

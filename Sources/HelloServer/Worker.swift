@@ -1,5 +1,3 @@
-import CShims
-import Glibc
 import HelloCore
 import HelloDatagram
 import HelloSocket
@@ -229,9 +227,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         let wake = [liveness?.wakeInterval, service.tickInterval].compactMap { $0 }.min()
         // Short sleeps must be short: the default timer slack would stretch them by 50 us.
         if configuration.coalesceDelay > 0 {
-            _ = hs_set_timer_slack(1000)
+            try? Posix.setTimerSlack(nanoseconds: 1000)
         }
-        var pause = timespec(tv_sec: 0, tv_nsec: Int(configuration.coalesceDelay))
         let spinLimit = service.pollsAfterTraffic ? configuration.spinLimit : 0
         var spinBudget = spinLimit
         var idleSince: UInt64 = 0  // 0: the last look found traffic
@@ -250,7 +247,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                 }
                 liveness?.beat(index, now: now)
                 if served > 1 && served < configuration.batchSize && configuration.coalesceDelay > 0 {
-                    clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nil)  // let the next batch fill
+                    Posix.sleep(nanoseconds: configuration.coalesceDelay)  // let the next batch fill
                     continue
                 }
                 // A worker that does not poll, after a batch that was not full: the socket is
@@ -279,13 +276,13 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                     let left = due > now ? due - now : 0
                     timeout = min(timeout ?? left, left)
                 }
-                let ready = try socket.wait(for: Int16(POLLIN), timeout: timeout, wakeup: stop.wakeup,
+                let ready = try socket.wait(for: DatagramSocket.readable, timeout: timeout, wakeup: stop.wakeup,
                                             handover: handover.map { $0.group.wakeup(of: $0.position) })
                 socketReady = handover == nil || ready != 0
             } catch {
                 report.receiveErrors += 1
                 report.lastReceiveErrno = error.errno.rawValue
-                usleep(1000)  // a failing poll must not become a busy loop
+                Posix.sleep(nanoseconds: 1_000_000)  // a failing poll must not become a busy loop
             }
             if let handover {
                 handover.group.woke(handover.position)

@@ -21,14 +21,17 @@ public struct SocketError: Error, Equatable, CustomStringConvertible {
 /// allocation on failure.
 ///
 /// `systemCall` is for calls that cannot say "not now": EAGAIN is an error like any other.
+/// `inherited`: the descriptor is one the process was given (stderr), which may have been
+/// closed before it started: EBADF is then an error, not a bug.
 @inline(__always)
-func systemCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> Result) throws(SocketError) -> Result {
+func systemCall<Result: BinaryInteger>(_ call: StaticString, inherited: Bool = false,
+                                       _ body: () -> Result) throws(SocketError) -> Result {
     while true {
         let result = body()
         if result >= 0 { return result }
         let code = Glibc.errno
         if code == EINTR { continue }
-        throw failure(call, code)
+        throw failure(call, code, badDescriptorIsBug: !inherited)
     }
 }
 
@@ -49,8 +52,8 @@ func nonBlockingCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> 
 }
 
 @inline(never)
-private func failure(_ call: StaticString, _ code: Int32) -> SocketError {
-    if code == EBADF || code == EFAULT {
+private func failure(_ call: StaticString, _ code: Int32, badDescriptorIsBug: Bool = true) -> SocketError {
+    if (code == EBADF && badDescriptorIsBug) || code == EFAULT {
         preconditionFailure("\(call) failed with \(Errno(rawValue: code)): a bug in hellod")
     }
     return SocketError(call: call.description, errno: Errno(rawValue: code))

@@ -1,7 +1,5 @@
 import ArgumentParser
-import CShims
 import HelloCLI
-import Glibc
 import HelloChatWire
 import HelloCore
 import HelloServer
@@ -228,13 +226,17 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         }
         DaemonLog.bootstrap(level: logLevel)
         let log = Logger(label: "hellod")
-        let sockets: [ServedSocket]
         do {
-            sockets = try ServedSocket.open(listen: listen, defaultService: mode, workers: workers, log: log)
-        } catch let failure as StartFailure {
-            log.error("\(failure.message)")
-            throw ExitCode.failure
+            try start(log: log)
+        } catch {
+            log.error("\(error)")
+            throw error.exitCode
         }
+    }
+
+    /// Opens the sockets and serves them until a signal says stop.
+    private func start(log: Logger) throws(StartFailure) {
+        let sockets = try ServedSocket.open(listen: listen, defaultService: mode, workers: workers, log: log)
         let configuration = WorkerConfiguration(
             batchSize: batch, maxDatagram: maxDatagram,
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
@@ -242,12 +244,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         let server = Supervisor(sockets: sockets, configuration: configuration,
                                 policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(),
                                 metrics: metricsFile.map { ($0, UInt64(metricsInterval) * 1_000_000_000) }, log: log)
-        do {
-            try server.run()
-        } catch let failure as StartFailure {
-            log.error("\(failure.message)")
-            throw ExitCode.failure
-        }
+        try server.run()
     }
 }
 
@@ -279,20 +276,22 @@ extension HelloDaemon {
 
     /// This machine's memory and swap, in bytes (as good as unlimited if not known).
     static func memoryAndSwap() -> Int {
-        let bytes = hs_memory_and_swap()
+        let bytes = Posix.memoryAndSwap()
         return bytes == 0 || bytes > UInt64(Int.max) ? Int.max : Int(bytes)
     }
 
     /// The chat relay's settings, with 128 bits from getrandom(2) as its secret: cookies
     /// and tokens of an earlier run are worth nothing to this one.
-    func chatSettings() throws -> ChatSettings {
+    func chatSettings() throws(StartFailure) -> ChatSettings {
         var chat = chatLimits()
         var secret: (UInt64, UInt64) = (0, 0)
-        let got = withUnsafeMutableBytes(of: &secret) { hs_getrandom($0.baseAddress, $0.count) }
-        guard got == MemoryLayout.size(ofValue: secret) else {
-            Logger(label: "hellod").error("getrandom: \(got < 0 ? String(cString: strerror(errno)) : "short read")")
-            throw ExitCode.failure
+        let got: Int
+        do {
+            got = try withUnsafeMutableBytes(of: &secret) { bytes throws(SocketError) in try Posix.fillRandom(bytes) }
+        } catch {
+            throw .noRandomness(error)
         }
+        guard got == MemoryLayout.size(ofValue: secret) else { throw .noRandomness(nil) }
         chat.secret = secret
         return chat
     }

@@ -1,5 +1,4 @@
-import Glibc
-import HelloCLI
+import HelloSocket
 import Logging
 
 /// hellod's log lines: to the journal with fields and priorities when systemd connected
@@ -62,7 +61,7 @@ struct DaemonLogHandler: LogHandler {
 
     /// One write(2) a line: lines from several threads never interleave.
     private func writeToStderr(_ line: String) {
-        writeOut(to: STDERR_FILENO, line)
+        try? Posix.writeAll(line, to: Posix.standardError, inherited: true)
     }
 
     /// Journal field names are upper-case letters, digits and underscores.

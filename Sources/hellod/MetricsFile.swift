@@ -1,6 +1,6 @@
-import Glibc
 import HelloCLI
 import HelloCore
+import HelloSocket
 import Prometheus
 
 /// hellod's counters in Prometheus's text exposition format, rewritten every
@@ -23,8 +23,6 @@ final class MetricsFile {
     private let segmentedSends, segmentationFallbacks: MirroredCounter
     private let socketsSegmentationOff: [Gauge]
     private var text: [UInt8] = []
-    /// The last write's failure, said once until it changes.
-    private var failure: String?
 
     /// `sockets`: each socket's service, in the start line's order.
     init(path: String, interval: UInt64, services: [ServiceName], sockets: [ServiceName]) {
@@ -40,7 +38,7 @@ final class MetricsFile {
         up = registry.makeGauge(descriptor: hellod("up", help: "1 while hellod serves; 0 in the file's last write, at stop."))
         registry.makeGauge(descriptor: hellod("start_time", unit: "seconds",
                                               help: "When hellod started, in seconds since the Unix epoch."))
-            .set(Self.realTime())
+            .set(Posix.realTime())
         registry.makeGauge(descriptor: hellod("build_info", help: "Always 1: hellod's version, as hellod --version prints it."),
                            labels: [("version", hellodVersion)]).set(1.0)
         self.services = services.map { ServiceMetrics(service: $0, registry: registry) }
@@ -81,56 +79,48 @@ final class MetricsFile {
     }
 
     /// Writes the file: a temporary file beside it, then rename(2), so a reader sees the
-    /// whole of the old file or the whole of the new one. Returns what failed, the first
-    /// time it fails so (nil otherwise).
-    func write() -> String? {
+    /// whole of the old file or the whole of the new one. Throws what failed, every time.
+    func write() throws(MetricsFileError) {
         text.removeAll(keepingCapacity: true)
         registry.emit(into: &text)
-        let error = writeFile()
-        defer { failure = error }
-        return error != failure ? error : nil
+        let file: WritableFile
+        do {
+            file = try WritableFile(creating: temporaryPath, permissions: 0o644)
+        } catch {
+            throw .cannotCreate(path: temporaryPath, error.errno)
+        }
+        do {
+            try fill(file)
+            try replaceFile()
+        } catch {
+            try? Posix.unlink(temporaryPath)
+            throw error
+        }
     }
 
-    private func writeFile() -> String? {
-        func failed(_ what: String) -> String { "\(what): \(String(cString: strerror(errno)))" }
-        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return failed("cannot write the metrics file \(temporaryPath)") }
-        // The unit's UMask=0077 would leave it 0600: node_exporter runs as another user.
-        var ok = fchmod(fd, 0o644) == 0
-        var error = ok ? nil : failed("fchmod \(temporaryPath)")
-        if ok {
-            ok = text.withUnsafeBytes { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { return false }
-                    done += n
-                }
-                return true
-            }
-            if !ok { error = failed("writing \(temporaryPath)") }
+    /// Puts the temporary file in the file's place.
+    private func replaceFile() throws(MetricsFileError) {
+        do {
+            try Posix.rename(temporaryPath, to: path)
+        } catch {
+            throw .cannotRename(from: temporaryPath, to: path, error.errno)
         }
-        if close(fd) != 0 && ok {
-            ok = false
-            error = failed("writing \(temporaryPath)")
-        }
-        guard ok else {
-            unlink(temporaryPath)
-            return error
-        }
-        guard rename(temporaryPath, path) == 0 else {
-            let error = failed("cannot rename \(temporaryPath) to \(path)")
-            unlink(temporaryPath)
-            return error
-        }
-        return nil
     }
 
-    private static func realTime() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    /// Writes the text to `file` and closes it.
+    private func fill(_ file: consuming WritableFile) throws(MetricsFileError) {
+        do {
+            // The unit's UMask=0077 would leave it 0600: node_exporter runs as another user.
+            try file.setPermissions(0o644)
+        } catch {
+            throw .cannotSetPermissions(path: temporaryPath, error.errno)
+        }
+        do {
+            try file.writeAll(text)
+            try file.close()
+        } catch {
+            throw .cannotWrite(path: temporaryPath, error.errno)
+        }
     }
 }
 

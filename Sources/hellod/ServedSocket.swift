@@ -1,14 +1,7 @@
-import Glibc
 import HelloCLI
 import HelloCore
 import HelloSocket
 import Logging
-import SystemPackage
-
-/// A reason hellod cannot start, said in one line.
-struct StartFailure: Error {
-    let message: String
-}
 
 /// A socket hellod serves, the service it answers with, and how it came: bound by hellod,
 /// or passed by systemd.
@@ -27,7 +20,7 @@ struct ServedSocket {
     /// (default `[::]:9999`), `workers` per address. A socket whose service is not named
     /// (a bare `--listen ADDRESS`, a systemd socket without FileDescriptorName=) answers
     /// with `defaultService` (`--mode`).
-    static func open(listen: [ListenAddress], defaultService: ServiceName, workers: Int, log: Logger) throws -> [ServedSocket] {
+    static func open(listen: [ListenAddress], defaultService: ServiceName, workers: Int, log: Logger) throws(StartFailure) -> [ServedSocket] {
         let inherited = Systemd.inheritedDescriptors()
         if !inherited.isEmpty {
             if !listen.isEmpty {
@@ -36,7 +29,11 @@ struct ServedSocket {
             if workers != 1 {
                 log.notice("--workers ignored: one worker per socket systemd passed")
             }
-            return try inherited.map { try adopt($0, defaultService: defaultService) }
+            var adopted: [ServedSocket] = []
+            for descriptor in inherited {
+                adopted.append(try adopt(descriptor, defaultService: defaultService))
+            }
+            return adopted
         }
         var sockets: [ServedSocket] = []
         do {
@@ -66,38 +63,37 @@ struct ServedSocket {
         return nil
     }
 
-    private static func bind(_ address: SocketAddress, reusePort: Bool) throws -> DatagramSocket {
+    private static func bind(_ address: SocketAddress, reusePort: Bool) throws(StartFailure) -> DatagramSocket {
         do {
             let socket = try DatagramSocket.bound(to: address, reusePort: reusePort)
             // Room for bursts: 4 MiB asked, the kernel caps it at net.core.rmem_max.
             try? socket.setReceiveBufferSize(4 << 20)
             return socket
         } catch {
-            throw StartFailure(message: "cannot listen on \(address): \(error.errno)")
+            throw .cannotListen(address, error.errno)
         }
     }
 
-    private static func localAddress(of socket: DatagramSocket) throws -> SocketAddress {
+    private static func localAddress(of socket: DatagramSocket) throws(StartFailure) -> SocketAddress {
         do {
             return try socket.localAddress()
         } catch {
-            throw StartFailure(message: "cannot read the address of descriptor \(socket.descriptor.rawValue): \(error)")
+            throw .cannotReadAddress(descriptor: socket.descriptor.rawValue, error)
         }
     }
 
-    private static func adopt(_ inherited: Systemd.InheritedDescriptor, defaultService: ServiceName) throws -> ServedSocket {
+    private static func adopt(_ inherited: Systemd.InheritedDescriptor, defaultService: ServiceName) throws(StartFailure) -> ServedSocket {
         let fd = inherited.descriptor.rawValue
         guard let service = service(named: inherited.name, defaultService: defaultService) else {
-            let names = ServiceName.allCases.map(\.rawValue).joined(separator: ", ")
-            throw StartFailure(message: "socket \(fd) from systemd is named \"\(inherited.name)\", which is no service: set FileDescriptorName= to one of \(names)")
+            throw .notAService(descriptor: fd, name: inherited.name)
         }
         guard Systemd.isDatagramSocket(inherited.descriptor) else {
-            throw StartFailure(message: "descriptor \(fd) (\(inherited.name)) from systemd is not a datagram socket: use ListenDatagram= in the .socket unit")
+            throw .notADatagramSocket(descriptor: fd, name: inherited.name)
         }
         let socket = DatagramSocket(adopting: inherited.descriptor)
         let address = try localAddress(of: socket)
-        guard address.family == AF_INET || address.family == AF_INET6 else {
-            throw StartFailure(message: "descriptor \(fd) (\(inherited.name)) from systemd is not an IPv4 or IPv6 socket (family \(address.family))")
+        guard address.isInternet else {
+            throw .notAnInternetSocket(descriptor: fd, name: inherited.name, family: address.family)
         }
         return ServedSocket(socket: socket, service: service, origin: .activation, address: address)
     }

@@ -1,5 +1,4 @@
 import Atomics
-import Glibc
 import HelloCLI
 import HelloChatWire
 import HelloCore
@@ -34,6 +33,8 @@ final class Supervisor {
     let statusInterval: UInt64 = 5_000_000_000
     /// Drop warnings are summarised, at most one line this often.
     let warningInterval: UInt64 = 60_000_000_000
+    /// The metrics file's last failure: a warning says it once, until it changes.
+    private var metricsFailure: MetricsFileError?
 
     /// `metrics`: the metrics file's path and its interval in nanoseconds.
     init(sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, chat: ChatSettings,
@@ -59,8 +60,9 @@ final class Supervisor {
         }
     }
 
-    func run() throws {
-        let signals = Self.blockSignals()  // before any thread exists: they inherit the mask
+    func run() throws(StartFailure) {
+        let signals = SignalSet(Self.handledSignals)
+        signals.block()  // before any thread exists: they inherit the mask
         let started = monotonicNanoseconds()
         let liveness = Systemd.watchdogInterval().map { interval in
             Liveness(interval: interval, workers: sockets.count) { Systemd.notify("WATCHDOG=1") }
@@ -70,7 +72,7 @@ final class Supervisor {
         if let failure = startup.wait() {
             stop.stop()
             threads.forEach { $0.join() }
-            throw StartFailure(message: failure)
+            throw failure
         }
         let first = snapshot()
         writeMetrics(first, serving: true)  // before the start line: whoever reads it finds the file
@@ -82,7 +84,7 @@ final class Supervisor {
         var segmentationOffSaid = sockets.map { _ in false }
         var chatSeen = first.total.counters.chat
         let timers = [statusInterval] + (metrics.map { [$0.interval] } ?? [])
-        var signal: Int32
+        var signal: Signal
         while true {
             signal = waitForSignal(signals, timers: timers) { timer, now in
                 let current = snapshot()
@@ -101,18 +103,18 @@ final class Supervisor {
                 }
                 logChatChanges(report.counters.chat, since: &chatSeen)
             }
-            guard signal == SIGHUP else { break }
+            guard signal == .hangUp else { break }
             let current = snapshot()
             writeMetrics(current, serving: true)  // before the line: whoever reads it finds the file current
             logCounters(current, "counters on SIGHUP after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
         }
 
-        Systemd.notify("STOPPING=1\nSTATUS=stopping (\(Self.signalName(signal)))")
+        Systemd.notify("STOPPING=1\nSTATUS=stopping (\(signal.name))")
         stop.stop()
         threads.forEach { $0.join() }
         let final = snapshot()
         saySegmentationOff(final, said: &segmentationOffSaid)
-        logCounters(final, "hellod stopped on \(Self.signalName(signal)) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+        logCounters(final, "hellod stopped on \(signal.name) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
         writeMetrics(final, serving: false)
         for served in sockets {
             do {
@@ -123,7 +125,7 @@ final class Supervisor {
         }
     }
 
-    private func startWorker(_ index: Int, liveness: Liveness?, startup: Startup) -> WorkerThread {
+    private func startWorker(_ index: Int, liveness: Liveness?, startup: Startup) -> PosixThread {
         let served = sockets[index]
         // Its place among the chat workers: the how-manieth chat socket it serves.
         let position = sockets[..<index].filter { $0.service == .chat }.count
@@ -131,7 +133,7 @@ final class Supervisor {
         let launcher = WorkerLauncher(
             index: index, socket: served.socket, configuration: configuration, published: reports[index],
             handover: handover, stop: stop, liveness: liveness,
-            started: { error in startup.report(error.map { "cannot serve \(served.address): \($0)" }) })
+            started: { error in startup.report(error.map { .cannotServe(served.address, $0) }) })
         let settings = { [configuration, policy, chat] in
             var settings = configuration.serviceSettings(policy: policy)
             settings.chat = chat
@@ -141,7 +143,7 @@ final class Supervisor {
             }
             return settings
         }()
-        return WorkerThread.spawn(name: "hellod-w\(index)") {
+        return PosixThread.spawn(name: "hellod-w\(index)") {
             launcher.launch(served.service, settings: settings)
         }
     }
@@ -163,20 +165,11 @@ final class Supervisor {
 
     /// SIGTERM and SIGINT stop hellod; SIGHUP (a closed terminal, `systemctl kill -s HUP`)
     /// must not: it asks for the counters.
-    private static let handledSignals = [SIGTERM, SIGINT, SIGHUP]
-
-    private static func blockSignals() -> sigset_t {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in handledSignals { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        return set
-    }
+    private static let handledSignals: [Signal] = [.terminate, .interrupt, .hangUp]
 
     /// Calls `tick(i, now)` every `timers[i]` nanoseconds until a signal arrives; returns
     /// the signal.
-    private func waitForSignal(_ set: sigset_t, timers: [UInt64], tick: (Int, UInt64) -> Void) -> Int32 {
-        var set = set
+    private func waitForSignal(_ signals: SignalSet, timers: [UInt64], tick: (Int, UInt64) -> Void) -> Signal {
         var next = timers.map { monotonicNanoseconds() + $0 }
         while true {
             let now = monotonicNanoseconds()
@@ -185,19 +178,7 @@ final class Supervisor {
                 next[due] = now + timers[due]
                 continue
             }
-            let wait = next.min()! - now
-            var timeout = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
-            let signal = sigtimedwait(&set, nil, &timeout)
-            if signal > 0 { return signal }
-        }
-    }
-
-    private static func signalName(_ signal: Int32) -> String {
-        switch signal {
-        case SIGTERM: return "SIGTERM"
-        case SIGINT: return "SIGINT"
-        case SIGHUP: return "SIGHUP"
-        default: return "signal \(signal)"
+            if let signal = signals.wait(nanoseconds: next.min()! - now) { return signal }
         }
     }
 
@@ -270,8 +251,14 @@ final class Supervisor {
     private func writeMetrics(_ snapshot: Snapshot, serving: Bool) {
         guard let metrics else { return }
         metrics.update(snapshot, serving: serving)
-        if let failure = metrics.write() {
-            log.warning("\(failure) (the next writes will try again; said once)")
+        do {
+            try metrics.write()
+            metricsFailure = nil
+        } catch {
+            if error != metricsFailure {
+                log.warning("\(error) (the next writes will try again; said once)")
+            }
+            metricsFailure = error
         }
     }
 
@@ -352,8 +339,8 @@ struct CounterSummary: CustomStringConvertible {
 /// Waits for every worker to be serving, or for the first that cannot.
 final class Startup: Sendable {
     private final class Failure: Sendable {
-        let message: String
-        init(_ message: String) { self.message = message }
+        let reason: StartFailure
+        init(_ reason: StartFailure) { self.reason = reason }
     }
 
     private let pending: ManagedAtomic<Int>
@@ -362,17 +349,17 @@ final class Startup: Sendable {
     init(workers: Int) { pending = ManagedAtomic(workers) }
 
     /// Called by each worker once: nil when it serves, else why it cannot.
-    func report(_ failure: String?) {
+    func report(_ failure: StartFailure?) {
         if let failure { _ = self.failure.storeIfNilThenLoad(Failure(failure)) }
         pending.wrappingDecrement(ordering: .releasing)
     }
 
     /// Blocks until every worker is serving (nil) or one has failed (why).
-    func wait() -> String? {
+    func wait() -> StartFailure? {
         while true {
-            if let failure = failure.load() { return failure.message }
+            if let failure = failure.load() { return failure.reason }
             if pending.load(ordering: .acquiring) == 0 { return nil }
-            usleep(100)
+            Posix.sleep(nanoseconds: 100_000)
         }
     }
 }

@@ -1,5 +1,5 @@
 import CSystemd
-import Glibc
+import HelloSocket
 import SystemPackage
 
 /// What hellod asks of systemd, through libsystemd (sd_listen_fds(3), sd_notify(3),
@@ -18,20 +18,15 @@ enum Systemd {
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
         let count = sd_listen_fds_with_names(0, &names)
         guard count > 0 else { return [] }
-        defer {
-            for i in 0..<Int(count) { free(names?[i]) }
-            free(names)
-        }
-        return (0..<Int(count)).map { i in
-            InheritedDescriptor(
-                descriptor: FileDescriptor(rawValue: SD_LISTEN_FDS_START + Int32(i)),
-                name: names?[i].map { String(cString: $0) } ?? "unknown")
+        return Posix.takeCStrings(names, count: Int(count)).enumerated().map { i, name in
+            InheritedDescriptor(descriptor: FileDescriptor(rawValue: SD_LISTEN_FDS_START + Int32(i)),
+                                name: name ?? "unknown")
         }
     }
 
     /// Whether `descriptor` is a datagram socket of any family (sd_is_socket(3)).
     static func isDatagramSocket(_ descriptor: FileDescriptor) -> Bool {
-        sd_is_socket(descriptor.rawValue, AF_UNSPEC, Int32(SOCK_DGRAM.rawValue), -1) > 0
+        sd_is_socket(descriptor.rawValue, DatagramSocket.anyFamily, DatagramSocket.datagramType, -1) > 0
     }
 
     /// Sends a state change (`READY=1`, `STATUS=...`, `STOPPING=1`, `WATCHDOG=1`) to the
@@ -49,17 +44,13 @@ enum Systemd {
     /// One journal entry of `FIELD=value` strings (sd_journal_sendv); false if the journal
     /// is not there.
     static func sendToJournal(_ fields: [String]) -> Bool {
-        let copies = fields.map { strdup($0)! }
-        defer { copies.forEach { free($0) } }
-        let vectors = copies.map { iovec(iov_base: $0, iov_len: strlen($0)) }
-        return sd_journal_sendv(vectors, Int32(vectors.count)) >= 0
+        Posix.withIOVectors(fields) { vectors, count in sd_journal_sendv(vectors, count) >= 0 }
     }
 
     /// stderr is connected to the journal (systemd sets JOURNAL_STREAM to its device:inode).
     static var stderrIsJournal: Bool {
-        guard let stream = getenv("JOURNAL_STREAM").map({ String(cString: $0) }) else { return false }
-        var info = stat()
-        guard fstat(STDERR_FILENO, &info) == 0 else { return false }
-        return stream == "\(info.st_dev):\(info.st_ino)"
+        guard let stream = Posix.environment("JOURNAL_STREAM"),
+              let stderr = try? Posix.fileIdentity(of: Posix.standardError, inherited: true) else { return false }
+        return stream == "\(stderr.device):\(stderr.inode)"
     }
 }

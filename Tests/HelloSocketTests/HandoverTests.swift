@@ -78,7 +78,7 @@ struct HandoverTests {
         let ring = HandoverRing(capacity: 16, slotBytes: 64)
         let total = 20_000
         let deadline = monotonicNanoseconds() + 20_000_000_000
-        let producer = WorkerThread.spawn(name: "test-producer") {
+        let producer = PosixThread.spawn(name: "test-producer") {
             var n = 0
             while n < total && monotonicNanoseconds() < deadline {
                 if Self.push(ring, n) { n += 1 } else { sched_yield() }
