@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """hellod's chat relay against relay.c, the project's plainest fast C relay (bench/reference/),
-in one run: the relay pinned to CPU 0, `hello bench --chat` (one load generator, one latency
-clock; --raw for relay.c, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
+in one run: the relay pinned to CPU 0, `hello bench chat` (one load generator, one latency
+clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
 
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
 
@@ -63,14 +63,14 @@ def run_once(relay, members, rate, size, seconds):
         time.sleep(0.5)  # started and idle
         if proc.poll() is not None:
             sys.exit("%s exited at start" % relay["name"])
-        bench = [os.path.join(RELEASE, "hello"), "bench", "--chat", "--port", str(port), "--members", str(members),
+        bench = [os.path.join(RELEASE, "hello"), "bench", "chat", "--port", str(port), "--members", str(members),
                  "--rate", str(rate), "--size", str(size), "--duration", str(seconds), "--json",
                  "--server-pid", str(proc.pid)]
         if relay["raw"]:
-            bench.append("--raw")
+            bench += ["--wire", "raw"]
         out = subprocess.run(["taskset", "-c", "1", *bench], capture_output=True, text=True, timeout=seconds + 60)
         if not out.stdout.strip():
-            sys.exit("%s: hello bench --chat failed: %s" % (relay["name"], out.stderr.strip()))
+            sys.exit("%s: hello bench chat failed: %s" % (relay["name"], out.stderr.strip()))
         report = json.loads(out.stdout)
         server = report["server"]
         return {
@@ -124,10 +124,10 @@ def callgrind_instructions(relay, members, rate, size, seconds, tmp):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(3)  # valgrind starts slowly
-        bench = [os.path.join(RELEASE, "hello"), "bench", "--chat", "--port", str(port), "--members", str(members),
+        bench = [os.path.join(RELEASE, "hello"), "bench", "chat", "--port", str(port), "--members", str(members),
                  "--rate", str(rate), "--size", str(size), "--duration", str(seconds), "--timeout", "3", "--json"]
         if relay["raw"]:
-            bench.append("--raw")
+            bench += ["--wire", "raw"]
         result = subprocess.run(["taskset", "-c", "1", *bench], capture_output=True, text=True, timeout=seconds + 120)
         report = json.loads(result.stdout)
     finally:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Is hellod's chat relay's memory flat? A million messages (`hello bench --chat`) and a
+"""Is hellod's chat relay's memory flat? A million messages (`hello bench chat`) and a
 hundred thousand joins and leaves (Python clients, through the real handshake), against one
 `hellod --listen chat@127.0.0.1:PORT` (pinned to CPU 0, the load to CPU 1), its anonymous RSS (/proc/PID/status RssAnon) read
 after a warm-up and at the end of each part.
@@ -32,11 +32,11 @@ LIMITS = ["--chat-message-rate", "1000000", "--chat-message-burst", "1000000",
 
 def messages(hello, port, count, rate):
     """`count` messages from 4 members in one room, at `rate` a second."""
-    result = subprocess.run(["taskset", "-c", "1", hello, "bench", "--chat", "--port", str(port), "--members", "4", "--rate", str(rate),
+    result = subprocess.run(["taskset", "-c", "1", hello, "bench", "chat", "--port", str(port), "--members", "4", "--rate", str(rate),
                              "--duration", str(count / rate), "--json"], capture_output=True, text=True,
                             timeout=count / rate + 60)
     if not result.stdout.strip():
-        sys.exit("hello bench --chat failed: %s" % result.stderr.strip())
+        sys.exit("hello bench chat failed: %s" % result.stderr.strip())
     return json.loads(result.stdout)
 
 

@@ -6,29 +6,50 @@ import HelloCore
 import HelloSocket
 import Histogram
 
+/// `hello bench`: load a server and check everything that comes back. Two loads, each a
+/// subcommand with only its own options; `requests` is the default.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Load a server with numbered requests and check every reply byte for byte.",
+        abstract: "Load a server and check everything that comes back: requests to hello or echo (the default), or messages through a chat relay.",
+        subcommands: [BenchRequests.self, BenchChat.self],
+        defaultSubcommand: BenchRequests.self
+    )
+}
+
+/// What both loads take: how long, how many datagrams a system call, how to report.
+struct BenchRun: ParsableArguments {
+    @Option(help: ArgumentHelp("Seconds to send for.", valueName: "seconds"))
+    var duration = 5.0
+
+    @Option(help: "Datagrams per sendmmsg/recvmmsg.")
+    var batch = 64
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        try require("--duration", duration, in: 0.001...86400)
+        try require("--batch", batch, in: 1...1024)
+    }
+
+    var nanoseconds: UInt64 { UInt64(duration * 1e9) }
+}
+
+struct BenchRequests: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "requests",
+        abstract: "Load a hello or echo server with numbered requests and check every reply byte for byte.",
         discussion: """
             Closed loop (default): each flow keeps --window requests in flight. \
             Open loop (--rate): requests leave at that total rate whatever comes back, so an outage \
             shows as unanswered requests. A request unanswered after --timeout is lost; a reply \
             that comes later still counts as answered. Exits 1 if any request was lost or any reply wrong.
-
-            --chat: loads a chat relay (hellod's chat service, --port 6000 as a rule). --members \
-            sockets, each its own source port, join --rooms rooms (round robin) through the real \
-            handshake (CHALLENGE, cookie, WELCOME); then messages of --size bytes of text leave at \
-            --rate in all, open loop, from each member in turn. Each text carries its send time and \
-            id, so every delivery (a message reaching one member, the sender included) gives a \
-            latency and the ledger tells lost, duplicated and out-of-order deliveries apart. \
-            --raw speaks no protocol, as bench/reference/relay.c: a member is a source that has \
-            sent once, and a message is its bytes; the same load and clock for both relays. \
-            Exits 1 if any delivery was lost, duplicated, out of order or wrong.
             """
     )
 
     @OptionGroup var server: ServerOptions
+    @OptionGroup var load: BenchRun
 
     @Option(help: "Sockets sending at once, each its own flow (source port).")
     var flows = 8
@@ -39,76 +60,30 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Requests per second over all flows (open loop), instead of --window.", valueName: "per-second"))
     var rate: Double?
 
-    @Option(help: ArgumentHelp("Seconds to send for.", valueName: "seconds"))
-    var duration = 5.0
-
     @Option(help: ArgumentHelp("Stop after this many requests per flow (or at --duration).", valueName: "n"))
     var requests: Int?
 
-    @Option(help: ArgumentHelp("Request size in bytes, or a range such as 16-1400 (at least 16; default 16). With --chat: the text of each message (31-1000; default 64).", valueName: "bytes"))
-    var size: RequestSize?
+    @Option(help: ArgumentHelp("Request size in bytes, or a range such as 16-1400 (at least 16).", valueName: "bytes"))
+    var size = RequestSize(lower: 16, upper: 16)
 
     @Option(help: "The server's service: hello or echo.")
     var mode: ServiceName = .hello
 
-    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost. With --chat: how long after the last send a delivery may still come.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost.", valueName: "seconds"))
     var timeout = 1.0
-
-    @Option(help: "Datagrams per sendmmsg/recvmmsg.")
-    var batch = 64
-
-    @Flag(help: "Print the report as JSON.")
-    var json = false
-
-    @Flag(help: "Load a chat relay: --members in --rooms, messages at --rate (default 1000) of --size.")
-    var chat = false
-
-    @Flag(help: "With --chat: no protocol, as bench/reference/relay.c speaks (one room).")
-    var raw = false
-
-    @Option(help: "With --chat: members, each its own socket.")
-    var members = 64
-
-    @Option(help: "With --chat: rooms, the members spread over them in turn.")
-    var rooms = 1
-
-    @Option(name: .customLong("server-pid"),
-            help: ArgumentHelp("With --chat: the relay's process, to report its CPU per delivery and RSS (/proc).", valueName: "pid"))
-    var serverPID: Int32?
-
-    var isChat: Bool { chat || raw }
 
     func validate() throws {
         try require("--flows", flows, in: 1...1024)
         try require("--window", window, in: 1...65536)
-        try require("--batch", batch, in: 1...1024)
-        try require("--duration", duration, in: 0.001...86400)
         try require("--timeout", timeout, in: 0.001...60)
         if let rate { try require("--rate", rate, in: 1...1e8) }
         if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
-        if isChat { return try validateChat() }
-        let size = requestSize
         guard let rule = mode.replyRule else { throw ValidationError("--mode \(mode.rawValue) does not answer each request with one reply: bench measures hello and echo.") }
         let largest = rule.replyLength(forRequestOf: size.upper)
         guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
     }
 
-    var requestSize: RequestSize { size ?? RequestSize(lower: 16, upper: 16) }
-
-    func validateChat() throws {
-        try require("--members", members, in: 1...1024)
-        try require("--rooms", rooms, in: 1...members)
-        if let serverPID, kill(serverPID, 0) != 0 && errno == ESRCH { throw ValidationError("--server-pid \(serverPID): no such process.") }
-        if raw && rooms != 1 { throw ValidationError("--raw has one room (bench/reference/relay.c relays to every member): not --rooms \(rooms).") }
-        if requests != nil { throw ValidationError("--requests is for the request bench; --chat sends for --duration.") }
-        if let size {
-            guard size.lower == size.upper else { throw ValidationError("--chat takes one --size, not a range.") }
-            try require("--size", size.lower, in: ChatLoadText.headerLength...ChatWire.maxText)
-        }
-    }
-
     func run() throws {
-        if isChat { return try runChat() }
         var sockets: [DatagramSocket] = []
         var target: SocketAddress?
         for _ in 0..<flows {
@@ -119,30 +94,81 @@ struct Bench: ParsableCommand {
             target = address
         }
         defer { sockets.forEach { try? $0.close() } }  // exiting anyway
-        var load = LoadGenerator(
-            sockets: sockets, rule: mode.replyRule!, size: requestSize, batch: batch,
+        var generator = LoadGenerator(
+            sockets: sockets, rule: mode.replyRule!, size: size, batch: load.batch,
             window: rate == nil ? window : nil, rate: rate, requestsPerFlow: requests,
-            duration: UInt64(duration * 1e9), timeout: UInt64(timeout * 1e9),
+            duration: load.nanoseconds, timeout: UInt64(timeout * 1e9),
             progress: isatty(STDERR_FILENO) == 1)
-        let report = load.run()
-        writeOut(to: STDOUT_FILENO, json ? report.json : report.text(target: target.map { "\($0)" } ?? "?"))
+        let report = generator.run()
+        writeOut(to: STDOUT_FILENO, load.json ? report.json : report.text(target: target.map { "\($0)" } ?? "?"))
         if report.lost > 0 || report.wrong > 0 {
             throw ExitCode.failure
         }
     }
 }
 
-extension Bench {
-    func runChat() throws {
+struct BenchChat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Load a chat relay with messages from many members and check every delivery.",
+        discussion: """
+            --members sockets, each its own source port, join --rooms rooms (round robin) through \
+            the real handshake (CHALLENGE, cookie, WELCOME); then messages of --size bytes of text \
+            leave at --rate in all, open loop, from each member in turn. Each text carries its send \
+            time and id, so every delivery (a message reaching one member, the sender included) \
+            gives a latency and the ledger tells lost, duplicated and out-of-order deliveries apart. \
+            --wire raw speaks no protocol, as the project's plain C relay (bench/reference/relay.c \
+            in its source) does: a member is a source that has sent once, and a message is its \
+            bytes; the same load and clock for both relays. Exits 1 if any delivery was lost, \
+            duplicated, out of order or wrong.
+            """
+    )
+
+    @OptionGroup var server: ServerOptions
+    @OptionGroup var load: BenchRun
+
+    @Option(help: "What the relay speaks: chat (hellod's chat protocol) or raw (no protocol, one room).")
+    var wire: ChatLoad.Wire = .chat
+
+    @Option(help: "Members, each its own socket.")
+    var members = 64
+
+    @Option(help: "Rooms, the members spread over them in turn.")
+    var rooms = 1
+
+    @Option(help: ArgumentHelp("Messages per second over all members.", valueName: "per-second"))
+    var rate = 1000.0
+
+    @Option(help: ArgumentHelp("The text of each message in bytes (31-1000).", valueName: "bytes"))
+    var size = 64
+
+    @Option(help: ArgumentHelp("How long after the last send a delivery may still come.", valueName: "seconds"))
+    var timeout = 1.0
+
+    @Option(name: .customLong("server-pid"),
+            help: ArgumentHelp("The relay's process, to report its CPU per delivery and RSS (/proc).", valueName: "pid"))
+    var serverPID: Int32?
+
+    func validate() throws {
+        try require("--members", members, in: 1...1024)
+        try require("--rooms", rooms, in: 1...members)
+        try require("--rate", rate, in: 1...1e8)
+        try require("--timeout", timeout, in: 0.001...60)
+        try require("--size", size, in: ChatLoadText.headerLength...ChatWire.maxText)
+        if let serverPID, kill(serverPID, 0) != 0 && errno == ESRCH { throw ValidationError("--server-pid \(serverPID): no such process.") }
+        if wire == .raw && rooms != 1 { throw ValidationError("--wire raw has one room (the plain C relay relays to every member): not --rooms \(rooms).") }
+    }
+
+    func run() throws {
         var settings = ChatLoad.Settings()
-        settings.wire = raw ? .raw : .chat
+        settings.wire = wire
         settings.members = members
         settings.rooms = rooms
-        settings.rate = rate ?? 1000
-        settings.duration = UInt64(duration * 1e9)
-        settings.size = size?.lower ?? 64
+        settings.rate = rate
+        settings.duration = load.nanoseconds
+        settings.size = size
         settings.timeout = UInt64(timeout * 1e9)
-        settings.batch = batch
+        settings.batch = load.batch
         settings.progress = isatty(STDERR_FILENO) == 1
         settings.serverPID = serverPID
         var sockets: [DatagramSocket] = []
@@ -154,22 +180,24 @@ extension Bench {
             sockets.append(socket)
             target = address
         }
-        var load = ChatLoad(settings: settings, sockets: sockets)
+        var chatLoad = ChatLoad(settings: settings, sockets: sockets)
         let report: ChatLoadReport
         do {
-            report = try load.run()
+            report = try chatLoad.run()
         } catch {
-            writeOut(to: STDERR_FILENO, "hello: bench --chat: \(error)\n")
+            writeOut(to: STDERR_FILENO, "hello: bench chat: \(error)\n")
             throw ExitCode.failure
         }
-        let name = raw ? "raw" : "chat"
-        writeOut(to: STDOUT_FILENO, json ? report.json(protocol: name, members: members, rooms: rooms)
+        let name = wire.rawValue
+        writeOut(to: STDOUT_FILENO, load.json ? report.json(protocol: name, members: members, rooms: rooms)
                  : report.text(target: target.map { "\($0)" } ?? "?", protocol: name, members: members, rooms: rooms))
         if report.failed {
             throw ExitCode.failure
         }
     }
 }
+
+extension ChatLoad.Wire: ExpressibleByArgument {}
 
 /// A request size, or a range of them (each request's size then follows from its number).
 struct RequestSize: ExpressibleByArgument {

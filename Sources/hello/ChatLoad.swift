@@ -5,7 +5,7 @@ import HelloCore
 import HelloSocket
 import Histogram
 
-/// The engine of `hello bench --chat`: M members, each its own socket (source port), in R
+/// The engine of `hello bench chat`: M members, each its own socket (source port), in R
 /// rooms of a relay; messages at a total rate, open loop (paced, never waiting for what
 /// comes back), round robin over the members; every member's receipt of every message
 /// checked against the room it should reach.
@@ -20,7 +20,7 @@ import Histogram
 /// that has sent once; every datagram goes to every member), so both relays can be
 /// measured at the same load.
 struct ChatLoad {
-    enum Wire { case chat, raw }
+    enum Wire: String { case chat, raw }
 
     struct Settings {
         var wire: Wire = .chat
@@ -432,7 +432,7 @@ struct DeliveryLedger {
     }
 }
 
-/// What `hello bench --chat` prints.
+/// What `hello bench chat` prints.
 struct ChatLoadReport {
     var sent: UInt64 = 0
     var expected: UInt64 = 0

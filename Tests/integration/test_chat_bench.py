@@ -1,5 +1,5 @@
-"""`hello bench --chat`: every delivery counted against a real hellod, against the C relay
-(bench/reference/relay.c) in --raw mode, and against a relay that loses, duplicates and
+"""`hello bench chat`: every delivery counted against a real hellod, against the C relay
+(bench/reference/relay.c) with --wire raw, and against a relay that loses, duplicates and
 reorders on purpose, whose faults the report must name exactly."""
 import json
 import os
@@ -22,7 +22,7 @@ def free_port():
 
 
 def bench(port, *args):
-    result = hello("bench", "--chat", "--port", str(port), "--json", *args, timeout=30)
+    result = hello("bench", "chat", "--port", str(port), "--json", *args, timeout=30)
     return result.returncode, json.loads(result.stdout) if result.stdout.strip() else result.stderr
 
 
@@ -109,7 +109,7 @@ class ChatBenchTest(TestCase):
             relay = subprocess.Popen([binary, str(port), "64"])
             try:
                 time.sleep(0.2)
-                code, report = bench(port, "--raw", "--members", "5", "--rate", "300", "--duration", "1")
+                code, report = bench(port, "--wire", "raw", "--members", "5", "--rate", "300", "--duration", "1")
             finally:
                 relay.kill()
                 relay.wait()
@@ -122,7 +122,7 @@ class ChatBenchTest(TestCase):
         relay = FaultyRelay()
         relay.start()
         try:
-            code, report = bench(relay.port, "--raw", "--members", "4", "--rate", "200", "--duration", "1")
+            code, report = bench(relay.port, "--wire", "raw", "--members", "4", "--rate", "200", "--duration", "1")
         finally:
             relay.stop()
         self.assertEqual(code, 1, report)
@@ -147,9 +147,11 @@ class ChatBenchTest(TestCase):
         self.assertLessEqual(report["growth_over_joins_kb"], 64, report)
 
     def test_bad_arguments_exit_64_in_one_line(self):
-        for args in (["--members", "0"], ["--raw", "--rooms", "2", "--members", "4"], ["--size", "10-20"],
-                     ["--size", "2000"], ["--requests", "5"], ["--rooms", "9", "--members", "8"]):
-            result = hello("bench", "--chat", "--port", "9", *args, timeout=10)
+        for args in (["--members", "0"], ["--wire", "raw", "--rooms", "2", "--members", "4"], ["--size", "10-20"],
+                     ["--size", "2000"], ["--rooms", "9", "--members", "8"],
+                     # the request bench's own options
+                     ["--requests", "5"], ["--flows", "8"], ["--window", "4"], ["--mode", "echo"]):
+            result = hello("bench", "chat", "--port", "9", *args, timeout=10)
             self.assertEqual(result.returncode, 64, (args, result.stderr))
             self.assertEqual(result.stderr.count("\n"), 1, (args, result.stderr))
             self.assertEqual(result.stdout, "")

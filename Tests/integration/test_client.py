@@ -71,6 +71,17 @@ class Bench(TestCase):
         result = hello("bench", "--port", str(port), "--json", *args, timeout=60, prefix=prefix)
         return result.returncode, json.loads(result.stdout)
 
+    def test_requests_is_the_default_and_takes_only_its_own_options(self):
+        with Hellod() as d:
+            for command in (["bench"], ["bench", "requests"]):
+                result = hello(*command, "--port", str(d.port), "--json", "--requests", "50", "--flows", "1", timeout=60)
+                self.assertEqual(result.returncode, 0, (command, result.stderr))
+                self.assertEqual(json.loads(result.stdout)["answered"], 50, command)
+        for chat_only in (["--members", "4"], ["--wire", "raw"], ["--server-pid", "1"]):
+            result = hello("bench", "requests", "--port", "9", *chat_only, timeout=10)
+            self.assertEqual(result.returncode, 64, (chat_only, result.stderr))
+            self.assertEqual(result.stderr.count("\n"), 1, (chat_only, result.stderr))
+
     def test_8_flows_x_32_in_flight_x_2000_requests(self):
         for batch in ("1", "64"):
             with self.subTest(batch=batch), Hellod("--listen", "127.0.0.1:0", "--batch", batch) as d:
