@@ -24,7 +24,7 @@ import PackageDescription
 //   HelloCLI       what both executables share on the command line
 //   hellod         the daemon: arguments, activation or bind, workers, signals, sd_notify, logs,
 //                  the metrics file (swift-prometheus)
-//   hello          the client and the load generator
+//   hello          the client: greetings, the chat client and the load generator (hello bench)
 
 let package = Package(
     name: "hellod",
