@@ -110,12 +110,9 @@ public struct ChatService: DatagramService, ~Copyable {
     /// Each member's limit on the bytes it is sent again on request, one cell a byte.
     let repairByteRate: CellRate
     let instance: UInt64
-    let tokenKey: SipHasher.Key
     /// Places rooms among several workers.
     let roomKey: SipHasher.Key
-    var tokensIssued: UInt64 = 0
-    var epoch: (number: UInt32, current: SipHasher.Key, previous: SipHasher.Key) = (0, (0, 0), (0, 0))
-    let epochLength: UInt64
+    var credentials: ChatCredentials
     let backlog: Int
     let historyCount: Int
     /// A room's unsent events, below which the fan-out interval may hold them back: one
@@ -233,6 +230,7 @@ public struct ChatService: DatagramService, ~Copyable {
         precondition(s.workers >= 1 && s.workers <= 256 && s.worker >= 0 && s.worker < s.workers)
         s.history = max(0, min(s.history, 1024))
         settings = s
+        let keys = ChatKeys(secret: s.secret)
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
         roomDeliveryRate = CellRate(rate: max(s.roomDeliveryRate, 1), burst: max(s.roomDeliveryBurst, UInt64(s.membersPerRoom)))
         repairByteRate = CellRate(rate: max(s.repairByteRate, 1), burst: max(s.repairByteBurst, UInt64(ChatWire.largestDatagram)))
@@ -250,14 +248,13 @@ public struct ChatService: DatagramService, ~Copyable {
         policy.rateLimit = nil
         admission = Admission(policy)
         answers = UnprovenAnswers(perEndpoint: s.answerLimit, relayCap: s.unprovenAnswerCap,
-                                  seed: SipHasher.hash(key: s.secret, 7, 0))
+                                  seed: keys.word(.answerBudgetSeed))
         var joinLimit = s.joinLimit
         (joinLimit.ipv4PrefixLength, joinLimit.ipv6PrefixLength) = (s.ipv4PrefixLength, s.ipv6PrefixLength)
-        joins = RateLimiter(joinLimit, seed: SipHasher.hash(key: s.secret, 10, 0))
-        instance = SipHasher.hash(key: s.secret, 5, 0)
-        tokenKey = (SipHasher.hash(key: s.secret, 3, 0), SipHasher.hash(key: s.secret, 4, 0))
-        roomKey = (SipHasher.hash(key: s.secret, 8, 0), SipHasher.hash(key: s.secret, 9, 0))
-        epochLength = s.epochSeconds * 1_000_000_000
+        joins = RateLimiter(joinLimit, seed: keys.word(.joinLimiterSeed))
+        instance = keys.word(.instance)
+        roomKey = keys.key(.roomPlacement)
+        credentials = ChatCredentials(keys: keys, epochSeconds: s.epochSeconds, workers: s.workers, worker: s.worker)
         roomCount = s.rooms
         perRoom = s.membersPerRoom
         rooms = .allocate(capacity: roomCount)
@@ -269,15 +266,15 @@ public struct ChatService: DatagramService, ~Copyable {
         nicks = .allocate(capacity: slots * ChatWire.maxName)
         nickKeys = .allocate(capacity: slots)
         nickKeys.initialize(repeating: 0, count: slots)
-        nickKeyKey = (SipHasher.hash(key: s.secret, 14, 0), SipHasher.hash(key: s.secret, 15, 0))
+        nickKeyKey = keys.key(.nickKey)
         keyScratch = .allocate(capacity: 2 * NamePolicy.longestKey)
         eventStride = Self.eventStride(maxMessage: s.maxMessage)
         events = .allocate(byteCount: roomCount * backlog * eventStride, alignment: 8)
         messageSequences = MessageSequences(slots: slots)
         tokenIndex = SlotIndex(capacity: slots)
         roomIndex = SlotIndex(capacity: roomCount)
-        roomNameKey = (SipHasher.hash(key: s.secret, 10, 0), SipHasher.hash(key: s.secret, 11, 0))
-        prefixCounts = PrefixCounts(capacity: slots, key: (SipHasher.hash(key: s.secret, 12, 0), SipHasher.hash(key: s.secret, 13, 0)))
+        roomNameKey = keys.key(.roomName)
+        prefixCounts = PrefixCounts(capacity: slots, key: keys.key(.prefixCount))
         freeRooms = .allocate(capacity: roomCount)
         for k in 0..<roomCount { freeRooms[k] = Int32(roomCount - 1 - k) }  // room 0 on top
         freeRoomCount = roomCount
@@ -340,7 +337,7 @@ public struct ChatService: DatagramService, ~Copyable {
                                                           byteCount: datagram.continuation.count)
             bytes = UnsafeRawBufferPointer(start: scratch, count: datagram.length)
         }
-        refreshEpoch(now)
+        credentials.refresh(now)
         let outcome = serve(bytes, datagram, now: now, into: &outbox)
         switch outcome {
         case .answered: pending.replies += 1
@@ -395,7 +392,7 @@ public struct ChatService: DatagramService, ~Copyable {
             // request, and limited as any answer to a source not yet proven.
             guard bytes.count >= ChatWire.challengeLength else { return .dropped(.chatMoved) }
             guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
-            let cookie = self.cookie(for: datagram.peer, epoch: epoch.number)
+            let cookie = credentials.cookie(for: datagram.peer)
             notice(to: datagram, into: &outbox) { $0.challenge(tag: tag, cookie) }
             return .dropped(.chatMoved)
         }
@@ -477,9 +474,9 @@ public struct ChatService: DatagramService, ~Copyable {
     mutating func join(_ join: ChatJoin, tag: UInt64, length: Int, _ datagram: Datagram, now: UInt64,
                        into outbox: inout Outbox) -> Outcome {
         guard length >= ChatWire.joinLength else { return .dropped(.chatShortJoin) }
-        guard isValid(join.cookie, for: datagram.peer) else {
+        guard credentials.isValid(join.cookie, for: datagram.peer) else {
             guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
-            let cookie = self.cookie(for: datagram.peer, epoch: epoch.number)
+            let cookie = credentials.cookie(for: datagram.peer)
             if join.cookie.isNone {
                 _ = outbox.write(limit: length, to: datagram.peer, from: datagram.arrival.replySource,
                                  through: datagram.arrival.socket) { $0.challenge(tag: tag, cookie) }
@@ -652,7 +649,7 @@ public struct ChatService: DatagramService, ~Copyable {
     // MARK: Time
 
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {
-        refreshEpoch(now)
+        credentials.refresh(now)
         sweep(now: now)
     }
 
@@ -833,41 +830,10 @@ public struct ChatService: DatagramService, ~Copyable {
 
     // MARK: Cookies and tokens
 
-    mutating func refreshEpoch(_ now: UInt64) {
-        let number = UInt32(truncatingIfNeeded: now / epochLength) &+ 1
-        guard number != epoch.number else { return }
-        let previous = number &- 1 == epoch.number ? epoch.current : epochKey(number &- 1)
-        epoch = (number, epochKey(number), previous)
-    }
-
-    func epochKey(_ number: UInt32) -> SipHasher.Key {
-        (SipHasher.hash(key: settings.secret, 1, UInt64(number)), SipHasher.hash(key: settings.secret, 2, UInt64(number)))
-    }
-
-    /// The cookie of `peer` in epoch `number`: a MAC over its address, port and the epoch,
-    /// under that epoch's key.
-    func cookie(for peer: Endpoint, epoch number: UInt32) -> ChatCookie {
-        let key = number == epoch.number ? epoch.current : number == epoch.number &- 1 ? epoch.previous : epochKey(number)
-        var h = SipHasher(key: key)
-        h.append(UInt64(peer.family == .v4 ? 4 : 6))
-        h.append(peer.address.high)
-        h.append(peer.address.low)
-        h.append(UInt64(peer.port) | UInt64(number) << 16)
-        return ChatCookie(epoch: number, mac: h.finalize())
-    }
-
-    func isValid(_ cookie: ChatCookie, for peer: Endpoint) -> Bool {
-        guard !cookie.isNone, cookie.epoch == epoch.number || cookie.epoch == epoch.number &- 1 else { return false }
-        return self.cookie(for: peer, epoch: cookie.epoch).mac == cookie.mac
-    }
-
     mutating func newToken() -> UInt64 {
-        while true {
-            tokensIssued += 1
-            let random = SipHasher.hash(key: tokenKey, tokensIssued, 0)
-            let token = settings.workers > 1 ? random & ~(0xff << 56) | UInt64(settings.worker) << 56 : random
-            if token != 0 && lookup(token) == nil { return token }
-        }
+        var credentials = self.credentials  // not borrowed while `lookup` reads the tables
+        defer { self.credentials = credentials }
+        return credentials.newToken { lookup($0) == nil }
     }
 
     // MARK: Tables
