@@ -134,47 +134,37 @@ extension ChatService {
     /// slots (empty: nothing). For tests and the fuzzer only: it walks every slot, and
     /// allocates.
     package func tableProblems() -> [String] {
+        var problems = roster.problems()
+        let (inUse, members) = roster.recount()
+        if tally.chat.rooms != UInt64(inUse) || tally.chat.members != UInt64(members) {
+            problems.append("counters: \(tally.chat.rooms) rooms, \(tally.chat.members) members; are \(inUse), \(members)")
+        }
+        return problems
+    }
+}
+
+extension ChatRoster {
+    /// The rooms in use and the members, counted from the slots.
+    func recount() -> (rooms: Int, members: Int) {
+        let inUse = (0..<roomCount).filter { rooms[$0].inUse }.count
+        return (inUse, (0..<roomCount * perRoom).filter { members[$0].token != 0 }.count)
+    }
+
+    /// What is wrong with the roster's tables (`ChatService.tableProblems`).
+    func problems() -> [String] {
         var problems: [String] = []
-        var prefixes: [SourcePrefix: Int] = [:]
-        var inUseCount = 0
-        var membersInUse = 0
         var free = Set<Int>()
         for k in 0..<freeRoomCount {
             let room = Int(freeRooms[k])
             if rooms[room].inUse || !free.insert(room).inserted { problems.append("free list: room \(room) in use or twice") }
         }
-        for room in 0..<roomCount {
-            var count = 0
-            for k in 0..<perRoom {
-                let slot = room * perRoom + k
-                let bit = occupied[room * wordsPerRoom + k / 64] >> UInt64(k % 64) & 1 == 1
-                guard members[slot].token != 0 else {
-                    if bit { problems.append("slot \(slot): free, marked in use") }
-                    continue
-                }
-                if !bit { problems.append("slot \(slot): in use, marked free") }
-                if lookup(members[slot].token) != slot { problems.append("slot \(slot): its token finds \(String(describing: lookup(members[slot].token)))") }
-                prefixes[sourcePrefix(members[slot].peer), default: 0] += 1
-                count += 1
-            }
-            membersInUse += count
-            if count != rooms[room].memberCount { problems.append("room \(room): \(count) members, counted \(rooms[room].memberCount)") }
-            if rooms[room].inUse != (count > 0) { problems.append("room \(room): \(count) members, in use \(rooms[room].inUse)") }
-            if rooms[room].inUse != (roomsInUse[room / 64] >> UInt64(room % 64) & 1 == 1) {
-                problems.append("room \(room): in use \(rooms[room].inUse), marked otherwise")
-            }
-            guard rooms[room].inUse else { continue }
-            inUseCount += 1
-            let name = UnsafeRawBufferPointer(start: roomNames + room * ChatWire.maxName, count: Int(rooms[room].nameLength))
-            let hash = SipHasher.hash(key: roomNameKey, name)
-            if hash != rooms[room].nameHash { problems.append("room \(room): name hash \(rooms[room].nameHash), is \(hash)") }
-            if findRoom(name, hash: hash) != room { problems.append("room \(room): its name finds \(String(describing: findRoom(name, hash: hash)))") }
+        var prefixes: [SourcePrefix: Int] = [:]
+        for room in (0..<roomCount).map(RoomID.init) {
+            problems += slotProblems(room, prefixes: &prefixes) + roomProblems(room)
         }
-        if roomIndex.count != inUseCount { problems.append("room index: \(roomIndex.count) entries, \(inUseCount) rooms in use") }
-        if freeRoomCount != roomCount - inUseCount { problems.append("free list: \(freeRoomCount) rooms, \(roomCount - inUseCount) free") }
-        if tally.chat.rooms != UInt64(inUseCount) || tally.chat.members != UInt64(membersInUse) {
-            problems.append("counters: \(tally.chat.rooms) rooms, \(tally.chat.members) members; are \(inUseCount), \(membersInUse)")
-        }
+        let inUse = recount().rooms
+        if roomIndex.count != inUse { problems.append("room index: \(roomIndex.count) entries, \(inUse) rooms in use") }
+        if freeRoomCount != roomCount - inUse { problems.append("free list: \(freeRoomCount) rooms, \(roomCount - inUse) free") }
         problems += tokenIndex.invariantProblems().map { "token index: \($0)" }
         problems += roomIndex.invariantProblems().map { "room index: \($0)" }
         problems += prefixCounts.invariantProblems().map { "prefix counts: \($0)" }
@@ -182,6 +172,45 @@ extension ChatService {
         for (prefix, count) in prefixes where prefixCounts.count(of: prefix) != count {
             problems.append("prefix \(prefix): counted \(prefixCounts.count(of: prefix)), are \(count)")
         }
+        return problems
+    }
+
+    /// `room`'s slots against its occupancy bits, the token index and its member count;
+    /// each member's prefix counted in `prefixes`.
+    func slotProblems(_ room: RoomID, prefixes: inout [SourcePrefix: Int]) -> [String] {
+        var problems: [String] = []
+        var count = 0
+        for k in 0..<perRoom {
+            let slot = self.slot(k, of: room)
+            let bit = occupied[room.index * wordsPerRoom + k / 64] >> UInt64(k % 64) & 1 == 1
+            guard self[slot].token != 0 else {
+                if bit { problems.append("slot \(slot.index): free, marked in use") }
+                continue
+            }
+            if !bit { problems.append("slot \(slot.index): in use, marked free") }
+            let found = member(token: self[slot].token)
+            if found != slot { problems.append("slot \(slot.index): its token finds \(String(describing: found?.index))") }
+            prefixes[sourcePrefix(self[slot].peer), default: 0] += 1
+            count += 1
+        }
+        let r = self[room]
+        if count != r.memberCount { problems.append("room \(room.index): \(count) members, counted \(r.memberCount)") }
+        if r.inUse != (count > 0) { problems.append("room \(room.index): \(count) members, in use \(r.inUse)") }
+        return problems
+    }
+
+    /// `room`'s in-use bit, and its name's hash and place in the room-name index.
+    func roomProblems(_ room: RoomID) -> [String] {
+        var problems: [String] = []
+        let r = self[room]
+        if r.inUse != (roomsInUse[room.index / 64] >> UInt64(room.index % 64) & 1 == 1) {
+            problems.append("room \(room.index): in use \(r.inUse), marked otherwise")
+        }
+        guard r.inUse else { return problems }
+        let hash = roomNameHash(name(of: room))
+        if hash != r.nameHash { problems.append("room \(room.index): name hash \(r.nameHash), is \(hash)") }
+        let found = self.room(named: name(of: room), hash: hash)
+        if found != room { problems.append("room \(room.index): its name finds \(String(describing: found?.index))") }
         return problems
     }
 }
