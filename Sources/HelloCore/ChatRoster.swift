@@ -13,8 +13,12 @@ struct MemberSlot: Equatable {
 
     @inline(__always)
     init(_ index: Int, perRoom: Int) {
-        self.index = index
-        room = RoomID(index: index / perRoom)
+        self.init(index: index, room: RoomID(index: index / perRoom))
+    }
+
+    @inline(__always)
+    init(index: Int, room: RoomID) {
+        (self.index, self.room) = (index, room)
     }
 }
 
@@ -160,7 +164,7 @@ struct ChatRoster: ~Copyable {
 
     /// Member slot `k` of `room`.
     @inline(__always)
-    func slot(_ k: Int, of room: RoomID) -> MemberSlot { MemberSlot(room.index * perRoom + k, perRoom: perRoom) }
+    func slot(_ k: Int, of room: RoomID) -> MemberSlot { MemberSlot(index: room.index * perRoom + k, room: room) }
 
     /// The slots of `room` that hold a member.
     func memberSlots(of room: RoomID) -> some Sequence<MemberSlot> {

@@ -1,28 +1,5 @@
 import HelloDatagram
 
-/// A source prefix (docs/PROTOCOL.md, "Limits"): the address cut to the prefix length of
-/// its family (IPv4 /32 and IPv6 /64 by default).
-package struct SourcePrefix: Hashable {
-    package var high: UInt64
-    package var low: UInt64
-    package var isV4: Bool
-
-    package init(_ peer: Endpoint, ipv4Length: Int, ipv6Length: Int) {
-        let a = peer.address
-        switch a.family {
-        case .v4:
-            let bits = ipv4Length
-            let mask: UInt64 = bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
-            (high, low, isV4) = (0, a.low & mask, true)
-        case .v6:
-            let bits = ipv6Length
-            let highMask: UInt64 = bits >= 64 ? ~0 : bits <= 0 ? 0 : ~0 << UInt64(64 - bits)
-            let lowMask: UInt64 = bits >= 128 ? ~0 : bits <= 64 ? 0 : ~0 << UInt64(128 - bits)
-            (high, low, isV4) = (a.high & highMask, a.low & lowMask, false)
-        }
-    }
-}
-
 /// How many memberships each source prefix holds: an `OpenTable` keyed by a SipHash of the
 /// prefix under a key of the relay's secret, so that no one can aim prefixes at one probe
 /// run. A prefix has an entry while its count is above 0. Each membership is counted under
