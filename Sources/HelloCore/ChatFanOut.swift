@@ -1,5 +1,43 @@
 import HelloDatagram
 
+/// The rooms with events not yet sent to their members, in the order they got them, and
+/// how far `endBatch` got through them (the outbox may fill in the middle of a room). Those
+/// held back by the fan-out interval move to the front, `held` of them, for the next pass.
+struct DirtyRooms: ~Copyable {
+    let rooms: UnsafeMutablePointer<Int32>
+    private(set) var count = 0
+    private(set) var held = 0
+    /// Where `endBatch` stopped: a room of the list, and a member of that room.
+    var cursor = (room: 0, member: 0)
+
+    init(capacity: Int) { rooms = .allocate(capacity: capacity) }
+
+    deinit { rooms.deallocate() }
+
+    mutating func append(_ room: RoomID) {
+        rooms[count] = Int32(room.index)
+        count += 1
+    }
+
+    /// The room at the cursor (nil: the pass is over).
+    var current: RoomID? { cursor.room < count ? RoomID(index: Int(rooms[cursor.room])) : nil }
+
+    /// Keeps the room at the cursor for the next pass, and moves on.
+    mutating func holdCurrent() {
+        rooms[held] = rooms[cursor.room]
+        held += 1
+        cursor.room += 1
+    }
+
+    /// The room at the cursor is sent: on to the next, from its first member.
+    mutating func advance() { cursor = (cursor.room + 1, 0) }
+
+    /// The pass is over: the rooms held are the list.
+    mutating func endPass() {
+        (count, held, cursor) = (held, 0, (0, 0))
+    }
+}
+
 extension ChatService {
     /// Numbers an event in `room`, keeps it in the backlog and marks the room for sending.
     mutating func appendEvent(_ room: RoomID, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
@@ -14,8 +52,7 @@ extension ChatService {
         }
         if !roster[room].dirty {
             roster[room].dirty = true
-            dirtyRooms[dirtyCount] = Int32(room.index)
-            dirtyCount += 1
+            dirty.append(room)
         }
     }
 
@@ -24,15 +61,12 @@ extension ChatService {
     /// always all of them) get the same bytes: those are written once, for the first, and
     /// every other member's send points at them, as a plain C relay sends from one buffer.
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool {
-        if flushCursor.room == 0 {
+        if dirty.cursor.room == 0 {
             sendDue = nil  // a new pass (or one resumed in its first room, which held none)
         }
-        while flushCursor.room < dirtyCount {
-            let room = RoomID(index: Int(dirtyRooms[flushCursor.room]))
-            if flushCursor.member == 0 && holdsBack(room, now: now) {
-                dirtyRooms[held] = Int32(room.index)  // not yet: it stays dirty, first in the list
-                held += 1
-                flushCursor.room += 1
+        while let room = dirty.current {
+            if dirty.cursor.member == 0 && holdsBack(room, now: now) {
+                dirty.holdCurrent()  // not yet: it stays dirty
                 continue
             }
             let next = roster[room].next
@@ -40,11 +74,9 @@ extension ChatService {
             roster[room].dirty = false
             roster[room].lastFanOut = now
             roster[room].fannedOut = next
-            flushCursor = (flushCursor.room + 1, 0)
+            dirty.advance()
         }
-        dirtyCount = held
-        held = 0
-        flushCursor = (0, 0)
+        dirty.endPass()
         return true
     }
 
@@ -61,7 +93,7 @@ extension ChatService {
     }
 
     /// Sends `room`'s events before `next` to its members who are not silent, from member
-    /// `flushCursor.member` on; false if the outbox filled first (`flushCursor.member` is then
+    /// `dirty.cursor.member` on; false if the outbox filled first (`dirty.cursor.member` is then
     /// the member to go on with). The relay's innermost loop: members are read in place,
     /// counts kept in locals until the end.
     mutating func fanOut(_ room: RoomID, upTo next: UInt32, now: UInt64, into outbox: inout Outbox) -> Bool {
@@ -73,10 +105,10 @@ extension ChatService {
         // The datagrams last written here for a member: from which sequence, and which
         // outbox entries. Valid for this call only: a full outbox is sent and emptied.
         var written = (from: UInt32(0), first: 0, count: 0)
-        var k = flushCursor.member
+        var k = dirty.cursor.member
         var deliveries = 0
         defer {
-            flushCursor.member = k
+            dirty.cursor.member = k
             pending.deliveries += deliveries
         }
         while k < roster.perRoom {

@@ -58,12 +58,7 @@ public struct ChatService: DatagramService, ~Copyable {
     /// steps a tick may take (empty rooms skipped, a word read, a member looked at).
     var sweepPosition = 0
     package var sweepBudget = 65_536
-    /// Rooms with events not yet sent to their members, and where `endBatch` stopped.
-    /// Those held back by the fan-out interval come first, `held` of them.
-    let dirtyRooms: UnsafeMutablePointer<Int32>
-    var dirtyCount = 0
-    var flushCursor = (room: 0, member: 0)
-    var held = 0
+    var dirty: DirtyRooms
     /// When the first held room may be sent (nil: none is held).
     public internal(set) var sendDue: UInt64?
     /// A datagram read in two parts, made one.
@@ -108,12 +103,11 @@ public struct ChatService: DatagramService, ~Copyable {
                             prefixLengths: (s.ipv4PrefixLength, s.ipv6PrefixLength))
         backlog = ChatBacklog(rooms: s.rooms, length: backlogLength, maxMessage: s.maxMessage)
         messageSequences = MessageSequences(slots: s.rooms * s.membersPerRoom)
-        dirtyRooms = .allocate(capacity: s.rooms)
+        dirty = DirtyRooms(capacity: s.rooms)
         scratch = .allocate(byteCount: ChatWire.largestDatagram, alignment: 8)
     }
 
     deinit {
-        dirtyRooms.deallocate()
         scratch.deallocate()
     }
 
