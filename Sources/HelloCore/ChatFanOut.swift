@@ -101,7 +101,8 @@ extension ChatService {
         // A member last heard before this is silent (none is, before `silentAfter` has passed).
         let silentBefore = now >= silentAfter ? now - silentAfter + 1 : 0
         let oldest = roster[room].oldest
-        let first = roster.slot(0, of: room)
+        let (members, perRoom) = (roster.members, roster.perRoom)
+        let first = roster.slot(0, of: room).index
         // The datagrams last written here for a member: from which sequence, and which
         // outbox entries. Valid for this call only: a full outbox is sent and emptied.
         var written = (from: UInt32(0), first: 0, count: 0)
@@ -111,8 +112,8 @@ extension ChatService {
             dirty.cursor.member = k
             pending.deliveries += deliveries
         }
-        while k < roster.perRoom {
-            let member = roster.members + first.index + k
+        while k < perRoom {
+            let member = members + first + k
             if member.pointee.token != 0 {
                 if member.pointee.lastHeard < silentBefore {
                     member.pointee.nextToSend = next  // it may ask RESEND when it is back
@@ -124,7 +125,7 @@ extension ChatService {
                 } else if from < next {
                     written = (from, outbox.count, 0)
                     while from < next {
-                        guard writeEvents(room, from: &from, to: next, to: roster.slot(k, of: room), into: &outbox) else {
+                        guard writeEvents(room, from: &from, to: next, to: MemberSlot(index: first + k, room: room), into: &outbox) else {
                             member.pointee.nextToSend = from
                             return false
                         }

@@ -18,8 +18,9 @@ extension ChatService {
             return .dropped(.chatBadCookie)
         }
         // The source receives at its address: from here on it may be answered in full.
+        let id = join.secret.id  // a SHA-256: once
         if join.token != 0, let slot = roster.member(token: join.token) {
-            return rejoin(slot, join, tag: tag, datagram, now: now, into: &outbox)
+            return rejoin(slot, id: id, tag: tag, datagram, now: now, into: &outbox)
         }
         guard ChatWire.isValidName(join.room) else {
             notice(to: datagram, into: &outbox) { $0.refused(tag: tag, .badName) }
@@ -30,7 +31,7 @@ extension ChatService {
         if let found {
             // A JOIN repeated because its WELCOME was lost: the member it made.
             for slot in roster.memberSlots(of: found)
-            where roster[slot].id == join.secret.id && roster[slot].peer == datagram.peer {
+            where roster[slot].id == id && roster[slot].peer == datagram.peer {
                 welcome(slot, into: &outbox)
                 return .answered
             }
@@ -42,7 +43,7 @@ extension ChatService {
         // Everything else allows it: it is a join, announced to the room, within the
         // prefix's joins per second (not answered past them: the client tries again).
         guard joins.allow(datagram.peer, now: now) else { return .dropped(.chatJoinRateLimited) }
-        admit(join, tag: tag, to: found ?? openRoom(join.room, hash: nameHash), datagram, now: now, into: &outbox)
+        admit(join, id: id, tag: tag, to: found ?? openRoom(join.room, hash: nameHash), datagram, now: now, into: &outbox)
         return .answered
     }
 
@@ -51,9 +52,9 @@ extension ChatService {
     /// every datagram, the secret only in JOIN). Its membership is counted under the new
     /// address's prefix from now on, even past `membershipsPerPrefix`: the limit is on
     /// making memberships, and this one exists already.
-    mutating func rejoin(_ slot: MemberSlot, _ join: ChatJoin, tag: UInt64, _ datagram: Datagram, now: UInt64,
+    mutating func rejoin(_ slot: MemberSlot, id: UInt64, tag: UInt64, _ datagram: Datagram, now: UInt64,
                          into outbox: inout Outbox) -> Outcome {
-        guard roster[slot].id == join.secret.id else { return .dropped(.chatBadToken) }
+        guard roster[slot].id == id else { return .dropped(.chatBadToken) }
         roster.move(slot, to: datagram.peer)
         roster[slot].source = datagram.arrival.replySource
         roster[slot].socket = datagram.arrival.socket
@@ -81,10 +82,10 @@ extension ChatService {
 
     /// A new member of `room`: its WELCOME, the room's history, then "joined" to everyone,
     /// the joiner included.
-    mutating func admit(_ join: ChatJoin, tag: UInt64, to room: RoomID, _ datagram: Datagram, now: UInt64,
+    mutating func admit(_ join: ChatJoin, id: UInt64, tag: UInt64, to room: RoomID, _ datagram: Datagram, now: UInt64,
                         into outbox: inout Outbox) {
         let member = ChatRoster.Member(token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
-                                       socket: datagram.arrival.socket, id: join.secret.id, tag: tag, lastHeard: now,
+                                       socket: datagram.arrival.socket, id: id, tag: tag, lastHeard: now,
                                        rateArrival: 0, nextToSend: roster[room].next)
         let slot = roster.add(member, nick: join.nick, to: room)
         tally.chat.members += 1
