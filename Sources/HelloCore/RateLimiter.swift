@@ -130,25 +130,40 @@ public struct RateLimiter: ~Copyable {
     /// one, or two IPv6 /128s) that share a key.
     @inline(__always)
     func key(_ peer: Endpoint) -> UInt64 {
-        let address = peer.address
         let byEndpoint = configuration.scope == .endpoint
-        var h: UInt64
-        switch address.family {
-        case .v4:
-            let bits = byEndpoint ? 32 : configuration.ipv4PrefixLength
-            let mask: UInt64 = bits >= 32 ? 0xffff_ffff : (bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff)
-            h = PeerGrouping.mix(seed ^ 4) ^ (address.low & mask)
-        case .v6:
-            let bits = byEndpoint ? 128 : configuration.ipv6PrefixLength
-            let highMask: UInt64 = bits >= 64 ? ~0 : (bits <= 0 ? 0 : ~0 << UInt64(64 - bits))
-            let lowMask: UInt64 = bits >= 128 ? ~0 : (bits <= 64 ? 0 : ~0 << UInt64(128 - bits))
-            h = PeerGrouping.mix(PeerGrouping.mix(seed ^ 6) ^ (address.high & highMask)) ^ (address.low & lowMask)
-        }
+        let prefix = SourcePrefix(peer, ipv4Length: byEndpoint ? 32 : configuration.ipv4PrefixLength,
+                                  ipv6Length: byEndpoint ? 128 : configuration.ipv6PrefixLength)
+        var h = prefix.isV4 ? PeerGrouping.mix(seed ^ 4) ^ prefix.low
+            : PeerGrouping.mix(PeerGrouping.mix(seed ^ 6) ^ prefix.high) ^ prefix.low
         if byEndpoint {
             h = PeerGrouping.mix(h) ^ UInt64(peer.port)
         }
         h = PeerGrouping.mix(h)
         return h == 0 ? 1 : h
+    }
+}
+
+/// A source prefix (docs/PROTOCOL.md, "Limits"): the address cut to the prefix length of
+/// its family (IPv4 /32 and IPv6 /64 by default).
+package struct SourcePrefix: Hashable {
+    package var high: UInt64
+    package var low: UInt64
+    package var isV4: Bool
+
+    @inline(__always)
+    package init(_ peer: Endpoint, ipv4Length: Int, ipv6Length: Int) {
+        let a = peer.address
+        switch a.family {
+        case .v4:
+            let bits = ipv4Length
+            let mask: UInt64 = bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
+            (high, low, isV4) = (0, a.low & mask, true)
+        case .v6:
+            let bits = ipv6Length
+            let highMask: UInt64 = bits >= 64 ? ~0 : bits <= 0 ? 0 : ~0 << UInt64(64 - bits)
+            let lowMask: UInt64 = bits >= 128 ? ~0 : bits <= 64 ? 0 : ~0 << UInt64(128 - bits)
+            (high, low, isV4) = (a.high & highMask, a.low & lowMask, false)
+        }
     }
 }
 
