@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// What the backlog keeps before each event: its length, and the token of the member it

@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// The rooms with events not yet sent to their members, in the order they got them, and

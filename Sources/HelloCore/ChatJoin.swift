@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 extension ChatService {

@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// What each key the relay derives from its secret is for. Each label is the first word

@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// What a member asks, once its token has named it (`ChatRequest` but JOIN, without the token).

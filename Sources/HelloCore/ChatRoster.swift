@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// A room: an index into the roster's rooms.

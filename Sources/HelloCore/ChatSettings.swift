@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloDatagram
 
 /// The chat relay's tables, limits and times, fixed at start; and its secret.

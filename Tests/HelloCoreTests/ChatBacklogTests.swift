@@ -1,3 +1,4 @@
+import HelloChatWire
 @testable import HelloCore
 import HelloDatagram
 import Testing

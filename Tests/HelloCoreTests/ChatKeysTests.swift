@@ -1,3 +1,4 @@
+import HelloChatWire
 import HelloCore
 import HelloDatagram
 import Testing
