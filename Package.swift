@@ -107,6 +107,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "HelloChatWireTests", dependencies: ["HelloChatWire"]),
+        .testTarget(name: "HelloClientTests", dependencies: ["HelloChatWire", "HelloClient"]),
         .testTarget(name: "HelloCoreTests", dependencies: ["HelloDatagram", "HelloChatWire", "HelloCore"]),
         .testTarget(
             name: "HelloSocketTests",
