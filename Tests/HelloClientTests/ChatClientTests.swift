@@ -25,7 +25,7 @@ import Testing
         #expect(s.printed == ["* bob joined", "bob: hello", "* ada joined"])
         let end = s.tick(at: 2 * ms)
         #expect(S.sent(end) == [.leave(token: S.token)])
-        #expect(S.exit(end)! == (0, nil))
+        #expect(S.exit(end) == S.Exit(0))
     }
 
     @Test func withoutItsOwnJoinedTheEndWaitsFourTimeoutsAtMost() {
@@ -34,7 +34,7 @@ import Testing
         s.input(.endOfInput)
         #expect(s.client.nextDeadline(0) == 4 * S.timeout)
         #expect(S.exit(s.tick(at: 4 * S.timeout - 1)) == nil)
-        #expect(S.exit(s.tick(at: 4 * S.timeout))! == (0, nil))
+        #expect(S.exit(s.tick(at: 4 * S.timeout)) == S.Exit(0))
     }
 
     @Test func aLostWelcomeMeansTheJoinIsSentAgainBackingOff() {
@@ -56,7 +56,7 @@ import Testing
         #expect(S.sent(s.tick(at: 500 * ms)).count == 1)
         let end = s.tick(at: 1500 * ms)
         #expect(S.sent(end).isEmpty)
-        #expect(S.exit(end)! == (1, "no answer to JOIN from \(S.address) after 2 attempt(s)"))
+        #expect(S.exit(end) == S.Exit(1, "no answer to JOIN from \(S.address) after 2 attempt(s)"))
     }
 
     @Test func aRefusedJoinEndsInExit1SayingWhy() {
@@ -64,7 +64,7 @@ import Testing
         s.tick(at: 0)
         s.receive(.refused(.nickTaken))
         let end = s.tick(at: 1)
-        #expect(S.exit(end)! == (1, "\(S.address) refused to join: the nick, or one that reads the same, is taken"))
+        #expect(S.exit(end) == S.Exit(1, "\(S.address) refused to join: the nick, or one that reads the same, is taken"))
         #expect(S.sent(end).isEmpty)  // no LEAVE: never a member
     }
 
@@ -83,7 +83,7 @@ import Testing
         #expect(S.exit(s.tick(at: 3500 * ms - 1)) == nil)
         let end = s.tick(at: 3500 * ms)
         #expect(S.says(end).isEmpty)
-        #expect(S.exit(end)! == (1, "1 message(s) not acknowledged by \(S.address): \"hi\""))
+        #expect(S.exit(end) == S.Exit(1, "1 message(s) not acknowledged by \(S.address): \"hi\""))
     }
 
     @Test func ownCopyAcknowledgesByIdAndClientSequenceOnly() {
@@ -100,7 +100,7 @@ import Testing
         #expect(s.printed == ["bob: hi", "ada: hi", "* ada joined", "ada: hi"])
         let end = s.tick(at: 600 * ms)
         #expect(S.says(end).isEmpty)
-        #expect(S.exit(end)! == (0, nil))
+        #expect(S.exit(end) == S.Exit(0))
     }
 
     @Test func anAcknowledgementStartsTheOthersAttemptsAgain() {
@@ -135,7 +135,7 @@ import Testing
         #expect(S.says(s.tick(at: 0)).map(\.text) == ["/who"])
         s.events(own(1, .joined), own(2, .message, clientSequence: 1, "/who"))
         s.input(.endOfInput)
-        #expect(S.exit(s.tick(at: 1))! == (1, "1 message(s) not acknowledged by \(S.address): \"\(long)\""))
+        #expect(S.exit(s.tick(at: 1)) == S.Exit(1, "1 message(s) not acknowledged by \(S.address): \"\(long)\""))
     }
 
     @Test func thePipeIsReadOnlyWhileTheQueueHasRoom() {
@@ -152,9 +152,10 @@ import Testing
     @Test func anEventSentTwiceIsShownOnce() {
         var s = ChatSession()
         s.join()
-        s.events(event(1, .message, clientSequence: 1, "once"))
-        s.events(event(1, .message, clientSequence: 1, "once"))
-        #expect(s.printed == ["bob: once"])
+        s.events(event(1, .joined), event(2, .message, clientSequence: 1, "once"))
+        s.events(event(1, .joined), event(2, .message, clientSequence: 1, "once"))
+        s.events(event(2, .message, clientSequence: 1, "once"), event(3, .left))
+        #expect(s.printed == ["* bob joined", "bob: once", "* bob left"])
     }
 
     @Test func aGapIsAskedForWithResendAndFilledInOrder() {
@@ -320,7 +321,7 @@ import Testing
         #expect(S.sent(asked) == [.who(token: S.token)])
         #expect(S.exit(asked) == nil)  // its answer is waited for
         s.receive(.members(instance: S.instance, [Array("ada".utf8), Array("b\u{1b}b".utf8)]))
-        #expect(S.exit(s.tick(at: 2))! == (0, nil))
+        #expect(S.exit(s.tick(at: 2)) == S.Exit(0))
         #expect(s.printed == ["* ada joined", "* members: ada, b\\x1bb"])
     }
 
@@ -356,7 +357,7 @@ import Testing
         s.input(.keys([0x03]))
         let end = s.tick(at: 2)
         #expect(S.sent(end).last == .leave(token: S.token))
-        #expect(S.exit(end)! == (1, "1 message(s) not acknowledged by \(S.address): \"hi\""))
+        #expect(S.exit(end) == S.Exit(1, "1 message(s) not acknowledged by \(S.address): \"hi\""))
     }
 
     @Test func onATerminalAMessageGivenUpIsNotedAtOnce() {

@@ -80,8 +80,17 @@ struct ChatSession {
         effects.compactMap { if case .note(let text) = $0 { text } else { nil } }
     }
 
-    static func exit(_ effects: [ChatEffect]) -> (code: Int32, message: String?)? {
-        for case let .exit(code, message) in effects { return (code, message) }
+    struct Exit: Equatable {
+        let code: Int32
+        let message: String?
+        init(_ code: Int32, _ message: String? = nil) {
+            self.code = code
+            self.message = message
+        }
+    }
+
+    static func exit(_ effects: [ChatEffect]) -> Exit? {
+        for case let .exit(code, message) in effects { return Exit(code, message) }
         return nil
     }
 
