@@ -50,7 +50,7 @@ package struct RoomOrder {
         // Too far ahead to hold what comes between: what is held goes first, then the jump.
         var lines: [Line] = []
         while !held.isEmpty { lines += skipGap() }
-        let missed = e.sequence &- self.expected!
+        let missed = e.sequence &- (self.expected ?? expected)  // past the gaps skipped just now
         lines.append(missed <= Self.largestBacklog ? .missed(missed) : .jumped)
         self.expected = e.sequence
         held[e.sequence] = e

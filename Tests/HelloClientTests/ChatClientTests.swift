@@ -181,6 +181,19 @@ import Testing
         #expect(s.printed == ["* bob joined", "* missed 2 event(s)", "* bob left"])
     }
 
+    @Test func aJumpTooFarToHoldIsCountedAtOnceAndOneNoBacklogCouldMeanIsNotCounted() {
+        var s = ChatSession()
+        s.join()
+        s.events(event(1, .joined))
+        s.events(event(4, .message, clientSequence: 1, "held"))  // a gap of 2, asked for
+        // 300 ahead: more than is held, counted as missed at once (what was held goes first).
+        #expect(S.sent(s.events(event(305, .left))).isEmpty)
+        #expect(s.printed == ["* bob joined", "* missed 2 event(s)", "bob: held", "* missed 300 event(s)", "* bob left"])
+        s.events(event(305 + 1 + 100_000, .joined))
+        #expect(Array(s.printed.suffix(2)) == ["* missed an unknown number of events (the relay's sequence jumped)", "* bob joined"])
+        #expect(S.sent(s.tick(at: 500 * ms)).isEmpty)  // nothing left to ask for
+    }
+
     @Test func theKeepaliveNamesTheHighestEventShown() {
         var s = ChatSession()
         s.join()
