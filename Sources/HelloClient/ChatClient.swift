@@ -5,30 +5,14 @@ import HelloChatWire
 /// No system calls and no clock of its own: the loop in `hello` owns the socket, the
 /// terminal and the time, so that every path here can be tested by feeding it inputs.
 package struct ChatClient {
-    struct Outgoing {
-        let sequence: UInt32
-        let text: [UInt8]
-        var attempts = 0
-        var due: UInt64 = 0
-    }
-
     package enum Phase: Equatable {
         case joining, member
         case failed(String)
     }
 
-    /// Messages sent and not yet acknowledged, at most: the relay's rate limit (a burst of
-    /// 10) and its duplicate window (64 client sequences) are then never in the way.
-    package static let window = 8
-    /// The relay's duplicate window: a SAY 64 or more client sequences below the highest it
-    /// delivered counts as delivered, so none is sent while an older one is unacknowledged
-    /// that far back (docs/PROTOCOL.md, "Delivery").
-    static let sequenceSpan: UInt32 = 64
-    /// Lines read and waiting to be sent, at most: past it a pipe is not read until the
-    /// relay has acknowledged some, so a relay that acknowledges nothing cannot make the
-    /// client read all its input into memory (a terminal's keys are read whatever the
-    /// queue: Ctrl-C must work).
-    package static let queuedLinesLimit = 256
+    /// Own messages in flight at most, and lines waiting at most (`DeliveryLedger`).
+    package static let window = DeliveryLedger.window
+    package static let queuedLinesLimit = DeliveryLedger.queuedLinesLimit
     static let longestBackoff: UInt64 = 4_000_000_000
     /// Shown when a WELCOME (after NOT A MEMBER) comes from a new relay instance.
     package static let restartNote = "* the relay restarted: members rejoin"
@@ -66,10 +50,7 @@ package struct ChatClient {
     var whoUnanswered = 0
     var whoDue: UInt64 = 0
 
-    var queue: [[UInt8]] = []
-    var inFlight: [Outgoing] = []
-    var lost: [[UInt8]] = []
-    var nextSequence: UInt32 = 1
+    var ledger = DeliveryLedger()
     package private(set) var inputEnded = false
     /// Leave now (a signal, a second Ctrl-C), without waiting for acknowledgements.
     var quit = false
@@ -112,7 +93,7 @@ package struct ChatClient {
 
     /// Whether the loop is to give this client more lines from a pipe now: not past the end
     /// of input, and only while the queue has room.
-    package var takesLines: Bool { !inputEnded && !quit && queue.count < Self.queuedLinesLimit }
+    package var takesLines: Bool { !inputEnded && !quit && ledger.hasRoom }
 
     /// When the next tick is due; nil: none (only input or a datagram moves things on).
     package func nextDeadline(_ now: UInt64) -> UInt64? {
@@ -122,10 +103,10 @@ package struct ChatClient {
         case .failed: return now
         case .member:
             var next = keepaliveDue
-            for m in inFlight { next = min(next, m.due) }
+            if let due = ledger.nextDue { next = min(next, due) }
             if let gapDue { next = min(next, gapDue) }
             if whoUnanswered > 0 { next = min(next, whoDue) }
-            if inputEnded && queue.isEmpty && inFlight.isEmpty && !ownJoinSeen { next = min(next, welcomedAt + 4 * settings.timeout) }
+            if inputEnded && ledger.isSettled && !ownJoinSeen { next = min(next, welcomedAt + 4 * settings.timeout) }
             return next
         }
     }
@@ -133,7 +114,7 @@ package struct ChatClient {
     func isFinished(_ now: UInt64) -> Bool {
         if quit { return true }
         if case .failed = phase { return true }
-        guard inputEnded && queue.isEmpty && inFlight.isEmpty && phase == .member && !whoWanted && whoUnanswered == 0
+        guard inputEnded && ledger.isSettled && phase == .member && !whoWanted && whoUnanswered == 0
         else { return false }
         // Wait for our own "joined" (the history comes before it), a little at most.
         return ownJoinSeen || now >= welcomedAt + 4 * settings.timeout
@@ -159,8 +140,7 @@ package struct ChatClient {
                 }
             }
         case .member:
-            resendMessages(now)
-            sendQueued(now)
+            sendDue(now)
             if let due = gapDue, due <= now {
                 if gapAttempts >= settings.attempts {
                     // The relay's backlog no longer has the missing events: show what came after.
@@ -183,33 +163,14 @@ package struct ChatClient {
         }
     }
 
-    /// Messages whose time came: sent again, or given up after their last attempt.
-    mutating func resendMessages(_ now: UInt64) {
-        var i = 0
-        while i < inFlight.count {
-            if inFlight[i].due <= now {
-                if inFlight[i].attempts >= settings.attempts {
-                    let text = inFlight.remove(at: i).text
-                    lost.append(text)
-                    if settings.terminal { note("not acknowledged after \(settings.attempts) attempt(s): \(quoted(text))") }
-                    continue
-                }
-                var m = inFlight[i]
-                sendSay(&m, now)
-                inFlight[i] = m
+    /// Own messages whose time came, sent (again) or given up; lines waiting, sent.
+    mutating func sendDue(_ now: UInt64) {
+        for step in ledger.due(now, attempts: settings.attempts, backoff: backoff) {
+            switch step {
+            case .send(let m): send(.say(token: token, clientSequence: m.sequence, text: m.text))
+            case .givenUp(let text):
+                if settings.terminal { note("not acknowledged after \(settings.attempts) attempt(s): \(quoted(text))") }
             }
-            i += 1
-        }
-    }
-
-    /// Lines waiting, sent while the window and the relay's duplicate window allow.
-    mutating func sendQueued(_ now: UInt64) {
-        while inFlight.count < Self.window && !queue.isEmpty
-                && nextSequence &- (inFlight.first?.sequence ?? nextSequence) < Self.sequenceSpan {
-            var m = Outgoing(sequence: nextSequence, text: queue.removeFirst())
-            nextSequence &+= 1
-            sendSay(&m, now)
-            inFlight.append(m)
         }
     }
 
@@ -223,12 +184,6 @@ package struct ChatClient {
         joinAttempts += 1
         joinDue = now + backoff(joinAttempts)
         send(.join(cookie: cookie, secret: settings.secret, token: 0, room: settings.room, nick: nick))
-    }
-
-    mutating func sendSay(_ m: inout Outgoing, _ now: UInt64) {
-        m.attempts += 1
-        m.due = now + backoff(m.attempts)
-        send(.say(token: token, clientSequence: m.sequence, text: m.text))
     }
 
     mutating func requestResend(_ now: UInt64) {
@@ -272,7 +227,7 @@ package struct ChatClient {
             // Moved to our new address: what it sent the old one is asked for by the
             // keepalive, what we sent that it did not take goes again, now.
             keepaliveDue = now
-            for i in inFlight.indices { inFlight[i].due = now }
+            ledger.resendAll(now, attemptsAnew: false)
         case let .welcome(token, instance, _, _):
             guard phase == .joining else { return }
             welcome(token: token, instance: instance, now)
@@ -319,10 +274,7 @@ package struct ChatClient {
             gapDue = nil
         }
         // Joined again: everything not acknowledged goes out now, with its attempts anew.
-        for i in inFlight.indices {
-            inFlight[i].attempts = 0
-            inFlight[i].due = now
-        }
+        ledger.resendAll(now, attemptsAnew: true)
     }
 
     static func why(_ reason: ChatRefusal) -> String {
@@ -338,15 +290,7 @@ package struct ChatClient {
     mutating func accept(_ e: ChatEvent, _ now: UInt64) {
         if e.kind == .message && e.sender == id {
             // Our own copy: its acknowledgement, whether shown now or a duplicate.
-            let waiting = inFlight.count
-            inFlight.removeAll { $0.sequence == e.clientSequence && $0.text == e.text }
-            if inFlight.count < waiting {
-                // The relay takes our messages, if not all at once (a room over its rate
-                // refuses them silently): the others count their attempts, and back off,
-                // from here, so that they are slowed but not given up while it does.
-                for i in inFlight.indices { inFlight[i].attempts = 0 }
-            }
-            if let i = lost.firstIndex(of: e.text) { lost.remove(at: i) }
+            ledger.acknowledge(clientSequence: e.clientSequence, text: e.text)
         }
         show(order.accept(e), now)
     }
@@ -397,7 +341,7 @@ package struct ChatClient {
     /// The live area, if it changed since last drawn.
     mutating func redraw() {
         let own = neutralised(nick)
-        let pending = (inFlight.map(\.text) + queue).map { "\(own): \(neutralised($0)) (sending)" }
+        let pending = ledger.pending.map { "\(own): \(neutralised($0)) (sending)" }
         let state = switch phase {
             case .joining: " (joining)"
             case .member: inputEnded ? " (leaving)" : ""
@@ -438,10 +382,10 @@ package struct ChatClient {
         }
         if text.count > ChatWire.maxText {
             note("not sent, longer than \(ChatWire.maxText) bytes: \(quoted(text))")
-            lost.append(text)
+            ledger.refuse(text)
             return
         }
-        queue.append(text)
+        ledger.enqueue(text)
     }
 
     mutating func command(_ line: String, _ now: UInt64) {
@@ -472,7 +416,7 @@ package struct ChatClient {
     mutating func finish() {
         exited = true
         if phase == .member { send(.leave(token: token)) }
-        let unacknowledged = lost + inFlight.map(\.text) + queue
+        let unacknowledged = ledger.unacknowledged
         var problems: [String] = []
         if case .failed(let why) = phase { problems.append(why) }
         if !unacknowledged.isEmpty {

@@ -86,6 +86,18 @@ import Testing
         #expect(S.exit(end) == S.Exit(1, "1 message(s) not acknowledged by \(S.address): \"hi\""))
     }
 
+    @Test func aMessageGivenUpThenAcknowledgedAfterAllIsOwedNoMore() {
+        var s = ChatSession(attempts: 1)
+        s.join()
+        s.events(own(1, .joined))
+        s.type("late")
+        s.tick(at: 0)
+        s.tick(at: 500 * ms)  // given up
+        s.input(.endOfInput)
+        s.events(own(2, .message, clientSequence: 1, "late"))
+        #expect(S.exit(s.tick(at: 600 * ms)) == S.Exit(0))
+    }
+
     @Test func ownCopyAcknowledgesByIdAndClientSequenceOnly() {
         var s = ChatSession()
         s.join()
@@ -124,6 +136,21 @@ import Testing
         #expect(S.says(s.tick(at: 0)).count == ChatClient.window)
         s.events(own(1, .message, clientSequence: 1, "m1"))
         #expect(S.says(s.tick(at: 1)).map(\.clientSequence) == [9])
+    }
+
+    @Test func noMessageIsSentPastTheRelaysDuplicateWindow() {
+        var s = ChatSession()
+        s.join()
+        for i in 1...70 { s.type("m\(i)") }
+        s.tick(at: 0)
+        // Every message acknowledged but the first: the 64th after it waits for it.
+        for sequence in 2...64 {
+            s.events(own(UInt32(sequence), .message, clientSequence: UInt32(sequence), "m\(sequence)"))
+            s.tick(at: 0)
+        }
+        #expect(S.says(s.effects).map(\.clientSequence).max() == 64)
+        s.events(own(65, .message, clientSequence: 1, "m1"))
+        #expect(S.says(s.tick(at: 0)).map(\.clientSequence) == Array(65...70))
     }
 
     @Test func aLineLongerThanAMessageIsNotSentAndNamedAtTheEnd() {
