@@ -21,8 +21,9 @@ package struct ChatClient {
     package private(set) var nick: [UInt8]
     /// Who this client is: its secret, sent only in JOIN, and the id events name it by
     /// (`ChatSecret.id`); both kept for its life, so that it is the same member to the
-    /// room after a relay restart or a rebinding. Its tag, in every datagram either way:
-    /// what does not carry it did not come from the relay (docs/PROTOCOL.md, "Framing").
+    /// room after a relay restart or a rebinding. Its tag (`settings.tag`), in every
+    /// datagram either way: what does not carry it did not come from the relay
+    /// (docs/PROTOCOL.md, "Framing").
     let id: UInt64
 
     package private(set) var phase = Phase.joining
