@@ -62,6 +62,7 @@ let package = Package(
         ),
         .target(name: "HelloDatagram"),
         .target(name: "HelloChatWire"),
+        .target(name: "HelloClient", dependencies: ["HelloChatWire"]),
         .target(
             name: "HelloCore",
             dependencies: ["HelloDatagram", "HelloChatWire", .product(name: "Atomics", package: "swift-atomics")]
@@ -102,12 +103,13 @@ let package = Package(
         .executableTarget(
             name: "hello",
             dependencies: [
-                "HelloDatagram", "HelloChatWire", "HelloCore", "HelloSocket", "HelloCLI",
+                "HelloDatagram", "HelloChatWire", "HelloClient", "HelloCore", "HelloSocket", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .testTarget(name: "HelloChatWireTests", dependencies: ["HelloChatWire"]),
+        .testTarget(name: "HelloClientTests", dependencies: ["HelloChatWire", "HelloClient"]),
         .testTarget(name: "HelloCoreTests", dependencies: ["HelloDatagram", "HelloChatWire", "HelloCore"]),
         .testTarget(
             name: "HelloSocketTests",

@@ -1,4 +1,5 @@
 import Glibc
+import HelloClient
 
 /// Standard input and output when both are a terminal: raw mode, and a screen in two parts.
 /// Above, the room's lines, scrolling up as they come. Below them, the live area, redrawn in
@@ -15,7 +16,6 @@ struct ChatScreen {
     /// Own messages shown in the live area at most; more are summed up in one row.
     static let pendingRows = 6
 
-    var editor = LineEditor()
     /// The read end of the pipe the signal handler writes to: poll(2) it with the rest.
     let signals: Int32
     private let saved: termios
@@ -71,18 +71,19 @@ struct ChatScreen {
         output.append([0x0d, 0x0a])
     }
 
-    /// The live area: `pending` (own messages sent, not yet acknowledged), then `prompt`
-    /// and the line being typed. Written only if it changed.
-    mutating func draw(pending: [String], prompt: String) {
+    /// The live area: own messages sent, not yet acknowledged, then the prompt and the
+    /// line being typed. Written only if it changed.
+    mutating func draw(_ live: LiveArea) {
+        let pending = live.pending
         let width = max(Int(terminalColumns()) - 1, 8)  // the last column left free: no wrap
         var rows = pending.prefix(pending.count > Self.pendingRows ? Self.pendingRows - 1 : Self.pendingRows)
             .map { fitted($0, width) }
         if pending.count > Self.pendingRows {
             rows.append("(\(pending.count - rows.count) more sending)")
         }
-        let prompt = fitted(prompt, width / 2)
+        let prompt = fitted(live.prompt, width / 2)
         let room = width - columns(prompt)
-        let text = editor.text, cursor = editor.cursor
+        let text = live.text, cursor = live.cursor
         // Sideways: the cursor always in view, and as much of the line as fits.
         scroll = min(scroll, cursor)
         while columns(text[scroll..<cursor]) > room { scroll += 1 }

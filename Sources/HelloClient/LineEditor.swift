@@ -6,20 +6,22 @@
 /// the start), Ctrl-K (to the end), Ctrl-W (the word before), Ctrl-D (end of input on an
 /// empty line), Ctrl-C. Other control keys and escape sequences are ignored, and so is any
 /// character the screen would have to neutralise (see `isShownAsIs`).
-struct LineEditor {
-    enum Action: Equatable {
+package struct LineEditor {
+    package enum Action: Equatable {
         case submit([UInt8])
         case endOfInput
         case interrupt
     }
 
-    private(set) var text: [Character] = []
-    private(set) var cursor = 0
+    package private(set) var text: [Character] = []
+    package private(set) var cursor = 0
     /// An escape sequence or a UTF-8 sequence begun in one read and ended in a later one.
     private var escape: [UInt8]?
     private var utf8: [UInt8] = []
 
-    mutating func feed(_ bytes: some Sequence<UInt8>) -> [Action] {
+    package init() {}
+
+    package mutating func feed(_ bytes: some Sequence<UInt8>) -> [Action] {
         var actions: [Action] = []
         for byte in bytes {
             if let action = key(byte) { actions.append(action) }
