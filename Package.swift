@@ -16,6 +16,8 @@ import PackageDescription
 //   HelloChatWire  Swift, no syscalls, no dependencies: the chat protocol's bytes (messages,
 //                  encoders into caller buffers, events read in place), its name policy and
 //                  SHA-256; what the relay, the client and the load generator all speak
+//   HelloClient    Swift, no syscalls: the chat client as a reducer (inputs in, effects out),
+//                  its line editor, the neutraliser of what the network sends, the room order
 //   HelloCore      Swift, no syscalls: the services (hello, echo, chat) behind DatagramService,
 //                  admission and rate limits, counters (swift-atomics: the chat workers'
 //                  shared cap on answers to unproven sources)
