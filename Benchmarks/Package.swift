@@ -40,7 +40,7 @@ let package = Package(
             ],
             path: "Benchmarks/DatagramPath",
             plugins: [
-                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+                .plugin(name: "BenchmarkPlugin", package: "benchmark")
             ]
         ),
         // One seal per delivery: what encrypting the chat would cost the relay. Not part of
@@ -54,7 +54,7 @@ let package = Package(
             ],
             path: "Benchmarks/AEADSeal",
             plugins: [
-                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+                .plugin(name: "BenchmarkPlugin", package: "benchmark")
             ]
         ),
     ]

@@ -187,7 +187,8 @@ public enum ChatRequest {
         switch type {
         case .join:
             guard let cookie = r.cookie(), let secret = r.secret(), let token = r.u64(),
-                  let room = r.string(), let nick = r.string() else { return nil }
+                let room = r.string(), let nick = r.string()
+            else { return nil }
             return (tag, .join(ChatJoin(cookie: cookie, secret: secret, token: token, room: room, nick: nick)))
         case .say:
             guard let token = r.u64(), let sequence = r.u32(), let text = r.text(), text.count <= ChatWire.maxText
@@ -304,9 +305,11 @@ public struct ChatWriter {
 
     // Client to relay.
 
-    public mutating func join(tag: UInt64, cookie: ChatCookie, secret: ChatSecret, token: UInt64,
-                              room: UnsafeRawBufferPointer, nick: UnsafeRawBufferPointer,
-                              padTo length: Int = ChatWire.joinLength) {
+    public mutating func join(
+        tag: UInt64, cookie: ChatCookie, secret: ChatSecret, token: UInt64,
+        room: UnsafeRawBufferPointer, nick: UnsafeRawBufferPointer,
+        padTo length: Int = ChatWire.joinLength
+    ) {
         header(.join, tag: tag)
         self.cookie(cookie)
         u64(secret.high)
@@ -374,8 +377,10 @@ public struct ChatWriter {
         u64(instance)
     }
 
-    public mutating func event(sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
-                               nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer) {
+    public mutating func event(
+        sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
+        nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer
+    ) {
         u32(sequence)
         u8(kind.rawValue)
         u64(sender)
@@ -455,13 +460,15 @@ public struct ChatEvents: Sequence, IteratorProtocol {
     public mutating func next() -> ChatEventView? {
         guard !reader.atEnd, !malformed else { return nil }
         guard let sequence = reader.u32(), let rawKind = reader.u8(), let kind = ChatEventKind(rawValue: rawKind),
-              let sender = reader.u64(), let clientSequence = reader.u32(), let nick = reader.string(),
-              let text = reader.text() else {
+            let sender = reader.u64(), let clientSequence = reader.u32(), let nick = reader.string(),
+            let text = reader.text()
+        else {
             malformed = true
             return nil
         }
-        return ChatEventView(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: nick,
-                             text: text)
+        return ChatEventView(
+            sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: nick,
+            text: text)
     }
 }
 
@@ -477,7 +484,9 @@ public struct ChatEvent: Equatable, Sendable {
     public var nick: [UInt8]
     public var text: [UInt8]
 
-    public init(sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32, nick: [UInt8], text: [UInt8]) {
+    public init(
+        sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32, nick: [UInt8], text: [UInt8]
+    ) {
         self.sequence = sequence
         self.kind = kind
         self.sender = sender
@@ -514,8 +523,9 @@ public enum ChatMessage: Equatable, Sendable {
             case let .join(cookie, secret, token, room, nick):
                 room.withUnsafeBytes { room in
                     nick.withUnsafeBytes { nick in
-                        w.join(tag: tag, cookie: cookie, secret: secret, token: token, room: room, nick: nick,
-                               padTo: joinPadding)
+                        w.join(
+                            tag: tag, cookie: cookie, secret: secret, token: token, room: room, nick: nick,
+                            padTo: joinPadding)
                     }
                 }
             case let .say(token, sequence, text):
@@ -533,8 +543,9 @@ public enum ChatMessage: Equatable, Sendable {
                 for e in events {
                     e.nick.withUnsafeBytes { nick in
                         e.text.withUnsafeBytes { text in
-                            w.event(sequence: e.sequence, kind: e.kind, sender: e.sender, clientSequence: e.clientSequence,
-                                    nick: nick, text: text)
+                            w.event(
+                                sequence: e.sequence, kind: e.kind, sender: e.sender, clientSequence: e.clientSequence,
+                                nick: nick, text: text)
                         }
                     }
                 }
@@ -561,8 +572,12 @@ public enum ChatMessage: Equatable, Sendable {
         if let (tag, request) = ChatRequest.parse(bytes) {
             switch request {
             case let .join(j):
-                return (tag, .join(cookie: j.cookie, secret: j.secret, token: j.token, room: Array(j.room), nick: Array(j.nick)))
-            case let .say(token, sequence, text): return (tag, .say(token: token, clientSequence: sequence, text: Array(text)))
+                return (
+                    tag,
+                    .join(cookie: j.cookie, secret: j.secret, token: j.token, room: Array(j.room), nick: Array(j.nick))
+                )
+            case let .say(token, sequence, text):
+                return (tag, .say(token: token, clientSequence: sequence, text: Array(text)))
             case let .keepalive(token, highest): return (tag, .keepalive(token: token, highest: highest))
             case let .leave(token): return (tag, .leave(token: token))
             case let .resend(token, first, count): return (tag, .resend(token: token, first: first, count: count))
@@ -579,14 +594,18 @@ public enum ChatMessage: Equatable, Sendable {
             guard let cookie = r.cookie() else { return nil }
             message = .challenge(cookie)
         case .welcome:
-            guard let token = r.u64(), let instance = r.u64(), let next = r.u32(), let members = r.u16() else { return nil }
+            guard let token = r.u64(), let instance = r.u64(), let next = r.u32(), let members = r.u16() else {
+                return nil
+            }
             message = .welcome(token: token, instance: instance, nextSequence: next, members: members)
         case .events:
             guard var inPlace = ChatEvents(bytes) else { return nil }
             var events: [ChatEvent] = []
             while let e = inPlace.next() {
-                events.append(ChatEvent(sequence: e.sequence, kind: e.kind, sender: e.sender, clientSequence: e.clientSequence,
-                                        nick: Array(e.nick), text: Array(e.text)))
+                events.append(
+                    ChatEvent(
+                        sequence: e.sequence, kind: e.kind, sender: e.sender, clientSequence: e.clientSequence,
+                        nick: Array(e.nick), text: Array(e.text)))
             }
             return inPlace.malformed ? nil : (tag, .events(instance: inPlace.instance, events))
         case .members:

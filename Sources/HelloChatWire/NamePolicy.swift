@@ -30,7 +30,8 @@ public enum NamePolicy {
             switch self {
             case .length: "must be 1-32 bytes"
             case .notUTF8: "is not UTF-8"
-            case .refused(let scalar): "may not have U+\(hex(scalar)) (controls, invisible, format and unassigned characters, and spaces other than U+0020, are refused)"
+            case .refused(let scalar):
+                "may not have U+\(hex(scalar)) (controls, invisible, format and unassigned characters, and spaces other than U+0020, are refused)"
             case .space: "may have a space only between two other characters"
             case .mixedScripts: "mixes scripts (one script, or Latin with Chinese, Japanese or Korean)"
             }
@@ -125,8 +126,10 @@ public enum NamePolicy {
 
     /// Whether two names (without a `problem`) are one; `scratch` has room for twice
     /// `longestKey` scalars.
-    public static func same(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
-                            scratch: UnsafeMutablePointer<UInt32>) -> Bool {
+    public static func same(
+        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
+        scratch: UnsafeMutablePointer<UInt32>
+    ) -> Bool {
         let n = key(a, into: scratch)
         let m = key(b, into: scratch + longestKey)
         guard n == m else { return false }
@@ -194,7 +197,8 @@ public enum NamePolicy {
         var other: UInt8 = 0
         var cjk: UInt8 = 0
 
-        static let latin: UInt8 = 1, han: UInt8 = 2, hiragana: UInt8 = 4, katakana: UInt8 = 8, bopomofo: UInt8 = 16, hangul: UInt8 = 32
+        static let latin: UInt8 = 1, han: UInt8 = 2, hiragana: UInt8 = 4, katakana: UInt8 = 8, bopomofo: UInt8 = 16,
+            hangul: UInt8 = 32
 
         /// Adds a scalar's class; false if the name now has two scripts that never go together.
         mutating func add(_ klass: UInt8) -> Bool {

@@ -32,7 +32,9 @@ public enum SHA256 {
             }
             let i = initial
             func join(_ x: UInt32, _ y: UInt32) -> UInt64 { UInt64(x) << 32 | UInt64(y) }
-            return (join(i.0 &+ a, i.1 &+ b), join(i.2 &+ c, i.3 &+ d), join(i.4 &+ e, i.5 &+ f), join(i.6 &+ g, i.7 &+ h))
+            return (
+                join(i.0 &+ a, i.1 &+ b), join(i.2 &+ c, i.3 &+ d), join(i.4 &+ e, i.5 &+ f), join(i.6 &+ g, i.7 &+ h)
+            )
         }
     }
 

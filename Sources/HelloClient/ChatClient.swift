@@ -343,13 +343,15 @@ package struct ChatClient {
     mutating func redraw() {
         let own = neutralised(nick)
         let pending = ledger.pending.map { "\(own): \(neutralised($0)) (sending)" }
-        let state = switch phase {
+        let state =
+            switch phase {
             case .joining: " (joining)"
             case .member: inputEnded ? " (leaving)" : ""
             case .failed: ""
-        }
-        let live = LiveArea(pending: pending, prompt: "[\(neutralised(settings.room))] \(own)\(state)> ",
-                            text: editor.text, cursor: editor.cursor)
+            }
+        let live = LiveArea(
+            pending: pending, prompt: "[\(neutralised(settings.room))] \(own)\(state)> ",
+            text: editor.text, cursor: editor.cursor)
         guard live != drawn else { return }
         drawn = live
         effects.append(.redraw(live))
@@ -421,10 +423,12 @@ package struct ChatClient {
         var problems: [String] = []
         if case .failed(let why) = phase { problems.append(why) }
         if !unacknowledged.isEmpty {
-            problems.append("\(unacknowledged.count) message(s) not acknowledged by \(settings.address): "
-                            + unacknowledged.map(quoted).joined(separator: ", "))
+            problems.append(
+                "\(unacknowledged.count) message(s) not acknowledged by \(settings.address): "
+                    + unacknowledged.map(quoted).joined(separator: ", "))
         }
-        effects.append(.exit(code: problems.isEmpty ? 0 : 1, message: problems.isEmpty ? nil : problems.joined(separator: "; ")))
+        effects.append(
+            .exit(code: problems.isEmpty ? 0 : 1, message: problems.isEmpty ? nil : problems.joined(separator: "; ")))
     }
 
     func quoted(_ text: [UInt8]) -> String { "\"" + neutralised(text) + "\"" }

@@ -66,8 +66,10 @@ package struct ChatSettings: Sendable {
     /// Keys from a terminal and a live area, rather than lines from a pipe.
     package var terminal: Bool
 
-    package init(address: String, room: [UInt8], nick: [UInt8], secret: ChatSecret, tag: UInt64,
-                 timeout: UInt64, attempts: Int, keepalive: UInt64, terminal: Bool) {
+    package init(
+        address: String, room: [UInt8], nick: [UInt8], secret: ChatSecret, tag: UInt64,
+        timeout: UInt64, attempts: Int, keepalive: UInt64, terminal: Bool
+    ) {
         self.address = address
         self.room = room
         self.nick = nick

@@ -72,7 +72,8 @@ struct DeliveryLedger {
             i += 1
         }
         while inFlight.count < Self.window && !queue.isEmpty
-                && nextSequence &- (inFlight.first?.sequence ?? nextSequence) < Self.sequenceSpan {
+            && nextSequence &- (inFlight.first?.sequence ?? nextSequence) < Self.sequenceSpan
+        {
             let m = Outgoing(sequence: nextSequence, text: queue.removeFirst(), attempts: 1, due: now + backoff(1))
             nextSequence &+= 1
             inFlight.append(m)

@@ -84,12 +84,13 @@ package struct LineEditor {
 
     private mutating func character(_ byte: UInt8) {
         utf8.append(byte)
-        let length = switch utf8[0] {
+        let length =
+            switch utf8[0] {
             case 0xc2..<0xe0: 2
             case 0xe0..<0xf0: 3
             case 0xf0..<0xf5: 4
             default: 0
-        }
+            }
         let continues = utf8.count == 1 || (0x80..<0xc0).contains(byte)
         guard length > 0 && continues else {
             utf8 = []  // not UTF-8: dropped

@@ -7,7 +7,8 @@ package func neutralised(_ bytes: [UInt8]) -> String {
     var decoder = UTF8()
     func escape(_ prefix: String, _ value: UInt32, digits: Int) {
         let hex = String(value, radix: 16)
-        out.append(contentsOf: (prefix + String(repeating: "0", count: max(digits - hex.count, 0)) + hex).unicodeScalars)
+        out.append(
+            contentsOf: (prefix + String(repeating: "0", count: max(digits - hex.count, 0)) + hex).unicodeScalars)
     }
     loop: while true {
         switch decoder.decode(&input) {

@@ -61,7 +61,8 @@ public struct Admission: ~Copyable {
             return .ownPort
         }
         if limiter != nil && (policy.limitLoopback || !datagram.peer.address.isLoopback)
-            && !limiter!.allow(datagram.peer, now: now) {
+            && !limiter!.allow(datagram.peer, now: now)
+        {
             return .rateLimited
         }
         return nil

@@ -33,7 +33,8 @@ struct StoredEvent {
     }
 
     var clientSequence: UInt32 {
-        UInt32(bigEndian: base.loadUnaligned(fromByteOffset: Self.headerSize + Self.clientSequenceOffset, as: UInt32.self))
+        UInt32(
+            bigEndian: base.loadUnaligned(fromByteOffset: Self.headerSize + Self.clientSequenceOffset, as: UInt32.self))
     }
 }
 
@@ -62,7 +63,9 @@ struct ChatBacklog: ~Copyable {
         return (StoredEvent.headerSize + ChatWire.eventLength(nick: ChatWire.maxName, text: longestText) + 7) & ~7
     }
 
-    static func bytes(rooms: Int, length: Int, maxMessage: Int) -> Int { rooms * length * stride(maxMessage: maxMessage) }
+    static func bytes(rooms: Int, length: Int, maxMessage: Int) -> Int {
+        rooms * length * stride(maxMessage: maxMessage)
+    }
 
     @inline(__always)
     subscript(room: RoomID, sequence: UInt32) -> StoredEvent {
@@ -70,8 +73,10 @@ struct ChatBacklog: ~Copyable {
     }
 
     /// Writes event `sequence` of `room` over the oldest there.
-    func store(_ room: RoomID, sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
-               nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, token: UInt64) {
+    func store(
+        _ room: RoomID, sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
+        nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, token: UInt64
+    ) {
         let base = self[room, sequence].base
         var w = ChatWriter(base + StoredEvent.headerSize, capacity: stride - StoredEvent.headerSize)
         w.event(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: nick, text: text)

@@ -41,11 +41,14 @@ struct DirtyRooms: ~Copyable {
 
 extension ChatService {
     /// Numbers an event in `room`, keeps it in the backlog and marks the room for sending.
-    mutating func appendEvent(_ room: RoomID, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
-                              nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, token: UInt64) {
+    mutating func appendEvent(
+        _ room: RoomID, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
+        nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer, token: UInt64
+    ) {
         let sequence = roster[room].next
-        backlog.store(room, sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence,
-                      nick: nick, text: text, token: token)
+        backlog.store(
+            room, sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence,
+            nick: nick, text: text, token: token)
         roster[room].next = sequence &+ 1
         issued = max(issued, sequence)
         if roster[room].next - roster[room].oldest > UInt32(backlog.length) {
@@ -87,8 +90,10 @@ extension ChatService {
     mutating func holdsBack(_ room: RoomID, now: UInt64) -> Bool {
         let interval = settings.fanOutInterval
         let last = roster[room].lastFanOut
-        guard interval > 0 && last != 0 && now &- last < interval
-            && roster[room].next &- roster[room].fannedOut < holdLimit else { return false }
+        guard
+            interval > 0 && last != 0 && now &- last < interval
+                && roster[room].next &- roster[room].fannedOut < holdLimit
+        else { return false }
         sendDue = min(sendDue ?? last + interval, last + interval)
         return true
     }
@@ -121,12 +126,18 @@ extension ChatService {
                 }
                 var from = max(member.pointee.nextToSend, oldest)
                 if from < next && written.count > 0 && written.from == from {
-                    guard repeatWritten(written.first, count: written.count, to: member, into: &outbox) else { return false }
+                    guard repeatWritten(written.first, count: written.count, to: member, into: &outbox) else {
+                        return false
+                    }
                     deliveries += written.count
                 } else if from < next {
                     written = (from, outbox.count, 0)
                     while from < next {
-                        guard writeEvents(room, from: &from, to: next, to: MemberSlot(index: first + k, room: room), into: &outbox) else {
+                        guard
+                            writeEvents(
+                                room, from: &from, to: next, to: MemberSlot(index: first + k, room: room), into: &outbox
+                            )
+                        else {
                             member.pointee.nextToSend = from
                             return false
                         }
@@ -144,8 +155,10 @@ extension ChatService {
     /// Sends `member` the `count` outbox entries from `first` again, under its own version,
     /// type and tag; false (nothing sent) if the outbox has no room for them.
     @inline(__always)
-    func repeatWritten(_ first: Int, count: Int, to member: UnsafeMutablePointer<ChatRoster.Member>,
-                       into outbox: inout Outbox) -> Bool {
+    func repeatWritten(
+        _ first: Int, count: Int, to member: UnsafeMutablePointer<ChatRoster.Member>,
+        into outbox: inout Outbox
+    ) -> Bool {
         // Room for the entries is room for their heads too: no datagram in the outbox is
         // longer than `largestDatagram`, a head much shorter.
         guard outbox.count + count <= outbox.capacity else { return false }
@@ -153,8 +166,9 @@ extension ChatService {
             let at = outbox.next
             at.storeBytes(of: Self.eventsHead, as: UInt16.self)
             at.storeBytes(of: member.pointee.tag.bigEndian, toByteOffset: 2, as: UInt64.self)
-            _ = outbox.repeatDatagram(d, ownHead: ChatWire.headerLength, to: member.pointee.peer,
-                                      from: member.pointee.source, through: member.pointee.socket)
+            _ = outbox.repeatDatagram(
+                d, ownHead: ChatWire.headerLength, to: member.pointee.peer,
+                from: member.pointee.source, through: member.pointee.socket)
         }
         return true
     }
@@ -168,7 +182,9 @@ extension ChatService {
     /// many as fit, and moves `from` past them; false (nothing written) if the outbox is full.
     /// It runs once per member and datagram, the relay's innermost loop: the member is read
     /// in place (not copied), and each event's length looked up once.
-    func writeEvents(_ room: RoomID, from: inout UInt32, to end: UInt32, to slot: MemberSlot, into outbox: inout Outbox) -> Bool {
+    func writeEvents(_ room: RoomID, from: inout UInt32, to end: UInt32, to slot: MemberSlot, into outbox: inout Outbox)
+        -> Bool
+    {
         let (last, length) = eventsDatagram(room, from: from, to: end)
         guard outbox.hasRoom(for: length) else { return false }
         putEvents(room, from: &from, to: last, to: slot, into: &outbox)
@@ -177,11 +193,14 @@ extension ChatService {
 
     /// As `writeEvents`, for what a member asked to be sent again: false (nothing written)
     /// also when the datagram's bytes are past the member's repair budget.
-    func writeRepair(_ room: RoomID, from: inout UInt32, to end: UInt32, to slot: MemberSlot, now: UInt64,
-                     into outbox: inout Outbox) -> Bool {
+    func writeRepair(
+        _ room: RoomID, from: inout UInt32, to end: UInt32, to slot: MemberSlot, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Bool {
         let (last, length) = eventsDatagram(room, from: from, to: end)
         guard outbox.hasRoom(for: length),
-              repairByteRate.admit(&roster[slot].repairArrival, now: now, cost: UInt64(length)) else { return false }
+            repairByteRate.admit(&roster[slot].repairArrival, now: now, cost: UInt64(length))
+        else { return false }
         putEvents(room, from: &from, to: last, to: slot, into: &outbox)
         return true
     }
@@ -202,7 +221,8 @@ extension ChatService {
     }
 
     @inline(__always)
-    func putEvents(_ room: RoomID, from: inout UInt32, to last: UInt32, to slot: MemberSlot, into outbox: inout Outbox) {
+    func putEvents(_ room: RoomID, from: inout UInt32, to last: UInt32, to slot: MemberSlot, into outbox: inout Outbox)
+    {
         let start = from
         let member = roster.members + slot.index
         _ = outbox.write(to: member.pointee.peer, from: member.pointee.source, through: member.pointee.socket) { w in

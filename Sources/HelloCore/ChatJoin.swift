@@ -4,15 +4,19 @@ import HelloDatagram
 extension ChatService {
     /// A JOIN: a challenge until the source has shown, with a cookie, that it receives at its
     /// address; then the member it is already (`rejoin`), or a new one (`admit`).
-    mutating func join(_ join: ChatJoin, tag: UInt64, length: Int, _ datagram: Datagram, now: UInt64,
-                       into outbox: inout Outbox) -> Outcome {
+    mutating func join(
+        _ join: ChatJoin, tag: UInt64, length: Int, _ datagram: Datagram, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Outcome {
         guard length >= ChatWire.joinLength else { return .dropped(.chatShortJoin) }
         guard credentials.isValid(join.cookie, for: datagram.peer) else {
             guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
             let cookie = credentials.cookie(for: datagram.peer)
             if join.cookie.isNone {
-                _ = outbox.write(limit: length, to: datagram.peer, from: datagram.arrival.replySource,
-                                 through: datagram.arrival.socket) { $0.challenge(tag: tag, cookie) }
+                _ = outbox.write(
+                    limit: length, to: datagram.peer, from: datagram.arrival.replySource,
+                    through: datagram.arrival.socket
+                ) { $0.challenge(tag: tag, cookie) }
                 return .answered
             }
             notice(to: datagram, into: &outbox) { $0.challenge(tag: tag, cookie) }
@@ -44,7 +48,8 @@ extension ChatService {
         // Everything else allows it: it is a join, announced to the room, within the
         // prefix's joins per second (not answered past them: the client tries again).
         guard joins.allow(datagram.peer, now: now) else { return .dropped(.chatJoinRateLimited) }
-        admit(join, id: id, tag: tag, to: found ?? openRoom(join.room, hash: nameHash), datagram, now: now, into: &outbox)
+        admit(
+            join, id: id, tag: tag, to: found ?? openRoom(join.room, hash: nameHash), datagram, now: now, into: &outbox)
         return .answered
     }
 
@@ -53,8 +58,10 @@ extension ChatService {
     /// every datagram, the secret only in JOIN). Its membership is counted under the new
     /// address's prefix from now on, even past `membershipsPerPrefix`: the limit is on
     /// making memberships, and this one exists already.
-    mutating func rejoin(_ slot: MemberSlot, id: UInt64, tag: UInt64, _ datagram: Datagram, now: UInt64,
-                         into outbox: inout Outbox) -> Outcome {
+    mutating func rejoin(
+        _ slot: MemberSlot, id: UInt64, tag: UInt64, _ datagram: Datagram, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Outcome {
         guard roster[slot].id == id else { return .dropped(.chatBadToken) }
         roster.move(slot, to: datagram.peer)
         roster[slot].source = datagram.arrival.replySource
@@ -83,11 +90,14 @@ extension ChatService {
 
     /// A new member of `room`: its WELCOME, the room's history, then "joined" to everyone,
     /// the joiner included.
-    mutating func admit(_ join: ChatJoin, id: UInt64, tag: UInt64, to room: RoomID, _ datagram: Datagram, now: UInt64,
-                        into outbox: inout Outbox) {
-        let member = ChatRoster.Member(token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
-                                       socket: datagram.arrival.socket, id: id, tag: tag, lastHeard: now,
-                                       rateArrival: 0, nextToSend: roster[room].next)
+    mutating func admit(
+        _ join: ChatJoin, id: UInt64, tag: UInt64, to room: RoomID, _ datagram: Datagram, now: UInt64,
+        into outbox: inout Outbox
+    ) {
+        let member = ChatRoster.Member(
+            token: newToken(), peer: datagram.peer, source: datagram.arrival.replySource,
+            socket: datagram.arrival.socket, id: id, tag: tag, lastHeard: now,
+            rateArrival: 0, nextToSend: roster[room].next)
         let slot = roster.add(member, nick: join.nick, to: room)
         tally.chat.members += 1
         tally.chat.joins += 1
@@ -97,15 +107,18 @@ extension ChatService {
         while from < next && writeEvents(room, from: &from, to: next, to: slot, into: &outbox) {
             pending.deliveries += 1
         }
-        appendEvent(room, kind: .joined, sender: member.id, clientSequence: 0, nick: roster.nick(slot),
-                    text: UnsafeRawBufferPointer(start: nil, count: 0), token: member.token)
+        appendEvent(
+            room, kind: .joined, sender: member.id, clientSequence: 0, nick: roster.nick(slot),
+            text: UnsafeRawBufferPointer(start: nil, count: 0), token: member.token)
     }
 
     func welcome(_ slot: MemberSlot, into outbox: inout Outbox) {
         let m = roster[slot]
         let room = roster[slot.room]
         _ = outbox.write(to: m.peer, from: m.source, through: m.socket) {
-            $0.welcome(tag: m.tag, token: m.token, instance: instance, nextSequence: room.next, members: UInt16(room.memberCount))
+            $0.welcome(
+                tag: m.tag, token: m.token, instance: instance, nextSequence: room.next,
+                members: UInt16(room.memberCount))
         }
     }
 }

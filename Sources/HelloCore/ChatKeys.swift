@@ -61,7 +61,9 @@ package struct ChatCredentials {
     /// The top byte every token carries (nil: one worker, all 64 bits random).
     let worker: UInt64?
     var tokensIssued: UInt64 = 0
-    package private(set) var epoch: (number: UInt32, current: SipHasher.Key, previous: SipHasher.Key) = (0, (0, 0), (0, 0))
+    package private(set) var epoch: (number: UInt32, current: SipHasher.Key, previous: SipHasher.Key) = (
+        0, (0, 0), (0, 0)
+    )
 
     package init(keys: ChatKeys, epochSeconds: UInt64, workers: Int, worker: Int) {
         self.keys = keys
@@ -83,7 +85,9 @@ package struct ChatCredentials {
     /// The cookie of `peer` in epoch `number`: a MAC over its address, port and the epoch,
     /// under that epoch's key.
     package func cookie(for peer: Endpoint, epoch number: UInt32) -> ChatCookie {
-        let key = number == epoch.number ? epoch.current
+        let key =
+            number == epoch.number
+            ? epoch.current
             : number == epoch.number &- 1 ? epoch.previous : keys.key(.epoch, UInt64(number))
         var h = SipHasher(key: key)
         h.append(UInt64(peer.family == .v4 ? 4 : 6))

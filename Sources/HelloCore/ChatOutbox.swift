@@ -6,8 +6,10 @@ extension Outbox {
     /// `destination`, if it fits in `limit` bytes and the outbox's room; else writes
     /// nothing (the bytes scribbled past `next` are not part of the outbox) and returns false.
     @inlinable
-    public mutating func write(limit: Int = ChatWire.largestDatagram, to destination: Endpoint, from source: LocalSource?,
-                               through socket: UInt16 = 0, _ body: (inout ChatWriter) -> Void) -> Bool {
+    public mutating func write(
+        limit: Int = ChatWire.largestDatagram, to destination: Endpoint, from source: LocalSource?,
+        through socket: UInt16 = 0, _ body: (inout ChatWriter) -> Void
+    ) -> Bool {
         guard count < capacity else { return false }
         var writer = ChatWriter(next, capacity: min(limit, bufferCapacity - bufferUsed))
         body(&writer)

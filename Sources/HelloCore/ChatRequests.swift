@@ -23,9 +23,13 @@ enum Outcome {
 extension ChatService {
     /// The dispatch: a JOIN to `join`; any other request's token read once, its member
     /// found at its own address, then one handler per request.
-    mutating func serve(_ bytes: UnsafeRawBufferPointer, _ datagram: Datagram, now: UInt64,
-                        into outbox: inout Outbox) -> Outcome {
-        guard let (tag, request) = ChatRequest.parse(bytes) else { return unreadable(bytes, datagram, now: now, into: &outbox) }
+    mutating func serve(
+        _ bytes: UnsafeRawBufferPointer, _ datagram: Datagram, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Outcome {
+        guard let (tag, request) = ChatRequest.parse(bytes) else {
+            return unreadable(bytes, datagram, now: now, into: &outbox)
+        }
         let token: UInt64
         let asked: MemberRequest
         switch request {
@@ -44,7 +48,9 @@ extension ChatService {
             notice(to: datagram, into: &outbox) { $0.notAMember(tag: tag, token: token) }
             return .dropped(.chatNotMember)
         }
-        guard roster[slot].peer == datagram.peer else { return moved(tag: tag, length: bytes.count, datagram, now: now, into: &outbox) }
+        guard roster[slot].peer == datagram.peer else {
+            return moved(tag: tag, length: bytes.count, datagram, now: now, into: &outbox)
+        }
         roster[slot].lastHeard = now
         roster[slot].source = datagram.arrival.replySource
         roster[slot].socket = datagram.arrival.socket
@@ -59,10 +65,13 @@ extension ChatService {
     }
 
     /// What does not parse: a short JOIN, hellod 1.x's client, or garbage.
-    mutating func unreadable(_ bytes: UnsafeRawBufferPointer, _ datagram: Datagram, now: UInt64,
-                             into outbox: inout Outbox) -> Outcome {
+    mutating func unreadable(
+        _ bytes: UnsafeRawBufferPointer, _ datagram: Datagram, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Outcome {
         if bytes.count >= 2 && bytes[0] == ChatWire.version && bytes[1] == ChatType.join.rawValue
-            && bytes.count < ChatWire.joinLength {
+            && bytes.count < ChatWire.joinLength
+        {
             return .dropped(.chatShortJoin)
         }
         guard let token = ChatRequest.legacyToken(bytes) else { return .dropped(.chatMalformed) }
@@ -75,7 +84,9 @@ extension ChatService {
     /// A member's token from another address. Its NAT rebound it, most likely: a challenge
     /// for the new address, with which it rejoins from there (its secret proves it). Not
     /// longer than the request, and limited as any answer to a source not yet proven.
-    mutating func moved(tag: UInt64, length: Int, _ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Outcome {
+    mutating func moved(tag: UInt64, length: Int, _ datagram: Datagram, now: UInt64, into outbox: inout Outbox)
+        -> Outcome
+    {
         guard length >= ChatWire.challengeLength else { return .dropped(.chatMoved) }
         guard answers.allow(datagram.peer, now: now) else { return .dropped(.chatRateLimited) }
         let cookie = credentials.cookie(for: datagram.peer)
@@ -83,8 +94,10 @@ extension ChatService {
         return .dropped(.chatMoved)
     }
 
-    mutating func say(_ slot: MemberSlot, sequence: UInt32, text: UnsafeRawBufferPointer, now: UInt64,
-                      into outbox: inout Outbox) -> Outcome {
+    mutating func say(
+        _ slot: MemberSlot, sequence: UInt32, text: UnsafeRawBufferPointer, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Outcome {
         guard text.count <= settings.maxMessage else { return .dropped(.chatMalformed) }
         let room = slot.room
         var m = roster[slot]
@@ -98,7 +111,8 @@ extension ChatService {
         // One delivery per member (silent ones too: a bound, without a walk over the room).
         // After the member's own limit, so that a member over it spends nothing of the
         // room's; refused here, it keeps its own (`m` is not stored) for the resend.
-        guard roomDeliveryRate.admit(&roster[room].deliveryArrival, now: now, cost: UInt64(roster[room].memberCount)) else {
+        guard roomDeliveryRate.admit(&roster[room].deliveryArrival, now: now, cost: UInt64(roster[room].memberCount))
+        else {
             return .dropped(.chatRoomRateLimited)
         }
         if !m.anySeen {
@@ -112,8 +126,9 @@ extension ChatService {
         }
         roster[slot] = m
         messageSequences.record(roster[room].next, slot: slot.index, clientSequence: sequence)
-        appendEvent(room, kind: .message, sender: m.id, clientSequence: sequence, nick: roster.nick(slot), text: text,
-                    token: m.token)
+        appendEvent(
+            room, kind: .message, sender: m.id, clientSequence: sequence, nick: roster.nick(slot), text: text,
+            token: m.token)
         tally.chat.messages += 1
         return .served
     }
@@ -126,8 +141,9 @@ extension ChatService {
     mutating func duplicate(_ slot: MemberSlot, sequence: UInt32, into outbox: inout Outbox) -> Outcome {
         let m = roster[slot]
         guard m.highest - sequence < UInt32(MessageSequences.window),
-              let copy = ownMessage(slot.room, token: m.token, clientSequence: sequence,
-                                    at: messageSequences.roomSequence(slot: slot.index, clientSequence: sequence))
+            let copy = ownMessage(
+                slot.room, token: m.token, clientSequence: sequence,
+                at: messageSequences.roomSequence(slot: slot.index, clientSequence: sequence))
         else { return .dropped(.chatStale) }
         var from = copy
         _ = writeEvents(slot.room, from: &from, to: copy + 1, to: slot, into: &outbox)
@@ -149,12 +165,14 @@ extension ChatService {
     /// again, from the backlog, in one datagram at most and within the member's message
     /// rate. The token proved the address, so this amplifies nothing toward anyone else.
     /// 0 is "nothing received yet": nothing to go on.
-    mutating func catchUp(_ slot: MemberSlot, after highest: UInt32, now: UInt64, into outbox: inout Outbox) -> Outcome {
+    mutating func catchUp(_ slot: MemberSlot, after highest: UInt32, now: UInt64, into outbox: inout Outbox) -> Outcome
+    {
         let end = roster[slot].nextToSend  // what comes later goes out at the batch's end
         var from = max(highest &+ 1, roster[slot.room].oldest)
         if highest != 0, highest < end, from < end,
-           messageRate.admit(&roster[slot].catchUpArrival, now: now),
-           writeRepair(slot.room, from: &from, to: end, to: slot, now: now, into: &outbox) {
+            messageRate.admit(&roster[slot].catchUpArrival, now: now),
+            writeRepair(slot.room, from: &from, to: end, to: slot, now: now, into: &outbox)
+        {
             pending.deliveries += 1
         }
         return .served
@@ -162,8 +180,9 @@ extension ChatService {
 
     mutating func leave(_ slot: MemberSlot) -> Outcome {
         let m = roster[slot]
-        appendEvent(slot.room, kind: .left, sender: m.id, clientSequence: 0, nick: roster.nick(slot),
-                    text: UnsafeRawBufferPointer(start: nil, count: 0), token: m.token)
+        appendEvent(
+            slot.room, kind: .left, sender: m.id, clientSequence: 0, nick: roster.nick(slot),
+            text: UnsafeRawBufferPointer(start: nil, count: 0), token: m.token)
         remove(slot)
         return .served
     }
@@ -172,7 +191,9 @@ extension ChatService {
     /// within the budget of its keepalives' catch-up (the message rate), which a client
     /// asking once per gap and backing off stays well under; and as many whole datagrams as
     /// its repair bytes allow.
-    mutating func resend(_ slot: MemberSlot, first: UInt32, count: UInt16, now: UInt64, into outbox: inout Outbox) -> Outcome {
+    mutating func resend(_ slot: MemberSlot, first: UInt32, count: UInt16, now: UInt64, into outbox: inout Outbox)
+        -> Outcome
+    {
         let room = slot.room
         var from = max(first, roster[room].oldest)
         let end = UInt32(min(UInt64(first) + UInt64(count), UInt64(roster[room].next)))
@@ -208,8 +229,10 @@ extension ChatService {
         return .answered
     }
 
-    mutating func rename(_ slot: MemberSlot, to newNick: UnsafeRawBufferPointer, now: UInt64,
-                         into outbox: inout Outbox) -> Outcome {
+    mutating func rename(
+        _ slot: MemberSlot, to newNick: UnsafeRawBufferPointer, now: UInt64,
+        into outbox: inout Outbox
+    ) -> Outcome {
         let room = slot.room
         if let refusal = roster.nameRefusal(newNick, in: room, except: slot) {
             let tag = roster[slot].tag
@@ -219,12 +242,14 @@ extension ChatService {
         // A rename reaches every member, as a message does: it spends as one.
         var m = roster[slot]
         guard messageRate.admit(&m.rateArrival, now: now) else { return .dropped(.chatRateLimited) }
-        guard roomDeliveryRate.admit(&roster[room].deliveryArrival, now: now, cost: UInt64(roster[room].memberCount)) else {
+        guard roomDeliveryRate.admit(&roster[room].deliveryArrival, now: now, cost: UInt64(roster[room].memberCount))
+        else {
             return .dropped(.chatRoomRateLimited)
         }
         roster[slot] = m
-        appendEvent(room, kind: .renamed, sender: m.id, clientSequence: 0, nick: roster.nick(slot), text: newNick,
-                    token: m.token)
+        appendEvent(
+            room, kind: .renamed, sender: m.id, clientSequence: 0, nick: roster.nick(slot), text: newNick,
+            token: m.token)
         roster.setNick(slot, newNick)
         return .served
     }

@@ -203,10 +203,12 @@ struct ChatRoster: ~Copyable {
         freeRoomCount -= 1
         let room = RoomID(index: Int(freeRooms[freeRoomCount]))
         // Still in the dirty list if its last members left this batch, or while held.
-        self[room] = Room(inUse: true, nameLength: UInt8(name.count), memberCount: 0, next: first, oldest: first,
-                          dirty: self[room].dirty, nameHash: hash)
-        UnsafeMutableRawPointer(roomNames + room.index * ChatWire.maxName).copyMemory(from: name.baseAddress!,
-                                                                                    byteCount: name.count)
+        self[room] = Room(
+            inUse: true, nameLength: UInt8(name.count), memberCount: 0, next: first, oldest: first,
+            dirty: self[room].dirty, nameHash: hash)
+        UnsafeMutableRawPointer(roomNames + room.index * ChatWire.maxName).copyMemory(
+            from: name.baseAddress!,
+            byteCount: name.count)
         roomIndex.insert(room.index, hash: hash)
         roomsInUse[room.index / 64] |= 1 << UInt64(room.index % 64)
         return room

@@ -77,8 +77,10 @@ public struct ChatService: DatagramService, ~Copyable {
         settings = s
         let keys = ChatKeys(secret: s.secret)
         messageRate = CellRate(rate: max(s.messageRate, 1), burst: max(s.messageBurst, 1))
-        roomDeliveryRate = CellRate(rate: max(s.roomDeliveryRate, 1), burst: max(s.roomDeliveryBurst, UInt64(s.membersPerRoom)))
-        repairByteRate = CellRate(rate: max(s.repairByteRate, 1), burst: max(s.repairByteBurst, UInt64(ChatWire.largestDatagram)))
+        roomDeliveryRate = CellRate(
+            rate: max(s.roomDeliveryRate, 1), burst: max(s.roomDeliveryBurst, UInt64(s.membersPerRoom)))
+        repairByteRate = CellRate(
+            rate: max(s.repairByteRate, 1), burst: max(s.repairByteBurst, UInt64(ChatWire.largestDatagram)))
         let backlogLength = Self.backlogLength(service)
         historyCount = s.history
         holdLimit = UInt32(max(backlogLength - service.batchSize - s.membersPerRoom, 0))
@@ -92,16 +94,18 @@ public struct ChatService: DatagramService, ~Copyable {
         var policy = service.policy
         policy.rateLimit = nil
         admission = Admission(policy)
-        answers = UnprovenAnswers(perEndpoint: s.answerLimit, relayCap: s.unprovenAnswerCap,
-                                  seed: keys.word(.answerBudgetSeed))
+        answers = UnprovenAnswers(
+            perEndpoint: s.answerLimit, relayCap: s.unprovenAnswerCap,
+            seed: keys.word(.answerBudgetSeed))
         var joinLimit = s.joinLimit
         (joinLimit.ipv4PrefixLength, joinLimit.ipv6PrefixLength) = (s.ipv4PrefixLength, s.ipv6PrefixLength)
         joins = RateLimiter(joinLimit, seed: keys.word(.joinLimiterSeed))
         instance = keys.word(.instance)
         roomKey = keys.key(.roomPlacement)
         credentials = ChatCredentials(keys: keys, epochSeconds: s.epochSeconds, workers: s.workers, worker: s.worker)
-        roster = ChatRoster(rooms: s.rooms, perRoom: s.membersPerRoom, keys: keys,
-                            prefixLengths: (s.ipv4PrefixLength, s.ipv6PrefixLength))
+        roster = ChatRoster(
+            rooms: s.rooms, perRoom: s.membersPerRoom, keys: keys,
+            prefixLengths: (s.ipv4PrefixLength, s.ipv6PrefixLength))
         backlog = ChatBacklog(rooms: s.rooms, length: backlogLength, maxMessage: s.maxMessage)
         messageSequences = MessageSequences(slots: s.rooms * s.membersPerRoom)
         dirty = DirtyRooms(capacity: s.rooms)
@@ -145,8 +149,10 @@ public struct ChatService: DatagramService, ~Copyable {
     public mutating func handle(_ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Bool {
         let type: UInt8 = datagram.payload.count >= 2 ? datagram.payload[1] : 0
         let bound = answerBound(type)
-        if !outbox.isEmpty && !(outbox.count + bound <= outbox.capacity
-                                && outbox.bufferUsed + bound * largestDatagram <= outbox.bufferCapacity) {
+        if !outbox.isEmpty
+            && !(outbox.count + bound <= outbox.capacity
+                && outbox.bufferUsed + bound * largestDatagram <= outbox.bufferCapacity)
+        {
             return false
         }
         tally.read += 1
@@ -172,8 +178,9 @@ public struct ChatService: DatagramService, ~Copyable {
     func whole(_ datagram: Datagram) -> UnsafeRawBufferPointer {
         guard !datagram.continuation.isEmpty else { return datagram.payload }
         UnsafeMutableRawBufferPointer(start: scratch, count: datagram.length).copyMemory(from: datagram.payload)
-        (scratch + datagram.payload.count).copyMemory(from: datagram.continuation.baseAddress!,
-                                                      byteCount: datagram.continuation.count)
+        (scratch + datagram.payload.count).copyMemory(
+            from: datagram.continuation.baseAddress!,
+            byteCount: datagram.continuation.count)
         return UnsafeRawBufferPointer(start: scratch, count: datagram.length)
     }
 
@@ -208,7 +215,9 @@ public struct ChatService: DatagramService, ~Copyable {
             let owner = Int(head[ChatWire.headerLength])  // the token's top byte, first on the wire
             return owner < workers ? owner : nil
         }
-        guard case .join(let join)? = ChatRequest.parse(whole(datagram))?.request, !join.cookie.isNone else { return nil }
+        guard case .join(let join)? = ChatRequest.parse(whole(datagram))?.request, !join.cookie.isNone else {
+            return nil
+        }
         return Int(SipHasher.hash(key: roomKey, join.room) % UInt64(workers))
     }
 
@@ -231,8 +240,10 @@ public struct ChatService: DatagramService, ~Copyable {
 
     /// A datagram that tells a refused source why: a delivery, not a reply.
     mutating func notice(to datagram: Datagram, into outbox: inout Outbox, _ body: (inout ChatWriter) -> Void) {
-        if outbox.write(limit: datagram.length, to: datagram.peer, from: datagram.arrival.replySource,
-                        through: datagram.arrival.socket, body) {
+        if outbox.write(
+            limit: datagram.length, to: datagram.peer, from: datagram.arrival.replySource,
+            through: datagram.arrival.socket, body)
+        {
             pending.deliveries += 1
         }
     }

@@ -24,8 +24,9 @@ extension ChatService {
             } else {
                 // On to the next room in use, or past the 64 rooms of this word of `roomsInUse`.
                 let bits = roster.roomsInUse[room.index / 64] >> UInt64(room.index % 64)
-                let next = min(bits == 0 ? (room.index / 64 + 1) * 64 : room.index + bits.trailingZeroBitCount,
-                               roster.roomCount)
+                let next = min(
+                    bits == 0 ? (room.index / 64 + 1) * 64 : room.index + bits.trailingZeroBitCount,
+                    roster.roomCount)
                 step = (next - room.index) * wordsPerRoom - word
             }
             budget -= 1
@@ -46,8 +47,9 @@ extension ChatService {
             bits &= bits - 1
             let m = roster[slot]
             guard now &- m.lastHeard >= evictAfter && now > m.lastHeard else { continue }
-            appendEvent(room, kind: .timedOut, sender: m.id, clientSequence: 0, nick: roster.nick(slot),
-                        text: UnsafeRawBufferPointer(start: nil, count: 0), token: m.token)
+            appendEvent(
+                room, kind: .timedOut, sender: m.id, clientSequence: 0, nick: roster.nick(slot),
+                text: UnsafeRawBufferPointer(start: nil, count: 0), token: m.token)
             remove(slot)
         }
         return looked

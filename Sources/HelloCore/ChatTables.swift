@@ -115,7 +115,8 @@ extension ChatService {
         var problems = roster.problems()
         let (inUse, members) = roster.recount()
         if tally.chat.rooms != UInt64(inUse) || tally.chat.members != UInt64(members) {
-            problems.append("counters: \(tally.chat.rooms) rooms, \(tally.chat.members) members; are \(inUse), \(members)")
+            problems.append(
+                "counters: \(tally.chat.rooms) rooms, \(tally.chat.members) members; are \(inUse), \(members)")
         }
         return problems
     }
@@ -134,7 +135,9 @@ extension ChatRoster {
         var free = Set<Int>()
         for k in 0..<freeRoomCount {
             let room = Int(freeRooms[k])
-            if rooms[room].inUse || !free.insert(room).inserted { problems.append("free list: room \(room) in use or twice") }
+            if rooms[room].inUse || !free.insert(room).inserted {
+                problems.append("free list: room \(room) in use or twice")
+            }
         }
         var prefixes: [SourcePrefix: Int] = [:]
         for room in (0..<roomCount).map(RoomID.init) {
@@ -142,11 +145,15 @@ extension ChatRoster {
         }
         let inUse = recount().rooms
         if roomIndex.count != inUse { problems.append("room index: \(roomIndex.count) entries, \(inUse) rooms in use") }
-        if freeRoomCount != roomCount - inUse { problems.append("free list: \(freeRoomCount) rooms, \(roomCount - inUse) free") }
+        if freeRoomCount != roomCount - inUse {
+            problems.append("free list: \(freeRoomCount) rooms, \(roomCount - inUse) free")
+        }
         problems += tokenIndex.invariantProblems().map { "token index: \($0)" }
         problems += roomIndex.invariantProblems().map { "room index: \($0)" }
         problems += prefixCounts.invariantProblems().map { "prefix counts: \($0)" }
-        if prefixCounts.prefixes != prefixes.count { problems.append("prefix counts: \(prefixCounts.prefixes) prefixes, are \(prefixes.count)") }
+        if prefixCounts.prefixes != prefixes.count {
+            problems.append("prefix counts: \(prefixCounts.prefixes) prefixes, are \(prefixes.count)")
+        }
         for (prefix, count) in prefixes where prefixCounts.count(of: prefix) != count {
             problems.append("prefix \(prefix): counted \(prefixCounts.count(of: prefix)), are \(count)")
         }
@@ -167,7 +174,9 @@ extension ChatRoster {
             }
             if !bit { problems.append("slot \(slot.index): in use, marked free") }
             let found = member(token: self[slot].token)
-            if found != slot { problems.append("slot \(slot.index): its token finds \(String(describing: found?.index))") }
+            if found != slot {
+                problems.append("slot \(slot.index): its token finds \(String(describing: found?.index))")
+            }
             prefixes[sourcePrefix(self[slot].peer), default: 0] += 1
             count += 1
         }

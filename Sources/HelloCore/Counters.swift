@@ -89,10 +89,12 @@ public enum DropReason: Int, Sendable, CaseIterable {
 /// Drop counts by reason, in fixed storage: counting never allocates.
 public struct DropCounts: Sendable, Equatable {
     /// Room for 24 reasons; a new reason must not outgrow it.
-    private var counts: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
-        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    private var counts:
+        (
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64
+        ) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     static let room = 24
 
     public init() {
@@ -104,7 +106,9 @@ public struct DropCounts: Sendable, Equatable {
             withUnsafeBytes(of: counts) { $0.load(fromByteOffset: reason.rawValue * 8, as: UInt64.self) }
         }
         set {
-            withUnsafeMutableBytes(of: &counts) { $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self) }
+            withUnsafeMutableBytes(of: &counts) {
+                $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self)
+            }
         }
     }
 

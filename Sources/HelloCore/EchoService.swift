@@ -7,9 +7,11 @@ public struct EchoReply: ReplyRule {
     public func replyLength(forRequestOf requestLength: Int) -> Int { requestLength }
 
     @discardableResult
-    public func writeReply(to payload: UnsafeRawBufferPointer,
-                           continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                           at destination: UnsafeMutableRawPointer) -> Int {
+    public func writeReply(
+        to payload: UnsafeRawBufferPointer,
+        continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+        at destination: UnsafeMutableRawPointer
+    ) -> Int {
         copy(continuation, to: copy(payload, to: destination))
         return payload.count + continuation.count
     }

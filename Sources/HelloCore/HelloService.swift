@@ -11,9 +11,11 @@ public struct HelloReply: ReplyRule {
     public func replyLength(forRequestOf requestLength: Int) -> Int { requestLength + 8 }
 
     @discardableResult
-    public func writeReply(to payload: UnsafeRawBufferPointer,
-                           continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                           at destination: UnsafeMutableRawPointer) -> Int {
+    public func writeReply(
+        to payload: UnsafeRawBufferPointer,
+        continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+        at destination: UnsafeMutableRawPointer
+    ) -> Int {
         destination.storeBytes(of: Self.helloWord.littleEndian, as: UInt64.self)
         var out = destination + 7
         out = copy(payload, to: out)
@@ -24,7 +26,8 @@ public struct HelloReply: ReplyRule {
 
     public func request(inReply reply: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         guard reply.count >= 8, reply.last == UInt8(ascii: "!"),
-              withUnsafeBytes(of: Self.helloWord.littleEndian, { reply.starts(with: $0.prefix(7)) }) else { return nil }
+            withUnsafeBytes(of: Self.helloWord.littleEndian, { reply.starts(with: $0.prefix(7)) })
+        else { return nil }
         return UnsafeRawBufferPointer(rebasing: reply[7..<reply.count - 1])
     }
 }

@@ -30,8 +30,10 @@ public struct RateLimiter: ~Copyable {
         /// lengths then unused).
         public var scope: Scope
 
-        public init(rate: UInt64 = 1000, burst: UInt64 = 200, ipv4PrefixLength: Int = 32, ipv6PrefixLength: Int = 64,
-                    tableSize: Int = 4096, scope: Scope = .sourcePrefix) {
+        public init(
+            rate: UInt64 = 1000, burst: UInt64 = 200, ipv4PrefixLength: Int = 32, ipv6PrefixLength: Int = 64,
+            tableSize: Int = 4096, scope: Scope = .sourcePrefix
+        ) {
             self.rate = rate
             self.burst = burst
             self.ipv4PrefixLength = ipv4PrefixLength
@@ -62,7 +64,8 @@ public struct RateLimiter: ~Copyable {
         precondition(configuration.rate > 0 && configuration.burst > 0)
         self.configuration = configuration
         cellRate = CellRate(rate: configuration.rate, burst: configuration.burst)
-        let slots = max(1 << (Int.bitWidth - (max(configuration.tableSize, Self.ways) - 1).leadingZeroBitCount), Self.ways)
+        let slots = max(
+            1 << (Int.bitWidth - (max(configuration.tableSize, Self.ways) - 1).leadingZeroBitCount), Self.ways)
         setMask = slots / Self.ways - 1
         keys = .allocate(capacity: slots)
         keys.initialize(repeating: 0, count: slots)
@@ -131,9 +134,12 @@ public struct RateLimiter: ~Copyable {
     @inline(__always)
     func key(_ peer: Endpoint) -> UInt64 {
         let byEndpoint = configuration.scope == .endpoint
-        let prefix = SourcePrefix(peer, ipv4Length: byEndpoint ? 32 : configuration.ipv4PrefixLength,
-                                  ipv6Length: byEndpoint ? 128 : configuration.ipv6PrefixLength)
-        var h = prefix.isV4 ? PeerGrouping.mix(seed ^ 4) ^ prefix.low
+        let prefix = SourcePrefix(
+            peer, ipv4Length: byEndpoint ? 32 : configuration.ipv4PrefixLength,
+            ipv6Length: byEndpoint ? 128 : configuration.ipv6PrefixLength)
+        var h =
+            prefix.isV4
+            ? PeerGrouping.mix(seed ^ 4) ^ prefix.low
             : PeerGrouping.mix(PeerGrouping.mix(seed ^ 6) ^ prefix.high) ^ prefix.low
         if byEndpoint {
             h = PeerGrouping.mix(h) ^ UInt64(peer.port)
@@ -156,7 +162,8 @@ package struct SourcePrefix: Hashable {
         switch a.family {
         case .v4:
             let bits = ipv4Length
-            let mask: UInt64 = bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
+            let mask: UInt64 =
+                bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
             (high, low, isV4) = (0, a.low & mask, true)
         case .v6:
             let bits = ipv6Length

@@ -10,8 +10,10 @@ public protocol ReplyRule: Sendable {
     /// Writes the reply to the request `payload` + `continuation` at `destination`, which
     /// has room for `replyLength(forRequestOf:)` bytes, and returns that length.
     @discardableResult
-    func writeReply(to payload: UnsafeRawBufferPointer, continuation: UnsafeRawBufferPointer,
-                    at destination: UnsafeMutableRawPointer) -> Int
+    func writeReply(
+        to payload: UnsafeRawBufferPointer, continuation: UnsafeRawBufferPointer,
+        at destination: UnsafeMutableRawPointer
+    ) -> Int
     /// The request a reply answers, if `reply` has this rule's form: for clients that
     /// check replies (hello bench).
     func request(inReply reply: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer?
@@ -23,8 +25,9 @@ extension ReplyRule {
         let bytes = Array(request)
         return [UInt8](unsafeUninitializedCapacity: replyLength(forRequestOf: bytes.count)) { buffer, count in
             count = bytes.withUnsafeBytes {
-                writeReply(to: $0, continuation: UnsafeRawBufferPointer(start: nil, count: 0),
-                           at: UnsafeMutableRawPointer(buffer.baseAddress!))
+                writeReply(
+                    to: $0, continuation: UnsafeRawBufferPointer(start: nil, count: 0),
+                    at: UnsafeMutableRawPointer(buffer.baseAddress!))
             }
         }
     }

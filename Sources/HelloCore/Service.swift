@@ -69,8 +69,10 @@ public struct ServiceSettings: Sendable {
     /// The chat service's tables, limits, times and secret.
     public var chat: ChatSettings
 
-    public init(batchSize: Int = 64, maxDatagram: Int = 65527, policy: AdmissionPolicy = AdmissionPolicy(),
-                chat: ChatSettings = ChatSettings()) {
+    public init(
+        batchSize: Int = 64, maxDatagram: Int = 65527, policy: AdmissionPolicy = AdmissionPolicy(),
+        chat: ChatSettings = ChatSettings()
+    ) {
         self.batchSize = batchSize
         self.maxDatagram = maxDatagram
         self.policy = policy

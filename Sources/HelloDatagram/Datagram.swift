@@ -13,8 +13,11 @@ public struct Datagram {
     /// Where it went: the kind of destination, and the address to answer from.
     public var arrival: Arrival
 
-    public init(payload: UnsafeRawBufferPointer, continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                truncated: Bool = false, peer: Endpoint, arrival: Arrival = Arrival()) {
+    public init(
+        payload: UnsafeRawBufferPointer,
+        continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+        truncated: Bool = false, peer: Endpoint, arrival: Arrival = Arrival()
+    ) {
         self.payload = payload
         self.continuation = continuation
         self.truncated = truncated

@@ -12,8 +12,10 @@ public struct Outgoing: Sendable, Equatable {
     public var socket: UInt16
 
     @inlinable
-    public init(offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil, socket: UInt16 = 0,
-                headOffset: Int32 = 0, headLength: Int32 = 0) {
+    public init(
+        offset: Int32, length: Int32, destination: Endpoint, source: LocalSource? = nil, socket: UInt16 = 0,
+        headOffset: Int32 = 0, headLength: Int32 = 0
+    ) {
         self.offset = offset
         self.length = length
         self.headOffset = headOffset
@@ -86,10 +88,13 @@ public struct Outbox: ~Copyable {
 
     /// Adds the `length` bytes written at `next` as a datagram to `destination`.
     @inlinable
-    public mutating func commit(length: Int, to destination: Endpoint, from source: LocalSource?, through socket: UInt16 = 0) {
+    public mutating func commit(
+        length: Int, to destination: Endpoint, from source: LocalSource?, through socket: UInt16 = 0
+    ) {
         precondition(hasRoom(for: length))
-        storage[count] = Outgoing(offset: Int32(bufferUsed), length: Int32(length), destination: destination, source: source,
-                                  socket: socket)
+        storage[count] = Outgoing(
+            offset: Int32(bufferUsed), length: Int32(length), destination: destination, source: source,
+            socket: socket)
         used = (used.count + 1, used.bytes + length)
     }
 
@@ -97,13 +102,16 @@ public struct Outbox: ~Copyable {
     /// relay's fan-out writes a message once and points every recipient's send at it).
     /// False if the outbox has no entry left.
     @inlinable
-    public mutating func repeatDatagram(_ index: Int, to destination: Endpoint, from source: LocalSource?,
-                                        through socket: UInt16 = 0) -> Bool {
+    public mutating func repeatDatagram(
+        _ index: Int, to destination: Endpoint, from source: LocalSource?,
+        through socket: UInt16 = 0
+    ) -> Bool {
         precondition(index >= 0 && index < count)
         guard count < capacity else { return false }
         let original = storage[index]
-        storage[count] = Outgoing(offset: original.offset, length: original.length, destination: destination,
-                                  source: source, socket: socket)
+        storage[count] = Outgoing(
+            offset: original.offset, length: original.length, destination: destination,
+            source: source, socket: socket)
         used.count += 1
         return true
     }
@@ -113,8 +121,10 @@ public struct Outbox: ~Copyable {
     /// names each recipient in its datagram's first bytes), the rest shared, not copied.
     /// False if the outbox has no entry or no room left.
     @inlinable @inline(__always)
-    public mutating func repeatDatagram(_ index: Int, ownHead headLength: Int, to destination: Endpoint,
-                                        from source: LocalSource?, through socket: UInt16 = 0) -> Bool {
+    public mutating func repeatDatagram(
+        _ index: Int, ownHead headLength: Int, to destination: Endpoint,
+        from source: LocalSource?, through socket: UInt16 = 0
+    ) -> Bool {
         precondition(index >= 0 && index < count)
         guard hasRoom(for: headLength) else { return false }
         // Only the original's place is read: not the whole entry.
@@ -122,15 +132,18 @@ public struct Outbox: ~Copyable {
         precondition(headLength > 0 && headLength <= Int(length) && storage[index].headLength == 0)
         // Offsets fit in 32 bits (`init`), and the head is within the original.
         let head = Int32(truncatingIfNeeded: headLength)
-        storage[count] = Outgoing(offset: offset &+ head, length: length &- head, destination: destination, source: source,
-                                  socket: socket, headOffset: Int32(truncatingIfNeeded: bufferUsed), headLength: head)
+        storage[count] = Outgoing(
+            offset: offset &+ head, length: length &- head, destination: destination, source: source,
+            socket: socket, headOffset: Int32(truncatingIfNeeded: bufferUsed), headLength: head)
         used = (used.count + 1, used.bytes + headLength)
         return true
     }
 
     /// Copies `bytes` in as a datagram to `destination`; false if it does not fit.
     @discardableResult
-    public mutating func append(_ bytes: UnsafeRawBufferPointer, to destination: Endpoint, from source: LocalSource? = nil) -> Bool {
+    public mutating func append(
+        _ bytes: UnsafeRawBufferPointer, to destination: Endpoint, from source: LocalSource? = nil
+    ) -> Bool {
         guard hasRoom(for: bytes.count) else { return false }
         if let base = bytes.baseAddress, bytes.count > 0 {
             next.copyMemory(from: base, byteCount: bytes.count)

@@ -70,7 +70,8 @@ public struct Arrival: Sendable, Equatable {
             if header.isMulticast {
                 destination = .multicast
             } else if header.isLimitedBroadcast
-                        || (info.localAddress != 0 && info.localAddress != info.headerDestination) {
+                || (info.localAddress != 0 && info.localAddress != info.headerDestination)
+            {
                 destination = .broadcast
             } else {
                 // 0.0.0.0 there: queued before IP_PKTINFO was set (the datagram that started

@@ -33,7 +33,8 @@ package struct SegmentPlanner: Sendable {
     /// `first + count`. `plainThrough`: entries up to this index go alone (the kernel
     /// refused them as segments once); -1 for none.
     @inlinable @inline(__always)
-    package func send(from first: Int, of entries: UnsafeBufferPointer<Outgoing>, plainThrough: Int = -1) -> PlannedSend {
+    package func send(from first: Int, of entries: UnsafeBufferPointer<Outgoing>, plainThrough: Int = -1) -> PlannedSend
+    {
         let head = entries[first]
         let segment = Int(head.length)
         var count = 1
@@ -48,7 +49,8 @@ package struct SegmentPlanner: Sendable {
             // Side by side first: the cheapest test, and the one a fan-out's repeated
             // datagrams (`Outbox.repeatDatagram`) fail.
             guard Int(next.offset) == Int(head.offset) + bytes, next.headLength == 0, length <= segment, length > 0,
-                  bytes + length <= limit, next.sharesRoute(with: head) else { break }
+                bytes + length <= limit, next.sharesRoute(with: head)
+            else { break }
             count += 1
             bytes += length
             if length < segment { break }  // only the last segment may be shorter

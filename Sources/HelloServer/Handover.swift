@@ -68,8 +68,9 @@ package final class HandoverRing: @unchecked Sendable {
         if let base = datagram.continuation.baseAddress, datagram.continuation.count > 0 {
             (slot + datagram.payload.count).copyMemory(from: base, byteCount: datagram.continuation.count)
         }
-        headers[i] = Header(length: datagram.length, truncated: datagram.truncated, peer: datagram.peer,
-                            arrival: datagram.arrival)
+        headers[i] = Header(
+            length: datagram.length, truncated: datagram.truncated, peer: datagram.peer,
+            arrival: datagram.arrival)
         tail.store(t &+ 1, ordering: .releasing)
         return true
     }
@@ -85,8 +86,9 @@ package final class HandoverRing: @unchecked Sendable {
         }
         let i = h & mask
         let header = headers[i]
-        return Datagram(payload: UnsafeRawBufferPointer(start: bytes + i * slotBytes, count: header.length),
-                        truncated: header.truncated, peer: header.peer, arrival: header.arrival)
+        return Datagram(
+            payload: UnsafeRawBufferPointer(start: bytes + i * slotBytes, count: header.length),
+            truncated: header.truncated, peer: header.peer, arrival: header.arrival)
     }
 
     /// Frees the oldest slot, once its datagram is served.
@@ -197,8 +199,10 @@ final class HandoverPort {
         self.position = position
         var senders: [SendBatch] = []
         for socket in group.sockets {
-            senders.append(SendBatch(capacity: outboxCapacity,
-                                     options: .init(local: try socket.localAddress(), segmentation: segmentation)))
+            senders.append(
+                SendBatch(
+                    capacity: outboxCapacity,
+                    options: .init(local: try socket.localAddress(), segmentation: segmentation)))
         }
         self.senders = senders
         pushed = .allocate(capacity: group.count)

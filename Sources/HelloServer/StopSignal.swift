@@ -1,6 +1,6 @@
 import Atomics
-import SystemPackage
 import HelloSocket
+import SystemPackage
 
 /// Tells every worker to finish the batch in hand and return. A flag for workers busy
 /// with traffic, and an eventfd that wakes the ones waiting in poll.

@@ -20,8 +20,10 @@ public struct WorkerConfiguration: Sendable {
     /// Join same-length datagrams to one destination in one UDP_SEGMENT send.
     public var segmentation: Bool
 
-    public init(batchSize: Int = 64, maxDatagram: Int = 65527, spinLimit: UInt64 = 50_000,
-                coalesceDelay: UInt64 = 30_000, segmentation: Bool = true) {
+    public init(
+        batchSize: Int = 64, maxDatagram: Int = 65527, spinLimit: UInt64 = 50_000,
+        coalesceDelay: UInt64 = 30_000, segmentation: Bool = true
+    ) {
         self.batchSize = batchSize
         self.maxDatagram = maxDatagram
         self.spinLimit = spinLimit
@@ -56,9 +58,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
 
     /// `handover`: the group of workers this one shares its service's state with, and its
     /// place there (the socket number its datagrams carry).
-    package init(index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
-                 publishingTo published: PublishedReport,
-                 handover: (group: HandoverGroup, position: Int)?) throws(SocketError) {
+    package init(
+        index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
+        publishingTo published: PublishedReport,
+        handover: (group: HandoverGroup, position: Int)?
+    ) throws(SocketError) {
         self.index = index
         self.socket = socket
         self.configuration = configuration
@@ -76,21 +80,26 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         var port: HandoverPort?
         if let (group, position) = handover {
             precondition(group.sockets[position].descriptor == socket.descriptor)
-            port = try HandoverPort(group: group, position: position, outboxCapacity: service.outboxCapacity,
-                                    segmentation: configuration.segmentation)
+            port = try HandoverPort(
+                group: group, position: position, outboxCapacity: service.outboxCapacity,
+                segmentation: configuration.segmentation)
         }
-        receiver = ReceiveBatch(capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram,
-                                groupByPeer: configuration.segmentation, packetInfo: packetInfo)
+        receiver = ReceiveBatch(
+            capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram,
+            groupByPeer: configuration.segmentation, packetInfo: packetInfo)
         outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
         sender = SendBatch(capacity: service.outboxCapacity, options: options)
         self.handover = port
         self.service = service
     }
 
-    public init(index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
-                publishingTo published: PublishedReport) throws(SocketError) {
-        try self.init(index: index, socket: socket, service: service, configuration: configuration,
-                      publishingTo: published, handover: nil)
+    public init(
+        index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
+        publishingTo published: PublishedReport
+    ) throws(SocketError) {
+        try self.init(
+            index: index, socket: socket, service: service, configuration: configuration,
+            publishingTo: published, handover: nil)
     }
 
     /// Reads whatever is queued, up to one batch, serves it and returns how many datagrams
@@ -276,8 +285,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                     let left = due > now ? due - now : 0
                     timeout = min(timeout ?? left, left)
                 }
-                let ready = try socket.wait(for: DatagramSocket.readable, timeout: timeout, wakeup: stop.wakeup,
-                                            handover: handover.map { $0.group.wakeup(of: $0.position) })
+                let ready = try socket.wait(
+                    for: DatagramSocket.readable, timeout: timeout, wakeup: stop.wakeup,
+                    handover: handover.map { $0.group.wakeup(of: $0.position) })
                 socketReady = handover == nil || ready != 0
             } catch {
                 report.receiveErrors += 1
@@ -306,9 +316,11 @@ package struct WorkerLauncher: ServiceBuilder, Sendable {
     /// The workers it shares its service's state with, and its place there (nil: none).
     package let handover: (group: HandoverGroup, position: Int)?
 
-    package init(index: Int, socket: DatagramSocket, configuration: WorkerConfiguration, published: PublishedReport,
-                 handover: (group: HandoverGroup, position: Int)? = nil,
-                 stop: StopSignal, liveness: Liveness?, started: @escaping @Sendable (SocketError?) -> Void) {
+    package init(
+        index: Int, socket: DatagramSocket, configuration: WorkerConfiguration, published: PublishedReport,
+        handover: (group: HandoverGroup, position: Int)? = nil,
+        stop: StopSignal, liveness: Liveness?, started: @escaping @Sendable (SocketError?) -> Void
+    ) {
         self.index = index
         self.handover = handover
         self.socket = socket
@@ -329,8 +341,9 @@ package struct WorkerLauncher: ServiceBuilder, Sendable {
     package func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) {
         var worker: Worker<Service>
         do {
-            worker = try Worker(index: index, socket: socket, service: service, configuration: configuration,
-                                publishingTo: published, handover: handover)
+            worker = try Worker(
+                index: index, socket: socket, service: service, configuration: configuration,
+                publishingTo: published, handover: handover)
         } catch {
             started(error)
             return

@@ -16,7 +16,9 @@ public struct DatagramSocket: Sendable, Hashable {
     /// A new UDP socket for `address`'s family. An IPv6 wildcard is dual-stack: it also
     /// serves IPv4 peers, as `::ffff:a.b.c.d`.
     public static func open(family: Int32) throws(SocketError) -> DatagramSocket {
-        let fd = try systemCall("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let fd = try systemCall("socket") {
+            socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
         let sock = DatagramSocket(adopting: FileDescriptor(rawValue: fd))
         if family == AF_INET6 {
             try sock.setOption(Int32(IPPROTO_IPV6), HS_IPV6_V6ONLY, 0, "setsockopt(IPV6_V6ONLY)")
@@ -106,7 +108,9 @@ public struct DatagramSocket: Sendable, Hashable {
     /// Sends one datagram to the connected peer. Returns false if the send buffer is full.
     @discardableResult
     public func send(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Bool {
-        try nonBlockingCall("send") { Glibc.send(descriptor.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT)) } != nil
+        try nonBlockingCall("send") {
+            Glibc.send(descriptor.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT))
+        } != nil
     }
 
     /// Receives one datagram into `buffer`, waiting at most `timeout` nanoseconds.
@@ -114,7 +118,9 @@ public struct DatagramSocket: Sendable, Hashable {
     public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: UInt64) throws(SocketError) -> Int? {
         let deadline = monotonicNanoseconds() + timeout
         while true {
-            if let n = try nonBlockingCall("recv", { recv(descriptor.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }) {
+            if let n = try nonBlockingCall(
+                "recv", { recv(descriptor.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) })
+            {
                 return n
             }
             let now = monotonicNanoseconds()
@@ -127,12 +133,16 @@ public struct DatagramSocket: Sendable, Hashable {
     /// `handover` (eventfds or pipes, if any) becomes readable, or `timeout` nanoseconds
     /// pass (nil: forever). Returns the socket's ready events (0 on timeout or wakeup).
     @discardableResult
-    public func wait(for events: Int16, timeout: UInt64?, wakeup: FileDescriptor? = nil,
-                     handover: FileDescriptor? = nil) throws(SocketError) -> Int16 {
+    public func wait(
+        for events: Int16, timeout: UInt64?, wakeup: FileDescriptor? = nil,
+        handover: FileDescriptor? = nil
+    ) throws(SocketError) -> Int16 {
         // poll skips a negative descriptor.
-        var fds = (pollfd(fd: descriptor.rawValue, events: events, revents: 0),
-                   pollfd(fd: wakeup?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: handover?.rawValue ?? -1, events: Int16(POLLIN), revents: 0))
+        var fds = (
+            pollfd(fd: descriptor.rawValue, events: events, revents: 0),
+            pollfd(fd: wakeup?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: handover?.rawValue ?? -1, events: Int16(POLLIN), revents: 0)
+        )
         let count: nfds_t = handover != nil ? 3 : wakeup != nil ? 2 : 1
         // ppoll, to the nanosecond: poll's milliseconds would round a short wait up a lot.
         let nanoseconds = timeout ?? 0

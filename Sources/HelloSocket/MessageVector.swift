@@ -56,8 +56,10 @@ package final class MessageVector {
     /// Points message `i` (of two buffers a message) at `headLength` bytes of `head`, then
     /// `length` bytes of `buffer`.
     @inline(__always)
-    package func setBuffers(_ i: Int, _ head: UnsafeMutableRawPointer, length headLength: Int,
-                            _ buffer: UnsafeMutableRawPointer, length: Int) {
+    package func setBuffers(
+        _ i: Int, _ head: UnsafeMutableRawPointer, length headLength: Int,
+        _ buffer: UnsafeMutableRawPointer, length: Int
+    ) {
         let pair = iovecs + i * 2
         pair[0] = iovec(iov_base: head, iov_len: headLength)
         pair[1] = iovec(iov_base: buffer, iov_len: length)
@@ -95,7 +97,8 @@ package final class MessageVector {
     package func send(via socket: DatagramSocket, _ range: Range<Int>) throws(SocketError) -> Int? {
         let fd = socket.descriptor.rawValue
         let first = headers + range.lowerBound
-        return try nonBlockingCall("sendmmsg") { hs_sendmmsg(fd, first, UInt32(range.count), Int32(MSG_DONTWAIT)) }.map(Int.init)
+        return try nonBlockingCall("sendmmsg") { hs_sendmmsg(fd, first, UInt32(range.count), Int32(MSG_DONTWAIT)) }.map(
+            Int.init)
     }
 
     @inline(__always)

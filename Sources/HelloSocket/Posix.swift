@@ -41,11 +41,15 @@ package enum Posix {
 
     /// Writes all of `bytes` to `descriptor`, again after a partial write or EINTR.
     /// `inherited`: a descriptor the process was given (stderr), perhaps closed.
-    package static func writeAll(_ bytes: UnsafeRawBufferPointer, to descriptor: FileDescriptor,
-                                 inherited: Bool = false) throws(SocketError) {
+    package static func writeAll(
+        _ bytes: UnsafeRawBufferPointer, to descriptor: FileDescriptor,
+        inherited: Bool = false
+    ) throws(SocketError) {
         var done = 0
         while done < bytes.count {
-            let written = try systemCall("write", inherited: inherited) { Glibc.write(descriptor.rawValue, bytes.baseAddress! + done, bytes.count - done) }
+            let written = try systemCall("write", inherited: inherited) {
+                Glibc.write(descriptor.rawValue, bytes.baseAddress! + done, bytes.count - done)
+            }
             // write(2) returns 0 only for a count of 0: never here, but it must not loop.
             guard written > 0 else { throw SocketError(call: "write", errno: .ioError) }
             done += written
@@ -54,7 +58,9 @@ package enum Posix {
 
     /// `text` to `descriptor` in one write(2) unless the kernel takes less: a line from
     /// one thread is never cut by another's.
-    package static func writeAll(_ text: String, to descriptor: FileDescriptor, inherited: Bool = false) throws(SocketError) {
+    package static func writeAll(_ text: String, to descriptor: FileDescriptor, inherited: Bool = false)
+        throws(SocketError)
+    {
         var text = text
         // withUTF8 rethrows untyped: the error is carried out by hand.
         let failure = text.withUTF8 { bytes -> SocketError? in
@@ -72,8 +78,10 @@ package enum Posix {
 
     /// The device and inode of what `descriptor` is open on (fstat(2)): tells whether
     /// stderr is the journal's stream (JOURNAL_STREAM).
-    package static func fileIdentity(of descriptor: FileDescriptor,
-                                     inherited: Bool = false) throws(SocketError) -> (device: UInt64, inode: UInt64) {
+    package static func fileIdentity(
+        of descriptor: FileDescriptor,
+        inherited: Bool = false
+    ) throws(SocketError) -> (device: UInt64, inode: UInt64) {
         var info = stat()
         _ = try systemCall("fstat", inherited: inherited) { fstat(descriptor.rawValue, &info) }
         return (UInt64(info.st_dev), UInt64(info.st_ino))
@@ -86,7 +94,9 @@ package enum Posix {
 
     /// The strings of a malloc'd array of `count` malloc'd C strings, as a C library hands
     /// them over (sd_listen_fds_with_names(3)); frees them and the array.
-    package static func takeCStrings(_ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, count: Int) -> [String?] {
+    package static func takeCStrings(_ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, count: Int)
+        -> [String?]
+    {
         defer {
             for i in 0..<count { free(array?[i]) }
             free(array)
@@ -96,8 +106,10 @@ package enum Posix {
 
     /// Calls `body` with an iovec per string (its bytes, without a NUL), for a C call that
     /// takes them (sd_journal_sendv(3)).
-    package static func withIOVectors<Result>(_ strings: [String],
-                                              _ body: (UnsafePointer<iovec>, Int32) -> Result) -> Result {
+    package static func withIOVectors<Result>(
+        _ strings: [String],
+        _ body: (UnsafePointer<iovec>, Int32) -> Result
+    ) -> Result {
         let copies = strings.map { strdup($0)! }
         defer { copies.forEach { free($0) } }
         let vectors = copies.map { iovec(iov_base: $0, iov_len: strlen($0)) }
@@ -149,9 +161,10 @@ package struct WritableFile: ~Copyable {
 
     /// Creates `path` (or truncates it) with `permissions` as the umask leaves them.
     package init(creating path: String, permissions: UInt32) throws(SocketError) {
-        descriptor = FileDescriptor(rawValue: try systemCall("open") {
-            open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(permissions))
-        })
+        descriptor = FileDescriptor(
+            rawValue: try systemCall("open") {
+                open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(permissions))
+            })
     }
 
     deinit {
@@ -256,12 +269,14 @@ package struct PosixThread: Sendable {
     package static func spawn(name: String, _ run: @escaping @Sendable () -> Void) -> PosixThread {
         let body = Unmanaged.passRetained(Body(name: name, run: run)).toOpaque()
         var handle = pthread_t()
-        let status = pthread_create(&handle, nil, { context in
-            let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
-            _ = hs_set_thread_name(String(body.name.prefix(15)))
-            body.run()
-            return nil
-        }, body)
+        let status = pthread_create(
+            &handle, nil,
+            { context in
+                let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
+                _ = hs_set_thread_name(String(body.name.prefix(15)))
+                body.run()
+                return nil
+            }, body)
         precondition(status == 0, "pthread_create failed: \(status)")
         return PosixThread(handle: handle)
     }

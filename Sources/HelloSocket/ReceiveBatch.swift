@@ -38,8 +38,9 @@ package final class ReceiveBatch {
         self.groupByPeer = groupByPeer
         headSize = min(maxDatagram, Self.largestHead)
         tailSize = maxDatagram - headSize
-        messages = MessageVector(capacity: capacity, names: true, controlSize: packetInfo ? Self.controlSize : 0,
-                                 buffersPerMessage: tailSize > 0 ? 2 : 1)
+        messages = MessageVector(
+            capacity: capacity, names: true, controlSize: packetInfo ? Self.controlSize : 0,
+            buffersPerMessage: tailSize > 0 ? 2 : 1)
         heads = .allocate(byteCount: capacity * max(headSize, 1), alignment: 64)
         tails = tailSize > 0 ? .allocate(byteCount: capacity * tailSize, alignment: 64) : nil
         for i in 0..<capacity {
@@ -69,7 +70,8 @@ package final class ReceiveBatch {
         let hasControl = messages.headers[i].msg_hdr.msg_controllen > 0
         return Datagram(
             payload: UnsafeRawBufferPointer(start: heads + i * headSize, count: min(length, headSize)),
-            continuation: UnsafeRawBufferPointer(start: tails.map { $0 + i * tailSize }, count: max(length - headSize, 0)),
+            continuation: UnsafeRawBufferPointer(
+                start: tails.map { $0 + i * tailSize }, count: max(length - headSize, 0)),
             truncated: messages.isTruncated(i),
             peer: Endpoint(sockaddr: messages.names! + i),
             arrival: hasControl ? Arrival(packetInfo(i)) : Arrival()
@@ -89,8 +91,9 @@ package final class ReceiveBatch {
         }
         if raw.has_ipv6 {
             let address = withUnsafeBytes(of: raw.ipv6.ipi6_addr) {
-                IPAddress.v6(high: UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
-                             low: UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                IPAddress.v6(
+                    high: UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
+                    low: UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
             }
             info.ipv6Destination = address
             info.ipv6Interface = raw.ipv6.ipi6_ifindex

@@ -115,8 +115,9 @@ package final class SendBatch {
                         outcome.segmentationTurnedOff = true
                     }
                     let first = Int(firstEntry[next])
-                    count = buildMessages(outbox, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next,
-                                          only: only)
+                    count = buildMessages(
+                        outbox, from: first, plainThrough: first + Int(entryCount[next]) - 1, slot: next,
+                        only: only)
                 } else {
                     // The destination is refused (a firewall, no route): every datagram this
                     // message carries is lost; the rest of the batch still goes.
@@ -132,8 +133,10 @@ package final class SendBatch {
     /// Fills messages from `slot` on with the outbox's entries from `entry` on, and returns
     /// the message count. The planner decides which entries share a segmented send; none
     /// at or before `plainThrough` does, and none to another socket than `only`.
-    private func buildMessages(_ outbox: borrowing Outbox, from entry: Int, plainThrough: Int, slot: Int,
-                               only: UInt16?) -> Int {
+    private func buildMessages(
+        _ outbox: borrowing Outbox, from entry: Int, plainThrough: Int, slot: Int,
+        only: UInt16?
+    ) -> Int {
         let entries = outbox.entries
         let names = messages.names!
         var e = entry
@@ -146,7 +149,8 @@ package final class SendBatch {
                 continue
             }
             let offset = first.pointee.offset, length = first.pointee.length, headLength = first.pointee.headLength
-            let bytes = UnsafeMutableRawPointer(mutating: outbox.bytes(of: first.pointee).baseAddress ?? UnsafeRawPointer(names))
+            let bytes = UnsafeMutableRawPointer(
+                mutating: outbox.bytes(of: first.pointee).baseAddress ?? UnsafeRawPointer(names))
             let header = messages.headers + m  // written in place, field by field
             // How many entries this message carries (several: a segmented send), and its bytes.
             var (count, total) = (1, Int(length))
@@ -160,12 +164,14 @@ package final class SendBatch {
                 messages.setBuffer(m, bytes, length: total)
                 header.pointee.msg_hdr.msg_iovlen = 1
             } else {  // a head of its own, then the bytes it shares: never segmented
-                messages.setBuffers(m, UnsafeMutableRawPointer(mutating: outbox.head(of: first.pointee).baseAddress!),
-                                    length: Int(headLength), bytes, length: total)
+                messages.setBuffers(
+                    m, UnsafeMutableRawPointer(mutating: outbox.head(of: first.pointee).baseAddress!),
+                    length: Int(headLength), bytes, length: total)
                 header.pointee.msg_hdr.msg_iovlen = 2
             }
             header.pointee.msg_hdr.msg_name = UnsafeMutableRawPointer(names + m)
-            header.pointee.msg_hdr.msg_namelen = first.pointee.destination.write(to: names + m, socketFamily: options.socketFamily)
+            header.pointee.msg_hdr.msg_namelen = first.pointee.destination.write(
+                to: names + m, socketFamily: options.socketFamily)
             let control = messages.controlBuffer(m)!
             var used = 0
             if options.writeSourceAddress, let source = first.pointee.source {

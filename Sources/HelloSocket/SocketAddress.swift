@@ -62,11 +62,13 @@ public struct SocketAddress: Sendable {
             let host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":"), let p = port(rest.dropFirst()),
-                  let address = SocketAddress(ip: String(host), port: p), address.family == AF_INET6 else { return nil }
+                let address = SocketAddress(ip: String(host), port: p), address.family == AF_INET6
+            else { return nil }
             self = address
         } else if let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":"),
-                  let p = port(text[text.index(after: colon)...]),
-                  let address = SocketAddress(ip: String(text[..<colon]), port: p) {
+            let p = port(text[text.index(after: colon)...]),
+            let address = SocketAddress(ip: String(text[..<colon]), port: p)
+        {
             self = address
         } else {
             return nil
@@ -161,7 +163,9 @@ public struct SocketAddress: Sendable {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    public func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(SocketError) -> R) throws(SocketError) -> R {
+    public func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(SocketError) -> R)
+        throws(SocketError) -> R
+    {
         try withUnsafePointer(to: storage) { ss throws(SocketError) in
             try ss.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SocketError) in try body(sa, length) }
         }
@@ -178,9 +182,10 @@ extension SocketAddress: CustomStringConvertible {
 extension SocketAddress: Equatable {
     /// Two addresses the kernel wrote are equal when their first `length` bytes are.
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
-        a.length == b.length && withUnsafeBytes(of: a.storage) { x in
-            withUnsafeBytes(of: b.storage) { y in memcmp(x.baseAddress!, y.baseAddress!, Int(a.length)) == 0 }
-        }
+        a.length == b.length
+            && withUnsafeBytes(of: a.storage) { x in
+                withUnsafeBytes(of: b.storage) { y in memcmp(x.baseAddress!, y.baseAddress!, Int(a.length)) == 0 }
+            }
     }
 }
 

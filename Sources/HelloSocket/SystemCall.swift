@@ -24,8 +24,10 @@ public struct SocketError: Error, Equatable, CustomStringConvertible {
 /// `inherited`: the descriptor is one the process was given (stderr), which may have been
 /// closed before it started: EBADF is then an error, not a bug.
 @inline(__always)
-func systemCall<Result: BinaryInteger>(_ call: StaticString, inherited: Bool = false,
-                                       _ body: () -> Result) throws(SocketError) -> Result {
+func systemCall<Result: BinaryInteger>(
+    _ call: StaticString, inherited: Bool = false,
+    _ body: () -> Result
+) throws(SocketError) -> Result {
     while true {
         let result = body()
         if result >= 0 { return result }

@@ -11,7 +11,8 @@ import Histogram
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Load a server and check everything that comes back: requests to hello or echo (the default), or messages through a chat relay.",
+        abstract:
+            "Load a server and check everything that comes back: requests to hello or echo (the default), or messages through a chat relay.",
         subcommands: [BenchRequests.self, BenchChat.self],
         defaultSubcommand: BenchRequests.self
     )
@@ -57,7 +58,9 @@ struct BenchRequests: ParsableCommand {
     @Option(help: "Requests in flight per flow (closed loop).")
     var window = 32
 
-    @Option(help: ArgumentHelp("Requests per second over all flows (open loop), instead of --window.", valueName: "per-second"))
+    @Option(
+        help: ArgumentHelp(
+            "Requests per second over all flows (open loop), instead of --window.", valueName: "per-second"))
     var rate: Double?
 
     @Option(help: ArgumentHelp("Stop after this many requests per flow (or at --duration).", valueName: "n"))
@@ -78,9 +81,14 @@ struct BenchRequests: ParsableCommand {
         try require("--timeout", timeout, in: 0.001...60)
         if let rate { try require("--rate", rate, in: 1...1e8) }
         if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
-        guard let rule = mode.replyRule else { throw ValidationError("--mode \(mode.rawValue) does not answer each request with one reply: bench measures hello and echo.") }
+        guard let rule = mode.replyRule else {
+            throw ValidationError(
+                "--mode \(mode.rawValue) does not answer each request with one reply: bench measures hello and echo.")
+        }
         let largest = rule.replyLength(forRequestOf: size.upper)
-        guard largest <= 65507 else { throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.") }
+        guard largest <= 65507 else {
+            throw ValidationError("--size \(size.upper) makes replies larger than UDP allows.")
+        }
     }
 
     func run() throws {
@@ -145,8 +153,9 @@ struct BenchChat: ParsableCommand {
     @Option(help: ArgumentHelp("How long after the last send a delivery may still come.", valueName: "seconds"))
     var timeout = 1.0
 
-    @Option(name: .customLong("server-pid"),
-            help: ArgumentHelp("The relay's process, to report its CPU per delivery and RSS (/proc).", valueName: "pid"))
+    @Option(
+        name: .customLong("server-pid"),
+        help: ArgumentHelp("The relay's process, to report its CPU per delivery and RSS (/proc).", valueName: "pid"))
     var serverPID: Int32?
 
     func validate() throws {
@@ -155,8 +164,13 @@ struct BenchChat: ParsableCommand {
         try require("--rate", rate, in: 1...1e8)
         try require("--timeout", timeout, in: 0.001...60)
         try require("--size", size, in: ChatLoadText.headerLength...ChatWire.maxText)
-        if let serverPID, kill(serverPID, 0) != 0 && errno == ESRCH { throw ValidationError("--server-pid \(serverPID): no such process.") }
-        if wire == .raw && rooms != 1 { throw ValidationError("--wire raw has one room (the plain C relay relays to every member): not --rooms \(rooms).") }
+        if let serverPID, kill(serverPID, 0) != 0 && errno == ESRCH {
+            throw ValidationError("--server-pid \(serverPID): no such process.")
+        }
+        if wire == .raw && rooms != 1 {
+            throw ValidationError(
+                "--wire raw has one room (the plain C relay relays to every member): not --rooms \(rooms).")
+        }
     }
 
     func run() throws {
@@ -189,8 +203,11 @@ struct BenchChat: ParsableCommand {
             throw ExitCode.failure
         }
         let name = wire.rawValue
-        writeOut(to: STDOUT_FILENO, load.json ? report.json(protocol: name, members: members, rooms: rooms)
-                 : report.text(target: target.map { "\($0)" } ?? "?", protocol: name, members: members, rooms: rooms))
+        writeOut(
+            to: STDOUT_FILENO,
+            load.json
+                ? report.json(protocol: name, members: members, rooms: rooms)
+                : report.text(target: target.map { "\($0)" } ?? "?", protocol: name, members: members, rooms: rooms))
         if report.failed {
             throw ExitCode.failure
         }
@@ -211,8 +228,10 @@ struct RequestSize: ExpressibleByArgument {
 
     init?(argument: String) {
         let parts = argument.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-        guard let lower = parts.first ?? nil, let upper = parts.count == 2 ? parts[1] : (parts.count == 1 ? lower : nil),
-              lower >= RequestCodec.headerLength, upper >= lower, upper <= 65527 else { return nil }
+        guard let lower = parts.first ?? nil,
+            let upper = parts.count == 2 ? parts[1] : (parts.count == 1 ? lower : nil),
+            lower >= RequestCodec.headerLength, upper >= lower, upper <= 65527
+        else { return nil }
         self.init(lower: lower, upper: upper)
     }
 
@@ -248,9 +267,11 @@ struct RequestCodec {
 
     /// The flow and sequence a request says it is, if its header reads right.
     func parse(_ request: UnsafeRawBufferPointer) -> (flow: Int, sequence: UInt32)? {
-        guard request.count >= Self.headerLength, request[0] == UInt8(ascii: "#"), request[5] == UInt8(ascii: ".") else { return nil }
+        guard request.count >= Self.headerLength, request[0] == UInt8(ascii: "#"), request[5] == UInt8(ascii: ".")
+        else { return nil }
         guard let flow = Self.number(request, 1..<5), let sequence = Self.number(request, 6..<16),
-              sequence <= UInt64(UInt32.max) else { return nil }
+            sequence <= UInt64(UInt32.max)
+        else { return nil }
         return (Int(flow), UInt32(sequence))
     }
 

@@ -8,7 +8,8 @@ import HelloSocket
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Join a room of hellod's chat service: type while messages arrive (on a terminal), or each line of input a message and each event a line of output (pipes).",
+        abstract:
+            "Join a room of hellod's chat service: type while messages arrive (on a terminal), or each line of input a message and each event a line of output (pipes).",
         discussion: """
             Events, in room order: "nick: text" for a message (your own too, when its copy \
             comes back: that is its acknowledgement), "* nick joined", "* nick left", \
@@ -55,11 +56,16 @@ struct Chat: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds between keepalives.", valueName: "seconds"))
     var keepalive = 10.0
 
-    @Option(help: ArgumentHelp("Seconds before the first resend of an unanswered JOIN, message or RESEND (then doubling, to 4 s at most).",
-                               valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds before the first resend of an unanswered JOIN, message or RESEND (then doubling, to 4 s at most).",
+            valueName: "seconds"))
     var timeout = 0.5
 
-    @Option(help: "Resends of a JOIN or a message before it counts as lost (a message's count starts again when another of yours is acknowledged).")
+    @Option(
+        help:
+            "Resends of a JOIN or a message before it counts as lost (a message's count starts again when another of yours is acknowledged)."
+    )
     var retries = 5
 
     func validate() throws {
@@ -76,10 +82,11 @@ struct Chat: ParsableCommand {
         let (socket, address) = try ServerOptions.connect(host: host, port: port)
         var random = SystemRandomNumberGenerator()
         let screen = ChatScreen.open()
-        let settings = ChatSettings(address: "\(address)", room: Array(room.utf8), nick: Array(nick.utf8),
-                                    secret: ChatSecret(high: random.next(), low: random.next()), tag: random.next(),
-                                    timeout: UInt64(timeout * 1e9), attempts: retries + 1,
-                                    keepalive: UInt64(keepalive * 1e9), terminal: screen != nil)
+        let settings = ChatSettings(
+            address: "\(address)", room: Array(room.utf8), nick: Array(nick.utf8),
+            secret: ChatSecret(high: random.next(), low: random.next()), tag: random.next(),
+            timeout: UInt64(timeout * 1e9), attempts: retries + 1,
+            keepalive: UInt64(keepalive * 1e9), terminal: screen != nil)
         var client = ChatLoop(socket: socket, client: ChatClient(settings), screen: screen)
         let code = client.run()
         try? socket.close()  // exiting anyway
@@ -125,11 +132,14 @@ struct ChatLoop {
             perform(client.handle(.tick, now: now))
             if exit != nil { break }
             present()
-            var fds = (pollfd(fd: socket.descriptor.rawValue, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: readsInput ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: screen?.signals ?? -1, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: unwritten > 0 ? STDOUT_FILENO : -1, events: Int16(POLLOUT), revents: 0))
-            let wait = client.nextDeadline(now).map { $0 > now ? Int32(clamping: ($0 - now + 999_999) / 1_000_000) : 0 } ?? -1
+            var fds = (
+                pollfd(fd: socket.descriptor.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: readsInput ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: screen?.signals ?? -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: unwritten > 0 ? STDOUT_FILENO : -1, events: Int16(POLLOUT), revents: 0)
+            )
+            let wait =
+                client.nextDeadline(now).map { $0 > now ? Int32(clamping: ($0 - now + 999_999) / 1_000_000) : 0 } ?? -1
             let ready = withUnsafeMutableBytes(of: &fds) { raw in
                 poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 4, wait)
             }

@@ -46,7 +46,8 @@ struct ChatLoad {
     let sockets: [DatagramSocket]
     private var ledger: DeliveryLedger
     private var report = ChatLoadReport()
-    private var latencies = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+    private var latencies = Histogram<UInt64>(
+        highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
     /// Each member's token (chat), and its next message's number (from 1).
     private var tokens: [UInt64]
     /// Each member's tag and secret (chat), random, as a client's are.
@@ -110,7 +111,10 @@ struct ChatLoad {
         while joined < m {
             let now = monotonicNanoseconds()
             guard now < deadline else {
-                throw Failure(description: "only \(joined) of \(m) members joined (is it a chat relay? are --chat-members and --chat-memberships-per-prefix at least \(m)?)")
+                throw Failure(
+                    description:
+                        "only \(joined) of \(m) members joined (is it a chat relay? are --chat-members and --chat-memberships-per-prefix at least \(m)?)"
+                )
             }
             for i in 0..<m where tokens[i] == 0 && now - lastTry[i] >= 100_000_000 {
                 sendJoin(member: i, cookie: cookies[i])
@@ -119,7 +123,9 @@ struct ChatLoad {
             for i in 0..<m {
                 let count = receive(member: i)
                 for k in 0..<count {
-                    guard let (tag, message) = ChatMessage.decode(datagram(k, count: incoming.length(k))), tag == tags[i] else {
+                    guard let (tag, message) = ChatMessage.decode(datagram(k, count: incoming.length(k))),
+                        tag == tags[i]
+                    else {
                         continue
                     }
                     switch message {
@@ -131,7 +137,8 @@ struct ChatLoad {
                         tokens[i] = token
                         joined += 1
                     case .refused(let reason):
-                        throw Failure(description: "the relay refused member \(i) of \(m): \(reason) (raise its chat limits?)")
+                        throw Failure(
+                            description: "the relay refused member \(i) of \(m): \(reason) (raise its chat limits?)")
                     default:
                         break
                     }
@@ -143,7 +150,8 @@ struct ChatLoad {
     private func sendJoin(member i: Int, cookie: ChatCookie) {
         let room = Array("bench-\(room(of: i))".utf8)
         let nick = Array("m\(i)".utf8)
-        let bytes = ChatMessage.join(cookie: cookie, secret: secrets[i], token: 0, room: room, nick: nick).encoded(tag: tags[i])
+        let bytes = ChatMessage.join(cookie: cookie, secret: secrets[i], token: 0, room: room, nick: nick).encoded(
+            tag: tags[i])
         _ = bytes.withUnsafeBytes { try? sockets[i].send($0) }
     }
 
@@ -215,8 +223,10 @@ struct ChatLoad {
             }
         }
         if let pid = settings.serverPID, let cpuBefore, let cpuAfter = ServerProcess.cpuNanoseconds(pid) {
-            report.server = (cpuAfter - cpuBefore, ServerProcess.statusKiB(pid, "VmHWM") ?? 0,
-                             ServerProcess.statusKiB(pid, "RssAnon") ?? 0)
+            report.server = (
+                cpuAfter - cpuBefore, ServerProcess.statusKiB(pid, "VmHWM") ?? 0,
+                ServerProcess.statusKiB(pid, "RssAnon") ?? 0
+            )
         }
         if settings.progress { writeOut(to: STDERR_FILENO, "\r\u{1B}[K") }
         report.seconds = Double(max(lastDelivery, start + 1) - start) / 1e9
@@ -232,12 +242,14 @@ struct ChatLoad {
         // The text is written where a SAY's goes, and the SAY around it: the writer's copy
         // of the text onto itself moves nothing (copyMemory is a memmove).
         let textAt = settings.wire == .chat ? sendBuffer + ChatWire.sayHeaderLength : sendBuffer
-        ChatLoadText.write(sentAt: monotonicNanoseconds(), member: member, sequence: sequence, size: settings.size, to: textAt)
+        ChatLoadText.write(
+            sentAt: monotonicNanoseconds(), member: member, sequence: sequence, size: settings.size, to: textAt)
         var length = settings.size
         if settings.wire == .chat {
             var w = ChatWriter(sendBuffer, capacity: 2048)
-            w.say(tag: tags[member], token: tokens[member], clientSequence: sequence,
-                  text: UnsafeRawBufferPointer(start: textAt, count: settings.size))
+            w.say(
+                tag: tags[member], token: tokens[member], clientSequence: sequence,
+                text: UnsafeRawBufferPointer(start: textAt, count: settings.size))
             length = w.count
         }
         let taken: Bool
@@ -277,10 +289,13 @@ struct ChatLoad {
 
     /// One delivery: out of order if it comes after a later message of its sender, or
     /// (chat) after an event later in the room's order.
-    private mutating func deliver(_ text: UnsafeRawBufferPointer, to receiver: Int, roomSequence: UInt32? = nil,
-                                  now: UInt64) {
+    private mutating func deliver(
+        _ text: UnsafeRawBufferPointer, to receiver: Int, roomSequence: UInt32? = nil,
+        now: UInt64
+    ) {
         guard text.count == settings.size, let (sentAt, sender, sequence) = ChatLoadText.parse(text),
-              sender < settings.members, room(of: sender) == room(of: receiver), sentAt <= now else {
+            sender < settings.members, room(of: sender) == room(of: receiver), sentAt <= now
+        else {
             report.wrong += 1
             return
         }
@@ -312,7 +327,8 @@ struct ChatLoad {
 
     private func showProgress(elapsed: UInt64) {
         let seconds = Double(elapsed) / 1e9
-        let line = "\r\u{1B}[K\(Int(seconds)) s  sent \(report.sent)  delivered \(report.deliveries) of \(report.expected)  duplicated \(report.duplicated)  reordered \(report.reordered)  \(Int(Double(report.deliveries) / seconds))/s"
+        let line =
+            "\r\u{1B}[K\(Int(seconds)) s  sent \(report.sent)  delivered \(report.deliveries) of \(report.expected)  duplicated \(report.duplicated)  reordered \(report.reordered)  \(Int(Double(report.deliveries) / seconds))/s"
         writeOut(to: STDERR_FILENO, line)
     }
 }
@@ -336,8 +352,8 @@ enum ChatLoadText {
 
     static func parse(_ text: UnsafeRawBufferPointer) -> (sentAt: UInt64, member: Int, sequence: UInt32)? {
         guard text.count >= headerLength, text[0] == UInt8(ascii: "T"), text[17] == UInt8(ascii: "M"),
-              text[22] == UInt8(ascii: "S"),
-              let sentAt = number(text, 1..<17), let member = number(text, 18..<22), let sequence = number(text, 23..<31)
+            text[22] == UInt8(ascii: "S"),
+            let sentAt = number(text, 1..<17), let member = number(text, 18..<22), let sequence = number(text, 23..<31)
         else { return nil }
         return (sentAt, Int(member), UInt32(sequence))
     }

@@ -83,7 +83,9 @@ struct Send: ParsableCommand {
             names.forEach(ask)
         }
         if !lost.isEmpty {
-            writeErr("hello: \(lost.count) of \(names.isEmpty ? lost.count + exchange.answered : names.count) got no reply: \(lost.joined(separator: ", "))\n")
+            writeErr(
+                "hello: \(lost.count) of \(names.isEmpty ? lost.count + exchange.answered : names.count) got no reply: \(lost.joined(separator: ", "))\n"
+            )
             throw ExitCode.failure
         }
     }
@@ -120,7 +122,11 @@ struct Exchange {
                 while true {
                     let now = monotonicNanoseconds()
                     guard now < deadline else { break }
-                    guard let n = try buffer.withUnsafeMutableBytes({ try socket.receive(into: $0, timeout: deadline - now) }) else { break }
+                    guard
+                        let n = try buffer.withUnsafeMutableBytes({
+                            try socket.receive(into: $0, timeout: deadline - now)
+                        })
+                    else { break }
                     let reply = Array(buffer[..<n])
                     if earlier.contains(reply) && !expected.contains(reply) { continue }  // a late reply
                     earlier.formUnion(expected)
@@ -130,7 +136,8 @@ struct Exchange {
                 reason = "timed out"
             } catch {
                 // ECONNREFUSED: nothing listens there (an ICMP port unreachable came back).
-                reason = (error as? SocketError)?.errno == .connectionRefused
+                reason =
+                    (error as? SocketError)?.errno == .connectionRefused
                     ? "connection refused (no server on that port?)" : "\(error)"
                 usleep(UInt32(min(timeout / 1000, 100_000)))  // refusals are instant: pace the retries a little
             }

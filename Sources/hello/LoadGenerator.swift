@@ -25,7 +25,8 @@ struct LoadGenerator {
 
     private var flows: [FlowState]
     private var report = BenchReport()
-    private var roundTrips = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+    private var roundTrips = Histogram<UInt64>(
+        highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
     private let outgoing: MessageVector
     private let incoming: MessageVector
     private let sendBuffer: UnsafeMutableRawPointer
@@ -33,8 +34,10 @@ struct LoadGenerator {
     private let expected: UnsafeMutableRawPointer
     private static let receiveSlot = 65536
 
-    init(sockets: [DatagramSocket], rule: any ReplyRule, size: RequestSize, batch: Int, window: Int?, rate: Double?,
-         requestsPerFlow: Int?, duration: UInt64, timeout: UInt64, progress: Bool) {
+    init(
+        sockets: [DatagramSocket], rule: any ReplyRule, size: RequestSize, batch: Int, window: Int?, rate: Double?,
+        requestsPerFlow: Int?, duration: UInt64, timeout: UInt64, progress: Bool
+    ) {
         self.sockets = sockets
         self.rule = rule
         self.codec = RequestCodec(size: size)
@@ -149,14 +152,17 @@ struct LoadGenerator {
 
     /// Matches a reply to its request and checks every byte of it.
     private mutating func check(_ reply: UnsafeRawBufferPointer, flow f: Int, now: UInt64) {
-        guard let request = rule.request(inReply: reply), let (flow, sequence) = codec.parse(request), flow == f % 10000,
-              flows[f].isTracked(sequence) else {
+        guard let request = rule.request(inReply: reply), let (flow, sequence) = codec.parse(request),
+            flow == f % 10000,
+            flows[f].isTracked(sequence)
+        else {
             report.wrong += 1
             return
         }
         let length = codec.write(flow: f, sequence: sequence, to: expected)
         guard request.count == length, memcmp(request.baseAddress!, expected, length) == 0,
-              reply.count == rule.replyLength(forRequestOf: length) else {
+            reply.count == rule.replyLength(forRequestOf: length)
+        else {
             report.wrong += 1
             return
         }
@@ -179,7 +185,8 @@ struct LoadGenerator {
 
     private func showProgress(elapsed: UInt64) {
         let seconds = Double(elapsed) / 1e9
-        let line = "\r\u{1B}[K\(Int(seconds)) s  sent \(report.sent)  answered \(report.answered)  lost \(report.lost)  wrong \(report.wrong)  \(Int(Double(report.answered) / seconds))/s"
+        let line =
+            "\r\u{1B}[K\(Int(seconds)) s  sent \(report.sent)  answered \(report.answered)  lost \(report.lost)  wrong \(report.wrong)  \(Int(Double(report.answered) / seconds))/s"
         writeOut(to: STDERR_FILENO, line)
     }
 }

@@ -122,7 +122,8 @@ struct ChatScreen {
     private mutating func erase() {
         guard let drawn else { return }
         let width = Int(terminalColumns())
-        let up = drawn.rows.dropLast().reduce(0) { $0 + max((columns($1) + width - 1) / width, 1) } + drawn.column / width
+        let up =
+            drawn.rows.dropLast().reduce(0) { $0 + max((columns($1) + width - 1) / width, 1) } + drawn.column / width
         let clear = "\u{1b}[2K", upward = up > 0 ? "\u{1b}[\(up)A" : ""
         output.append(("\r" + upward + String(repeating: clear + "\u{1b}[B", count: up) + clear + upward).utf8)
         self.drawn = nil
@@ -162,7 +163,7 @@ func columns(_ c: Character) -> Int {
     }
     switch first.value {
     case 0x1100...0x115f, 0x2e80...0x303e, 0x3041...0x33ff, 0x3400...0x4dbf, 0x4e00...0x9fff, 0xa000...0xa4cf,
-         0xac00...0xd7a3, 0xf900...0xfaff, 0xfe30...0xfe4f, 0xff00...0xff60, 0xffe0...0xffe6, 0x20000...0x3fffd:
+        0xac00...0xd7a3, 0xf900...0xfaff, 0xfe30...0xfe4f, 0xff00...0xff60, 0xffe0...0xffe6, 0x20000...0x3fffd:
         return 2
     default:
         return 1

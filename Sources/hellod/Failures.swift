@@ -28,9 +28,11 @@ enum StartFailure: Error, CustomStringConvertible {
             return "cannot read the address of descriptor \(descriptor): \(error)"
         case let .notAService(descriptor, name):
             let names = ServiceName.allCases.map(\.rawValue).joined(separator: ", ")
-            return "socket \(descriptor) from systemd is named \"\(name)\", which is no service: set FileDescriptorName= to one of \(names)"
+            return
+                "socket \(descriptor) from systemd is named \"\(name)\", which is no service: set FileDescriptorName= to one of \(names)"
         case let .notADatagramSocket(descriptor, name):
-            return "descriptor \(descriptor) (\(name)) from systemd is not a datagram socket: use ListenDatagram= in the .socket unit"
+            return
+                "descriptor \(descriptor) (\(name)) from systemd is not a datagram socket: use ListenDatagram= in the .socket unit"
         case let .notAnInternetSocket(descriptor, name, family):
             return "descriptor \(descriptor) (\(name)) from systemd is not an IPv4 or IPv6 socket (family \(family))"
         case let .cannotServe(address, error):

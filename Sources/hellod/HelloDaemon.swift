@@ -23,61 +23,84 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         version: hellodVersion
     )
 
-    @Option(name: .customLong("listen"),
-            help: ArgumentHelp("A service and an address to serve it on: hello@127.0.0.1:9999, echo@[::1]:8899, echo@8899 for [::]:8899; without SERVICE@, --mode's. Repeatable.",
-                               valueName: "[service@]host:port"),
-            transform: ListenAddress.parse)
+    @Option(
+        name: .customLong("listen"),
+        help: ArgumentHelp(
+            "A service and an address to serve it on: hello@127.0.0.1:9999, echo@[::1]:8899, echo@8899 for [::]:8899; without SERVICE@, --mode's. Repeatable.",
+            valueName: "[service@]host:port"),
+        transform: ListenAddress.parse)
     var listen: [ListenAddress] = []
 
-    @Option(help: ArgumentHelp("The service of a --listen address without SERVICE@ (and of a systemd socket without FileDescriptorName=): hello (\"Hello, <request>!\") or echo (the request itself).",
-                               valueName: "service"))
+    @Option(
+        help: ArgumentHelp(
+            "The service of a --listen address without SERVICE@ (and of a systemd socket without FileDescriptorName=): hello (\"Hello, <request>!\") or echo (the request itself).",
+            valueName: "service"))
     var mode: ServiceName = .hello
 
     @Option(help: ArgumentHelp("Datagrams per recvmmsg/sendmmsg call (1: one at a time).", valueName: "n"))
     var batch: Int = 64
 
-    @Option(name: .customLong("max-datagram"),
-            help: ArgumentHelp("The largest request read whole; a larger one is dropped as truncated.", valueName: "bytes"))
+    @Option(
+        name: .customLong("max-datagram"),
+        help: ArgumentHelp("The largest request read whole; a larger one is dropped as truncated.", valueName: "bytes"))
     var maxDatagram: Int = 65527
 
     @Option(help: ArgumentHelp("Sockets and threads per --listen address (SO_REUSEPORT).", valueName: "n"))
     var workers: Int = 1
 
-    @Option(name: .customLong("spin-us"),
-            help: ArgumentHelp("After traffic, poll this many microseconds before sleeping (0: sleep at once). hello and echo only: chat always sleeps at once, a message costing it a send per member.", valueName: "us"))
+    @Option(
+        name: .customLong("spin-us"),
+        help: ArgumentHelp(
+            "After traffic, poll this many microseconds before sleeping (0: sleep at once). hello and echo only: chat always sleeps at once, a message costing it a send per member.",
+            valueName: "us"))
     var spinMicroseconds: Int = 50
 
-    @Option(name: .customLong("coalesce-us"),
-            help: ArgumentHelp("Under load, wait this many microseconds for a partly full batch to fill (0: never). A lone request is never delayed.", valueName: "us"))
+    @Option(
+        name: .customLong("coalesce-us"),
+        help: ArgumentHelp(
+            "Under load, wait this many microseconds for a partly full batch to fill (0: never). A lone request is never delayed.",
+            valueName: "us"))
     var coalesceMicroseconds: Int = 30
 
-    @Flag(inversion: .prefixedNo,
-          help: "Send same-length replies to one peer as one segmented send (UDP GSO).")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Send same-length replies to one peer as one segmented send (UDP GSO).")
     var gso = true
 
-    @Flag(name: .customLong("allow-privileged-ports"),
-          help: "Answer source ports below 1024 (refused by default: echo, chargen, DNS, NTP live there).")
+    @Flag(
+        name: .customLong("allow-privileged-ports"),
+        help: "Answer source ports below 1024 (refused by default: echo, chargen, DNS, NTP live there).")
     var allowPrivilegedPorts = false
 
-    @Flag(name: .customLong("allow-own-ports"),
-          help: "Answer datagrams from a port hellod listens on (refused by default: two hellods would loop).")
+    @Flag(
+        name: .customLong("allow-own-ports"),
+        help: "Answer datagrams from a port hellod listens on (refused by default: two hellods would loop).")
     var allowOwnPorts = false
 
-    @Option(name: .customLong("rate-limit"),
-            help: ArgumentHelp("hello and echo: replies per second per source prefix (0: no limit). chat has limits of its own.", valueName: "per-second"))
+    @Option(
+        name: .customLong("rate-limit"),
+        help: ArgumentHelp(
+            "hello and echo: replies per second per source prefix (0: no limit). chat has limits of its own.",
+            valueName: "per-second"))
     var rateLimit: UInt64 = 1000
 
     @Option(name: .customLong("rate-burst"), help: ArgumentHelp("Replies a source may get at once.", valueName: "n"))
     var rateBurst: UInt64 = 200
 
-    @Option(name: .customLong("rate-prefix-v4"), help: ArgumentHelp("IPv4 prefix length one limit covers.", valueName: "bits"))
+    @Option(
+        name: .customLong("rate-prefix-v4"),
+        help: ArgumentHelp("IPv4 prefix length one limit covers.", valueName: "bits"))
     var ratePrefixV4 = 32
 
-    @Option(name: .customLong("rate-prefix-v6"), help: ArgumentHelp("IPv6 prefix length one limit covers.", valueName: "bits"))
+    @Option(
+        name: .customLong("rate-prefix-v6"),
+        help: ArgumentHelp("IPv6 prefix length one limit covers.", valueName: "bits"))
     var ratePrefixV6 = 64
 
-    @Option(name: .customLong("rate-table"),
-            help: ArgumentHelp("Sources the limiter tracks at once, per worker (fixed memory: 16 bytes each).", valueName: "n"))
+    @Option(
+        name: .customLong("rate-table"),
+        help: ArgumentHelp(
+            "Sources the limiter tracks at once, per worker (fixed memory: 16 bytes each).", valueName: "n"))
     var rateTable = 4096
 
     @Flag(name: .customLong("rate-limit-loopback"), help: "Rate-limit loopback peers too (exempt by default).")
@@ -89,85 +112,126 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(name: .customLong("chat-members"), help: ArgumentHelp("chat: members per room.", valueName: "n"))
     var chatMembers = 32
 
-    @Option(name: .customLong("chat-memberships-per-prefix"),
-            help: ArgumentHelp("chat: memberships one source prefix (IPv4 /32, IPv6 /64) may hold.", valueName: "n"))
+    @Option(
+        name: .customLong("chat-memberships-per-prefix"),
+        help: ArgumentHelp("chat: memberships one source prefix (IPv4 /32, IPv6 /64) may hold.", valueName: "n"))
     var chatMembershipsPerPrefix = 8
 
-    @Option(name: .customLong("chat-history"), help: ArgumentHelp("chat: past events a joining member gets.", valueName: "n"))
+    @Option(
+        name: .customLong("chat-history"),
+        help: ArgumentHelp("chat: past events a joining member gets.", valueName: "n"))
     var chatHistory = 32
 
-    @Option(name: .customLong("chat-backlog"), help: ArgumentHelp("chat: events each room keeps for RESEND.", valueName: "n"))
+    @Option(
+        name: .customLong("chat-backlog"),
+        help: ArgumentHelp("chat: events each room keeps for RESEND.", valueName: "n"))
     var chatBacklog = 256
 
-    @Option(name: .customLong("chat-max-message"), help: ArgumentHelp("chat: the longest message text.", valueName: "bytes"))
+    @Option(
+        name: .customLong("chat-max-message"), help: ArgumentHelp("chat: the longest message text.", valueName: "bytes")
+    )
     var chatMaxMessage = 1000
 
-    @Option(name: .customLong("chat-message-rate"), help: ArgumentHelp("chat: messages per second per member.", valueName: "per-second"))
+    @Option(
+        name: .customLong("chat-message-rate"),
+        help: ArgumentHelp("chat: messages per second per member.", valueName: "per-second"))
     var chatMessageRate: UInt64 = 5
 
-    @Option(name: .customLong("chat-message-burst"), help: ArgumentHelp("chat: messages a member may send at once.", valueName: "n"))
+    @Option(
+        name: .customLong("chat-message-burst"),
+        help: ArgumentHelp("chat: messages a member may send at once.", valueName: "n"))
     var chatMessageBurst: UInt64 = 10
 
-    @Option(name: .customLong("chat-room-delivery-rate"),
-            help: ArgumentHelp("chat: deliveries per second per room (a message is one per member).", valueName: "per-second"))
+    @Option(
+        name: .customLong("chat-room-delivery-rate"),
+        help: ArgumentHelp(
+            "chat: deliveries per second per room (a message is one per member).", valueName: "per-second"))
     var chatRoomDeliveryRate: UInt64 = 10_240
 
-    @Option(name: .customLong("chat-room-delivery-burst"),
-            help: ArgumentHelp("chat: deliveries a room may make at once (at least --chat-members).", valueName: "n"))
+    @Option(
+        name: .customLong("chat-room-delivery-burst"),
+        help: ArgumentHelp("chat: deliveries a room may make at once (at least --chat-members).", valueName: "n"))
     var chatRoomDeliveryBurst: UInt64 = 20_480
 
-    @Option(name: .customLong("chat-repair-bytes-rate"),
-            help: ArgumentHelp("chat: bytes per second per member of what it is sent again on request (RESEND, a keepalive's catch-up).", valueName: "bytes"))
+    @Option(
+        name: .customLong("chat-repair-bytes-rate"),
+        help: ArgumentHelp(
+            "chat: bytes per second per member of what it is sent again on request (RESEND, a keepalive's catch-up).",
+            valueName: "bytes"))
     var chatRepairBytesRate: UInt64 = 65_536
 
-    @Option(name: .customLong("chat-repair-bytes-burst"),
-            help: ArgumentHelp("chat: bytes of it a member may be sent at once (at least 1232, one datagram; default one full RESEND, 64 x 1232).", valueName: "bytes"))
+    @Option(
+        name: .customLong("chat-repair-bytes-burst"),
+        help: ArgumentHelp(
+            "chat: bytes of it a member may be sent at once (at least 1232, one datagram; default one full RESEND, 64 x 1232).",
+            valueName: "bytes"))
     var chatRepairBytesBurst = UInt64(ChatWire.maxResend * ChatWire.largestDatagram)
 
-    @Option(name: .customLong("chat-join-rate"),
-            help: ArgumentHelp("chat: joins per second per source prefix (each is announced to its room).", valueName: "per-second"))
+    @Option(
+        name: .customLong("chat-join-rate"),
+        help: ArgumentHelp(
+            "chat: joins per second per source prefix (each is announced to its room).", valueName: "per-second"))
     var chatJoinRate: UInt64 = 4
 
-    @Option(name: .customLong("chat-join-burst"),
-            help: ArgumentHelp("chat: joins a source prefix may make at once.", valueName: "n"))
+    @Option(
+        name: .customLong("chat-join-burst"),
+        help: ArgumentHelp("chat: joins a source prefix may make at once.", valueName: "n"))
     var chatJoinBurst: UInt64 = 16
 
-    @Option(name: .customLong("chat-unproven-answer-rate"),
-            help: ArgumentHelp("chat: challenges and NOT A MEMBER answers per second from the whole relay, all sources and --workers together (each at most 64 bytes and never longer than its request; besides 20 a second per source address and port).", valueName: "per-second"))
+    @Option(
+        name: .customLong("chat-unproven-answer-rate"),
+        help: ArgumentHelp(
+            "chat: challenges and NOT A MEMBER answers per second from the whole relay, all sources and --workers together (each at most 64 bytes and never longer than its request; besides 20 a second per source address and port).",
+            valueName: "per-second"))
     var chatUnprovenAnswerRate: UInt64 = 20_000
 
-    @Option(name: .customLong("chat-unproven-answer-burst"),
-            help: ArgumentHelp("chat: challenges and NOT A MEMBER answers the relay may send at once.", valueName: "n"))
+    @Option(
+        name: .customLong("chat-unproven-answer-burst"),
+        help: ArgumentHelp("chat: challenges and NOT A MEMBER answers the relay may send at once.", valueName: "n"))
     var chatUnprovenAnswerBurst: UInt64 = 20_000
 
-    @Option(name: .customLong("chat-epoch-s"), help: ArgumentHelp("chat: seconds a cookie key lives (a cookie of the previous epoch is still taken).", valueName: "s"))
+    @Option(
+        name: .customLong("chat-epoch-s"),
+        help: ArgumentHelp(
+            "chat: seconds a cookie key lives (a cookie of the previous epoch is still taken).", valueName: "s"))
     var chatEpochSeconds: UInt64 = 120
 
-    @Option(name: .customLong("chat-silence-s"), help: ArgumentHelp("chat: a member silent this long is sent nothing more.", valueName: "s"))
+    @Option(
+        name: .customLong("chat-silence-s"),
+        help: ArgumentHelp("chat: a member silent this long is sent nothing more.", valueName: "s"))
     var chatSilenceSeconds: UInt64 = 35
 
-    @Option(name: .customLong("chat-evict-s"), help: ArgumentHelp("chat: a member silent this long is evicted (\"timed out\").", valueName: "s"))
+    @Option(
+        name: .customLong("chat-evict-s"),
+        help: ArgumentHelp("chat: a member silent this long is evicted (\"timed out\").", valueName: "s"))
     var chatEvictSeconds: UInt64 = 60
 
-    @Option(name: .customLong("chat-fanout-us"),
-            help: ArgumentHelp("chat: the least time between two sends of a room's new messages to its members (0: at once). Above one message per interval, a room's messages gather, several to a datagram: less CPU per delivery, for up to this much more latency. A message after a quiet interval goes at once.",
-                               valueName: "us"))
+    @Option(
+        name: .customLong("chat-fanout-us"),
+        help: ArgumentHelp(
+            "chat: the least time between two sends of a room's new messages to its members (0: at once). Above one message per interval, a room's messages gather, several to a datagram: less CPU per delivery, for up to this much more latency. A message after a quiet interval goes at once.",
+            valueName: "us"))
     var chatFanOutMicroseconds: UInt64 = 0
 
-    @Option(name: .customLong("metrics-file"),
-            help: ArgumentHelp("Write the counters here in Prometheus's text format, for node_exporter's textfile collector (name it *.prom): at start, every --metrics-interval, on SIGHUP and at stop; replaced atomically, mode 0644.",
-                               valueName: "path"))
+    @Option(
+        name: .customLong("metrics-file"),
+        help: ArgumentHelp(
+            "Write the counters here in Prometheus's text format, for node_exporter's textfile collector (name it *.prom): at start, every --metrics-interval, on SIGHUP and at stop; replaced atomically, mode 0644.",
+            valueName: "path"))
     var metricsFile: String?
 
-    @Option(name: .customLong("metrics-interval"),
-            help: ArgumentHelp("Seconds between writes of --metrics-file.", valueName: "s"))
+    @Option(
+        name: .customLong("metrics-interval"),
+        help: ArgumentHelp("Seconds between writes of --metrics-file.", valueName: "s"))
     var metricsInterval: Int = 5
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    @Flag(name: .customLong("check-config"),
-          help: "Check the options as a start would, print one line and exit (0: OK, 64: not) without binding or serving.")
+    @Flag(
+        name: .customLong("check-config"),
+        help: "Check the options as a start would, print one line and exit (0: OK, 64: not) without binding or serving."
+    )
     var checkConfig = false
 
     func validate() throws {
@@ -194,10 +258,13 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-join-burst", chatJoinBurst, in: 1...1_000_000)
         try require("--chat-room-delivery-burst", chatRoomDeliveryBurst, in: 1...1_000_000_000)
         if chatRoomDeliveryBurst < UInt64(chatMembers) {  // a message to a full room would never fit
-            throw ValidationError("--chat-room-delivery-burst must be at least --chat-members (\(chatMembers)), not \(chatRoomDeliveryBurst).")
+            throw ValidationError(
+                "--chat-room-delivery-burst must be at least --chat-members (\(chatMembers)), not \(chatRoomDeliveryBurst)."
+            )
         }
         try require("--chat-repair-bytes-rate", chatRepairBytesRate, in: 1...1_000_000_000)
-        try require("--chat-repair-bytes-burst", chatRepairBytesBurst, in: UInt64(ChatWire.largestDatagram)...1_000_000_000)
+        try require(
+            "--chat-repair-bytes-burst", chatRepairBytesBurst, in: UInt64(ChatWire.largestDatagram)...1_000_000_000)
         try require("--chat-unproven-answer-rate", chatUnprovenAnswerRate, in: 1...1_000_000_000)
         try require("--chat-unproven-answer-burst", chatUnprovenAnswerBurst, in: 1...1_000_000_000)
         try require("--chat-epoch-s", chatEpochSeconds, in: 1...86400)
@@ -211,7 +278,9 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         let tables = ChatService.tableBytes(ServiceSettings(batchSize: batch, chat: chatLimits()))
         let machine = Self.memoryAndSwap()
         if tables > machine {
-            throw ValidationError("the chat tables (--chat-rooms x --chat-members, --chat-backlog) would take \(gibibytes(tables)) GiB, more than this machine's \(gibibytes(machine)) GiB of memory and swap.")
+            throw ValidationError(
+                "the chat tables (--chat-rooms x --chat-members, --chat-backlog) would take \(gibibytes(tables)) GiB, more than this machine's \(gibibytes(machine)) GiB of memory and swap."
+            )
         }
         if let metricsFile, metricsFile.isEmpty || metricsFile.hasSuffix("/") {
             throw ValidationError("--metrics-file must name a file, not \"\(metricsFile)\".")
@@ -241,9 +310,10 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             batchSize: batch, maxDatagram: maxDatagram,
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
             segmentation: gso)
-        let server = Supervisor(sockets: sockets, configuration: configuration,
-                                policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(),
-                                metrics: metricsFile.map { ($0, UInt64(metricsInterval) * 1_000_000_000) }, log: log)
+        let server = Supervisor(
+            sockets: sockets, configuration: configuration,
+            policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(),
+            metrics: metricsFile.map { ($0, UInt64(metricsInterval) * 1_000_000_000) }, log: log)
         try server.run()
     }
 }
@@ -301,9 +371,12 @@ extension HelloDaemon {
         policy.allowPrivilegedSourcePorts = allowPrivilegedPorts
         policy.allowOwnPorts = allowOwnPorts
         policy.ownPorts = Array(Set(ownPorts)).sorted()
-        policy.rateLimit = rateLimit == 0 ? nil : RateLimiter.Configuration(
-            rate: rateLimit, burst: rateBurst, ipv4PrefixLength: ratePrefixV4, ipv6PrefixLength: ratePrefixV6,
-            tableSize: rateTable)
+        policy.rateLimit =
+            rateLimit == 0
+            ? nil
+            : RateLimiter.Configuration(
+                rate: rateLimit, burst: rateBurst, ipv4PrefixLength: ratePrefixV4, ipv6PrefixLength: ratePrefixV6,
+                tableSize: rateTable)
         policy.limitLoopback = rateLimitLoopback
         return policy
     }

@@ -35,28 +35,45 @@ final class MetricsFile {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
 
-        up = registry.makeGauge(descriptor: hellod("up", help: "1 while hellod serves; 0 in the file's last write, at stop."))
-        registry.makeGauge(descriptor: hellod("start_time", unit: "seconds",
-                                              help: "When hellod started, in seconds since the Unix epoch."))
-            .set(Posix.realTime())
-        registry.makeGauge(descriptor: hellod("build_info", help: "Always 1: hellod's version, as hellod --version prints it."),
-                           labels: [("version", hellodVersion)]).set(1.0)
+        up = registry.makeGauge(
+            descriptor: hellod("up", help: "1 while hellod serves; 0 in the file's last write, at stop."))
+        registry.makeGauge(
+            descriptor: hellod(
+                "start_time", unit: "seconds",
+                help: "When hellod started, in seconds since the Unix epoch.")
+        )
+        .set(Posix.realTime())
+        registry.makeGauge(
+            descriptor: hellod("build_info", help: "Always 1: hellod's version, as hellod --version prints it."),
+            labels: [("version", hellodVersion)]
+        ).set(1.0)
         self.services = services.map { ServiceMetrics(service: $0, registry: registry) }
         socketsRead = sockets.enumerated().map { index, service in
-            MirroredCounter(registry.makeCounter(
-                descriptor: hellod("socket_datagrams_read", unit: "total",
-                                   help: "Datagrams read from each socket, numbered in the order of hellod's start line."),
-                labels: [("service", service.rawValue), ("socket", String(index))]))
+            MirroredCounter(
+                registry.makeCounter(
+                    descriptor: hellod(
+                        "socket_datagrams_read", unit: "total",
+                        help: "Datagrams read from each socket, numbered in the order of hellod's start line."),
+                    labels: [("service", service.rawValue), ("socket", String(index))]))
         }
-        segmentedSends = MirroredCounter(registry.makeCounter(descriptor: hellod(
-            "segmented_sends", unit: "total", help: "Sends that carried several replies to one peer as UDP segments (GSO).")))
-        segmentationFallbacks = MirroredCounter(registry.makeCounter(descriptor: hellod(
-            "segmented_sends_resent", unit: "total",
-            help: "Segmented sends the kernel refused (EIO, EINVAL, EMSGSIZE), sent again as plain datagrams.")))
+        segmentedSends = MirroredCounter(
+            registry.makeCounter(
+                descriptor: hellod(
+                    "segmented_sends", unit: "total",
+                    help: "Sends that carried several replies to one peer as UDP segments (GSO).")))
+        segmentationFallbacks = MirroredCounter(
+            registry.makeCounter(
+                descriptor: hellod(
+                    "segmented_sends_resent", unit: "total",
+                    help: "Segmented sends the kernel refused (EIO, EINVAL, EMSGSIZE), sent again as plain datagrams."))
+        )
         socketsSegmentationOff = sockets.enumerated().map { index, service in
-            registry.makeGauge(descriptor: hellod(
-                "socket_gso_off",
-                help: "1 once the kernel refused a segmented send on this socket with EIO: it sends plain datagrams from then on."),
+            registry.makeGauge(
+                descriptor: hellod(
+                    "socket_gso_off",
+                    help:
+                        "1 once the kernel refused a segmented send on this socket with EIO: it sends plain datagrams from then on."
+                ),
                 labels: [("service", service.rawValue), ("socket", String(index))])
         }
     }
@@ -134,8 +151,11 @@ private struct ServiceMetrics {
     let read, replied, queueDrops, deliveries, deliveryFailures: MirroredCounter
     let drops: [(DropReason, MirroredCounter)]
     /// The chat relay's, for the chat service only.
-    let chat: (rooms: Gauge, members: Gauge, messages: MirroredCounter, joins: MirroredCounter,
-               leaves: MirroredCounter)?
+    let chat:
+        (
+            rooms: Gauge, members: Gauge, messages: MirroredCounter, joins: MirroredCounter,
+            leaves: MirroredCounter
+        )?
 
     init(service: ServiceName, registry: PrometheusCollectorRegistry) {
         let labels = [("service", service.rawValue)]
@@ -144,25 +164,38 @@ private struct ServiceMetrics {
         }
         read = counter("datagrams_read", "Datagrams read; each is replied to or dropped for one reason.")
         replied = counter("datagrams_replied", "Requests whose reply the kernel took.")
-        queueDrops = counter("kernel_queue_drops",
-                             "Datagrams the kernel dropped on a full receive queue, never read (SO_MEMINFO).")
-        deliveries = counter("deliveries",
-                             "Datagrams sent beyond one reply per request: chat events to a room's members, notices.")
+        queueDrops = counter(
+            "kernel_queue_drops",
+            "Datagrams the kernel dropped on a full receive queue, never read (SO_MEMINFO).")
+        deliveries = counter(
+            "deliveries",
+            "Datagrams sent beyond one reply per request: chat events to a room's members, notices.")
         deliveryFailures = counter("delivery_failures", "Deliveries the kernel refused.")
         let isChat = service == .chat
         // A service never drops for another service's reasons: only chat has chat-* ones.
         drops = DropReason.allCases.filter { isChat || !$0.name.hasPrefix("chat-") }.map { reason in
-            (reason, MirroredCounter(registry.makeCounter(
-                descriptor: hellod("datagrams_dropped", unit: "total",
-                                   help: "Datagrams read and not replied to, by the reason (man hellod, COUNTERS)."),
-                labels: labels + [("reason", reason.name)])))
+            (
+                reason,
+                MirroredCounter(
+                    registry.makeCounter(
+                        descriptor: hellod(
+                            "datagrams_dropped", unit: "total",
+                            help: "Datagrams read and not replied to, by the reason (man hellod, COUNTERS)."),
+                        labels: labels + [("reason", reason.name)]))
+            )
         }
-        chat = !isChat ? nil : (
-            registry.makeGauge(descriptor: hellod("chat_rooms", help: "Chat rooms with members now."), labels: labels),
-            registry.makeGauge(descriptor: hellod("chat_members", help: "Members in chat rooms now."), labels: labels),
-            counter("chat_messages", "Chat messages accepted into a room, each delivered to its members."),
-            counter("chat_joins", "Members that joined a chat room."),
-            counter("chat_leaves", "Members that left a chat room, or were evicted after their silence."))
+        chat =
+            !isChat
+            ? nil
+            : (
+                registry.makeGauge(
+                    descriptor: hellod("chat_rooms", help: "Chat rooms with members now."), labels: labels),
+                registry.makeGauge(
+                    descriptor: hellod("chat_members", help: "Members in chat rooms now."), labels: labels),
+                counter("chat_messages", "Chat messages accepted into a room, each delivered to its members."),
+                counter("chat_joins", "Members that joined a chat room."),
+                counter("chat_leaves", "Members that left a chat room, or were evicted after their silence.")
+            )
     }
 
     func update(_ c: Counters) {

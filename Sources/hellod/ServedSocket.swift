@@ -20,7 +20,9 @@ struct ServedSocket {
     /// (default `[::]:9999`), `workers` per address. A socket whose service is not named
     /// (a bare `--listen ADDRESS`, a systemd socket without FileDescriptorName=) answers
     /// with `defaultService` (`--mode`).
-    static func open(listen: [ListenAddress], defaultService: ServiceName, workers: Int, log: Logger) throws(StartFailure) -> [ServedSocket] {
+    static func open(listen: [ListenAddress], defaultService: ServiceName, workers: Int, log: Logger)
+        throws(StartFailure) -> [ServedSocket]
+    {
         let inherited = Systemd.inheritedDescriptors()
         if !inherited.isEmpty {
             if !listen.isEmpty {
@@ -42,8 +44,10 @@ struct ServedSocket {
                 for _ in 0..<workers {
                     let socket = try bind(address, reusePort: workers > 1)
                     let local = try localAddress(of: socket)
-                    sockets.append(ServedSocket(socket: socket, service: requested.service ?? defaultService,
-                                                origin: .bound, address: local))
+                    sockets.append(
+                        ServedSocket(
+                            socket: socket, service: requested.service ?? defaultService,
+                            origin: .bound, address: local))
                     address = local  // port 0: the others join the port the first got
                 }
             }
@@ -82,7 +86,9 @@ struct ServedSocket {
         }
     }
 
-    private static func adopt(_ inherited: Systemd.InheritedDescriptor, defaultService: ServiceName) throws(StartFailure) -> ServedSocket {
+    private static func adopt(_ inherited: Systemd.InheritedDescriptor, defaultService: ServiceName)
+        throws(StartFailure) -> ServedSocket
+    {
         let fd = inherited.descriptor.rawValue
         guard let service = service(named: inherited.name, defaultService: defaultService) else {
             throw .notAService(descriptor: fd, name: inherited.name)

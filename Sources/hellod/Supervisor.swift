@@ -37,8 +37,10 @@ final class Supervisor {
     private var metricsFailure: MetricsFileError?
 
     /// `metrics`: the metrics file's path and its interval in nanoseconds.
-    init(sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, chat: ChatSettings,
-         metrics: (path: String, interval: UInt64)?, log: Logger) {
+    init(
+        sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, chat: ChatSettings,
+        metrics: (path: String, interval: UInt64)?, log: Logger
+    ) {
         self.sockets = sockets
         self.configuration = configuration
         self.policy = policy
@@ -50,10 +52,12 @@ final class Supervisor {
         }
         self.services = services
         self.metrics = metrics.map {
-            MetricsFile(path: $0.path, interval: $0.interval, services: services.map(\.name), sockets: sockets.map(\.service))
+            MetricsFile(
+                path: $0.path, interval: $0.interval, services: services.map(\.name), sockets: sockets.map(\.service))
         }
         let chatSockets = sockets.filter { $0.service == .chat }.map(\.socket)
-        self.chatGroup = chatSockets.count > 1 ? HandoverGroup(sockets: chatSockets, slotBytes: ChatWire.largestDatagram) : nil
+        self.chatGroup =
+            chatSockets.count > 1 ? HandoverGroup(sockets: chatSockets, slotBytes: ChatWire.largestDatagram) : nil
         self.dropBaselines = sockets.map { try? $0.socket.kernelDrops() }
         for (served, baseline) in zip(sockets, dropBaselines) where baseline == nil {
             log.warning("kernel queue drops on \(served.address) cannot be read (SO_MEMINFO): counted as 0")
@@ -95,7 +99,8 @@ final class Supervisor {
                 }
                 Systemd.notify("STATUS=\(status.line(current, now: now))")
                 let report = current.total
-                let changed = report.counters.drops != warned.report.counters.drops
+                let changed =
+                    report.counters.drops != warned.report.counters.drops
                     || report.receiveErrors != warned.report.receiveErrors
                 if changed && (warned.at == 0 || now - warned.at >= warningInterval) {
                     warn(report, since: warned.report)
@@ -114,7 +119,8 @@ final class Supervisor {
         threads.forEach { $0.join() }
         let final = snapshot()
         saySegmentationOff(final, said: &segmentationOffSaid)
-        logCounters(final, "hellod stopped on \(signal.name) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
+        logCounters(
+            final, "hellod stopped on \(signal.name) after \((monotonicNanoseconds() - started) / 1_000_000_000) s")
         writeMetrics(final, serving: false)
         for served in sockets {
             do {
@@ -158,7 +164,9 @@ final class Supervisor {
             }
             return report
         }
-        return Snapshot(perSocket: perSocket, services: services.map { ($0.name, $0.sockets.map { perSocket[$0] }.reduce(WorkerReport(), +)) })
+        return Snapshot(
+            perSocket: perSocket,
+            services: services.map { ($0.name, $0.sockets.map { perSocket[$0] }.reduce(WorkerReport(), +)) })
     }
 
     // MARK: Signals
@@ -191,27 +199,39 @@ final class Supervisor {
         var refused: [String] = []
         if !policy.allowPrivilegedSourcePorts { refused.append("privileged") }
         if !policy.allowOwnPorts { refused.append("own (\(policy.ownPorts.map(String.init).joined(separator: ",")))") }
-        let ports = refused.isEmpty ? "no source ports refused" : "refusing \(refused.joined(separator: " and ")) source ports"
+        let ports =
+            refused.isEmpty ? "no source ports refused" : "refusing \(refused.joined(separator: " and ")) source ports"
         // The limit per source prefix is hello's and echo's: the chat relay has its own.
         let servesChat = services.contains { $0.name == .chat }
-        let limit = !services.contains { $0.name != .chat } ? "no rate limit per source prefix (chat: its own limits)" :
-            (policy.rateLimit.map {
+        let limit =
+            !services.contains { $0.name != .chat }
+            ? "no rate limit per source prefix (chat: its own limits)"
+            : (policy.rateLimit.map {
                 "rate limit \($0.rate)/s, burst \($0.burst), per IPv4 /\($0.ipv4PrefixLength) and IPv6 /\($0.ipv6PrefixLength)\(policy.limitLoopback ? "" : ", loopback exempt")"
             } ?? "no rate limit") + (servesChat ? " (hello and echo)" : "")
         let perService = services.map { "\($0.name.rawValue) on \($0.sockets.count)" }.joined(separator: ", ")
         let fanOut = chat.fanOutInterval == 0 ? "at once" : "at most every \(chat.fanOutInterval / 1000) us"
-        let chatLimits = !servesChat ? "" :
-            "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.repairByteRate) repair bytes/s per member (burst \(chat.repairByteBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin"
-        log.info("hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
-                 metadata: ["services": "\(services.map(\.name.rawValue).joined(separator: " "))",
-                            "batch": "\(configuration.batchSize)", "sockets": "\(addresses)", "origin": "\(origin)"])
+        let chatLimits =
+            !servesChat
+            ? ""
+            : "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.repairByteRate) repair bytes/s per member (burst \(chat.repairByteBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin"
+        log.info(
+            "hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
+            metadata: [
+                "services": "\(services.map(\.name.rawValue).joined(separator: " "))",
+                "batch": "\(configuration.batchSize)", "sockets": "\(addresses)", "origin": "\(origin)",
+            ])
     }
 
     /// The counters in one line, after `prefix`: the total, then each service.
     private func logCounters(_ snapshot: Snapshot, _ prefix: String) {
         let report = snapshot.total
-        let split = sockets.count > 1 ? " (per socket \(snapshot.perSocket.map { String($0.counters.read) }.joined(separator: "/")))" : ""
-        let perService = snapshot.services.map { "; \($0.name.rawValue): \(CounterSummary($0.report.counters, chat: $0.name == .chat))" }.joined()
+        let split =
+            sockets.count > 1
+            ? " (per socket \(snapshot.perSocket.map { String($0.counters.read) }.joined(separator: "/")))" : ""
+        let perService = snapshot.services.map {
+            "; \($0.name.rawValue): \(CounterSummary($0.report.counters, chat: $0.name == .chat))"
+        }.joined()
         var fields: Logger.Metadata = [:]
         func put(_ prefix: String, _ c: Counters) {
             fields[prefix + "read"] = "\(c.read)"
@@ -235,8 +255,9 @@ final class Supervisor {
         for service in snapshot.services { put(service.name.rawValue + "_", service.report.counters) }
         let c = report.counters
         let off = report.segmentationOff > 0 ? ", gso off on \(report.segmentationOff) sockets" : ""
-        log.info("\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams\(off))\(perService)",
-                 metadata: fields)
+        log.info(
+            "\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams\(off))\(perService)",
+            metadata: fields)
     }
 
     /// Joins and leaves since the last status tick, at debug: a count per tick, never a line
@@ -244,7 +265,8 @@ final class Supervisor {
     private func logChatChanges(_ chat: ChatFigures, since seen: inout ChatFigures) {
         guard chat.joins != seen.joins || chat.leaves != seen.leaves else { return }
         let (joins, leaves) = (chat.joins - seen.joins, chat.leaves - seen.leaves)
-        log.debug("chat: \(joins) joined, \(leaves) left since the last status; rooms \(chat.rooms), members \(chat.members)")
+        log.debug(
+            "chat: \(joins) joined, \(leaves) left since the last status; rooms \(chat.rooms), members \(chat.members)")
         seen = chat
     }
 
@@ -267,7 +289,9 @@ final class Supervisor {
     private func saySegmentationOff(_ snapshot: Snapshot, said: inout [Bool]) {
         for (index, report) in snapshot.perSocket.enumerated() where report.segmentationOff > 0 && !said[index] {
             said[index] = true
-            log.warning("gso off on \(sockets[index].address) (socket \(index)): the kernel refused a segmented send with EIO (a way out that cannot segment, such as IPsec); its replies go as plain datagrams from now on, to every peer")
+            log.warning(
+                "gso off on \(sockets[index].address) (socket \(index)): the kernel refused a segmented send with EIO (a way out that cannot segment, such as IPsec); its replies go as plain datagrams from now on, to every peer"
+            )
         }
     }
 
@@ -324,7 +348,8 @@ struct CounterSummary: CustomStringConvertible {
 
     var description: String {
         let c = counters
-        return "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)\(chatPart)"
+        return
+            "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)\(chatPart)"
     }
 
     private var chatPart: String { chat ? Self.chatFigures(counters) : "" }
@@ -385,7 +410,8 @@ struct StatusTracker {
             let chat = $0.name == .chat ? CounterSummary.chatFigures(c) : ""
             return "; \($0.name.rawValue): replied \(c.replied), dropped \(c.drops.total)\(chat)"
         }.joined()
-        return "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(snapshot.perSocket.count)\(perService)"
+        return
+            "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(snapshot.perSocket.count)\(perService)"
     }
 
     static func format(_ rate: Double) -> String {

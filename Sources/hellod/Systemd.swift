@@ -19,8 +19,9 @@ enum Systemd {
         let count = sd_listen_fds_with_names(0, &names)
         guard count > 0 else { return [] }
         return Posix.takeCStrings(names, count: Int(count)).enumerated().map { i, name in
-            InheritedDescriptor(descriptor: FileDescriptor(rawValue: SD_LISTEN_FDS_START + Int32(i)),
-                                name: name ?? "unknown")
+            InheritedDescriptor(
+                descriptor: FileDescriptor(rawValue: SD_LISTEN_FDS_START + Int32(i)),
+                name: name ?? "unknown")
         }
     }
 
@@ -50,7 +51,8 @@ enum Systemd {
     /// stderr is connected to the journal (systemd sets JOURNAL_STREAM to its device:inode).
     static var stderrIsJournal: Bool {
         guard let stream = Posix.environment("JOURNAL_STREAM"),
-              let stderr = try? Posix.fileIdentity(of: Posix.standardError, inherited: true) else { return false }
+            let stderr = try? Posix.fileIdentity(of: Posix.standardError, inherited: true)
+        else { return false }
         return stream == "\(stderr.device):\(stderr.inode)"
     }
 }

@@ -3,10 +3,13 @@ import Testing
 
 @Suite struct ChatWireTests {
     static let messages: [ChatMessage] = [
-        .join(cookie: .none, secret: ChatSecret(high: 0x1122_3344_5566_7788, low: 0x99aa_bbcc_ddee_ff00), token: 0, room: Array("lobby".utf8),
-              nick: Array("ada".utf8)),
-        .join(cookie: ChatCookie(epoch: 7, mac: 0xdead_beef_0bad_f00d), secret: ChatSecret(high: 1, low: ~1), token: 42,
-              room: Array(repeating: 0x61, count: 32), nick: Array(repeating: 0x62, count: 32)),
+        .join(
+            cookie: .none, secret: ChatSecret(high: 0x1122_3344_5566_7788, low: 0x99aa_bbcc_ddee_ff00), token: 0,
+            room: Array("lobby".utf8),
+            nick: Array("ada".utf8)),
+        .join(
+            cookie: ChatCookie(epoch: 7, mac: 0xdead_beef_0bad_f00d), secret: ChatSecret(high: 1, low: ~1), token: 42,
+            room: Array(repeating: 0x61, count: 32), nick: Array(repeating: 0x62, count: 32)),
         .say(token: 9, clientSequence: 3, text: Array("hello, world".utf8)),
         .say(token: 9, clientSequence: .max, text: Array(repeating: 0x7a, count: 1000)),
         .say(token: 9, clientSequence: 0, text: []),
@@ -17,13 +20,17 @@ import Testing
         .nick(token: 7, nick: Array("grace".utf8)),
         .challenge(ChatCookie(epoch: 1, mac: 2)),
         .welcome(token: 3, instance: 4, nextSequence: 5, members: 6),
-        .events(instance: 8, [
-            ChatEvent(sequence: 1, kind: .joined, sender: 2, clientSequence: 0, nick: Array("ada".utf8), text: []),
-            ChatEvent(sequence: 2, kind: .message, sender: 2, clientSequence: 1, nick: Array("ada".utf8),
-                      text: Array("hi".utf8)),
-            ChatEvent(sequence: 3, kind: .renamed, sender: 2, clientSequence: 0, nick: Array("ada".utf8),
-                      text: Array("lovelace".utf8)),
-        ]),
+        .events(
+            instance: 8,
+            [
+                ChatEvent(sequence: 1, kind: .joined, sender: 2, clientSequence: 0, nick: Array("ada".utf8), text: []),
+                ChatEvent(
+                    sequence: 2, kind: .message, sender: 2, clientSequence: 1, nick: Array("ada".utf8),
+                    text: Array("hi".utf8)),
+                ChatEvent(
+                    sequence: 3, kind: .renamed, sender: 2, clientSequence: 0, nick: Array("ada".utf8),
+                    text: Array("lovelace".utf8)),
+            ]),
         .events(instance: 8, []),
         .members(instance: 9, [Array("ada".utf8), Array("grace".utf8)]),
         .notAMember(token: 11),
@@ -44,8 +51,10 @@ import Testing
         let tag: UInt64 = 0x1122_3344_5566_7788
         let tagBytes: [UInt8] = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]
         let secret = ChatSecret(high: 0x0102_0304_0506_0708, low: 0x090a_0b0c_0d0e_0f10)
-        let join = ChatMessage.join(cookie: ChatCookie(epoch: 0x0a0b_0c0d, mac: 0x0e), secret: secret, token: 0x77,
-                                    room: Array("r".utf8), nick: Array("n".utf8)).encoded(tag: tag)
+        let join = ChatMessage.join(
+            cookie: ChatCookie(epoch: 0x0a0b_0c0d, mac: 0x0e), secret: secret, token: 0x77,
+            room: Array("r".utf8), nick: Array("n".utf8)
+        ).encoded(tag: tag)
         // version, type, tag; cookie (epoch, MAC); secret; token; room; nick; zeros to 64.
         #expect(join.count == 64)
         #expect(Array(join.prefix(10)) == [2, 1] + tagBytes)
@@ -55,18 +64,22 @@ import Testing
         #expect(Array(join[46..<50]) == [1, 0x72, 1, 0x6e])
         #expect(join[50...].allSatisfy { $0 == 0 })
         // A CHALLENGE: header and cookie, 22 bytes, no padding.
-        #expect(ChatMessage.challenge(ChatCookie(epoch: 0x0102_0304, mac: 5)).encoded(tag: tag)
+        #expect(
+            ChatMessage.challenge(ChatCookie(epoch: 0x0102_0304, mac: 5)).encoded(tag: tag)
                 == [2, 129] + tagBytes + [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5])
         #expect(ChatWire.challengeLength == 22)
-        #expect(ChatMessage.say(token: 1, clientSequence: 2, text: [0x41]).encoded(tag: tag)
+        #expect(
+            ChatMessage.say(token: 1, clientSequence: 2, text: [0x41]).encoded(tag: tag)
                 == [2, 2] + tagBytes + [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0x41])
         #expect(ChatMessage.welcome(token: 1, instance: 2, nextSequence: 3, members: 4).encoded(tag: tag).count == 32)
         #expect(ChatMessage.notAMember(token: 1).encoded(tag: tag) == [2, 133] + tagBytes + [0, 0, 0, 0, 0, 0, 0, 1])
         #expect(ChatMessage.refused(.roomFull).encoded(tag: tag) == [2, 134] + tagBytes + [1])
         // An event names its sender by id: eight bytes after sequence and kind.
-        let event = ChatEvent(sequence: 1, kind: .message, sender: 0x0102_0304_0506_0708, clientSequence: 9, nick: [0x61],
-                              text: [0x62])
-        #expect(Array(ChatMessage.events(instance: 3, [event]).encoded(tag: tag).dropFirst(18))
+        let event = ChatEvent(
+            sequence: 1, kind: .message, sender: 0x0102_0304_0506_0708, clientSequence: 9, nick: [0x61],
+            text: [0x62])
+        #expect(
+            Array(ChatMessage.events(instance: 3, [event]).encoded(tag: tag).dropFirst(18))
                 == [0, 0, 0, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 9, 1, 0x61, 0, 1, 0x62])
         #expect(ChatWire.eventLength(nick: 32, text: 1000) + ChatWire.eventsHeaderLength <= ChatWire.largestDatagram)
     }
@@ -85,9 +98,13 @@ import Testing
         #expect(!parses(Array(say.prefix(9))))  // the tag cut short
         #expect(!parses(ChatMessage.challenge(.none).encoded(tag: 7)))  // a relay's message
         #expect(!parses(ChatMessage.resend(token: 1, first: 1, count: 65).encoded(tag: 7)))
-        #expect(!parses(ChatMessage.say(token: 1, clientSequence: 1, text: Array(repeating: 1, count: 1001)).encoded(tag: 7)))
-        var join = ChatMessage.join(cookie: ChatCookie(epoch: 1, mac: 1), secret: ChatSecret(high: 1, low: ~1), token: 0, room: [0x72],
-                                    nick: [0x6e]).encoded(tag: 7)
+        #expect(
+            !parses(
+                ChatMessage.say(token: 1, clientSequence: 1, text: Array(repeating: 1, count: 1001)).encoded(tag: 7)))
+        var join = ChatMessage.join(
+            cookie: ChatCookie(epoch: 1, mac: 1), secret: ChatSecret(high: 1, low: ~1), token: 0, room: [0x72],
+            nick: [0x6e]
+        ).encoded(tag: 7)
         #expect(parses(join))
         join[50] = 1  // padding after the nick: zeros are not checked, a byte is a byte
         #expect(parses(join))
@@ -99,7 +116,9 @@ import Testing
         var buffer = [UInt8](repeating: 0xee, count: 40)
         buffer.withUnsafeMutableBytes { raw in
             var w = ChatWriter(raw.baseAddress!, capacity: 20)
-            w.say(tag: 1, token: 1, clientSequence: 1, text: UnsafeRawBufferPointer(start: raw.baseAddress! + 30, count: 10))
+            w.say(
+                tag: 1, token: 1, clientSequence: 1,
+                text: UnsafeRawBufferPointer(start: raw.baseAddress! + 30, count: 10))
             #expect(w.overflowed)
             #expect(w.count <= 20)
         }

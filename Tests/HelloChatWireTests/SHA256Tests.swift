@@ -16,8 +16,11 @@ import Testing
         #expect(hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         // 55 bytes: the longest message one block holds (its 0x80 and length fill it).
-        #expect(hex(Array(repeating: 0x61, count: 55)) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
-        #expect(hex((0..<55).map { UInt8($0) })
+        #expect(
+            hex(Array(repeating: 0x61, count: 55)) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"
+        )
+        #expect(
+            hex((0..<55).map { UInt8($0) })
                 == "463eb28e72f82e0a96c0a4cc53690c571281131f672aa229e0d45ae59b598b59")
     }
 

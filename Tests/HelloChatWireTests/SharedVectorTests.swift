@@ -18,10 +18,12 @@ struct SharedVectorTests {
     static var ours: [String: [UInt8]] {
         let id = secret.id
         let messages: [String: ChatMessage] = [
-            "join-without-cookie": .join(cookie: .none, secret: secret, token: 0, room: Array("lobby".utf8),
-                                         nick: Array("ada".utf8)),
-            "join-rebinding": .join(cookie: cookie, secret: secret, token: token, room: Array("lobby".utf8),
-                                    nick: Array("ada".utf8)),
+            "join-without-cookie": .join(
+                cookie: .none, secret: secret, token: 0, room: Array("lobby".utf8),
+                nick: Array("ada".utf8)),
+            "join-rebinding": .join(
+                cookie: cookie, secret: secret, token: token, room: Array("lobby".utf8),
+                nick: Array("ada".utf8)),
             "say": .say(token: token, clientSequence: 3, text: Array("hi".utf8)),
             "keepalive": .keepalive(token: token, highest: 6),
             "leave": .leave(token: token),
@@ -30,12 +32,16 @@ struct SharedVectorTests {
             "nick": .nick(token: token, nick: Array("Ada".utf8)),
             "challenge": .challenge(cookie),
             "welcome": .welcome(token: token, instance: instance, nextSequence: 9, members: 2),
-            "events": .events(instance: instance, [
-                ChatEvent(sequence: 7, kind: .message, sender: id, clientSequence: 3, nick: Array("ada".utf8),
-                          text: Array("hi".utf8)),
-                ChatEvent(sequence: 8, kind: .renamed, sender: id, clientSequence: 0, nick: Array("ada".utf8),
-                          text: Array("Ada".utf8)),
-            ]),
+            "events": .events(
+                instance: instance,
+                [
+                    ChatEvent(
+                        sequence: 7, kind: .message, sender: id, clientSequence: 3, nick: Array("ada".utf8),
+                        text: Array("hi".utf8)),
+                    ChatEvent(
+                        sequence: 8, kind: .renamed, sender: id, clientSequence: 0, nick: Array("ada".utf8),
+                        text: Array("Ada".utf8)),
+                ]),
             "members": .members(instance: instance, [Array("ada".utf8), Array("bob".utf8)]),
             "not-a-member": .notAMember(token: token),
             "refused": .refused(.nickTaken),

@@ -12,8 +12,12 @@ import Testing
 
     @Test func theJoinTakesAChallengeACookieAWelcomeTheHistoryAndOwnJoined() {
         var s = ChatSession()
-        #expect(S.sent(s.tick(at: 0)) == [.join(cookie: .none, secret: S.secret, token: 0, room: S.room, nick: Array("ada".utf8))])
-        #expect(S.sent(s.receive(.challenge(S.cookie)))
+        #expect(
+            S.sent(s.tick(at: 0)) == [
+                .join(cookie: .none, secret: S.secret, token: 0, room: S.room, nick: Array("ada".utf8))
+            ])
+        #expect(
+            S.sent(s.receive(.challenge(S.cookie)))
                 == [.join(cookie: S.cookie, secret: S.secret, token: 0, room: S.room, nick: Array("ada".utf8))])
         #expect(s.receive(.welcome(token: S.token, instance: S.instance, nextSequence: 3, members: 2)).isEmpty)
         #expect(s.client.phase == .member)
@@ -64,7 +68,8 @@ import Testing
         s.tick(at: 0)
         s.receive(.refused(.nickTaken))
         let end = s.tick(at: 1)
-        #expect(S.exit(end) == S.Exit(1, "\(S.address) refused to join: the nick, or one that reads the same, is taken"))
+        #expect(
+            S.exit(end) == S.Exit(1, "\(S.address) refused to join: the nick, or one that reads the same, is taken"))
         #expect(S.sent(end).isEmpty)  // no LEAVE: never a member
     }
 
@@ -106,7 +111,8 @@ import Testing
         s.input(.endOfInput)
         // Another's message of the same client sequence and text, and ours under another
         // client sequence: neither is our acknowledgement.
-        s.events(event(1, .message, clientSequence: 1, "hi"), own(2, .message, clientSequence: 7, "hi"), own(3, .joined))
+        s.events(
+            event(1, .message, clientSequence: 1, "hi"), own(2, .message, clientSequence: 7, "hi"), own(3, .joined))
         #expect(S.says(s.tick(at: 500 * ms)).map(\.clientSequence) == [1])
         s.events(own(4, .message, clientSequence: 1, "hi"))
         #expect(s.printed == ["bob: hi", "ada: hi", "* ada joined", "ada: hi"])
@@ -215,9 +221,13 @@ import Testing
         s.events(event(4, .message, clientSequence: 1, "held"))  // a gap of 2, asked for
         // 300 ahead: more than is held, counted as missed at once (what was held goes first).
         #expect(S.sent(s.events(event(305, .left))).isEmpty)
-        #expect(s.printed == ["* bob joined", "* missed 2 event(s)", "bob: held", "* missed 300 event(s)", "* bob left"])
+        #expect(
+            s.printed == ["* bob joined", "* missed 2 event(s)", "bob: held", "* missed 300 event(s)", "* bob left"])
         s.events(event(305 + 1 + 100_000, .joined))
-        #expect(Array(s.printed.suffix(2)) == ["* missed an unknown number of events (the relay's sequence jumped)", "* bob joined"])
+        #expect(
+            Array(s.printed.suffix(2)) == [
+                "* missed an unknown number of events (the relay's sequence jumped)", "* bob joined",
+            ])
         #expect(S.sent(s.tick(at: 500 * ms)).isEmpty)  // nothing left to ask for
     }
 
@@ -240,7 +250,8 @@ import Testing
         s.events(own(2, .message, clientSequence: 1, "one"))
         #expect(s.receive(.notAMember(token: S.token + 1)).isEmpty)  // not ours
         s.now = 100 * ms
-        #expect(S.sent(s.receive(.notAMember(token: S.token)))
+        #expect(
+            S.sent(s.receive(.notAMember(token: S.token)))
                 == [.join(cookie: .none, secret: S.secret, token: 0, room: S.room, nick: Array("ada".utf8))])
         #expect(s.client.phase == .joining)
         s.receive(.challenge(S.cookie))
@@ -281,15 +292,20 @@ import Testing
         s.tick(at: 0)
         s.now = 200 * ms
         let rebound = ChatCookie(epoch: 4, mac: 0xbeef)
-        #expect(S.sent(s.receive(.challenge(rebound)))
+        #expect(
+            S.sent(s.receive(.challenge(rebound)))
                 == [.join(cookie: rebound, secret: S.secret, token: S.token, room: S.room, nick: Array("ada".utf8))])
         #expect(s.client.phase == .member)
         // Another token's WELCOME is not ours; ours moves us: the message and a keepalive at once.
         s.receive(.welcome(token: S.token + 1, instance: S.instance, nextSequence: 1, members: 1))
         #expect(S.sent(s.tick(at: 200 * ms)).isEmpty)
         s.receive(.welcome(token: S.token, instance: S.instance, nextSequence: 1, members: 1))
-        #expect(S.sent(s.tick(at: 200 * ms))
-                == [.say(token: S.token, clientSequence: 1, text: Array("hi".utf8)), .keepalive(token: S.token, highest: 0)])
+        #expect(
+            S.sent(s.tick(at: 200 * ms))
+                == [
+                    .say(token: S.token, clientSequence: 1, text: Array("hi".utf8)),
+                    .keepalive(token: S.token, highest: 0),
+                ])
     }
 
     // MARK: Names
@@ -315,7 +331,10 @@ import Testing
         #expect(S.sent(s.type("/nick a\u{200B}b")).isEmpty)
         #expect(S.notes(s.effects).count == 1)
         #expect(S.notes(s.type("/nick")) == ["/nick NEW: a new nick, 1-32 bytes"])
-        #expect(S.notes(s.type("/dance\u{1b}[2J")) == ["/dance\\x1b[2J: no such command (/who, /nick NEW, /quit; //text sends /text)"])
+        #expect(
+            S.notes(s.type("/dance\u{1b}[2J")) == [
+                "/dance\\x1b[2J: no such command (/who, /nick NEW, /quit; //text sends /text)"
+            ])
     }
 
     @Test func aRefusalWhileAMemberIsANote() {
@@ -338,8 +357,12 @@ import Testing
         #expect(s.client.phase == .member)
         // Nor is anything longer than the protocol allows, nor what does not parse.
         let text = String(repeating: "x", count: ChatWire.largestDatagram / 2)
-        let long = ChatMessage.events(instance: S.instance, [event(1, .message, clientSequence: 1, text),
-                                                             event(2, .message, clientSequence: 2, text)])
+        let long = ChatMessage.events(
+            instance: S.instance,
+            [
+                event(1, .message, clientSequence: 1, text),
+                event(2, .message, clientSequence: 2, text),
+            ])
         #expect(s.receive(long).isEmpty)
         #expect(s.input(.datagram([1, 2, 3])).isEmpty)
         #expect(s.printed.isEmpty)
@@ -379,7 +402,10 @@ import Testing
         s.join()
         let typed = s.input(.keys(Array("hx\u{7f}i".utf8)))
         #expect(typed == [.redraw(LiveArea(pending: [], prompt: "[lobby] ada> ", text: ["h", "i"], cursor: 2))])
-        #expect(s.input(.keys([0x0d])) == [.redraw(LiveArea(pending: ["ada: hi (sending)"], prompt: "[lobby] ada> ", text: [], cursor: 0))])
+        #expect(
+            s.input(.keys([0x0d])) == [
+                .redraw(LiveArea(pending: ["ada: hi (sending)"], prompt: "[lobby] ada> ", text: [], cursor: 0))
+            ])
         #expect(S.says(s.tick(at: 0)).map(\.text) == ["hi"])
         s.events(own(1, .message, clientSequence: 1, "hi"))
         #expect(s.printed == ["ada: hi ✓"])
@@ -392,7 +418,10 @@ import Testing
         s.tick(at: 0)
         s.input(.keys([0x03]))  // /quit: waits for the acknowledgement
         #expect(S.exit(s.tick(at: 1)) == nil)
-        #expect(s.effects.last == .redraw(LiveArea(pending: ["ada: hi (sending)"], prompt: "[lobby] ada (leaving)> ", text: [], cursor: 0)))
+        #expect(
+            s.effects.last
+                == .redraw(
+                    LiveArea(pending: ["ada: hi (sending)"], prompt: "[lobby] ada (leaving)> ", text: [], cursor: 0)))
         s.input(.keys(Array("ignored\r".utf8)))  // leaving: only Ctrl-C counts
         s.input(.keys([0x03]))
         let end = s.tick(at: 2)

@@ -22,9 +22,11 @@ struct ChatSession {
     var effects: [ChatEffect] = []
 
     init(nick: String = "ada", attempts: Int = 3, terminal: Bool = false) {
-        client = ChatClient(ChatSettings(address: Self.address, room: Self.room, nick: Array(nick.utf8), secret: Self.secret,
-                                         tag: Self.tag, timeout: Self.timeout, attempts: attempts,
-                                         keepalive: Self.keepalive, terminal: terminal))
+        client = ChatClient(
+            ChatSettings(
+                address: Self.address, room: Self.room, nick: Array(nick.utf8), secret: Self.secret,
+                tag: Self.tag, timeout: Self.timeout, attempts: attempts,
+                keepalive: Self.keepalive, terminal: terminal))
     }
 
     // MARK: Inputs
@@ -67,7 +69,9 @@ struct ChatSession {
 
     static func sent(_ effects: [ChatEffect]) -> [ChatMessage] {
         effects.compactMap {
-            guard case .send(let bytes) = $0, let (tag, message) = ChatMessage.decode(bytes), tag == Self.tag else { return nil }
+            guard case .send(let bytes) = $0, let (tag, message) = ChatMessage.decode(bytes), tag == Self.tag else {
+                return nil
+            }
             return message
         }
     }
@@ -104,13 +108,18 @@ struct ChatSession {
 }
 
 /// An event as the relay would send it.
-func event(_ sequence: UInt32, _ kind: ChatEventKind, from sender: UInt64 = 0xb0b, clientSequence: UInt32 = 0,
-           nick: String = "bob", _ text: String = "") -> ChatEvent {
-    ChatEvent(sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: Array(nick.utf8),
-              text: Array(text.utf8))
+func event(
+    _ sequence: UInt32, _ kind: ChatEventKind, from sender: UInt64 = 0xb0b, clientSequence: UInt32 = 0,
+    nick: String = "bob", _ text: String = ""
+) -> ChatEvent {
+    ChatEvent(
+        sequence: sequence, kind: kind, sender: sender, clientSequence: clientSequence, nick: Array(nick.utf8),
+        text: Array(text.utf8))
 }
 
 /// Our own event, as the relay names us.
-func own(_ sequence: UInt32, _ kind: ChatEventKind, clientSequence: UInt32 = 0, nick: String = "ada", _ text: String = "") -> ChatEvent {
+func own(
+    _ sequence: UInt32, _ kind: ChatEventKind, clientSequence: UInt32 = 0, nick: String = "ada", _ text: String = ""
+) -> ChatEvent {
     event(sequence, kind, from: ChatSession.id, clientSequence: clientSequence, nick: nick, text)
 }

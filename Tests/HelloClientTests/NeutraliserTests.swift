@@ -30,8 +30,10 @@ import Testing
     }
 
     @Test func bidirectionalControlsShowAsCodePoints() {
-        let controls: [Unicode.Scalar] = ["\u{061C}", "\u{200E}", "\u{200F}", "\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}",
-                                          "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}"]
+        let controls: [Unicode.Scalar] = [
+            "\u{061C}", "\u{200E}", "\u{200F}", "\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}",
+            "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}",
+        ]
         for c in controls {
             let hex = String(c.value, radix: 16)
             #expect(shown("a\(c)b") == "a\\u\(String(repeating: "0", count: 4 - hex.count))\(hex)b")

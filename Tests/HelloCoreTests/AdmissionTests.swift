@@ -35,8 +35,10 @@ import Testing
         var policy = AdmissionPolicy()
         policy.ownPorts = [9999, 7777]
         var e = service(policy)
-        e.respond([(Array("a".utf8), peer(1, port: 9999), false), (Array("b".utf8), peer(1, port: 7777), false),
-                   (Array("c".utf8), peer(1, port: 9998), false)])
+        e.respond([
+            (Array("a".utf8), peer(1, port: 9999), false), (Array("b".utf8), peer(1, port: 7777), false),
+            (Array("c".utf8), peer(1, port: 9998), false),
+        ])
         #expect(e.replies.map(\.request) == [2])
         #expect(e.counters.drops[.ownPort] == 2)
         policy.allowOwnPorts = true
@@ -56,11 +58,14 @@ import Testing
         #expect(e.counters.drops.total == 2)
     }
 
-    func limited(rate: UInt64, burst: UInt64, v4: Int = 32, v6: Int = 64, table: Int = 4096,
-                 loopback: Bool = false) -> Served<EchoReply> {
+    func limited(
+        rate: UInt64, burst: UInt64, v4: Int = 32, v6: Int = 64, table: Int = 4096,
+        loopback: Bool = false
+    ) -> Served<EchoReply> {
         var policy = AdmissionPolicy()
-        policy.rateLimit = RateLimiter.Configuration(rate: rate, burst: burst, ipv4PrefixLength: v4,
-                                                     ipv6PrefixLength: v6, tableSize: table)
+        policy.rateLimit = RateLimiter.Configuration(
+            rate: rate, burst: burst, ipv4PrefixLength: v4,
+            ipv6PrefixLength: v6, tableSize: table)
         policy.limitLoopback = loopback
         return service(policy)
     }
@@ -157,15 +162,18 @@ import Testing
             var admitted = 0
             for i in 0..<10_000 where limiter.allow(distinctSource(i), now: UInt64(i) * 10_000) { admitted += 1 }
             let before = anonymousResidentBytes()
-            for i in 10_000..<10_000 + count where limiter.allow(distinctSource(i), now: UInt64(i) * 10_000) { admitted += 1 }
+            for i in 10_000..<10_000 + count where limiter.allow(distinctSource(i), now: UInt64(i) * 10_000) {
+                admitted += 1
+            }
             return [before, anonymousResidentBytes(), admitted]
         }
         _ = flood(100)  // everything the child runs, run once here first
         let measured = try #require(alone { flood(100_000) })
         let (before, after, floodAdmitted) = (measured[0], measured[1], measured[2])
         #expect(floodAdmitted == 110_000)
-        #expect(before > 0 && after - before < 256 << 10,
-                "anonymous memory grew by \(after - before) bytes over 100k sources (\(before) before)")
+        #expect(
+            before > 0 && after - before < 256 << 10,
+            "anonymous memory grew by \(after - before) bytes over 100k sources (\(before) before)")
     }
 
     /// Found by the fuzzer: the key once joined an IPv6 address's halves as
@@ -186,8 +194,9 @@ import Testing
 
     /// Source `i` of a flood: 10.0.0.0/8 and 2001:db8::/32 /64s, every one distinct.
     func distinctSource(_ i: Int) -> Endpoint {
-        i % 2 == 0 ? .v4(0x0a00_0000 | UInt32(i), port: 40000)
-                   : .v6(high: 0x2001_0db8_0000_0000 | UInt64(i), low: 1, port: 40000)
+        i % 2 == 0
+            ? .v4(0x0a00_0000 | UInt32(i), port: 40000)
+            : .v6(high: 0x2001_0db8_0000_0000 | UInt64(i), low: 1, port: 40000)
     }
 
     @Test func broadcastAndMulticastAreNeverAnsweredEvenWithAnOpenPolicy() {
@@ -225,9 +234,12 @@ import Testing
         #expect(refusal(&admission, from: peer(1, port: 40000), truncated: true, arrival: unicast) == .truncated)
     }
 
-    func refusal(_ admission: inout Admission, from peer: Endpoint, truncated: Bool = false, arrival: Arrival) -> DropReason? {
+    func refusal(_ admission: inout Admission, from peer: Endpoint, truncated: Bool = false, arrival: Arrival)
+        -> DropReason?
+    {
         Array("x".utf8).withUnsafeBytes {
-            admission.refusal(of: Datagram(payload: $0, truncated: truncated, peer: peer, arrival: arrival), now: second)
+            admission.refusal(
+                of: Datagram(payload: $0, truncated: truncated, peer: peer, arrival: arrival), now: second)
         }
     }
 
@@ -308,6 +320,8 @@ func alone(_ body: () -> [Int]) -> [Int]? {
         return nil
     }
     return bytes.withUnsafeBytes { raw in
-        (0..<raw.count / MemoryLayout<Int>.size).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<Int>.size, as: Int.self) }
+        (0..<raw.count / MemoryLayout<Int>.size).map {
+            raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<Int>.size, as: Int.self)
+        }
     }
 }

@@ -54,14 +54,20 @@ import Testing
 
     @Test func aDatagramQueuedBeforePacketInfoWasAskedIsAnsweredFromTheHeadersDestination() {
         // spec_dst 0.0.0.0: filled when queued, and it was queued before IP_PKTINFO was set.
-        #expect(ipv4(header: 0x7f00_0002, local: 0) == Arrival(destination: .unicast, replySource: LocalSource(.v4(0x7f00_0002))))
+        #expect(
+            ipv4(header: 0x7f00_0002, local: 0)
+                == Arrival(destination: .unicast, replySource: LocalSource(.v4(0x7f00_0002))))
     }
 
     @Test func ipv6UnicastKeepsTheInterfaceOnlyForLinkLocal() {
         let global = IPAddress.v6(high: 0x2001_0db8_0000_0000, low: 1)
-        #expect(ipv6(global, interface: 3) == Arrival(destination: .unicast, replySource: LocalSource(global, interface: 0)))
+        #expect(
+            ipv6(global, interface: 3) == Arrival(destination: .unicast, replySource: LocalSource(global, interface: 0))
+        )
         let linkLocal = IPAddress.v6(high: 0xfe80 << 48, low: 0x0211_22ff_fe33_4455)
-        #expect(ipv6(linkLocal, interface: 3) == Arrival(destination: .unicast, replySource: LocalSource(linkLocal, interface: 3)))
+        #expect(
+            ipv6(linkLocal, interface: 3)
+                == Arrival(destination: .unicast, replySource: LocalSource(linkLocal, interface: 3)))
         let edge = IPAddress.v6(high: 0xfebf_ffff_ffff_ffff, low: 1)  // the last of fe80::/10
         #expect(ipv6(edge, interface: 4).replySource == LocalSource(edge, interface: 4))
         let siteLocal = IPAddress.v6(high: 0xfec0 << 48, low: 1)
@@ -79,9 +85,15 @@ import Testing
     @Test func aV4MappedDestinationIsIPv4() {
         // An IPv4 datagram on a dual-stack socket, told by IPV6_PKTINFO alone.
         let mapped = IPAddress.v6(high: 0, low: 0xffff_0000_0000 | UInt64(host))
-        #expect(ipv6(mapped, interface: 2) == Arrival(destination: .unicast, replySource: LocalSource(.v4(host), interface: 0)))
-        #expect(ipv6(.v6(high: 0, low: 0xffff_ffff_ffff), interface: 2) == Arrival(destination: .broadcast, replySource: nil))
-        #expect(ipv6(.v6(high: 0, low: 0xffff_e000_00fb), interface: 2) == Arrival(destination: .multicast, replySource: nil))
+        #expect(
+            ipv6(mapped, interface: 2)
+                == Arrival(destination: .unicast, replySource: LocalSource(.v4(host), interface: 0)))
+        #expect(
+            ipv6(.v6(high: 0, low: 0xffff_ffff_ffff), interface: 2)
+                == Arrival(destination: .broadcast, replySource: nil))
+        #expect(
+            ipv6(.v6(high: 0, low: 0xffff_e000_00fb), interface: 2)
+                == Arrival(destination: .multicast, replySource: nil))
     }
 
     @Test func ipv4PacketInfoDecidesWhenBothAreThere() {

@@ -18,8 +18,10 @@ import Testing
     ]
 
     /// How many of `requests`, each sent `times` from `peer` at `now`, were answered.
-    func answers(_ relay: inout ChatRelay, _ requests: [ChatMessage], times: Int = 1, from peer: Endpoint,
-                 now: UInt64) -> Int {
+    func answers(
+        _ relay: inout ChatRelay, _ requests: [ChatMessage], times: Int = 1, from peer: Endpoint,
+        now: UInt64
+    ) -> Int {
         var count = 0
         for _ in 0..<times {
             for request in requests {

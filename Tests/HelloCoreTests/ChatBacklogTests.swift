@@ -1,7 +1,8 @@
 import HelloChatWire
-@testable import HelloCore
 import HelloDatagram
 import Testing
+
+@testable import HelloCore
 
 /// The backlog (ChatBacklog.swift) on its own: what is stored comes back by name.
 @Suite struct ChatBacklogTests {
@@ -14,8 +15,9 @@ import Testing
         let room = RoomID(index: 2)
         withBytes("alice") { nick in
             withBytes("hello") { text in
-                backlog.store(room, sequence: 9, kind: .message, sender: 0x5e, clientSequence: 0x0102_0304,
-                              nick: nick, text: text, token: 0xdead_beef_0000_0001)
+                backlog.store(
+                    room, sequence: 9, kind: .message, sender: 0x5e, clientSequence: 0x0102_0304,
+                    nick: nick, text: text, token: 0xdead_beef_0000_0001)
                 let event = backlog[room, 9]
                 #expect(event.header.token == 0xdead_beef_0000_0001)
                 #expect(Int(event.header.length) == ChatWire.eventLength(nick: nick.count, text: text.count))
@@ -24,7 +26,8 @@ import Testing
                 var expected = [UInt8](repeating: 0, count: 256)
                 let n = expected.withUnsafeMutableBytes { buffer in
                     var w = ChatWriter(buffer.baseAddress!, capacity: buffer.count)
-                    w.event(sequence: 9, kind: .message, sender: 0x5e, clientSequence: 0x0102_0304, nick: nick, text: text)
+                    w.event(
+                        sequence: 9, kind: .message, sender: 0x5e, clientSequence: 0x0102_0304, nick: nick, text: text)
                     return w.count
                 }
                 #expect(Array(event.bytes) == Array(expected[..<n]))
@@ -37,9 +40,10 @@ import Testing
         withBytes("bob") { nick in
             for sequence: UInt32 in 1...6 {
                 for room in 0..<2 {
-                    backlog.store(RoomID(index: room), sequence: sequence, kind: .joined, sender: UInt64(room),
-                                  clientSequence: sequence * 10 + UInt32(room), nick: nick,
-                                  text: UnsafeRawBufferPointer(start: nil, count: 0), token: UInt64(room))
+                    backlog.store(
+                        RoomID(index: room), sequence: sequence, kind: .joined, sender: UInt64(room),
+                        clientSequence: sequence * 10 + UInt32(room), nick: nick,
+                        text: UnsafeRawBufferPointer(start: nil, count: 0), token: UInt64(room))
                 }
             }
             for sequence: UInt32 in 3...6 {

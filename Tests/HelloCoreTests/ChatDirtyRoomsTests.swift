@@ -1,5 +1,6 @@
-@testable import HelloCore
 import Testing
+
+@testable import HelloCore
 
 /// The fan-out's list of rooms to send (ChatFanOut.swift, DirtyRooms) on its own.
 @Suite struct ChatDirtyRoomsTests {

@@ -123,8 +123,10 @@ final class ChatFuzzWorld {
 
     /// Checks each datagram in the outbox from `start` on, as written for `cause`: to whom,
     /// how long, and that it decodes. Returns them decoded.
-    func written(from start: Int, cause: (peer: Endpoint, length: Int, bytes: [UInt8])?,
-                 _ checks: inout Checks) -> [(Endpoint, ChatMessage?)] {
+    func written(
+        from start: Int, cause: (peer: Endpoint, length: Int, bytes: [UInt8])?,
+        _ checks: inout Checks
+    ) -> [(Endpoint, ChatMessage?)] {
         var result: [(Endpoint, ChatMessage?)] = []
         for entry in outbox.entries[start...] {
             let bytes = outbox.datagram(entry)
@@ -135,11 +137,13 @@ final class ChatFuzzWorld {
                 // A version-1 refusal: only to a version-1 request, in one of its two forms.
                 let request = cause?.bytes ?? []
                 let refusal = [1, 134, 3, 0] + Array("chat protocol 2".utf8)
-                let expected = request.count >= 2 && request[1] == ChatType.join.rawValue
+                let expected =
+                    request.count >= 2 && request[1] == ChatType.join.rawValue
                     ? refusal + [UInt8](repeating: 0, count: 64 - refusal.count)
                     : [1, 133] + Array(request.dropFirst(2).prefix(8))
-                checks.expect(request.first == ChatWire.legacyVersion && bytes == expected,
-                              "a version-1 datagram \(bytes.prefix(20)) for \(request.prefix(20))")
+                checks.expect(
+                    request.first == ChatWire.legacyVersion && bytes == expected,
+                    "a version-1 datagram \(bytes.prefix(20)) for \(request.prefix(20))")
                 checks.count("version-1 refusals")
             } else {
                 switch message {
@@ -161,22 +165,31 @@ final class ChatFuzzWorld {
                 }
                 if checked {
                     let tag = cause.bytes.withUnsafeBytes { ChatWire.tag($0) }
-                    checks.expect(decoded.tag == tag,
-                                  "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
+                    checks.expect(
+                        decoded.tag == tag,
+                        "\(decoded.message) with tag \(decoded.tag), for tag \(String(describing: tag))")
                 }
             }
             if !validated.contains(entry.destination) {
                 if let cause {
-                    checks.expect(entry.destination == cause.peer, "\(entry.destination), not validated, sent an answer to \(cause.peer)")
-                    checks.expect(bytes.count <= cause.length,
-                                  "\(bytes.count) bytes to \(entry.destination), not validated, for \(cause.length): \(String(describing: message))")
+                    checks.expect(
+                        entry.destination == cause.peer,
+                        "\(entry.destination), not validated, sent an answer to \(cause.peer)")
+                    checks.expect(
+                        bytes.count <= cause.length,
+                        "\(bytes.count) bytes to \(entry.destination), not validated, for \(cause.length): \(String(describing: message))"
+                    )
                 } else {
                     checks.expect(false, "a tick or a batch's end wrote to \(entry.destination), not validated")
                 }
             }
             result.append((entry.destination, message))
             answers.append(cause != nil)
-            if trace { print("  -> \(entry.destination) \(cause == nil ? "delivery" : "answer"): \(message.map { "\($0)" } ?? "?")") }
+            if trace {
+                print(
+                    "  -> \(entry.destination) \(cause == nil ? "delivery" : "answer"): \(message.map { "\($0)" } ?? "?")"
+                )
+            }
         }
         return result
     }
@@ -184,26 +197,34 @@ final class ChatFuzzWorld {
     /// Hands one datagram to the relay (sending the outbox first when it asks); returns
     /// what its handling wrote, and the counters before and after.
     func handle(_ bytes: [UInt8], from peer: Endpoint, split: Int?, _ checks: inout Checks)
-        -> (out: [(Endpoint, ChatMessage?)], before: Counters, after: Counters) {
-        if trace { print("\(now / 1_000_000) ms: from \(peer): \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes")") }
+        -> (out: [(Endpoint, ChatMessage?)], before: Counters, after: Counters)
+    {
+        if trace {
+            print(
+                "\(now / 1_000_000) ms: from \(peer): \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes")"
+            )
+        }
         while true {
             let start = outbox.count
             let before = service.counters
             let handled = bytes.withUnsafeBytes { all -> Bool in
                 let cut = min(split ?? all.count, all.count)
-                let datagram = Datagram(payload: UnsafeRawBufferPointer(rebasing: all[..<cut]),
-                                        continuation: UnsafeRawBufferPointer(rebasing: all[cut...]), peer: peer)
+                let datagram = Datagram(
+                    payload: UnsafeRawBufferPointer(rebasing: all[..<cut]),
+                    continuation: UnsafeRawBufferPointer(rebasing: all[cut...]), peer: peer)
                 return service.handle(datagram, now: now, into: &outbox)
             }
             if !handled {
-                checks.expect(outbox.count == start && service.counters == before, "a refused datagram changed something")
+                checks.expect(
+                    outbox.count == start && service.counters == before, "a refused datagram changed something")
                 checks.expect(start > 0, "an empty outbox refused a datagram")
                 if start == 0 { return ([], before, before) }
                 flush(&checks)
                 continue
             }
             handed += 1
-            checkTables("after \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes") from \(peer)", &checks)
+            checkTables(
+                "after \(ChatMessage.decode(bytes).map { "\($0)" } ?? "\(bytes.count) bytes") from \(peer)", &checks)
             let after = service.counters
             let out = written(from: start, cause: (peer, bytes.count, bytes), &checks)
             if after.replied == before.replied && after.drops == before.drops {
@@ -211,8 +232,10 @@ final class ChatFuzzWorld {
                 answeredRequests += 1
                 checks.expect(!out.isEmpty, "a request counted as answered wrote nothing")
             }
-            checks.expect(after.read == before.read + 1 && after.drops.total + after.replied <= before.drops.total + before.replied + 1,
-                          "one datagram counted more than once")
+            checks.expect(
+                after.read == before.read + 1
+                    && after.drops.total + after.replied <= before.drops.total + before.replied + 1,
+                "one datagram counted more than once")
             return (out, before, after)
         }
     }
@@ -243,8 +266,9 @@ final class ChatFuzzWorld {
             for i in clients.indices where clients[i].peer == to {
                 switch decoded?.message {
                 case .welcome?, .events?, .members?:
-                    checks.expect(decoded?.tag == clients[i].tag,
-                                  "\(to) sent tag \(String(describing: decoded?.tag)), its client's is \(clients[i].tag)")
+                    checks.expect(
+                        decoded?.tag == clients[i].tag,
+                        "\(to) sent tag \(String(describing: decoded?.tag)), its client's is \(clients[i].tag)")
                 default: break
                 }
                 receive(i, decoded?.message, answer: answer, &checks)
@@ -253,8 +277,9 @@ final class ChatFuzzWorld {
         let c = service.counters
         checks.expect(c.isBalanced, "unbalanced: read \(c.read), replied \(c.replied), dropped \(c.drops.total)")
         checks.expect(c.read == handed, "read \(c.read) of \(handed) handed")
-        checks.expect(sentTotal == c.deliveries + answeredRequests && c.deliveryFailures == 0,
-                      "sent \(sentTotal): deliveries \(c.deliveries), answers \(answeredRequests)")
+        checks.expect(
+            sentTotal == c.deliveries + answeredRequests && c.deliveryFailures == 0,
+            "sent \(sentTotal): deliveries \(c.deliveries), answers \(answeredRequests)")
     }
 
     func endBatch(_ checks: inout Checks) {
@@ -289,7 +314,9 @@ final class ChatFuzzWorld {
             clients[i].joining = false
             if clients[i].rebinding {
                 // The same membership at the new address: its place, and what it is sent next.
-                checks.expect(token == clients[i].token, "\(clients[i].peer) moved and rejoined: token \(token), was \(clients[i].token)")
+                checks.expect(
+                    token == clients[i].token,
+                    "\(clients[i].peer) moved and rejoined: token \(token), was \(clients[i].token)")
                 checks.count("members that moved and rejoined")
                 clients[i].rebinding = false
             } else {
@@ -304,7 +331,8 @@ final class ChatFuzzWorld {
             for e in events { receive(i, e, answer: answer, &checks) }
         case .notAMember(let token)?:
             guard token == clients[i].token && token != 0 else { return }
-            checks.expect(clients[i].evictable, "NOT A MEMBER to \(clients[i].peer), never silent long enough to be evicted")
+            checks.expect(
+                clients[i].evictable, "NOT A MEMBER to \(clients[i].peer), never silent long enough to be evicted")
             clients[i].token = 0
             clients[i].lossless = false
         case .members?, .refused?, nil, .join?, .say?, .keepalive?, .leave?, .resend?, .who?, .nick?:
@@ -331,7 +359,8 @@ final class ChatFuzzWorld {
             let o = clients[owner]
             switch e.kind {
             case .message:
-                checks.expect(said[e.sender]?.contains(e.clientSequence) == true, "a message of \(o.peer) it did not say: \(e)")
+                checks.expect(
+                    said[e.sender]?.contains(e.clientSequence) == true, "a message of \(o.peer) it did not say: \(e)")
             case .left:
                 checks.expect(left.contains(e.sender), "a leave of \(o.peer) it did not ask: \(e)")
             case .renamed:
@@ -344,15 +373,19 @@ final class ChatFuzzWorld {
         }
         var c = clients[i]
         if e.kind == .message && e.sender == c.id {
-            checks.expect(c.ownCopies[e.clientSequence, default: e.sequence] == e.sequence,
-                          "\(c.peer)'s message \(e.clientSequence) came back as \(c.ownCopies[e.clientSequence]!) and \(e.sequence)")
+            checks.expect(
+                c.ownCopies[e.clientSequence, default: e.sequence] == e.sequence,
+                "\(c.peer)'s message \(e.clientSequence) came back as \(c.ownCopies[e.clientSequence]!) and \(e.sequence)"
+            )
             c.ownCopies[e.clientSequence] = e.sequence
             c.unacked.removeAll { $0 == e.clientSequence }
         }
         if c.token != 0 && !answer {
-            checks.expect(e.sequence >= c.expected, "\(c.peer) was delivered room sequence \(e.sequence) after \(c.expected - 1)")
-            checks.expect(!c.lossless || e.sequence == c.expected,
-                          "\(c.peer), which lost nothing, was delivered room sequence \(e.sequence), expecting \(c.expected)")
+            checks.expect(
+                e.sequence >= c.expected, "\(c.peer) was delivered room sequence \(e.sequence) after \(c.expected - 1)")
+            checks.expect(
+                !c.lossless || e.sequence == c.expected,
+                "\(c.peer), which lost nothing, was delivered room sequence \(e.sequence), expecting \(c.expected)")
             c.expected = e.sequence + 1
         }
         clients[i] = c
@@ -395,7 +428,9 @@ func chatFuzzSettings(_ rng: inout SplitMix64) -> (settings: ChatSettings, batch
     s.maxMessage = rng.setting(0...ChatWire.maxText, usual: [0, 24, 28, 300])
     var batchSize: Int = rng.setting(1...1024, usual: [1, 2, 8])
     while s.rooms * s.membersPerRoom > 65_536
-        || s.rooms * max(s.backlog, s.history, batchSize + s.membersPerRoom, ChatWire.maxResend) * (16 + 52 + max(s.maxMessage, 32)) > 1 << 31 {
+        || s.rooms * max(s.backlog, s.history, batchSize + s.membersPerRoom, ChatWire.maxResend)
+            * (16 + 52 + max(s.maxMessage, 32)) > 1 << 31
+    {
         switch rng.int(0...4) {
         case 0: s.rooms = max(s.rooms / 2, 1)
         case 1: s.membersPerRoom = max(s.membersPerRoom / 2, 1)
@@ -413,11 +448,14 @@ func chatFuzzSettings(_ rng: inout SplitMix64) -> (settings: ChatSettings, batch
     // What a member is sent again on request, in bytes: hellod takes no burst under one
     // largest datagram (a long event could never come again).
     s.repairByteRate = rng.setting(1...1_000_000_000, usual: [1, 2000, 65_536])
-    s.repairByteBurst = max(rng.setting(1...1_000_000_000, usual: [1232, 5000, 78_848]), UInt64(ChatWire.largestDatagram))
+    s.repairByteBurst = max(
+        rng.setting(1...1_000_000_000, usual: [1232, 5000, 78_848]), UInt64(ChatWire.largestDatagram))
     // Not options of hellod: as before.
-    s.answerLimit = RateLimiter.Configuration(rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
-    s.joinLimit = RateLimiter.Configuration(rate: rng.setting(1...1_000_000, usual: [1, 4, 1000]),
-                                            burst: rng.setting(1...1_000_000, usual: [1, 4, 16]), tableSize: 64)
+    s.answerLimit = RateLimiter.Configuration(
+        rate: rng.pick([1, 20, 1000]), burst: rng.pick([1, 5, 20]), tableSize: 64)
+    s.joinLimit = RateLimiter.Configuration(
+        rate: rng.setting(1...1_000_000, usual: [1, 4, 1000]),
+        burst: rng.setting(1...1_000_000, usual: [1, 4, 16]), tableSize: 64)
     s.epochSeconds = rng.setting(1...86_400, usual: [10, 120])
     s.silenceSeconds = rng.setting(1...86_400, usual: [5, 35])
     s.evictSeconds = rng.oneIn(4) ? rng.setting(1...86_400, usual: [1, 60]) : s.silenceSeconds + rng.pick([1, 25])
@@ -450,18 +488,27 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     var moves: SplitMix64? = s.secret.1 & 1 == 0 ? SplitMix64(seed: s.secret.1) : nil
     let second = world.second
     // Names of the longest too (32 bytes): every event carries a nick, a rename two.
-    let rooms: [[UInt8]] = [Array("lobby".utf8), Array("r".utf8), Array("x".utf8), Array(String(repeating: "R", count: 32).utf8)]
-    let nicks: [[UInt8]] = [Array("ada".utf8), Array("bob".utf8), Array("cy".utf8), Array("dee".utf8), Array("ada2".utf8),
-                            Array(String(repeating: "l", count: 32).utf8), Array(String(repeating: "é", count: 16).utf8)]
+    let rooms: [[UInt8]] = [
+        Array("lobby".utf8), Array("r".utf8), Array("x".utf8), Array(String(repeating: "R", count: 32).utf8),
+    ]
+    let nicks: [[UInt8]] = [
+        Array("ada".utf8), Array("bob".utf8), Array("cy".utf8), Array("dee".utf8), Array("ada2".utf8),
+        Array(String(repeating: "l", count: 32).utf8), Array(String(repeating: "é", count: 16).utf8),
+    ]
     for k in 0..<rng.int(1...4) {
-        world.clients.append(ChatFuzzClient(peer: .v4(0x0a00_0001 + UInt32(k), port: 40000 + UInt16(k)),
-                                            room: rng.pick(rooms), nick: rng.pick(nicks),
-                                            tag: SipHasher.hash(key: s.secret, UInt64(k), 0x7461_67)))
+        world.clients.append(
+            ChatFuzzClient(
+                peer: .v4(0x0a00_0001 + UInt32(k), port: 40000 + UInt16(k)),
+                room: rng.pick(rooms), nick: rng.pick(nicks),
+                tag: SipHasher.hash(key: s.secret, UInt64(k), 0x7461_67)))
     }
     for k in 0..<rng.int(1...3) {
-        world.hostile.append((peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0,
-                              token: 0,
-                              tag: SipHasher.hash(key: s.secret, UInt64(k), 0x686f_7374)))
+        world.hostile.append(
+            (
+                peer: Endpoint.v4(0x0a42_0001 + UInt32(k), port: 50000), cookie: ChatCookie.none, issued: 0,
+                token: 0,
+                tag: SipHasher.hash(key: s.secret, UInt64(k), 0x686f_7374)
+            ))
     }
 
     /// A datagram of a legitimate client, noted as sent, and whether it is a member's from
@@ -474,7 +521,9 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // what is sent to the old one is lost. It rejoins with its token.
             c.moves += 1
             let port = 41000 + UInt16(i) + UInt16(c.moves % 200) * 100 % 24000
-            c.peer = moves!.oneIn(2) ? .v4(c.peer.address.v4, port: port) : .v4(0x0a10_0000 + UInt32(i) << 12 + UInt32(c.moves), port: port)
+            c.peer =
+                moves!.oneIn(2)
+                ? .v4(c.peer.address.v4, port: port) : .v4(0x0a10_0000 + UInt32(i) << 12 + UInt32(c.moves), port: port)
             (c.rebinding, c.cookie, c.lossless) = (true, .none, false)
         }
         if c.rebinding && c.evictable {
@@ -484,11 +533,14 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         if c.token == 0 || c.rebinding {
             // One JOIN with a cookie a batch: its answer comes at the batch's end.
             if c.cookie.isNone || world.now - c.cookieIssued >= world.epoch || rng.oneIn(8)
-                || (c.joining && c.joinSent == world.now) {
+                || (c.joining && c.joinSent == world.now)
+            {
                 if c.rebinding && !c.joining && rng.oneIn(2) {
                     // Moved, it goes on as a member (not knowing it moved): not acted on,
                     // and challenged at the new address if 22 bytes or more.
-                    let message: ChatMessage = rng.oneIn(2) ? .keepalive(token: c.token, highest: c.expected &- 1)
+                    let message: ChatMessage =
+                        rng.oneIn(2)
+                        ? .keepalive(token: c.token, highest: c.expected &- 1)
                         : .who(token: c.token)
                     return (message.encoded(tag: c.tag), true)
                 }
@@ -499,7 +551,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
                 c.joining = true
                 c.joinSent = world.now
                 world.validated.insert(c.peer)
-                let join = ChatMessage.join(cookie: c.cookie, secret: c.secret, token: c.token, room: c.room, nick: c.nick)
+                let join = ChatMessage.join(
+                    cookie: c.cookie, secret: c.secret, token: c.token, room: c.room, nick: c.nick)
                 return (join.encoded(tag: c.tag), false)
             }
             c.secret = ChatSecret(high: rng.next() | 1, low: UInt64(i))
@@ -520,8 +573,9 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // duplicates is 64.
             if !c.unacked.isEmpty && (c.unacked.count >= 4 || c.nextSequence - c.unacked.min()! >= 60 || rng.oneIn(2)) {
                 let sequence = rng.pick(c.unacked)
-                let say = ChatMessage.say(token: c.token, clientSequence: sequence,
-                                          text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
+                let say = ChatMessage.say(
+                    token: c.token, clientSequence: sequence,
+                    text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
                 return (say.encoded(tag: c.tag), false)
             }
             let sequence = c.nextSequence
@@ -536,7 +590,10 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             return (ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), false)
         case 11, 12:
             let first = c.expected &- UInt32(rng.int(0...80))
-            return (ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded(tag: c.tag), false)
+            return (
+                ChatMessage.resend(token: c.token, first: first, count: UInt16(rng.int(0...64))).encoded(tag: c.tag),
+                false
+            )
         case 13, 14:
             return (ChatMessage.who(token: c.token).encoded(tag: c.tag), false)
         case 15, 16:
@@ -559,8 +616,11 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     func request(token: UInt64) -> [UInt8] {
         let tag = rng.next()
         switch rng.int(0...5) {
-        case 0: return ChatMessage.say(token: token, clientSequence: UInt32(rng.int(0...5)),
-                                       text: Array("forged".utf8)).encoded(tag: tag)
+        case 0:
+            return ChatMessage.say(
+                token: token, clientSequence: UInt32(rng.int(0...5)),
+                text: Array("forged".utf8)
+            ).encoded(tag: tag)
         case 1: return ChatMessage.leave(token: token).encoded(tag: tag)
         case 2: return ChatMessage.nick(token: token, nick: Array("eve".utf8)).encoded(tag: tag)
         case 3: return ChatMessage.keepalive(token: token, highest: 0).encoded(tag: tag)
@@ -583,9 +643,10 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case 2:
             // Another address's cookie, with or without its token.
             guard let victim, !victim.cookie.isNone else { break }
-            let join = ChatMessage.join(cookie: victim.cookie, secret: ChatSecret(high: rng.next(), low: 0),
-                                        token: rng.oneIn(2) ? victim.token : 0,
-                                        room: victim.room, nick: Array("eve".utf8))
+            let join = ChatMessage.join(
+                cookie: victim.cookie, secret: ChatSecret(high: rng.next(), low: 0),
+                token: rng.oneIn(2) ? victim.token : 0,
+                room: victim.room, nick: Array("eve".utf8))
             return (join.encoded(tag: world.hostile[h].tag), me, .noMember)
         case 3:
             // Its own cookie: fresh (a member, then, maybe), or two epochs old (none).
@@ -596,8 +657,9 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             let age = world.now - mine.issued
             // Now and then with a member's token (its secret unknown): a forged move.
             let stolen = rng.oneIn(3) ? victim?.token ?? 0 : 0
-            let join = ChatMessage.join(cookie: mine.cookie, secret: ChatSecret(high: rng.next(), low: 0), token: stolen,
-                                        room: rng.pick(rooms), nick: rng.pick(nicks))
+            let join = ChatMessage.join(
+                cookie: mine.cookie, secret: ChatSecret(high: rng.next(), low: 0), token: stolen,
+                room: rng.pick(rooms), nick: rng.pick(nicks))
             if age >= 2 * world.epoch { return (join.encoded(tag: world.hostile[h].tag), me, .noMember) }
             // Under one epoch old it is valid; under two, it may be (the previous epoch's).
             world.validated.insert(me)
@@ -606,15 +668,22 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             // Its own token, if it has one.
             return (request(token: world.hostile[h].token), me, .anything)
         case 5:
-            let join = ChatMessage.join(cookie: .none, secret: ChatSecret(high: rng.next(), low: 0), token: 0, room: [0x72],
-                                        nick: [0x6e])
-            return (join.encoded(tag: world.hostile[h].tag, joinPadding: rng.int(0...63)),
-                    rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin)
+            let join = ChatMessage.join(
+                cookie: .none, secret: ChatSecret(high: rng.next(), low: 0), token: 0, room: [0x72],
+                nick: [0x6e])
+            return (
+                join.encoded(tag: world.hostile[h].tag, joinPadding: rng.int(0...63)),
+                rng.oneIn(2) ? me : victim?.peer ?? me, .shortJoin
+            )
         case 6, 7:
             // A valid datagram cut short, lengthened or with a byte flipped.
-            var bytes = rng.oneIn(2) ? request(token: victim?.token ?? 0)
-                : ChatMessage.join(cookie: victim?.cookie ?? .none, secret: testSecret(1), token: 0, room: [0x72],
-                                   nick: [0x6e]).encoded(tag: world.hostile[h].tag)
+            var bytes =
+                rng.oneIn(2)
+                ? request(token: victim?.token ?? 0)
+                : ChatMessage.join(
+                    cookie: victim?.cookie ?? .none, secret: testSecret(1), token: 0, room: [0x72],
+                    nick: [0x6e]
+                ).encoded(tag: world.hostile[h].tag)
             switch rng.int(0...2) {
             case 0: bytes.removeLast(rng.int(1...bytes.count))
             case 1: bytes += [UInt8](repeating: UInt8(rng.int(0...255)), count: rng.int(1...3))
@@ -624,9 +693,13 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case 8:
             // The client's own address, forged: anything but its token.
             guard let victim else { break }
-            let bytes = rng.oneIn(2) ? request(token: victim.token &+ 1)
-                : ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
-                                   nick: [0x6e]).encoded(tag: world.hostile[h].tag)
+            let bytes =
+                rng.oneIn(2)
+                ? request(token: victim.token &+ 1)
+                : ChatMessage.join(
+                    cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
+                    nick: [0x6e]
+                ).encoded(tag: world.hostile[h].tag)
             return (bytes, victim.peer, .anything)
         case 12, 13:
             // hellod 1.x's client: a JOIN (64 bytes at least, else nothing), a request with a
@@ -634,7 +707,8 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             let type = rng.oneIn(2) ? ChatType.join.rawValue : UInt8(rng.int(2...7))
             let token: UInt64 = rng.oneIn(4) ? 0 : rng.next()
             let head: [UInt8] = [1, type] + withUnsafeBytes(of: token.bigEndian) { Array($0) }
-            let length = type == ChatType.join.rawValue ? rng.pick([10, 63, 64, 64, 100, 1232]) : rng.pick([10, 14, 22, 100])
+            let length =
+                type == ChatType.join.rawValue ? rng.pick([10, 63, 64, 64, 100, 1232]) : rng.pick([10, 14, 22, 100])
             let bytes = head + (10..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let answered = type == ChatType.join.rawValue ? length >= 64 : token != 0
             return (bytes, rng.oneIn(4) ? victim?.peer ?? me : me, .legacy(answered: answered))
@@ -643,10 +717,16 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         }
         // Random bytes, or a JOIN without a cookie (a fresh cookie for it, then).
         if rng.oneIn(2) {
-            return (ChatMessage.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
-                                     nick: [0x6e]).encoded(tag: world.hostile[h].tag), me, .anything)
+            return (
+                ChatMessage.join(
+                    cookie: .none, secret: testSecret(0), token: 0, room: [0x72],
+                    nick: [0x6e]
+                ).encoded(tag: world.hostile[h].tag), me, .anything
+            )
         }
-        var bytes = (0..<rng.pick([0, 1, 2, 10, 64, rng.int(0...1300)])).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        var bytes = (0..<rng.pick([0, 1, 2, 10, 64, rng.int(0...1300)])).map { _ in
+            UInt8(truncatingIfNeeded: rng.next())
+        }
         if bytes.count >= 2 && rng.oneIn(2) { (bytes[0], bytes[1]) = (UInt8(rng.int(1...2)), UInt8(rng.int(0...8))) }
         return (bytes, me, .anything)
     }
@@ -658,7 +738,9 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
             if case .challenge(let cookie)? = message, let h = world.hostile.firstIndex(where: { $0.peer == peer }) {
                 (world.hostile[h].cookie, world.hostile[h].issued) = (cookie, world.now)
             }
-            if case .welcome(let token, _, _, _)? = message, let h = world.hostile.firstIndex(where: { $0.peer == peer }) {
+            if case .welcome(let token, _, _, _)? = message,
+                let h = world.hostile.firstIndex(where: { $0.peer == peer })
+            {
                 world.hostile[h].token = token
             }
         }
@@ -666,12 +748,14 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case .anything:
             break
         case .forged:
-            checks.expect(after.drops.total == before.drops.total + 1 && after.replied == before.replied,
-                          "a forged token was not dropped: \(ChatMessage.decode(bytes).map { "\($0)" } ?? "?")")
+            checks.expect(
+                after.drops.total == before.drops.total + 1 && after.replied == before.replied,
+                "a forged token was not dropped: \(ChatMessage.decode(bytes).map { "\($0)" } ?? "?")")
             checks.expect(out.allSatisfy { $0.0 == peer }, "a forged token made a datagram to another")
         case .shortJoin:
-            checks.expect(out.isEmpty && after.drops[.chatShortJoin] == before.drops[.chatShortJoin] + 1,
-                          "a short JOIN of \(bytes.count) bytes got \(out.map(\.1))")
+            checks.expect(
+                out.isEmpty && after.drops[.chatShortJoin] == before.drops[.chatShortJoin] + 1,
+                "a short JOIN of \(bytes.count) bytes got \(out.map(\.1))")
         case .noMember:
             for (_, message) in out {
                 if case .welcome? = message { checks.expect(false, "a replayed or expired cookie made a member") }
@@ -679,30 +763,39 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         case .noMove(let token):
             // A member's token with another secret moves nothing: no WELCOME with it.
             for (_, message) in out {
-                if case .welcome(token, _, _, _)? = message { checks.expect(false,
-                                                                            "a JOIN with a stolen token moved its member") }
+                if case .welcome(token, _, _, _)? = message {
+                    checks.expect(
+                        false,
+                        "a JOIN with a stolen token moved its member")
+                }
             }
         case .moved:
             // A member's datagram from an address that is not its own: not acted on, a
             // CHALLENGE for the new address at most (22 bytes or more, within the budget).
-            let counted = after.drops[.chatMoved] == before.drops[.chatMoved] + 1
+            let counted =
+                after.drops[.chatMoved] == before.drops[.chatMoved] + 1
                 || (bytes.count >= ChatWire.challengeLength
                     && after.drops[.chatRateLimited] == before.drops[.chatRateLimited] + 1)
             checks.expect(counted && after.replied == before.replied, "a moved member's datagram was acted on")
             checks.expect(out.allSatisfy { $0.0 == peer }, "a moved member's datagram made a datagram to another")
-            if bytes.count < ChatWire.challengeLength { checks.expect(out.isEmpty,
-                                                                      "a short datagram from a moved member was answered") }
+            if bytes.count < ChatWire.challengeLength {
+                checks.expect(
+                    out.isEmpty,
+                    "a short datagram from a moved member was answered")
+            }
             checks.count("moved members' datagrams")
         case .legacy(let answered):
             // Version 1: a refusal in its format within the budget (`written` checks its
             // bytes), or nothing.
             if answered {
-                let counted = after.drops[.chatOldVersion] == before.drops[.chatOldVersion] + 1 && out.count == 1
+                let counted =
+                    after.drops[.chatOldVersion] == before.drops[.chatOldVersion] + 1 && out.count == 1
                     || after.drops[.chatRateLimited] == before.drops[.chatRateLimited] + 1 && out.isEmpty
                 checks.expect(counted, "a version-1 request of \(bytes.count) bytes got \(out.count) datagrams")
             } else {
-                checks.expect(out.isEmpty && after.drops[.chatMalformed] == before.drops[.chatMalformed] + 1,
-                              "a version-1 request without token or short got \(out.count) datagrams")
+                checks.expect(
+                    out.isEmpty && after.drops[.chatMalformed] == before.drops[.chatMalformed] + 1,
+                    "a version-1 request without token or short got \(out.count) datagrams")
             }
         }
     }
@@ -711,8 +804,10 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         let ticks = rng.oneIn(10)
         switch rng.int(0...9) {
         case 0:
-            world.now += rng.pick([1, second / 2, 5 * second, s.silenceSeconds * second, s.evictSeconds * second,
-                                   world.epoch, 2 * world.epoch + 1])
+            world.now += rng.pick([
+                1, second / 2, 5 * second, s.silenceSeconds * second, s.evictSeconds * second,
+                world.epoch, 2 * world.epoch + 1,
+            ])
         default:
             world.now += UInt64(rng.int(0...(ticks ? 2_000_000_000 : 200_000_000)))
         }
@@ -720,7 +815,9 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         // takes either time shorter than the other).
         for i in world.clients.indices where world.clients[i].token != 0 {
             let silent = world.now - world.clients[i].lastSent
-            if silent >= s.silenceSeconds * second || silent >= s.evictSeconds * second { world.clients[i].lossless = false }
+            if silent >= s.silenceSeconds * second || silent >= s.evictSeconds * second {
+                world.clients[i].lossless = false
+            }
             if silent >= s.evictSeconds * second { world.clients[i].evictable = true }
         }
         if ticks {
@@ -752,13 +849,17 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
         for i in world.clients.indices where world.clients[i].token != 0 && world.clients[i].lossless {
             world.clients[i].lastSent = world.now
             let c = world.clients[i]
-            send(ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), from: c.peer,
-                 expect: .anything)
+            send(
+                ChatMessage.keepalive(token: c.token, highest: c.expected &- 1).encoded(tag: c.tag), from: c.peer,
+                expect: .anything)
             for sequence in c.unacked.prefix(2) {
-                send(ChatMessage.say(token: c.token, clientSequence: sequence,
-                                     text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage)))
-                        .encoded(tag: c.tag),
-                     from: c.peer, expect: .anything)
+                send(
+                    ChatMessage.say(
+                        token: c.token, clientSequence: sequence,
+                        text: Array(Array("m\(sequence)".utf8).prefix(s.maxMessage))
+                    )
+                    .encoded(tag: c.tag),
+                    from: c.peer, expect: .anything)
             }
         }
         world.endBatch(&checks)
@@ -778,4 +879,3 @@ func chatFuzzCase(_ rng: inout SplitMix64, _ checks: inout Checks) {
     if counters.drops[.chatRoomRateLimited] > 0 { checks.count("cases with room-rate-limited messages") }
     if counters.deliveries > 0 { checks.count("cases with deliveries") }
 }
-

@@ -22,8 +22,9 @@ import Testing
     }
 
     static func joinWithCookie(_ room: String) -> ChatMessage {
-        .join(cookie: ChatCookie(epoch: 1, mac: 42), secret: testSecret(1), token: 0, room: Array(room.utf8),
-              nick: Array("n".utf8))
+        .join(
+            cookie: ChatCookie(epoch: 1, mac: 42), secret: testSecret(1), token: 0, room: Array(room.utf8),
+            nick: Array("n".utf8))
     }
 
     @Test func everyWorkerAgreesWhoOwnsARoomAndItsTokensSaySo() {
@@ -49,9 +50,13 @@ import Testing
             default: token = r2.join(room, as: "n", from: ada, secret: UInt64(k + 1), now: t0).token
             }
             #expect(token != 0 && token >> 56 == UInt64(owner))
-            for message in [ChatMessage.say(token: token, clientSequence: 1, text: [0x61]), .keepalive(token: token, highest: 0),
-                            .leave(token: token), .who(token: token)] {
-                #expect(self.owner(r0, message) == owner && self.owner(r1, message) == owner && self.owner(r2, message) == owner)
+            for message in [
+                ChatMessage.say(token: token, clientSequence: 1, text: [0x61]), .keepalive(token: token, highest: 0),
+                .leave(token: token), .who(token: token),
+            ] {
+                #expect(
+                    self.owner(r0, message) == owner && self.owner(r1, message) == owner
+                        && self.owner(r2, message) == owner)
             }
         }
         #expect(owners.count >= 2)  // 12 rooms over 3 workers: not all on one
@@ -65,7 +70,9 @@ import Testing
         #expect(owner(relay, .say(token: 0x07de_adbe_efde_adbe, clientSequence: 1, text: [])) == nil)
         // Not chat at all.
         #expect([UInt8]([1]).withUnsafeBytes { relay.service.owner(of: Datagram(payload: $0, peer: ada)) } == nil)
-        #expect(Array("Michael and more".utf8).withUnsafeBytes { relay.service.owner(of: Datagram(payload: $0, peer: ada)) } == nil)
+        #expect(
+            Array("Michael and more".utf8).withUnsafeBytes { relay.service.owner(of: Datagram(payload: $0, peer: ada)) }
+                == nil)
     }
 
     @Test func aLoneWorkerOwnsEverythingAndIssuesPlainRandomTokens() {

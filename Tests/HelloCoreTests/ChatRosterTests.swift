@@ -1,6 +1,7 @@
-@testable import HelloCore
 import HelloDatagram
 import Testing
+
+@testable import HelloCore
 
 /// The roster (ChatRoster.swift) on its own: slots, rooms and their free stack, tokens,
 /// prefixes, with its tables checked after each step.

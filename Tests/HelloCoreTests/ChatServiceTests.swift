@@ -41,7 +41,9 @@ struct ChatRelay: ~Copyable {
     mutating func batch(_ requests: [(bytes: [UInt8], from: Endpoint)], now: UInt64) -> [Sent] {
         let before = sent.count
         for request in requests {
-            while !request.bytes.withUnsafeBytes({ service.handle(Datagram(payload: $0, peer: request.from), now: now, into: &outbox) }) {
+            while !request.bytes.withUnsafeBytes({
+                service.handle(Datagram(payload: $0, peer: request.from), now: now, into: &outbox)
+            }) {
                 flush()
             }
         }
@@ -55,8 +57,10 @@ struct ChatRelay: ~Copyable {
 
     @discardableResult
     /// Sends `message` from `peer` with `tag` (nil: `testTag(peer)`, the peer's own).
-    mutating func send(_ message: ChatMessage, from peer: Endpoint, now: UInt64, padding: Int = 64,
-                       tag: UInt64? = nil) -> [Sent] {
+    mutating func send(
+        _ message: ChatMessage, from peer: Endpoint, now: UInt64, padding: Int = 64,
+        tag: UInt64? = nil
+    ) -> [Sent] {
         batch([(message.encoded(tag: tag ?? testTag(peer), joinPadding: padding), peer)], now: now)
     }
 
@@ -74,18 +78,22 @@ struct ChatRelay: ~Copyable {
 
     /// The cookie a CHALLENGE gives `peer` at `now`.
     mutating func cookie(for peer: Endpoint, now: UInt64) -> ChatCookie {
-        let out = send(.join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72], nick: [0x6e]), from: peer, now: now)
+        let out = send(
+            .join(cookie: .none, secret: testSecret(0), token: 0, room: [0x72], nick: [0x6e]), from: peer, now: now)
         guard out.count == 1, case .challenge(let cookie)? = out[0].message else { return .none }
         return cookie
     }
 
     /// Joins `room` as `nick` from `peer` with secret `testSecret(secret)`, the two steps;
     /// the token (0: not welcomed) and everything sent.
-    mutating func join(_ room: String, as nick: String, from peer: Endpoint, secret: UInt64, token: UInt64 = 0,
-                       now: UInt64) -> (token: UInt64, sent: [Sent]) {
+    mutating func join(
+        _ room: String, as nick: String, from peer: Endpoint, secret: UInt64, token: UInt64 = 0,
+        now: UInt64
+    ) -> (token: UInt64, sent: [Sent]) {
         let cookie = self.cookie(for: peer, now: now)
-        let join = ChatMessage.join(cookie: cookie, secret: testSecret(secret), token: token, room: Array(room.utf8),
-                                    nick: Array(nick.utf8))
+        let join = ChatMessage.join(
+            cookie: cookie, secret: testSecret(secret), token: token, room: Array(room.utf8),
+            nick: Array(nick.utf8))
         let out = send(join, from: peer, now: now)
         for o in out where o.to == peer {
             if case .welcome(let token, _, _, _)? = o.message { return (token, out) }
@@ -116,7 +124,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
     /// it sent, and nothing is stored for it.
     @Test func aJoinWithoutCookieGetsAChallengeNoLongerThanItself() {
         var relay = ChatRelay()
-        let join = ChatMessage.join(cookie: .none, secret: testSecret(1), token: 0, room: Array("r".utf8), nick: Array("n".utf8))
+        let join = ChatMessage.join(
+            cookie: .none, secret: testSecret(1), token: 0, room: Array("r".utf8), nick: Array("n".utf8))
         #expect(relay.send(join, from: eve, now: t0, padding: 63).isEmpty)
         #expect(relay.service.counters.drops[.chatShortJoin] == 1)
         for padding in [64, 100, 1232] {
@@ -138,12 +147,15 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let mine = relay.cookie(for: ada, now: t0)
         #expect(!mine.isNone)
         func attempt(_ cookie: ChatCookie, from peer: Endpoint, now: UInt64) -> [Sent] {
-            relay.send(.join(cookie: cookie, secret: testSecret(9), token: 0, room: Array("r".utf8), nick: Array("x".utf8)),
-                       from: peer, now: now)
+            relay.send(
+                .join(cookie: cookie, secret: testSecret(9), token: 0, room: Array("r".utf8), nick: Array("x".utf8)),
+                from: peer, now: now)
         }
         // Another address's, another port's, a forged MAC: challenged again.
-        for (cookie, peer) in [(mine, eve), (mine, Endpoint.v4(0x0a00_0001, port: 40009)),
-                               (ChatCookie(epoch: mine.epoch, mac: mine.mac ^ 1), ada)] {
+        for (cookie, peer) in [
+            (mine, eve), (mine, Endpoint.v4(0x0a00_0001, port: 40009)),
+            (ChatCookie(epoch: mine.epoch, mac: mine.mac ^ 1), ada),
+        ] {
             let out = attempt(cookie, from: peer, now: t0)
             guard out.count == 1, case .challenge? = out[0].message, out[0].to == peer else {
                 Issue.record("\(out)"); continue
@@ -167,11 +179,12 @@ func texts(_ events: [ChatEvent]) -> [String] {
         #expect(a.token != 0 && b.token != 0 && a.token != b.token)
         #expect(texts(events(to: ada, in: b.sent)) == ["joined bob "])
         #expect(texts(events(to: bob, in: b.sent)) == ["joined ada ", "joined bob "])  // history, then its own
-        let out = relay.batch([
-            (ChatMessage.say(token: a.token, clientSequence: 1, text: Array("hi bob".utf8)).encoded(), ada),
-            (ChatMessage.say(token: b.token, clientSequence: 1, text: Array("hi ada".utf8)).encoded(), bob),
-            (ChatMessage.say(token: a.token, clientSequence: 2, text: Array("how are you".utf8)).encoded(), ada),
-        ], now: t0 + 1)
+        let out = relay.batch(
+            [
+                (ChatMessage.say(token: a.token, clientSequence: 1, text: Array("hi bob".utf8)).encoded(), ada),
+                (ChatMessage.say(token: b.token, clientSequence: 1, text: Array("hi ada".utf8)).encoded(), bob),
+                (ChatMessage.say(token: a.token, clientSequence: 2, text: Array("how are you".utf8)).encoded(), ada),
+            ], now: t0 + 1)
         let expected = ["message ada hi bob", "message bob hi ada", "message ada how are you"]
         #expect(texts(events(to: ada, in: out)) == expected)
         #expect(texts(events(to: bob, in: out)) == expected)
@@ -231,7 +244,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
             #expect(events(to: ada, in: again).map(\.sequence) == events(to: ada, in: first).map(\.sequence))
         }
         // An older one not yet seen is new; one out of the window and the backlog is stale.
-        let older = relay.send(.say(token: a.token, clientSequence: 5, text: Array("late".utf8)), from: ada, now: t0 + 3)
+        let older = relay.send(
+            .say(token: a.token, clientSequence: 5, text: Array("late".utf8)), from: ada, now: t0 + 3)
         #expect(texts(events(to: bob, in: older)) == ["message ada late"])
         _ = b
         #expect(relay.service.counters.isBalanced)
@@ -304,7 +318,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let first = say(c.token, 70, "c70", from: eve)
         #expect(texts(events(to: bob, in: first)) == ["message cy c70"])
         #expect(again(c.token, 70, "c70", from: eve) == events(to: eve, in: first))
-        #expect(texts(events(to: bob, in: say(c.token, 40, "c40", from: eve))) == ["message cy c40"])  // never said: new
+        // never said: new
+        #expect(texts(events(to: bob, in: say(c.token, 40, "c40", from: eve))) == ["message cy c40"])
         #expect(relay.service.counters.isBalanced)
     }
 
@@ -314,7 +329,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
     @Test func aTokenFromAnotherAddressIsDroppedAndAnUnknownOneGetsNotAMember() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
-        let forged = relay.send(.say(token: a.token, clientSequence: 1, text: Array("i am ada".utf8)), from: eve, now: t0 + 1)
+        let forged = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("i am ada".utf8)), from: eve, now: t0 + 1)
         guard forged.count == 1, case .challenge? = forged[0].message, forged[0].to == eve else {
             Issue.record("\(forged)")
             return
@@ -324,7 +340,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         // Ada is still a member.
         let who = relay.send(.who(token: a.token), from: ada, now: t0 + 2)
         #expect(who.map(\.message) == [.members(instance: instanceOf(who), [Array("ada".utf8)])])
-        #expect(relay.send(.say(token: a.token &+ 1, clientSequence: 1, text: []), from: eve, now: t0 + 3).map(\.message)
+        #expect(
+            relay.send(.say(token: a.token &+ 1, clientSequence: 1, text: []), from: eve, now: t0 + 3).map(\.message)
                 == [.notAMember(token: a.token &+ 1)])
         #expect(relay.service.counters.isBalanced)
     }
@@ -338,11 +355,14 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         for i in 1...5 {
-            relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)), from: ada, now: t0 + UInt64(i))
+            relay.send(
+                .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)), from: ada,
+                now: t0 + UInt64(i))
         }
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0 + 10)
         // history 3: the last three events, then its own "joined".
-        #expect(texts(events(to: bob, in: b.sent)) == ["message ada m3", "message ada m4", "message ada m5", "joined bob "])
+        #expect(
+            texts(events(to: bob, in: b.sent)) == ["message ada m3", "message ada m4", "message ada m5", "joined bob "])
     }
 
     @Test func gapsAreRepairedByResend() throws {
@@ -351,8 +371,11 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         var got: [ChatEvent] = []
         for i in 1...3 {
-            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
-                                                  from: ada, now: t0 + UInt64(i)))
+            got += events(
+                to: bob,
+                in: relay.send(
+                    .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                    from: ada, now: t0 + UInt64(i)))
         }
         try #require(got.count == 3)  // every event reached bob
         let lost = got[1]  // bob missed it: it asks for it
@@ -373,8 +396,11 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         var got: [ChatEvent] = []
         for i in 1...10 {
-            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
-                                                  from: ada, now: t0 + UInt64(i)))
+            got += events(
+                to: bob,
+                in: relay.send(
+                    .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                    from: ada, now: t0 + UInt64(i)))
         }
         // Bob's last two were lost: they come again, in one datagram, to bob alone.
         try #require(got.count == 10)
@@ -406,8 +432,11 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var relay = ChatRelay(settings)
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
-                                                  from: ada, now: t0))
+        let said = events(
+            to: bob,
+            in: relay.send(
+                .say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
+                from: ada, now: t0))
         try #require(!said.isEmpty)
         let behind = ChatMessage.keepalive(token: b.token, highest: said[0].sequence - 1)
         let answered = (0..<10).map { _ in relay.send(behind, from: bob, now: t0 + 1).count }
@@ -426,8 +455,11 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         var got: [ChatEvent] = []
         for i in 1...100 {
-            got += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
-                                                  from: ada, now: t0 + UInt64(i)))
+            got += events(
+                to: bob,
+                in: relay.send(
+                    .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
+                    from: ada, now: t0 + UInt64(i)))
         }
         let out = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 200)
         let caught = events(to: bob, in: out)
@@ -446,7 +478,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let joined = events(to: bob, in: b.sent).last!.sequence
         let s = ChatRelay.second
         relay.send(.keepalive(token: a.token, highest: 0), from: ada, now: t0 + 30 * s)
-        let quiet = relay.send(.say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
+        let quiet = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
         #expect(events(to: bob, in: quiet).isEmpty)
         let back = relay.send(.keepalive(token: b.token, highest: joined), from: bob, now: t0 + 41 * s)
         #expect(texts(events(to: bob, in: back)) == ["message ada anyone?"])
@@ -464,8 +497,12 @@ func texts(_ events: [ChatEvent]) -> [String] {
         _ = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         let s = ChatRelay.second
         func say(_ sequence: UInt32, at now: UInt64) -> [String] {
-            texts(events(to: bob, in: relay.send(.say(token: a.token, clientSequence: sequence, text: Array("m\(sequence)".utf8)),
-                                                 from: ada, now: now)))
+            texts(
+                events(
+                    to: bob,
+                    in: relay.send(
+                        .say(token: a.token, clientSequence: sequence, text: Array("m\(sequence)".utf8)),
+                        from: ada, now: now)))
         }
         #expect(say(1, at: t0) == ["message ada m1"])
         #expect(say(2, at: t0) == [])  // over the rate
@@ -500,7 +537,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let e = relay.join("r", as: "eve", from: eve, secret: 4, now: t0)
         let s = ChatRelay.second
         func say(_ token: UInt64, _ from: Endpoint, _ sequence: UInt32, at now: UInt64) -> [Sent] {
-            relay.send(.say(token: token, clientSequence: sequence, text: Array("m\(sequence)".utf8)), from: from, now: now)
+            relay.send(
+                .say(token: token, clientSequence: sequence, text: Array("m\(sequence)".utf8)), from: from, now: now)
         }
         #expect(texts(events(to: bob, in: say(a.token, ada, 1, at: t0 + 1))) == ["message ada m1"])
         #expect(texts(events(to: bob, in: say(a.token, ada, 2, at: t0 + 1))) == ["message ada m2"])
@@ -544,7 +582,9 @@ func texts(_ events: [ChatEvent]) -> [String] {
         func round(at now: UInt64) {
             for k in peers.indices {
                 sequence[k] += 1
-                relay.send(.say(token: tokens[k], clientSequence: sequence[k], text: Array("x".utf8)), from: peers[k], now: now)
+                relay.send(
+                    .say(token: tokens[k], clientSequence: sequence[k], text: Array("x".utf8)), from: peers[k], now: now
+                )
             }
         }
         let start = t0 + s
@@ -563,8 +603,11 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var relay = ChatRelay(settings)
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        let said = events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
-                                                  from: ada, now: t0))
+        let said = events(
+            to: bob,
+            in: relay.send(
+                .say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
+                from: ada, now: t0))
         try #require(!said.isEmpty)
         let ask = ChatMessage.resend(token: b.token, first: said[0].sequence, count: 64)
         let answered = (0..<10).map { _ in events(to: bob, in: relay.send(ask, from: bob, now: t0 + 1)) }
@@ -593,8 +636,11 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let long = Array(repeating: UInt8(0x6d), count: ChatWire.maxText)
         var said: [ChatEvent] = []
         for i in 1...64 {  // 5 a second: within ada's and the room's limits
-            said += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: UInt32(i), text: long),
-                                                   from: ada, now: t0 + UInt64(i) * s / 5))
+            said += events(
+                to: bob,
+                in: relay.send(
+                    .say(token: a.token, clientSequence: UInt32(i), text: long),
+                    from: ada, now: t0 + UInt64(i) * s / 5))
         }
         #expect(said.count == 64)
         let start = t0 + 20 * s  // bob not yet silent (35 s)
@@ -655,7 +701,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let s = ChatRelay.second
         relay.send(.keepalive(token: a.token, highest: 0), from: ada, now: t0 + 30 * s)
         // 40 s: bob is silent (over 35 s): it is sent nothing more.
-        let quiet = relay.send(.say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
+        let quiet = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("anyone?".utf8)), from: ada, now: t0 + 40 * s)
         #expect(events(to: bob, in: quiet).isEmpty)
         #expect(texts(events(to: ada, in: quiet)) == ["message ada anyone?"])
         #expect(relay.tick(now: t0 + 59 * s).isEmpty)
@@ -674,7 +721,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         let rebind = relay.join("r", as: "ada", from: moved, secret: 1, token: a.token, now: t0 + 1)
         #expect(rebind.token == a.token)
         #expect(events(to: bob, in: rebind.sent).isEmpty)
-        let out = relay.send(.say(token: a.token, clientSequence: 1, text: Array("moved".utf8)), from: moved, now: t0 + 2)
+        let out = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("moved".utf8)), from: moved, now: t0 + 2)
         #expect(texts(events(to: moved, in: out)) == ["message ada moved"])
         #expect(texts(events(to: bob, in: out)) == ["message ada moved"])
         #expect(events(to: ada, in: out).isEmpty)
@@ -691,12 +739,14 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var refusals: [ChatMessage?] = []
         for i in 0..<40 {
             let peer = Endpoint.v4(0x0b00_0000 + UInt32(i), port: 40000)
-            let out = relay.join(i % 2 == 0 ? "r" : "room\(i)", as: "n\(i)", from: peer, secret: UInt64(100 + i), now: t0 + 1)
+            let out = relay.join(
+                i % 2 == 0 ? "r" : "room\(i)", as: "n\(i)", from: peer, secret: UInt64(100 + i), now: t0 + 1)
             if out.token == 0 { refusals += out.sent.map(\.message) }
         }
         #expect(refusals.contains(.refused(.roomFull)))
         #expect(refusals.contains(.refused(.tooManyRooms)))
-        let out = relay.send(.say(token: a.token, clientSequence: 1, text: Array("still here".utf8)), from: ada, now: t0 + 2)
+        let out = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("still here".utf8)), from: ada, now: t0 + 2)
         #expect(texts(events(to: ada, in: out)) == ["message ada still here"])
         #expect(relay.service.counters.isBalanced)
         // A taken nick and a bad one are refused too.

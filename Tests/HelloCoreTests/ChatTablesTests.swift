@@ -8,8 +8,10 @@ import Testing
 /// tables recounted the slow way after each step (`tableProblems`).
 @Suite struct ChatTablesTests {
     /// Checks that exactly the slots of `present` are found, each under its hash.
-    func expectFinds(_ index: borrowing SlotIndex, _ present: [Int: UInt64], among slots: Range<Int>,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectFinds(
+        _ index: borrowing SlotIndex, _ present: [Int: UInt64], among slots: Range<Int>,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         for slot in slots {
             let hash = present[slot] ?? 0
             let found = index.find(hash) { $0 == slot }
@@ -114,7 +116,10 @@ import Testing
         let home = counts.home(prefix(.v4(0x0a00_0000, port: 1)))
         var k: UInt64 = 0
         while same.count < 5 {
-            let p = k % 2 == 0 ? prefix(.v4(0x0a00_0000 + UInt32(k), port: 1)) : prefix(.v6(high: 0x2001_0db8 << 32 | k, low: 0, port: 1))
+            let p =
+                k % 2 == 0
+                ? prefix(.v4(0x0a00_0000 + UInt32(k), port: 1))
+                : prefix(.v6(high: 0x2001_0db8 << 32 | k, low: 0, port: 1))
             if counts.home(p) == home { same.append(p) }
             k += 1
         }
@@ -143,7 +148,8 @@ import Testing
             var truth: [SourcePrefix: Int] = [:]
             var held: [SourcePrefix] = []  // one entry a membership
             let universe = (0..<12).map { k -> SourcePrefix in
-                k % 2 == 0 ? prefix(.v4(0x0a00_0000 + UInt32(k), port: 1)) : prefix(.v6(high: UInt64(k), low: 0, port: 1))
+                k % 2 == 0
+                    ? prefix(.v4(0x0a00_0000 + UInt32(k), port: 1)) : prefix(.v6(high: UInt64(k), low: 0, port: 1))
             }
             for _ in 0..<300 {
                 if !held.isEmpty && (held.count == capacity || rng.oneIn(2)) {
@@ -213,8 +219,11 @@ import Testing
         var relay = limited(2)
         let net: UInt64 = 0x2001_0db8_0000_0007
         #expect(relay.join("a", as: "x", from: .v6(high: net, low: 1, port: 40001), secret: 1, now: t0).token != 0)
-        #expect(relay.join("b", as: "x", from: .v6(high: net, low: 0xdead_beef, port: 40001), secret: 2, now: t0).token != 0)
-        let third = relay.join("c", as: "x", from: .v6(high: net, low: 0xffff_ffff_ffff_ffff, port: 40001), secret: 3, now: t0)
+        #expect(
+            relay.join("b", as: "x", from: .v6(high: net, low: 0xdead_beef, port: 40001), secret: 2, now: t0).token != 0
+        )
+        let third = relay.join(
+            "c", as: "x", from: .v6(high: net, low: 0xffff_ffff_ffff_ffff, port: 40001), secret: 3, now: t0)
         #expect(third.token == 0 && third.sent.last?.message == .refused(.tooManyMemberships))
         #expect(relay.join("c", as: "x", from: .v6(high: net + 1, low: 1, port: 40001), secret: 4, now: t0).token != 0)
         expectTables(relay)
@@ -261,7 +270,8 @@ import Testing
             #expect(welcomed(out) == 1)
             tokens[k] = out.token
         }
-        #expect(relay.join("room16", as: "a", from: .v4(0x0a00_0200, port: 40000), secret: 99, now: t0).sent.last?.message
+        #expect(
+            relay.join("room16", as: "a", from: .v4(0x0a00_0200, port: 40000), secret: 99, now: t0).sent.last?.message
                 == .refused(.tooManyRooms))
         // Every other room goes; a new room takes each place.
         for k in stride(from: 1, to: 16, by: 2) {
@@ -269,23 +279,30 @@ import Testing
         }
         expectTables(relay)
         for k in stride(from: 1, to: 16, by: 2) {
-            let out = relay.join("new\(k)", as: "a", from: .v4(0x0a00_0300 + UInt32(k), port: 40000), secret: UInt64(100 + k),
-                                 now: t0 + 2)
+            let out = relay.join(
+                "new\(k)", as: "a", from: .v4(0x0a00_0300 + UInt32(k), port: 40000), secret: UInt64(100 + k),
+                now: t0 + 2)
             #expect(welcomed(out) == 1)
         }
         expectTables(relay)
         // Second members: each name finds its room, full after them.
         for k in 0..<16 {
             let name = k % 2 == 0 ? "room\(k)" : "new\(k)"
-            let out = relay.join(name, as: "b", from: .v4(0x0a00_0400 + UInt32(k), port: 40000), secret: UInt64(200 + k),
-                                 now: t0 + 3)
+            let out = relay.join(
+                name, as: "b", from: .v4(0x0a00_0400 + UInt32(k), port: 40000), secret: UInt64(200 + k),
+                now: t0 + 3)
             #expect(welcomed(out) == 2, "\(name)")
-            #expect(relay.join(name, as: "c", from: .v4(0x0a00_0500 + UInt32(k), port: 40000), secret: UInt64(300 + k),
-                               now: t0 + 3)
+            #expect(
+                relay.join(
+                    name, as: "c", from: .v4(0x0a00_0500 + UInt32(k), port: 40000), secret: UInt64(300 + k),
+                    now: t0 + 3
+                )
                 .sent.last?.message == .refused(.roomFull))
         }
         // A name gone is a new room again.
-        #expect(relay.join("room1", as: "b", from: .v4(0x0a00_0600, port: 40000), secret: 400, now: t0 + 4).sent.last?.message
+        #expect(
+            relay.join("room1", as: "b", from: .v4(0x0a00_0600, port: 40000), secret: 400, now: t0 + 4).sent.last?
+                .message
                 == .refused(.tooManyRooms))
         expectTables(relay)
     }
@@ -300,14 +317,17 @@ import Testing
         for room in 0..<4 {
             for k in 0..<4 {
                 let peer = Endpoint.v4(0x0a00_0000 + UInt32(room * 4 + k), port: 40000)
-                let token = relay.join("r\(room)", as: "n\(k)", from: peer, secret: UInt64(room * 4 + k + 1), now: t0).token
+                let token = relay.join("r\(room)", as: "n\(k)", from: peer, secret: UInt64(room * 4 + k + 1), now: t0)
+                    .token
                 #expect(token != 0)
                 tokens.append((token, peer))
             }
         }
         // The first room's members keep alive: a sweep that began again from the first
         // room every tick would spend its budget there and never reach the others.
-        for (token, peer) in tokens.prefix(4) { relay.send(.keepalive(token: token, highest: 0), from: peer, now: t0 + 59 * s) }
+        for (token, peer) in tokens.prefix(4) {
+            relay.send(.keepalive(token: token, highest: 0), from: peer, now: t0 + 59 * s)
+        }
         // Not yet due: many ticks evict no one.
         for k in 0..<20 { #expect(relay.tick(now: t0 + 59 * s + UInt64(k)).isEmpty) }
         var ticks = 0

@@ -10,8 +10,9 @@ func testSecret(_ n: UInt64) -> ChatSecret {
 /// The tag a test's client at `peer` puts in what it sends: one per address and port.
 func testTag(_ peer: Endpoint) -> UInt64 {
     let family: UInt64 = peer.family == .v4 ? 4 : 6
-    return SipHasher.hash(key: (peer.address.high ^ family << 56, peer.address.low ^ UInt64(peer.port) << 32),
-                          0x7461_6773, 0x7465_7374) | 1
+    return SipHasher.hash(
+        key: (peer.address.high ^ family << 56, peer.address.low ^ UInt64(peer.port) << 32),
+        0x7461_6773, 0x7465_7374) | 1
 }
 
 extension ChatMessage {

@@ -23,19 +23,22 @@ import Testing
         #expect(out.count == 1 && out[0].tag == 0x1111)
         guard case .challenge(let cookie)? = out.first?.message else { Issue.record("\(out)"); return }
         // Another tag, a forged cookie: CHALLENGE again, with that tag.
-        let forged = ChatMessage.join(cookie: ChatCookie(epoch: cookie.epoch, mac: cookie.mac ^ 1), secret: testSecret(7),
-                                      token: 0, room: [0x72], nick: [0x6e])
+        let forged = ChatMessage.join(
+            cookie: ChatCookie(epoch: cookie.epoch, mac: cookie.mac ^ 1), secret: testSecret(7),
+            token: 0, room: [0x72], nick: [0x6e])
         out = relay.send(forged, from: eve, now: t0, tag: 0x2222)
         #expect(out.count == 1 && out[0].tag == 0x2222 && relay.service.counters.drops[.chatBadCookie] == 1)
         // NOT A MEMBER.
         out = relay.send(.leave(token: 0x5eed), from: eve, now: t0, tag: 0x3333)
         #expect(out.map(\.message) == [.notAMember(token: 0x5eed)] && out[0].tag == 0x3333)
         // REFUSED: a bad room name, a taken nick.
-        let bad = ChatMessage.join(cookie: cookie, secret: testSecret(7), token: 0, room: Array("a\u{202E}b".utf8), nick: [0x6e])
+        let bad = ChatMessage.join(
+            cookie: cookie, secret: testSecret(7), token: 0, room: Array("a\u{202E}b".utf8), nick: [0x6e])
         out = relay.send(bad, from: eve, now: t0, tag: 0x4444)
         #expect(out.map(\.message) == [.refused(.badName)] && out[0].tag == 0x4444)
         #expect(relay.join("r", as: "ada", from: ada, secret: 1, now: t0).token != 0)
-        let taken = ChatMessage.join(cookie: cookie, secret: testSecret(7), token: 0, room: [0x72], nick: Array("ada".utf8))
+        let taken = ChatMessage.join(
+            cookie: cookie, secret: testSecret(7), token: 0, room: [0x72], nick: Array("ada".utf8))
         out = relay.send(taken, from: eve, now: t0, tag: 0x5555)
         #expect(out.map(\.message) == [.refused(.nickTaken)] && out[0].tag == 0x5555)
         #expect(relay.service.counters.isBalanced)
@@ -59,8 +62,10 @@ import Testing
         let resend = relay.send(.resend(token: a.token, first: first, count: 1), from: ada, now: t0 + 4, tag: other)
         let behind = relay.send(.keepalive(token: a.token, highest: first - 1), from: ada, now: t0 + 5, tag: other)
         let rename = relay.send(.nick(token: a.token, nick: Array("bob".utf8)), from: ada, now: t0 + 6, tag: other)
-        for (what, out) in [("events", said), ("copy", copy), ("members", who), ("resend", resend), ("catch-up", behind),
-                            ("refused", rename)] {
+        for (what, out) in [
+            ("events", said), ("copy", copy), ("members", who), ("resend", resend), ("catch-up", behind),
+            ("refused", rename),
+        ] {
             let toAda = out.filter { $0.to == ada }
             #expect(!toAda.isEmpty && toAda.allSatisfy { $0.tag == testTag(ada) }, "\(what): \(toAda)")
         }
@@ -87,8 +92,11 @@ import Testing
         for entry in entries {
             let decoded = ChatMessage.decode(relay.outbox.datagram(entry))
             #expect(decoded?.tag == testTag(entry.destination), "to \(entry.destination)")
-            guard case .events(_,
-                               let events)? = decoded?.message else { Issue.record("\(String(describing: decoded))"); continue }
+            guard
+                case .events(
+                    _,
+                    let events)? = decoded?.message
+            else { Issue.record("\(String(describing: decoded))"); continue }
             #expect(events.map(\.sender) == [testSecret(1).id])
         }
         relay.flush()
@@ -123,11 +131,13 @@ import Testing
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         var seen = events(to: bob, in: b.sent)
-        seen += events(to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: [0x61]), from: ada, now: t0 + 1))
+        seen += events(
+            to: bob, in: relay.send(.say(token: a.token, clientSequence: 1, text: [0x61]), from: ada, now: t0 + 1))
         seen += events(to: bob, in: relay.send(.nick(token: a.token, nick: Array("ada2".utf8)), from: ada, now: t0 + 2))
         seen += events(to: bob, in: relay.send(.leave(token: a.token), from: ada, now: t0 + 3))
         #expect(seen.map(\.kind) == [.joined, .joined, .message, .renamed, .left])
-        #expect(seen.map(\.sender) == [testSecret(1).id, testSecret(2).id] + Array(repeating: testSecret(1).id, count: 3))
+        #expect(
+            seen.map(\.sender) == [testSecret(1).id, testSecret(2).id] + Array(repeating: testSecret(1).id, count: 3))
         // The id is SHA-256's: ChatSecret.id of these bytes is hashlib's (SHA256Tests), and
         // nothing else (not the secret's words themselves).
         #expect(!seen.contains { $0.sender == testSecret(1).high || $0.sender == testSecret(1).low })
@@ -142,8 +152,10 @@ import Testing
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         _ = relay.join("r", as: "ada", from: ada, secret: 1, now: t0 + 1)  // a duplicate: WELCOME again
         for k in 1...3 {
-            relay.send(.say(token: a.token, clientSequence: UInt32(k), text: Array("m\(k)".utf8)), from: ada, now: t0 + 2)
-            relay.send(.say(token: b.token, clientSequence: UInt32(k), text: Array("n\(k)".utf8)), from: bob, now: t0 + 2)
+            relay.send(
+                .say(token: a.token, clientSequence: UInt32(k), text: Array("m\(k)".utf8)), from: ada, now: t0 + 2)
+            relay.send(
+                .say(token: b.token, clientSequence: UInt32(k), text: Array("n\(k)".utf8)), from: bob, now: t0 + 2)
         }
         relay.send(.nick(token: b.token, nick: Array("bobby".utf8)), from: bob, now: t0 + 3)
         relay.send(.who(token: b.token), from: bob, now: t0 + 3)
@@ -158,7 +170,8 @@ import Testing
         for secret in [testSecret(1), testSecret(2)] {
             for needle in [bytes(secret.high, secret.low), bytes(secret.high), bytes(secret.low)] {
                 for sent in relay.sent {
-                    let found = sent.bytes.count >= needle.count
+                    let found =
+                        sent.bytes.count >= needle.count
                         && (0...(sent.bytes.count - needle.count)).contains {
                             Array(sent.bytes[$0..<$0 + needle.count]) == needle
                         }
@@ -203,8 +216,9 @@ import Testing
         var c = relay.service.counters
         #expect(c.drops[.chatMoved] == 1 && c.read == c.replied + c.drops.total)
         let joins = c.chat.joins
-        let rejoin = ChatMessage.join(cookie: cookie, secret: testSecret(1), token: a.token, room: Array("r".utf8),
-                                      nick: Array("ada".utf8))
+        let rejoin = ChatMessage.join(
+            cookie: cookie, secret: testSecret(1), token: a.token, room: Array("r".utf8),
+            nick: Array("ada".utf8))
         let out = relay.send(rejoin, from: moved, now: t0 + 2, tag: tag)
         #expect(out.count == 1 && out[0].to == moved && out[0].tag == tag)
         guard case .welcome(let token, _, _, _)? = out.first?.message else { Issue.record("\(out)"); return }
@@ -213,8 +227,9 @@ import Testing
         #expect(c.chat.joins == joins && c.chat.members == 2)
         #expect(events(to: bob, in: out).isEmpty)  // no joined, no left
         // Her messages now reach bob from the new address; she is sent at the new one only.
-        let said = relay.send(.say(token: a.token, clientSequence: 1, text: Array("here".utf8)), from: moved, now: t0 + 3,
-                              tag: tag)
+        let said = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("here".utf8)), from: moved, now: t0 + 3,
+            tag: tag)
         #expect(texts(events(to: bob, in: said)) == ["message ada here"])
         #expect(texts(events(to: moved, in: said)) == ["message ada here"])
         #expect(events(to: ada, in: said).isEmpty)
@@ -233,12 +248,14 @@ import Testing
         _ = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
         let cookie = relay.cookie(for: eve, now: t0 + 1)
         #expect(!cookie.isNone)
-        let steal = ChatMessage.join(cookie: cookie, secret: testSecret(99), token: a.token, room: Array("r".utf8),
-                                     nick: Array("ada".utf8))
+        let steal = ChatMessage.join(
+            cookie: cookie, secret: testSecret(99), token: a.token, room: Array("r".utf8),
+            nick: Array("ada".utf8))
         #expect(relay.send(steal, from: eve, now: t0 + 1).isEmpty)
         #expect(relay.service.counters.drops[.chatBadToken] == 1)
         // Still ada's, at her address: her SAY is acted on; one from eve's is not.
-        let said = relay.send(.say(token: a.token, clientSequence: 1, text: Array("still me".utf8)), from: ada, now: t0 + 2)
+        let said = relay.send(
+            .say(token: a.token, clientSequence: 1, text: Array("still me".utf8)), from: ada, now: t0 + 2)
         #expect(texts(events(to: bob, in: said)) == ["message ada still me"])
         #expect(texts(events(to: ada, in: said)) == ["message ada still me"])
         let forged = relay.send(.say(token: a.token, clientSequence: 2, text: Array("me".utf8)), from: eve, now: t0 + 3)
@@ -300,7 +317,8 @@ import Testing
         #expect(answer(Self.legacyJoin(length: 300)) == [Self.legacyRefusal])
         let token: UInt64 = 0x0102_0304_0506_0708
         #expect(answer(Self.legacySay(token: token)) == [[1, 133, 1, 2, 3, 4, 5, 6, 7, 8]])
-        #expect(answer([1, 4, 1, 2, 3, 4, 5, 6, 7, 8]) == [[1, 133, 1, 2, 3, 4, 5, 6, 7, 8]])  // a LEAVE: 10 bytes for 10
+        // a LEAVE: 10 bytes for 10
+        #expect(answer([1, 4, 1, 2, 3, 4, 5, 6, 7, 8]) == [[1, 133, 1, 2, 3, 4, 5, 6, 7, 8]])
         #expect(relay.service.counters.drops[.chatOldVersion] == 4)
         // Nothing for a JOIN under 64 bytes, or a request with token 0: malformed.
         #expect(answer(Self.legacyJoin(length: 63)).isEmpty)

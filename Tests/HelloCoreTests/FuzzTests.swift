@@ -139,7 +139,8 @@ func fuzz(_ name: String, share: Double, cases: Int, floor: Int, _ property: (in
         ran += 1
         seen.merge(checks.seen, uniquingKeysWith: +)
         if !checks.failures.isEmpty {
-            Issue.record("""
+            Issue.record(
+                """
                 \(name): case \(ran) of HELLOD_FUZZ_SEED=\(hex(FuzzBudget.seed)) (case seed \(hex(seed))) failed\
                 \(checks.context.isEmpty ? "" : " (\(checks.context))"):
                   \(checks.failures.joined(separator: "\n  "))
@@ -226,13 +227,16 @@ struct FuzzPeer: CustomStringConvertible {
     }
 
     static func v4(_ a: UInt32, port: UInt16, mapped: Bool) -> FuzzPeer {
-        let endpoint: Endpoint = mapped ? .v6(high: 0, low: 0xffff_0000_0000 | UInt64(a), port: port) : .v4(a, port: port)
-        return FuzzPeer(endpoint: endpoint, port: port, overIPv4: true, loopback: a >> 24 == 127, high: 0, low: UInt64(a))
+        let endpoint: Endpoint =
+            mapped ? .v6(high: 0, low: 0xffff_0000_0000 | UInt64(a), port: port) : .v4(a, port: port)
+        return FuzzPeer(
+            endpoint: endpoint, port: port, overIPv4: true, loopback: a >> 24 == 127, high: 0, low: UInt64(a))
     }
 
     static func v6(high: UInt64, low: UInt64, port: UInt16, loopback: Bool) -> FuzzPeer {
-        FuzzPeer(endpoint: .v6(high: high, low: low, port: port), port: port, overIPv4: false, loopback: loopback,
-                 high: high, low: low)
+        FuzzPeer(
+            endpoint: .v6(high: high, low: low, port: port), port: port, overIPv4: false, loopback: loopback,
+            high: high, low: low)
     }
 
     static func random(_ rng: inout SplitMix64, ownPorts: [UInt16]) -> FuzzPeer {
@@ -253,7 +257,9 @@ struct FuzzPeer: CustomStringConvertible {
             // Next to ::1 and ::ffff:0:0/96 but neither: ::, ::2, ::fffe:.., ::1:ffff:..,
             // ::a.b.c.d (IPv4-compatible, not mapped), and the same low halves under a prefix.
             let high: UInt64 = rng.pick([0, 0, 0, 1, 1 << 63, 0xfe80 << 48])
-            var low: UInt64 = rng.pick([0, 2, 0xfffe_0000_0000 | UInt64(a), 0x1_ffff_0000_0000 | UInt64(a), UInt64(a), ~0])
+            var low: UInt64 = rng.pick([
+                0, 2, 0xfffe_0000_0000 | UInt64(a), 0x1_ffff_0000_0000 | UInt64(a), UInt64(a), ~0,
+            ])
             if high == 0 && low == 1 { low = 2 }
             return .v6(high: high, low: low, port: port, loopback: false)
         default:
@@ -267,12 +273,14 @@ struct FuzzPeer: CustomStringConvertible {
     func neighbour(_ rng: inout SplitMix64) -> FuzzPeer {
         let port = rng.oneIn(3) ? UInt16(rng.int(1024...65535)) : self.port
         if overIPv4 {
-            return .v4(UInt32(truncatingIfNeeded: low) ^ 1 << UInt32(rng.pick([0, 0, 1, 7, 8, rng.int(0...31)])), port: port,
-                       mapped: rng.oneIn(2))
+            return .v4(
+                UInt32(truncatingIfNeeded: low) ^ 1 << UInt32(rng.pick([0, 0, 1, 7, 8, rng.int(0...31)])), port: port,
+                mapped: rng.oneIn(2))
         }
         guard high != 0 else { return .v6(high: high, low: low, port: port, loopback: loopback) }
-        return .v6(high: high, low: low ^ 1 << UInt64(rng.pick([0, 0, 1, 62, 63, rng.int(0...63)])), port: port,
-                   loopback: false)
+        return .v6(
+            high: high, low: low ^ 1 << UInt64(rng.pick([0, 0, 1, 62, 63, rng.int(0...63)])), port: port,
+            loopback: false)
     }
 
     /// The source prefix one rate limit covers.
@@ -301,7 +309,8 @@ struct FuzzLocal: CustomStringConvertible {
     var description: String {
         var said: [String] = []
         if info.hasIPv4 {
-            said.append("IP_PKTINFO \(IPAddress.v4(info.headerDestination)) spec_dst \(IPAddress.v4(info.localAddress))")
+            said.append(
+                "IP_PKTINFO \(IPAddress.v4(info.headerDestination)) spec_dst \(IPAddress.v4(info.localAddress))")
         }
         if let v6 {
             said.append("IPV6_PKTINFO \(hex(v6.high)) \(hex(v6.low)) interface \(info.ipv6Interface)")
@@ -312,8 +321,10 @@ struct FuzzLocal: CustomStringConvertible {
     /// Whether `source` is the one expected, field by field.
     func matches(_ source: LocalSource?) -> Bool {
         guard let source else { return self.source == nil }
-        return self.source == [source.address.family == .v4 ? 4 : 6, source.address.high, source.address.low,
-                               UInt64(source.interface)]
+        return self.source == [
+            source.address.family == .v4 ? 4 : 6, source.address.high, source.address.low,
+            UInt64(source.interface),
+        ]
     }
 
     /// The rules, from the bits: a multicast destination (224.0.0.0/4, ff00::/8) or a
@@ -355,8 +366,10 @@ struct FuzzLocal: CustomStringConvertible {
 
     static func randomV4(_ rng: inout SplitMix64) -> UInt32 {
         let a = UInt32(truncatingIfNeeded: rng.next())
-        return rng.pick([a, a, 0x7f00_0001, 0x7f00_0002, 0xc000_0201, 0xc000_02ff, 0xffff_ffff, 0xffff_fffe, 0,
-                         0xe000_0000 | a & 0x0fff_ffff, 0xe000_00fb, 0xefff_ffff, 0xdfff_ffff, 0xf000_0000])
+        return rng.pick([
+            a, a, 0x7f00_0001, 0x7f00_0002, 0xc000_0201, 0xc000_02ff, 0xffff_ffff, 0xffff_fffe, 0,
+            0xe000_0000 | a & 0x0fff_ffff, 0xe000_00fb, 0xefff_ffff, 0xdfff_ffff, 0xf000_0000,
+        ])
     }
 
     static func randomV6(_ rng: inout SplitMix64) -> (high: UInt64, low: UInt64) {
@@ -414,8 +427,10 @@ struct FuzzLocal: CustomStringConvertible {
                 local.v6 = (0, 0xffff_0000_0000 | UInt64(local.info.headerDestination))
             }
         default:
-            let choices: [(high: UInt64, low: UInt64)] = [(0x2001_0db8 << 32, rng.next()), (0xfe80 << 48, rng.next()), (0, 1),
-                                                          (0, 0xffff_0000_0000 | UInt64(a))]
+            let choices: [(high: UInt64, low: UInt64)] = [
+                (0x2001_0db8 << 32, rng.next()), (0xfe80 << 48, rng.next()), (0, 1),
+                (0, 0xffff_0000_0000 | UInt64(a)),
+            ]
             local.v6 = rng.pick(choices)
         }
         local.finish(&rng)
@@ -454,7 +469,9 @@ struct FuzzRequest {
 
     /// A datagram of `size` bytes read into `maxDatagram`: cut and flagged as the kernel
     /// does when it is larger, else flagged now and then anyway.
-    static func random(_ rng: inout SplitMix64, size: Int, maxDatagram: Int, peer: FuzzPeer, locals: [FuzzLocal]) -> FuzzRequest {
+    static func random(_ rng: inout SplitMix64, size: Int, maxDatagram: Int, peer: FuzzPeer, locals: [FuzzLocal])
+        -> FuzzRequest
+    {
         let length = min(size, maxDatagram)
         let fill = Int32(truncatingIfNeeded: rng.next() & 0xff)
         var bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
@@ -467,8 +484,9 @@ struct FuzzRequest {
         if length > 0 {
             bytes[length - 1] = UInt8(truncatingIfNeeded: rng.next())
         }
-        return FuzzRequest(bytes: bytes, truncated: size > maxDatagram || rng.oneIn(12), peer: peer,
-                           local: rng.pick(locals))
+        return FuzzRequest(
+            bytes: bytes, truncated: size > maxDatagram || rng.oneIn(12), peer: peer,
+            local: rng.pick(locals))
     }
 }
 
@@ -522,15 +540,20 @@ struct ReferenceLimiter {
 /// checks: truncated, broadcast or multicast, privileged source port, own port, rate
 /// limited, reply too large; the rate limit is the reference's verdict. And the prefix
 /// whose limit the limiter is asked about, if it is.
-func expectedVerdict(_ request: FuzzRequest, hello: Bool, policy: AdmissionPolicy, limiter: ReferenceLimiter?,
-                     now: UInt64) -> (verdict: Verdict, limited: [UInt64]?) {
+func expectedVerdict(
+    _ request: FuzzRequest, hello: Bool, policy: AdmissionPolicy, limiter: ReferenceLimiter?,
+    now: UInt64
+) -> (verdict: Verdict, limited: [UInt64]?) {
     if request.truncated { return (.drop(.truncated), nil) }
     if request.local.kind != .unicast { return (.drop(.broadcastOrMulticast), nil) }
     let port = request.peer.port
     if port < 1024 && !policy.allowPrivilegedSourcePorts { return (.drop(.privilegedSourcePort), nil) }
     if !policy.allowOwnPorts && policy.ownPorts.contains(port) { return (.drop(.ownPort), nil) }
-    let last: Verdict = replyLength(request.bytes.count, hello: hello) <= request.peer.largestPayload ? .reply : .drop(.replyTooLarge)
-    guard let limit = policy.rateLimit, let limiter, policy.limitLoopback || !request.peer.loopback else { return (last, nil) }
+    let last: Verdict =
+        replyLength(request.bytes.count, hello: hello) <= request.peer.largestPayload ? .reply : .drop(.replyTooLarge)
+    guard let limit = policy.rateLimit, let limiter, policy.limitLoopback || !request.peer.loopback else {
+        return (last, nil)
+    }
     let prefix = request.peer.prefix(limit)
     return (limiter.allows(prefix, now: now) ? last : .drop(.rateLimited), prefix)
 }
@@ -546,7 +569,9 @@ func expectedReply(to bytes: [UInt8], hello: Bool) -> [UInt8] {
 
 /// Byte-for-byte equality by memcmp: unoptimized test code would compare element by element.
 func same(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
-    b.withUnsafeBytes { b in a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0) }
+    b.withUnsafeBytes { b in
+        a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+    }
 }
 
 func randomPolicy(_ rng: inout SplitMix64) -> AdmissionPolicy {
@@ -596,8 +621,10 @@ func replyCoreCase<Rule: ReplyRule>(_ rule: Rule, hello: Bool, _ rng: inout Spli
     let heavy = rng.oneIn(8)
     var peers: [FuzzPeer] = []
     for _ in 0..<rng.pick([1, 2, 3, 8, 64, 1000]) {
-        peers.append(!peers.isEmpty && rng.oneIn(3) ? rng.pick(peers).neighbour(&rng)
-                                                     : FuzzPeer.random(&rng, ownPorts: policy.ownPorts))
+        peers.append(
+            !peers.isEmpty && rng.oneIn(3)
+                ? rng.pick(peers).neighbour(&rng)
+                : FuzzPeer.random(&rng, ownPorts: policy.ownPorts))
     }
     let locals = (0..<rng.pick([1, 1, 2, 3])).map { _ in FuzzLocal.random(&rng, unicastMostly: true) }
     var run = ReplyCoreRun(rule, hello: hello, capacity: capacity, maxDatagram: maxDatagram, policy: policy, &rng)
@@ -608,11 +635,13 @@ func replyCoreCase<Rule: ReplyRule>(_ rule: Rule, hello: Bool, _ rng: inout Spli
         now += rng.pick([0, 1, 1000, 1_000_000, 1_000_000_000, UInt64(rng.int(0...10_000_000_000))])
         let count = rng.pick([1, capacity, rng.int(1...capacity)])
         let requests = (0..<count).map { _ in
-            FuzzRequest.random(&rng, size: FuzzRequest.size(&rng, heavy: heavy), maxDatagram: maxDatagram,
-                               peer: rng.pick(peers), locals: locals)
+            FuzzRequest.random(
+                &rng, size: FuzzRequest.size(&rng, heavy: heavy), maxDatagram: maxDatagram,
+                peer: rng.pick(peers), locals: locals)
         }
-        grouping.group(count: count, hash: { peerHash(requests[$0].peer.endpoint) },
-                       sameKey: { requests[$0].peer.endpoint == requests[$1].peer.endpoint })
+        grouping.group(
+            count: count, hash: { peerHash(requests[$0].peer.endpoint) },
+            sameKey: { requests[$0].peer.endpoint == requests[$1].peer.endpoint })
         let order = (0..<count).map { grouping.index($0) }
         checkGrouping(order, keys: requests.map(\.peer.identity), &check)
         guard check.failures.isEmpty else { return }
@@ -650,7 +679,8 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
         let outboxCapacity = rng.oneIn(4) ? rng.int(1...capacity) : service.outboxCapacity
         outbox = Outbox(capacity: outboxCapacity, largestDatagram: service.largestDatagram)
         limiter = policy.rateLimit.map(ReferenceLimiter.init)
-        setting = "\(hello ? "hello" : "echo") batch \(capacity) (outbox \(outboxCapacity)) max \(maxDatagram) \(policy)"
+        setting =
+            "\(hello ? "hello" : "echo") batch \(capacity) (outbox \(outboxCapacity)) max \(maxDatagram) \(policy)"
     }
 
     /// Hands `request` to the service as the worker does: as often as it says its outbox is
@@ -666,22 +696,26 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
             let handled = request.bytes.withUnsafeBytes { bytes in
                 // As the socket layer does: the first bytes in a head buffer, the rest after.
                 let head = min(bytes.count, 512)
-                return service.handle(Datagram(payload: UnsafeRawBufferPointer(rebasing: bytes[..<head]),
-                                               continuation: UnsafeRawBufferPointer(rebasing: bytes[head...]),
-                                               truncated: request.truncated, peer: request.peer.endpoint,
-                                               arrival: Arrival(request.local.info)),
-                                      now: now, into: &outbox)
+                return service.handle(
+                    Datagram(
+                        payload: UnsafeRawBufferPointer(rebasing: bytes[..<head]),
+                        continuation: UnsafeRawBufferPointer(rebasing: bytes[head...]),
+                        truncated: request.truncated, peer: request.peer.endpoint,
+                        arrival: Arrival(request.local.info)),
+                    now: now, into: &outbox)
             }
             // "No room" only when there is none for a reply that fits the peer. (A reply
             // without room cannot be written at all: the outbox stops the process.)
             let room = planned < outbox.capacity && length <= outbox.bufferCapacity - used
-            check.expect(handled || (!room && length <= request.peer.largestPayload),
-                         "\(request.bytes.count) bytes from \(request.peer) refused for want of room with \(planned) "
-                         + "datagrams, \(used) bytes in an outbox of \(outbox.capacity), \(outbox.bufferCapacity)")
+            check.expect(
+                handled || (!room && length <= request.peer.largestPayload),
+                "\(request.bytes.count) bytes from \(request.peer) refused for want of room with \(planned) "
+                    + "datagrams, \(used) bytes in an outbox of \(outbox.capacity), \(outbox.bufferCapacity)")
             if handled { break }
             check.count("outbox full")
-            check.expect(service.counters == before && outbox.count == planned && outbox.bufferUsed == used,
-                         "a datagram refused for want of room changed the counters or the outbox")
+            check.expect(
+                service.counters == before && outbox.count == planned && outbox.bufferUsed == used,
+                "a datagram refused for want of room changed the counters or the outbox")
             check.expect(planned > 0, "no room in an empty outbox for \(length) bytes; \(setting)")
             guard check.failures.isEmpty else { return }
             flush(&rng, &check)
@@ -698,15 +732,18 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
         let expected = expectedVerdict(request, hello: hello, policy: policy, limiter: limiter, now: now)
         var allowed = [expected.verdict]
         if verdict == .drop(.rateLimited), expected.verdict != verdict, let prefix = expected.limited,
-           limiter!.busy(besides: prefix, now: now) >= ReferenceLimiter.ways {
+            limiter!.busy(besides: prefix, now: now) >= ReferenceLimiter.ways
+        {
             // Within its limit, but every slot it may take can be busy: refused for want of one.
             allowed.append(.drop(.rateLimited))
             check.count("rate-limited: no free slot")
         }
         check.expect(after.read == before.read + 1, "read counted \(after.read - before.read) times")
-        check.expect(verdict.map(allowed.contains) ?? false,
-                     "\(request.bytes.count) bytes\(request.truncated ? " truncated" : "") from \(request.peer) to "
-                     + "\(request.local): \(verdict?.description ?? "no single verdict"), expected one of \(allowed); \(setting)")
+        check.expect(
+            verdict.map(allowed.contains) ?? false,
+            "\(request.bytes.count) bytes\(request.truncated ? " truncated" : "") from \(request.peer) to "
+                + "\(request.local): \(verdict?.description ?? "no single verdict"), expected one of \(allowed); \(setting)"
+        )
         check.count(verdict?.description ?? "no verdict")
         // What the limiter let through spends its prefix's allowance.
         if let prefix = expected.limited, verdict == .reply || verdict == .drop(.replyTooLarge) {
@@ -720,13 +757,15 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
         // The counters balance before the outbox is sent.
         let counters = service.counters
         check.expect(counters.read == read, "read \(counters.read), \(read) requests")
-        check.expect(counters.read == counters.replied + UInt64(outbox.count) + counters.drops.total,
-                     "before sending: read \(counters.read) != replied + in the outbox + dropped")
+        check.expect(
+            counters.read == counters.replied + UInt64(outbox.count) + counters.drops.total,
+            "before sending: read \(counters.read) != replied + in the outbox + dropped")
 
         // Each datagram is its request's reply, to its peer, from the address its request
         // came to, in the order answered, side by side from the start.
         let entries = outbox.entries
-        check.expect(entries.count == answered.count, "\(entries.count) datagrams in the outbox, \(answered.count) replies")
+        check.expect(
+            entries.count == answered.count, "\(entries.count) datagrams in the outbox, \(answered.count) replies")
         guard check.failures.isEmpty else { return }
         var offset = 0
         for (e, entry) in entries.enumerated() {
@@ -735,24 +774,30 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
             check.expect(Int(entry.offset) == offset, "reply \(e) at \(entry.offset), not \(offset)")
             check.expect(same(bytes, rule.reply(to: request.bytes)), "reply \(e) is not ReplyRule's")
             check.expect(same(bytes, expectedReply(to: request.bytes, hello: hello)), "reply \(e) is wrong")
-            check.expect(request.peer.matches(entry.destination), "reply \(e) goes to \(entry.destination), not \(request.peer)")
-            check.expect(request.local.matches(entry.source),
-                         "reply \(e) leaves from \(entry.source.map { "\($0)" } ?? "anywhere") after \(request.local)")
+            check.expect(
+                request.peer.matches(entry.destination), "reply \(e) goes to \(entry.destination), not \(request.peer)")
+            check.expect(
+                request.local.matches(entry.source),
+                "reply \(e) leaves from \(entry.source.map { "\($0)" } ?? "anywhere") after \(request.local)")
             offset += Int(entry.length)
         }
-        check.expect(outbox.bufferUsed == offset && offset <= outbox.bufferCapacity,
-                     "outbox uses \(outbox.bufferUsed) of \(outbox.bufferCapacity) bytes, replies \(offset)")
+        check.expect(
+            outbox.bufferUsed == offset && offset <= outbox.bufferCapacity,
+            "outbox uses \(outbox.bufferUsed) of \(outbox.bufferCapacity) bytes, replies \(offset)")
 
         let limits = answered.map(\.peer.largestPayload)
         let routes = answered.map(\.route)
-        checkSends(entries, planner, plainThrough: -1, largestPayload: { limits[$0] }, sameRoute: { routes[$0] == routes[$1] },
-                   &check)
+        checkSends(
+            entries, planner, plainThrough: -1, largestPayload: { limits[$0] }, sameRoute: { routes[$0] == routes[$1] },
+            &check)
 
         let failed = rng.oneIn(4) ? rng.int(0...entries.count) : 0
         service.recordSent(entries.count - failed, failed: failed)
-        check.expect(service.counters.replied == counters.replied + UInt64(entries.count - failed), "replies not counted")
-        check.expect(service.counters.drops[.sendFailed] == counters.drops[.sendFailed] + UInt64(failed),
-                     "send failures not counted")
+        check.expect(
+            service.counters.replied == counters.replied + UInt64(entries.count - failed), "replies not counted")
+        check.expect(
+            service.counters.drops[.sendFailed] == counters.drops[.sendFailed] + UInt64(failed),
+            "send failures not counted")
         check.expect(service.counters.isBalanced, "unbalanced after the send: \(service.counters)")
         outbox.removeAll()
         self.answered.removeAll(keepingCapacity: true)
@@ -765,8 +810,10 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
 /// in order; checks each send against every rule of a segmented send, and that it stops
 /// only where a rule says so. `largestPayload(e)` and `sameRoute(e, f)` are worked out by
 /// the caller for entries `e` and `f`.
-func checkSends(_ entries: UnsafeBufferPointer<Outgoing>, _ planner: SegmentPlanner, plainThrough: Int,
-                largestPayload: (Int) -> Int, sameRoute: (Int, Int) -> Bool, _ check: inout Checks) {
+func checkSends(
+    _ entries: UnsafeBufferPointer<Outgoing>, _ planner: SegmentPlanner, plainThrough: Int,
+    largestPayload: (Int) -> Int, sameRoute: (Int, Int) -> Bool, _ check: inout Checks
+) {
     var e = 0
     while e < entries.count {
         let send = planner.send(from: e, of: entries, plainThrough: plainThrough)
@@ -801,12 +848,14 @@ func checkSends(_ entries: UnsafeBufferPointer<Outgoing>, _ planner: SegmentPlan
             check.count("segmented sends")
         }
         // Greedy: a send that could take the next entry does.
-        let open = planner.maxSegments > 1 && e > plainThrough && segment > 0 && send.count < planner.maxSegments
+        let open =
+            planner.maxSegments > 1 && e > plainThrough && segment > 0 && send.count < planner.maxSegments
             && Int(members.last!.length) == segment && e + send.count < entries.count
         if open {
             let n = e + send.count
             let next = entries[n]
-            let joinable = next.length > 0 && Int(next.length) <= segment
+            let joinable =
+                next.length > 0 && Int(next.length) <= segment
                 && bytes + Int(next.length) <= largestPayload(e)
                 && Int(next.offset) == Int(head.offset) + bytes && sameRoute(e, n)
             check.expect(!joinable, "\(at): stopped before entry \(n), which fits")
@@ -823,8 +872,10 @@ func segmentPlannerCase(_ rng: inout SplitMix64, _ check: inout Checks) {
         (.v4(0xc000_0201, port: 40000), 65507), (.v6(high: 0x2001_0db8 << 32, low: 1, port: 40000), 65527),
         (.v4(0xc000_0201, port: 40001), 65507), (.v6(high: 0, low: 0xffff_c000_0202, port: 40000), 65507),
     ]
-    let sources: [LocalSource?] = [nil, LocalSource(.v4(0x7f00_0001)), LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 2),
-                                   LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 3)]
+    let sources: [LocalSource?] = [
+        nil, LocalSource(.v4(0x7f00_0001)), LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 2),
+        LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 3),
+    ]
     var pairs = destinations.indices.flatMap { d in sources.indices.map { s in (d, s) } }
     pairs.shuffle(using: &rng)
     let routes = Array(pairs.prefix(rng.pick([1, 2, 3])))  // distinct by construction
@@ -842,8 +893,10 @@ func segmentPlannerCase(_ rng: inout SplitMix64, _ check: inout Checks) {
             if rng.oneIn(30) { l = length + rng.int(1...10) }
             if rng.oneIn(25) { offset = max(0, offset + rng.pick([-1, 1, rng.int(-100...100)])) }
             let r = rng.oneIn(5) ? rng.int(0...routes.count - 1) : route
-            entries.append(Outgoing(offset: Int32(offset), length: Int32(l), destination: destinations[routes[r].0].endpoint,
-                                    source: sources[routes[r].1]))
+            entries.append(
+                Outgoing(
+                    offset: Int32(offset), length: Int32(l), destination: destinations[routes[r].0].endpoint,
+                    source: sources[routes[r].1]))
             routeOf.append(r)
             offset += l
         }
@@ -851,9 +904,10 @@ func segmentPlannerCase(_ rng: inout SplitMix64, _ check: inout Checks) {
     let planner = SegmentPlanner(maxSegments: rng.pick([1, 2, 3, 64, rng.int(1...100)]))
     let plainThrough = rng.oneIn(3) ? rng.int(-1...n) : -1
     entries.withUnsafeBufferPointer { entries in
-        checkSends(entries, planner, plainThrough: plainThrough,
-                   largestPayload: { destinations[routes[routeOf[$0]].0].largestPayload },
-                   sameRoute: { routeOf[$0] == routeOf[$1] }, &check)
+        checkSends(
+            entries, planner, plainThrough: plainThrough,
+            largestPayload: { destinations[routes[routeOf[$0]].0].largestPayload },
+            sameRoute: { routeOf[$0] == routeOf[$1] }, &check)
     }
 }
 
@@ -889,15 +943,17 @@ func peerGroupingCase(_ rng: inout SplitMix64, _ check: inout Checks) {
         let keys = (0..<count).map { _ in rng.pick(pool) }
         let weak = rng.int(0...3)
         var hashed = 0
-        grouping.group(count: count, hash: { i in
-            hashed += 1
-            switch weak {
-            case 0: return keys[i]
-            case 1: return keys[i] % 3
-            case 2: return 0
-            default: return keys[i] << 32
-            }
-        }, sameKey: { keys[$0] == keys[$1] })
+        grouping.group(
+            count: count,
+            hash: { i in
+                hashed += 1
+                switch weak {
+                case 0: return keys[i]
+                case 1: return keys[i] % 3
+                case 2: return 0
+                default: return keys[i] << 32
+                }
+            }, sameKey: { keys[$0] == keys[$1] })
         check.expect(hashed <= count, "hashed \(hashed) times for \(count) requests")
         checkGrouping((0..<count).map { grouping.index($0) }, keys: keys, &check)
     }
@@ -912,10 +968,12 @@ func arrivalCase(_ rng: inout SplitMix64, _ check: inout Checks) {
         let local = FuzzLocal.random(&rng, unicastMostly: rng.oneIn(4))
         let arrival = Arrival(local.info)
         check.expect(arrival.destination == local.kind, "\(local): \(arrival.destination), not \(local.kind)")
-        check.expect(arrival.destination == .unicast || arrival.replySource == nil,
-                     "\(local): a reply source for a \(arrival.destination) destination")
-        check.expect(local.matches(arrival.replySource),
-                     "\(local): reply source \(arrival.replySource.map { "\($0)" } ?? "none"), not \(local.source ?? [])")
+        check.expect(
+            arrival.destination == .unicast || arrival.replySource == nil,
+            "\(local): a reply source for a \(arrival.destination) destination")
+        check.expect(
+            local.matches(arrival.replySource),
+            "\(local): reply source \(arrival.replySource.map { "\($0)" } ?? "none"), not \(local.source ?? [])")
         check.count("\(local.kind)\(local.source == nil ? "" : " with a source")")
     }
 }

@@ -45,7 +45,9 @@ import Testing
         for rule in [hello, echo] as [any ReplyRule] {
             var out = [UInt8](repeating: 0, count: 32)
             let length = head.withUnsafeBytes { h in
-                tail.withUnsafeBytes { t in out.withUnsafeMutableBytes { rule.writeReply(to: h, continuation: t, at: $0.baseAddress!) } }
+                tail.withUnsafeBytes { t in
+                    out.withUnsafeMutableBytes { rule.writeReply(to: h, continuation: t, at: $0.baseAddress!) }
+                }
             }
             #expect(Array(out[..<length]) == rule.reply(to: Array("Michael".utf8)))
         }
@@ -111,20 +113,20 @@ import Testing
     }
 
     @Test func multicastBroadcastLinkLocal() {
-        #expect(IPAddress.v4(0xe000_0001).isMulticast)                   // 224.0.0.1
-        #expect(IPAddress.v4(0xefff_fffa).isMulticast)                   // 239.255.255.250
-        #expect(!IPAddress.v4(0xdfff_ffff).isMulticast)                  // 223.255.255.255
-        #expect(!IPAddress.v4(0xf000_0000).isMulticast)                  // 240.0.0.0
-        #expect(IPAddress.v6(high: 0xff02 << 48, low: 1).isMulticast)    // ff02::1
+        #expect(IPAddress.v4(0xe000_0001).isMulticast)  // 224.0.0.1
+        #expect(IPAddress.v4(0xefff_fffa).isMulticast)  // 239.255.255.250
+        #expect(!IPAddress.v4(0xdfff_ffff).isMulticast)  // 223.255.255.255
+        #expect(!IPAddress.v4(0xf000_0000).isMulticast)  // 240.0.0.0
+        #expect(IPAddress.v6(high: 0xff02 << 48, low: 1).isMulticast)  // ff02::1
         #expect(!IPAddress.v6(high: 0xfe80 << 48, low: 1).isMulticast)
         #expect(IPAddress.v4(0xffff_ffff).isLimitedBroadcast)
-        #expect(!IPAddress.v4(0xc000_02ff).isLimitedBroadcast)           // a subnet's broadcast needs its netmask
+        #expect(!IPAddress.v4(0xc000_02ff).isLimitedBroadcast)  // a subnet's broadcast needs its netmask
         #expect(!IPAddress.v6(high: ~0, low: ~0).isLimitedBroadcast)
-        #expect(IPAddress.v6(high: 0xfe80 << 48, low: 1).isLinkLocal)    // fe80::/10 ...
+        #expect(IPAddress.v6(high: 0xfe80 << 48, low: 1).isLinkLocal)  // fe80::/10 ...
         #expect(IPAddress.v6(high: 0xfebf << 48, low: 1).isLinkLocal)
-        #expect(!IPAddress.v6(high: 0xfec0 << 48, low: 1).isLinkLocal)   // ... ends before fec0::
+        #expect(!IPAddress.v6(high: 0xfec0 << 48, low: 1).isLinkLocal)  // ... ends before fec0::
         #expect(!IPAddress.v6(high: 0xfe7f << 48, low: 1).isLinkLocal)
-        #expect(!IPAddress.v4(0xa9fe_0001).isLinkLocal)                  // 169.254.0.1: no interface needed
+        #expect(!IPAddress.v4(0xa9fe_0001).isLinkLocal)  // 169.254.0.1: no interface needed
         #expect(IPAddress.v4(0).isUnspecified && IPAddress.v6(high: 0, low: 0).isUnspecified)
         #expect(!IPAddress.v6(high: 0, low: 1).isUnspecified)
     }

@@ -24,8 +24,9 @@ struct Served<Rule: ReplyRule>: ~Copyable {
         for (i, request) in requests.enumerated() {
             let before = outbox.count
             let handled = request.bytes.withUnsafeBytes { payload in
-                service.handle(Datagram(payload: payload, truncated: request.truncated, peer: request.peer, arrival: arrival),
-                               now: now, into: &outbox)
+                service.handle(
+                    Datagram(payload: payload, truncated: request.truncated, peer: request.peer, arrival: arrival),
+                    now: now, into: &outbox)
             }
             #expect(handled, "request \(i): no room in an outbox sized for the batch")
             if outbox.count > before { answered.append(i) }
@@ -95,8 +96,9 @@ struct Served<Rule: ReplyRule>: ~Copyable {
     @Test func theServiceIsReusedBatchAfterBatch() {
         var served = Served(HelloReply(), batchSize: 2, maxDatagram: 64)
         for round in 0..<1000 {
-            served.respond([(Array("n\(round)".utf8), v4, false), (Array("m".utf8), v6, false)],
-                           now: UInt64(round) * 1_000_000_000)
+            served.respond(
+                [(Array("n\(round)".utf8), v4, false), (Array("m".utf8), v6, false)],
+                now: UInt64(round) * 1_000_000_000)
             #expect(served.replies.map(\.bytes) == [Array("Hello, n\(round)!".utf8), Array("Hello, m!".utf8)])
             served.recordSent(2, failed: 0)
         }
@@ -145,7 +147,9 @@ struct Served<Rule: ReplyRule>: ~Copyable {
         let first = Endpoint.v4(0xc000_0201, port: 40000)
         let second = Endpoint.v4(0xc000_0202, port: 40000)
         func handle(_ peer: Endpoint) -> Bool {
-            Array("x".utf8).withUnsafeBytes { service.handle(Datagram(payload: $0, peer: peer), now: 1_000_000_000, into: &outbox) }
+            Array("x".utf8).withUnsafeBytes {
+                service.handle(Datagram(payload: $0, peer: peer), now: 1_000_000_000, into: &outbox)
+            }
         }
         #expect(handle(first))
         let counters = service.counters
@@ -200,10 +204,15 @@ struct Served<Rule: ReplyRule>: ~Copyable {
         let a = Outgoing(offset: 0, length: 1, destination: peer)
         #expect(a.sharesRoute(with: Outgoing(offset: 1, length: 5, destination: peer)))
         #expect(!a.sharesRoute(with: Outgoing(offset: 1, length: 1, destination: .v4(0xc000_0201, port: 40001))))
-        #expect(!a.sharesRoute(with: Outgoing(offset: 1, length: 1, destination: peer, source: LocalSource(.v4(0x7f00_0001)))))
+        #expect(
+            !a.sharesRoute(
+                with: Outgoing(offset: 1, length: 1, destination: peer, source: LocalSource(.v4(0x7f00_0001)))))
         let linkLocal = LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 2)
         let b = Outgoing(offset: 0, length: 1, destination: peer, source: linkLocal)
-        #expect(!b.sharesRoute(with: Outgoing(offset: 1, length: 1, destination: peer,
-                                              source: LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 3))))
+        #expect(
+            !b.sharesRoute(
+                with: Outgoing(
+                    offset: 1, length: 1, destination: peer,
+                    source: LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: 3))))
     }
 }

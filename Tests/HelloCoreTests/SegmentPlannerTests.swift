@@ -4,12 +4,15 @@ import Testing
 
 /// Route `r` of the tests: a destination of `family`, from wherever routing says.
 func testRoute(_ r: Int, family: IPAddress.Family = .v4) -> Endpoint {
-    family == .v4 ? .v4(0xc000_0201 + UInt32(r), port: 40000) : .v6(high: 0x2001_0db8_0000_0000, low: UInt64(r), port: 40000)
+    family == .v4
+        ? .v4(0xc000_0201 + UInt32(r), port: 40000) : .v6(high: 0x2001_0db8_0000_0000, low: UInt64(r), port: 40000)
 }
 
 /// The sends an outbox of datagrams side by side becomes: `lengths[i]` bytes to route `routes[i]`.
-func plannedSends(_ lengths: [Int], routes: [Int]? = nil, family: IPAddress.Family = .v4, maxSegments: Int = 64,
-                  plainThrough: Int = -1) -> [PlannedSend] {
+func plannedSends(
+    _ lengths: [Int], routes: [Int]? = nil, family: IPAddress.Family = .v4, maxSegments: Int = 64,
+    plainThrough: Int = -1
+) -> [PlannedSend] {
     let routes = routes ?? lengths.map { _ in 0 }
     var offset = 0
     let entries = lengths.enumerated().map { i, length in
@@ -54,10 +57,16 @@ func plannedSends(_ entries: [Outgoing], maxSegments: Int = 64, plainThrough: In
     }
 
     @Test func onlyTheLastSegmentMayBeShorter() {
-        #expect(plannedSends([5, 5, 3, 5]) == [PlannedSend(firstEntry: 0, count: 3, bytes: 13),
-                                               PlannedSend(firstEntry: 3, count: 1, bytes: 5)])
-        #expect(plannedSends([3, 5]) == [PlannedSend(firstEntry: 0, count: 1, bytes: 3),
-                                         PlannedSend(firstEntry: 1, count: 1, bytes: 5)])
+        #expect(
+            plannedSends([5, 5, 3, 5]) == [
+                PlannedSend(firstEntry: 0, count: 3, bytes: 13),
+                PlannedSend(firstEntry: 3, count: 1, bytes: 5),
+            ])
+        #expect(
+            plannedSends([3, 5]) == [
+                PlannedSend(firstEntry: 0, count: 1, bytes: 3),
+                PlannedSend(firstEntry: 1, count: 1, bytes: 5),
+            ])
     }
 
     @Test func anotherRouteStartsAnotherSend() {
@@ -87,8 +96,9 @@ func plannedSends(_ entries: [Outgoing], maxSegments: Int = 64, plainThrough: In
         }
         #expect(plannedSends(entries).map(\.count) == [2, 2, 2, 1])
         let linkLocal = sources.indices.map { i in
-            Outgoing(offset: Int32(5 * i), length: 5, destination: peer,
-                     source: LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: i < 3 ? 2 : 3))
+            Outgoing(
+                offset: Int32(5 * i), length: 5, destination: peer,
+                source: LocalSource(.v6(high: 0xfe80 << 48, low: 1), interface: i < 3 ? 2 : 3))
         }
         #expect(plannedSends(linkLocal).map(\.count) == [3, 4])  // the same address on another interface
     }
@@ -99,8 +109,13 @@ func plannedSends(_ entries: [Outgoing], maxSegments: Int = 64, plainThrough: In
 
     @Test func repliesThatAreNotSideBySideAreSeparateSends() {
         let peer = testRoute(0)
-        let entries = [Outgoing(offset: 0, length: 5, destination: peer), Outgoing(offset: 6, length: 5, destination: peer)]
-        #expect(plannedSends(entries) == [PlannedSend(firstEntry: 0, count: 1, bytes: 5), PlannedSend(firstEntry: 1, count: 1, bytes: 5)])
+        let entries = [
+            Outgoing(offset: 0, length: 5, destination: peer), Outgoing(offset: 6, length: 5, destination: peer),
+        ]
+        #expect(
+            plannedSends(entries) == [
+                PlannedSend(firstEntry: 0, count: 1, bytes: 5), PlannedSend(firstEntry: 1, count: 1, bytes: 5),
+            ])
     }
 }
 
@@ -126,10 +141,12 @@ func plannedSends(_ entries: [Outgoing], maxSegments: Int = 64, plainThrough: In
         var grouping = PeerGrouping(capacity: 1024)
         for shift: UInt64 in [0, 32, 48] {
             var comparisons = 0
-            grouping.group(count: 1024, hash: { UInt64($0) << shift }, sameKey: { a, b in
-                comparisons += 1
-                return a == b
-            })
+            grouping.group(
+                count: 1024, hash: { UInt64($0) << shift },
+                sameKey: { a, b in
+                    comparisons += 1
+                    return a == b
+                })
             #expect(comparisons < 4 * 1024)
             #expect((0..<1024).map { grouping.index($0) } == Array(0..<1024))
         }

@@ -73,12 +73,18 @@ import Testing
         // A head on the first: it leads nothing; the two after it are joined.
         headed = plain
         (headed[0].headOffset, headed[0].headLength) = (40, 4)
-        #expect(plannedSends(headed) == [PlannedSend(firstEntry: 0, count: 1, bytes: 10),
-                                         PlannedSend(firstEntry: 1, count: 2, bytes: 20)])
+        #expect(
+            plannedSends(headed) == [
+                PlannedSend(firstEntry: 0, count: 1, bytes: 10),
+                PlannedSend(firstEntry: 1, count: 2, bytes: 20),
+            ])
         // A head on the last: it follows nothing.
         headed = plain
         (headed[2].headOffset, headed[2].headLength) = (40, 4)
-        #expect(plannedSends(headed) == [PlannedSend(firstEntry: 0, count: 2, bytes: 20),
-                                         PlannedSend(firstEntry: 2, count: 1, bytes: 10)])
+        #expect(
+            plannedSends(headed) == [
+                PlannedSend(firstEntry: 0, count: 2, bytes: 20),
+                PlannedSend(firstEntry: 2, count: 1, bytes: 10),
+            ])
     }
 }

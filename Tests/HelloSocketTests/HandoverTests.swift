@@ -15,8 +15,10 @@ struct HandoverTests {
         var arrival = Arrival(replySource: LocalSource(.v4(0x7f00_0001)))
         arrival.socket = UInt16(n % 3)
         return bytes.withUnsafeBytes {
-            ring.push(Datagram(payload: $0, truncated: n % 5 == 0, peer: .v4(0x7f00_0002, port: UInt16(truncatingIfNeeded: n)),
-                               arrival: arrival))
+            ring.push(
+                Datagram(
+                    payload: $0, truncated: n % 5 == 0, peer: .v4(0x7f00_0002, port: UInt16(truncatingIfNeeded: n)),
+                    arrival: arrival))
         }
     }
 
@@ -27,7 +29,9 @@ struct HandoverTests {
         defer { ring.removeFirst() }
         #expect(datagram.length == length)
         #expect(datagram.continuation.isEmpty)
-        let n = length >= 8 ? Int(UInt64(bigEndian: datagram.payload.loadUnaligned(as: UInt64.self))) : Int(datagram.payload[0])
+        let n =
+            length >= 8
+            ? Int(UInt64(bigEndian: datagram.payload.loadUnaligned(as: UInt64.self))) : Int(datagram.payload[0])
         #expect(datagram.peer == .v4(0x7f00_0002, port: UInt16(truncatingIfNeeded: n)))
         #expect(datagram.arrival.socket == UInt16(n % 3))
         #expect(datagram.arrival.replySource == LocalSource(.v4(0x7f00_0001)))
@@ -143,18 +147,21 @@ struct ChatWorkersTests {
         let group = HandoverGroup(sockets: sockets, slots: 4, slotBytes: ChatWire.largestDatagram)
         let reports = [PublishedReport(), PublishedReport()]
         let configuration = WorkerConfiguration(spinLimit: 0)
-        var first = try Worker(index: 0, socket: sockets[0], service: ChatService(Self.settings(worker: 0)),
-                               configuration: configuration, publishingTo: reports[0], handover: (group, 0))
-        var second = try Worker(index: 1, socket: sockets[1], service: ChatService(Self.settings(worker: 1)),
-                                configuration: configuration, publishingTo: reports[1], handover: (group, 1))
+        var first = try Worker(
+            index: 0, socket: sockets[0], service: ChatService(Self.settings(worker: 0)),
+            configuration: configuration, publishingTo: reports[0], handover: (group, 0))
+        var second = try Worker(
+            index: 1, socket: sockets[1], service: ChatService(Self.settings(worker: 1)),
+            configuration: configuration, publishingTo: reports[1], handover: (group, 1))
         let client = try TestClient()
         defer { client.close() }
         // Ten SAYs to the first socket with a token that names the second worker (and that
         // it never issued): four fill the ring, six are refused.
         let token: UInt64 = 0x01de_adbe_efde_adbe
         for n in 0..<10 {
-            try client.send(ChatMessage.say(token: token, clientSequence: UInt32(n), text: [0x61]).encoded(tag: UInt64(n + 1)),
-                            to: try sockets[0].localAddress())
+            try client.send(
+                ChatMessage.say(token: token, clientSequence: UInt32(n), text: [0x61]).encoded(tag: UInt64(n + 1)),
+                to: try sockets[0].localAddress())
         }
         usleep(20_000)
         #expect(first.serveBatch() == 10)

@@ -112,8 +112,9 @@ private struct UncheckedBox: @unchecked Sendable {
     @Test func withIOVectorsPointsAtEachStringsBytes() {
         let strings = Posix.withIOVectors(["MESSAGE=hi", "PRIORITY=6", ""]) { vectors, count in
             (0..<Int(count)).map { i in
-                String(decoding: UnsafeRawBufferPointer(start: vectors[i].iov_base, count: vectors[i].iov_len),
-                       as: UTF8.self)
+                String(
+                    decoding: UnsafeRawBufferPointer(start: vectors[i].iov_base, count: vectors[i].iov_len),
+                    as: UTF8.self)
             }
         }
         #expect(strings == ["MESSAGE=hi", "PRIORITY=6", ""])

@@ -27,10 +27,13 @@ struct BuildServer: ServiceBuilder {
     let configuration = WorkerConfiguration(batchSize: 16, spinLimit: 0)
     let report = PublishedReport()
 
-    func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) -> Result<any BatchServer, SocketError> {
+    func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) -> Result<
+        any BatchServer, SocketError
+    > {
         do {
-            let worker = try Worker(index: 0, socket: socket, service: service, configuration: configuration,
-                                    publishingTo: report)
+            let worker = try Worker(
+                index: 0, socket: socket, service: service, configuration: configuration,
+                publishingTo: report)
             return .success(NamedServer(worker))
         } catch {
             return .failure(error)
@@ -98,7 +101,8 @@ struct TickingEcho: DatagramService {
         #expect(fromHello == names.map { Array("Hello, \($0)!".utf8) })
         #expect(fromEcho == names.map { Array($0.utf8) })
         for counters in [hello.counters, echo.counters] {
-            #expect(counters.read == UInt64(names.count) && counters.replied == UInt64(names.count) && counters.isBalanced)
+            #expect(
+                counters.read == UInt64(names.count) && counters.replied == UInt64(names.count) && counters.isBalanced)
         }
     }
 
@@ -112,14 +116,17 @@ struct TickingEcho: DatagramService {
             let socket = try DatagramSocket.bound(to: SocketAddress(parsing: "127.0.0.1:0")!)
             sockets.append(socket)
             let builder = BuildServer(socket: socket)
-            let server = try name.build(builder.configuration.serviceSettings(policy: AdmissionPolicy()), with: builder).get()
+            let server = try name.build(builder.configuration.serviceSettings(policy: AdmissionPolicy()), with: builder)
+                .get()
             servers.append((name, server, try socket.localAddress()))
         }
         let client = try TestClient()
         defer { client.close() }
         // chat speaks its own protocol: a JOIN without a cookie gets a CHALLENGE.
-        let join = ChatMessage.join(cookie: .none, secret: ChatSecret(high: 1, low: 2), token: 0, room: Array("r".utf8),
-                                    nick: Array("n".utf8)).encoded(tag: 0x7461_6721)
+        let join = ChatMessage.join(
+            cookie: .none, secret: ChatSecret(high: 1, low: 2), token: 0, room: Array("r".utf8),
+            nick: Array("n".utf8)
+        ).encoded(tag: 0x7461_6721)
         for (name, _, address) in servers {
             try client.send(name == .chat ? join : Array("Michael".utf8), to: address)
         }
@@ -147,8 +154,9 @@ struct TickingEcho: DatagramService {
         let socket = try DatagramSocket.bound(to: SocketAddress(parsing: "127.0.0.1:0")!)
         defer { try? socket.close() }
         let report = PublishedReport()
-        var worker = try Worker(index: 0, socket: socket, service: TickingEcho(),
-                                configuration: WorkerConfiguration(batchSize: 8, spinLimit: 0), publishingTo: report)
+        var worker = try Worker(
+            index: 0, socket: socket, service: TickingEcho(),
+            configuration: WorkerConfiguration(batchSize: 8, spinLimit: 0), publishingTo: report)
         let address = try socket.localAddress()
         let client = try TestClient()
         defer { client.close() }

@@ -6,23 +6,24 @@ import HelloSocket
 import Testing
 
 @Suite struct SocketAddressTests {
-    @Test(arguments: [
-        ("127.0.0.1:9999", "127.0.0.1:9999"),
-        ("[::1]:9999", "[::1]:9999"),
-        ("0.0.0.0:53", "0.0.0.0:53"),
-        ("[::]:1", "[::]:1"),
-        ("9999", "[::]:9999"),
-        (":9999", "[::]:9999"),
-        ("[fe80::1%lo]:1", nil),
-        ("localhost:9999", nil),
-        ("127.0.0.1", nil),
-        ("127.0.0.1:65536", nil),
-        ("::1:9999", nil),
-        ("[::1]", nil),
-        ("[127.0.0.1]:1", nil),
-        ("", nil),
-        ("1.2.3.4:-1", nil),
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("127.0.0.1:9999", "127.0.0.1:9999"),
+            ("[::1]:9999", "[::1]:9999"),
+            ("0.0.0.0:53", "0.0.0.0:53"),
+            ("[::]:1", "[::]:1"),
+            ("9999", "[::]:9999"),
+            (":9999", "[::]:9999"),
+            ("[fe80::1%lo]:1", nil),
+            ("localhost:9999", nil),
+            ("127.0.0.1", nil),
+            ("127.0.0.1:65536", nil),
+            ("::1:9999", nil),
+            ("[::1]", nil),
+            ("[127.0.0.1]:1", nil),
+            ("", nil),
+            ("1.2.3.4:-1", nil),
+        ] as [(String, String?)])
     func parsing(text: String, expected: String?) {
         #expect(SocketAddress(parsing: text)?.description == expected)
     }
@@ -38,7 +39,8 @@ import Testing
         #expect(SocketAddress(parsing: "127.0.0.2:7")!.endpoint.description == "127.0.0.2:7")
         #expect(SocketAddress(parsing: "[::ffff:10.1.2.3]:8")!.endpoint.description == "10.1.2.3:8")
         #expect(SocketAddress(parsing: "[::1]:9")!.endpoint.family == .v6)
-        #expect(SocketAddress(parsing: "[2001:db8::ff]:10")!.endpoint == .v6(high: 0x2001_0db8 << 32, low: 0xff, port: 10))
+        #expect(
+            SocketAddress(parsing: "[2001:db8::ff]:10")!.endpoint == .v6(high: 0x2001_0db8 << 32, low: 0xff, port: 10))
     }
 
     @Test func resolvesNames() throws {
@@ -59,13 +61,17 @@ import Testing
     }
 
     /// An endpoint written for a socket of either family, and read back.
-    @Test(arguments: [
-        (Endpoint.v4(0x7f00_0001, port: 9999), AF_INET, "127.0.0.1:9999"),
-        (Endpoint.v4(0x7f00_0001, port: 9999), AF_INET6, "[::ffff:127.0.0.1]:9999"),
-        (Endpoint.v4(0xc000_02ff, port: 1), AF_INET6, "[::ffff:192.0.2.255]:1"),
-        (Endpoint.v6(high: 0, low: 1, port: 53), AF_INET6, "[::1]:53"),
-        (Endpoint.v6(high: 0xfe80 << 48, low: 0x0211_22ff_fe33_4455, port: 65535), AF_INET6, "[fe80::211:22ff:fe33:4455]:65535"),
-    ] as [(Endpoint, Int32, String)])
+    @Test(
+        arguments: [
+            (Endpoint.v4(0x7f00_0001, port: 9999), AF_INET, "127.0.0.1:9999"),
+            (Endpoint.v4(0x7f00_0001, port: 9999), AF_INET6, "[::ffff:127.0.0.1]:9999"),
+            (Endpoint.v4(0xc000_02ff, port: 1), AF_INET6, "[::ffff:192.0.2.255]:1"),
+            (Endpoint.v6(high: 0, low: 1, port: 53), AF_INET6, "[::1]:53"),
+            (
+                Endpoint.v6(high: 0xfe80 << 48, low: 0x0211_22ff_fe33_4455, port: 65535), AF_INET6,
+                "[fe80::211:22ff:fe33:4455]:65535"
+            ),
+        ] as [(Endpoint, Int32, String)])
     func endpointsRoundTrip(endpoint: Endpoint, family: Int32, expected: String) {
         let address = SocketAddress(endpoint, socketFamily: family)
         #expect(address.family == family)
@@ -84,7 +90,8 @@ import Testing
         var sin6 = sockaddr_in6()
         sin6.sin6_family = sa_family_t(AF_INET6)
         sin6.sin6_port = UInt16(4001).bigEndian
-        sin6.sin6_addr = in6_addr(__in6_u: .init(__u6_addr8: (0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42)))
+        sin6.sin6_addr = in6_addr(
+            __in6_u: .init(__u6_addr8: (0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42)))
         #expect(read(sin6) == .v6(high: 0x2001_0db8 << 32, low: 0x42, port: 4001))
         sin6.sin6_addr = in6_addr(__in6_u: .init(__u6_addr8: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3)))
         #expect(read(sin6) == .v4(0x0a01_0203, port: 4001))  // v4-mapped: IPv4
@@ -114,7 +121,8 @@ import Testing
         let clientPort = try client.socket.localAddress().port
         #expect(heard.from.endpoint == .v4(0x7f00_0001, port: clientPort))
         // And back, written for the server's family.
-        try TestClient(adopting: server).send(Array("back".utf8), to: SocketAddress(heard.from.endpoint, socketFamily: AF_INET))
+        try TestClient(adopting: server).send(
+            Array("back".utf8), to: SocketAddress(heard.from.endpoint, socketFamily: AF_INET))
         let back = try #require(try client.receive())
         #expect(back.bytes == Array("back".utf8))
         #expect(back.from.family == AF_INET6)
@@ -136,8 +144,10 @@ import Testing
         // So a worker cannot be built on it.
         let configuration = WorkerConfiguration()
         #expect(throws: SocketError(call: "getsockname", errno: .notSocket)) {
-            _ = try Worker(index: 0, socket: pipe, service: ReplyService(HelloReply(), configuration.serviceSettings(policy: .open)),
-                           configuration: configuration, publishingTo: PublishedReport())
+            _ = try Worker(
+                index: 0, socket: pipe,
+                service: ReplyService(HelloReply(), configuration.serviceSettings(policy: .open)),
+                configuration: configuration, publishingTo: PublishedReport())
         }
     }
 

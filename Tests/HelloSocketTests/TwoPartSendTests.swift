@@ -22,14 +22,20 @@ import Testing
     func mixedBatch(to destination: Endpoint) -> Outbox {
         var outbox = Outbox(capacity: 16, largestDatagram: 200)
         Self.append(&outbox, to: destination, Array("one part".utf8))
-        Self.append(&outbox, to: destination, [0x0a, 0x0b] + (0..<98).map { UInt8($0) })  // the original: entry 1, 100 bytes
+        // the original: entry 1, 100 bytes
+        Self.append(&outbox, to: destination, [0x0a, 0x0b] + (0..<98).map { UInt8($0) })
         for k in 0..<2 {
             outbox.next.initializeMemory(as: UInt8.self, repeating: 0xe0 + UInt8(k), count: 10)
             let repeated = outbox.repeatDatagram(1, ownHead: 10, to: destination, from: nil)
             #expect(repeated)
         }
-        for k in 0..<4 { Self.append(&outbox, to: destination, [UInt8](repeating: 0x40 + UInt8(k),
-                                                                       count: 50)) }  // a run: 50, 50, 50, 50
+        for k in 0..<4 {
+            Self.append(
+                &outbox, to: destination,
+                [UInt8](
+                    repeating: 0x40 + UInt8(k),
+                    count: 50))
+        }  // a run: 50, 50, 50, 50
         Self.append(&outbox, to: destination, [UInt8](repeating: 0x50, count: 20))  // its shorter last segment
         outbox.next.initializeMemory(as: UInt8.self, repeating: 0xf0, count: 3)
         let repeated = outbox.repeatDatagram(1, ownHead: 3, to: destination, from: nil)

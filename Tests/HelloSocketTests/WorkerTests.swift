@@ -13,16 +13,20 @@ struct TestServer<Rule: ReplyRule>: ~Copyable {
     let report: PublishedReport
     let address: SocketAddress
 
-    init(_ listen: String, _ rule: Rule, batch: Int = 64, maxDatagram: Int = 65527, gso: Bool = true,
-         policy: AdmissionPolicy = AdmissionPolicy()) throws {
+    init(
+        _ listen: String, _ rule: Rule, batch: Int = 64, maxDatagram: Int = 65527, gso: Bool = true,
+        policy: AdmissionPolicy = AdmissionPolicy()
+    ) throws {
         let socket = try DatagramSocket.bound(to: SocketAddress(parsing: listen)!)
         let report = PublishedReport()
-        let configuration = WorkerConfiguration(batchSize: batch, maxDatagram: maxDatagram, spinLimit: 0, segmentation: gso)
+        let configuration = WorkerConfiguration(
+            batchSize: batch, maxDatagram: maxDatagram, spinLimit: 0, segmentation: gso)
         let settings = configuration.serviceSettings(policy: policy)
         let address = try closingOnFailure(socket) { try socket.localAddress() }
         let worker = try closingOnFailure(socket) {
-            try Worker(index: 0, socket: socket, service: ReplyService(rule, settings), configuration: configuration,
-                       publishingTo: report)
+            try Worker(
+                index: 0, socket: socket, service: ReplyService(rule, settings), configuration: configuration,
+                publishingTo: report)
         }
         self.report = report
         self.address = address
@@ -177,9 +181,10 @@ func closingOnFailure<T: ~Copyable>(_ socket: DatagramSocket, _ body: () throws 
             let asked = SocketAddress(ip: "127.0.0.2", port: try socket.localAddress().port)!
             try client.send(Array("early".utf8), to: asked)
             let configuration = WorkerConfiguration()
-            var worker = try Worker(index: 0, socket: socket,
-                                    service: ReplyService(HelloReply(), configuration.serviceSettings(policy: AdmissionPolicy())),
-                                    configuration: configuration, publishingTo: PublishedReport())
+            var worker = try Worker(
+                index: 0, socket: socket,
+                service: ReplyService(HelloReply(), configuration.serviceSettings(policy: AdmissionPolicy())),
+                configuration: configuration, publishingTo: PublishedReport())
             #expect(worker.serveBatch() == 1)
             let reply = try #require(try client.receive())
             #expect(reply.bytes == Array("Hello, early!".utf8))

@@ -35,7 +35,8 @@ final class RigSlot: @unchecked Sendable {
 
 enum Metrics {
     /// ceil(mallocs x 1000 / datagrams) per iteration: any malloc at all shows as >= 1.
-    static let perThousandDatagrams = BenchmarkMetric.custom("Mallocs per 1000 datagrams (ceil)", useScalingFactor: false)
+    static let perThousandDatagrams = BenchmarkMetric.custom(
+        "Mallocs per 1000 datagrams (ceil)", useScalingFactor: false)
     /// Mallocs over all measured iterations so far: the p90 the threshold check gates is
     /// then non-zero if anything allocated in the first 90% of the run, not just if one
     /// iteration in ten did (mallocCountTotal's p90 would miss a rare allocation).
@@ -49,8 +50,11 @@ func zeroTolerance() -> BenchmarkThresholds {
 
 /// The gated malloc metrics, with the names Thresholds/ uses for them.
 func gatedMetrics(perDatagram: Bool) -> [(BenchmarkMetric, String)] {
-    [(.mallocCountTotal, "mallocCountTotal"), (.freeCountTotal, "freeCountTotal"), (.mallocBytesCount, "mallocBytesCount"),
-     (Metrics.runningTotal, "Mallocs so far in the run")]
+    [
+        (.mallocCountTotal, "mallocCountTotal"), (.freeCountTotal, "freeCountTotal"),
+        (.mallocBytesCount, "mallocBytesCount"),
+        (Metrics.runningTotal, "Mallocs so far in the run"),
+    ]
         + (perDatagram ? [(Metrics.perThousandDatagrams, "Mallocs per 1000 datagrams (ceil)")] : [])
 }
 
@@ -149,10 +153,13 @@ let benchmarks: @Sendable () -> Void = {
     // threshold is 1, so were the interposer not counting at all, this one's check would
     // fail ("better than threshold") instead of every other benchmark passing unnoticed.
     let canary = "Canary-one-malloc-per-iteration"
-    Benchmark(canary,
-              configuration: .init(metrics: [.mallocCountTotal, .freeCountTotal, .mallocBytesCount, .wallClock],
-                                   timeUnits: .microseconds, warmupIterations: 3, maxDuration: .seconds(1),
-                                   maxIterations: 2_000)) { benchmark in
+    Benchmark(
+        canary,
+        configuration: .init(
+            metrics: [.mallocCountTotal, .freeCountTotal, .mallocBytesCount, .wallClock],
+            timeUnits: .microseconds, warmupIterations: 3, maxDuration: .seconds(1),
+            maxIterations: 2_000)
+    ) { benchmark in
         benchmark.startMeasurement()
         let p = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
         blackHole(p)
@@ -198,12 +205,14 @@ let benchmarks: @Sendable () -> Void = {
     registerDatagramBenchmark("Worker-batch-64-wildcard-PKTINFO-1024-datagrams", Scenario(listen: "0.0.0.0:0"))
 
     // Echo mode, dual-stack wildcard socket, IPv4 peers seen as v4-mapped IPv6.
-    registerDatagramBenchmark("Worker-batch-64-dual-stack-echo-1024-datagrams", Scenario(listen: "[::]:0", service: .echo))
+    registerDatagramBenchmark(
+        "Worker-batch-64-dual-stack-echo-1024-datagrams", Scenario(listen: "[::]:0", service: .echo))
 
     // Two sockets, two services: even peers to a hello socket, odd peers to an echo one,
     // a worker each (as `--listen hello@... --listen echo@...` runs them).
-    registerDatagramBenchmark("Worker-batch-64-hello-and-echo-two-sockets-1024-datagrams",
-                              Scenario(secondService: .echo))
+    registerDatagramBenchmark(
+        "Worker-batch-64-hello-and-echo-two-sockets-1024-datagrams",
+        Scenario(secondService: .echo))
 
     // MARK: chat: a room's messages to every member
 
@@ -219,8 +228,9 @@ let benchmarks: @Sendable () -> Void = {
     room.roomDeliveryBurst = 1_000_000_000
     registerDatagramBenchmark(
         "Worker-chat-room-of-8-1024-datagrams",
-        Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
-                 expected: Expected(read: 8, replied: 8, deliveries: 8), chat: room))
+        Scenario(
+            service: .chat, requestsPerPeer: 1, rounds: 128,
+            expected: Expected(read: 8, replied: 8, deliveries: 8), chat: room))
 
     // The full-size fan-out (the benchmark case is 64 members): 64 peers join one
     // room; every round 8 of them SAY once (8 datagrams read) and all 64 get the round's 8
@@ -236,8 +246,9 @@ let benchmarks: @Sendable () -> Void = {
     (large.silenceSeconds, large.evictSeconds) = (1_000_000, 2_000_000)
     registerDatagramBenchmark(
         "Worker-chat-room-of-64-1024-datagrams",
-        Scenario(service: .chat, peers: 64, requestsPerPeer: 1, rounds: 128,
-                 expected: Expected(read: 8, replied: 8, deliveries: 64), chat: large, chatSpeakers: 8))
+        Scenario(
+            service: .chat, peers: 64, requestsPerPeer: 1, rounds: 128,
+            expected: Expected(read: 8, replied: 8, deliveries: 64), chat: large, chatSpeakers: 8))
 
     // The nick policy on JOIN and NICK (NamePolicy: the key of each nick, its hash, the
     // full comparison on a match). In the room of 8, every round 4 members send a NICK and
@@ -245,17 +256,19 @@ let benchmarks: @Sendable () -> Void = {
     // member's: each is refused, nick taken (8 read, 8 dropped, 8 REFUSED sent).
     registerDatagramBenchmark(
         "Worker-chat-look-alike-join-and-nick-refused-1024-datagrams",
-        Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
-                 expected: Expected(read: 8, replied: 0, drops: [.chatBadName: 8], deliveries: 8), chat: room,
-                 chatRequests: .lookAlikesRefused))
+        Scenario(
+            service: .chat, requestsPerPeer: 1, rounds: 128,
+            expected: Expected(read: 8, replied: 0, drops: [.chatBadName: 8], deliveries: 8), chat: room,
+            chatRequests: .lookAlikesRefused))
 
     // ...and a NICK taken: member 0 renames itself every round, c0 and C0 in turn, and all
     // 8 get the renamed event (1 read and replied, 8 deliveries). 128 rounds an iteration.
     registerDatagramBenchmark(
         "Worker-chat-nick-rename-128-datagrams",
-        Scenario(service: .chat, requestsPerPeer: 1, rounds: 128,
-                 expected: Expected(read: 1, replied: 1, deliveries: 8), chat: room, chatSpeakers: 1,
-                 chatRequests: .rename))
+        Scenario(
+            service: .chat, requestsPerPeer: 1, rounds: 128,
+            expected: Expected(read: 1, replied: 1, deliveries: 8), chat: room, chatSpeakers: 1,
+            chatRequests: .rename))
 
     // MARK: The drop paths: floods that are mostly or wholly refused
 
@@ -264,9 +277,10 @@ let benchmarks: @Sendable () -> Void = {
     // wildcard socket. 16 a round refused as broadcast-or-multicast, 48 answered.
     registerDatagramBenchmark(
         "Worker-batch-64-broadcast-refused-1024-datagrams",
-        Scenario(listen: "0.0.0.0:0", network: .stalledLink, policy: .unlimited,
-                 peerKind: { $0 < 2 ? .broadcast : .loopback }, answered: { peer, _ in peer >= 2 },
-                 expected: Expected(read: 64, replied: 48, drops: [.broadcastOrMulticast: 16])))
+        Scenario(
+            listen: "0.0.0.0:0", network: .stalledLink, policy: .unlimited,
+            peerKind: { $0 < 2 ? .broadcast : .loopback }, answered: { peer, _ in peer >= 2 },
+            expected: Expected(read: 64, replied: 48, drops: [.broadcastOrMulticast: 16])))
 
     // A flood over the rate limit: all 8 peers are 127.0.0.1, one source, limited to 1000/s
     // with a burst of 1, on a clock that advances 1 ms a round. Each round, the first
@@ -276,44 +290,51 @@ let benchmarks: @Sendable () -> Void = {
     strict.rateLimit = RateLimiter.Configuration(rate: 1000, burst: 1)
     registerDatagramBenchmark(
         "Worker-batch-64-rate-limited-flood-1024-datagrams",
-        Scenario(policy: strict, answered: { peer, k in peer == 0 && k == 0 },
-                 expected: Expected(read: 64, replied: 1, drops: [.rateLimited: 63]), clockStep: 1_000_000))
+        Scenario(
+            policy: strict, answered: { peer, k in peer == 0 && k == 0 },
+            expected: Expected(read: 64, replied: 1, drops: [.rateLimited: 63]), clockStep: 1_000_000))
 
     // --max-datagram 600 (512 bytes in the head buffer, 88 in the tail): each peer sends
     // 16, 600, 601 and 1400 bytes, twice. The kernel cuts the last two (MSG_TRUNC).
     let truncationSizes = [16, 600, 601, 1400]
     registerDatagramBenchmark(
         "Worker-batch-64-truncated-1024-datagrams",
-        Scenario(maxDatagram: 600, size: { _, k in truncationSizes[k % 4] },
-                 answered: { _, k in truncationSizes[k % 4] <= 600 },
-                 expected: Expected(read: 64, replied: 32, drops: [.truncated: 32])))
+        Scenario(
+            maxDatagram: 600, size: { _, k in truncationSizes[k % 4] },
+            answered: { _, k in truncationSizes[k % 4] <= 600 },
+            expected: Expected(read: 64, replied: 32, drops: [.truncated: 32])))
 
     // Peer 0's first request of each round is 65,500 bytes: its hello reply, 65,508 bytes,
     // is over IPv4's 65,507. (One a round: a few such datagrams fill a receive queue.)
     registerDatagramBenchmark(
         "Worker-batch-64-reply-too-large-1024-datagrams",
-        Scenario(size: { peer, k in peer == 0 && k == 0 ? 65_500 : 16 }, answered: { peer, k in peer != 0 || k != 0 },
-                 expected: Expected(read: 64, replied: 63, drops: [.replyTooLarge: 1])))
+        Scenario(
+            size: { peer, k in peer == 0 && k == 0 ? 65_500 : 16 }, answered: { peer, k in peer != 0 || k != 0 },
+            expected: Expected(read: 64, replied: 63, drops: [.replyTooLarge: 1])))
 
     // Peers 0 and 1 send from ports 1000 and 1001 (in a private network namespace, so the
     // ports are free): refused, the other 6 peers answered.
     registerDatagramBenchmark(
         "Worker-batch-64-privileged-source-port-1024-datagrams",
-        Scenario(network: .isolated, peerKind: { $0 < 2 ? .privilegedPort : .loopback }, answered: { peer, _ in peer >= 2 },
-                 expected: Expected(read: 64, replied: 48, drops: [.privilegedSourcePort: 16])))
+        Scenario(
+            network: .isolated, peerKind: { $0 < 2 ? .privilegedPort : .loopback }, answered: { peer, _ in peer >= 2 },
+            expected: Expected(read: 64, replied: 48, drops: [.privilegedSourcePort: 16])))
 
     // Peers 0 and 1 send from ports the worker's policy lists as its own.
     registerDatagramBenchmark(
         "Worker-batch-64-own-port-1024-datagrams",
-        Scenario(peerKind: { $0 < 2 ? .ownPort : .loopback }, answered: { peer, _ in peer >= 2 },
-                 expected: Expected(read: 64, replied: 48, drops: [.ownPort: 16])))
+        Scenario(
+            peerKind: { $0 < 2 ? .ownPort : .loopback }, answered: { peer, _ in peer >= 2 },
+            expected: Expected(read: 64, replied: 48, drops: [.ownPort: 16])))
 
     // Peers 0 and 1 send from 192.0.2.1 in a private network namespace that has no route
     // there: each of their replies (one segmented send of 8 each) fails with ENETUNREACH.
     registerDatagramBenchmark(
         "Worker-batch-64-send-failed-unreachable-1024-datagrams",
-        Scenario(network: .isolated, policy: .unlimited, peerKind: { $0 < 2 ? .testNet : .loopback }, answered: { peer, _ in peer >= 2 },
-                 expected: Expected(read: 64, replied: 48, drops: [.sendFailed: 16], lastSendErrno: ENETUNREACH)))
+        Scenario(
+            network: .isolated, policy: .unlimited, peerKind: { $0 < 2 ? .testNet : .loopback },
+            answered: { peer, _ in peer >= 2 },
+            expected: Expected(read: 64, replied: 48, drops: [.sendFailed: 16], lastSendErrno: ENETUNREACH)))
 
     // A full send buffer: the worker listens on 192.0.2.100, on a link whose neighbours
     // never resolve, with the smallest send buffer, filled before the first round. Every
@@ -321,10 +342,11 @@ let benchmarks: @Sendable () -> Void = {
     // counts the batch's replies as failed. 2 rounds an iteration: each takes 30 ms.
     registerDatagramBenchmark(
         "Worker-batch-64-send-buffer-full-EAGAIN-128-datagrams",
-        Scenario(listen: "192.0.2.100:0", connectTo: "192.0.2.100", network: .stalledLink, policy: .unlimited, rounds: 2,
-                 peerKind: { _ in .testNet }, answered: { _, _ in false },
-                 expected: Expected(read: 64, replied: 0, drops: [.sendFailed: 64], lastSendErrno: EAGAIN),
-                 serverSendBuffer: 0, fillSendBuffer: true))
+        Scenario(
+            listen: "192.0.2.100:0", connectTo: "192.0.2.100", network: .stalledLink, policy: .unlimited, rounds: 2,
+            peerKind: { _ in .testNet }, answered: { _, _ in false },
+            expected: Expected(read: 64, replied: 0, drops: [.sendFailed: 64], lastSendErrno: EAGAIN),
+            serverSendBuffer: 0, fillSendBuffer: true))
 
     registerBrokenBenchmarks()
 }
@@ -354,8 +376,9 @@ func registerBrokenBenchmarks() {
         // clients expect, the counters are not.
         registerDatagramBenchmark(
             "Broken-wrong-drop-reason-1024-datagrams",
-            Scenario(peerKind: ownPorts, answered: { peer, _ in peer >= 2 },
-                     expected: Expected(read: 64, replied: 48, drops: [.privilegedSourcePort: 16])))
+            Scenario(
+                peerKind: ownPorts, answered: { peer, _ in peer >= 2 },
+                expected: Expected(read: 64, replied: 48, drops: [.privilegedSourcePort: 16])))
         // "Every datagram answered", on a path that drops: a round fails (no reply).
         registerDatagramBenchmark(
             "Broken-claims-all-answered-1024-datagrams",

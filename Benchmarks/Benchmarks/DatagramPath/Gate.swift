@@ -43,7 +43,8 @@ let thresholdsDirectory: String = {
 /// `values` (whitespace aside), so a benchmark cannot run ungated or gated loosely.
 func requireThresholds(_ benchmark: String, _ values: [String: Int]) {
     let path = "\(thresholdsDirectory)/DatagramPath.\(benchmark).p90.json"
-    let expected = "{" + values.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}"
+    let expected =
+        "{" + values.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}"
     guard let file = fopen(path, "r") else {
         fail(benchmark, "no thresholds file \(path), so `thresholds check` would not gate it; it must hold \(expected)")
     }

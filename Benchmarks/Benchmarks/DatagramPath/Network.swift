@@ -84,12 +84,14 @@ func clientSocket(_ kind: PeerKind, peer: Int, server: sockaddr_in?, receiveBuff
         case .privilegedPort: local = ipv4("127.0.0.1", UInt16(1000 + peer))
         case .testNet:
             var on: Int32 = 1
-            try check(setsockopt(fd, Int32(IPPROTO_IP), IP_TRANSPARENT, &on, socklen_t(MemoryLayout<Int32>.size)),
-                      "IP_TRANSPARENT (needs root)")
+            try check(
+                setsockopt(fd, Int32(IPPROTO_IP), IP_TRANSPARENT, &on, socklen_t(MemoryLayout<Int32>.size)),
+                "IP_TRANSPARENT (needs root)")
             local = ipv4("192.0.2.1", 0)
         case .broadcast:
             var on: Int32 = 1
-            try check(setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, socklen_t(MemoryLayout<Int32>.size)), "SO_BROADCAST")
+            try check(
+                setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, socklen_t(MemoryLayout<Int32>.size)), "SO_BROADCAST")
             local = ipv4("192.0.2.100", 0)
         }
         try check(withSockaddr(local) { bind(fd, $0, $1) }, "bind client \(kind) \(peer)")
@@ -137,7 +139,7 @@ final class PrivateNetwork {
     /// Back to the namespace the thread came from.
     func leave() {
         guard let symbol = dlsym(nil, "setns"),
-              unsafeBitCast(symbol, to: Setns.self)(original, Self.cloneNewNet) == 0
+            unsafeBitCast(symbol, to: Setns.self)(original, Self.cloneNewNet) == 0
         else {
             fail("setns", "cannot return to the original network namespace")
         }

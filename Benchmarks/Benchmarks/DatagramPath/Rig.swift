@@ -141,12 +141,17 @@ final class Rig {
         reasons = DropReason.allCases
         expectedDrops = reasons.map { UInt64(scenario.expected?.drops[$0] ?? 0) }
         if let e = scenario.expected {
-            let answered = (0..<scenario.datagramsPerRound).filter { scenario.answered($0 % scenario.peers, $0 / scenario.peers) }.count
+            let answered = (0..<scenario.datagramsPerRound).filter {
+                scenario.answered($0 % scenario.peers, $0 / scenario.peers)
+            }.count
             // A chat round's answers are the rig's own (`chatRound`), refusals among them.
             guard e.read == scenario.datagramsPerRound, e.replied == answered || scenario.chat != nil,
-                  e.read == e.replied + e.drops.values.reduce(0, +) else {
-                throw SetupError(description: "the stated counters (read \(e.read), replied \(e.replied), drops \(e.drops)) "
-                    + "disagree with the scenario (\(scenario.datagramsPerRound) sent a round, \(answered) answered)")
+                e.read == e.replied + e.drops.values.reduce(0, +)
+            else {
+                throw SetupError(
+                    description: "the stated counters (read \(e.read), replied \(e.replied), drops \(e.drops)) "
+                        + "disagree with the scenario (\(scenario.datagramsPerRound) sent a round, \(answered) answered)"
+                )
             }
         }
 
@@ -173,8 +178,9 @@ final class Rig {
         for p in 0..<scenario.peers {
             let kind = scenario.peerKind(p)
             let port = ports[p % ports.count]
-            clients[p] = try clientSocket(kind, peer: p, server: scenario.serve ? ipv4(scenario.connectTo, port) : nil,
-                                          receiveBuffer: 1 << 20)
+            clients[p] = try clientSocket(
+                kind, peer: p, server: scenario.serve ? ipv4(scenario.connectTo, port) : nil,
+                receiveBuffer: 1 << 20)
             if kind == .ownPort {
                 policy.ownPorts.append(localPort(clients[p]))
             }
@@ -186,13 +192,15 @@ final class Rig {
             try Self.fill(servers[0])
         }
 
-        let configuration = WorkerConfiguration(batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
-                                                spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
+        let configuration = WorkerConfiguration(
+            batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
+            spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
         var settings = configuration.serviceSettings(policy: policy)
         if let chat = scenario.chat { settings.chat = chat }
         for (index, service) in services.enumerated() {
-            let builder = BenchWorkerBuilder(index: index, socket: servers[index], configuration: configuration,
-                                             report: reports[index])
+            let builder = BenchWorkerBuilder(
+                index: index, socket: servers[index], configuration: configuration,
+                report: reports[index])
             workers.append(try service.build(settings, with: builder).get())
         }
 
@@ -201,8 +209,10 @@ final class Rig {
         var replyBytes: [[UInt8]?] = []
         if scenario.chat != nil {
             guard scenario.requestsPerPeer == 1, services == [.chat], scenario.serve,
-                  (1...min(scenario.peers, 10)).contains(count) else {
-                throw SetupError(description: "a chat scenario is one chat socket, one SAY per speaker a round, 1 to 10 speakers")
+                (1...min(scenario.peers, 10)).contains(count)
+            else {
+                throw SetupError(
+                    description: "a chat scenario is one chat socket, one SAY per speaker a round, 1 to 10 speakers")
             }
             (requestBytes, replyBytes) = Self.chatRound(scenario.chatRequests, peers: scenario.peers, speakers: count)
         }
@@ -215,7 +225,8 @@ final class Rig {
             bytes = Array(bytes.prefix(size))
             requestBytes.append(bytes)
             guard let rule = services[peer % services.count].replyRule else {
-                throw SetupError(description: "\(services[peer % services.count]) has no reply rule: a chat scenario sets `chat`")
+                throw SetupError(
+                    description: "\(services[peer % services.count]) has no reply rule: a chat scenario sets `chat`")
             }
             replyBytes.append(!scenario.serve ? bytes : scenario.answered(peer, k) ? rule.reply(to: bytes) : nil)
         }
@@ -251,21 +262,29 @@ final class Rig {
                 let other = (p + 1) % 8
                 return p < 4
                     ? ChatMessage.nick(token: 0, nick: Array("\u{0421}\(other)".utf8)).encoded(tag: chatTag(p))
-                    : ChatMessage.join(cookie: .none, secret: ChatSecret(high: UInt64(1000 + p), low: 0), token: 0,
-                                       room: Array("lobby".utf8), nick: Array("\u{FF23}\(other)".utf8)).encoded(tag: chatTag(p))
+                    : ChatMessage.join(
+                        cookie: .none, secret: ChatSecret(high: UInt64(1000 + p), low: 0), token: 0,
+                        room: Array("lobby".utf8), nick: Array("\u{FF23}\(other)".utf8)
+                    ).encoded(tag: chatTag(p))
             }
             return (requests, (0..<peers).map { ChatMessage.refused(.nickTaken).encoded(tag: chatTag($0)) })
         case .rename:
             precondition(speakers == 1)
-            let event = ChatEvent(sequence: 0, kind: .renamed, sender: chatSecret(0).id, clientSequence: 0, nick: chatNick(0),
-                                  text: Array("C0".utf8))
-            return ([ChatMessage.nick(token: 0, nick: Array("C0".utf8)).encoded(tag: chatTag(0))],
-                    (0..<peers).map { ChatMessage.events(instance: 0, [event]).encoded(tag: chatTag($0)) })
+            let event = ChatEvent(
+                sequence: 0, kind: .renamed, sender: chatSecret(0).id, clientSequence: 0, nick: chatNick(0),
+                text: Array("C0".utf8))
+            return (
+                [ChatMessage.nick(token: 0, nick: Array("C0".utf8)).encoded(tag: chatTag(0))],
+                (0..<peers).map { ChatMessage.events(instance: 0, [event]).encoded(tag: chatTag($0)) }
+            )
         }
-        let says = (0..<speakers).map { ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded(tag: chatTag($0)) }
+        let says = (0..<speakers).map {
+            ChatMessage.say(token: 0, clientSequence: 0, text: chatText).encoded(tag: chatTag($0))
+        }
         let events = (0..<speakers).map {
-            ChatEvent(sequence: 0, kind: .message, sender: chatSecret($0).id, clientSequence: 0, nick: chatNick($0),
-                      text: chatText)
+            ChatEvent(
+                sequence: 0, kind: .message, sender: chatSecret($0).id, clientSequence: 0, nick: chatNick($0),
+                text: chatText)
         }
         let replies = (0..<peers).map { ChatMessage.events(instance: 0, events).encoded(tag: chatTag($0)) }
         precondition(replies[0].count <= ChatWire.largestDatagram)
@@ -280,8 +299,10 @@ final class Rig {
         for peer in 0..<scenario.peers {
             var cookie = ChatCookie.none
             for attempt in 0..<2 {
-                let join = ChatMessage.join(cookie: cookie, secret: Self.chatSecret(peer), token: 0, room: Array("lobby".utf8),
-                                            nick: Self.chatNick(peer)).encoded(tag: Self.chatTag(peer))
+                let join = ChatMessage.join(
+                    cookie: cookie, secret: Self.chatSecret(peer), token: 0, room: Array("lobby".utf8),
+                    nick: Self.chatNick(peer)
+                ).encoded(tag: Self.chatTag(peer))
                 for message in try chatExchange(peer, join) {
                     switch message {
                     case .challenge(let c)? where attempt == 0:
@@ -292,19 +313,26 @@ final class Rig {
                             (at + 4).storeBytes(of: c.mac.bigEndian, as: UInt64.self)
                         }
                     case let .welcome(token, instance, sequence, _)? where attempt == 1:
-                        if peer < scenario.datagramsPerRound && !(scenario.chatRequests == .lookAlikesRefused && peer >= 4) {
+                        if peer < scenario.datagramsPerRound
+                            && !(scenario.chatRequests == .lookAlikesRefused && peer >= 4)
+                        {
                             // a speaker: its SAY's or NICK's token
-                            (requests + requestOffset[peer] + ChatWire.headerLength).storeBytes(of: token.bigEndian,
-                                                                                                as: UInt64.self)
+                            (requests + requestOffset[peer] + ChatWire.headerLength).storeBytes(
+                                of: token.bigEndian,
+                                as: UInt64.self)
                         }
-                        for p in 0..<scenario.peers where scenario.chatRequests != .lookAlikesRefused {  // EVENTS' instance
-                            (replies + replyOffset[p] + ChatWire.headerLength).storeBytes(of: instance.bigEndian, as: UInt64.self)
+                        // EVENTS' instance
+                        for p in 0..<scenario.peers where scenario.chatRequests != .lookAlikesRefused {
+                            (replies + replyOffset[p] + ChatWire.headerLength).storeBytes(
+                                of: instance.bigEndian, as: UInt64.self)
                         }
                         next = sequence + 1  // its own "joined" is the room's next event
                     case .events?:
                         break
                     default:
-                        throw SetupError(description: "chat join of peer \(peer), step \(attempt + 1): \(String(describing: message))")
+                        throw SetupError(
+                            description:
+                                "chat join of peer \(peer), step \(attempt + 1): \(String(describing: message))")
                     }
                 }
             }
@@ -319,7 +347,9 @@ final class Rig {
     /// Sends `bytes` from `peer`, serves, and returns what `peer` got.
     func chatExchange(_ peer: Int, _ bytes: [UInt8]) throws -> [ChatMessage?] {
         let sent = bytes.withUnsafeBytes { send(clients[peer], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        guard sent == bytes.count, anyServerReadable() else { throw SetupError(description: "chat: sending a join failed") }
+        guard sent == bytes.count, anyServerReadable() else {
+            throw SetupError(description: "chat: sending a join failed")
+        }
         _ = workers[0](nil)
         guard readable(clients[peer]) else { throw SetupError(description: "chat: no answer to a join") }
         return chatDrain(peer)
@@ -350,7 +380,8 @@ final class Rig {
             // event's nick and text (after the header, 17 bytes of fields and a length); the
             // NICK's after its header, token and length.
             chatSaid += 1
-            let (from, to) = chatSaid % 2 == 1 ? (UInt8(ascii: "c"), UInt8(ascii: "C")) : (UInt8(ascii: "C"), UInt8(ascii: "c"))
+            let (from, to) =
+                chatSaid % 2 == 1 ? (UInt8(ascii: "c"), UInt8(ascii: "C")) : (UInt8(ascii: "C"), UInt8(ascii: "c"))
             (requests + requestOffset[0] + ChatWire.headerLength + 9).storeBytes(of: to, as: UInt8.self)
             for p in 0..<scenario.peers {
                 let event = replies + replyOffset[p] + ChatWire.eventsHeaderLength
@@ -364,7 +395,8 @@ final class Rig {
         chatSaid += 1
         let speakers = scenario.datagramsPerRound
         for j in 0..<speakers {
-            (requests + requestOffset[j] + ChatWire.headerLength + 8).storeBytes(of: chatSaid.bigEndian, as: UInt32.self)
+            (requests + requestOffset[j] + ChatWire.headerLength + 8).storeBytes(
+                of: chatSaid.bigEndian, as: UInt32.self)
         }
         for p in 0..<scenario.peers {
             for i in 0..<speakers {
@@ -391,7 +423,9 @@ final class Rig {
         let bytes = [UInt8](repeating: 0x2e, count: 16)
         for sent in 0..<10_000 {
             let n = withSockaddr(ipv4("192.0.2.1", 9)) { address, length in
-                bytes.withUnsafeBytes { sendto(server.descriptor.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), address, length) }
+                bytes.withUnsafeBytes {
+                    sendto(server.descriptor.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), address, length)
+                }
             }
             if n < 0 {
                 guard errno == EAGAIN && sent > 0 else { throw NetworkError.call("filling the send buffer", errno) }
@@ -402,7 +436,8 @@ final class Rig {
     }
 
     static func pack(_ datagrams: [[UInt8]?])
-        -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) {
+        -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>)
+    {
         let total = datagrams.reduce(0) { $0 + ($1?.count ?? 0) }
         let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
         let offsets = UnsafeMutablePointer<Int>.allocate(capacity: datagrams.count)
@@ -508,8 +543,10 @@ final class Rig {
     /// Waits up to a second for a server socket (of at most two) to become readable.
     @inline(__always)
     func anyServerReadable() -> Bool {
-        var p = (pollfd(fd: servers[0].descriptor.rawValue, events: Int16(POLLIN), revents: 0),
-                 pollfd(fd: servers.count > 1 ? servers[1].descriptor.rawValue : -1, events: Int16(POLLIN), revents: 0))
+        var p = (
+            pollfd(fd: servers[0].descriptor.rawValue, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: servers.count > 1 ? servers[1].descriptor.rawValue : -1, events: Int16(POLLIN), revents: 0)
+        )
         return withUnsafeMutablePointer(to: &p) {
             $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, nfds_t(servers.count), 1000) > 0 }
         }
@@ -574,10 +611,14 @@ struct BenchWorkerBuilder: ServiceBuilder {
         init(_ worker: consuming Worker<Service>) { self.worker = worker }
     }
 
-    func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) -> Result<(UInt64?) -> Int, SocketError> {
+    func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) -> Result<
+        (UInt64?) -> Int, SocketError
+    > {
         do {
-            let box = Box(try Worker(index: index, socket: socket, service: service, configuration: configuration,
-                                     publishingTo: report))
+            let box = Box(
+                try Worker(
+                    index: index, socket: socket, service: service, configuration: configuration,
+                    publishingTo: report))
             return .success { now in now.map { box.worker.serveBatch(now: $0) } ?? box.worker.serveBatch() }
         } catch {
             return .failure(error)
