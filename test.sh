@@ -5,6 +5,9 @@ set -eu
 cd "$(dirname "$0")"
 scripts/deps.sh test
 
+echo "== formatting: swift format lint --strict (.swift-format), Sources, Tests and Benchmarks" >&2
+swift format lint --strict --recursive --parallel Sources Tests Benchmarks
+
 echo "== build: the unit tests (debug) and the release binaries users install (make build)" >&2
 swift build --build-tests >&2
 make build >&2
