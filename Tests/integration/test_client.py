@@ -72,7 +72,7 @@ class Bench(TestCase):
         return result.returncode, json.loads(result.stdout)
 
     def test_requests_is_the_default_and_takes_only_its_own_options(self):
-        with Hellod() as d:
+        with Hellod("--listen", "127.0.0.1:0") as d:
             for command in (["bench"], ["bench", "requests"]):
                 result = hello(*command, "--port", str(d.port), "--json", "--requests", "50", "--flows", "1", timeout=60)
                 self.assertEqual(result.returncode, 0, (command, result.stderr))
