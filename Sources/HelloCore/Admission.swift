@@ -46,7 +46,7 @@ public struct Admission: ~Copyable {
     /// first check that fails names the drop; a datagram let through counts against its
     /// source's rate limit.
     @inlinable @inline(__always)
-    public mutating func refusal(of datagram: Datagram, now: UInt64) -> DropReason? {
+    public mutating func refusal(of datagram: Datagram, now: UInt64) -> CounterID? {
         if datagram.truncated {
             return .truncated
         }

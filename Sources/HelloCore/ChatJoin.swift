@@ -67,7 +67,7 @@ extension ChatService {
 
     /// Why a new member may not join `room` (nil: the room to be opened), from `peer`: its
     /// nick, its prefix's memberships, a full room, no room left.
-    func joinRefusal(_ join: ChatJoin, in room: RoomID?, _ peer: Endpoint) -> (ChatRefusal, DropReason)? {
+    func joinRefusal(_ join: ChatJoin, in room: RoomID?, _ peer: Endpoint) -> (ChatRefusal, CounterID)? {
         if let refusal = roster.nameRefusal(join.nick, in: room) { return (refusal, .chatBadName) }
         if roster.memberships(of: peer) >= settings.membershipsPerPrefix { return (.tooManyMemberships, .chatRoomFull) }
         if let room, roster[room].memberCount >= roster.perRoom { return (.roomFull, .chatRoomFull) }
@@ -77,7 +77,7 @@ extension ChatService {
 
     /// A room for the name `name`, its first event after every event the relay has numbered.
     mutating func openRoom(_ name: UnsafeRawBufferPointer, hash: UInt64) -> RoomID {
-        tally.chat.rooms += 1
+        tally[ChatCounter.rooms.id] += 1
         return roster.openRoom(named: name, hash: hash, first: issued &+ 1)
     }
 
@@ -89,8 +89,8 @@ extension ChatService {
                                        socket: datagram.arrival.socket, id: id, tag: tag, lastHeard: now,
                                        rateArrival: 0, nextToSend: roster[room].next)
         let slot = roster.add(member, nick: join.nick, to: room)
-        tally.chat.members += 1
-        tally.chat.joins += 1
+        tally[ChatCounter.members.id] += 1
+        tally[ChatCounter.joins.id] += 1
         welcome(slot, into: &outbox)
         let next = roster[room].next
         var from = max(roster[room].oldest, next >= UInt32(historyCount) ? next - UInt32(historyCount) : 0)

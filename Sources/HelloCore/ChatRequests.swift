@@ -17,7 +17,7 @@ enum Outcome {
     case answered
     /// Acted on; the answer, if any, is an event to the room.
     case served
-    case dropped(DropReason)
+    case dropped(CounterID)
 }
 
 extension ChatService {
@@ -114,7 +114,7 @@ extension ChatService {
         messageSequences.record(roster[room].next, slot: slot.index, clientSequence: sequence)
         appendEvent(room, kind: .message, sender: m.id, clientSequence: sequence, nick: roster.nick(slot), text: text,
                     token: m.token)
-        tally.chat.messages += 1
+        tally[ChatCounter.messages.id] += 1
         return .served
     }
 

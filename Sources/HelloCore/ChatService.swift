@@ -28,7 +28,7 @@ public struct ChatService: DatagramService, ~Copyable {
     /// A message costs a send to every member: the worker sleeps at once when idle.
     public var pollsAfterTraffic: Bool { false }
 
-    @usableFromInline var tally = Counters()
+    @usableFromInline var tally = Counters(schema: ChatCounter.schema)
     var admission: Admission
     var answers: UnprovenAnswers
     var joins: RateLimiter
@@ -151,18 +151,18 @@ public struct ChatService: DatagramService, ~Copyable {
         }
         tally.read += 1
         if let reason = admission.refusal(of: datagram, now: now) {
-            tally.drops[reason] += 1
+            tally[reason] += 1
             return true
         }
         guard datagram.length <= ChatWire.largestDatagram else {
-            tally.drops[.chatMalformed] += 1
+            tally[.chatMalformed] += 1
             return true
         }
         credentials.refresh(now)
         switch serve(whole(datagram), datagram, now: now, into: &outbox) {
         case .answered: pending.replies += 1
         case .served: tally.replied += 1
-        case .dropped(let reason): tally.drops[reason] += 1
+        case .dropped(let reason): tally[reason] += 1
         }
         return true
     }
@@ -180,7 +180,7 @@ public struct ChatService: DatagramService, ~Copyable {
     public mutating func recordSent(_ sent: Int, failed: Int) {
         let failedReplies = min(failed, pending.replies)
         tally.replied += UInt64(pending.replies - failedReplies)
-        tally.drops[.sendFailed] += UInt64(failedReplies)
+        tally[.sendFailed] += UInt64(failedReplies)
         let failedDeliveries = failed - failedReplies
         tally.deliveryFailures += UInt64(failedDeliveries)
         tally.deliveries += UInt64(max(sent - (pending.replies - failedReplies), 0))
@@ -222,9 +222,9 @@ public struct ChatService: DatagramService, ~Copyable {
 
     /// Removes a member, counted as a leave; its room goes when it was the last.
     mutating func remove(_ slot: MemberSlot) {
-        tally.chat.members -= 1
-        tally.chat.leaves += 1
-        if roster.remove(slot) { tally.chat.rooms -= 1 }
+        tally[ChatCounter.members.id] -= 1
+        tally[ChatCounter.leaves.id] += 1
+        if roster.remove(slot) { tally[ChatCounter.rooms.id] -= 1 }
     }
 
     // MARK: Notices

@@ -64,9 +64,9 @@ public struct ReplyService<Rule: ReplyRule>: DatagramService, ~Copyable {
         }
         tally.read += 1
         if let reason = admission.refusal(of: datagram, now: now) {
-            tally.drops[reason] += 1
+            tally[reason] += 1
         } else if !fits {
-            tally.drops[.replyTooLarge] += 1
+            tally[.replyTooLarge] += 1
         } else {
             rule.writeReply(to: datagram.payload, continuation: datagram.continuation, at: outbox.next)
             outbox.commit(length: length, to: datagram.peer, from: datagram.arrival.replySource)
@@ -76,6 +76,6 @@ public struct ReplyService<Rule: ReplyRule>: DatagramService, ~Copyable {
 
     public mutating func recordSent(_ sent: Int, failed: Int) {
         tally.replied += UInt64(sent)
-        tally.drops[.sendFailed] += UInt64(failed)
+        tally[.sendFailed] += UInt64(failed)
     }
 }

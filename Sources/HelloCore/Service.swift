@@ -103,6 +103,14 @@ public enum ServiceName: String, Sendable, CaseIterable, Comparable {
         }
     }
 
+    /// Its counters, for the worker's published report, the status lines and the metrics file.
+    public var counterSchema: CounterSchema {
+        switch self {
+        case .hello, .echo: return .generic
+        case .chat: return ChatCounter.schema
+        }
+    }
+
     /// The reply rule of a service that answers each request with one datagram, for
     /// clients that check replies (hello, hello bench); nil for chat, which does not.
     public var replyRule: (any ReplyRule)? {

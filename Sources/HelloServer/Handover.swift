@@ -113,7 +113,7 @@ package final class HandoverGroup: Sendable {
     private let sleeping: [ManagedAtomic<Bool>]
 
     /// Slots per ring: four batches of the default 64 (full: the datagram is dropped and
-    /// counted, chat-handover-full).
+    /// counted, under its service's handover-full reason).
     package static let defaultSlots = 256
 
     package init(sockets: [DatagramSocket], slots: Int = HandoverGroup.defaultSlots, slotBytes: Int) {
@@ -248,7 +248,7 @@ final class HandoverPort {
     /// refused handover is its drop.
     func adjust(_ counters: inout Counters) {
         counters.read = counters.read - handedIn + handedOff
-        counters.drops[.chatHandoverFull] += refused
+        if let handoverFull = counters.schema.handoverFull { counters[handoverFull] += refused }
     }
 }
 

@@ -202,7 +202,7 @@ import Testing
         e.respond([(Array("x".utf8), peer(1), false)], arrival: Arrival(destination: .multicast))
         #expect(e.outbox.count == 0)
         #expect(e.counters.drops[.broadcastOrMulticast] == 2 && e.counters.drops.total == 2)
-        #expect(DropReason.broadcastOrMulticast.name == "broadcast-or-multicast")
+        #expect(CounterSchema.generic.name(of: .broadcastOrMulticast) == "broadcast-or-multicast")
     }
 
     /// Truncated, broadcast or multicast, privileged source port, own port, rate limited:
@@ -225,17 +225,19 @@ import Testing
         #expect(refusal(&admission, from: peer(1, port: 40000), truncated: true, arrival: unicast) == .truncated)
     }
 
-    func refusal(_ admission: inout Admission, from peer: Endpoint, truncated: Bool = false, arrival: Arrival) -> DropReason? {
+    func refusal(_ admission: inout Admission, from peer: Endpoint, truncated: Bool = false, arrival: Arrival) -> CounterID? {
         Array("x".utf8).withUnsafeBytes {
             admission.refusal(of: Datagram(payload: $0, truncated: truncated, peer: peer, arrival: arrival), now: second)
         }
     }
 
-    @Test func everyDropReasonHasItsOwnCounter() {
-        var drops = DropCounts()
-        for (i, reason) in DropReason.allCases.enumerated() { drops[reason] = UInt64(i + 1) }
-        #expect(DropReason.allCases.map { drops[$0] } == Array(1...UInt64(DropReason.allCases.count)))
-        #expect(drops.total == UInt64((1...DropReason.allCases.count).reduce(0, +)))
+    @Test(arguments: [CounterSchema.generic, ChatCounter.schema])
+    func everyDropReasonHasItsOwnCounter(schema: CounterSchema) {
+        var counters = Counters(schema: schema)
+        let reasons = schema.drops
+        for (i, reason) in reasons.enumerated() { counters[reason] = UInt64(i + 1) }
+        #expect(reasons.map { counters.drops[$0] } == Array(1...UInt64(reasons.count)))
+        #expect(counters.drops.total == UInt64((1...reasons.count).reduce(0, +)))
     }
 }
 

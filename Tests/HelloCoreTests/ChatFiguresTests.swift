@@ -42,14 +42,14 @@ import Testing
     }
 
     @Test func figuresAddUpAcrossWorkers() {
-        var one = Counters()
-        one.chat.rooms = 2
-        one.chat.members = 5
-        one.chat.messages = 7
-        var two = Counters()
-        two.chat.rooms = 1
-        two.chat.members = 1
-        two.chat.leaves = 4
+        var one = Counters(schema: ChatCounter.schema)
+        one[ChatCounter.rooms.id] = 2
+        one[ChatCounter.members.id] = 5
+        one[ChatCounter.messages.id] = 7
+        var two = Counters(schema: ChatCounter.schema)
+        two[ChatCounter.rooms.id] = 1
+        two[ChatCounter.members.id] = 1
+        two[ChatCounter.leaves.id] = 4
         let sum = (one + two).chat
         #expect([sum.rooms, sum.members, sum.messages, sum.joins, sum.leaves] == [3, 6, 7, 0, 4])
     }

@@ -551,7 +551,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         for _ in 0..<Int(settings.messageBurst) { round(at: start) }
         for step in 1...10 { round(at: start + UInt64(step) * s / settings.messageRate) }  // 2 s at the rate
         let c = relay.service.counters
-        #expect(c.drops.total == 0, "\(DropReason.allCases.filter { c.drops[$0] > 0 }.map(\.name))")
+        #expect(c.drops.total == 0, "\(c.schema.drops.filter { c.drops[$0] > 0 }.map(c.schema.name(of:)))")
         #expect(c.chat.messages == UInt64(peers.count * 20))
     }
 

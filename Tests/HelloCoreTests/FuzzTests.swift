@@ -475,12 +475,12 @@ struct FuzzRequest {
 /// What became of one request.
 enum Verdict: Equatable, CustomStringConvertible {
     case reply
-    case drop(DropReason)
+    case drop(CounterID)
 
     var description: String {
         switch self {
         case .reply: return "reply"
-        case .drop(let reason): return reason.name
+        case .drop(let reason): return CounterSchema.generic.name(of: reason)
         }
     }
 }
@@ -693,7 +693,7 @@ struct ReplyCoreRun<Rule: ReplyRule>: ~Copyable {
             verdict = .reply
             answered.append(request)
         } else if outbox.count == planned && after.drops.total == before.drops.total + 1 {
-            verdict = DropReason.allCases.first { after.drops[$0] == before.drops[$0] + 1 }.map { .drop($0) }
+            verdict = after.schema.drops.first { after.drops[$0] == before.drops[$0] + 1 }.map { .drop($0) }
         }
         let expected = expectedVerdict(request, hello: hello, policy: policy, limiter: limiter, now: now)
         var allowed = [expected.verdict]

@@ -64,7 +64,7 @@ struct TickingEcho: DatagramService {
 
     mutating func recordSent(_ sent: Int, failed: Int) {
         counters.replied += UInt64(sent)
-        counters.drops[.sendFailed] += UInt64(failed)
+        counters[.sendFailed] += UInt64(failed)
     }
 }
 

@@ -15,7 +15,8 @@ import HelloSocket
 struct Expected: Sendable {
     var read: Int
     var replied: Int
-    var drops: [DropReason: Int] = [:]
+    /// By the reason's name, as operators see it.
+    var drops: [String: Int] = [:]
     /// Datagrams sent beyond one reply per request (chat's events to a room's members).
     var deliveries = 0
     /// The errno of the worker's last refused send (0: no send refused).
@@ -118,8 +119,8 @@ final class Rig {
     let replyLength: UnsafeMutablePointer<Int>
     let receiveBuffer: UnsafeMutableRawPointer
     static let receiveCapacity = 65536
-    // The expected counters per round, one entry per DropReason.allCases.
-    let reasons: [DropReason]
+    // The expected counters per round, one entry per drop reason of any service (by name).
+    let reasons: [String]
     let expectedDrops: [UInt64]
     private(set) var failure = RoundFailure.none
     private(set) var failedAt = 0
@@ -138,7 +139,9 @@ final class Rig {
 
     init(_ scenario: Scenario) throws {
         self.scenario = scenario
-        reasons = DropReason.allCases
+        reasons = ServiceName.allCases.flatMap { service in
+            service.counterSchema.drops.map { service.counterSchema.name(of: $0) }
+        }.reduce(into: []) { names, name in if !names.contains(name) { names.append(name) } }
         expectedDrops = reasons.map { UInt64(scenario.expected?.drops[$0] ?? 0) }
         if let e = scenario.expected {
             let answered = (0..<scenario.datagramsPerRound).filter { scenario.answered($0 % scenario.peers, $0 / scenario.peers) }.count
@@ -536,7 +539,7 @@ final class Rig {
         expect("delivered", r.counters.deliveries, b.deliveries, UInt64(e.deliveries))
         expect("delivery failures", r.counters.deliveryFailures, b.deliveryFailures, 0)
         for (i, reason) in reasons.enumerated() {
-            expect("dropped \(reason.name)", r.counters.drops[reason], b.drops[reason], expectedDrops[i])
+            expect("dropped \(reason)", r.counters.value(named: reason), b.value(named: reason), expectedDrops[i])
         }
         if r.receiveErrors != 0 || r.lastReceiveErrno != 0 {
             wrong.append("receive errors \(r.receiveErrors) (last errno \(r.lastReceiveErrno)), expected none")
@@ -553,7 +556,7 @@ final class Rig {
     var summary: String {
         guard scenario.serve else { return "not serving (control)" }
         let r = reports.map { $0.snapshot() }.reduce(WorkerReport(), +)
-        let drops = reasons.filter { r.counters.drops[$0] > 0 }.map { "\($0.name) \(r.counters.drops[$0])" }
+        let drops = reasons.filter { r.counters.value(named: $0) > 0 }.map { "\($0) \(r.counters.value(named: $0))" }
         return "\(rounds) rounds: read \(r.counters.read), replied \(r.counters.replied), dropped "
             + (drops.isEmpty ? "0" : drops.joined(separator: ", "))
             + ", batches \(r.batches), segmented sends \(r.segmentedSends)"
