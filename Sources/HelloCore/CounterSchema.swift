@@ -119,6 +119,8 @@ extension CounterID {
 /// metrics file) iterate it, and name no service's counter.
 public final class CounterSchema: Sendable {
     public let specs: [CounterSpec]
+    /// How many counters: the generic ones and the service's.
+    public let count: Int
     /// The drop reasons, in the order the lines list them.
     public let drops: [CounterID]
     /// The service's own figures, in the order the metrics file lists them.
@@ -149,6 +151,7 @@ public final class CounterSchema: Sendable {
         let specs = GenericCounter.allCases.map(\.spec) + own
         precondition(specs.count <= CounterBlock.capacity, "a schema outgrew the counter block: make the block larger")
         self.specs = specs
+        count = specs.count
         drops = specs.indices.filter { specs[$0].isDrop }.map(CounterID.init)
         figures = specs.indices.filter { specs[$0].role == .figure }.map(CounterID.init)
         handoverFull = specs.indices.first { specs[$0].role == .handoverFull }.map(CounterID.init)
@@ -158,7 +161,6 @@ public final class CounterSchema: Sendable {
         precondition(indexByName.count == specs.count, "two counters of one name")
     }
 
-    public var count: Int { specs.count }
 
     public func spec(_ id: CounterID) -> CounterSpec { specs[id.index] }
     public func name(of id: CounterID) -> String { specs[id.index].name }

@@ -41,6 +41,15 @@ public struct Counters: Sendable, Equatable {
         set { block[id.index] = newValue }
     }
 
+    /// Each counter's place and value, read in place.
+    @inlinable
+    public func forEachValue(_ body: (Int, UInt64) -> Void) {
+        let count = schema.count
+        withUnsafeBytes(of: block.values) { values in
+            for i in 0..<count { body(i, values.load(fromByteOffset: i * 8, as: UInt64.self)) }
+        }
+    }
+
     /// The value of the counter of that name, 0 where the schema has none.
     public func value(named name: String) -> UInt64 {
         schema.id(named: name).map { self[$0] } ?? 0
@@ -88,6 +97,12 @@ public struct Counters: Sendable, Equatable {
     /// The sum, counter by counter (by name, where the schemas differ: a total over
     /// services).
     public static func + (a: Counters, b: Counters) -> Counters {
+        // The common case by place: one schema, or the generic one (a prefix of every schema).
+        if a.schema === b.schema || b.schema === CounterSchema.generic || a.schema === CounterSchema.generic {
+            var sum = a.schema.count >= b.schema.count ? a : b
+            for i in 0..<min(a.schema.count, b.schema.count) { sum.block[i] = a.block[i] + b.block[i] }
+            return sum
+        }
         var sum = Counters(schema: a.schema.union(b.schema))
         for (i, spec) in sum.schema.specs.enumerated() {
             let id = CounterID(i)

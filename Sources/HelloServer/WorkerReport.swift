@@ -57,8 +57,7 @@ public final class PublishedReport: Sendable {
 
     /// Called by the worker that owns this report, and by no one else.
     public func publish(_ report: WorkerReport) {
-        let counters = report.counters
-        if schema.load() !== counters.schema { _ = schema.storeIfNilThenLoad(counters.schema) }
+        if schema.load() !== report.counters.schema { _ = schema.storeIfNilThenLoad(report.counters.schema) }
         let s = sequence.load(ordering: .relaxed)
         sequence.store(s &+ 1, ordering: .relaxed)
         atomicMemoryFence(ordering: .releasing)
@@ -69,8 +68,8 @@ public final class PublishedReport: Sendable {
         fields[4].store(report.receiveErrors, ordering: .relaxed)
         fields[5].store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
         fields[6].store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
-        for i in 0..<counters.schema.count {
-            fields[Self.workerFields + i].store(counters[CounterID(i)], ordering: .relaxed)
+        report.counters.forEachValue { i, value in
+            fields[Self.workerFields + i].store(value, ordering: .relaxed)
         }
         sequence.store(s &+ 2, ordering: .releasing)
     }
