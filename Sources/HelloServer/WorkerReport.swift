@@ -51,8 +51,11 @@ public final class PublishedReport: Sendable {
     private static let workerFields = 7
     private static let fieldCount = workerFields + CounterBlock.capacity
 
-    public init() {
+    /// `schema`: the service's, so that a report read before the worker's first publish
+    /// already lists its counters (the worker's publish sets it otherwise).
+    public init(schema: CounterSchema = .generic) {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
+        if schema !== CounterSchema.generic { _ = self.schema.storeIfNilThenLoad(schema) }
     }
 
     /// Called by the worker that owns this report, and by no one else.

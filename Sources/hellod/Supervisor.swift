@@ -44,7 +44,7 @@ final class Supervisor {
         self.policy = policy
         self.chat = chat
         self.log = log
-        self.reports = sockets.map { _ in PublishedReport() }
+        self.reports = sockets.map { PublishedReport(schema: $0.service.counterSchema) }
         let services = Set(sockets.map(\.service)).sorted().map { name in
             (name: name, sockets: sockets.indices.filter { sockets[$0].service == name })
         }

@@ -168,7 +168,7 @@ final class Rig {
             try server.setSendBufferSize(scenario.serverSendBuffer)
             return server
         }
-        reports = services.map { _ in PublishedReport() }
+        reports = services.map { PublishedReport(schema: $0.counterSchema) }
         let ports = try servers.map { try $0.localAddress().port }
 
         clients = .allocate(capacity: scenario.peers)
