@@ -1,5 +1,5 @@
 import Atomics
-import HelloCore
+import HelloService
 
 /// What a worker has done, as the status line and the stop line report it.
 public struct WorkerReport: Sendable, Equatable {

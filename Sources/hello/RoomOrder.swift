@@ -1,5 +1,5 @@
 import HelloChatWire
-import HelloCore
+import HelloService
 
 /// A room's events put back in the room's order: the next sequence to show, and the events
 /// that came early (after a gap), held until the gap is filled or given up. Whatever a relay

@@ -1,7 +1,9 @@
 import ArgumentParser
 import HelloCLI
 import HelloChatWire
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloService
 import HelloServer
 import HelloSocket
 import Logging
@@ -208,7 +210,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         // Each chat worker's tables are allocated at start: settings whose address space is
         // more than the machine's memory and swap would fail that allocation (Linux refuses
         // such an obvious overcommit), so they are refused here, in one line.
-        let tables = ChatService.tableBytes(ServiceSettings(batchSize: batch, chat: chatLimits()))
+        let tables = ChatService.tableBytes(ServiceSettings(batchSize: batch), chat: chatLimits())
         let machine = Self.memoryAndSwap()
         if tables > machine {
             throw ValidationError("the chat tables (--chat-rooms x --chat-members, --chat-backlog) would take \(gibibytes(tables)) GiB, more than this machine's \(gibibytes(machine)) GiB of memory and swap.")

@@ -1,5 +1,6 @@
 import HelloCLI
-import HelloCore
+import HelloLauncher
+import HelloService
 import HelloSocket
 import Prometheus
 

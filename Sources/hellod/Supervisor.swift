@@ -1,7 +1,9 @@
 import Atomics
 import HelloCLI
 import HelloChatWire
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloService
 import HelloServer
 import HelloSocket
 import Logging
@@ -134,17 +136,17 @@ final class Supervisor {
             index: index, socket: served.socket, configuration: configuration, published: reports[index],
             handover: handover, stop: stop, liveness: liveness,
             started: { error in startup.report(error.map { .cannotServe(served.address, $0) }) })
-        let settings = { [configuration, policy, chat] in
-            var settings = configuration.serviceSettings(policy: policy)
-            settings.chat = chat
+        let settings = configuration.serviceSettings(policy: policy)
+        let chat = { [chat] in
+            var chat = chat
             if let handover {
-                settings.chat.workers = handover.0.count
-                settings.chat.worker = handover.1
+                chat.workers = handover.0.count
+                chat.worker = handover.1
             }
-            return settings
+            return chat
         }()
         return PosixThread.spawn(name: "hellod-w\(index)") {
-            launcher.launch(served.service, settings: settings)
+            served.service.build(settings, chat: chat, with: launcher)
         }
     }
 

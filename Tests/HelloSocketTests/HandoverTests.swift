@@ -1,6 +1,9 @@
 import Glibc
 import HelloChatWire
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloReplies
+import HelloService
 import HelloDatagram
 import HelloServer
 import HelloSocket
@@ -129,12 +132,12 @@ struct HandoverTests {
 /// Two chat workers sharing the rooms, each on its own socket (127.0.0.1 and ::1), driven
 /// by hand: one batch at a time, no threads.
 struct ChatWorkersTests {
-    static func settings(worker: Int) -> ServiceSettings {
-        var settings = WorkerConfiguration(spinLimit: 0).serviceSettings(policy: AdmissionPolicy())
-        settings.chat.secret = (1, 2)
-        settings.chat.workers = 2
-        settings.chat.worker = worker
-        return settings
+    static func service(worker: Int) -> ChatService {
+        var chat = ChatSettings()
+        chat.secret = (1, 2)
+        chat.workers = 2
+        chat.worker = worker
+        return ChatService(WorkerConfiguration(spinLimit: 0).serviceSettings(policy: AdmissionPolicy()), chat: chat)
     }
 
     @Test func whatAFullRingRefusesIsCountedAndTheTotalsBalance() throws {
@@ -143,9 +146,9 @@ struct ChatWorkersTests {
         let group = HandoverGroup(sockets: sockets, slots: 4, slotBytes: ChatWire.largestDatagram)
         let reports = [PublishedReport(), PublishedReport()]
         let configuration = WorkerConfiguration(spinLimit: 0)
-        var first = try Worker(index: 0, socket: sockets[0], service: ChatService(Self.settings(worker: 0)),
+        var first = try Worker(index: 0, socket: sockets[0], service: Self.service(worker: 0),
                                configuration: configuration, publishingTo: reports[0], handover: (group, 0))
-        var second = try Worker(index: 1, socket: sockets[1], service: ChatService(Self.settings(worker: 1)),
+        var second = try Worker(index: 1, socket: sockets[1], service: Self.service(worker: 1),
                                 configuration: configuration, publishingTo: reports[1], handover: (group, 1))
         let client = try TestClient()
         defer { client.close() }

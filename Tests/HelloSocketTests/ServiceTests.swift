@@ -1,6 +1,9 @@
 import Glibc
 import HelloChatWire
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloReplies
+import HelloService
 import HelloDatagram
 import HelloServer
 import HelloSocket

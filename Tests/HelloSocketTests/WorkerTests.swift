@@ -1,5 +1,8 @@
 import Glibc
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloReplies
+import HelloService
 import HelloDatagram
 import HelloServer
 import HelloSocket

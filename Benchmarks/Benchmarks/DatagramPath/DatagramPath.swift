@@ -21,7 +21,9 @@
 import Benchmark
 import Glibc
 import HelloChatWire
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloService
 import HelloServer
 import HelloSocket
 import MallocInterposerSwift

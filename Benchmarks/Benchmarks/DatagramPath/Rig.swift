@@ -5,7 +5,9 @@
 import Benchmark
 import Glibc
 import HelloChatWire
-import HelloCore
+import HelloChat
+import HelloLauncher
+import HelloService
 import HelloServer
 import HelloSocket
 
@@ -191,12 +193,12 @@ final class Rig {
 
         let configuration = WorkerConfiguration(batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
                                                 spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
-        var settings = configuration.serviceSettings(policy: policy)
-        if let chat = scenario.chat { settings.chat = chat }
+        let settings = configuration.serviceSettings(policy: policy)
+        let chat = scenario.chat ?? ChatSettings()
         for (index, service) in services.enumerated() {
             let builder = BenchWorkerBuilder(index: index, socket: servers[index], configuration: configuration,
                                              report: reports[index])
-            workers.append(try service.build(settings, with: builder).get())
+            workers.append(try service.build(settings, chat: chat, with: builder).get())
         }
 
         let count = scenario.datagramsPerRound
