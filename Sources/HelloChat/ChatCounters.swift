@@ -6,7 +6,7 @@ import HelloService
 package enum ChatCounter: Int, ServiceCounter {
     case malformed, oldVersion, shortJoin, badCookie, moved, badToken, notMember, roomFull, badName
     case rateLimited, roomRateLimited, joinRateLimited, stale, handoverFull
-    case rooms, members, messages, joins, leaves, renames
+    case rooms, members, messages, joins, leaves
 
     package var spec: CounterSpec {
         switch self {
@@ -30,14 +30,13 @@ package enum ChatCounter: Int, ServiceCounter {
         case .messages: .figure("messages", .counter, "Chat messages accepted into a room, each delivered to its members.")
         case .joins: .figure("joins", .counter, "Members that joined a chat room.")
         case .leaves: .figure("leaves", .counter, "Members that left a chat room, or were evicted after their silence.")
-        case .renames: .figure("renames", .counter, "Members that took another name in their room (NICK).")
         }
     }
 
     /// What the lines show after the chat's drops: `, rooms 1, members 2, messages 5,
     /// deliveries 10`; joins and leaves, at debug, as they change.
     package static let schema = CounterSchema(
-        ChatCounter.self, summary: [rooms.id, members.id, messages.id, .deliveries, renames.id],
+        ChatCounter.self, summary: [rooms.id, members.id, messages.id, .deliveries],
         progressNote: { now, seen in
             let (joins, leaves) = (now[ChatCounter.joins.id], now[ChatCounter.leaves.id])
             let (seenJoins, seenLeaves) = (seen.value(named: "joins"), seen.value(named: "leaves"))

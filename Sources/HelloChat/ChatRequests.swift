@@ -227,7 +227,6 @@ extension ChatService {
         appendEvent(room, kind: .renamed, sender: m.id, clientSequence: 0, nick: roster.nick(slot), text: newNick,
                     token: m.token)
         roster.setNick(slot, newNick)
-        tally[ChatCounter.renames.id] += 1
         return .served
     }
 }

@@ -54,11 +54,4 @@ import Testing
         let sum = (one + two).chat
         #expect([sum.rooms, sum.members, sum.messages, sum.joins, sum.leaves] == [3, 6, 7, 0, 4])
     }
-
-    @Test func aRenameIsCounted() {
-        var relay = ChatRelay()
-        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
-        relay.send(.nick(token: a.token, nick: Array("ann".utf8)), from: ada, now: t0 + ChatRelay.second)
-        #expect(relay.service.counters.value(named: "renames") == 1)
-    }
 }
