@@ -64,17 +64,17 @@ extension CounterID {
 
 /// The chat relay's figures, read from its counters: two gauges (what is in use now) and
 /// three counters. Each room is one relay's, so the sums over workers are hellod's.
-public struct ChatFigures: Sendable, Equatable {
-    public var rooms: UInt64 = 0
-    public var members: UInt64 = 0
-    public var messages: UInt64 = 0
-    public var joins: UInt64 = 0
-    public var leaves: UInt64 = 0
+package struct ChatFigures: Sendable, Equatable {
+    package var rooms: UInt64 = 0
+    package var members: UInt64 = 0
+    package var messages: UInt64 = 0
+    package var joins: UInt64 = 0
+    package var leaves: UInt64 = 0
 }
 
 extension Counters {
     /// The chat relay's figures; zero for the other services.
-    public var chat: ChatFigures {
+    package var chat: ChatFigures {
         ChatFigures(rooms: value(named: "rooms"), members: value(named: "members"), messages: value(named: "messages"),
                     joins: value(named: "joins"), leaves: value(named: "leaves"))
     }
