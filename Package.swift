@@ -18,11 +18,16 @@ import PackageDescription
 //                  SHA-256; what the relay, the client and the load generator all speak
 //   HelloClient    Swift, no syscalls: the chat client as a reducer (inputs in, effects out),
 //                  its line editor, the neutraliser of what the network sends, the room order
-//   HelloCore      Swift, no syscalls: the services (hello, echo, chat) behind DatagramService,
-//                  admission and rate limits, counters (swift-atomics: the chat workers'
-//                  shared cap on answers to unproven sources)
+//   HelloService   Swift, no syscalls: the service interface (DatagramService), the counter
+//                  schema each service declares and the counters' fixed block, admission
+//                  and rate limits
+//   HelloReplies   hello and echo
+//   HelloChat      the chat relay (swift-atomics: the chat workers' shared cap on answers
+//                  to unproven sources)
+//   HelloLauncher  ServiceName, the one place that knows the list of services and builds
+//                  one by name
 //   HelloServer    the worker, the join: receive a batch, hand it to the socket's service,
-//                  send what it wrote, publish counters
+//                  send what it wrote, publish counters; knows no service by name
 //   HelloCLI       what both executables share on the command line
 //   hellod         the daemon: arguments, activation or bind, workers, signals, sd_notify, logs,
 //                  the metrics file (swift-prometheus)
@@ -35,7 +40,10 @@ let package = Package(
         .executable(name: "hello", targets: ["hello"]),
         .library(name: "HelloDatagram", targets: ["HelloDatagram"]),
         .library(name: "HelloChatWire", targets: ["HelloChatWire"]),
-        .library(name: "HelloCore", targets: ["HelloCore"]),
+        .library(name: "HelloService", targets: ["HelloService"]),
+        .library(name: "HelloReplies", targets: ["HelloReplies"]),
+        .library(name: "HelloChat", targets: ["HelloChat"]),
+        .library(name: "HelloLauncher", targets: ["HelloLauncher"]),
         .library(name: "HelloSocket", targets: ["HelloSocket"]),
         .library(name: "HelloServer", targets: ["HelloServer"]),
     ],
@@ -65,10 +73,13 @@ let package = Package(
         .target(name: "HelloDatagram"),
         .target(name: "HelloChatWire"),
         .target(name: "HelloClient", dependencies: ["HelloChatWire"]),
+        .target(name: "HelloService", dependencies: ["HelloDatagram"]),
+        .target(name: "HelloReplies", dependencies: ["HelloDatagram", "HelloService"]),
         .target(
-            name: "HelloCore",
-            dependencies: ["HelloDatagram", "HelloChatWire", .product(name: "Atomics", package: "swift-atomics")]
+            name: "HelloChat",
+            dependencies: ["HelloDatagram", "HelloChatWire", "HelloService", .product(name: "Atomics", package: "swift-atomics")]
         ),
+        .target(name: "HelloLauncher", dependencies: ["HelloService", "HelloReplies", "HelloChat"]),
         .target(
             name: "HelloSocket",
             dependencies: [
@@ -79,7 +90,7 @@ let package = Package(
         .target(
             name: "HelloServer",
             dependencies: [
-                "HelloDatagram", "HelloCore", "HelloSocket",
+                "HelloDatagram", "HelloService", "HelloSocket",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -87,14 +98,15 @@ let package = Package(
         .target(
             name: "HelloCLI",
             dependencies: [
-                "HelloCore", "HelloSocket",
+                "HelloLauncher", "HelloSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "hellod",
             dependencies: [
-                "CSystemd", "HelloDatagram", "HelloChatWire", "HelloCore", "HelloSocket", "HelloServer", "HelloCLI",
+                "CSystemd", "HelloDatagram", "HelloChatWire", "HelloService", "HelloChat", "HelloLauncher", "HelloSocket",
+                "HelloServer", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -105,18 +117,29 @@ let package = Package(
         .executableTarget(
             name: "hello",
             dependencies: [
-                "HelloDatagram", "HelloChatWire", "HelloClient", "HelloCore", "HelloSocket", "HelloCLI",
+                "HelloDatagram", "HelloChatWire", "HelloClient", "HelloService", "HelloReplies", "HelloLauncher", "HelloSocket", "HelloCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .testTarget(name: "HelloChatWireTests", dependencies: ["HelloChatWire"]),
         .testTarget(name: "HelloClientTests", dependencies: ["HelloChatWire", "HelloClient"]),
-        .testTarget(name: "HelloCoreTests", dependencies: ["HelloDatagram", "HelloChatWire", "HelloCore"]),
+        // The fuzz harness (seeds, budgets, replay) that the services' property tests share.
+        .target(name: "HelloFuzzHarness", path: "Tests/HelloFuzzHarness"),
+        .testTarget(name: "HelloServiceTests", dependencies: ["HelloDatagram", "HelloService", "HelloFuzzHarness"]),
+        .testTarget(
+            name: "HelloRepliesTests",
+            dependencies: ["HelloDatagram", "HelloService", "HelloReplies", "HelloLauncher", "HelloFuzzHarness"]
+        ),
+        .testTarget(
+            name: "HelloChatTests",
+            dependencies: ["HelloDatagram", "HelloChatWire", "HelloService", "HelloChat", "HelloFuzzHarness"]
+        ),
         .testTarget(
             name: "HelloSocketTests",
             dependencies: [
-                "HelloDatagram", "HelloChatWire", "HelloSocket", "HelloCore", "HelloServer", "CShims",
+                "HelloDatagram", "HelloChatWire", "HelloSocket", "HelloService", "HelloReplies", "HelloChat", "HelloLauncher",
+                "HelloServer", "CShims",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),

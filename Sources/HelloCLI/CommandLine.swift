@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import HelloCore
+import HelloLauncher
 import HelloSocket
 
 /// A command whose bad arguments end in one line on stderr and exit code 64 (EX_USAGE):

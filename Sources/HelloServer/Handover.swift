@@ -1,6 +1,6 @@
 import Atomics
-import HelloCore
 import HelloDatagram
+import HelloService
 import HelloSocket
 import SystemPackage
 
@@ -105,8 +105,8 @@ package final class HandoverRing: @unchecked Sendable {
 /// The workers that share one service's state (chat's rooms), each owning a part: every
 /// one's socket, a ring from each to each other, and for each an eventfd that wakes it
 /// from poll for what was handed to it, written only while it sleeps.
-package final class HandoverGroup: Sendable {
-    package let sockets: [DatagramSocket]
+public final class HandoverGroup: Sendable {
+    @usableFromInline package let sockets: [DatagramSocket]
     package var count: Int { sockets.count }
     /// `rings[from * count + to]`; nil where from == to.
     private let rings: [HandoverRing?]
@@ -115,7 +115,7 @@ package final class HandoverGroup: Sendable {
     private let sleeping: [ManagedAtomic<Bool>]
 
     /// Slots per ring: four batches of the default 64 (full: the datagram is dropped and
-    /// counted, chat-handover-full).
+    /// counted, under its service's handover-full reason).
     package static let defaultSlots = 256
 
     package init(sockets: [DatagramSocket], slots: Int = HandoverGroup.defaultSlots, slotBytes: Int) {
@@ -147,7 +147,7 @@ package final class HandoverGroup: Sendable {
         rings.reduce(0) { $0 + ($1.map { $0.capacity * $0.slotBytes } ?? 0) }
     }
 
-    package func wakeup(of worker: Int) -> FileDescriptor { wakeups[worker].event.descriptor }
+    @usableFromInline package func wakeup(of worker: Int) -> FileDescriptor { wakeups[worker].event.descriptor }
 
     /// Called by a producer after its pushes to `worker`'s rings: wakes it if it sleeps.
     /// The fence orders the pushes before the look at its flag, as `prepareToSleep` orders
@@ -162,7 +162,7 @@ package final class HandoverGroup: Sendable {
 
     /// Called by `worker` before it sleeps: false (and it must not sleep) if something was
     /// handed to it meanwhile.
-    package func prepareToSleep(_ worker: Int) -> Bool {
+    @usableFromInline package func prepareToSleep(_ worker: Int) -> Bool {
         sleeping[worker].store(true, ordering: .relaxed)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         for from in 0..<count where from != worker && !ring(from: from, to: worker).isEmpty {
@@ -173,7 +173,7 @@ package final class HandoverGroup: Sendable {
     }
 
     /// Called by `worker` once awake: clears its flag and its eventfd.
-    package func woke(_ worker: Int) {
+    @usableFromInline package func woke(_ worker: Int) {
         sleeping[worker].store(false, ordering: .relaxed)
         wakeups[worker].event.drain()
     }
@@ -183,10 +183,10 @@ package final class HandoverGroup: Sendable {
 /// it pushed to since it last woke their owners, a sender for every socket of the group
 /// (a member is answered through the socket it came through), and the counts that keep the
 /// totals balanced.
-final class HandoverPort {
-    let group: HandoverGroup
-    let position: Int
-    let senders: [SendBatch]
+@usableFromInline final class HandoverPort {
+    @usableFromInline let group: HandoverGroup
+    @usableFromInline let position: Int
+    @usableFromInline let senders: [SendBatch]
     private let pushed: UnsafeMutablePointer<Bool>
     /// Datagrams this worker read and handed to another (counted read here), those of them
     /// a full ring refused (dropped here), and those it served for others (read there).
@@ -194,7 +194,9 @@ final class HandoverPort {
     private(set) var refused: UInt64 = 0
     private(set) var handedIn: UInt64 = 0
 
-    init(group: HandoverGroup, position: Int, outboxCapacity: Int, segmentation: Bool) throws(SocketError) {
+    @usableFromInline init(group: HandoverGroup, position: Int, outboxCapacity: Int, segmentation: Bool)
+        throws(SocketError)
+    {
         self.group = group
         self.position = position
         var senders: [SendBatch] = []
@@ -214,7 +216,7 @@ final class HandoverPort {
     }
 
     /// Hands `datagram`, read here, to `owner`; a full ring drops it (counted).
-    func handOver(_ datagram: Datagram, to owner: Int) {
+    @usableFromInline func handOver(_ datagram: Datagram, to owner: Int) {
         handedOff += 1
         if group.ring(from: position, to: owner).push(datagram) {
             pushed[owner] = true
@@ -224,7 +226,7 @@ final class HandoverPort {
     }
 
     /// Wakes the owners this worker handed datagrams to, if they sleep.
-    func wakeOwners() {
+    @usableFromInline func wakeOwners() {
         for owner in 0..<group.count where pushed[owner] {
             pushed[owner] = false
             group.wakeIfSleeping(owner)
@@ -232,7 +234,7 @@ final class HandoverPort {
     }
 
     /// Serves what the others handed to this worker, at most a ring's worth from each.
-    func serveHandedIn(_ serve: (Datagram) -> Void) -> Int {
+    @usableFromInline func serveHandedIn(_ serve: (Datagram) -> Void) -> Int {
         var served = 0
         for from in 0..<group.count where from != position {
             let ring = group.ring(from: from, to: position)
@@ -250,15 +252,15 @@ final class HandoverPort {
 
     /// The service's counters as this worker's: `read` counts what its socket read, and a
     /// refused handover is its drop.
-    func adjust(_ counters: inout Counters) {
+    @usableFromInline func adjust(_ counters: inout Counters) {
         counters.read = counters.read - handedIn + handedOff
-        counters.drops[.chatHandoverFull] += refused
+        if let handoverFull = counters.schema.handoverFull { counters[handoverFull] += refused }
     }
 }
 
 extension SendBatch.Options {
     /// How to send through a socket bound to `local`.
-    init(local: SocketAddress, segmentation: Bool) {
+    @usableFromInline init(local: SocketAddress, segmentation: Bool) {
         self.init()
         socketFamily = local.family
         writeSourceAddress = local.isWildcard

@@ -5,7 +5,7 @@ import Atomics
 /// only while every loop has beaten recently, and it is sent from a loop, not from a
 /// timer thread. So an idle daemon keeps pinging, and a loop stuck anywhere stops the
 /// pings: systemd then restarts the service.
-package final class Liveness: Sendable {
+public final class Liveness: Sendable {
     /// systemd's WatchdogSec, in nanoseconds.
     package let interval: UInt64
     private let beats: [ManagedAtomic<UInt64>]
@@ -19,11 +19,11 @@ package final class Liveness: Sendable {
     }
 
     /// How long a loop may block without traffic: a quarter of the interval.
-    package var wakeInterval: UInt64 { interval / 4 }
+    @usableFromInline package var wakeInterval: UInt64 { interval / 4 }
 
     /// Worker `index` is alive at `now` (monotonic nanoseconds).
     @inline(__always)
-    package func beat(_ index: Int, now: UInt64) {
+    @usableFromInline package func beat(_ index: Int, now: UInt64) {
         beats[index].store(now, ordering: .relaxed)
         let last = lastPing.load(ordering: .relaxed)
         guard now &- last >= wakeInterval else { return }

@@ -4,7 +4,7 @@ import SystemPackage
 
 /// Tells every worker to finish the batch in hand and return. A flag for workers busy
 /// with traffic, and an eventfd that wakes the ones waiting in poll.
-package final class StopSignal: Sendable {
+public final class StopSignal: Sendable {
     private let flag = ManagedAtomic<Bool>(false)
     /// Readable once stop() was called; never drained, so it wakes every waiter, forever.
     private let wakeupEvent: EventFD
@@ -18,10 +18,10 @@ package final class StopSignal: Sendable {
     }
 
     /// What a worker polls besides its socket.
-    package var wakeup: FileDescriptor { wakeupEvent.descriptor }
+    @usableFromInline package var wakeup: FileDescriptor { wakeupEvent.descriptor }
 
     @inline(__always)
-    package var isRequested: Bool { flag.load(ordering: .relaxed) }
+    @usableFromInline package var isRequested: Bool { flag.load(ordering: .relaxed) }
 
     package func stop() {
         flag.store(true, ordering: .relaxed)

@@ -1,6 +1,7 @@
-import HelloCore
 import HelloDatagram
+import HelloService
 import HelloSocket
+import SystemPackage
 
 /// How a worker drives its socket.
 public struct WorkerConfiguration: Sendable {
@@ -44,21 +45,22 @@ public struct WorkerConfiguration: Sendable {
 public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     public let index: Int
     public let socket: DatagramSocket
-    private let configuration: WorkerConfiguration
-    private let receiver: ReceiveBatch
-    private let sender: SendBatch
-    private var service: Service
-    private var outbox: Outbox
-    private var report = WorkerReport()
-    private let published: PublishedReport
-    private var lastTick: UInt64 = 0
+    @usableFromInline let configuration: WorkerConfiguration
+    @usableFromInline let receiver: ReceiveBatch
+    @usableFromInline let sender: SendBatch
+    @usableFromInline var service: Service
+    @usableFromInline var outbox: Outbox
+    @usableFromInline var report = WorkerReport()
+    @usableFromInline let published: PublishedReport
+    @usableFromInline var lastTick: UInt64 = 0
     /// Where several workers share the service's state: this one's place among them (nil:
     /// it is alone, and no ring is touched).
-    private let handover: HandoverPort?
+    @usableFromInline let handover: HandoverPort?
 
     /// `handover`: the group of workers this one shares its service's state with, and its
     /// place there (the socket number its datagrams carry).
-    package init(
+    @inlinable
+    public init(
         index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
         publishingTo published: PublishedReport,
         handover: (group: HandoverGroup, position: Int)?
@@ -93,6 +95,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         self.service = service
     }
 
+    @inlinable
     public init(
         index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
         publishingTo published: PublishedReport
@@ -109,6 +112,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// nothing). Never inlined: callgrind counts it by name (bench/chat-handover.py), one
     /// call per batch.
     @inline(never)
+    @inlinable
     public mutating func serveBatch(now: UInt64 = monotonicNanoseconds(), receiving: Bool = true) -> Int {
         var count = 0
         var failed = false
@@ -144,7 +148,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 
     /// Hands the service `datagram`, sending the outbox as often as it takes.
-    private mutating func handle(_ datagram: Datagram, now: UInt64) {
+    @inlinable mutating func handle(_ datagram: Datagram, now: UInt64) {
         while !service.handle(datagram, now: now, into: &outbox) {
             precondition(!outbox.isEmpty, "a service refused a datagram with an empty outbox")
             flush()
@@ -153,7 +157,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
 
     /// Serves the datagrams of the batch that this worker owns; hands the others to their
     /// owners, and wakes them.
-    private mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64) {
+    @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64) {
         for k in 0..<count {
             var datagram = receiver.datagram(receiver.order(k))
             datagram.arrival.socket = UInt16(handover.position)
@@ -168,6 +172,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
 
     /// Gives the service its tick if one is due at `now`, and its batch's end if what it
     /// held back is due, then sends what it wrote.
+    @inlinable
     public mutating func tickIfDue(now: UInt64) {
         let tick = service.tickInterval.map { now &- lastTick >= $0 } ?? false
         guard tick || service.sendDue.map({ now >= $0 }) ?? false else { return }
@@ -184,7 +189,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
 
     /// Lets the service write what it gathered over the batch, sending the outbox as often
     /// as that takes.
-    private mutating func finishBatch(now: UInt64) {
+    @inlinable mutating func finishBatch(now: UInt64) {
         while !service.endBatch(now: now, into: &outbox) {
             precondition(!outbox.isEmpty, "a service could not finish its batch with an empty outbox")
             flush()
@@ -192,7 +197,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 
     /// Sends the outbox and tells the service how that went.
-    private mutating func flush() {
+    @inlinable mutating func flush() {
         guard !outbox.isEmpty else { return }
         guard let handover else {
             let outcome = sender.send(outbox, via: socket)
@@ -214,7 +219,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         service.recordSent(sent, failed: failed)
     }
 
-    private mutating func record(_ outcome: SendBatch.Outcome) {
+    @inlinable mutating func record(_ outcome: SendBatch.Outcome) {
         report.segmentedSends += UInt64(outcome.segmentedSends)
         report.segmentationFallbacks += UInt64(outcome.segmentationFallbacks)
         if outcome.segmentationTurnedOff { report.segmentationOff += 1 }
@@ -223,14 +228,15 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
     }
 
-    private mutating func publish() {
+    @inlinable mutating func publish() {
         report.counters = service.counters
         handover?.adjust(&report.counters)
         published.publish(report)
     }
 
     /// Serves until `stop` is requested; the batch in hand is always finished first.
-    package mutating func run(until stop: StopSignal, liveness: Liveness? = nil) {
+    @inlinable
+    public mutating func run(until stop: StopSignal, liveness: Liveness? = nil) {
         // Block at most this long without traffic, so the watchdog hears from this loop and
         // the service gets its ticks.
         let wake = [liveness?.wakeInterval, service.tickInterval].compactMap { $0 }.min()
@@ -302,19 +308,20 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 }
 
-/// Builds a worker around a service chosen by name, and runs it: the one place where a
-/// service's name becomes its type.
-package struct WorkerLauncher: ServiceBuilder, Sendable {
-    package let index: Int
-    package let socket: DatagramSocket
-    package let configuration: WorkerConfiguration
-    package let published: PublishedReport
+/// Builds a worker around a service, and runs it. Inlinable, like `Worker`, so that the
+/// module that builds a service by name (the daemon, with `ServiceName.build`) specializes
+/// the worker for each service's concrete type: no dynamic dispatch per datagram.
+public struct WorkerLauncher: ServiceBuilder, Sendable {
+    @usableFromInline package let index: Int
+    @usableFromInline package let socket: DatagramSocket
+    @usableFromInline package let configuration: WorkerConfiguration
+    @usableFromInline package let published: PublishedReport
     /// Runs once the worker is built, before it serves (nil: it could not be built).
-    package let started: @Sendable (SocketError?) -> Void
-    package let stop: StopSignal
-    package let liveness: Liveness?
+    @usableFromInline package let started: @Sendable (SocketError?) -> Void
+    @usableFromInline package let stop: StopSignal
+    @usableFromInline package let liveness: Liveness?
     /// The workers it shares its service's state with, and its place there (nil: none).
-    package let handover: (group: HandoverGroup, position: Int)?
+    @usableFromInline package let handover: (group: HandoverGroup, position: Int)?
 
     package init(
         index: Int, socket: DatagramSocket, configuration: WorkerConfiguration, published: PublishedReport,
@@ -331,14 +338,8 @@ package struct WorkerLauncher: ServiceBuilder, Sendable {
         self.started = started
     }
 
-    /// Builds `service` with `settings` and serves with it until stopped. Here, in this
-    /// module, each service's concrete type is known (`ServiceName.build` is inlinable),
-    /// so `Worker` is specialized for it.
-    package func launch(_ service: ServiceName, settings: ServiceSettings) {
-        service.build(settings, with: self)
-    }
-
-    package func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) {
+    @inlinable
+    public func build<Service: DatagramService & ~Copyable>(_ service: consuming Service) {
         var worker: Worker<Service>
         do {
             worker = try Worker(

@@ -1,5 +1,5 @@
 import Atomics
-import HelloCore
+import HelloService
 
 /// What a worker has done, as the status line and the stop line report it.
 public struct WorkerReport: Sendable, Equatable {
@@ -39,78 +39,63 @@ public struct WorkerReport: Sendable, Equatable {
 /// any number of readers, no lock. A sequence number around the fields (a seqlock) makes
 /// every snapshot consistent: a reader never sees a batch half counted. (Kernel queue drops
 /// are not a worker's to count: whoever reports reads them from the socket, SO_MEMINFO.)
+///
+/// The counters are published as their schema lists them, the schema with them: a report
+/// knows no service's counter.
 public final class PublishedReport: Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
+    private let schema = ManagedAtomicLazyReference<CounterSchema>()
     private let fields: [ManagedAtomic<UInt64>]
 
-    private static let fieldCount = 16 + DropReason.allCases.count
+    /// The worker's own fields, then room for any schema's counters.
+    private static let workerFields = 7
+    private static let fieldCount = workerFields + CounterBlock.capacity
 
-    public init() {
+    /// `schema`: the service's, so that a report read before the worker's first publish
+    /// already lists its counters (the worker's publish sets it otherwise).
+    public init(schema: CounterSchema = .generic) {
         fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
+        if schema !== CounterSchema.generic { _ = self.schema.storeIfNilThenLoad(schema) }
     }
 
     /// Called by the worker that owns this report, and by no one else.
     public func publish(_ report: WorkerReport) {
+        if schema.load() !== report.counters.schema { _ = schema.storeIfNilThenLoad(report.counters.schema) }
         let s = sequence.load(ordering: .relaxed)
         sequence.store(s &+ 1, ordering: .relaxed)
         atomicMemoryFence(ordering: .releasing)
-        var i = 0
-        func put(_ value: UInt64) {
-            fields[i].store(value, ordering: .relaxed)
-            i += 1
-        }
-        put(report.counters.read)
-        put(report.counters.replied)
-        put(report.batches)
-        put(report.segmentedSends)
-        put(report.segmentationFallbacks)
-        put(report.segmentationOff)
-        put(report.receiveErrors)
-        put(UInt64(UInt32(bitPattern: report.lastSendErrno)))
-        put(UInt64(UInt32(bitPattern: report.lastReceiveErrno)))
-        put(report.counters.deliveries)
-        put(report.counters.deliveryFailures)
-        put(report.counters.chat.rooms)
-        put(report.counters.chat.members)
-        put(report.counters.chat.messages)
-        put(report.counters.chat.joins)
-        put(report.counters.chat.leaves)
-        for reason in DropReason.allCases {
-            put(report.counters.drops[reason])
+        fields[0].store(report.batches, ordering: .relaxed)
+        fields[1].store(report.segmentedSends, ordering: .relaxed)
+        fields[2].store(report.segmentationFallbacks, ordering: .relaxed)
+        fields[3].store(report.segmentationOff, ordering: .relaxed)
+        fields[4].store(report.receiveErrors, ordering: .relaxed)
+        fields[5].store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
+        fields[6].store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
+        report.counters.forEachValue { i, value in
+            fields[Self.workerFields + i].store(value, ordering: .relaxed)
         }
         sequence.store(s &+ 2, ordering: .releasing)
     }
 
     /// The latest complete report.
     public func snapshot() -> WorkerReport {
+        let schema = schema.load() ?? .generic
         while true {
             let before = sequence.load(ordering: .acquiring)
             if before & 1 == 1 { continue }  // a publish is under way
-            var i = 0
-            func get() -> UInt64 {
-                defer { i += 1 }
-                return fields[i].load(ordering: .relaxed)
-            }
             var report = WorkerReport()
-            report.counters.read = get()
-            report.counters.replied = get()
-            report.batches = get()
-            report.segmentedSends = get()
-            report.segmentationFallbacks = get()
-            report.segmentationOff = get()
-            report.receiveErrors = get()
-            report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))
-            report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: get()))
-            report.counters.deliveries = get()
-            report.counters.deliveryFailures = get()
-            report.counters.chat.rooms = get()
-            report.counters.chat.members = get()
-            report.counters.chat.messages = get()
-            report.counters.chat.joins = get()
-            report.counters.chat.leaves = get()
-            for reason in DropReason.allCases {
-                report.counters.drops[reason] = get()
+            report.batches = fields[0].load(ordering: .relaxed)
+            report.segmentedSends = fields[1].load(ordering: .relaxed)
+            report.segmentationFallbacks = fields[2].load(ordering: .relaxed)
+            report.segmentationOff = fields[3].load(ordering: .relaxed)
+            report.receiveErrors = fields[4].load(ordering: .relaxed)
+            report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: fields[5].load(ordering: .relaxed)))
+            report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: fields[6].load(ordering: .relaxed)))
+            var counters = Counters(schema: schema)
+            for i in 0..<schema.count {
+                counters[CounterID(i)] = fields[Self.workerFields + i].load(ordering: .relaxed)
             }
+            report.counters = counters
             atomicMemoryFence(ordering: .acquiring)
             if sequence.load(ordering: .relaxed) == before { return report }
         }

@@ -7,17 +7,17 @@ import SystemPackage
 /// kernel through here and the socket types, never through Glibc or CShims (after
 /// swift-nio's NIOPosix/System.swift). Resources that must be closed have owners of their
 /// own: `EventFD`, `WritableFile`, `SignalSet`, `PosixThread`.
-package enum Posix {
+@usableFromInline package enum Posix {
     /// Sleeps `nanoseconds` on the monotonic clock. Not resumed after a signal: every
     /// caller sleeps in a loop that looks again.
-    package static func sleep(nanoseconds: UInt64) {
+    @usableFromInline package static func sleep(nanoseconds: UInt64) {
         var pause = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         _ = clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nil)
     }
 
     /// How late the kernel may wake this thread from a timed sleep (prctl PR_SET_TIMERSLACK;
     /// the default, 50 us, would stretch a short sleep a lot).
-    package static func setTimerSlack(nanoseconds: UInt) throws(SocketError) {
+    @usableFromInline package static func setTimerSlack(nanoseconds: UInt) throws(SocketError) {
         _ = try systemCall("prctl") { hs_set_timer_slack(nanoseconds) }
     }
 
@@ -288,7 +288,7 @@ package struct PosixThread: Sendable {
 
 extension DatagramSocket {
     /// The poll event `wait(for:)` takes for "a datagram is queued".
-    package static let readable = Int16(POLLIN)
+    @usableFromInline package static let readable = Int16(POLLIN)
     /// What sd_is_socket(3) takes to ask "a datagram socket, of any family".
     package static let anyFamily = AF_UNSPEC
     package static let datagramType = Int32(SOCK_DGRAM.rawValue)

@@ -5,7 +5,7 @@ import HelloDatagram
 /// Datagrams in: up to `capacity` a recvmmsg, into buffers allocated at start-up and only
 /// re-pointed afterwards (after swift-nio's DatagramVectorReadManager). Knows addresses
 /// and control messages, no protocol: each datagram goes out as a `Datagram`.
-package final class ReceiveBatch {
+@usableFromInline package final class ReceiveBatch {
     package let capacity: Int
     package let maxDatagram: Int
     private let messages: MessageVector
@@ -32,7 +32,7 @@ package final class ReceiveBatch {
     /// cut and marked truncated). With `groupByPeer`, `orderByPeer` puts each peer's
     /// datagrams side by side, so their replies can share a segmented send. With
     /// `packetInfo`, room for the PKTINFO control messages the socket was asked for.
-    package init(capacity: Int, maxDatagram: Int, groupByPeer: Bool = true, packetInfo: Bool = true) {
+    @usableFromInline package init(capacity: Int, maxDatagram: Int, groupByPeer: Bool = true, packetInfo: Bool = true) {
         self.capacity = capacity
         self.maxDatagram = maxDatagram
         self.groupByPeer = groupByPeer
@@ -59,13 +59,13 @@ package final class ReceiveBatch {
 
     /// Reads up to `capacity` queued datagrams without waiting: 0 when none is queued.
     @inline(__always)
-    package func receive(from socket: DatagramSocket) throws(SocketError) -> Int {
+    @usableFromInline package func receive(from socket: DatagramSocket) throws(SocketError) -> Int {
         try messages.receive(from: socket, count: capacity)
     }
 
     /// Datagram `i` of the last `receive`.
     @inline(__always)
-    package func datagram(_ i: Int) -> Datagram {
+    @usableFromInline package func datagram(_ i: Int) -> Datagram {
         let length = messages.length(i)
         let hasControl = messages.headers[i].msg_hdr.msg_controllen > 0
         return Datagram(
@@ -103,12 +103,12 @@ package final class ReceiveBatch {
 
     /// The index of the `k`th datagram to handle, after `orderByPeer`.
     @inline(__always)
-    package func order(_ k: Int) -> Int { grouping.index(k) }
+    @usableFromInline package func order(_ k: Int) -> Int { grouping.index(k) }
 
     /// Orders datagrams `0..<count`: grouped by peer (first-seen peer first), each peer's in
     /// arrival order, or just arrival order without `groupByPeer`. O(count).
     @inline(__always)
-    package func orderByPeer(count: Int) {
+    @usableFromInline package func orderByPeer(count: Int) {
         guard groupByPeer else {
             grouping.arrivalOrder(count: count)
             return

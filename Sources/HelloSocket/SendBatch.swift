@@ -9,11 +9,11 @@ import SystemPackage
 /// start-up. A full send buffer gets a bounded wait, a refused segmented send goes again as
 /// plain datagrams, and any other refusal loses only that message's datagrams. After an
 /// EIO on a segmented send, this sender segments nothing any more.
-package final class SendBatch {
+@usableFromInline package final class SendBatch {
     package let capacity: Int
     package let options: Options
 
-    package struct Options: Sendable {
+    @usableFromInline package struct Options: Sendable {
         /// The family of the socket (AF_INET, AF_INET6): on an IPv6 socket, IPv4
         /// destinations are written v4-mapped.
         package var socketFamily: Int32 = AF_INET6
@@ -40,7 +40,7 @@ package final class SendBatch {
     static let controlSize = 128
 
     /// Sends of up to `capacity` datagrams (the outbox's capacity).
-    package init(capacity: Int, options: Options) {
+    @usableFromInline package init(capacity: Int, options: Options) {
         self.capacity = capacity
         self.options = options
         messages = MessageVector(capacity: capacity, names: true, controlSize: Self.controlSize, buffersPerMessage: 2)
@@ -55,19 +55,19 @@ package final class SendBatch {
         entryCount.deallocate()
     }
 
-    package struct Outcome: Sendable {
+    @usableFromInline package struct Outcome: Sendable {
         /// Datagrams the kernel took.
-        package var sent = 0
+        @usableFromInline package var sent = 0
         /// Datagrams it refused after the retries.
-        package var failed = 0
+        @usableFromInline package var failed = 0
         /// Sends that carried several datagrams as UDP segments.
-        package var segmentedSends = 0
+        @usableFromInline package var segmentedSends = 0
         /// Segmented sends the kernel refused, then sent again as plain datagrams.
-        package var segmentationFallbacks = 0
+        @usableFromInline package var segmentationFallbacks = 0
         /// This send's EIO turned segmentation off for good (see `segmenting`).
-        package var segmentationTurnedOff = false
+        @usableFromInline package var segmentationTurnedOff = false
         /// The last refusal, for the logs.
-        package var lastError: Errno?
+        @usableFromInline package var lastError: Errno?
     }
 
     /// How long a send may wait for room in a full send buffer, and how often, per batch:
@@ -82,7 +82,9 @@ package final class SendBatch {
 
     /// Sends every datagram of `outbox` (those to go through socket number `only`, if
     /// given: `Outgoing.socket`), in order. Never waits longer than the bounded retries.
-    package func send(_ outbox: borrowing Outbox, via socket: DatagramSocket, only: UInt16? = nil) -> Outcome {
+    @usableFromInline package func send(_ outbox: borrowing Outbox, via socket: DatagramSocket, only: UInt16? = nil)
+        -> Outcome
+    {
         precondition(outbox.count <= capacity)
         var outcome = Outcome()
         var count = buildMessages(outbox, from: 0, plainThrough: -1, slot: 0, only: only)

@@ -2,7 +2,7 @@ import ArgumentParser
 import Glibc
 import HelloCLI
 import HelloChatWire
-import HelloCore
+import HelloLauncher
 import HelloSocket
 import Histogram
 

@@ -1,7 +1,7 @@
 import Glibc
 import HelloCLI
 import HelloChatWire
-import HelloCore
+import HelloService
 import HelloSocket
 import Histogram
 

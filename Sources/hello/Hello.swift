@@ -1,7 +1,7 @@
 import ArgumentParser
 import Glibc
 import HelloCLI
-import HelloCore
+import HelloLauncher
 import HelloSocket
 
 @main

@@ -1,6 +1,6 @@
 import Glibc
 import HelloCLI
-import HelloCore
+import HelloReplies
 import HelloSocket
 import Histogram
 

@@ -1,5 +1,5 @@
 import ArgumentParser
-import HelloCore
+import HelloLauncher
 import HelloSocket
 import SystemPackage
 

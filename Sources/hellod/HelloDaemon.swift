@@ -1,8 +1,10 @@
 import ArgumentParser
 import HelloCLI
+import HelloChat
 import HelloChatWire
-import HelloCore
+import HelloLauncher
 import HelloServer
+import HelloService
 import HelloSocket
 import Logging
 
@@ -275,7 +277,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         // Each chat worker's tables are allocated at start: settings whose address space is
         // more than the machine's memory and swap would fail that allocation (Linux refuses
         // such an obvious overcommit), so they are refused here, in one line.
-        let tables = ChatService.tableBytes(ServiceSettings(batchSize: batch, chat: chatLimits()))
+        let tables = ChatService.tableBytes(ServiceSettings(batchSize: batch), chat: chatLimits())
         let machine = Self.memoryAndSwap()
         if tables > machine {
             throw ValidationError(

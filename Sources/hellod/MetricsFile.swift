@@ -1,5 +1,6 @@
 import HelloCLI
-import HelloCore
+import HelloLauncher
+import HelloService
 import HelloSocket
 import Prometheus
 
@@ -47,7 +48,9 @@ final class MetricsFile {
             descriptor: hellod("build_info", help: "Always 1: hellod's version, as hellod --version prints it."),
             labels: [("version", hellodVersion)]
         ).set(1.0)
-        self.services = services.map { ServiceMetrics(service: $0, registry: registry) }
+        self.services = services.map {
+            ServiceMetrics(service: $0.rawValue, schema: $0.counterSchema, registry: registry)
+        }
         socketsRead = sockets.enumerated().map { index, service in
             MirroredCounter(
                 registry.makeCounter(
@@ -146,19 +149,15 @@ private func hellod(_ name: String, unit: String = "", help: String) -> MetricNa
     MetricNameDescriptor(namespace: "hellod", metricName: name, unitName: unit, helpText: help)
 }
 
-/// One service's series, labelled service="NAME".
+/// One service's series, labelled service="NAME": the generic ones, then what its schema
+/// declares (its drop reasons, its figures).
 private struct ServiceMetrics {
     let read, replied, queueDrops, deliveries, deliveryFailures: MirroredCounter
-    let drops: [(DropReason, MirroredCounter)]
-    /// The chat relay's, for the chat service only.
-    let chat:
-        (
-            rooms: Gauge, members: Gauge, messages: MirroredCounter, joins: MirroredCounter,
-            leaves: MirroredCounter
-        )?
+    let drops: [(CounterID, MirroredCounter)]
+    let figures: [(CounterID, FigureMetric)]
 
-    init(service: ServiceName, registry: PrometheusCollectorRegistry) {
-        let labels = [("service", service.rawValue)]
+    init(service: String, schema: CounterSchema, registry: PrometheusCollectorRegistry) {
+        let labels = [("service", service)]
         func counter(_ name: String, _ help: String) -> MirroredCounter {
             MirroredCounter(registry.makeCounter(descriptor: hellod(name, unit: "total", help: help), labels: labels))
         }
@@ -171,9 +170,7 @@ private struct ServiceMetrics {
             "deliveries",
             "Datagrams sent beyond one reply per request: chat events to a room's members, notices.")
         deliveryFailures = counter("delivery_failures", "Deliveries the kernel refused.")
-        let isChat = service == .chat
-        // A service never drops for another service's reasons: only chat has chat-* ones.
-        drops = DropReason.allCases.filter { isChat || !$0.name.hasPrefix("chat-") }.map { reason in
+        drops = schema.drops.map { reason in
             (
                 reason,
                 MirroredCounter(
@@ -181,21 +178,18 @@ private struct ServiceMetrics {
                         descriptor: hellod(
                             "datagrams_dropped", unit: "total",
                             help: "Datagrams read and not replied to, by the reason (man hellod, COUNTERS)."),
-                        labels: labels + [("reason", reason.name)]))
+                        labels: labels + [("reason", schema.name(of: reason))]))
             )
         }
-        chat =
-            !isChat
-            ? nil
-            : (
-                registry.makeGauge(
-                    descriptor: hellod("chat_rooms", help: "Chat rooms with members now."), labels: labels),
-                registry.makeGauge(
-                    descriptor: hellod("chat_members", help: "Members in chat rooms now."), labels: labels),
-                counter("chat_messages", "Chat messages accepted into a room, each delivered to its members."),
-                counter("chat_joins", "Members that joined a chat room."),
-                counter("chat_leaves", "Members that left a chat room, or were evicted after their silence.")
-            )
+        figures = schema.figures.map { id in
+            let spec = schema.spec(id)
+            let name = service + "_" + spec.name
+            switch spec.kind {
+            case .gauge:
+                return (id, .gauge(registry.makeGauge(descriptor: hellod(name, help: spec.help), labels: labels)))
+            case .counter: return (id, .counter(counter(name, spec.help)))
+            }
+        }
     }
 
     func update(_ c: Counters) {
@@ -204,15 +198,20 @@ private struct ServiceMetrics {
         queueDrops.update(c.queueOverflows)
         deliveries.update(c.deliveries)
         deliveryFailures.update(c.deliveryFailures)
-        for (reason, mirror) in drops { mirror.update(c.drops[reason]) }
-        if let chat {
-            chat.rooms.set(Double(c.chat.rooms))
-            chat.members.set(Double(c.chat.members))
-            chat.messages.update(c.chat.messages)
-            chat.joins.update(c.chat.joins)
-            chat.leaves.update(c.chat.leaves)
+        for (reason, mirror) in drops { mirror.update(c[reason]) }
+        for (id, metric) in figures {
+            switch metric {
+            case .gauge(let gauge): gauge.set(Double(c[id]))
+            case .counter(let mirror): mirror.update(c[id])
+            }
         }
     }
+}
+
+/// A figure's series: a gauge set to its value, or a counter following it.
+private enum FigureMetric {
+    case gauge(Gauge)
+    case counter(MirroredCounter)
 }
 
 /// A Prometheus counter that follows one of hellod's own.

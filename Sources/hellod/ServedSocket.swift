@@ -1,5 +1,5 @@
 import HelloCLI
-import HelloCore
+import HelloLauncher
 import HelloSocket
 import Logging
 

@@ -1,8 +1,10 @@
 import Atomics
 import HelloCLI
+import HelloChat
 import HelloChatWire
-import HelloCore
+import HelloLauncher
 import HelloServer
+import HelloService
 import HelloSocket
 import Logging
 import SystemPackage
@@ -46,7 +48,7 @@ final class Supervisor {
         self.policy = policy
         self.chat = chat
         self.log = log
-        self.reports = sockets.map { _ in PublishedReport() }
+        self.reports = sockets.map { PublishedReport(schema: $0.service.counterSchema) }
         let services = Set(sockets.map(\.service)).sorted().map { name in
             (name: name, sockets: sockets.indices.filter { sockets[$0].service == name })
         }
@@ -86,7 +88,7 @@ final class Supervisor {
 
         var warned = (at: UInt64(0), report: WorkerReport())
         var segmentationOffSaid = sockets.map { _ in false }
-        var chatSeen = first.total.counters.chat
+        var progressSeen = first.services.map(\.report.counters)
         let timers = [statusInterval] + (metrics.map { [$0.interval] } ?? [])
         var signal: Signal
         while true {
@@ -100,13 +102,13 @@ final class Supervisor {
                 Systemd.notify("STATUS=\(status.line(current, now: now))")
                 let report = current.total
                 let changed =
-                    report.counters.drops != warned.report.counters.drops
+                    report.counters.drops.total != warned.report.counters.drops.total
                     || report.receiveErrors != warned.report.receiveErrors
                 if changed && (warned.at == 0 || now - warned.at >= warningInterval) {
                     warn(report, since: warned.report)
                     warned = (now, report)
                 }
-                logChatChanges(report.counters.chat, since: &chatSeen)
+                logProgress(current, since: &progressSeen)
             }
             guard signal == .hangUp else { break }
             let current = snapshot()
@@ -140,17 +142,17 @@ final class Supervisor {
             index: index, socket: served.socket, configuration: configuration, published: reports[index],
             handover: handover, stop: stop, liveness: liveness,
             started: { error in startup.report(error.map { .cannotServe(served.address, $0) }) })
-        let settings = { [configuration, policy, chat] in
-            var settings = configuration.serviceSettings(policy: policy)
-            settings.chat = chat
+        let settings = configuration.serviceSettings(policy: policy)
+        let chat = { [chat] in
+            var chat = chat
             if let handover {
-                settings.chat.workers = handover.0.count
-                settings.chat.worker = handover.1
+                chat.workers = handover.0.count
+                chat.worker = handover.1
             }
-            return settings
+            return chat
         }()
         return PosixThread.spawn(name: "hellod-w\(index)") {
-            launcher.launch(served.service, settings: settings)
+            served.service.build(settings, chat: chat, with: launcher)
         }
     }
 
@@ -229,27 +231,24 @@ final class Supervisor {
         let split =
             sockets.count > 1
             ? " (per socket \(snapshot.perSocket.map { String($0.counters.read) }.joined(separator: "/")))" : ""
-        let perService = snapshot.services.map {
-            "; \($0.name.rawValue): \(CounterSummary($0.report.counters, chat: $0.name == .chat))"
-        }.joined()
+        let perService = snapshot.services.map { "; \($0.name.rawValue): \(CounterSummary($0.report.counters))" }
+            .joined()
         var fields: Logger.Metadata = [:]
         func put(_ prefix: String, _ c: Counters) {
             fields[prefix + "read"] = "\(c.read)"
             fields[prefix + "replied"] = "\(c.replied)"
             fields[prefix + "dropped"] = "\(c.drops.total)"
             fields[prefix + "queue_overflows"] = "\(c.queueOverflows)"
-            for reason in DropReason.allCases where c.drops[reason] > 0 {
-                fields[prefix + "dropped_" + reason.name] = "\(c.drops[reason])"
+            for reason in c.schema.drops where c[reason] > 0 {
+                fields[prefix + "dropped_" + c.schema.name(of: reason)] = "\(c[reason])"
             }
         }
-        for service in snapshot.services where service.name == .chat {
+        // A service's summary and figures, each under its name after the service's.
+        for service in snapshot.services {
             let c = service.report.counters
-            fields["chat_rooms"] = "\(c.chat.rooms)"
-            fields["chat_members"] = "\(c.chat.members)"
-            fields["chat_messages"] = "\(c.chat.messages)"
-            fields["chat_deliveries"] = "\(c.deliveries)"
-            fields["chat_joins"] = "\(c.chat.joins)"
-            fields["chat_leaves"] = "\(c.chat.leaves)"
+            for id in c.schema.summary + c.schema.figures {
+                fields[service.name.rawValue + "_" + c.schema.name(of: id)] = "\(c[id])"
+            }
         }
         put("", report.counters)
         for service in snapshot.services { put(service.name.rawValue + "_", service.report.counters) }
@@ -260,14 +259,15 @@ final class Supervisor {
             metadata: fields)
     }
 
-    /// Joins and leaves since the last status tick, at debug: a count per tick, never a line
-    /// per datagram.
-    private func logChatChanges(_ chat: ChatFigures, since seen: inout ChatFigures) {
-        guard chat.joins != seen.joins || chat.leaves != seen.leaves else { return }
-        let (joins, leaves) = (chat.joins - seen.joins, chat.leaves - seen.leaves)
-        log.debug(
-            "chat: \(joins) joined, \(leaves) left since the last status; rooms \(chat.rooms), members \(chat.members)")
-        seen = chat
+    /// What changed since the last status tick, in each service's words, at debug (the
+    /// chat: joins and leaves): a count per tick, never a line per datagram.
+    private func logProgress(_ snapshot: Snapshot, since seen: inout [Counters]) {
+        for (index, service) in snapshot.services.enumerated() {
+            let now = service.report.counters
+            guard let note = now.schema.progressNote?(now, seen[index]) else { continue }
+            log.debug("\(note)")
+            seen[index] = now
+        }
     }
 
     private func writeMetrics(_ snapshot: Snapshot, serving: Bool) {
@@ -297,14 +297,12 @@ final class Supervisor {
 
     /// One line for everything that went wrong since the last warning.
     private func warn(_ report: WorkerReport, since earlier: WorkerReport) {
-        var recent = DropCounts()
-        for reason in DropReason.allCases {
-            recent[reason] = report.counters.drops[reason] - earlier.counters.drops[reason]
-        }
+        let recent = report.counters.drops.since(earlier.counters.drops)
+        let total = recent.reduce(0) { $0 + $1.count }
         var parts: [String] = []
-        if recent.total > 0 {
-            parts.append("dropped \(recent.total) datagrams since the last warning: \(DropSummary(recent))")
-            if recent[.sendFailed] > 0, report.lastSendErrno != 0 {
+        if total > 0 {
+            parts.append("dropped \(total) datagrams since the last warning: \(DropSummary(recent))")
+            if report.counters[.sendFailed] > earlier.counters[.sendFailed], report.lastSendErrno != 0 {
                 parts.append("last send error: \(Errno(rawValue: report.lastSendErrno))")
             }
         }
@@ -318,11 +316,14 @@ final class Supervisor {
 
 /// `truncated 3, send-failed 1`, or `none`.
 struct DropSummary: CustomStringConvertible {
-    let drops: DropCounts
-    init(_ drops: DropCounts) { self.drops = drops }
+    let counts: [(name: String, count: UInt64)]
+    init(_ counts: [(name: String, count: UInt64)]) { self.counts = counts }
+    init(_ drops: DropCounts) {
+        counts = drops.reasons.map { (drops.counters.schema.name(of: $0), drops[$0]) }
+    }
 
     var description: String {
-        let parts = DropReason.allCases.filter { drops[$0] > 0 }.map { "\($0.name) \(drops[$0])" }
+        let parts = counts.filter { $0.count > 0 }.map { "\($0.name) \($0.count)" }
         return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
 }
@@ -339,25 +340,20 @@ struct Snapshot {
 /// of the stop and SIGHUP lines.
 struct CounterSummary: CustomStringConvertible {
     let counters: Counters
-    /// Whether to add the chat relay's figures.
-    let chat: Bool
-    init(_ counters: Counters, chat: Bool = false) {
+    init(_ counters: Counters) {
         self.counters = counters
-        self.chat = chat
     }
 
     var description: String {
         let c = counters
         return
-            "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)\(chatPart)"
+            "read \(c.read), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows)\(Self.figures(c))"
     }
 
-    private var chatPart: String { chat ? Self.chatFigures(counters) : "" }
-
-    /// The chat relay's figures, for the chat service's part of the status, stop and
-    /// SIGHUP lines: `, rooms 1, members 2, messages 5, deliveries 10`.
-    static func chatFigures(_ c: Counters) -> String {
-        ", rooms \(c.chat.rooms), members \(c.chat.members), messages \(c.chat.messages), deliveries \(c.deliveries)"
+    /// What the service's schema adds to its part of the status, stop and SIGHUP lines
+    /// (the chat: `, rooms 1, members 2, messages 5, deliveries 10`).
+    static func figures(_ c: Counters) -> String {
+        c.schema.summary.map { ", \(c.schema.name(of: $0)) \(c[$0])" }.joined()
     }
 }
 
@@ -407,8 +403,7 @@ struct StatusTracker {
         lastTime = now
         let perService = snapshot.services.map {
             let c = $0.report.counters
-            let chat = $0.name == .chat ? CounterSummary.chatFigures(c) : ""
-            return "; \($0.name.rawValue): replied \(c.replied), dropped \(c.drops.total)\(chat)"
+            return "; \($0.name.rawValue): replied \(c.replied), dropped \(c.drops.total)\(CounterSummary.figures(c))"
         }.joined()
         return
             "replied \(c.replied) (\(Self.format(rate))/s), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), sockets \(snapshot.perSocket.count)\(perService)"

@@ -1,8 +1,11 @@
 import Glibc
+import HelloChat
 import HelloChatWire
-import HelloCore
 import HelloDatagram
+import HelloLauncher
+import HelloReplies
 import HelloServer
+import HelloService
 import HelloSocket
 import Testing
 
@@ -133,12 +136,12 @@ struct HandoverTests {
 /// Two chat workers sharing the rooms, each on its own socket (127.0.0.1 and ::1), driven
 /// by hand: one batch at a time, no threads.
 struct ChatWorkersTests {
-    static func settings(worker: Int) -> ServiceSettings {
-        var settings = WorkerConfiguration(spinLimit: 0).serviceSettings(policy: AdmissionPolicy())
-        settings.chat.secret = (1, 2)
-        settings.chat.workers = 2
-        settings.chat.worker = worker
-        return settings
+    static func service(worker: Int) -> ChatService {
+        var chat = ChatSettings()
+        chat.secret = (1, 2)
+        chat.workers = 2
+        chat.worker = worker
+        return ChatService(WorkerConfiguration(spinLimit: 0).serviceSettings(policy: AdmissionPolicy()), chat: chat)
     }
 
     @Test func whatAFullRingRefusesIsCountedAndTheTotalsBalance() throws {
@@ -148,10 +151,10 @@ struct ChatWorkersTests {
         let reports = [PublishedReport(), PublishedReport()]
         let configuration = WorkerConfiguration(spinLimit: 0)
         var first = try Worker(
-            index: 0, socket: sockets[0], service: ChatService(Self.settings(worker: 0)),
+            index: 0, socket: sockets[0], service: Self.service(worker: 0),
             configuration: configuration, publishingTo: reports[0], handover: (group, 0))
         var second = try Worker(
-            index: 1, socket: sockets[1], service: ChatService(Self.settings(worker: 1)),
+            index: 1, socket: sockets[1], service: Self.service(worker: 1),
             configuration: configuration, publishingTo: reports[1], handover: (group, 1))
         let client = try TestClient()
         defer { client.close() }

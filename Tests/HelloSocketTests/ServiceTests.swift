@@ -1,8 +1,11 @@
 import Glibc
+import HelloChat
 import HelloChatWire
-import HelloCore
 import HelloDatagram
+import HelloLauncher
+import HelloReplies
 import HelloServer
+import HelloService
 import HelloSocket
 import Testing
 
@@ -67,7 +70,7 @@ struct TickingEcho: DatagramService {
 
     mutating func recordSent(_ sent: Int, failed: Int) {
         counters.replied += UInt64(sent)
-        counters.drops[.sendFailed] += UInt64(failed)
+        counters[.sendFailed] += UInt64(failed)
     }
 }
 

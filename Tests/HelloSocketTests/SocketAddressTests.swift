@@ -1,7 +1,10 @@
 import Glibc
-import HelloCore
+import HelloChat
 import HelloDatagram
+import HelloLauncher
+import HelloReplies
 import HelloServer
+import HelloService
 import HelloSocket
 import Testing
 

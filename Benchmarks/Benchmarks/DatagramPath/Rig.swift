@@ -4,9 +4,11 @@
 
 import Benchmark
 import Glibc
+import HelloChat
 import HelloChatWire
-import HelloCore
+import HelloLauncher
 import HelloServer
+import HelloService
 import HelloSocket
 
 // MARK: - What each benchmark sends, and what must happen to it
@@ -15,7 +17,8 @@ import HelloSocket
 struct Expected: Sendable {
     var read: Int
     var replied: Int
-    var drops: [DropReason: Int] = [:]
+    /// By the reason's name, as operators see it.
+    var drops: [String: Int] = [:]
     /// Datagrams sent beyond one reply per request (chat's events to a room's members).
     var deliveries = 0
     /// The errno of the worker's last refused send (0: no send refused).
@@ -118,8 +121,8 @@ final class Rig {
     let replyLength: UnsafeMutablePointer<Int>
     let receiveBuffer: UnsafeMutableRawPointer
     static let receiveCapacity = 65536
-    // The expected counters per round, one entry per DropReason.allCases.
-    let reasons: [DropReason]
+    // The expected counters per round, one entry per drop reason of any service (by name).
+    let reasons: [String]
     let expectedDrops: [UInt64]
     private(set) var failure = RoundFailure.none
     private(set) var failedAt = 0
@@ -138,7 +141,9 @@ final class Rig {
 
     init(_ scenario: Scenario) throws {
         self.scenario = scenario
-        reasons = DropReason.allCases
+        reasons = ServiceName.allCases.flatMap { service in
+            service.counterSchema.drops.map { service.counterSchema.name(of: $0) }
+        }.reduce(into: []) { names, name in if !names.contains(name) { names.append(name) } }
         expectedDrops = reasons.map { UInt64(scenario.expected?.drops[$0] ?? 0) }
         if let e = scenario.expected {
             let answered = (0..<scenario.datagramsPerRound).filter {
@@ -170,7 +175,7 @@ final class Rig {
             try server.setSendBufferSize(scenario.serverSendBuffer)
             return server
         }
-        reports = services.map { _ in PublishedReport() }
+        reports = services.map { PublishedReport(schema: $0.counterSchema) }
         let ports = try servers.map { try $0.localAddress().port }
 
         clients = .allocate(capacity: scenario.peers)
@@ -195,13 +200,13 @@ final class Rig {
         let configuration = WorkerConfiguration(
             batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
             spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
-        var settings = configuration.serviceSettings(policy: policy)
-        if let chat = scenario.chat { settings.chat = chat }
+        let settings = configuration.serviceSettings(policy: policy)
+        let chat = scenario.chat ?? ChatSettings()
         for (index, service) in services.enumerated() {
             let builder = BenchWorkerBuilder(
                 index: index, socket: servers[index], configuration: configuration,
                 report: reports[index])
-            workers.append(try service.build(settings, with: builder).get())
+            workers.append(try service.build(settings, chat: chat, with: builder).get())
         }
 
         let count = scenario.datagramsPerRound
@@ -573,7 +578,7 @@ final class Rig {
         expect("delivered", r.counters.deliveries, b.deliveries, UInt64(e.deliveries))
         expect("delivery failures", r.counters.deliveryFailures, b.deliveryFailures, 0)
         for (i, reason) in reasons.enumerated() {
-            expect("dropped \(reason.name)", r.counters.drops[reason], b.drops[reason], expectedDrops[i])
+            expect("dropped \(reason)", r.counters.value(named: reason), b.value(named: reason), expectedDrops[i])
         }
         if r.receiveErrors != 0 || r.lastReceiveErrno != 0 {
             wrong.append("receive errors \(r.receiveErrors) (last errno \(r.lastReceiveErrno)), expected none")
@@ -590,7 +595,7 @@ final class Rig {
     var summary: String {
         guard scenario.serve else { return "not serving (control)" }
         let r = reports.map { $0.snapshot() }.reduce(WorkerReport(), +)
-        let drops = reasons.filter { r.counters.drops[$0] > 0 }.map { "\($0.name) \(r.counters.drops[$0])" }
+        let drops = reasons.filter { r.counters.value(named: $0) > 0 }.map { "\($0) \(r.counters.value(named: $0))" }
         return "\(rounds) rounds: read \(r.counters.read), replied \(r.counters.replied), dropped "
             + (drops.isEmpty ? "0" : drops.joined(separator: ", "))
             + ", batches \(r.batches), segmented sends \(r.segmentedSends)"
