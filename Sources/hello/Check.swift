@@ -88,6 +88,7 @@ struct Probe {
             self.request = request
             read = { answer in
                 if answer == expected { return .right(Self.shown(answer)) }
+                // One that carries the text answers this probe, wrongly; any other is stale.
                 let ours =
                     answer.count >= request.count
                     && (0...(answer.count - request.count)).contains {
