@@ -10,7 +10,7 @@ struct Hello: ParsableCommand, OneLineErrors {
         commandName: "hello",
         abstract: "The client of hellod: send names, print the greetings; load it (hello bench); chat (hello chat).",
         version: hellodVersion,
-        subcommands: [Send.self, Bench.self, Chat.self],
+        subcommands: [Send.self, Bench.self, Chat.self, Check.self],
         defaultSubcommand: Send.self
     )
 }
