@@ -65,6 +65,19 @@ struct ChatRelay: ~Copyable {
         batch([(message.encoded(tag: tag ?? testTag(peer), joinPadding: padding), peer)], now: now)
     }
 
+    /// The member whose token is `token`, at `peer`, says "m1" to "m`count`" (client
+    /// sequences 1 on, one a batch, at `now` + 1 on): everything those batches sent.
+    @discardableResult
+    mutating func say(_ count: Int, as token: UInt64, from peer: Endpoint, now: UInt64) -> [Sent] {
+        var all: [Sent] = []
+        for i in 1...count {
+            all += send(
+                .say(token: token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)), from: peer,
+                now: now + UInt64(i))
+        }
+        return all
+    }
+
     @discardableResult
     mutating func tick(now: UInt64) -> [Sent] {
         let before = sent.count
@@ -355,11 +368,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
     @Test func aJoinerGetsTheRoomsHistory() {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
-        for i in 1...5 {
-            relay.send(
-                .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)), from: ada,
-                now: t0 + UInt64(i))
-        }
+        relay.say(5, as: a.token, from: ada, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0 + 10)
         // history 3: the last three events, then its own "joined".
         #expect(
@@ -370,14 +379,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        var got: [ChatEvent] = []
-        for i in 1...3 {
-            got += events(
-                to: bob,
-                in: relay.send(
-                    .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
-                    from: ada, now: t0 + UInt64(i)))
-        }
+        let got = events(to: bob, in: relay.say(3, as: a.token, from: ada, now: t0))
         try #require(got.count == 3)  // every event reached bob
         let lost = got[1]  // bob missed it: it asks for it
         let out = relay.send(.resend(token: b.token, first: lost.sequence, count: 1), from: bob, now: t0 + 5)
@@ -395,14 +397,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var relay = ChatRelay()
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        var got: [ChatEvent] = []
-        for i in 1...10 {
-            got += events(
-                to: bob,
-                in: relay.send(
-                    .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
-                    from: ada, now: t0 + UInt64(i)))
-        }
+        let got = events(to: bob, in: relay.say(10, as: a.token, from: ada, now: t0))
         // Bob's last two were lost: they come again, in one datagram, to bob alone.
         try #require(got.count == 10)
         let out = relay.send(.keepalive(token: b.token, highest: got[7].sequence), from: bob, now: t0 + 20)
@@ -454,14 +449,7 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var relay = ChatRelay(settings)
         let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
         let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        var got: [ChatEvent] = []
-        for i in 1...100 {
-            got += events(
-                to: bob,
-                in: relay.send(
-                    .say(token: a.token, clientSequence: UInt32(i), text: Array("m\(i)".utf8)),
-                    from: ada, now: t0 + UInt64(i)))
-        }
+        let got = events(to: bob, in: relay.say(100, as: a.token, from: ada, now: t0))
         let out = relay.send(.keepalive(token: b.token, highest: 1), from: bob, now: t0 + 200)
         let caught = events(to: bob, in: out)
         #expect(out.count == 1 && !caught.isEmpty)
