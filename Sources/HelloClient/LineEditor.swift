@@ -1,3 +1,5 @@
+import HelloChatWire
+
 /// The line being typed on a terminal in raw mode: keys in (bytes, as read), the text and
 /// the cursor out. No syscalls: the screen draws it (ChatScreen).
 ///

@@ -99,3 +99,33 @@ extension Endpoint: CustomStringConvertible {
         family == .v4 ? "\(address):\(port)" : "[\(address)]:\(port)"
     }
 }
+
+/// Addresses sharing their first `length` bits with `address`: `192.0.2.0/24`,
+/// `2001:db8::/32`; a lone address is the prefix of its full length.
+public struct IPPrefix: Hashable, Sendable {
+    public let address: IPAddress
+    public let length: Int
+
+    /// nil if `length` is longer than the family's addresses.
+    public init?(_ address: IPAddress, length: Int) {
+        guard length >= 0 && length <= (address.family == .v4 ? 32 : 128) else { return nil }
+        self.address = address
+        self.length = length
+    }
+
+    public func contains(_ other: IPAddress) -> Bool {
+        guard other.family == address.family else { return false }
+        if address.family == .v4 {
+            return length == 0 || (address.v4 ^ other.v4) >> (32 - length) == 0
+        }
+        // The 128 bits as two halves, most significant first.
+        let high = min(length, 64)
+        let low = length - high
+        return (high == 0 || (address.high ^ other.high) >> (64 - high) == 0)
+            && (low == 0 || (address.low ^ other.low) >> (64 - low) == 0)
+    }
+}
+
+extension IPPrefix: CustomStringConvertible {
+    public var description: String { "\(address)/\(length)" }
+}

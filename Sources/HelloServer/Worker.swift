@@ -56,14 +56,17 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// Where several workers share the service's state: this one's place among them (nil:
     /// it is alone, and no ring is touched).
     @usableFromInline let handover: HandoverPort?
+    /// Its side of the per-datagram trace (nil: this worker is never traced).
+    @usableFromInline let trace: WorkerTrace?
 
     /// `handover`: the group of workers this one shares its service's state with, and its
-    /// place there (the socket number its datagrams carry).
+    /// place there (the socket number its datagrams carry). `trace`: the trace it writes
+    /// to, its ring the one of its index, while the trace is on.
     @inlinable
     public init(
         index: Int, socket: DatagramSocket, service: consuming Service, configuration: WorkerConfiguration,
         publishingTo published: PublishedReport,
-        handover: (group: HandoverGroup, position: Int)?
+        handover: (group: HandoverGroup, position: Int)?, trace: TraceControl? = nil
     ) throws(SocketError) {
         self.index = index
         self.socket = socket
@@ -92,6 +95,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
         sender = SendBatch(capacity: service.outboxCapacity, options: options)
         self.handover = port
+        self.trace = trace.map { WorkerTrace(control: $0, worker: index, outboxCapacity: service.outboxCapacity) }
         self.service = service
     }
 
@@ -129,12 +133,14 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             receiver.orderByPeer(count: count)
             report.batches += 1
         }
+        // Once a batch: while it is off, the trace costs one load and a test a datagram.
+        let tracing = trace?.control.isOn ?? false
         if let handover {
-            routeBatch(count, via: handover, now: now)
-            count += handover.serveHandedIn { handle($0, now: now) }
+            routeBatch(count, via: handover, now: now, tracing: tracing)
+            count += handover.serveHandedIn { serve($0, now: now, tracing: tracing) }
         } else {
             for k in 0..<count {
-                handle(receiver.datagram(receiver.order(k)), now: now)
+                serve(receiver.datagram(receiver.order(k)), now: now, tracing: tracing)
             }
         }
         guard count > 0 else {
@@ -147,6 +153,15 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         return count
     }
 
+    @inlinable @inline(__always)
+    mutating func serve(_ datagram: Datagram, now: UInt64, tracing: Bool) {
+        if tracing {
+            handleTraced(datagram, now: now)
+        } else {
+            handle(datagram, now: now)
+        }
+    }
+
     /// Hands the service `datagram`, sending the outbox as often as it takes.
     @inlinable mutating func handle(_ datagram: Datagram, now: UInt64) {
         while !service.handle(datagram, now: now, into: &outbox) {
@@ -155,16 +170,52 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
     }
 
+    /// `handle`, and a trace record of what became of `datagram`, if the trace takes it: a
+    /// drop by the counter that grew, or its reply, the first datagram written to its peer,
+    /// held until the outbox is sent; with neither, it was served.
+    @inline(never)
+    @inlinable mutating func handleTraced(_ datagram: Datagram, now: UInt64) {
+        guard let trace, trace.admits(datagram.peer.address) else { return handle(datagram, now: now) }
+        var record = TraceRecord(
+            worker: index, peer: datagram.peer, local: datagram.arrival.replySource, bytes: datagram.length,
+            fate: .served)
+        service.describe(datagram, into: &record.note)
+        var before = service.counters
+        var first = outbox.count
+        while !service.handle(datagram, now: now, into: &outbox) {
+            precondition(!outbox.isEmpty, "a service refused a datagram with an empty outbox")
+            flush()
+            // A refused call changes nothing: what the send counted is not this datagram's.
+            (before, first) = (service.counters, outbox.count)
+        }
+        let after = service.counters
+        if let reason = after.schema.drops.first(where: { after[$0] != before[$0] }) {
+            record.fate = .dropped(reason)
+        }
+        var reply: Int?
+        let entries = outbox.entries
+        for e in first..<outbox.count where reply == nil && entries[e].destination == datagram.peer {
+            reply = e
+        }
+        record.deliveries = outbox.count - first - (reply == nil ? 0 : 1)
+        guard let reply else {
+            _ = trace.ring.push(record)
+            return
+        }
+        record.reply = (entries[reply].datagramLength, entries[reply].source)
+        trace.hold(record, entry: reply)
+    }
+
     /// Serves the datagrams of the batch that this worker owns; hands the others to their
     /// owners, and wakes them.
-    @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64) {
+    @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64, tracing: Bool) {
         for k in 0..<count {
             var datagram = receiver.datagram(receiver.order(k))
             datagram.arrival.socket = UInt16(handover.position)
             if let owner = service.owner(of: datagram), owner != handover.position {
                 handover.handOver(datagram, to: owner)
             } else {
-                handle(datagram, now: now)
+                serve(datagram, now: now, tracing: tracing)
             }
         }
         handover.wakeOwners()
@@ -201,6 +252,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         guard !outbox.isEmpty else { return }
         guard let handover else {
             let outcome = sender.send(outbox, via: socket)
+            if let trace, trace.pendingCount > 0 {
+                trace.complete { sender.failed(entry: $0) }
+            }
             outbox.removeAll()
             service.recordSent(outcome.sent, failed: outcome.failed)
             record(outcome)
@@ -214,6 +268,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             sent += outcome.sent
             failed += outcome.failed
             record(outcome)
+        }
+        if let trace, trace.pendingCount > 0 {
+            trace.complete { entry in handover.senders.contains { $0.failed(entry: entry) } }
         }
         outbox.removeAll()
         service.recordSent(sent, failed: failed)
@@ -322,14 +379,16 @@ public struct WorkerLauncher: ServiceBuilder, Sendable {
     @usableFromInline package let liveness: Liveness?
     /// The workers it shares its service's state with, and its place there (nil: none).
     @usableFromInline package let handover: (group: HandoverGroup, position: Int)?
+    @usableFromInline package let trace: TraceControl?
 
     package init(
         index: Int, socket: DatagramSocket, configuration: WorkerConfiguration, published: PublishedReport,
-        handover: (group: HandoverGroup, position: Int)? = nil,
+        handover: (group: HandoverGroup, position: Int)? = nil, trace: TraceControl? = nil,
         stop: StopSignal, liveness: Liveness?, started: @escaping @Sendable (SocketError?) -> Void
     ) {
         self.index = index
         self.handover = handover
+        self.trace = trace
         self.socket = socket
         self.configuration = configuration
         self.published = published
@@ -344,7 +403,7 @@ public struct WorkerLauncher: ServiceBuilder, Sendable {
         do {
             worker = try Worker(
                 index: index, socket: socket, service: service, configuration: configuration,
-                publishingTo: published, handover: handover)
+                publishingTo: published, handover: handover, trace: trace)
         } catch {
             started(error)
             return

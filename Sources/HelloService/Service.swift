@@ -47,6 +47,11 @@ public protocol DatagramService: ~Copyable {
     /// Where several workers share one service's state, each part owned by one of them:
     /// which worker must handle `datagram` (nil: this one may). By default, nil.
     func owner(of datagram: Datagram) -> Int?
+
+    /// For the trace, and only while it is on: what `datagram` asks (its request's kind,
+    /// the room it concerns), as the service knows it before handling it. Changes nothing.
+    /// By default, nothing.
+    func describe(_ datagram: Datagram, into note: inout TraceNote)
 }
 
 extension DatagramService where Self: ~Copyable {
@@ -58,6 +63,7 @@ extension DatagramService where Self: ~Copyable {
     public mutating func tick(now: UInt64, into outbox: inout Outbox) {}
     public mutating func endBatch(now: UInt64, into outbox: inout Outbox) -> Bool { true }
     public func owner(of datagram: Datagram) -> Int? { nil }
+    public func describe(_ datagram: Datagram, into note: inout TraceNote) {}
 }
 
 /// What every service is built from: the batch the worker reads, the largest datagram it

@@ -147,6 +147,19 @@ package struct EventFD: ~Copyable, Sendable {
         _ = try? nonBlockingCall("eventfd write") { Glibc.write(descriptor.rawValue, &one, 8) }
     }
 
+    /// Waits until it is signalled, at most `nanoseconds` (nil: as long as it takes), and
+    /// drains it; false if the time passed first.
+    package func wait(nanoseconds: UInt64?) -> Bool {
+        var fd = pollfd(fd: descriptor.rawValue, events: Int16(POLLIN), revents: 0)
+        var timeout = timespec(
+            tv_sec: Int((nanoseconds ?? 0) / 1_000_000_000), tv_nsec: Int((nanoseconds ?? 0) % 1_000_000_000))
+        // EINTR counts as a wake-up: the caller looks at what changed anyway.
+        let ready = nanoseconds == nil ? hs_ppoll(&fd, 1, nil) : hs_ppoll(&fd, 1, &timeout)
+        guard ready > 0 else { return ready < 0 }
+        drain()
+        return true
+    }
+
     /// Makes it unreadable again, if it was signalled.
     package func drain() {
         var value: UInt64 = 0
@@ -211,6 +224,7 @@ package struct Signal: Equatable, Sendable {
     package static let terminate = Signal(number: SIGTERM)
     package static let interrupt = Signal(number: SIGINT)
     package static let hangUp = Signal(number: SIGHUP)
+    package static let user1 = Signal(number: SIGUSR1)
 
     /// `SIGTERM`, `SIGINT`, `SIGHUP`, or `signal N`.
     package var name: String {
@@ -218,6 +232,7 @@ package struct Signal: Equatable, Sendable {
         case SIGTERM: return "SIGTERM"
         case SIGINT: return "SIGINT"
         case SIGHUP: return "SIGHUP"
+        case SIGUSR1: return "SIGUSR1"
         default: return "signal \(number)"
         }
     }

@@ -29,6 +29,10 @@ import SystemPackage
     /// For each message: the first outbox entry it carries and how many.
     private let firstEntry: UnsafeMutablePointer<Int32>
     private let entryCount: UnsafeMutablePointer<Int32>
+    /// The runs of outbox entries (first, count) that the last `send` lost, written only on
+    /// a refusal: the trace says which reply failed (`failed(entry:)`).
+    private let lostRuns: UnsafeMutablePointer<(first: Int32, count: Int32)>
+    private var lostRunCount = 0
     private let planner: SegmentPlanner
     /// Whether runs still become segmented sends: false from the start with
     /// `--no-gso`, and from the first EIO on a segmented send, which says the way out cannot
@@ -46,6 +50,7 @@ import SystemPackage
         messages = MessageVector(capacity: capacity, names: true, controlSize: Self.controlSize, buffersPerMessage: 2)
         firstEntry = .allocate(capacity: capacity)
         entryCount = .allocate(capacity: capacity)
+        lostRuns = .allocate(capacity: capacity)
         planner = SegmentPlanner(maxSegments: Int(HS_UDP_MAX_SEGMENTS))
         segmenting = options.segmentation
     }
@@ -53,6 +58,7 @@ import SystemPackage
     deinit {
         firstEntry.deallocate()
         entryCount.deallocate()
+        lostRuns.deallocate()
     }
 
     @usableFromInline package struct Outcome: Sendable {
@@ -87,6 +93,7 @@ import SystemPackage
     {
         precondition(outbox.count <= capacity)
         var outcome = Outcome()
+        lostRunCount = 0
         var count = buildMessages(outbox, from: 0, plainThrough: -1, slot: 0, only: only)
         var next = 0
         var waits = 0
@@ -104,7 +111,7 @@ import SystemPackage
                     _ = try? socket.wait(for: Int16(POLLOUT), timeout: Self.sendWait)
                 } else {
                     outcome.lastError = .resourceTemporarilyUnavailable
-                    for m in next..<count { outcome.failed += Int(entryCount[m]) }
+                    for m in next..<count { lose(m, &outcome) }
                     next = count
                 }
             } catch {
@@ -124,12 +131,24 @@ import SystemPackage
                     // The destination is refused (a firewall, no route): every datagram this
                     // message carries is lost; the rest of the batch still goes.
                     outcome.lastError = error.errno
-                    outcome.failed += Int(entryCount[next])
+                    lose(next, &outcome)
                     next += 1
                 }
             }
         }
         return outcome
+    }
+
+    /// Counts message `m`'s datagrams as failed, and remembers which they were.
+    private func lose(_ m: Int, _ outcome: inout Outcome) {
+        outcome.failed += Int(entryCount[m])
+        lostRuns[lostRunCount] = (firstEntry[m], entryCount[m])
+        lostRunCount += 1
+    }
+
+    /// Whether the last `send` lost outbox entry `entry` (the kernel refused it).
+    @usableFromInline package func failed(entry: Int) -> Bool {
+        (0..<lostRunCount).contains { lostRuns[$0].first <= entry && entry < lostRuns[$0].first + lostRuns[$0].count }
     }
 
     /// Fills messages from `slot` on with the outbox's entries from `entry` on, and returns

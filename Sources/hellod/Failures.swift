@@ -15,6 +15,8 @@ enum StartFailure: Error, CustomStringConvertible {
     case cannotServe(SocketAddress, SocketError)
     /// getrandom(2) failed (nil: it gave fewer bytes than asked), so chat has no secret.
     case noRandomness(SocketError?)
+    /// The trace writer's eventfd could not be made.
+    case noTraceWriter(SocketError)
 
     /// Every one of them ends hellod the same way: its start failed.
     var exitCode: ExitCode { .failure }
@@ -39,6 +41,8 @@ enum StartFailure: Error, CustomStringConvertible {
             return "cannot serve \(address): \(error)"
         case let .noRandomness(error):
             return error.map { "\($0)" } ?? "getrandom: short read"
+        case let .noTraceWriter(error):
+            return "cannot start the trace writer: \(error)"
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import HelloCLI
 import HelloChat
 import HelloChatWire
+import HelloDatagram
 import HelloLauncher
 import HelloServer
 import HelloService
@@ -20,7 +21,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             the sockets systemd passes instead, each with the service its FileDescriptorName= \
             names (hello, echo, chat; "unknown" or a unit's name: --mode). \
             SIGTERM or SIGINT: answers every datagram already read, then exits 0. \
-            SIGHUP: logs the counters now, and goes on serving.
+            SIGHUP: logs the counters now, and goes on serving. \
+            SIGUSR1: switches the per-datagram trace (--trace) on or off.
             """,
         version: hellodVersion
     )
@@ -227,6 +229,28 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         help: ArgumentHelp("Seconds between writes of --metrics-file.", valueName: "s"))
     var metricsInterval: Int = 5
 
+    @Flag(
+        name: .customLong("trace"),
+        help:
+            "Log a line for each datagram read: service, peer, local address, size and what became of it (replied, served, or the drop reason), with HELLOD_* journal fields. Off by default; SIGUSR1 switches it at run time."
+    )
+    var trace = false
+
+    @Option(
+        name: .customLong("trace-from"),
+        help: ArgumentHelp(
+            "Trace only datagrams from this address or prefix: 192.0.2.7, 192.0.2.0/24, 2001:db8::/32. Repeatable.",
+            valueName: "prefix"),
+        transform: TraceSettings.parseSource)
+    var traceFrom: [IPPrefix] = []
+
+    @Option(
+        name: .customLong("trace-rate"),
+        help: ArgumentHelp(
+            "Trace lines a second at most; the datagrams past it are counted in one line a second.",
+            valueName: "per-second"))
+    var traceRate = 200
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -274,6 +298,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         try require("--chat-evict-s", chatEvictSeconds, in: 1...86400)
         try require("--chat-fanout-us", chatFanOutMicroseconds, in: 0...1_000_000)
         try require("--metrics-interval", metricsInterval, in: 1...86400)
+        try require("--trace-rate", traceRate, in: 1...10_000)
         // Each chat worker's tables are allocated at start: settings whose address space is
         // more than the machine's memory and swap would fail that allocation (Linux refuses
         // such an obvious overcommit), so they are refused here, in one line.
@@ -312,10 +337,11 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             batchSize: batch, maxDatagram: maxDatagram,
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
             segmentation: gso)
-        let server = Supervisor(
+        let server = try Supervisor(
             sockets: sockets, configuration: configuration,
             policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(),
-            metrics: metricsFile.map { ($0, UInt64(metricsInterval) * 1_000_000_000) }, log: log)
+            metrics: metricsFile.map { ($0, UInt64(metricsInterval) * 1_000_000_000) },
+            trace: TraceSettings(on: trace, sources: traceFrom, rate: traceRate), log: log)
         try server.run()
     }
 }

@@ -37,12 +37,15 @@ final class Supervisor {
     let warningInterval: UInt64 = 60_000_000_000
     /// The metrics file's last failure: a warning says it once, until it changes.
     private var metricsFailure: MetricsFileError?
+    /// The per-datagram trace (--trace, SIGUSR1) and its writer.
+    let trace: TraceControl
+    let traceWriter: TraceWriter
 
     /// `metrics`: the metrics file's path and its interval in nanoseconds.
     init(
         sockets: [ServedSocket], configuration: WorkerConfiguration, policy: AdmissionPolicy, chat: ChatSettings,
-        metrics: (path: String, interval: UInt64)?, log: Logger
-    ) {
+        metrics: (path: String, interval: UInt64)?, trace: TraceSettings, log: Logger
+    ) throws(StartFailure) {
         self.sockets = sockets
         self.configuration = configuration
         self.policy = policy
@@ -61,6 +64,17 @@ final class Supervisor {
         self.chatGroup =
             chatSockets.count > 1 ? HandoverGroup(sockets: chatSockets, slotBytes: ChatWire.largestDatagram) : nil
         self.dropBaselines = sockets.map { try? $0.socket.kernelDrops() }
+        self.trace = TraceControl(workers: sockets.count, filter: trace.sources, rate: trace.rate, on: trace.on)
+        do {
+            traceWriter = try TraceWriter(
+                control: self.trace,
+                sockets: sockets.map {
+                    .init(service: $0.service, address: $0.address, schema: $0.service.counterSchema)
+                },
+                journal: Systemd.stderrIsJournal)
+        } catch {
+            throw .noTraceWriter(error)
+        }
         for (served, baseline) in zip(sockets, dropBaselines) where baseline == nil {
             log.warning("kernel queue drops on \(served.address) cannot be read (SO_MEMINFO): counted as 0")
         }
@@ -75,9 +89,12 @@ final class Supervisor {
         }
         let startup = Startup(workers: sockets.count)
         let threads = sockets.indices.map { startWorker($0, liveness: liveness, startup: startup) }
+        let writer = PosixThread.spawn(name: "hellod-trace") { [traceWriter] in traceWriter.run() }
         if let failure = startup.wait() {
             stop.stop()
             threads.forEach { $0.join() }
+            traceWriter.stop()
+            writer.join()
             throw failure
         }
         let first = snapshot()
@@ -110,6 +127,10 @@ final class Supervisor {
                 }
                 logProgress(current, since: &progressSeen)
             }
+            if signal == .user1 {
+                switchTrace()
+                continue
+            }
             guard signal == .hangUp else { break }
             let current = snapshot()
             writeMetrics(current, serving: true)  // before the line: whoever reads it finds the file current
@@ -119,6 +140,8 @@ final class Supervisor {
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(signal.name))")
         stop.stop()
         threads.forEach { $0.join() }
+        traceWriter.stop()
+        writer.join()
         let final = snapshot()
         saySegmentationOff(final, said: &segmentationOffSaid)
         logCounters(
@@ -140,7 +163,7 @@ final class Supervisor {
         let handover = served.service == .chat ? chatGroup.map { ($0, position) } : nil
         let launcher = WorkerLauncher(
             index: index, socket: served.socket, configuration: configuration, published: reports[index],
-            handover: handover, stop: stop, liveness: liveness,
+            handover: handover, trace: trace, stop: stop, liveness: liveness,
             started: { error in startup.report(error.map { .cannotServe(served.address, $0) }) })
         let settings = configuration.serviceSettings(policy: policy)
         let chat = { [chat] in
@@ -174,8 +197,23 @@ final class Supervisor {
     // MARK: Signals
 
     /// SIGTERM and SIGINT stop hellod; SIGHUP (a closed terminal, `systemctl kill -s HUP`)
-    /// must not: it asks for the counters.
-    private static let handledSignals: [Signal] = [.terminate, .interrupt, .hangUp]
+    /// must not: it asks for the counters. SIGUSR1 switches the trace, which its default
+    /// action would have been to kill hellod.
+    private static let handledSignals: [Signal] = [.terminate, .interrupt, .hangUp, .user1]
+
+    /// SIGUSR1: the trace on if it was off, off if it was on, said at notice.
+    private func switchTrace() {
+        trace.set(on: !trace.isOn)
+        traceWriter.wake()
+        log.notice("\(traceLine) (SIGUSR1)")
+    }
+
+    /// What the trace does now, in a line.
+    private var traceLine: String {
+        guard trace.isOn else { return "trace off" }
+        let sources = trace.filter.isEmpty ? "every source" : trace.filter.map(\.description).joined(separator: " ")
+        return "trace on: a line per datagram from \(sources), at most \(trace.rate) a second"
+    }
 
     /// Calls `tick(i, now)` every `timers[i]` nanoseconds until a signal arrives; returns
     /// the signal.
@@ -218,7 +256,7 @@ final class Supervisor {
             ? ""
             : "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.repairByteRate) repair bytes/s per member (burst \(chat.repairByteBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin"
         log.info(
-            "hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
+            "hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog), \(traceLine); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
             metadata: [
                 "services": "\(services.map(\.name.rawValue).joined(separator: " "))",
                 "batch": "\(configuration.batchSize)", "sockets": "\(addresses)", "origin": "\(origin)",

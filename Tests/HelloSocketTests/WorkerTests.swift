@@ -18,7 +18,7 @@ struct TestServer<Rule: ReplyRule>: ~Copyable {
 
     init(
         _ listen: String, _ rule: Rule, batch: Int = 64, maxDatagram: Int = 65527, gso: Bool = true,
-        policy: AdmissionPolicy = AdmissionPolicy()
+        policy: AdmissionPolicy = AdmissionPolicy(), trace: TraceControl? = nil
     ) throws {
         let socket = try DatagramSocket.bound(to: SocketAddress(parsing: listen)!)
         let report = PublishedReport()
@@ -29,7 +29,7 @@ struct TestServer<Rule: ReplyRule>: ~Copyable {
         let worker = try closingOnFailure(socket) {
             try Worker(
                 index: 0, socket: socket, service: ReplyService(rule, settings), configuration: configuration,
-                publishingTo: report)
+                publishingTo: report, handover: nil, trace: trace)
         }
         self.report = report
         self.address = address

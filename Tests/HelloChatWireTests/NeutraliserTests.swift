@@ -1,4 +1,4 @@
-import HelloClient
+import HelloChatWire
 import Testing
 
 /// What the network sends made harmless to show, class by class of hostile input.
