@@ -120,13 +120,17 @@ public final class TraceControl: Sendable {
         self.filter = filter
         self.rate = rate
         self.on = ManagedAtomic(on)
+        allowance.store(on ? rate : 0, ordering: .relaxed)
         rings = (0..<workers).map { _ in TraceRing(capacity: ringCapacity) }
     }
 
     /// Read once a batch by each worker.
     @inlinable public var isOn: Bool { on.load(ordering: .relaxed) }
 
+    /// Turns it on, its first second's allowance full (the writer refills it each second
+    /// from then on), or off.
     public func set(on value: Bool) {
+        if value { refill(rate) }
         on.store(value, ordering: .relaxed)
     }
 

@@ -49,7 +49,7 @@ final class TraceWriter: Sendable {
     /// The thread's body: returns once `stop` was called, every record written.
     func run() {
         var lostSeen = lostSoFar()
-        var second: UInt64 = 0  // when the allowance was last refilled (0: not since tracing began)
+        var second: UInt64 = 0  // when the allowance was last refilled (0: when tracing began)
         while !stopping.load(ordering: .relaxed) {
             guard control.isOn else {
                 writeRecords()
@@ -59,8 +59,10 @@ final class TraceWriter: Sendable {
                 continue
             }
             let now = monotonicNanoseconds()
-            if second == 0 || now - second >= 1_000_000_000 {
-                if second != 0 { sayLost(&lostSeen) }
+            if second == 0 {
+                second = now  // switched on with its first second's allowance
+            } else if now - second >= 1_000_000_000 {
+                sayLost(&lostSeen)
                 control.refill(control.rate)
                 second = now
             }
