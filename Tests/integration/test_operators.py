@@ -75,7 +75,7 @@ class Manuals(unittest.TestCase):
             self.assertNotIn("\n\n", text, page)
         with open(os.path.join(SCRATCH, "man", "hellod.8")) as f:
             headings = re.findall(r"(?m)^\.Sh (.+)$", f.read())
-        self.assertEqual(headings, ["NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "SYSTEMD UNITS", "SIGNALS",
+        self.assertEqual(headings, ["NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "SYSTEMD UNITS", "SIGNALS", "TRACING",
                                     "COUNTERS", "EXIT STATUS", "EXAMPLES", "SEE ALSO", "LICENSE"])
 
     def test_completions_offer_the_options(self):
