@@ -181,6 +181,10 @@ let benchmarks: @Sendable () -> Void = {
     // of 8 same-length replies each.
     registerDatagramBenchmark("Worker-batch-64-1024-datagrams", Scenario())
 
+    // The same with the trace on (hellod --trace): a record per datagram into the worker's
+    // ring, completed after the send; the rig empties the rings each round.
+    registerDatagramBenchmark("Worker-batch-64-traced-1024-datagrams", Scenario(traced: true))
+
     // --batch 1: one recvmmsg and one sendmmsg per datagram.
     registerDatagramBenchmark("Worker-batch-1-1024-datagrams", Scenario(batchSize: 1))
 
@@ -234,6 +238,13 @@ let benchmarks: @Sendable () -> Void = {
             service: .chat, requestsPerPeer: 1, rounds: 128,
             expected: Expected(read: 8, replied: 8, deliveries: 8), chat: room))
 
+    // ...traced: each SAY's record names its request and room (the member found by token).
+    registerDatagramBenchmark(
+        "Worker-chat-room-of-8-traced-1024-datagrams",
+        Scenario(
+            service: .chat, requestsPerPeer: 1, rounds: 128,
+            expected: Expected(read: 8, replied: 8, deliveries: 8), chat: room, traced: true))
+
     // The full-size fan-out (the benchmark case is 64 members): 64 peers join one
     // room; every round 8 of them SAY once (8 datagrams read) and all 64 get the round's 8
     // events in one EVENTS datagram (64 deliveries, 8 per SAY). Members 8 to 63 only
@@ -262,6 +273,12 @@ let benchmarks: @Sendable () -> Void = {
             service: .chat, requestsPerPeer: 1, rounds: 128,
             expected: Expected(read: 8, replied: 0, drops: ["chat-bad-name": 8], deliveries: 8), chat: room,
             chatRequests: .lookAlikesRefused))
+    registerDatagramBenchmark(
+        "Worker-chat-look-alike-join-and-nick-refused-traced-1024-datagrams",
+        Scenario(
+            service: .chat, requestsPerPeer: 1, rounds: 128,
+            expected: Expected(read: 8, replied: 0, drops: ["chat-bad-name": 8], deliveries: 8), chat: room,
+            chatRequests: .lookAlikesRefused, traced: true))
 
     // ...and a NICK taken: member 0 renames itself every round, c0 and C0 in turn, and all
     // 8 get the renamed event (1 read and replied, 8 deliveries). 128 rounds an iteration.
@@ -337,6 +354,15 @@ let benchmarks: @Sendable () -> Void = {
             network: .isolated, policy: .unlimited, peerKind: { $0 < 2 ? .testNet : .loopback },
             answered: { peer, _ in peer >= 2 },
             expected: Expected(read: 64, replied: 48, drops: ["send-failed": 16], lastSendErrno: ENETUNREACH)))
+
+    // ...traced: which replies failed is known per datagram (the sender's lost runs).
+    registerDatagramBenchmark(
+        "Worker-batch-64-traced-send-failed-unreachable-1024-datagrams",
+        Scenario(
+            network: .isolated, policy: .unlimited, peerKind: { $0 < 2 ? .testNet : .loopback },
+            answered: { peer, _ in peer >= 2 },
+            expected: Expected(read: 64, replied: 48, drops: ["send-failed": 16], lastSendErrno: ENETUNREACH),
+            traced: true))
 
     // A full send buffer: the worker listens on 192.0.2.100, on a link whose neighbours
     // never resolve, with the smallest send buffer, filled before the first round. Every

@@ -69,6 +69,10 @@ struct Scenario: Sendable {
     var chatSpeakers: Int?
     /// What a chat round's speakers send (SAYs unless told).
     var chatRequests = ChatRequests.say
+    /// The trace on (hellod --trace): every datagram's record written into the worker's
+    /// ring; the rig empties the rings after each round, as the daemon's writer would, and
+    /// checks each fate against the counters.
+    var traced = false
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): one 64-byte malloc per iteration.
     var allocatesPerIteration = false
     /// Deliberately broken (HELLOD_BENCH_BROKEN only): the teardown fails.
@@ -138,6 +142,11 @@ final class Rig {
     private var chatNext: UInt32 = 0
     private var chatSaid: UInt32 = 0
     private var baseline = Counters()
+    /// The trace (`Scenario.traced`), and its records by fate since the baseline: replied,
+    /// send failed, served, then by worker and counter place, dropped.
+    let trace: TraceControl?
+    let tracedFates: UnsafeMutablePointer<UInt64>
+    static let fateSlots = 3 + 2 * CounterBlock.capacity
 
     init(_ scenario: Scenario) throws {
         self.scenario = scenario
@@ -200,12 +209,16 @@ final class Rig {
         let configuration = WorkerConfiguration(
             batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
             spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
+        // An allowance no run spends: the rate is the writer's business, not the path's.
+        trace = scenario.traced ? TraceControl(workers: services.count, filter: [], rate: 1 << 50, on: true) : nil
+        tracedFates = .allocate(capacity: Self.fateSlots)
+        tracedFates.initialize(repeating: 0, count: Self.fateSlots)
         let settings = configuration.serviceSettings(policy: policy)
         let chat = scenario.chat ?? ChatSettings()
         for (index, service) in services.enumerated() {
             let builder = BenchWorkerBuilder(
                 index: index, socket: servers[index], configuration: configuration,
-                report: reports[index])
+                report: reports[index], trace: trace)
             workers.append(try service.build(settings, chat: chat, with: builder).get())
         }
 
@@ -347,6 +360,8 @@ final class Rig {
         guard next > 0 else { throw SetupError(description: "chat: no WELCOME") }
         chatNext = next
         baseline = reports.map { $0.snapshot() }.reduce(WorkerReport(), +).counters
+        drainTrace()
+        tracedFates.update(repeating: 0, count: Self.fateSlots)
     }
 
     /// Sends `bytes` from `peer`, serves, and returns what `peer` got.
@@ -420,6 +435,23 @@ final class Rig {
         clients.deallocate()
         for pointer in [requests, replies, receiveBuffer] { pointer.deallocate() }
         for pointer in [requestOffset, requestLength, replyOffset, replyLength] { pointer.deallocate() }
+        tracedFates.deallocate()
+    }
+
+    /// Empties the trace's rings, as hellod's writer does, counting each record's fate.
+    @inline(__always)
+    func drainTrace() {
+        guard let trace else { return }
+        for ring in trace.rings {
+            _ = ring.drain { record in
+                switch record.fate {
+                case .replied: tracedFates[0] += 1
+                case .sendFailed: tracedFates[1] += 1
+                case .served: tracedFates[2] += 1
+                case .dropped(let reason): tracedFates[3 + record.worker * CounterBlock.capacity + reason.index] += 1
+                }
+            }
+        }
     }
 
     /// Sends from `server` to 192.0.2.1 (`Network.stalledLink`: queued, never delivered)
@@ -510,6 +542,7 @@ final class Rig {
                 served += n
             }
         }
+        drainTrace()
         // Each client's replies come in the order it sent its requests; then nothing else.
         for peer in 0..<peers {
             let fd = clients[peer]
@@ -583,6 +616,24 @@ final class Rig {
         if r.receiveErrors != 0 || r.lastReceiveErrno != 0 {
             wrong.append("receive errors \(r.receiveErrors) (last errno \(r.lastReceiveErrno)), expected none")
         }
+        if let trace {
+            // Each datagram read a record, its fate the counters': every drop under its reason
+            // (send-failed as a failed reply), and the rest replied or served.
+            let lost = trace.rings.reduce(0) { $0 + $1.lost }
+            let records = (0..<Self.fateSlots).reduce(0) { $0 + tracedFates[$1] }
+            expect("trace records", records, 0, UInt64(e.read))
+            expect("trace records not written", lost, 0, 0)
+            expect("traced replied or served", tracedFates[0] + tracedFates[2], 0, UInt64(e.replied))
+            for (i, reason) in reasons.enumerated() {
+                var traced = reason == CounterSchema.generic.name(of: .sendFailed) ? tracedFates[1] : 0
+                for (w, report) in reports.enumerated() {
+                    if let id = report.snapshot().counters.schema.id(named: reason) {
+                        traced += tracedFates[3 + w * CounterBlock.capacity + id.index]
+                    }
+                }
+                expect("traced \(reason)", traced, 0, expectedDrops[i])
+            }
+        }
         if r.segmentationFallbacks != 0 {
             wrong.append("segmentation fallbacks \(r.segmentationFallbacks), expected none")
         }
@@ -610,6 +661,7 @@ struct BenchWorkerBuilder: ServiceBuilder {
     let socket: DatagramSocket
     let configuration: WorkerConfiguration
     let report: PublishedReport
+    let trace: TraceControl?
 
     final class Box<Service: DatagramService & ~Copyable> {
         var worker: Worker<Service>
@@ -623,7 +675,7 @@ struct BenchWorkerBuilder: ServiceBuilder {
             let box = Box(
                 try Worker(
                     index: index, socket: socket, service: service, configuration: configuration,
-                    publishingTo: report))
+                    publishingTo: report, handover: nil, trace: trace))
             return .success { now in now.map { box.worker.serveBatch(now: $0) } ?? box.worker.serveBatch() }
         } catch {
             return .failure(error)
