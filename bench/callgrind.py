@@ -4,6 +4,7 @@ hellod, alternated in one run: what a change costs, in a count that does not mov
 machine's load (valgrind --tool=callgrind). Each build is measured with its own `hello`.
 
     bench/callgrind.py --before OLD/.build-static/release [--after .build-static/release] [--runs 2]
+    bench/callgrind.py --before .build-static/release --after-options=--trace   # what the trace costs
 
 Per reply: hellod under callgrind (`--spin-us 0 --coalesce-us 0`, so that no idle polling
 counts), `hello bench` with 8 flows x 8 in flight, 3,000 requests per flow minus a run of
@@ -32,13 +33,14 @@ def stripped(hellod, tmp):
     return copy
 
 
-def replies(bin_dir, mode, requests, tmp):
-    """(instructions, replies) of hellod serving `mode` for one `hello bench` run."""
+def replies(bin_dir, mode, requests, tmp, options=()):
+    """(instructions, replies) of hellod serving `mode` for one `hello bench` run, with
+    `options` added to its command line."""
     port = free_port()
     out = os.path.join(tmp, "callgrind.%d" % port)
     proc = subprocess.Popen(["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
                              stripped(os.path.join(bin_dir, "hellod"), tmp), "--listen", "%s@127.0.0.1:%d" % (mode, port),
-                             "--spin-us", "0", "--coalesce-us", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--spin-us", "0", "--coalesce-us", "0", *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(3)  # valgrind starts slowly
         result = subprocess.run(["taskset", "-c", "1", os.path.join(bin_dir, "hello"), "bench", "--port", str(port),
@@ -53,19 +55,19 @@ def replies(bin_dir, mode, requests, tmp):
     return int(totals[-1].split()[1]), answered
 
 
-def per_reply(bin_dir, mode):
+def per_reply(bin_dir, mode, options=()):
     with tempfile.TemporaryDirectory() as tmp:
-        long_ir, long_n = replies(bin_dir, mode, 3000, tmp)
-        short_ir, short_n = replies(bin_dir, mode, 1000, tmp)
+        long_ir, long_n = replies(bin_dir, mode, 3000, tmp, options)
+        short_ir, short_n = replies(bin_dir, mode, 1000, tmp, options)
     return (long_ir - short_ir) / max(long_n - short_n, 1)
 
 
-def per_delivery(bin_dir):
+def per_delivery(bin_dir, options=()):
     # bench/chat.py's measurement, with this build's own hello (its chat wire).
     chat.RELEASE = bin_dir
     relay = chat.relays("unused", os.path.join(bin_dir, "hellod"))[0]
     with tempfile.TemporaryDirectory() as tmp:
-        relay = dict(relay, command=[stripped(relay["command"][0], tmp), *relay["command"][1:]])
+        relay = dict(relay, command=[stripped(relay["command"][0], tmp), *relay["command"][1:], *options])
         long_ir, long_d, _, _ = chat.callgrind_instructions(relay, 64, 100, 64, 6, tmp)
         short_ir, short_d, _, _ = chat.callgrind_instructions(relay, 64, 100, 64, 2, tmp)
     return (long_ir - short_ir) / max(long_d - short_d, 1)
@@ -75,14 +77,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="a directory with the older build's hellod and hello")
     parser.add_argument("--after", default=chat.RELEASE, help="the newer build's (default: this tree's release build)")
+    parser.add_argument("--after-options", default="", help="hellod options for the newer build only (\"--trace\")")
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
-    builds = [("before", args.before), ("after", args.after)]
+    builds = [("before", args.before, ()), ("after", args.after, tuple(args.after_options.split()))]
     found = {}
     for _ in range(args.runs):
-        for label, bin_dir in builds:
+        for label, bin_dir, options in builds:
             for what in ("hello", "echo", "chat"):
-                value = per_delivery(bin_dir) if what == "chat" else per_reply(bin_dir, what)
+                value = per_delivery(bin_dir, options) if what == "chat" else per_reply(bin_dir, what, options)
                 found.setdefault((what, label), []).append(value)
                 print("%s %s: %.1f" % (label, what, value), file=sys.stderr, flush=True)
     print("| service | instructions per %s, before | after |" % "reply (chat: delivery)")

@@ -138,10 +138,10 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         if let handover {
             routeBatch(count, via: handover, now: now, tracing: tracing)
             count += handover.serveHandedIn { serve($0, now: now, tracing: tracing) }
+        } else if tracing {
+            for k in 0..<count { handleTraced(receiver.datagram(receiver.order(k)), now: now) }
         } else {
-            for k in 0..<count {
-                serve(receiver.datagram(receiver.order(k)), now: now, tracing: tracing)
-            }
+            for k in 0..<count { handle(receiver.datagram(receiver.order(k)), now: now) }
         }
         guard count > 0 else {
             if failed { published.publish(report) }
