@@ -545,12 +545,17 @@ class Anycast(unittest.TestCase):
                 moved = servers_of(mine[name], detected[family] + 0.3, t["return"])
                 self.assertTrue(moved and failed not in moved, "IPv%d flow %s went to %s after server %d's "
                                 "withdrawal" % (family, name, moved, failed))
+            # Linux's multipath route is hash-threshold: a path removed moves some flows
+            # between the paths that stayed too (harmless here: figures only).
+            shuffled = sum(1 for name in mine if name not in on_failed
+                           and servers_of(mine[name], detected[family] + 0.3, t["return"]) != {home[name]})
             detection = detected[family] - t["fail"]
             report("IPv%d failure of server %d" % (family, failed),
                    "withdrawn at the router %.2f s after (bound %.1f s); %d flows on it lost %d requests, "
-                   "each flow for at most %.2f s; the other %d flows lost 0"
+                   "each flow for at most %.2f s; the other %d flows lost 0 (%d of them moved between the "
+                   "servers that stayed)"
                    % (detection, DETECTION_BOUND, len(on_failed), failure_lost, max(windows, default=0),
-                      FLOWS - len(on_failed)))
+                      FLOWS - len(on_failed), shuffled))
             self.assertLessEqual(detection, DETECTION_BOUND)
             self.assertLessEqual(max(windows, default=0), DETECTION_BOUND + SEND_INTERVAL)
 
