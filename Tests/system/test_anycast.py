@@ -100,7 +100,8 @@ def host_state():
 
 
 def bgp_processes():
-    """Every process on the machine whose command line names bird or exabgp."""
+    """Every process on the machine that is a bird, a birdc, or Python running ExaBGP
+    (`-m exabgp`, the healthcheck included) or a script of its (exabgp, exabgp-healthcheck)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -110,8 +111,9 @@ def bgp_processes():
                 command = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        words = command.split()
-        if words and (os.path.basename(words[0]) in ("bird", "birdc") or "exabgp" in command):
+        words = [os.path.basename(word) for word in command.split()[:3]]
+        if words and (words[0] in ("bird", "birdc") or "-m exabgp" in command
+                      or any(word.startswith(("exabgp", "python3-exabgp")) for word in words)):
             found.append("%s %s" % (pid, command.strip()))
     return found
 
