@@ -7,10 +7,10 @@ with its own.
   anycast_flows.py flows PORT INTERVAL FLOWS SECONDS ADDRESS...
       In the client's namespace: FLOWS UDP sockets per service ADDRESS, each its own
       source port (a flow), each sending a numbered request every INTERVAL seconds
-      ("f<flow>-<seq>") to ADDRESS:PORT. Prints {flow: {"family", "port", "sent": [[seq,
-      time], ...], "answered": {seq: time}, "peers": [[address, port], ...]}}, where
-      peers are every distinct address a reply to that flow came from; replies
-      that are not "Hello, <request>!" are counted under "wrong".
+      ("ADDRESS/<flow>-<seq>") to ADDRESS:PORT. Prints {"ADDRESS/<flow>": {"family",
+      "address", "port" (its source port), "sent": [[seq, time], ...], "answered": {seq:
+      time}, "peers": [[address, port], ...], "wrong"}}: peers are every distinct source a
+      right reply ("Hello, <request>!") to that flow came from; "wrong" counts the others.
 
   anycast_flows.py sniff PORT SECONDS INTERFACE...
       In the router's namespace: a packet socket on each INTERFACE (one per server link),
@@ -26,6 +26,8 @@ import struct
 import sys
 import time
 
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # SO_RCVBUF past net.core.rmem_max (root)
+
 
 def flows(port, interval, count, seconds, addresses):
     sel = selectors.DefaultSelector()
@@ -36,7 +38,7 @@ def flows(port, interval, count, seconds, addresses):
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         for i in range(count):
             s = socket.socket(family, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
             s.bind(("", 0))
             s.setblocking(False)
             name = "%s/%d" % (address, i)
@@ -104,7 +106,8 @@ def sniff(port, seconds, interfaces):
     sel.register(sys.stdin, selectors.EVENT_READ, None)
     for index, interface in enumerate(interfaces):
         s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        # 4 MiB past net.core.rmem_max (root may): seconds of a busy machine's stall.
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 22)
         s.bind((interface, ETH_P_ALL))
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, index)
