@@ -3,7 +3,9 @@
 #   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
 #   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2;
 #                           tmux, a real terminal for `hello chat`; gcc for bench/reference/;
-#                           mandoc, which lints the manual pages)
+#                           mandoc, which lints the manual pages; libssh-gcrypt-4, a library
+#                           that BIRD needs: the anycast test takes bird out of Debian's
+#                           package without installing it, scripts/anycast-tools.sh)
 #   scripts/deps.sh bench   that, and a C compiler for bench/reference/ (make references, make bench)
 #   scripts/deps.sh deb     that, and what building the Debian package needs (make deb:
 #                           debhelper, dpkg-dev, fakeroot) and checks it (lintian, man-db)
@@ -12,7 +14,7 @@ set -eu
 packages="libsystemd-dev pkg-config make"
 deb="debhelper dpkg-dev fakeroot lintian man-db"
 case "${1:-build}" in
-    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux gcc libc6-dev $deb" ;;
+    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux gcc libc6-dev libssh-gcrypt-4 $deb" ;;
     deb) packages="$packages $deb" ;;
     bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
 esac
