@@ -13,6 +13,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/udp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -56,6 +57,32 @@ int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout) {
 int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
 
 long hs_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }
+
+static void hs_interrupted(int signal) { (void)signal; }
+
+int hs_interrupt_signal(void) { return SIGRTMIN; }
+
+int hs_install_interrupt_handler(void) {
+    struct sigaction action = {.sa_handler = hs_interrupted};  // no SA_RESTART
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGRTMIN, &action, NULL) == 0 ? 0 : -errno;
+}
+
+int hs_unblock_interrupt(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGRTMIN);
+    return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int hs_join_within(pthread_t thread, unsigned long long nanoseconds) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    unsigned long long end = (unsigned long long)deadline.tv_nsec + nanoseconds;
+    deadline.tv_sec += (time_t)(end / 1000000000ULL);
+    deadline.tv_nsec = (long)(end % 1000000000ULL);
+    return pthread_timedjoin_np(thread, NULL, &deadline);
+}
 
 unsigned long long hs_memory_and_swap(void) {
     struct sysinfo info;

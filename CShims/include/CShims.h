@@ -14,6 +14,7 @@
 
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,6 +132,17 @@ int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout);
 int hs_set_thread_name(const char *name);
 // prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.
 int hs_set_timer_slack(unsigned long nanoseconds);
+
+// The signal that interrupts a thread blocked in a system call (SIGRTMIN, a function call
+// in glibc), and its handler: one that does nothing, installed without SA_RESTART, so that
+// the call returns EINTR (a receive with SO_RCVTIMEO never restarts: signal(7)). 0 or -errno.
+int hs_interrupt_signal(void);
+int hs_install_interrupt_handler(void);
+// Unblocks it in the calling thread (a thread inherits its creator's mask, which may block it).
+int hs_unblock_interrupt(void);
+// pthread_timedjoin_np(3) (behind _GNU_SOURCE) with a deadline `nanoseconds` from now: 0 once
+// the thread has ended and is joined, ETIMEDOUT if it runs on.
+int hs_join_within(pthread_t thread, unsigned long long nanoseconds);
 
 /// getrandom(2), whose header the Glibc module does not bring: fills `length` bytes from
 /// the kernel's random pool, blocking only until it is initialised. The bytes read, or -1.

@@ -115,19 +115,19 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// that in what it returns; `receiving: false` skips the socket (poll just said it has
     /// nothing). Never inlined: callgrind counts it by name (bench/chat-handover.py), one
     /// call per batch.
+    /// `waited`: what a receive that waited for traffic (`waitForTraffic`) read, served
+    /// instead of reading again.
     @inline(never)
     @inlinable
-    public mutating func serveBatch(now: UInt64 = monotonicNanoseconds(), receiving: Bool = true) -> Int {
+    public mutating func serveBatch(
+        now: UInt64 = monotonicNanoseconds(), receiving: Bool = true, waited: Waited? = nil
+    ) -> Int {
         var count = 0
         var failed = false
-        do {
-            if receiving {
-                count = try receiver.receive(from: socket)
-            }
-        } catch {
-            report.receiveErrors += 1
-            report.lastReceiveErrno = error.errno.rawValue
-            failed = true
+        if let waited {
+            (count, failed) = (waited.count, waited.failed)
+        } else if receiving {
+            (count, failed) = receive(waiting: false)
         }
         if count > 0 {
             receiver.orderByPeer(count: count)
@@ -160,6 +160,38 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         } else {
             handle(datagram, now: now)
         }
+    }
+
+    /// What a receive that waited read: its datagrams are in the receive batch.
+    public struct Waited {
+        @usableFromInline let count: Int
+        @usableFromInline let failed: Bool
+        @usableFromInline init(count: Int, failed: Bool) {
+            self.count = count
+            self.failed = failed
+        }
+    }
+
+    /// Receives a batch (`waiting`: waiting for its first datagram); a failure is counted.
+    @inlinable mutating func receive(waiting: Bool) -> (count: Int, failed: Bool) {
+        do {
+            return (try receiver.receive(from: socket, waiting: waiting), false)
+        } catch {
+            report.receiveErrors += 1
+            report.lastReceiveErrno = error.errno.rawValue
+            return (0, true)
+        }
+    }
+
+    /// Sleeps in the receive itself until a datagram comes, the socket's receive timeout
+    /// (the wake interval) runs out, or the thread is interrupted (stop): one system call
+    /// where polling and then receiving took two.
+    @inlinable mutating func waitForTraffic() -> Waited {
+        let (count, failed) = receive(waiting: true)
+        if failed {
+            Posix.sleep(nanoseconds: 1_000_000)  // a failing receive must not become a busy loop
+        }
+        return Waited(count: count, failed: failed)
     }
 
     /// Hands the service `datagram`, sending the outbox as often as it takes.
@@ -306,10 +338,15 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         var idleSince: UInt64 = 0  // 0: the last look found traffic
         // Woken for a handover alone, the socket need not be read.
         var socketReady = true
+        // A worker alone on its state sleeps in its receive, bounded by the wake interval;
+        // one sharing it (a handover) polls its socket and its wake-up together.
+        let sleepsInReceive = handover == nil && (try? socket.setReceiveTimeout(wake)) != nil
+        var waited: Waited?
         while !stop.isRequested {
             let now = monotonicNanoseconds()
-            let served = serveBatch(now: now, receiving: socketReady)
+            let served = serveBatch(now: now, receiving: socketReady, waited: waited)
             socketReady = true
+            waited = nil
             tickIfDue(now: now)
             if served > 0 {
                 if idleSince != 0 {
@@ -340,6 +377,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             liveness?.beat(index, now: now)
             if let handover, !handover.group.prepareToSleep(handover.position) {
                 continue  // handed something while it was about to sleep
+            }
+            if sleepsInReceive && service.sendDue == nil {
+                waited = waitForTraffic()
+                liveness?.beat(index, now: monotonicNanoseconds())
+                continue
             }
             do {
                 // ... or until what the service holds back falls due.

@@ -78,6 +78,21 @@ public struct DatagramSocket: Sendable, Hashable {
         return drops
     }
 
+    /// Makes a receive that waits (`MessageVector.receive(waiting: true)`) give up after
+    /// `nanoseconds` (SO_RCVTIMEO; nil: wait as long as it takes), and clears O_NONBLOCK,
+    /// which a socket from systemd carries: such a receive must block. Every other call
+    /// passes MSG_DONTWAIT, so nothing else waits.
+    @usableFromInline package func setReceiveTimeout(_ nanoseconds: UInt64?) throws(SocketError) {
+        let flags = try systemCall("fcntl") { fcntl(descriptor.rawValue, F_GETFL) }
+        _ = try systemCall("fcntl") { fcntl(descriptor.rawValue, F_SETFL, flags & ~O_NONBLOCK) }
+        let n = nanoseconds ?? 0
+        var timeout = timeval(tv_sec: Int(n / 1_000_000_000), tv_usec: Int(n % 1_000_000_000 / 1000))
+        if nanoseconds != nil && timeout.tv_sec == 0 && timeout.tv_usec == 0 { timeout.tv_usec = 1 }  // 0 is "never"
+        _ = try systemCall("setsockopt(SO_RCVTIMEO)") {
+            setsockopt(descriptor.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+    }
+
     public func setReceiveBufferSize(_ bytes: Int) throws(SocketError) {
         try setOption(SOL_SOCKET, SO_RCVBUF, Int32(clamping: bytes), "setsockopt(SO_RCVBUF)")
     }

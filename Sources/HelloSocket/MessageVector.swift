@@ -15,6 +15,9 @@ package final class MessageVector {
     package let controlSize: Int
     /// iovecs per message: 2 scatters a datagram over two buffers.
     package let buffersPerMessage: Int
+    /// The headers the last receive may have written (their lengths and flags), which the
+    /// next one resets: a receive of one datagram resets one, not `capacity`.
+    @exclusivity(unchecked) private var written: Int
 
     package init(capacity: Int, names: Bool, controlSize: Int = 0, buffersPerMessage: Int = 1) {
         precondition(capacity > 0 && (1...2).contains(buffersPerMessage))
@@ -25,6 +28,7 @@ package final class MessageVector {
         self.names = names ? .allocate(capacity: capacity) : nil
         self.controlSize = controlSize
         self.control = controlSize > 0 ? .allocate(byteCount: capacity * controlSize, alignment: 16) : nil
+        self.written = capacity
         headers.initialize(repeating: hs_mmsghdr(), count: capacity)
         iovecs.initialize(repeating: iovec(), count: capacity * buffersPerMessage)
         self.names?.initialize(repeating: sockaddr_storage(), count: capacity)
@@ -72,10 +76,12 @@ package final class MessageVector {
         iovecs[i * 2 + 1] = iovec(iov_base: buffer, iov_len: length)
     }
 
-    /// Reads up to `count` datagrams without waiting: 0 when none is queued.
+    /// Reads up to `count` datagrams without waiting: 0 when none is queued. `waiting`:
+    /// waits for the first (MSG_WAITFORONE), at most the socket's SO_RCVTIMEO, or until the
+    /// thread is interrupted (0 then too).
     @inline(__always)
-    package func receive(from socket: DatagramSocket, count: Int) throws(SocketError) -> Int {
-        for i in 0..<count {
+    package func receive(from socket: DatagramSocket, count: Int, waiting: Bool = false) throws(SocketError) -> Int {
+        for i in 0..<min(written, count) {
             if names != nil {
                 headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names! + i)
                 headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -87,8 +93,15 @@ package final class MessageVector {
             headers[i].msg_hdr.msg_flags = 0
         }
         let fd = socket.descriptor.rawValue
-        let n = try nonBlockingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
-        return Int(n ?? 0)
+        written = count  // until the call says how many it wrote
+        let n: Int32?
+        if waiting {
+            n = try waitingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_WAITFORONE), nil) }
+        } else {
+            n = try nonBlockingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
+        }
+        written = Int(n ?? 0)
+        return written
     }
 
     /// Sends messages `range` without waiting. Returns how many the kernel took (the first

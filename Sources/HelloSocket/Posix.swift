@@ -289,6 +289,7 @@ package struct PosixThread: Sendable {
             { context in
                 let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
                 _ = hs_set_thread_name(String(body.name.prefix(15)))
+                _ = hs_unblock_interrupt()  // whatever its creator blocked: `interrupt()` must reach it
                 body.run()
                 return nil
             }, body)
@@ -298,6 +299,34 @@ package struct PosixThread: Sendable {
 
     package func join() {
         pthread_join(handle, nil)
+    }
+
+    /// Interrupts the system call the thread is blocked in, if any: it returns EINTR
+    /// (`PosixThread.interruptible` installs the handler that makes it so).
+    package func interrupt() {
+        _ = pthread_kill(handle, hs_interrupt_signal())
+    }
+
+    /// Joins it, interrupting it every `interval` nanoseconds until it ends: a thread that
+    /// was about to block when its stop was asked blocks anyway, and the next interrupt
+    /// wakes it. `giveUpAfter`: false if it has not ended after that many nanoseconds
+    /// (nil: never give up).
+    @discardableResult
+    package func join(interruptingEvery interval: UInt64, giveUpAfter limit: UInt64? = nil) -> Bool {
+        var waited: UInt64 = 0
+        repeat {
+            if let limit, waited >= limit { return false }
+            interrupt()
+            waited += interval
+        } while hs_join_within(handle, interval) != 0
+        return true
+    }
+
+    /// Makes `interrupt()` interrupt: a handler that does nothing for its signal, installed
+    /// once for the process, before the threads that may be interrupted start.
+    package static func interruptible() throws(SocketError) {
+        let result = hs_install_interrupt_handler()
+        guard result == 0 else { throw SocketError(call: "sigaction", errno: Errno(rawValue: -result)) }
     }
 }
 

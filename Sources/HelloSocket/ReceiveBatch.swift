@@ -58,9 +58,12 @@ import HelloDatagram
     }
 
     /// Reads up to `capacity` queued datagrams without waiting: 0 when none is queued.
+    /// `waiting`: waits for the first (`MessageVector.receive`).
     @inline(__always)
-    @usableFromInline package func receive(from socket: DatagramSocket) throws(SocketError) -> Int {
-        try messages.receive(from: socket, count: capacity)
+    @usableFromInline package func receive(from socket: DatagramSocket, waiting: Bool = false) throws(SocketError)
+        -> Int
+    {
+        try messages.receive(from: socket, count: capacity, waiting: waiting)
     }
 
     /// Datagram `i` of the last `receive`.

@@ -32,13 +32,13 @@ import SystemPackage
     /// The runs of outbox entries (first, count) that the last `send` lost, written only on
     /// a refusal: the trace says which reply failed (`failed(entry:)`).
     private let lostRuns: UnsafeMutablePointer<(first: Int32, count: Int32)>
-    private var lostRunCount = 0
+    @exclusivity(unchecked) private var lostRunCount = 0
     private let planner: SegmentPlanner
     /// Whether runs still become segmented sends: false from the start with
     /// `--no-gso`, and from the first EIO on a segmented send, which says the way out cannot
     /// segment (an IPsec route), for every peer: no send after it is tried segmented
     /// again (as wireguard-go does).
-    package private(set) var segmenting: Bool
+    @exclusivity(unchecked) package private(set) var segmenting: Bool
 
     /// Room for the control messages of one send: a PKTINFO and UDP_SEGMENT.
     static let controlSize = 128

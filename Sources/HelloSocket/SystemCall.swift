@@ -53,6 +53,19 @@ func nonBlockingCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> 
     }
 }
 
+/// `waitingCall` is for a receive that may block: besides EAGAIN (its SO_RCVTIMEO ran out),
+/// EINTR is `nil` too, not retried: the thread was interrupted to look at its stop flag.
+@inline(__always)
+func waitingCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> Result) throws(SocketError) -> Result? {
+    let result = body()
+    if result >= 0 { return result }
+    let code = Glibc.errno
+    switch code {
+    case EINTR, EAGAIN, EWOULDBLOCK: return nil
+    default: throw failure(call, code)
+    }
+}
+
 @inline(never)
 private func failure(_ call: StaticString, _ code: Int32, badDescriptorIsBug: Bool = true) -> SocketError {
     if (code == EBADF && badDescriptorIsBug) || code == EFAULT {

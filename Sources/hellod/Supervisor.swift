@@ -33,6 +33,9 @@ final class Supervisor {
     /// Each socket's kernel drop count when hellod started: drops are counted from there.
     let dropBaselines: [UInt32?]
     let statusInterval: UInt64 = 5_000_000_000
+    /// How often a stopping worker is interrupted until it ends (one about to sleep in its
+    /// receive when the stop came sleeps through the first).
+    static let stopNudge: UInt64 = 10_000_000
     /// Drop warnings are summarised, at most one line this often.
     let warningInterval: UInt64 = 60_000_000_000
     /// The metrics file's last failure: a warning says it once, until it changes.
@@ -83,6 +86,12 @@ final class Supervisor {
     func run() throws(StartFailure) {
         let signals = SignalSet(Self.handledSignals)
         signals.block()  // before any thread exists: they inherit the mask
+        do {
+            // A worker sleeps in its receive: stopping interrupts it.
+            try PosixThread.interruptible()
+        } catch {
+            log.warning("workers cannot be interrupted (\(error)): each stops within its receive timeout")
+        }
         let started = monotonicNanoseconds()
         let liveness = Systemd.watchdogInterval().map { interval in
             Liveness(interval: interval, workers: sockets.count) { Systemd.notify("WATCHDOG=1") }
@@ -92,7 +101,7 @@ final class Supervisor {
         let writer = PosixThread.spawn(name: "hellod-trace") { [traceWriter] in traceWriter.run() }
         if let failure = startup.wait() {
             stop.stop()
-            threads.forEach { $0.join() }
+            threads.forEach { $0.join(interruptingEvery: Self.stopNudge) }
             traceWriter.stop()
             writer.join()
             throw failure
@@ -139,7 +148,7 @@ final class Supervisor {
 
         Systemd.notify("STOPPING=1\nSTATUS=stopping (\(signal.name))")
         stop.stop()
-        threads.forEach { $0.join() }
+        threads.forEach { $0.join(interruptingEvery: Self.stopNudge) }
         traceWriter.stop()
         writer.join()
         let final = snapshot()

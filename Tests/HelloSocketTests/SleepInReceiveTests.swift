@@ -1,0 +1,91 @@
+import Glibc
+import HelloReplies
+import HelloServer
+import HelloService
+import HelloSocket
+import Testing
+
+/// A worker alone on its socket sleeps in its receive (one system call where poll and
+/// then recvmmsg took two): the receive waits for the first datagram, gives up after the
+/// socket's receive timeout, and returns at once when its thread is interrupted (stop).
+/// Real sockets and threads; every wait bounded.
+@Suite struct SleepInReceiveTests {
+    static func bound() throws -> DatagramSocket {
+        try DatagramSocket.bound(to: SocketAddress(parsing: "127.0.0.1:0")!)
+    }
+
+    @Test func aWaitingReceiveTakesWhatComesAndGivesUpAfterItsTimeout() throws {
+        let socket = try Self.bound()
+        defer { try? socket.close() }
+        // As systemd passes its sockets: O_NONBLOCK set, which a waiting receive must clear.
+        _ = fcntl(socket.descriptor.rawValue, F_SETFL, fcntl(socket.descriptor.rawValue, F_GETFL) | O_NONBLOCK)
+        try socket.setReceiveTimeout(50_000_000)
+        let receiver = ReceiveBatch(capacity: 8, maxDatagram: 2048, packetInfo: false)
+        let client = try TestClient()
+        defer { client.close() }
+        // Made blocking for the waiting receive, the socket still never blocks otherwise.
+        #expect(try receiver.receive(from: socket) == 0)
+        try client.send(Array("Michael".utf8), to: try socket.localAddress())
+        #expect(try receiver.receive(from: socket, waiting: true) == 1)
+        #expect(Array(receiver.datagram(0).payload) == Array("Michael".utf8))
+        let started = monotonicNanoseconds()
+        #expect(try receiver.receive(from: socket, waiting: true) == 0)
+        let waited = monotonicNanoseconds() - started
+        #expect(waited >= 40_000_000 && waited < 2_000_000_000, "waited \(waited) ns")
+    }
+
+    @Test func anInterruptWakesAThreadSleepingInItsReceive() throws {
+        try PosixThread.interruptible()
+        let socket = try Self.bound()
+        defer { try? socket.close() }
+        try socket.setReceiveTimeout(10_000_000_000)  // far longer than the test may take
+        let result = ResultBox()
+        let thread = PosixThread.spawn(name: "test-sleeper") {
+            let receiver = ReceiveBatch(capacity: 8, maxDatagram: 2048, packetInfo: false)
+            let started = monotonicNanoseconds()
+            result.set((try? receiver.receive(from: socket, waiting: true)) ?? -1, monotonicNanoseconds() - started)
+        }
+        Posix.sleep(nanoseconds: 50_000_000)  // asleep in recvmmsg by now, most likely
+        // Bounded: a receive that sleeps on through interrupts would hang the test.
+        try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "still asleep after 5 s")
+        let (count, waited) = result.get()
+        #expect(count == 0)
+        #expect(waited < 5_000_000_000, "interrupted after \(waited) ns")
+    }
+
+    @Test func aWorkerSleepingInItsReceiveAnswersAndStops() throws {
+        try PosixThread.interruptible()
+        let socket = try Self.bound()
+        let address = try socket.localAddress()
+        let stop = StopSignal()
+        let report = PublishedReport()
+        let thread = PosixThread.spawn(name: "test-worker") {
+            let configuration = WorkerConfiguration(spinLimit: 0, coalesceDelay: 0)
+            guard
+                var worker = try? Worker(
+                    index: 0, socket: socket,
+                    service: ReplyService(HelloReply(), configuration.serviceSettings(policy: AdmissionPolicy())),
+                    configuration: configuration, publishingTo: report)
+            else { return }
+            worker.run(until: stop)
+        }
+        let client = try TestClient()
+        defer { client.close() }
+        for name in ["Michael", "Tracy", "Sarah"] {
+            Posix.sleep(nanoseconds: 20_000_000)  // each comes to a worker asleep
+            try client.send(Array(name.utf8), to: address)
+            #expect(try client.receive()?.bytes == Array("Hello, \(name)!".utf8))
+        }
+        stop.stop()
+        try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
+        try socket.close()
+        #expect(report.snapshot().counters.replied == 3)
+    }
+}
+
+/// A result one thread writes and another reads after joining it.
+private final class ResultBox: @unchecked Sendable {
+    private var value = (0, UInt64(0))
+    func set(_ count: Int, _ waited: UInt64) { value = (count, waited) }
+    func get() -> (Int, UInt64) { value }
+}
