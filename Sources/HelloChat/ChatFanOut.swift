@@ -110,6 +110,8 @@ extension ChatService {
         let oldest = roster[room].oldest
         let (members, perRoom) = (roster.members, roster.perRoom)
         let first = roster.slot(0, of: room).index
+        // The room's slots in use, a bit each: a room of 2 is 2 steps, not `perRoom`.
+        let inUse = roster.occupied + room.index * roster.wordsPerRoom
         // The datagrams last written here for a member: from which sequence, and which
         // outbox entries. Valid for this call only: a full outbox is sent and emptied.
         var written = (from: UInt32(0), first: 0, count: 0)
@@ -120,6 +122,12 @@ extension ChatService {
             pending.deliveries += deliveries
         }
         while k < perRoom {
+            let bits = inUse[k >> 6] & (~0 << UInt64(k & 63))
+            guard bits != 0 else {
+                k = (k >> 6 + 1) << 6  // no member from here to the word's end
+                continue
+            }
+            k = k & ~63 + bits.trailingZeroBitCount
             let member = members + first + k
             if member.pointee.token != 0 {
                 if member.pointee.lastHeard < silentBefore {

@@ -159,7 +159,7 @@ public final class TraceControl: Sendable {
     @usableFromInline let ring: TraceRing
     /// Each with its reply's place in the outbox.
     @usableFromInline let pending: UnsafeMutablePointer<(record: TraceRecord, entry: Int)>
-    @usableFromInline var pendingCount = 0
+    @exclusivity(unchecked) @usableFromInline var pendingCount = 0
     @usableFromInline let pendingCapacity: Int
 
     @usableFromInline init(control: TraceControl, worker: Int, outboxCapacity: Int) {

@@ -42,10 +42,17 @@ public struct WorkerReport: Sendable, Equatable {
 ///
 /// The counters are published as their schema lists them, the schema with them: a report
 /// knows no service's counter.
-public final class PublishedReport: Sendable {
+///
+/// The fields are one buffer of atomics, read and written through `UnsafeAtomic`: a
+/// publish is a few dozen plain stores, where an array of `ManagedAtomic` objects cost a
+/// retain and a release each (a publish follows every batch: in a small chat room, every
+/// message).
+public final class PublishedReport: @unchecked Sendable {
     private let sequence = ManagedAtomic<UInt64>(0)
     private let schema = ManagedAtomicLazyReference<CounterSchema>()
-    private let fields: [ManagedAtomic<UInt64>]
+    private let storage: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
+    /// The schema this report's worker last published, known to that thread alone.
+    @exclusivity(unchecked) private var publishedSchema: ObjectIdentifier?
 
     /// The worker's own fields, then room for any schema's counters.
     private static let workerFields = 7
@@ -54,25 +61,39 @@ public final class PublishedReport: Sendable {
     /// `schema`: the service's, so that a report read before the worker's first publish
     /// already lists its counters (the worker's publish sets it otherwise).
     public init(schema: CounterSchema = .generic) {
-        fields = (0..<Self.fieldCount).map { _ in ManagedAtomic<UInt64>(0) }
+        storage = .allocate(capacity: Self.fieldCount)
+        storage.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: Self.fieldCount)
         if schema !== CounterSchema.generic { _ = self.schema.storeIfNilThenLoad(schema) }
+    }
+
+    deinit {
+        storage.deinitialize(count: Self.fieldCount)
+        storage.deallocate()
+    }
+
+    @inline(__always)
+    private func field(_ i: Int) -> UnsafeAtomic<UInt64> {
+        UnsafeAtomic(at: storage + i)
     }
 
     /// Called by the worker that owns this report, and by no one else.
     public func publish(_ report: WorkerReport) {
-        if schema.load() !== report.counters.schema { _ = schema.storeIfNilThenLoad(report.counters.schema) }
+        if publishedSchema != ObjectIdentifier(report.counters.schema) {
+            if schema.load() !== report.counters.schema { _ = schema.storeIfNilThenLoad(report.counters.schema) }
+            publishedSchema = ObjectIdentifier(report.counters.schema)
+        }
         let s = sequence.load(ordering: .relaxed)
         sequence.store(s &+ 1, ordering: .relaxed)
         atomicMemoryFence(ordering: .releasing)
-        fields[0].store(report.batches, ordering: .relaxed)
-        fields[1].store(report.segmentedSends, ordering: .relaxed)
-        fields[2].store(report.segmentationFallbacks, ordering: .relaxed)
-        fields[3].store(report.segmentationOff, ordering: .relaxed)
-        fields[4].store(report.receiveErrors, ordering: .relaxed)
-        fields[5].store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
-        fields[6].store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
+        field(0).store(report.batches, ordering: .relaxed)
+        field(1).store(report.segmentedSends, ordering: .relaxed)
+        field(2).store(report.segmentationFallbacks, ordering: .relaxed)
+        field(3).store(report.segmentationOff, ordering: .relaxed)
+        field(4).store(report.receiveErrors, ordering: .relaxed)
+        field(5).store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
+        field(6).store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
         report.counters.forEachValue { i, value in
-            fields[Self.workerFields + i].store(value, ordering: .relaxed)
+            field(Self.workerFields + i).store(value, ordering: .relaxed)
         }
         sequence.store(s &+ 2, ordering: .releasing)
     }
@@ -84,16 +105,16 @@ public final class PublishedReport: Sendable {
             let before = sequence.load(ordering: .acquiring)
             if before & 1 == 1 { continue }  // a publish is under way
             var report = WorkerReport()
-            report.batches = fields[0].load(ordering: .relaxed)
-            report.segmentedSends = fields[1].load(ordering: .relaxed)
-            report.segmentationFallbacks = fields[2].load(ordering: .relaxed)
-            report.segmentationOff = fields[3].load(ordering: .relaxed)
-            report.receiveErrors = fields[4].load(ordering: .relaxed)
-            report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: fields[5].load(ordering: .relaxed)))
-            report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: fields[6].load(ordering: .relaxed)))
+            report.batches = field(0).load(ordering: .relaxed)
+            report.segmentedSends = field(1).load(ordering: .relaxed)
+            report.segmentationFallbacks = field(2).load(ordering: .relaxed)
+            report.segmentationOff = field(3).load(ordering: .relaxed)
+            report.receiveErrors = field(4).load(ordering: .relaxed)
+            report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: field(5).load(ordering: .relaxed)))
+            report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: field(6).load(ordering: .relaxed)))
             var counters = Counters(schema: schema)
             for i in 0..<schema.count {
-                counters[CounterID(i)] = fields[Self.workerFields + i].load(ordering: .relaxed)
+                counters[CounterID(i)] = field(Self.workerFields + i).load(ordering: .relaxed)
             }
             report.counters = counters
             atomicMemoryFence(ordering: .acquiring)
