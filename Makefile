@@ -17,6 +17,8 @@
 #                             the three C servers, then the chat relay against the C relay
 #                             (BENCH_ARGS, CHAT_BENCH_ARGS)
 #   make bench-chat           the chat comparison alone (bench/chat.py $(CHAT_BENCH_ARGS))
+#   make plots                PERFORMANCE.md's plots from one short run of both benches
+#                             (bench/plot.py $(PLOT_ARGS): matplotlib in .build-plot/venv)
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
 #   make bench-aead           ns per AEAD seal, one per delivery of an encrypted chat
@@ -54,7 +56,7 @@ SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build man completions version install uninstall install-rules uninstall-rules deb references bench bench-chat bench-malloc bench-malloc-proof bench-aead test
+.PHONY: all build man completions version install uninstall install-rules uninstall-rules deb references bench bench-chat plots bench-malloc bench-malloc-proof bench-aead test
 
 all: build
 
@@ -147,6 +149,9 @@ bench: build references
 
 bench-chat: build references
 	bench/chat.py $(CHAT_BENCH_ARGS)
+
+plots: build references
+	bench/plot.py $(PLOT_ARGS)
 
 bench-malloc:
 	cd Benchmarks && swift package benchmark thresholds check --no-progress --target DatagramPath
