@@ -4,11 +4,12 @@ spectrum beside the C yardsticks' (throughput and ping-pong, bench/compare.py), 
 chat relay's CPU per delivery and p50 against room size beside relay.c's (bench/chat.py).
 
     make plots                      # = make build references, then bench/plot.py $(PLOT_ARGS)
-    bench/plot.py [--seconds 4]     # run both benches once, then draw
+    bench/plot.py [--seconds 4] [--runs 3]   # run both benches, then draw
     bench/plot.py --draw-only       # draw the last run's data again
 
-The benches run with --runs 1 and --seconds per case, writing .hgrm files (`hello bench
---hgrm`) and bench/chat.py's --json into .build-plot/data/; the plots go to docs/plots/
+The benches run with --runs and --seconds per case (the chat's points are medians of the
+runs; a spectrum is the last run's), writing .hgrm files (`hello bench --hgrm`) and
+bench/chat.py's --json into .build-plot/data/; the plots go to docs/plots/
 (--out), each captioned with the command, the date and the machine. matplotlib comes from
 PyPI into a virtual environment of the bench's own, .build-plot/venv (made on first use;
 ./test.sh never makes it): this python3 may not be Debian's, so Debian's
@@ -56,7 +57,7 @@ def venv_python():
     return python
 
 
-def run_benches(seconds):
+def run_benches(seconds, runs):
     """Both benches, once, into DATA; their tables to DATA/*.txt and to the terminal."""
     os.makedirs(DATA, exist_ok=True)
     for name in os.listdir(DATA):
@@ -65,9 +66,9 @@ def run_benches(seconds):
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     runs = [
-        ("compare.txt", [os.path.join(ROOT, "bench", "compare.py"), "--seconds", str(seconds), "--runs", "1",
+        ("compare.txt", [os.path.join(ROOT, "bench", "compare.py"), "--seconds", str(seconds), "--runs", str(runs),
                          "--hgrm", os.path.join(DATA, "requests")]),
-        ("chat.txt", [os.path.join(ROOT, "bench", "chat.py"), "--seconds", str(seconds), "--runs", "1", "--no-rmax",
+        ("chat.txt", [os.path.join(ROOT, "bench", "chat.py"), "--seconds", str(seconds), "--runs", str(runs), "--no-rmax",
                       "--members", ROOM_SIZES, "--json", os.path.join(DATA, "chat.json"),
                       "--hgrm", os.path.join(DATA, "chat")]),
     ]
@@ -80,7 +81,7 @@ def run_benches(seconds):
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     with open(os.path.join(DATA, "run.json"), "w") as f:
-        json.dump({"command": "bench/plot.py --seconds %g" % seconds, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        json.dump({"command": "bench/plot.py --seconds %g --runs %d" % (seconds, runs), "runs": runs, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
                    "commit": commit, "cpus": os.cpu_count(), "load_before": load_before,
                    "load_after": os.getloadavg()}, f, indent=1)
 
@@ -97,7 +98,7 @@ def read_hgrm(path):
 
 
 def caption(run):
-    return "%s, %s (commit %s): one run per case on a shared %d-core VM, load average %.2f before, %.2f after" % (
+    return "%s, %s (commit %s), on a shared %d-core VM: load average %.2f before, %.2f after" % (
         run["command"], run["started"], run["commit"], run["cpus"], run["load_before"][0], run["load_after"][0])
 
 
@@ -137,7 +138,7 @@ def draw(out):
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "%g" % y))
         ax.set_xlabel("percentile (log scale of 1/(1 - percentile))")
         ax.set_ylabel("round trip, microseconds (log scale)")
-        ax.set_title("hello bench round trips, %s: hellod and the C yardsticks" % title)
+        ax.set_title("hello bench round trips, %s: hellod and the C yardsticks (the last run)" % title)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="upper left")
         fig.text(0.01, 0.01, caption(run), fontsize=7, color="0.35")
@@ -167,7 +168,8 @@ def draw(out):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     cpu.legend(loc="upper right")
-    fig.suptitle("The chat relay at 5000 messages/s of 64 bytes, by room size: hellod and relay.c")
+    fig.suptitle("The chat relay at 5000 messages/s of 64 bytes, by room size: hellod and relay.c (medians of %d runs)"
+                 % run.get("runs", 1))
     fig.text(0.01, 0.01, caption(run), fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     path = os.path.join(out, "chat-room-size.png")
@@ -181,6 +183,7 @@ def draw(out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4, help="seconds per case (default 4)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each case (default 3)")
     parser.add_argument("--draw-only", action="store_true", help="draw the last run's data again, no bench")
     parser.add_argument("--out", default=OUT, help="where the PNGs go (default docs/plots)")
     parser.add_argument("--draw", action="store_true", help=argparse.SUPPRESS)  # in the venv's python
@@ -190,7 +193,7 @@ def main():
         return
     python = venv_python()  # first: a failed install costs no bench run
     if not args.draw_only:
-        run_benches(args.seconds)
+        run_benches(args.seconds, args.runs)
     subprocess.run([python, os.path.abspath(__file__), "--draw", "--out", args.out], check=True)
 
 
