@@ -32,7 +32,8 @@ struct BenchRun: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Also write the latency histogram to this file in HdrHistogram's percentile-distribution format (.hgrm, microseconds), as wrk2 does.",
-            valueName: "file"))
+            valueName: "file"),
+        completion: .file())
     var hgrm: String?
 
     func validate() throws {
