@@ -16,6 +16,11 @@ median in each column and workload (the lowest CPU per reply, the lowest p50; na
 the table): is hellod at least as fast as the best plain C? The machine is shared and
 noisy: read the ratios, not the absolute numbers.
 
+--nio also measures a SwiftNIO server (bench/nio/, a package of its own, built into
+.build-nio/ by this script only): hello over NIO's DatagramBootstrap, as a user of NIO
+would write it, the Swift peer one might pick instead of hellod. Not a yardstick: the
+ratios stay against the best C.
+
 --hgrm DIR also writes each server's round trips in each workload as HdrHistogram's
 percentile distribution (`hello bench --hgrm`), DIR/WORKLOAD/SERVER.hgrm (the last run's;
 names as slug() makes them), which bench/plot.py draws.
@@ -92,6 +97,15 @@ def run_once(server, workload, seconds, hgrm=None):
         proc.wait()
 
 
+def build_nio():
+    """bench/nio's server, built in release into .build-nio/ (swift build fetches
+    swift-nio the first time); its path."""
+    scratch = os.path.join(ROOT, ".build-nio")
+    subprocess.run(["swift", "build", "-c", "release", "--package-path", os.path.join(ROOT, "bench", "nio"),
+                    "--scratch-path", scratch], check=True, stdout=sys.stderr, timeout=3600)
+    return os.path.join(scratch, "release", "nio-server")
+
+
 def idle_cpu_percent(seconds=5):
     proc = subprocess.Popen(["taskset", "-c", "0", os.path.join(RELEASE, "hellod"), "--listen", "127.0.0.1:%d" % free_port()],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -115,6 +129,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ablation", action="store_true",
                         help="also hellod with each of GSO, batch coalescing and polling turned off")
+    parser.add_argument("--nio", action="store_true",
+                        help="also a SwiftNIO server (bench/nio/, built into .build-nio/)")
     parser.add_argument("--hgrm", metavar="DIR",
                         help="also write each server's round trips per workload, DIR/WORKLOAD/SERVER.hgrm (the last run's)")
     parser.add_argument("--baseline", metavar="DIR",
@@ -140,6 +156,8 @@ def main():
             {"name": "hellod --coalesce-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--coalesce-us", "0"]},
             {"name": "hellod --spin-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--spin-us", "0"]},
         ]
+    if args.nio:
+        servers += [{"name": "SwiftNIO", "command": [build_nio(), "PORT", "hello"]}]
     servers += yardsticks
     workloads = [
         {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},

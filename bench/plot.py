@@ -40,6 +40,7 @@ LABELS = {
     "mmsg-server.c": "mmsg-server.c",
     "gso-server.c": "gso-server.c",
     "spin-server.c-50-us": "spin-server.c, 50 us",
+    "swiftnio": "SwiftNIO (bench/nio)",
     "hellod-chat": "hellod chat",
     "hellod-chat-chat-fanout-us-500": "hellod chat, --chat-fanout-us 500",
     "relay.c": "relay.c",
@@ -57,7 +58,7 @@ def venv_python():
     return python
 
 
-def run_benches(seconds, runs):
+def run_benches(seconds, runs, nio):
     """Both benches, once, into DATA; their tables to DATA/*.txt and to the terminal."""
     os.makedirs(DATA, exist_ok=True)
     for name in os.listdir(DATA):
@@ -67,7 +68,7 @@ def run_benches(seconds, runs):
     load_before = os.getloadavg()
     benches = [
         ("compare.txt", [os.path.join(ROOT, "bench", "compare.py"), "--seconds", str(seconds), "--runs", str(runs),
-                         "--hgrm", os.path.join(DATA, "requests")]),
+                         "--hgrm", os.path.join(DATA, "requests"), *(["--nio"] if nio else [])]),
         ("chat.txt", [os.path.join(ROOT, "bench", "chat.py"), "--seconds", str(seconds), "--runs", str(runs), "--no-rmax",
                       "--members", ROOM_SIZES, "--json", os.path.join(DATA, "chat.json"),
                       "--hgrm", os.path.join(DATA, "chat")]),
@@ -81,7 +82,8 @@ def run_benches(seconds, runs):
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     with open(os.path.join(DATA, "run.json"), "w") as f:
-        json.dump({"command": "bench/plot.py --seconds %g --runs %d" % (seconds, runs), "runs": runs, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        json.dump({"command": "bench/plot.py --seconds %g --runs %d%s" % (seconds, runs, " --nio" if nio else ""),
+                   "runs": runs, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
                    "commit": commit, "cpus": os.cpu_count(), "load_before": load_before,
                    "load_after": os.getloadavg()}, f, indent=1)
 
@@ -103,9 +105,11 @@ def caption(run):
 
 
 def style(name):
-    """hellod's lines solid and thick, the C references' dashed."""
+    """hellod's lines solid and thick, SwiftNIO's dash-dotted, the C references' dashed."""
     if name.startswith("hellod"):
         return {"linewidth": 2.2, "linestyle": "-"}
+    if name.startswith("swiftnio"):
+        return {"linewidth": 1.8, "linestyle": "-."}
     return {"linewidth": 1.4, "linestyle": "--"}
 
 
@@ -187,6 +191,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4, help="seconds per case (default 4)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each case (default 3)")
+    parser.add_argument("--nio", action="store_true",
+                        help="also a SwiftNIO server in the latency spectra (bench/compare.py --nio)")
     parser.add_argument("--draw-only", action="store_true", help="draw the last run's data again, no bench")
     parser.add_argument("--out", default=OUT, help="where the PNGs go (default docs/plots)")
     parser.add_argument("--draw", action="store_true", help=argparse.SUPPRESS)  # in the venv's python
@@ -196,7 +202,7 @@ def main():
         return
     python = venv_python()  # first: a failed install costs no bench run
     if not args.draw_only:
-        run_benches(args.seconds, args.runs)
+        run_benches(args.seconds, args.runs, args.nio)
     subprocess.run([python, os.path.abspath(__file__), "--draw", "--out", args.out], check=True)
 
 
