@@ -142,7 +142,8 @@ def draw(out):
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "%g" % y))
         ax.set_xlabel("percentile (log scale of 1/(1 - percentile))")
         ax.set_ylabel("round trip, microseconds (log scale)")
-        ax.set_title("hello bench round trips, %s: hellod and the C yardsticks (the last run)" % title)
+        peers = "the C yardsticks and SwiftNIO" if "swiftnio" in names else "the C yardsticks"
+        ax.set_title("hello bench round trips, %s: hellod, %s (the last run)" % (title, peers), fontsize=11)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="upper left")
         fig.text(0.01, 0.01, caption(run), fontsize=7, color="0.35")

@@ -1,8 +1,9 @@
-// nio-server PORT hello|echo: hello and echo over SwiftNIO, as a user of NIO would write
-// them: one event loop, a DatagramBootstrap on 127.0.0.1:PORT, each datagram answered in
-// channelRead and the replies flushed once per read burst (channelReadComplete), with
-// NIO's vector reads (recvmmsg, 64 datagrams a call, the yardsticks' batch) and 4 MiB
-// socket buffers, as hellod and bench/reference/*.c have.
+// nio-server PORT hello|echo: hello and echo over SwiftNIO, as NIO's own UDP echo example
+// (NIOUDPEchoServer) is written: one event loop, a DatagramBootstrap on 127.0.0.1:PORT,
+// each datagram answered in channelRead and the replies flushed once per read burst
+// (channelReadComplete), with the example's gathering reads (vector reads: recvmmsg, here
+// 64 datagrams a call, the yardsticks' batch); and 4 MiB socket buffers, as hellod and
+// bench/reference/*.c have.
 // "hello": a datagram NAME gets "Hello, NAME!"; "echo": its bytes come back.
 import Glibc
 import NIOCore
