@@ -5,6 +5,7 @@
 #   make completions          bash, zsh and fish completions from the binaries
 #   make version              the version, from Sources/HelloCLI/Version.swift (the one place)
 #   sudo make install         binaries, units, manuals, completions, LICENSE and NOTICE,
+#                             Prometheus alerting rules (prometheus/, in RULESDIR),
 #                             /etc/default/hellod (kept if present); then:
 #                             systemctl enable --now hellod.socket
 #   sudo make uninstall       stops, disables and removes them
@@ -16,13 +17,15 @@
 #                             the three C servers, then the chat relay against the C relay
 #                             (BENCH_ARGS, CHAT_BENCH_ARGS)
 #   make bench-chat           the chat comparison alone (bench/chat.py $(CHAT_BENCH_ARGS))
+#   make plots                PERFORMANCE.md's plots from one short run of both benches
+#                             (bench/plot.py $(PLOT_ARGS): matplotlib in .build-plot/venv)
 #   make bench-malloc         heap allocations per datagram (Benchmarks/, package-benchmark)
 #   make bench-malloc-proof   the same gate on deliberately broken benchmarks: must fail
 #   make bench-aead           ns per AEAD seal, one per delivery of an encrypted chat
 #                             (Benchmarks/, target AEADSeal; builds swift-crypto: not in the gate)
 #
-# PREFIX (/usr/local), BINDIR, UNITDIR, MANDIR, DOCDIR, the completion directories and
-# DESTDIR are honoured as usual; /etc/default/hellod is under DESTDIR only. DOCFILES: what
+# PREFIX (/usr/local), BINDIR, UNITDIR, MANDIR, DOCDIR, DATADIR, RULESDIR, the completion
+# directories and DESTDIR are honoured as usual; /etc/default/hellod is under DESTDIR only. DOCFILES: what
 # goes in DOCDIR (debian/rules leaves LICENSE out: Debian's copyright file says it).
 
 PREFIX  ?= /usr/local
@@ -32,6 +35,10 @@ MANDIR  ?= $(PREFIX)/share/man
 DOCDIR  ?= $(PREFIX)/share/doc/hellod
 # NOTICE: what the linked packages' licences require to travel with the binaries.
 DOCFILES ?= LICENSE NOTICE
+DATADIR ?= $(PREFIX)/share
+# The alerting rules and their promtool unit tests (docs/OPERATIONS.md, "Alerts").
+RULESDIR ?= $(DATADIR)/hellod/prometheus
+RULES = prometheus/hellod.rules.yml prometheus/hellod.rules.test.yml
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
@@ -49,7 +56,7 @@ SOCKETS  = systemd/hellod.socket systemd/hellod-echo.socket systemd/hellod-chat.
 # Talk to systemd only when installing into the running system.
 SYSTEMCTL = if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl
 
-.PHONY: all build man completions version install uninstall deb references bench bench-chat bench-malloc bench-malloc-proof bench-aead test
+.PHONY: all build man completions version install uninstall install-rules uninstall-rules deb references bench bench-chat plots bench-malloc bench-malloc-proof bench-aead test
 
 all: build
 
@@ -73,7 +80,7 @@ completions: build
 		$(RELEASE)/$$p --generate-completion-script fish > $(COMPLETIONS)/$$p.fish || exit 1; \
 	done
 
-install: build man completions
+install: build man completions install-rules
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(RELEASE)/hellod $(RELEASE)/hello $(DESTDIR)$(BINDIR)/
 	sed 's|^ExecStart=/usr/local/bin/hellod|ExecStart=$(BINDIR)/hellod|' systemd/hellod.service \
@@ -98,7 +105,16 @@ install: build man completions
 	@echo "installed; start it with: systemctl enable --now hellod.socket"
 	@echo "echo on 8899 too: systemctl enable hellod-echo.socket && systemctl restart hellod.service"
 
-uninstall:
+# The rules alone (make install and make uninstall run these): they need no build.
+install-rules:
+	install -d $(DESTDIR)$(RULESDIR)
+	install -m 0644 $(RULES) $(DESTDIR)$(RULESDIR)/
+
+uninstall-rules:
+	rm -f $(addprefix $(DESTDIR)$(RULESDIR)/,$(notdir $(RULES)))
+	rmdir $(DESTDIR)$(RULESDIR) $(DESTDIR)$(DATADIR)/hellod 2>/dev/null || true
+
+uninstall: uninstall-rules
 	-@$(SYSTEMCTL) disable --now $(notdir $(SOCKETS)) hellod.service; fi
 	rm -f $(DESTDIR)$(BINDIR)/hellod $(DESTDIR)$(BINDIR)/hello
 	rm -f $(DESTDIR)$(UNITDIR)/hellod.service $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(SOCKETS)))
@@ -133,6 +149,9 @@ bench: build references
 
 bench-chat: build references
 	bench/chat.py $(CHAT_BENCH_ARGS)
+
+plots: build references
+	bench/plot.py $(PLOT_ARGS)
 
 bench-malloc:
 	cd Benchmarks && swift package benchmark thresholds check --no-progress --target DatagramPath

@@ -4,8 +4,10 @@ in one run: the relay pinned to CPU 0, `hello bench chat` (one load generator, o
 clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
 
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
+                                    #     [--members 2,8,32,64] [--json FILE] [--hgrm DIR]
 
-Cases: 64 members at 5,000 messages/s of 64 bytes; 8 members at 5,000; and R_max, the
+Cases: 64 members at 5,000 messages/s of 64 bytes; 8 members at 5,000 (--members: the
+room sizes, one room each, in that order; 64,8 unless given); and R_max, the
 highest rate in steps of 500 messages/s at which relay.c loses nothing in --runs runs out
 of --runs (64 members, 64 bytes), then hellod at R_max. hellod runs twice in each case: as
 it ships, and with --chat-fanout-us (--fanout-us, 500 by default), which trades latency
@@ -15,6 +17,11 @@ CPU ns per delivery (utime+stime from /proc/PID/stat over the measured interval,
 `hello bench --server-pid`) and peak RSS. Each case runs --runs times, relays interleaved;
 the table shows medians and ratios against relay.c's. The machine is shared and noisy:
 read the ratios, and the load average printed before and after.
+
+--json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
+delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
+as HdrHistogram's percentile distribution (`hello bench chat --hgrm`),
+DIR/chat-MEMBERS/RELAY.hgrm (the last run's; RELAY as compare.slug() names it).
 """
 import argparse
 import json
@@ -26,7 +33,9 @@ import tempfile
 import time
 
 import references
-from compare import free_port
+from compare import free_port, slug
+
+ROOM_SIZES = (2, 8, 32, 64)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, ".build-static", "release")
@@ -55,7 +64,7 @@ def relays(reference, hellod, fanout_us=0):
     return found
 
 
-def run_once(relay, members, rate, size, seconds):
+def run_once(relay, members, rate, size, seconds, hgrm=None):
     port = free_port()
     command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
     proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -68,6 +77,8 @@ def run_once(relay, members, rate, size, seconds):
                  "--server-pid", str(proc.pid)]
         if relay["raw"]:
             bench += ["--wire", "raw"]
+        if hgrm:
+            bench += ["--hgrm", hgrm]
         out = subprocess.run(["taskset", "-c", "1", *bench], capture_output=True, text=True, timeout=seconds + 60)
         if not out.stdout.strip():
             sys.exit("%s: hello bench chat failed: %s" % (relay["name"], out.stderr.strip()))
@@ -103,15 +114,29 @@ def table(title, samples, base_name):
             m["ns_per_delivery"] / base["ns_per_delivery"], m["p50"] / base["p50"] if base["p50"] else 0,
             m["per_datagram"], faults, m["peak_rss_kb"]))
     sys.stdout.flush()
+    return median
 
 
-def compare(title, servers, members, rate, size, seconds, runs):
+def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None):
+    """The table of one case; returns each relay's medians."""
     samples = {s["name"]: [] for s in servers}
+    directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
     for _ in range(runs):
         for server in servers:
-            samples[server["name"]].append(run_once(server, members, rate, size, seconds))
-    table(title, samples, servers[-1]["name"])
-    return samples
+            hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
+            samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm))
+    return table(title, samples, servers[-1]["name"])
+
+
+def room_sizes(text):
+    """--members: room sizes among ROOM_SIZES, comma-separated."""
+    sizes = [int(x) if x.strip().isdigit() else 0 for x in text.split(",")]
+    if not sizes or any(n not in ROOM_SIZES for n in sizes):
+        raise argparse.ArgumentTypeError("room sizes among %s, comma-separated: not %r" % (
+            ",".join(map(str, ROOM_SIZES)), text))
+    return sizes
 
 
 def callgrind_instructions(relay, members, rate, size, seconds, tmp):
@@ -176,6 +201,11 @@ def main():
                         help="only count each relay's instructions per delivery under valgrind (64 members, 100 messages/s)")
     parser.add_argument("--fanout-us", type=int, default=500,
                         help="also run hellod with this --chat-fanout-us (0: not)")
+    parser.add_argument("--members", type=room_sizes, default=[64, 8],
+                        help="the room sizes of the 5000 messages/s cases, in order, among %s (default: 64,8)" % (
+                            ",".join(map(str, ROOM_SIZES))))
+    parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
+    parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us)
@@ -185,8 +215,11 @@ def main():
     print("machine: %s, %d CPUs; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), args.seconds, args.runs, " ".join("%.2f" % x for x in os.getloadavg())))
     print("hellod's chat limits raised for the run: %s" % " ".join(HELLOD_LIMITS))
-    compare("64 members, 5000 messages/s of 64 bytes", servers, 64, 5000, 64, args.seconds, args.runs)
-    compare("8 members, 5000 messages/s of 64 bytes", servers, 8, 5000, 64, args.seconds, args.runs)
+    cases = []
+    for members in args.members:
+        median = compare("%d members, 5000 messages/s of 64 bytes" % members, servers, members, 5000, 64,
+                         args.seconds, args.runs, args.hgrm)
+        cases.append({"members": members, "rate": 5000, "size": 64, "relays": median})
     if not args.no_rmax:
         rate, r_max, search = args.rmax_from, None, []
         while True:
@@ -201,6 +234,9 @@ def main():
         else:
             compare("R_max = %d messages/s, 64 members, 64 bytes" % r_max, servers, 64, r_max, 64, args.seconds, args.runs)
     print("\nload average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"seconds": args.seconds, "runs": args.runs, "cases": cases}, f, indent=1)
 
 
 if __name__ == "__main__":

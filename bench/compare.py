@@ -5,7 +5,7 @@ mmsg-server.c (recvmmsg, sendmmsg), gso-server.c (the same, replies by UDP GSO) 
 spin-server.c (the same, polling 50 us before it sleeps, as hellod's --spin-us), each
 with batches of 64.
 
-    make bench                      # or: bench/compare.py [--seconds 5] [--runs 3]
+    make bench                      # or: bench/compare.py [--seconds 5] [--runs 3] [--hgrm DIR]
 
 Two workloads: throughput (8 flows x 32 in flight, 16-byte names) and ping-pong (1 flow x
 1 in flight). For each server: replies/s, round trip p50/p99, server CPU nanoseconds per
@@ -15,10 +15,20 @@ the others; the table shows medians, and the ratios are against the best yardsti
 median in each column and workload (the lowest CPU per reply, the lowest p50; named under
 the table): is hellod at least as fast as the best plain C? The machine is shared and
 noisy: read the ratios, not the absolute numbers.
+
+--nio also measures a SwiftNIO server (bench/nio/, a package of its own, built into
+.build-nio/ by this script only): hello over NIO's DatagramBootstrap, as a user of NIO
+would write it, the Swift peer one might pick instead of hellod. Not a yardstick: the
+ratios stay against the best C.
+
+--hgrm DIR also writes each server's round trips in each workload as HdrHistogram's
+percentile distribution (`hello bench --hgrm`), DIR/WORKLOAD/SERVER.hgrm (the last run's;
+names as slug() makes them), which bench/plot.py draws.
 """
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -52,7 +62,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_once(server, workload, seconds):
+def slug(name):
+    """A file name for a server or a workload: `hellod --batch 64` is hellod-batch-64,
+    `throughput: 8 flows x 32 in flight` is throughput."""
+    return re.sub(r"[^a-z0-9.]+", "-", name.split(":")[0].lower()).strip("-")
+
+
+def run_once(server, workload, seconds, hgrm=None):
     port = free_port()
     command = [arg.replace("PORT", str(port)) for arg in server["command"]]
     proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,7 +79,8 @@ def run_once(server, workload, seconds):
         idle_anon = status_kb(proc.pid, "RssAnon")
         before = cpu_ticks(proc.pid)
         out = subprocess.run(["taskset", "-c", "1", os.path.join(RELEASE, "hello"), "bench", "--port", str(port),
-                              "--mode", "hello", "--size", "16", "--duration", str(seconds), "--json", *workload["args"]],
+                              "--mode", "hello", "--size", "16", "--duration", str(seconds), "--json", *workload["args"],
+                              *(["--hgrm", hgrm] if hgrm else [])],
                              capture_output=True, text=True, timeout=seconds + 60).stdout
         after = cpu_ticks(proc.pid)
         report = json.loads(out)
@@ -78,6 +95,15 @@ def run_once(server, workload, seconds):
     finally:
         proc.terminate()
         proc.wait()
+
+
+def build_nio():
+    """bench/nio's server, built in release into .build-nio/ (swift build fetches
+    swift-nio the first time); its path."""
+    scratch = os.path.join(ROOT, ".build-nio")
+    subprocess.run(["swift", "build", "-c", "release", "--package-path", os.path.join(ROOT, "bench", "nio"),
+                    "--scratch-path", scratch], check=True, stdout=sys.stderr, timeout=3600)
+    return os.path.join(scratch, "release", "nio-server")
 
 
 def idle_cpu_percent(seconds=5):
@@ -103,6 +129,10 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ablation", action="store_true",
                         help="also hellod with each of GSO, batch coalescing and polling turned off")
+    parser.add_argument("--nio", action="store_true",
+                        help="also a SwiftNIO server (bench/nio/, built into .build-nio/)")
+    parser.add_argument("--hgrm", metavar="DIR",
+                        help="also write each server's round trips per workload, DIR/WORKLOAD/SERVER.hgrm (the last run's)")
     parser.add_argument("--baseline", metavar="DIR",
                         help="also the hellod in DIR (an earlier build: before and after, in one run)")
     args = parser.parse_args()
@@ -126,6 +156,8 @@ def main():
             {"name": "hellod --coalesce-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--coalesce-us", "0"]},
             {"name": "hellod --spin-us 0", "command": [hellod, "--listen", "127.0.0.1:PORT", "--spin-us", "0"]},
         ]
+    if args.nio:
+        servers += [{"name": "SwiftNIO", "command": [build_nio(), "PORT", "hello"]}]
     servers += yardsticks
     workloads = [
         {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
@@ -136,9 +168,13 @@ def main():
         args.seconds, args.runs, load_average()))
     for workload in workloads:
         samples = {s["name"]: [] for s in servers}
+        directory = args.hgrm and os.path.join(args.hgrm, slug(workload["name"]))
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         for _ in range(args.runs):
             for server in servers:
-                samples[server["name"]].append(run_once(server, workload, args.seconds))
+                hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
+                samples[server["name"]].append(run_once(server, workload, args.seconds, hgrm))
         median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
         best_cpu = min((y["name"] for y in yardsticks), key=lambda name: median[name]["ns_per_reply"])
         best_p50 = min((y["name"] for y in yardsticks), key=lambda name: median[name]["p50"])

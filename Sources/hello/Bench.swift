@@ -29,6 +29,13 @@ struct BenchRun: ParsableArguments {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Also write the latency histogram to this file in HdrHistogram's percentile-distribution format (.hgrm, microseconds), as wrk2 does.",
+            valueName: "file"),
+        completion: .file())
+    var hgrm: String?
+
     func validate() throws {
         try require("--duration", duration, in: 0.001...86400)
         try require("--batch", batch, in: 1...1024)
@@ -92,6 +99,7 @@ struct BenchRequests: ParsableCommand {
     }
 
     func run() throws {
+        let hgrm = try HgrmFile(load.hgrm)
         var sockets: [DatagramSocket] = []
         var target: SocketAddress?
         for _ in 0..<flows {
@@ -109,6 +117,7 @@ struct BenchRequests: ParsableCommand {
             progress: isatty(STDERR_FILENO) == 1)
         let report = generator.run()
         writeOut(to: STDOUT_FILENO, load.json ? report.json : report.text(target: target.map { "\($0)" } ?? "?"))
+        try hgrm?.write(generator.roundTrips)  // replies in time: answered less late
         if report.lost > 0 || report.wrong > 0 {
             throw ExitCode.failure
         }
@@ -174,6 +183,7 @@ struct BenchChat: ParsableCommand {
     }
 
     func run() throws {
+        let hgrm = try HgrmFile(load.hgrm)
         var settings = ChatLoad.Settings()
         settings.wire = wire
         settings.members = members
@@ -208,6 +218,7 @@ struct BenchChat: ParsableCommand {
             load.json
                 ? report.json(protocol: name, members: members, rooms: rooms)
                 : report.text(target: target.map { "\($0)" } ?? "?", protocol: name, members: members, rooms: rooms))
+        try hgrm?.write(chatLoad.latencies)  // every delivery
         if report.failed {
             throw ExitCode.failure
         }

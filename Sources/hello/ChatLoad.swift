@@ -46,7 +46,7 @@ struct ChatLoad {
     let sockets: [DatagramSocket]
     private var ledger: DeliveryLedger
     private var report = ChatLoadReport()
-    private var latencies = Histogram<UInt64>(
+    private(set) var latencies = Histogram<UInt64>(
         highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
     /// Each member's token (chat), and its next message's number (from 1).
     private var tokens: [UInt64]

@@ -25,7 +25,7 @@ struct LoadGenerator {
 
     private var flows: [FlowState]
     private var report = BenchReport()
-    private var roundTrips = Histogram<UInt64>(
+    private(set) var roundTrips = Histogram<UInt64>(
         highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
     private let outgoing: MessageVector
     private let incoming: MessageVector

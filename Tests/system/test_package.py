@@ -240,6 +240,7 @@ class DebianPackage(unittest.TestCase):
         self.assertIn(DEFAULTS, files)
         self.assertIn("/usr/bin/hellod", files)
         self.assertIn("/lib/systemd/system/hellod.socket", files)
+        self.assertIn("/usr/share/hellod/prometheus/hellod.rules.yml", files)
         result = self.dpkg("--purge", "hellod")
         report("dpkg --purge hellod", "\n" + result.stdout + result.stderr)
         left = [path for path in files + ["/usr/share/doc/hellod"] if self.run_inside("test", "-e", path, "-o", "-L", path).returncode == 0]
