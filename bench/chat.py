@@ -4,17 +4,20 @@ in one run: the relay pinned to CPU 0, `hello bench chat` (one load generator, o
 clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on 127.0.0.1.
 
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
-                                    #     [--members 2,8,32,64] [--json FILE] [--hgrm DIR]
+                                    #     [--members 2,8,32,64@2500] [--json FILE] [--hgrm DIR]
+                                    #     [--before OLD/.build-static/release] [--fanout-us 0]
 
-Cases: 64 members at 5,000 messages/s of 64 bytes; 8 members at 5,000 (--members: the
-room sizes, one room each, in that order; 64,8 unless given); and R_max, the
+Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
+is not saturated (--members: the room sizes, one room each, in that order, each with
+@RATE if not 5,000; 2,8,32,64@2500 unless given); and R_max, the
 highest rate in steps of 500 messages/s at which relay.c loses nothing in --runs runs out
 of --runs (64 members, 64 bytes), then hellod at R_max. hellod runs twice in each case: as
 it ships, and with --chat-fanout-us (--fanout-us, 500 by default), which trades latency
 for CPU. For each relay: deliveries/s,
 latency p50/p99/p99.9 (send to each member's receipt), lost/duplicated/reordered, server
-CPU ns per delivery (utime+stime from /proc/PID/stat over the measured interval, read by
-`hello bench --server-pid`) and peak RSS. Each case runs --runs times, relays interleaved;
+CPU ns per delivery (each thread's time on a CPU, /proc/PID/task/*/schedstat, over the
+measured interval, read by `hello bench --server-pid`) and peak RSS. --before: an older
+build's hellod beside, in the same run. Each case runs --runs times, relays interleaved;
 the table shows medians and ratios against relay.c's. The machine is shared and noisy:
 read the ratios, and the load average printed before and after.
 
@@ -36,6 +39,9 @@ import references
 from compare import free_port, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
+# The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
+# saturates a core and queues, which is no yardstick.
+DEFAULT_CASES = "2,8,32,64@2500"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, ".build-static", "release")
@@ -131,12 +137,18 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None):
 
 
 def room_sizes(text):
-    """--members: room sizes among ROOM_SIZES, comma-separated."""
-    sizes = [int(x) if x.strip().isdigit() else 0 for x in text.split(",")]
-    if not sizes or any(n not in ROOM_SIZES for n in sizes):
-        raise argparse.ArgumentTypeError("room sizes among %s, comma-separated: not %r" % (
-            ",".join(map(str, ROOM_SIZES)), text))
-    return sizes
+    """--members: room sizes among ROOM_SIZES, comma-separated, each with its rate in
+    messages/s after an @ (5000 unless given): [(members, rate)]."""
+    cases = []
+    for case in text.split(","):
+        size, _, rate = case.strip().partition("@")
+        members = int(size) if size.isdigit() else 0
+        messages = int(rate) if rate.isdigit() else (5000 if not rate else 0)
+        if members not in ROOM_SIZES or not 0 < messages <= 100_000:
+            raise argparse.ArgumentTypeError("room sizes among %s, each with @RATE if not 5000, comma-separated: "
+                                             "not %r" % (",".join(map(str, ROOM_SIZES)), text))
+        cases.append((members, messages))
+    return cases
 
 
 def callgrind_instructions(relay, members, rate, size, seconds, tmp):
@@ -201,14 +213,18 @@ def main():
                         help="only count each relay's instructions per delivery under valgrind (64 members, 100 messages/s)")
     parser.add_argument("--fanout-us", type=int, default=500,
                         help="also run hellod with this --chat-fanout-us (0: not)")
-    parser.add_argument("--members", type=room_sizes, default=[64, 8],
-                        help="the room sizes of the 5000 messages/s cases, in order, among %s (default: 64,8)" % (
-                            ",".join(map(str, ROOM_SIZES))))
+    parser.add_argument("--members", type=room_sizes, default=room_sizes(DEFAULT_CASES),
+                        help="the room sizes, in order, among %s, each at 5000 messages/s or @RATE (default: %s)" % (
+                            ",".join(map(str, ROOM_SIZES)), DEFAULT_CASES))
+    parser.add_argument("--before", metavar="DIR", help="also run this older build's hellod (DIR/hellod), first")
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us)
+    if args.before:
+        servers.insert(0, dict(servers[0], name="hellod before", command=[os.path.join(args.before, "hellod"),
+                                                                          *servers[0]["command"][1:]]))
     if args.callgrind:
         callgrind(relays(reference, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
@@ -216,10 +232,10 @@ def main():
         os.uname().release, os.cpu_count(), args.seconds, args.runs, " ".join("%.2f" % x for x in os.getloadavg())))
     print("hellod's chat limits raised for the run: %s" % " ".join(HELLOD_LIMITS))
     cases = []
-    for members in args.members:
-        median = compare("%d members, 5000 messages/s of 64 bytes" % members, servers, members, 5000, 64,
+    for members, rate in args.members:
+        median = compare("%d members, %d messages/s of 64 bytes" % (members, rate), servers, members, rate, 64,
                          args.seconds, args.runs, args.hgrm)
-        cases.append({"members": members, "rate": 5000, "size": 64, "relays": median})
+        cases.append({"members": members, "rate": rate, "size": 64, "relays": median})
     if not args.no_rmax:
         rate, r_max, search = args.rmax_from, None, []
         while True:

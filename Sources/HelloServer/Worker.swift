@@ -144,7 +144,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             for k in 0..<count { handle(receiver.datagram(receiver.order(k)), now: now) }
         }
         guard count > 0 else {
-            if failed { published.publish(report) }
+            if failed { publish() }
             return 0
         }
         finishBatch(now: now)
@@ -318,9 +318,10 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 
     @inlinable mutating func publish() {
-        report.counters = service.counters
-        handover?.adjust(&report.counters)
-        published.publish(report)
+        guard let handover else { return published.publish(report, counters: service.counters) }
+        var counters = service.counters
+        handover.adjust(&counters)
+        published.publish(report, counters: counters)
     }
 
     /// Serves until `stop` is requested; the batch in hand is always finished first.
@@ -329,11 +330,12 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         // Block at most this long without traffic, so the watchdog hears from this loop and
         // the service gets its ticks.
         let wake = [liveness?.wakeInterval, service.tickInterval].compactMap { $0 }.min()
+        let spinLimit = service.pollsAfterTraffic ? configuration.spinLimit : 0
+        let coalesceDelay = service.pollsAfterTraffic ? configuration.coalesceDelay : 0
         // Short sleeps must be short: the default timer slack would stretch them by 50 us.
-        if configuration.coalesceDelay > 0 {
+        if coalesceDelay > 0 {
             try? Posix.setTimerSlack(nanoseconds: 1000)
         }
-        let spinLimit = service.pollsAfterTraffic ? configuration.spinLimit : 0
         var spinBudget = spinLimit
         var idleSince: UInt64 = 0  // 0: the last look found traffic
         // Woken for a handover alone, the socket need not be read.
@@ -355,8 +357,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                     idleSince = 0
                 }
                 liveness?.beat(index, now: now)
-                if served > 1 && served < configuration.batchSize && configuration.coalesceDelay > 0 {
-                    Posix.sleep(nanoseconds: configuration.coalesceDelay)  // let the next batch fill
+                if served > 1 && served < configuration.batchSize && coalesceDelay > 0 {
+                    Posix.sleep(nanoseconds: coalesceDelay)  // let the next batch fill
                     continue
                 }
                 // A worker that does not poll, after a batch that was not full: the socket is

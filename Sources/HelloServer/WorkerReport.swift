@@ -78,9 +78,15 @@ public final class PublishedReport: @unchecked Sendable {
 
     /// Called by the worker that owns this report, and by no one else.
     public func publish(_ report: WorkerReport) {
-        if publishedSchema != ObjectIdentifier(report.counters.schema) {
-            if schema.load() !== report.counters.schema { _ = schema.storeIfNilThenLoad(report.counters.schema) }
-            publishedSchema = ObjectIdentifier(report.counters.schema)
+        publish(report, counters: report.counters)
+    }
+
+    /// `report`, its counters being `counters` (the service's, passed as they are: no copy
+    /// into the report first).
+    public func publish(_ report: borrowing WorkerReport, counters: borrowing Counters) {
+        if publishedSchema != ObjectIdentifier(counters.schema) {
+            if schema.load() !== counters.schema { _ = schema.storeIfNilThenLoad(counters.schema) }
+            publishedSchema = ObjectIdentifier(counters.schema)
         }
         let s = sequence.load(ordering: .relaxed)
         sequence.store(s &+ 1, ordering: .relaxed)
@@ -92,7 +98,7 @@ public final class PublishedReport: @unchecked Sendable {
         field(4).store(report.receiveErrors, ordering: .relaxed)
         field(5).store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
         field(6).store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
-        report.counters.forEachValue { i, value in
+        counters.forEachValue { i, value in
             field(Self.workerFields + i).store(value, ordering: .relaxed)
         }
         sequence.store(s &+ 2, ordering: .releasing)

@@ -18,10 +18,11 @@ public protocol DatagramService: ~Copyable {
     /// What it has done, for the worker to publish.
     var counters: Counters { get }
     /// Whether the worker should poll its socket for a while after traffic (`--spin-us`)
-    /// before sleeping. That pays where a request costs little to serve, so that waking the
-    /// thread would be most of a round trip (hello, echo); not where one datagram costs
-    /// many sends (a chat message, one per member), beside which a wake-up is small and
-    /// the polling would cost more CPU than the wake-up it saves. By default, true.
+    /// before sleeping, and wait for a partly full batch to fill (`--coalesce-us`). That
+    /// pays where a request costs little to serve, so that waking the thread would be most
+    /// of a round trip (hello, echo); not where one datagram costs many sends (a chat
+    /// message, one per member), beside which a wake-up is small and the polling, or a
+    /// sleep of its own, would cost more CPU than it saves. By default, true.
     var pollsAfterTraffic: Bool { get }
     /// When what it holds back to send together falls due (monotonic nanoseconds; nil:
     /// nothing is held): the worker then calls `endBatch`, traffic or not.

@@ -263,7 +263,7 @@ final class Supervisor {
         let chatLimits =
             !servesChat
             ? ""
-            : "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.repairByteRate) repair bytes/s per member (burst \(chat.repairByteBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin"
+            : "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.repairByteRate) repair bytes/s per member (burst \(chat.repairByteBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin or coalescing"
         log.info(
             "hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog), \(traceLine); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
             metadata: [
