@@ -406,6 +406,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             }
             liveness?.beat(index, now: monotonicNanoseconds())
         }
+        // What the last wait read as the stop came is served like any other batch: read from
+        // the socket, it is no longer queued there for whoever serves it next.
+        if let waited, waited.count > 0 {
+            _ = serveBatch(now: monotonicNanoseconds(), receiving: false, waited: waited)
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Glibc
+import HelloDatagram
 import HelloReplies
 import HelloServer
 import HelloService
@@ -80,6 +81,57 @@ import Testing
         try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
         try socket.close()
         #expect(report.snapshot().counters.replied == 3)
+    }
+}
+
+extension SleepInReceiveTests {
+    /// A datagram the worker's wait reads just as its stop is asked (its receive has no
+    /// timeout: the service has no ticks) is answered and counted, not dropped unseen: read,
+    /// it is no longer in the socket for the next hellod.
+    @Test func aDatagramReadAsTheStopComesIsStillAnswered() throws {
+        try PosixThread.interruptible()
+        let socket = try Self.bound()
+        let address = try socket.localAddress()
+        let stop = StopSignal()
+        let report = PublishedReport()
+        let thread = PosixThread.spawn(name: "test-worker") {
+            guard
+                var worker = try? Worker(
+                    index: 0, socket: socket, service: QuietEcho(),
+                    configuration: WorkerConfiguration(spinLimit: 0, coalesceDelay: 0), publishingTo: report)
+            else { return }
+            worker.run(until: stop)
+        }
+        let client = try TestClient()
+        defer { client.close() }
+        Posix.sleep(nanoseconds: 50_000_000)  // asleep in its receive, with no timeout
+        stop.stop()  // no interrupt: the datagram wakes it
+        try client.send(Array("last".utf8), to: address)
+        #expect(try client.receive()?.bytes == Array("last".utf8))
+        try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
+        try socket.close()
+        let counters = report.snapshot().counters
+        #expect(counters.read == 1 && counters.replied == 1)
+    }
+}
+
+/// An echo without ticks: a worker alone with it sleeps in its receive with no timeout.
+private struct QuietEcho: DatagramService {
+    let outboxCapacity = 64
+    let largestDatagram = 2048
+    var counters = Counters()
+    var tickInterval: UInt64? { nil }
+
+    mutating func handle(_ datagram: Datagram, now: UInt64, into outbox: inout Outbox) -> Bool {
+        guard outbox.hasRoom(for: datagram.length) else { return false }
+        counters.read += 1
+        outbox.append(datagram.payload, to: datagram.peer, from: datagram.arrival.replySource)
+        return true
+    }
+
+    mutating func recordSent(_ sent: Int, failed: Int) {
+        counters.replied += UInt64(sent)
+        counters[.sendFailed] += UInt64(failed)
     }
 }
 
