@@ -15,6 +15,23 @@ import Testing
         try DatagramSocket.bound(to: SocketAddress(parsing: "127.0.0.1:0")!)
     }
 
+    static let configuration = WorkerConfiguration(spinLimit: 0, coalesceDelay: 0)
+
+    /// A worker for the service `make` builds, on `socket`, run until `stop` in a thread of
+    /// its own, as hellod runs each.
+    static func runWorker<Service: DatagramService & ~Copyable>(
+        on socket: DatagramSocket, until stop: StopSignal, reporting report: PublishedReport,
+        _ make: @escaping @Sendable () -> Service
+    ) -> PosixThread {
+        PosixThread.spawn(name: "test-worker") {
+            guard
+                var worker = try? Worker(
+                    index: 0, socket: socket, service: make(), configuration: configuration, publishingTo: report)
+            else { return }
+            worker.run(until: stop)
+        }
+    }
+
     @Test func aWaitingReceiveTakesWhatComesAndGivesUpAfterItsTimeout() throws {
         let socket = try Self.bound()
         defer { try? socket.close() }
@@ -60,15 +77,8 @@ import Testing
         let address = try socket.localAddress()
         let stop = StopSignal()
         let report = PublishedReport()
-        let thread = PosixThread.spawn(name: "test-worker") {
-            let configuration = WorkerConfiguration(spinLimit: 0, coalesceDelay: 0)
-            guard
-                var worker = try? Worker(
-                    index: 0, socket: socket,
-                    service: ReplyService(HelloReply(), configuration.serviceSettings(policy: AdmissionPolicy())),
-                    configuration: configuration, publishingTo: report)
-            else { return }
-            worker.run(until: stop)
+        let thread = Self.runWorker(on: socket, until: stop, reporting: report) {
+            ReplyService(HelloReply(), Self.configuration.serviceSettings(policy: AdmissionPolicy()))
         }
         let client = try TestClient()
         defer { client.close() }
@@ -94,14 +104,7 @@ extension SleepInReceiveTests {
         let address = try socket.localAddress()
         let stop = StopSignal()
         let report = PublishedReport()
-        let thread = PosixThread.spawn(name: "test-worker") {
-            guard
-                var worker = try? Worker(
-                    index: 0, socket: socket, service: QuietEcho(),
-                    configuration: WorkerConfiguration(spinLimit: 0, coalesceDelay: 0), publishingTo: report)
-            else { return }
-            worker.run(until: stop)
-        }
+        let thread = Self.runWorker(on: socket, until: stop, reporting: report) { QuietEcho() }
         let client = try TestClient()
         defer { client.close() }
         Posix.sleep(nanoseconds: 50_000_000)  // asleep in its receive, with no timeout

@@ -8,11 +8,10 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 
 from harness import HELLOD, ROOT, Hellod, TestCase, parse_metrics
 from netns import Loopback
-from test_metrics import prometheus_tools
+from test_metrics import prometheus_tools, scrape_node_exporter
 
 RULES_DIR = os.path.join(ROOT, "prometheus")
 RULES = os.path.join(RULES_DIR, "hellod.rules.yml")
@@ -166,23 +165,11 @@ class AlertRules(TestCase):
             with Hellod("--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0",
                         "--listen", "chat@127.0.0.1:0", "--metrics-file", os.path.join(directory, "hellod.prom"),
                         command=[*net.prefix(), HELLOD]) as d:
-                scraped = parse_metrics(self.scrape(net))
+                scraped = parse_metrics(scrape_node_exporter(net))
                 d.stop()
         self.assertIn(("hellod_up", ()), scraped)
         self.assertEqual(scraped[("hellod_up", ())], 1)
         return scraped
-
-    def scrape(self, net):
-        """node_exporter's /metrics inside the namespace (it may still be starting: retried
-        for up to 10 s)."""
-        fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=2).read().decode())"
-        deadline = time.monotonic() + 10
-        while True:
-            got = subprocess.run([*net.prefix(), "python3", "-c", fetch], capture_output=True, text=True, timeout=20)
-            if got.returncode == 0 or time.monotonic() > deadline:
-                self.assertEqual(got.returncode, 0, got.stderr)
-                return got.stdout
-            time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,20 @@ LOAD_ARGS = ["--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0", "-
              "--rate-limit", "1", "--rate-burst", "8", "--rate-limit-loopback", "--metrics-interval", "1"]
 
 
+
+def scrape_node_exporter(net):
+    """node_exporter's /metrics, fetched with urllib inside the namespace `net` (it may
+    still be starting: retried for up to 10 s)."""
+    fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=2).read().decode())"
+    deadline = time.monotonic() + 10
+    while True:
+        got = subprocess.run([*net.prefix(), "python3", "-c", fetch], capture_output=True, text=True, timeout=20)
+        if got.returncode == 0 or time.monotonic() > deadline:
+            if got.returncode != 0:
+                raise AssertionError("node_exporter's /metrics: %s" % got.stderr)
+            return got.stdout
+        time.sleep(0.2)
+
 class MetricsFile(TestCase):
     @classmethod
     def setUpClass(cls):
@@ -136,7 +150,7 @@ class MetricsFile(TestCase):
                 known_load(self, d, net.socket, prefix=net.prefix())
                 code, rest = d.stop()
             self.assertEqual(code, 0, rest)
-            scraped = parse_metrics(self.scrape(net))
+            scraped = parse_metrics(scrape_node_exporter(net))
             self.assertEqual(metric(scraped, "node_textfile_scrape_error"), 0)
             served = {key: value for key, value in scraped.items() if key[0].startswith("hellod_")}
             self.assertKnownLoad(served)
@@ -159,18 +173,6 @@ class MetricsFile(TestCase):
             self.assertEqual(result.returncode, 64, (args, result.stderr))
             self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
             self.assertIn("--metrics-", result.stderr)
-
-    def scrape(self, net):
-        """node_exporter's /metrics, fetched with urllib inside the namespace (it may still
-        be starting: retried for up to 10 s)."""
-        fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=2).read().decode())"
-        deadline = time.monotonic() + 10
-        while True:
-            got = subprocess.run([*net.prefix(), "python3", "-c", fetch], capture_output=True, text=True, timeout=20)
-            if got.returncode == 0 or time.monotonic() > deadline:
-                self.assertEqual(got.returncode, 0, got.stderr)
-                return got.stdout
-            time.sleep(0.2)
 
     @staticmethod
     def exchange(port, payload, timeout=2):

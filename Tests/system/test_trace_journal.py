@@ -79,6 +79,9 @@ class TraceInTheJournal(InstalledCheckout):
         self.greet()
         replied = self.wait_for(lambda: self.entries("HELLOD_FATE=replied", "_PID=%s" % self.pid), 5, "trace entries")
         self.assertEqual(len(replied), 3, replied)
+        report("journalctl -u hellod after systemctl kill -s USR1 hellod and hello Michael Tracy Sarah",
+               "\n      " + "\n      ".join(self.systemd.run("journalctl", "-u", "hellod", "--no-pager", "-o", "short",
+                                                             "-n", "4", check=False).stdout.splitlines()))
         for entry, size in zip(replied, ("7", "5", "5")):
             self.assertRegex(entry["HELLOD_PEER"], r"^127\.0\.0\.1:\d+$")
             self.assertEqual((entry["HELLOD_SERVICE"], entry["HELLOD_LOCAL"], entry["HELLOD_BYTES"],
