@@ -6,6 +6,8 @@ public struct WorkerReport: Sendable, Equatable {
     public var counters = Counters()
     /// recvmmsg calls that returned datagrams: read / batches is how full batches run.
     public var batches: UInt64 = 0
+    /// Batches that held a train received coalesced (UDP GRO), split into its datagrams.
+    public var coalescedBatches: UInt64 = 0
     /// Sends that carried several replies as UDP segments (GSO).
     public var segmentedSends: UInt64 = 0
     /// Segmented sends the kernel refused and that went again as plain datagrams.
@@ -25,6 +27,7 @@ public struct WorkerReport: Sendable, Equatable {
         var sum = a
         sum.counters = a.counters + b.counters
         sum.batches += b.batches
+        sum.coalescedBatches += b.coalescedBatches
         sum.segmentedSends += b.segmentedSends
         sum.segmentationFallbacks += b.segmentationFallbacks
         sum.segmentationOff += b.segmentationOff
@@ -48,7 +51,7 @@ public final class PublishedReport: Sendable {
     private let fields: [ManagedAtomic<UInt64>]
 
     /// The worker's own fields, then room for any schema's counters.
-    private static let workerFields = 7
+    private static let workerFields = 8
     private static let fieldCount = workerFields + CounterBlock.capacity
 
     /// `schema`: the service's, so that a report read before the worker's first publish
@@ -71,6 +74,7 @@ public final class PublishedReport: Sendable {
         fields[4].store(report.receiveErrors, ordering: .relaxed)
         fields[5].store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
         fields[6].store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
+        fields[7].store(report.coalescedBatches, ordering: .relaxed)
         report.counters.forEachValue { i, value in
             fields[Self.workerFields + i].store(value, ordering: .relaxed)
         }
@@ -91,6 +95,7 @@ public final class PublishedReport: Sendable {
             report.receiveErrors = fields[4].load(ordering: .relaxed)
             report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: fields[5].load(ordering: .relaxed)))
             report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: fields[6].load(ordering: .relaxed)))
+            report.coalescedBatches = fields[7].load(ordering: .relaxed)
             var counters = Counters(schema: schema)
             for i in 0..<schema.count {
                 counters[CounterID(i)] = fields[Self.workerFields + i].load(ordering: .relaxed)

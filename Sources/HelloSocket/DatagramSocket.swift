@@ -68,6 +68,12 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
+    /// Asks the kernel to hand a train of datagrams from one peer over as one receive
+    /// (UDP_GRO), its segment size in a control message: one socket buffer, not dozens.
+    public func receiveCoalesced() throws(SocketError) {
+        try setOption(HS_SOL_UDP, HS_UDP_GRO, 1, "setsockopt(UDP_GRO)")
+    }
+
     /// How many datagrams the kernel has dropped for this socket since it was created,
     /// mostly on a full receive queue (SO_MEMINFO). Unlike SO_RXQ_OVFL, which UDP reports
     /// only with datagrams queued after the drops (if at all), this reads the count itself.

@@ -77,9 +77,10 @@ package final class MessageVector {
         iovecs[i * 2 + 1] = iovec(iov_base: buffer, iov_len: length)
     }
 
-    /// Reads up to `count` datagrams without waiting: 0 when none is queued.
+    /// Reads up to `count` datagrams without waiting: 0 when none is queued. `flags` are
+    /// recvmmsg's besides MSG_DONTWAIT (MSG_TRUNC: `length` is a cut datagram's full length).
     @inline(__always)
-    package func receive(from socket: DatagramSocket, count: Int) throws(SocketError) -> Int {
+    package func receive(from socket: DatagramSocket, count: Int, flags: Int32 = 0) throws(SocketError) -> Int {
         // Only the headers the last receive wrote need their lengths and flags back: the
         // kernel touches no other (a ping-pong's batch of 64 reads one datagram a call).
         for i in 0..<written {
@@ -95,7 +96,9 @@ package final class MessageVector {
         }
         let fd = socket.descriptor.rawValue
         written = capacity  // until the call says otherwise: a failure resets them all
-        let n = try nonBlockingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
+        let n = try nonBlockingCall("recvmmsg") {
+            hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT) | flags, nil)
+        }
         written = Int(n ?? 0)
         return written
     }
