@@ -34,9 +34,12 @@ package final class MessageVector {
         iovecs.initialize(repeating: iovec(), count: capacity * buffersPerMessage)
         self.names?.initialize(repeating: sockaddr_storage(), count: capacity)
         self.control?.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * controlSize)
+        // The kernel writes a receive's lengths and flags, never these pointers: set once.
         for i in 0..<capacity {
             headers[i].msg_hdr.msg_iov = iovecs + i * buffersPerMessage
             headers[i].msg_hdr.msg_iovlen = buffersPerMessage
+            headers[i].msg_hdr.msg_name = self.names.map { UnsafeMutableRawPointer($0 + i) }
+            headers[i].msg_hdr.msg_control = controlBuffer(i)
         }
     }
 
@@ -85,11 +88,9 @@ package final class MessageVector {
         // kernel touches no other (a ping-pong's batch of 64 reads one datagram a call).
         for i in 0..<written {
             if names != nil {
-                headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names! + i)
                 headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             }
             if control != nil {
-                headers[i].msg_hdr.msg_control = controlBuffer(i)
                 headers[i].msg_hdr.msg_controllen = controlSize
             }
             headers[i].msg_hdr.msg_flags = 0
