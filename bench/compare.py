@@ -24,6 +24,17 @@ ratios stay against the best C.
 --hgrm DIR also writes each server's round trips in each workload as HdrHistogram's
 percentile distribution (`hello bench --hgrm`), DIR/WORKLOAD/SERVER.hgrm (the last run's;
 names as slug() makes them), which bench/plot.py draws.
+
+With --gro, the GRO table instead (issue 20): hellod (GRO on, its default), hellod
+--no-gro, gro-server.c (GRO receive, GSO reply), gso-server.c and mmsg-server.c (plain C),
+each with trains (`hello bench --gso 16`: 16 requests a UDP_SEGMENT send) and without, 8
+flows x 32 in flight, 16-byte names; CPU per datagram answered against gro-server.c and
+against plain C. On 127.0.0.1, and with --veth through a veth pair too: the server in one
+network namespace, `hello bench` in another (Tests/integration/netns.py's TestNetwork),
+the server's end with GRO, rx-udp-gro-forwarding and threaded NAPI, so plain trains
+coalesce there as well. Needs root for the namespaces.
+
+    bench/compare.py --gro [--veth] [--seconds 5] [--runs 3]
 """
 import argparse
 import json
@@ -68,17 +79,24 @@ def slug(name):
     return re.sub(r"[^a-z0-9.]+", "-", name.split(":")[0].lower()).strip("-")
 
 
-def run_once(server, workload, seconds, hgrm=None):
-    port = free_port()
-    command = [arg.replace("PORT", str(port)) for arg in server["command"]]
-    proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def run_once(server, workload, seconds, hgrm=None, net=None):
+    """One run; with `net` (a TestNetwork), the server in its server namespace on
+    10.77.0.1, the client in its client namespace."""
+    port = free_port() if net is None else 7400
+    host = "127.0.0.1" if net is None else net_server_address()
+    command = [arg.replace("PORT", str(port)).replace("HOST", host) for arg in server["command"]]
+    server_prefix = [] if net is None else net.server_prefix()
+    client_prefix = [] if net is None else ["ip", "netns", "exec", net.client_ns]
+    proc = subprocess.Popen([*server_prefix, "taskset", "-c", "0", *command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         time.sleep(1)  # started and idle
         if proc.poll() is not None:
             sys.exit("%s exited at start" % server["name"])
         idle_anon = status_kb(proc.pid, "RssAnon")
         before = cpu_ticks(proc.pid)
-        out = subprocess.run(["taskset", "-c", "1", os.path.join(RELEASE, "hello"), "bench", "--port", str(port),
+        out = subprocess.run([*client_prefix, "taskset", "-c", "1", os.path.join(RELEASE, "hello"), "bench",
+                              "--host", host, "--port", str(port),
                               "--mode", "hello", "--size", "16", "--duration", str(seconds), "--json", *workload["args"],
                               *(["--hgrm", hgrm] if hgrm else [])],
                              capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -104,6 +122,75 @@ def build_nio():
     subprocess.run(["swift", "build", "-c", "release", "--package-path", os.path.join(ROOT, "bench", "nio"),
                     "--scratch-path", scratch], check=True, stdout=sys.stderr, timeout=3600)
     return os.path.join(scratch, "release", "nio-server")
+
+
+def net_server_address():
+    import netns
+    return netns.SERVER
+
+
+def veth_network():
+    """A TestNetwork whose server end coalesces plain trains (as Tests/integration/test_gro.py)."""
+    sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
+    import netns
+    net = netns.TestNetwork()
+    net.server(["ethtool", "-K", "v-srv", "gro", "on", "rx-udp-gro-forwarding", "on"])
+    net.server(["sh", "-c", "echo 1 > /sys/class/net/v-srv/threaded"])
+    return net
+
+
+def gro_table(args, built):
+    """hellod with and without GRO beside gro-server.c, gso-server.c and plain C, with and
+    without trains; on loopback, and with --veth through a veth pair."""
+    hellod = os.path.join(RELEASE, "hellod")
+    servers = [
+        {"name": "hellod", "command": [hellod, "--listen", "HOST:PORT", "--rate-limit", "0"]},
+        {"name": "hellod --no-gro", "command": [hellod, "--listen", "HOST:PORT", "--rate-limit", "0", "--no-gro"]},
+        {"name": "gro-server.c", "command": [built["gro-server"], "PORT", "64", "hello", "HOST"]},
+        {"name": "gso-server.c", "command": [built["gso-server"], "PORT", "64", "hello", "HOST"]},
+        {"name": "mmsg-server.c", "command": [built["mmsg-server"], "PORT", "64", "hello", "HOST"]},
+    ]
+    if args.baseline:
+        servers.insert(2, {"name": "baseline hellod", "command": [os.path.join(args.baseline, "hellod"), "--listen",
+                                                                   "HOST:PORT", "--rate-limit", "0"]})
+    workloads = [
+        {"name": "trains of 16: 8 flows x 32 in flight, --gso 16",
+         "args": ["--flows", "8", "--window", "32", "--gso", "16"]},
+        {"name": "no trains: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
+    ]
+    paths = [("loopback", None)] + ([("veth pair", "veth")] if args.veth else [])
+    print("machine: %s, %d CPUs; %g s per run, %d runs interleaved, medians; load average before: %s" % (
+        os.uname().release, os.cpu_count(), args.seconds, args.runs, load_average()))
+    for path, kind in paths:
+        net = veth_network() if kind == "veth" else None
+        try:
+            for workload in workloads:
+                samples = {s["name"]: [] for s in servers}
+                # A veth's ring holds 256 packets: 8 x 32 plain requests in flight would
+                # overflow it (losses that are not the server's), so 8 x 16 there.
+                load = dict(workload, args=[a if a != "32" or kind != "veth" else "16" for a in workload["args"]])
+                for _ in range(args.runs):
+                    for server in servers:
+                        samples[server["name"]].append(run_once(server, load, args.seconds, net=net))
+                median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                          for name, runs in samples.items()}
+                gro_c, plain_c = median["gro-server.c"]["ns_per_reply"], median["mmsg-server.c"]["ns_per_reply"]
+                print("\n%s, %s" % (path, workload["name"].replace("32", "16") if kind == "veth" else workload["name"]))
+                print("| server | replies/s | p50 us | CPU ns/datagram | vs gro-server.c | vs plain C | "
+                      "CPU ns/datagram, each run | peak RSS KiB |")
+                print("|---|---|---|---|---|---|---|---|")
+                for name, m in median.items():
+                    print("| %s | %.0f | %.1f | %.0f | %.2fx | %.2fx | %s | %d |" % (
+                        name, m["replies_per_second"], m["p50"], m["ns_per_reply"], m["ns_per_reply"] / gro_c,
+                        m["ns_per_reply"] / plain_c, " ".join("%.0f" % r["ns_per_reply"] for r in samples[name]),
+                        m["peak_rss_kb"]))
+                lost = sum(r["lost"] + r["wrong"] for runs in samples.values() for r in runs)
+                if lost:
+                    print("(lost or wrong replies across these runs: %d)" % lost)
+        finally:
+            if net is not None:
+                net.close()
+    print("\nload average after: %s" % load_average())
 
 
 def idle_cpu_percent(seconds=5):
@@ -133,10 +220,14 @@ def main():
                         help="also a SwiftNIO server (bench/nio/, built into .build-nio/)")
     parser.add_argument("--hgrm", metavar="DIR",
                         help="also write each server's round trips per workload, DIR/WORKLOAD/SERVER.hgrm (the last run's)")
+    parser.add_argument("--gro", action="store_true", help="the GRO table instead (see above)")
+    parser.add_argument("--veth", action="store_true", help="with --gro: through a veth pair too (root)")
     parser.add_argument("--baseline", metavar="DIR",
                         help="also the hellod in DIR (an earlier build: before and after, in one run)")
     args = parser.parse_args()
     built = references.build()
+    if args.gro:
+        return gro_table(args, built)
     hellod = os.path.join(RELEASE, "hellod")
     servers = [
         {"name": "hellod --batch 64", "command": [hellod, "--listen", "127.0.0.1:PORT"]},

@@ -37,6 +37,8 @@ int hs_sendmmsg(int fd, hs_mmsghdr *msgs, unsigned int count, int flags);
 
 // Each is checked against the system's headers in shims.c.
 static const int HS_UDP_SEGMENT = 103;        // netinet/udp.h: GSO segment size, per send
+static const int HS_UDP_GRO = 104;            // netinet/udp.h: receive trains coalesced (UDP GRO)
+static const int HS_SOL_UDP = 17;             // netinet/udp.h: the level of both
 static const int HS_IP_PKTINFO = 8;           // netinet/in.h
 static const int HS_IPV6_RECVPKTINFO = 49;
 static const int HS_IPV6_PKTINFO = 50;
@@ -80,6 +82,19 @@ static inline void hs_read_pktinfo(const struct msghdr *msg, hs_pktinfo *out) {
             memcpy(&out->ipv6, CMSG_DATA(c), sizeof out->ipv6);
         }
     }
+}
+
+// The segment size of a coalesced receive (UDP GRO's SOL_UDP/UDP_GRO control message, an
+// int), or 0 for a datagram that arrived alone: it carries no such message.
+static inline int hs_read_gro_segment_size(const struct msghdr *msg) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level == HS_SOL_UDP && c->cmsg_type == HS_UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int size;
+            memcpy(&size, CMSG_DATA(c), sizeof size);
+            return size;
+        }
+    }
+    return 0;
 }
 
 // Writers of outgoing control messages. Each appends one cmsg at buf + used, where buf

@@ -20,16 +20,27 @@ public struct WorkerConfiguration: Sendable {
     public var coalesceDelay: UInt64
     /// Join same-length datagrams to one destination in one UDP_SEGMENT send.
     public var segmentation: Bool
+    /// Take a train of datagrams from one peer as one receive (UDP GRO), where
+    /// `maxDatagram` leaves room for the longest (`coalescingAllowed`); each is still served
+    /// as its own datagram.
+    public var coalescing: Bool
 
     public init(
         batchSize: Int = 64, maxDatagram: Int = 65527, spinLimit: UInt64 = 50_000,
-        coalesceDelay: UInt64 = 30_000, segmentation: Bool = true
+        coalesceDelay: UInt64 = 30_000, segmentation: Bool = true, coalescing: Bool = false
     ) {
         self.batchSize = batchSize
         self.maxDatagram = maxDatagram
         self.spinLimit = spinLimit
         self.coalesceDelay = coalesceDelay
         self.segmentation = segmentation
+        self.coalescing = coalescing
+    }
+
+    /// Whether a receive slot of `maxDatagram` bytes holds the longest coalesced receive:
+    /// with shorter ones, a train would be cut.
+    public static func coalescingAllowed(maxDatagram: Int) -> Bool {
+        maxDatagram >= ReceiveBatch.largestCoalesced
     }
 
     /// What the services of these workers are built from.
@@ -81,6 +92,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         if packetInfo {
             try socket.receivePacketInfo()
         }
+        if configuration.coalescing {
+            try socket.receiveCoalesced()
+        }
         let options = SendBatch.Options(local: local, segmentation: configuration.segmentation)
         var port: HandoverPort?
         if let (group, position) = handover {
@@ -91,7 +105,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
         receiver = ReceiveBatch(
             capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram,
-            groupByPeer: configuration.segmentation, packetInfo: packetInfo)
+            groupByPeer: configuration.segmentation, packetInfo: packetInfo, coalescing: configuration.coalescing)
         outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
         sender = SendBatch(capacity: service.outboxCapacity, options: options)
         self.handover = port
@@ -136,8 +150,13 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         // Once a batch: while it is off, the trace costs one load and a test a datagram.
         let tracing = trace?.control.isOn ?? false
         if let handover {
-            routeBatch(count, via: handover, now: now, tracing: tracing)
+            count = routeBatch(count, via: handover, now: now, tracing: tracing)
             count += handover.serveHandedIn { serve($0, now: now, tracing: tracing) }
+        } else if receiver.hasTrains {
+            // Coalesced receives, each split into its datagrams: batches without one (all
+            // but trains) pay this test, once.
+            report.coalescedBatches += 1
+            count = receiver.forEachDatagram(count: count) { serve($0, now: now, tracing: tracing) }
         } else if tracing {
             for k in 0..<count { handleTraced(receiver.datagram(receiver.order(k)), now: now) }
         } else {
@@ -239,18 +258,31 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 
     /// Serves the datagrams of the batch that this worker owns; hands the others to their
-    /// owners, and wakes them.
-    @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64, tracing: Bool) {
-        for k in 0..<count {
-            var datagram = receiver.datagram(receiver.order(k))
-            datagram.arrival.socket = UInt16(handover.position)
-            if let owner = service.owner(of: datagram), owner != handover.position {
-                handover.handOver(datagram, to: owner)
-            } else {
-                serve(datagram, now: now, tracing: tracing)
+    /// owners, and wakes them. Returns how many datagrams that was (a coalesced receive is
+    /// several).
+    @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64, tracing: Bool) -> Int {
+        var datagrams = count
+        if count > 0 && receiver.hasTrains {  // (not read this time: the last batch's)
+            report.coalescedBatches += 1
+            datagrams = receiver.forEachDatagram(count: count) { route($0, via: handover, now: now, tracing: tracing) }
+        } else {
+            for k in 0..<count {
+                route(receiver.datagram(receiver.order(k)), via: handover, now: now, tracing: tracing)
             }
         }
         handover.wakeOwners()
+        return datagrams
+    }
+
+    @inlinable @inline(__always)
+    mutating func route(_ received: Datagram, via handover: HandoverPort, now: UInt64, tracing: Bool) {
+        var datagram = received
+        datagram.arrival.socket = UInt16(handover.position)
+        if let owner = service.owner(of: datagram), owner != handover.position {
+            handover.handOver(datagram, to: owner)
+        } else {
+            serve(datagram, now: now, tracing: tracing)
+        }
     }
 
     /// Gives the service its tick if one is due at `now`, and its batch's end if what it

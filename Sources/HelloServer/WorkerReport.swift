@@ -6,6 +6,8 @@ public struct WorkerReport: Sendable, Equatable {
     public var counters = Counters()
     /// recvmmsg calls that returned datagrams: read / batches is how full batches run.
     public var batches: UInt64 = 0
+    /// Batches that held a train received coalesced (UDP GRO), split into its datagrams.
+    public var coalescedBatches: UInt64 = 0
     /// Sends that carried several replies as UDP segments (GSO).
     public var segmentedSends: UInt64 = 0
     /// Segmented sends the kernel refused and that went again as plain datagrams.
@@ -25,6 +27,7 @@ public struct WorkerReport: Sendable, Equatable {
         var sum = a
         sum.counters = a.counters + b.counters
         sum.batches += b.batches
+        sum.coalescedBatches += b.coalescedBatches
         sum.segmentedSends += b.segmentedSends
         sum.segmentationFallbacks += b.segmentationFallbacks
         sum.segmentationOff += b.segmentationOff
@@ -55,7 +58,7 @@ public final class PublishedReport: @unchecked Sendable {
     @exclusivity(unchecked) private var publishedSchema: ObjectIdentifier?
 
     /// The worker's own fields, then room for any schema's counters.
-    private static let workerFields = 7
+    private static let workerFields = 8
     private static let fieldCount = workerFields + CounterBlock.capacity
 
     /// `schema`: the service's, so that a report read before the worker's first publish
@@ -98,6 +101,7 @@ public final class PublishedReport: @unchecked Sendable {
         field(4).store(report.receiveErrors, ordering: .relaxed)
         field(5).store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
         field(6).store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
+        field(7).store(report.coalescedBatches, ordering: .relaxed)
         counters.forEachValue { i, value in
             field(Self.workerFields + i).store(value, ordering: .relaxed)
         }
@@ -118,6 +122,7 @@ public final class PublishedReport: @unchecked Sendable {
             report.receiveErrors = field(4).load(ordering: .relaxed)
             report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: field(5).load(ordering: .relaxed)))
             report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: field(6).load(ordering: .relaxed)))
+            report.coalescedBatches = field(7).load(ordering: .relaxed)
             var counters = Counters(schema: schema)
             for i in 0..<schema.count {
                 counters[CounterID(i)] = field(Self.workerFields + i).load(ordering: .relaxed)

@@ -68,6 +68,18 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
+    /// Asks the kernel to hand a train of datagrams from one peer over as one receive
+    /// (UDP_GRO), its segment size in a control message: one socket buffer, not dozens.
+    public func receiveCoalesced() throws(SocketError) {
+        try setOption(HS_SOL_UDP, HS_UDP_GRO, 1, "setsockopt(UDP_GRO)")
+    }
+
+    /// Cuts every send longer than `size` bytes into datagrams of `size` (UDP_SEGMENT on the
+    /// socket; the last may be shorter): a GSO sender's trains, for `hello bench --gso`.
+    public func segmentEverySend(size: Int) throws(SocketError) {
+        try setOption(Int32(IPPROTO_UDP), HS_UDP_SEGMENT, Int32(clamping: size), "setsockopt(UDP_SEGMENT)")
+    }
+
     /// How many datagrams the kernel has dropped for this socket since it was created,
     /// mostly on a full receive queue (SO_MEMINFO). Unlike SO_RXQ_OVFL, which UDP reports
     /// only with datagrams queued after the drops (if at all), this reads the count itself.

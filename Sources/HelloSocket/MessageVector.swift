@@ -15,27 +15,31 @@ package final class MessageVector {
     package let controlSize: Int
     /// iovecs per message: 2 scatters a datagram over two buffers.
     package let buffersPerMessage: Int
-    /// The headers the last receive may have written (their lengths and flags), which the
-    /// next one resets: a receive of one datagram resets one, not `capacity`.
+    /// Headers from the first on that the kernel may have written since they were last made
+    /// ready for a receive (all of them, at first). One thread owns a vector: no dynamic
+    /// exclusivity check.
     @exclusivity(unchecked) private var written: Int
 
     package init(capacity: Int, names: Bool, controlSize: Int = 0, buffersPerMessage: Int = 1) {
         precondition(capacity > 0 && (1...2).contains(buffersPerMessage))
         self.capacity = capacity
         self.buffersPerMessage = buffersPerMessage
+        self.written = capacity
         self.headers = .allocate(capacity: capacity)
         self.iovecs = .allocate(capacity: capacity * buffersPerMessage)
         self.names = names ? .allocate(capacity: capacity) : nil
         self.controlSize = controlSize
         self.control = controlSize > 0 ? .allocate(byteCount: capacity * controlSize, alignment: 16) : nil
-        self.written = capacity
         headers.initialize(repeating: hs_mmsghdr(), count: capacity)
         iovecs.initialize(repeating: iovec(), count: capacity * buffersPerMessage)
         self.names?.initialize(repeating: sockaddr_storage(), count: capacity)
         self.control?.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * controlSize)
+        // The kernel writes a receive's lengths and flags, never these pointers: set once.
         for i in 0..<capacity {
             headers[i].msg_hdr.msg_iov = iovecs + i * buffersPerMessage
             headers[i].msg_hdr.msg_iovlen = buffersPerMessage
+            headers[i].msg_hdr.msg_name = self.names.map { UnsafeMutableRawPointer($0 + i) }
+            headers[i].msg_hdr.msg_control = controlBuffer(i)
         }
     }
 
@@ -78,27 +82,34 @@ package final class MessageVector {
 
     /// Reads up to `count` datagrams without waiting: 0 when none is queued. `waiting`:
     /// waits for the first (MSG_WAITFORONE), at most the socket's SO_RCVTIMEO, or until the
-    /// thread is interrupted (0 then too).
+    /// thread is interrupted (0 then too). `flags` are recvmmsg's besides those (MSG_TRUNC:
+    /// `length` is a cut datagram's full length).
     @inline(__always)
-    package func receive(from socket: DatagramSocket, count: Int, waiting: Bool = false) throws(SocketError) -> Int {
-        for i in 0..<min(written, count) {
+    package func receive(
+        from socket: DatagramSocket, count: Int, waiting: Bool = false, flags: Int32 = 0
+    ) throws(SocketError) -> Int {
+        // Only the headers the last receive wrote need their lengths and flags back: the
+        // kernel touches no other (a ping-pong's batch of 64 reads one datagram a call).
+        for i in 0..<written {
             if names != nil {
-                headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names! + i)
                 headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             }
             if control != nil {
-                headers[i].msg_hdr.msg_control = controlBuffer(i)
                 headers[i].msg_hdr.msg_controllen = controlSize
             }
             headers[i].msg_hdr.msg_flags = 0
         }
         let fd = socket.descriptor.rawValue
-        written = count  // until the call says how many it wrote
+        written = capacity  // until the call says otherwise: a failure resets them all
         let n: Int32?
         if waiting {
-            n = try waitingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_WAITFORONE), nil) }
+            n = try waitingCall("recvmmsg") {
+                hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_WAITFORONE) | flags, nil)
+            }
         } else {
-            n = try nonBlockingCall("recvmmsg") { hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT), nil) }
+            n = try nonBlockingCall("recvmmsg") {
+                hs_recvmmsg(fd, headers, UInt32(count), Int32(MSG_DONTWAIT) | flags, nil)
+            }
         }
         written = Int(n ?? 0)
         return written

@@ -20,6 +20,15 @@ import HelloDatagram
     /// One thread owns a batch: no dynamic exclusivity check per datagram.
     @exclusivity(unchecked) private var grouping: PeerGrouping
     private let groupByPeer: Bool
+    /// The socket hands trains over coalesced (UDP_GRO): each receive is looked at for
+    /// them, and for cut ones, before its datagrams are handed out.
+    package let coalescing: Bool
+    /// With `coalescing`, the full length of each cut receive of the last batch (recvmmsg's
+    /// MSG_TRUNC says it), so that a cut train counts every segment it lost.
+    private let fullLengths: UnsafeMutablePointer<Int>?
+    /// The last receive held a coalesced one: `forEachDatagram` must hand its datagrams
+    /// out, not `datagram(_:)`.
+    @exclusivity(unchecked) @usableFromInline package private(set) var hasTrains = false
     /// Keys the peer hash, so no sender can aim its addresses at one probe run.
     private let hashSeed = UInt64.random(in: 0...UInt64.max)
 
@@ -27,19 +36,29 @@ import HelloDatagram
     static let controlSize = 128
     /// Names, greetings and probes fit in the head; longer datagrams continue in the tail.
     static let largestHead = 512
+    /// The longest a coalesced receive can be: one IPv6 packet's UDP payload (65535 bytes
+    /// less the UDP header; IPv4's is shorter). With slots shorter than that, a train could
+    /// be cut: coalescing takes a `maxDatagram` this large.
+    package static let largestCoalesced = 65527
 
     /// A batch of up to `capacity` datagrams of up to `maxDatagram` bytes (a longer one is
     /// cut and marked truncated). With `groupByPeer`, `orderByPeer` puts each peer's
     /// datagrams side by side, so their replies can share a segmented send. With
-    /// `packetInfo`, room for the PKTINFO control messages the socket was asked for.
-    @usableFromInline package init(capacity: Int, maxDatagram: Int, groupByPeer: Bool = true, packetInfo: Bool = true) {
+    /// `packetInfo`, room for the PKTINFO control messages the socket was asked for. With
+    /// `coalescing`, room for UDP_GRO's, and each receive is split into its segments.
+    @usableFromInline package init(
+        capacity: Int, maxDatagram: Int, groupByPeer: Bool = true, packetInfo: Bool = true, coalescing: Bool = false
+    ) {
         self.capacity = capacity
         self.maxDatagram = maxDatagram
         self.groupByPeer = groupByPeer
+        self.coalescing = coalescing
+        fullLengths = coalescing ? .allocate(capacity: capacity) : nil
+        fullLengths?.initialize(repeating: 0, count: capacity)
         headSize = min(maxDatagram, Self.largestHead)
         tailSize = maxDatagram - headSize
         messages = MessageVector(
-            capacity: capacity, names: true, controlSize: packetInfo ? Self.controlSize : 0,
+            capacity: capacity, names: true, controlSize: packetInfo || coalescing ? Self.controlSize : 0,
             buffersPerMessage: tailSize > 0 ? 2 : 1)
         heads = .allocate(byteCount: capacity * max(headSize, 1), alignment: 64)
         tails = tailSize > 0 ? .allocate(byteCount: capacity * tailSize, alignment: 64) : nil
@@ -55,6 +74,7 @@ import HelloDatagram
     deinit {
         heads.deallocate()
         tails?.deallocate()
+        fullLengths?.deallocate()
     }
 
     /// Reads up to `capacity` queued datagrams without waiting: 0 when none is queued.
@@ -63,7 +83,101 @@ import HelloDatagram
     @usableFromInline package func receive(from socket: DatagramSocket, waiting: Bool = false) throws(SocketError)
         -> Int
     {
-        try messages.receive(from: socket, count: capacity, waiting: waiting)
+        guard coalescing else { return try messages.receive(from: socket, count: capacity, waiting: waiting) }
+        hasTrains = false
+        let count = try messages.receive(from: socket, count: capacity, waiting: waiting, flags: Int32(MSG_TRUNC))
+        hasTrains = findTrains(count)
+        return count
+    }
+
+    /// Whether any of receives `0..<count` was coalesced. A datagram alone and whole
+    /// carries no control message but PKTINFO: on a socket bound to one address, plain
+    /// traffic costs two loads, an or and a test a datagram here.
+    @inline(__always)
+    private func findTrains(_ count: Int) -> Bool {
+        var found = false
+        var header = messages.headers
+        for i in 0..<count {
+            let special =
+                header.pointee.msg_hdr.msg_controllen | Int(header.pointee.msg_hdr.msg_flags & Int32(MSG_TRUNC))
+            if special != 0 && isTrain(i) { found = true }
+            header += 1
+        }
+        return found
+    }
+
+    /// Whether receive `i`, which carries a control message or was cut, was coalesced. A
+    /// cut one's full length (which MSG_TRUNC made recvmmsg return) is put aside, its
+    /// length set back to what was read.
+    @inline(never)
+    private func isTrain(_ i: Int) -> Bool {
+        if messages.isTruncated(i) {
+            fullLengths![i] = Int(messages.headers[i].msg_len)
+            messages.headers[i].msg_len = UInt32(min(fullLengths![i], maxDatagram))
+        }
+        return segmentSize(i) > 0
+    }
+
+    /// The segment size of receive `i` if it was coalesced, else 0.
+    @inline(__always)
+    private func segmentSize(_ i: Int) -> Int {
+        guard messages.headers[i].msg_hdr.msg_controllen > 0 else { return 0 }
+        // msg_hdr is hs_mmsghdr's first member.
+        return Int(
+            hs_read_gro_segment_size(UnsafeRawPointer(messages.headers + i).assumingMemoryBound(to: msghdr.self)))
+    }
+
+    /// Hands `body` each datagram of the last receive's `count`, in `order`: a coalesced
+    /// receive's segments one by one, each its own `Datagram` with the receive's peer and
+    /// arrival, the last maybe shorter. Of a cut train, the segment cut carries what was
+    /// read and each one lost after it nothing, all marked truncated: each is counted.
+    /// Returns how many datagrams that was.
+    @inline(__always)
+    @usableFromInline package func forEachDatagram(count: Int, _ body: (Datagram) -> Void) -> Int {
+        var datagrams = 0
+        for k in 0..<count {
+            let i = order(k)
+            let whole = datagram(i)
+            let size = segmentSize(i)
+            let read = messages.length(i)
+            let length = messages.isTruncated(i) ? fullLengths![i] : read
+            guard size > 0 && size < length else {
+                body(whole)
+                datagrams += 1
+                continue
+            }
+            var segment = whole
+            var offset = 0
+            while offset < length {
+                let end = min(offset + size, length)
+                let readEnd = min(end, read)
+                (segment.payload, segment.continuation) = bytes(i, from: min(offset, readEnd), to: readEnd)
+                segment.truncated = end > read
+                body(segment)
+                datagrams += 1
+                offset = end
+            }
+        }
+        return datagrams
+    }
+
+    /// Bytes `start..<end` of receive `i`, as a payload and a continuation: where they
+    /// straddle the head's end, the head's part and the tail's.
+    @inline(__always)
+    private func bytes(_ i: Int, from start: Int, to end: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
+        let none = UnsafeRawBufferPointer(start: nil, count: 0)
+        let head = heads + i * headSize
+        guard end > headSize, let tails else {
+            return (UnsafeRawBufferPointer(start: head + start, count: end - start), none)
+        }
+        let tail = tails + i * tailSize
+        guard start < headSize else {
+            return (UnsafeRawBufferPointer(start: tail + (start - headSize), count: end - start), none)
+        }
+        return (
+            UnsafeRawBufferPointer(start: head + start, count: headSize - start),
+            UnsafeRawBufferPointer(start: tail, count: end - headSize)
+        )
     }
 
     /// Datagram `i` of the last `receive`.

@@ -79,6 +79,12 @@ struct BenchRequests: ParsableCommand {
     @Option(help: "The server's service: hello or echo.")
     var mode: ServiceName = .hello
 
+    @Option(
+        help: ArgumentHelp(
+            "Send trains of this many requests, each train one UDP_SEGMENT send (what GSO senders do; 1: plain sends). Needs one --size.",
+            valueName: "n"))
+    var gso = 1
+
     @Option(help: ArgumentHelp("Seconds after which an unanswered request is lost.", valueName: "seconds"))
     var timeout = 1.0
 
@@ -88,6 +94,16 @@ struct BenchRequests: ParsableCommand {
         try require("--timeout", timeout, in: 0.001...60)
         if let rate { try require("--rate", rate, in: 1...1e8) }
         if let requests { try require("--requests", requests, in: 1...Int(UInt32.max)) }
+        // The kernel's limit on segments in one send (UDP_MAX_SEGMENTS).
+        try require("--gso", gso, in: 1...64)
+        if gso > 1 {
+            guard size.lower == size.upper else {
+                throw ValidationError("--gso \(gso) needs one --size: a train's datagrams are all of one length.")
+            }
+            guard gso * size.upper <= 65507 else {
+                throw ValidationError("--gso \(gso) trains of \(size.upper) bytes are longer than one UDP send allows.")
+            }
+        }
         guard let rule = mode.replyRule else {
             throw ValidationError(
                 "--mode \(mode.rawValue) does not answer each request with one reply: bench measures hello and echo.")
@@ -106,12 +122,13 @@ struct BenchRequests: ParsableCommand {
             let (socket, address) = try server.connect()
             try? socket.setReceiveBufferSize(4 << 20)
             try? socket.setSendBufferSize(4 << 20)
+            if gso > 1 { try socket.segmentEverySend(size: size.upper) }
             sockets.append(socket)
             target = address
         }
         defer { sockets.forEach { try? $0.close() } }  // exiting anyway
         var generator = LoadGenerator(
-            sockets: sockets, rule: mode.replyRule!, size: size, batch: load.batch,
+            sockets: sockets, rule: mode.replyRule!, size: size, batch: load.batch, train: gso,
             window: rate == nil ? window : nil, rate: rate, requestsPerFlow: requests,
             duration: load.nanoseconds, timeout: UInt64(timeout * 1e9),
             progress: isatty(STDERR_FILENO) == 1)

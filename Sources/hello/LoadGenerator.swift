@@ -16,6 +16,8 @@ struct LoadGenerator {
     let rule: any ReplyRule
     let codec: RequestCodec
     let batch: Int
+    /// Requests a send: each message a train of this many, cut by the socket's UDP_SEGMENT.
+    let train: Int
     let window: Int?
     let rate: Double?
     let requestsPerFlow: Int?
@@ -35,13 +37,15 @@ struct LoadGenerator {
     private static let receiveSlot = 65536
 
     init(
-        sockets: [DatagramSocket], rule: any ReplyRule, size: RequestSize, batch: Int, window: Int?, rate: Double?,
+        sockets: [DatagramSocket], rule: any ReplyRule, size: RequestSize, batch: Int, train: Int = 1, window: Int?,
+        rate: Double?,
         requestsPerFlow: Int?, duration: UInt64, timeout: UInt64, progress: Bool
     ) {
         self.sockets = sockets
         self.rule = rule
         self.codec = RequestCodec(size: size)
         self.batch = batch
+        self.train = train
         self.window = window
         self.rate = rate
         self.requestsPerFlow = requestsPerFlow
@@ -57,7 +61,7 @@ struct LoadGenerator {
         flows = sockets.map { _ in FlowState(ringSize: ring) }
         outgoing = MessageVector(capacity: batch, names: false)
         incoming = MessageVector(capacity: batch, names: false)
-        sendBuffer = .allocate(byteCount: batch * size.upper, alignment: 64)
+        sendBuffer = .allocate(byteCount: batch * train * size.upper, alignment: 64)
         receiveBuffer = .allocate(byteCount: batch * Self.receiveSlot, alignment: 64)
         expected = .allocate(byteCount: Self.receiveSlot, alignment: 64)
         for i in 0..<batch {
@@ -113,25 +117,31 @@ struct LoadGenerator {
         if let requestsPerFlow {
             quota = min(quota, requestsPerFlow - flows[f].sent)
         }
-        quota = min(quota, batch, flows[f].ringSize - Int(flows[f].next &- flows[f].oldest))
+        quota = min(quota, batch * train, flows[f].ringSize - Int(flows[f].next &- flows[f].oldest))
         guard quota > 0 else { return }
+        // Message m carries requests m * train ..< (m + 1) * train, side by side: with
+        // UDP_SEGMENT on the socket, the kernel cuts it into datagrams of one request each.
         var offset = 0
-        for k in 0..<quota {
-            let length = codec.write(flow: f, sequence: flows[f].next &+ UInt32(k), to: sendBuffer + offset)
-            outgoing.setBuffer(k, sendBuffer + offset, length: length)
-            offset += length
+        let messages = (quota + train - 1) / train
+        for m in 0..<messages {
+            let start = offset
+            for k in m * train..<min((m + 1) * train, quota) {
+                offset += codec.write(flow: f, sequence: flows[f].next &+ UInt32(k), to: sendBuffer + offset)
+            }
+            outgoing.setBuffer(m, sendBuffer + start, length: offset - start)
         }
         let taken: Int
         do {
-            taken = try outgoing.send(via: sockets[f], 0..<quota) ?? 0
+            taken = try outgoing.send(via: sockets[f], 0..<messages) ?? 0
         } catch {
             report.sendErrors += 1  // e.g. ECONNREFUSED while the server restarts: try again next pass
             return
         }
-        for _ in 0..<taken {
+        let launched = min(taken * train, quota)
+        for _ in 0..<launched {
             flows[f].launch(at: now)
         }
-        report.sent += UInt64(taken)
+        report.sent += UInt64(launched)
     }
 
     private mutating func receive(flow f: Int) {

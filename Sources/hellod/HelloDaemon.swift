@@ -72,6 +72,13 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     var gso = true
 
     @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Take a train of datagrams from one peer as one receive (UDP GRO), each still answered alone. On only with --max-datagram 65527, the default: shorter slots would cut trains."
+    )
+    var gro = true
+
+    @Flag(
         name: .customLong("allow-privileged-ports"),
         help: "Answer source ports below 1024 (refused by default: echo, chargen, DNS, NTP live there).")
     var allowPrivilegedPorts = false
@@ -336,7 +343,8 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
         let configuration = WorkerConfiguration(
             batchSize: batch, maxDatagram: maxDatagram,
             spinLimit: UInt64(spinMicroseconds) * 1000, coalesceDelay: UInt64(coalesceMicroseconds) * 1000,
-            segmentation: gso)
+            segmentation: gso,
+            coalescing: gro && WorkerConfiguration.coalescingAllowed(maxDatagram: maxDatagram))
         let server = try Supervisor(
             sockets: sockets, configuration: configuration,
             policy: policy(ownPorts: sockets.map(\.address.port)), chat: try chatSettings(),

@@ -265,7 +265,7 @@ final class Supervisor {
             ? ""
             : "; chat: \(chat.rooms) rooms of \(chat.membersPerRoom), \(chat.membershipsPerPrefix) memberships and \(chat.joinLimit.rate) joins/s (burst \(chat.joinLimit.burst)) per prefix, \(chat.messageRate) messages/s per member (burst \(chat.messageBurst)), \(chat.roomDeliveryRate) deliveries/s per room (burst \(chat.roomDeliveryBurst)), \(chat.repairByteRate) repair bytes/s per member (burst \(chat.repairByteBurst)), \(chat.unprovenAnswerCap.rate) answers/s to unproven sources (burst \(chat.unprovenAnswerCap.burst)), fan-out \(fanOut), no spin or coalescing"
         log.info(
-            "hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), watchdog \(watchdog), \(traceLine); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
+            "hellod \(hellodVersion) serving \(addresses) (\(origin)): services \(perService), batch \(configuration.batchSize), sockets \(sockets.count), max datagram \(configuration.maxDatagram), spin \(configuration.spinLimit / 1000) us, coalesce \(configuration.coalesceDelay / 1000) us, gso \(configuration.segmentation ? "on" : "off"), gro \(configuration.coalescing ? "on" : "off"), watchdog \(watchdog), \(traceLine); never answering broadcast or multicast; \(ports); \(limit)\(chatLimits)",
             metadata: [
                 "services": "\(services.map(\.name.rawValue).joined(separator: " "))",
                 "batch": "\(configuration.batchSize)", "sockets": "\(addresses)", "origin": "\(origin)",
@@ -301,8 +301,9 @@ final class Supervisor {
         for service in snapshot.services { put(service.name.rawValue + "_", service.report.counters) }
         let c = report.counters
         let off = report.segmentationOff > 0 ? ", gso off on \(report.segmentationOff) sockets" : ""
+        let trains = report.coalescedBatches > 0 ? " (\(report.coalescedBatches) with coalesced receives)" : ""
         log.info(
-            "\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams\(off))\(perService)",
+            "\(prefix): read \(c.read)\(split), replied \(c.replied), dropped \(c.drops.total) (\(DropSummary(c.drops))), kernel queue drops \(c.queueOverflows), batches \(report.batches)\(trains), segmented sends \(report.segmentedSends) (\(report.segmentationFallbacks) resent as plain datagrams\(off))\(perService)",
             metadata: fields)
     }
 

@@ -22,6 +22,20 @@ struct TestClient {
         precondition(sent == bytes.count)
     }
 
+    /// Sends `segments` in one UDP_SEGMENT send: each leaves as its own datagram (all but
+    /// the last the same length), and a UDP_GRO socket on loopback reads them in one receive.
+    func sendTrain(_ segments: [[UInt8]], to address: SocketAddress) throws {
+        try segmenting(segments[0].count)
+        defer { try? segmenting(0) }
+        try send(segments.flatMap { $0 }, to: address)
+    }
+
+    /// Cuts every send into datagrams of `size` bytes from now on (UDP_SEGMENT; 0: off), as
+    /// a peer that turns GSO on does.
+    func segmenting(_ size: Int) throws {
+        try socket.setOption(Int32(IPPROTO_UDP), 103, Int32(size), "setsockopt(UDP_SEGMENT)")
+    }
+
     /// The next datagram and where it came from, or nil after `timeout` seconds.
     func receive(timeout: Double = 2) throws -> (bytes: [UInt8], from: SocketAddress)? {
         guard try socket.wait(for: Int16(POLLIN), timeout: UInt64(timeout * 1e9)) != 0 else { return nil }

@@ -18,12 +18,12 @@ struct TestServer<Rule: ReplyRule>: ~Copyable {
 
     init(
         _ listen: String, _ rule: Rule, batch: Int = 64, maxDatagram: Int = 65527, gso: Bool = true,
-        policy: AdmissionPolicy = AdmissionPolicy(), trace: TraceControl? = nil
+        gro: Bool = false, policy: AdmissionPolicy = AdmissionPolicy(), trace: TraceControl? = nil
     ) throws {
         let socket = try DatagramSocket.bound(to: SocketAddress(parsing: listen)!)
         let report = PublishedReport()
         let configuration = WorkerConfiguration(
-            batchSize: batch, maxDatagram: maxDatagram, spinLimit: 0, segmentation: gso)
+            batchSize: batch, maxDatagram: maxDatagram, spinLimit: 0, segmentation: gso, coalescing: gro)
         let settings = configuration.serviceSettings(policy: policy)
         let address = try closingOnFailure(socket) { try socket.localAddress() }
         let worker = try closingOnFailure(socket) {

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from harness import TestCase, build_references
 
 # The echo and hello servers, and what each takes after PORT BATCH MODE.
-SERVERS = {"mmsg-server": [], "gso-server": [], "spin-server": ["50"]}
+SERVERS = {"mmsg-server": [], "gso-server": [], "gro-server": [], "spin-server": ["50"]}
+UDP_SEGMENT = 103  # netinet/udp.h; SOL_UDP is IPPROTO_UDP
 WAIT = 5  # seconds, for any one datagram
 
 
@@ -99,7 +100,7 @@ class ReferencesTest(TestCase):
         return got
 
     def test_every_yardstick_is_built(self):
-        self.assertEqual(sorted(self.built), ["gso-server", "mmsg-server", "relay", "spin-server"])
+        self.assertEqual(sorted(self.built), ["gro-server", "gso-server", "mmsg-server", "relay", "spin-server"])
 
     def test_hello_replies_byte_for_byte(self):
         names = [b"Michael", b"", b"\x00\xff\n\t x", b"n" * 2040]
@@ -142,6 +143,28 @@ class ReferencesTest(TestCase):
                     self.assertEqual(self.receive(a, len(a_first) + len(a_last)), [reply(r) for r in a_first + a_last])
                     self.assertEqual(self.receive(b, len(b_all)), [reply(r) for r in b_all])
 
+    def test_trains_are_answered_datagram_by_datagram(self):
+        """UDP_SEGMENT sends: on loopback each reaches gro-server as one coalesced receive
+        (and the others as separate datagrams). A train of 70 requests of 10 bytes and a
+        shorter last one, then one of 3 after a plain datagram; each reply its own datagram,
+        in order (gro-server's segmented sends carry at most 64)."""
+        first = [b"t%09d" % i for i in range(70)] + [b"end"]
+        second = [b"u%09d" % i for i in range(3)]
+        for mode, reply in (("hello", lambda r: b"Hello, " + r + b"!"), ("echo", lambda r: r)):
+            for name, extra in SERVERS.items():
+                with self.subTest(server=name, mode=mode), \
+                        running(self.built[name], "64", mode, *extra) as (proc, address), udp_socket() as a:
+                    with stopped(proc):
+                        a.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 10)
+                        a.sendto(b"".join(first[:40]), address)  # the kernel's limit: 64 a send
+                        a.sendto(b"".join(first[40:]), address)
+                        a.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 0)
+                        a.sendto(b"plain", address)
+                        a.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 10)
+                        a.sendto(b"".join(second), address)
+                    expected = [reply(r) for r in first + [b"plain"] + second]
+                    self.assertEqual(self.receive(a, len(expected)), expected)
+
     def test_the_relay_sends_every_datagram_to_every_member_the_sender_included(self):
         with running(self.built["relay"], "64") as (proc, address), udp_socket() as a, udp_socket() as b, \
                 udp_socket() as c:
@@ -167,6 +190,7 @@ class ReferencesTest(TestCase):
 
     def test_bad_arguments_exit_2_with_a_usage_line(self):
         cases = [("mmsg-server", []), ("mmsg-server", ["9", "65", "hello"]), ("gso-server", ["9", "64", "hi"]),
+                 ("gro-server", ["9", "64", "echo", "1.2.3.4", "x"]), ("gro-server", ["9", "65", "echo"]),
                  ("spin-server", ["9", "64", "echo"]), ("spin-server", ["9", "0", "echo", "50"]),
                  ("relay", ["0", "64"]), ("relay", ["9"])]
         for name, args in cases:

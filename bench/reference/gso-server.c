@@ -9,12 +9,14 @@
  * message's replies go out one by one as plain datagrams: nothing is lost.
  * bench/compare.py measures hellod against it, mmsg-server.c and spin-server.c.
  *
- * usage: gso-server PORT BATCH hello|echo        (binds 127.0.0.1:PORT; BATCH 1-64)
+ * usage: gso-server PORT BATCH hello|echo [ADDRESS]   (binds ADDRESS:PORT, 127.0.0.1 by default;
+ *   BATCH 1-64)
  *   hello: a datagram NAME gets "Hello, NAME!"; echo: the datagram's bytes come back.
  *   A datagram longer than 2048 bytes is dropped. Runs until killed.
  * build: cc -O2 -Wall -Wextra -o gso-server gso-server.c   (or: make references)
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -39,17 +41,17 @@ static union { char bytes[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; }
 static void die(const char *what) { perror(what); exit(1); }
 
 static int usage(void) {
-    fprintf(stderr, "usage: gso-server PORT BATCH(1-%d) hello|echo\n", MAX_BATCH);
+    fprintf(stderr, "usage: gso-server PORT BATCH(1-%d) hello|echo [ADDRESS]\n", MAX_BATCH);
     return 2;
 }
 
-static int open_socket(int port) {
+static int open_socket(int port, const char *host) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0), size = SOCKET_BUFFER;
     if (fd < 0) die("socket");
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size)) die("setsockopt(SO_RCVBUF)");
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size)) die("setsockopt(SO_SNDBUF)");
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port),
-                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, host, &address.sin_addr) != 1) die("inet_pton");
     if (bind(fd, (struct sockaddr *)&address, sizeof address)) die("bind");
     return fd;
 }
@@ -102,11 +104,11 @@ static void segmented_message(struct mmsghdr *message, int first, int last, size
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) return usage();
+    if (argc != 4 && argc != 5) return usage();
     int port = atoi(argv[1]), batch = atoi(argv[2]), echo = strcmp(argv[3], "echo") == 0;
     if (port < 1 || port > 65535 || batch < 1 || batch > MAX_BATCH || (!echo && strcmp(argv[3], "hello")))
         return usage();
-    int fd = open_socket(port);
+    int fd = open_socket(port, argc == 5 ? argv[4] : "127.0.0.1");
     for (int k = 0; k < MAX_BATCH; k++) {
         in_iov[k] = (struct iovec){.iov_base = in[k], .iov_len = MAX_DATAGRAM};
         received[k].msg_hdr = (struct msghdr){.msg_name = &peer[k], .msg_iov = &in_iov[k], .msg_iovlen = 1};

@@ -197,6 +197,35 @@ let benchmarks: @Sendable () -> Void = {
             return sizes[(peer * 5 + k) % sizes.count]
         }))
 
+    // MARK: UDP GRO (hellod's default): trains read as one receive, split into datagrams
+
+    // GRO on, plain sends: what every batch without a train pays (a look at each receive).
+    registerDatagramBenchmark("Worker-batch-64-GRO-no-trains-1024-datagrams", Scenario(coalescing: true))
+
+    // Each of the 8 peers sends its 8 requests as one UDP_SEGMENT train: one recvmmsg of 8
+    // coalesced receives, each split into its 8 datagrams, answered by 8 segmented sends.
+    registerDatagramBenchmark(
+        "Worker-batch-64-GRO-trains-1024-datagrams", Scenario(coalescing: true, trains: true))
+
+    // ...traced: a record per datagram of each train.
+    registerDatagramBenchmark(
+        "Worker-batch-64-GRO-trains-traced-1024-datagrams", Scenario(coalescing: true, trains: true, traced: true))
+
+    // ...of 300-byte requests: segments straddle the 512-byte head's end (payload and
+    // continuation), replies of 308 bytes.
+    registerDatagramBenchmark(
+        "Worker-batch-64-GRO-trains-straddling-1024-datagrams",
+        Scenario(coalescing: true, trains: true, size: { _, _ in 300 }))
+
+    // ...cut: slots of 100 bytes (forced: hellod coalesces only with 64 KiB slots), trains
+    // of 8 x 16 bytes: 6 read whole and answered, the 7th cut and the 8th lost, both
+    // counted truncated.
+    registerDatagramBenchmark(
+        "Worker-batch-64-GRO-trains-cut-1024-datagrams",
+        Scenario(
+            maxDatagram: 100, coalescing: true, trains: true, answered: { _, k in k < 6 },
+            expected: Expected(read: 64, replied: 48, drops: ["truncated": 16])))
+
     // Same-length replies without GSO: one message per reply.
     registerDatagramBenchmark("Worker-batch-64-no-GSO-1024-datagrams", Scenario(segmentation: false))
 

@@ -40,6 +40,11 @@ struct Scenario: Sendable {
     var secondService: ServiceName?
     var policy = AdmissionPolicy()
     var segmentation = true
+    /// UDP GRO on the server's socket (hellod's default; WorkerConfiguration's is off).
+    var coalescing = false
+    /// Each peer sends its round's requests as one train, one UDP_SEGMENT send (they must
+    /// be of one length a peer): on loopback, a socket with GRO reads it as one receive.
+    var trains = false
     /// Client sockets, each its own peer (own source port).
     var peers = 8
     var requestsPerPeer = 8
@@ -120,6 +125,10 @@ final class Rig {
     let requests: UnsafeMutableRawPointer
     let requestOffset: UnsafeMutablePointer<Int>
     let requestLength: UnsafeMutablePointer<Int>
+    /// `Scenario.trains`: peer p's requests of a round, side by side (else empty).
+    let trainBytes: UnsafeMutableRawPointer
+    let trainOffset: UnsafeMutablePointer<Int>
+    let trainLength: UnsafeMutablePointer<Int>
     let replies: UnsafeMutableRawPointer
     let replyOffset: UnsafeMutablePointer<Int>
     let replyLength: UnsafeMutablePointer<Int>
@@ -208,7 +217,7 @@ final class Rig {
 
         let configuration = WorkerConfiguration(
             batchSize: scenario.batchSize, maxDatagram: scenario.maxDatagram,
-            spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation)
+            spinLimit: 0, coalesceDelay: 0, segmentation: scenario.segmentation, coalescing: scenario.coalescing)
         // An allowance no run spends: the rate is the writer's business, not the path's.
         trace = scenario.traced ? TraceControl(workers: services.count, filter: [], rate: 1 << 50, on: true) : nil
         tracedFates = .allocate(capacity: Self.fateSlots)
@@ -247,6 +256,23 @@ final class Rig {
                     description: "\(services[peer % services.count]) has no reply rule: a chat scenario sets `chat`")
             }
             replyBytes.append(!scenario.serve ? bytes : scenario.answered(peer, k) ? rule.reply(to: bytes) : nil)
+        }
+        if scenario.trains {
+            // Peer p's requests side by side: its train, which its socket cuts into datagrams
+            // of its requests' length.
+            let peers = scenario.peers
+            let trains = (0..<peers).map { p in (0..<scenario.requestsPerPeer).flatMap { requestBytes[$0 * peers + p] }
+            }
+            for p in 0..<peers {
+                var size = Int32(requestBytes[p].count)
+                guard
+                    (0..<scenario.requestsPerPeer).allSatisfy({ requestBytes[$0 * peers + p].count == size }),
+                    setsockopt(clients[p], Int32(IPPROTO_UDP), 103, &size, socklen_t(MemoryLayout<Int32>.size)) == 0
+                else { throw SetupError(description: "trains: peer \(p)'s requests differ in length, or UDP_SEGMENT") }
+            }
+            (trainBytes, trainOffset, trainLength) = Self.pack(trains)
+        } else {
+            (trainBytes, trainOffset, trainLength) = Self.pack([])
         }
         (requests, requestOffset, requestLength) = Self.pack(requestBytes)
         (replies, replyOffset, replyLength) = Self.pack(replyBytes)
@@ -433,8 +459,10 @@ final class Rig {
         servers.forEach { try? $0.close() }  // a benchmark's end: nothing to report it to
         if tap >= 0 { _ = Glibc.close(tap) }
         clients.deallocate()
-        for pointer in [requests, replies, receiveBuffer] { pointer.deallocate() }
-        for pointer in [requestOffset, requestLength, replyOffset, replyLength] { pointer.deallocate() }
+        for pointer in [requests, replies, receiveBuffer, trainBytes] { pointer.deallocate() }
+        for pointer in [requestOffset, requestLength, replyOffset, replyLength, trainOffset, trainLength] {
+            pointer.deallocate()
+        }
         tracedFates.deallocate()
     }
 
@@ -518,9 +546,12 @@ final class Rig {
         if scenario.chat != nil {
             prepareChatRound()
         }
-        for j in 0..<count {
-            let sent = send(clients[j % peers], requests + requestOffset[j], requestLength[j], Int32(MSG_DONTWAIT))
-            guard sent == requestLength[j] else {
+        for j in 0..<(scenario.trains ? peers : count) {
+            let (bytes, length) =
+                scenario.trains
+                ? (trainBytes + trainOffset[j], trainLength[j]) : (requests + requestOffset[j], requestLength[j])
+            let sent = send(clients[j % peers], bytes, length, Int32(MSG_DONTWAIT))
+            guard sent == length else {
                 failureDetail = sent < 0 ? Int(errno) : sent
                 return .sendFailed
             }
@@ -649,7 +680,7 @@ final class Rig {
         let drops = reasons.filter { r.counters.value(named: $0) > 0 }.map { "\($0) \(r.counters.value(named: $0))" }
         return "\(rounds) rounds: read \(r.counters.read), replied \(r.counters.replied), dropped "
             + (drops.isEmpty ? "0" : drops.joined(separator: ", "))
-            + ", batches \(r.batches), segmented sends \(r.segmentedSends)"
+            + ", batches \(r.batches) (\(r.coalescedBatches) with coalesced receives), segmented sends \(r.segmentedSends)"
             + (r.lastSendErrno != 0 ? ", last send errno \(r.lastSendErrno)" : "")
     }
 }
