@@ -48,6 +48,23 @@ public struct IPAddress: Hashable, Sendable {
 
     /// fe80::/10: meaningful only with an interface.
     public var isLinkLocal: Bool { family == .v6 && high >> 54 == 0x3fa }
+
+    /// Its first `length` bits, the rest zero, as its two halves (IPv4's in `low`): what a
+    /// prefix of that length keeps. A length past the family's keeps every bit; 0 or less,
+    /// none.
+    @inlinable @inline(__always)
+    public func prefixBits(_ length: Int) -> (high: UInt64, low: UInt64) {
+        switch family {
+        case .v4:
+            let mask: UInt64 =
+                length >= 32 ? 0xffff_ffff : length <= 0 ? 0 : (0xffff_ffff << UInt64(32 - length)) & 0xffff_ffff
+            return (0, low & mask)
+        case .v6:
+            let highMask: UInt64 = length >= 64 ? ~0 : length <= 0 ? 0 : ~0 << UInt64(64 - length)
+            let lowMask: UInt64 = length >= 128 ? ~0 : length <= 64 ? 0 : ~0 << UInt64(128 - length)
+            return (high & highMask, low & lowMask)
+        }
+    }
 }
 
 extension IPAddress: CustomStringConvertible {
@@ -114,15 +131,7 @@ public struct IPPrefix: Hashable, Sendable {
     }
 
     public func contains(_ other: IPAddress) -> Bool {
-        guard other.family == address.family else { return false }
-        if address.family == .v4 {
-            return length == 0 || (address.v4 ^ other.v4) >> (32 - length) == 0
-        }
-        // The 128 bits as two halves, most significant first.
-        let high = min(length, 64)
-        let low = length - high
-        return (high == 0 || (address.high ^ other.high) >> (64 - high) == 0)
-            && (low == 0 || (address.low ^ other.low) >> (64 - low) == 0)
+        other.family == address.family && other.prefixBits(length) == address.prefixBits(length)
     }
 }
 

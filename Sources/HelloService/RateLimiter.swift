@@ -158,19 +158,8 @@ package struct SourcePrefix: Hashable {
 
     @inline(__always)
     package init(_ peer: Endpoint, ipv4Length: Int, ipv6Length: Int) {
-        let a = peer.address
-        switch a.family {
-        case .v4:
-            let bits = ipv4Length
-            let mask: UInt64 =
-                bits >= 32 ? 0xffff_ffff : bits <= 0 ? 0 : (0xffff_ffff << UInt64(32 - bits)) & 0xffff_ffff
-            (high, low, isV4) = (0, a.low & mask, true)
-        case .v6:
-            let bits = ipv6Length
-            let highMask: UInt64 = bits >= 64 ? ~0 : bits <= 0 ? 0 : ~0 << UInt64(64 - bits)
-            let lowMask: UInt64 = bits >= 128 ? ~0 : bits <= 64 ? 0 : ~0 << UInt64(128 - bits)
-            (high, low, isV4) = (a.high & highMask, a.low & lowMask, false)
-        }
+        isV4 = peer.address.family == .v4
+        (high, low) = peer.address.prefixBits(isV4 ? ipv4Length : ipv6Length)
     }
 }
 
