@@ -134,6 +134,18 @@ func texts(_ events: [ChatEvent]) -> [String] {
     let eve = Endpoint.v4(0x0a00_0003, port: 40003)
     let t0 = 5 * ChatRelay.second
 
+    /// ada and bob join room "r" of `relay`, ada says "m" at `t0`: bob's token, and the
+    /// events that brought it to bob (at least one).
+    func bobHasAdasMessage(_ relay: inout ChatRelay) throws -> (bob: UInt64, said: [ChatEvent]) {
+        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
+        let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
+        let said = events(
+            to: bob,
+            in: relay.send(.say(token: a.token, clientSequence: 1, text: Array("m".utf8)), from: ada, now: t0))
+        try #require(!said.isEmpty)
+        return (b.token, said)
+    }
+
     /// Until a source shows it receives at its address, it gets nothing longer than what
     /// it sent, and nothing is stored for it.
     @Test func aJoinWithoutCookieGetsAChallengeNoLongerThanItself() {
@@ -426,15 +438,8 @@ func texts(_ events: [ChatEvent]) -> [String] {
         settings.messageRate = 1
         settings.messageBurst = 2
         var relay = ChatRelay(settings)
-        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
-        let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        let said = events(
-            to: bob,
-            in: relay.send(
-                .say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
-                from: ada, now: t0))
-        try #require(!said.isEmpty)
-        let behind = ChatMessage.keepalive(token: b.token, highest: said[0].sequence - 1)
+        let (bobToken, said) = try bobHasAdasMessage(&relay)
+        let behind = ChatMessage.keepalive(token: bobToken, highest: said[0].sequence - 1)
         let answered = (0..<10).map { _ in relay.send(behind, from: bob, now: t0 + 1).count }
         #expect(answered == [1, 1] + Array(repeating: 0, count: 8))
         #expect(relay.send(behind, from: bob, now: t0 + 2 * ChatRelay.second).count == 1)
@@ -590,21 +595,14 @@ func texts(_ events: [ChatEvent]) -> [String] {
         var settings = ChatRelay.testSettings
         (settings.messageRate, settings.messageBurst) = (1, 2)
         var relay = ChatRelay(settings)
-        let a = relay.join("r", as: "ada", from: ada, secret: 1, now: t0)
-        let b = relay.join("r", as: "bob", from: bob, secret: 2, now: t0)
-        let said = events(
-            to: bob,
-            in: relay.send(
-                .say(token: a.token, clientSequence: 1, text: Array("m".utf8)),
-                from: ada, now: t0))
-        try #require(!said.isEmpty)
-        let ask = ChatMessage.resend(token: b.token, first: said[0].sequence, count: 64)
+        let (bobToken, said) = try bobHasAdasMessage(&relay)
+        let ask = ChatMessage.resend(token: bobToken, first: said[0].sequence, count: 64)
         let answered = (0..<10).map { _ in events(to: bob, in: relay.send(ask, from: bob, now: t0 + 1)) }
         #expect(answered.map(\.count) == [1, 1] + Array(repeating: 0, count: 8))
         #expect(answered[0] == said)
         #expect(relay.service.counters.drops[.chatRateLimited] == 8)
         // The keepalives' catch-up shares the budget: spent, it brings nothing either.
-        #expect(relay.send(.keepalive(token: b.token, highest: said[0].sequence - 1), from: bob, now: t0 + 1).isEmpty)
+        #expect(relay.send(.keepalive(token: bobToken, highest: said[0].sequence - 1), from: bob, now: t0 + 1).isEmpty)
         // A second on, one more.
         #expect(events(to: bob, in: relay.send(ask, from: bob, now: t0 + 1 + ChatRelay.second)) == said)
         #expect(relay.service.counters.isBalanced)
