@@ -16,11 +16,20 @@
 set -u
 cd "$(dirname "$0")"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+out=$(mktemp)
+err=$(mktemp)
+trap 'rm -f "$log" "$out" "$err"' EXIT
 failed=0
 
+# stdout and stderr go to files of their own: the tool's stdout is block-buffered, so
+# sharing one file with stderr can cut a line in two (CI saw "Fai" + an error line +
+# "led to run ..."). Each stream alone keeps its lines whole; $log is both, one after
+# the other.
 gate() {
-    HELLOD_BENCH_BROKEN=$1 swift package benchmark thresholds check --no-progress --target DatagramPath --filter '^Broken-.*' >"$log" 2>&1
+    HELLOD_BENCH_BROKEN=$1 swift package benchmark thresholds check --no-progress --target DatagramPath --filter '^Broken-.*' >"$out" 2>"$err"
+    status=$?
+    cat "$out" "$err" >"$log"
+    return $status
 }
 
 # Reports a failed proof and shows the run's output.
