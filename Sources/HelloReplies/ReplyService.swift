@@ -44,6 +44,7 @@ public struct ReplyService<Rule: ReplyRule>: DatagramService, ~Copyable {
         get { tally }
         set { tally = newValue }
     }
+    @inlinable public mutating func withCounters<R>(_ body: (inout Counters) -> R) -> R { body(&tally) }
     @usableFromInline var tally = Counters()
     @usableFromInline var admission: Admission
 

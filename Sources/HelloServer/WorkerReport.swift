@@ -1,9 +1,10 @@
 import Atomics
 import HelloService
 
-/// What a worker has done, as the status line and the stop line report it.
-public struct WorkerReport: Sendable, Equatable {
-    public var counters = Counters()
+/// A worker's own figures, beside its service's counters: 64 bytes, which a worker
+/// publishes after every batch as they are (the whole report, counters included, cost a
+/// copy and a retain each time).
+public struct WorkerFigures: Sendable, Equatable {
     /// recvmmsg calls that returned datagrams: read / batches is how full batches run.
     public var batches: UInt64 = 0
     /// Batches that held a train received coalesced (UDP GRO), split into its datagrams.
@@ -23,9 +24,8 @@ public struct WorkerReport: Sendable, Equatable {
 
     public init() {}
 
-    public static func + (a: WorkerReport, b: WorkerReport) -> WorkerReport {
+    public static func + (a: WorkerFigures, b: WorkerFigures) -> WorkerFigures {
         var sum = a
-        sum.counters = a.counters + b.counters
         sum.batches += b.batches
         sum.coalescedBatches += b.coalescedBatches
         sum.segmentedSends += b.segmentedSends
@@ -34,6 +34,28 @@ public struct WorkerReport: Sendable, Equatable {
         sum.receiveErrors += b.receiveErrors
         sum.lastSendErrno = b.lastSendErrno != 0 ? b.lastSendErrno : a.lastSendErrno
         sum.lastReceiveErrno = b.lastReceiveErrno != 0 ? b.lastReceiveErrno : a.lastReceiveErrno
+        return sum
+    }
+}
+
+/// What a worker has done, as the status line and the stop line report it: its service's
+/// counters and its own figures.
+@dynamicMemberLookup
+public struct WorkerReport: Sendable, Equatable {
+    public var counters = Counters()
+    public var figures = WorkerFigures()
+
+    public init() {}
+
+    public subscript<Value>(dynamicMember path: WritableKeyPath<WorkerFigures, Value>) -> Value {
+        get { figures[keyPath: path] }
+        set { figures[keyPath: path] = newValue }
+    }
+
+    public static func + (a: WorkerReport, b: WorkerReport) -> WorkerReport {
+        var sum = WorkerReport()
+        sum.counters = a.counters + b.counters
+        sum.figures = a.figures + b.figures
         return sum
     }
 }
@@ -81,12 +103,13 @@ public final class PublishedReport: @unchecked Sendable {
 
     /// Called by the worker that owns this report, and by no one else.
     public func publish(_ report: WorkerReport) {
-        publish(report, counters: report.counters)
+        var counters = report.counters
+        publish(report.figures, counters: &counters)
     }
 
-    /// `report`, its counters being `counters` (the service's, passed as they are: no copy
-    /// into the report first).
-    public func publish(_ report: borrowing WorkerReport, counters: borrowing Counters) {
+    /// A worker's `figures` and its service's `counters` (lent in place: inout only to be
+    /// read without a copy, never changed).
+    public func publish(_ figures: WorkerFigures, counters: inout Counters) {
         if publishedSchema != ObjectIdentifier(counters.schema) {
             if schema.load() !== counters.schema { _ = schema.storeIfNilThenLoad(counters.schema) }
             publishedSchema = ObjectIdentifier(counters.schema)
@@ -94,16 +117,18 @@ public final class PublishedReport: @unchecked Sendable {
         let s = sequence.load(ordering: .relaxed)
         sequence.store(s &+ 1, ordering: .relaxed)
         atomicMemoryFence(ordering: .releasing)
-        field(0).store(report.batches, ordering: .relaxed)
-        field(1).store(report.segmentedSends, ordering: .relaxed)
-        field(2).store(report.segmentationFallbacks, ordering: .relaxed)
-        field(3).store(report.segmentationOff, ordering: .relaxed)
-        field(4).store(report.receiveErrors, ordering: .relaxed)
-        field(5).store(UInt64(UInt32(bitPattern: report.lastSendErrno)), ordering: .relaxed)
-        field(6).store(UInt64(UInt32(bitPattern: report.lastReceiveErrno)), ordering: .relaxed)
-        field(7).store(report.coalescedBatches, ordering: .relaxed)
-        counters.forEachValue { i, value in
-            field(Self.workerFields + i).store(value, ordering: .relaxed)
+        field(0).store(figures.batches, ordering: .relaxed)
+        field(1).store(figures.segmentedSends, ordering: .relaxed)
+        field(2).store(figures.segmentationFallbacks, ordering: .relaxed)
+        field(3).store(figures.segmentationOff, ordering: .relaxed)
+        field(4).store(figures.receiveErrors, ordering: .relaxed)
+        field(5).store(UInt64(UInt32(bitPattern: figures.lastSendErrno)), ordering: .relaxed)
+        field(6).store(UInt64(UInt32(bitPattern: figures.lastReceiveErrno)), ordering: .relaxed)
+        field(7).store(figures.coalescedBatches, ordering: .relaxed)
+        counters.withValues { values in
+            for i in 0..<values.count {
+                field(Self.workerFields + i).store(values[i], ordering: .relaxed)
+            }
         }
         sequence.store(s &+ 2, ordering: .releasing)
     }
@@ -115,14 +140,16 @@ public final class PublishedReport: @unchecked Sendable {
             let before = sequence.load(ordering: .acquiring)
             if before & 1 == 1 { continue }  // a publish is under way
             var report = WorkerReport()
-            report.batches = field(0).load(ordering: .relaxed)
-            report.segmentedSends = field(1).load(ordering: .relaxed)
-            report.segmentationFallbacks = field(2).load(ordering: .relaxed)
-            report.segmentationOff = field(3).load(ordering: .relaxed)
-            report.receiveErrors = field(4).load(ordering: .relaxed)
-            report.lastSendErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: field(5).load(ordering: .relaxed)))
-            report.lastReceiveErrno = Int32(bitPattern: UInt32(truncatingIfNeeded: field(6).load(ordering: .relaxed)))
-            report.coalescedBatches = field(7).load(ordering: .relaxed)
+            report.figures.batches = field(0).load(ordering: .relaxed)
+            report.figures.segmentedSends = field(1).load(ordering: .relaxed)
+            report.figures.segmentationFallbacks = field(2).load(ordering: .relaxed)
+            report.figures.segmentationOff = field(3).load(ordering: .relaxed)
+            report.figures.receiveErrors = field(4).load(ordering: .relaxed)
+            report.figures.lastSendErrno = Int32(
+                bitPattern: UInt32(truncatingIfNeeded: field(5).load(ordering: .relaxed)))
+            report.figures.lastReceiveErrno = Int32(
+                bitPattern: UInt32(truncatingIfNeeded: field(6).load(ordering: .relaxed)))
+            report.figures.coalescedBatches = field(7).load(ordering: .relaxed)
             var counters = Counters(schema: schema)
             for i in 0..<schema.count {
                 counters[CounterID(i)] = field(Self.workerFields + i).load(ordering: .relaxed)

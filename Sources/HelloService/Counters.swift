@@ -47,12 +47,13 @@ public struct Counters: Sendable, Equatable {
         set { block[id.index] = newValue }
     }
 
-    /// Each counter's place and value, read in place.
+    /// The schema's values, in place (mutating: read through a borrow, the block was
+    /// copied whole first).
     @inlinable
-    public func forEachValue(_ body: (Int, UInt64) -> Void) {
+    public mutating func withValues<R>(_ body: (UnsafeBufferPointer<UInt64>) -> R) -> R {
         let count = schema.count
-        withUnsafeBytes(of: block.values) { values in
-            for i in 0..<count { body(i, values.load(fromByteOffset: i * 8, as: UInt64.self)) }
+        return withUnsafeBytes(of: &block.values) {
+            body(UnsafeBufferPointer(start: $0.assumingMemoryBound(to: UInt64.self).baseAddress, count: count))
         }
     }
 
