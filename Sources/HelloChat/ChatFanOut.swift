@@ -190,7 +190,10 @@ extension ChatService {
     /// Writes one EVENTS datagram to the member in `slot` with the events from `from` on, as
     /// many as fit, and moves `from` past them; false (nothing written) if the outbox is full.
     /// It runs once per member and datagram, the relay's innermost loop: the member is read
-    /// in place (not copied), and each event's length looked up once.
+    /// in place (not copied), and each event's length looked up once. Always inlined: a
+    /// non-mutating method called from a mutating one is handed a copy of the whole
+    /// service (1,568 bytes), which cost more than the rest of the call.
+    @inline(__always)
     func writeEvents(_ room: RoomID, from: inout UInt32, to end: UInt32, to slot: MemberSlot, into outbox: inout Outbox)
         -> Bool
     {
@@ -201,7 +204,9 @@ extension ChatService {
     }
 
     /// As `writeEvents`, for what a member asked to be sent again: false (nothing written)
-    /// also when the datagram's bytes are past the member's repair budget.
+    /// also when the datagram's bytes are past the member's repair budget. Always inlined,
+    /// as `writeEvents`.
+    @inline(__always)
     func writeRepair(
         _ room: RoomID, from: inout UInt32, to end: UInt32, to slot: MemberSlot, now: UInt64,
         into outbox: inout Outbox

@@ -74,7 +74,9 @@ extension ChatService {
     }
 
     /// Why a new member may not join `room` (nil: the room to be opened), from `peer`: its
-    /// nick, its prefix's memberships, a full room, no room left.
+    /// nick, its prefix's memberships, a full room, no room left. Always inlined, as
+    /// `welcome`: called from a mutating method, a call was handed a copy of the service.
+    @inline(__always)
     func joinRefusal(_ join: ChatJoin, in room: RoomID?, _ peer: Endpoint) -> (ChatRefusal, CounterID)? {
         if let refusal = roster.nameRefusal(join.nick, in: room) { return (refusal, .chatBadName) }
         if roster.memberships(of: peer) >= settings.membershipsPerPrefix { return (.tooManyMemberships, .chatRoomFull) }
@@ -113,6 +115,7 @@ extension ChatService {
             text: UnsafeRawBufferPointer(start: nil, count: 0), token: member.token)
     }
 
+    @inline(__always)
     func welcome(_ slot: MemberSlot, into outbox: inout Outbox) {
         let m = roster[slot]
         let room = roster[slot.room]

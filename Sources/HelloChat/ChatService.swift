@@ -26,6 +26,7 @@ public struct ChatService: DatagramService, ~Copyable {
     public let largestDatagram = ChatWire.largestDatagram
     public var tickInterval: UInt64? { 100_000_000 }
     public var counters: Counters { tally }
+    @inlinable public mutating func withCounters<R>(_ body: (inout Counters) -> R) -> R { body(&tally) }
     /// A message costs a send to every member: the worker sleeps at once when idle.
     public var pollsAfterTraffic: Bool { false }
 
@@ -33,7 +34,7 @@ public struct ChatService: DatagramService, ~Copyable {
     var admission: Admission
     var answers: UnprovenAnswers
     var joins: RateLimiter
-    let settings: ChatSettings
+    @usableFromInline let settings: ChatSettings
     /// Each member's message rate limit; also of what it is sent again on request.
     let messageRate: CellRate
     /// Each room's limit on deliveries.
@@ -42,7 +43,7 @@ public struct ChatService: DatagramService, ~Copyable {
     let repairByteRate: CellRate
     let instance: UInt64
     /// Places rooms among several workers.
-    let roomKey: SipHasher.Key
+    @usableFromInline let roomKey: SipHasher.Key
     var credentials: ChatCredentials
     let historyCount: Int
     /// A room's unsent events, below which the fan-out interval may hold them back: one
@@ -64,7 +65,7 @@ public struct ChatService: DatagramService, ~Copyable {
     /// When the first held room may be sent (nil: none is held).
     public internal(set) var sendDue: UInt64?
     /// A datagram read in two parts, made one.
-    let scratch: UnsafeMutableRawPointer
+    @usableFromInline let scratch: UnsafeMutableRawPointer
     /// What the outbox holds, by kind, for `recordSent`.
     var pending = (replies: 0, deliveries: 0)
 
@@ -164,7 +165,7 @@ public struct ChatService: DatagramService, ~Copyable {
             return true
         }
         credentials.refresh(now)
-        switch serve(whole(datagram), datagram, now: now, into: &outbox) {
+        switch serve(Self.whole(datagram, scratch: scratch), datagram, now: now, into: &outbox) {
         case .answered: pending.replies += 1
         case .served: tally.replied += 1
         case .dropped(let reason): tally[reason] += 1
@@ -173,8 +174,9 @@ public struct ChatService: DatagramService, ~Copyable {
     }
 
     /// `datagram`'s bytes in one piece: its payload, or, read in two parts (a tiny head
-    /// buffer), both copied into `scratch`. At most `largestDatagram` bytes.
-    func whole(_ datagram: Datagram) -> UnsafeRawBufferPointer {
+    /// buffer), both copied into `scratch`. At most `largestDatagram` bytes. Static: a method
+    /// called from a mutating one was handed a copy of the whole service (1,568 bytes).
+    static func whole(_ datagram: Datagram, scratch: UnsafeMutableRawPointer) -> UnsafeRawBufferPointer {
         guard !datagram.continuation.isEmpty else { return datagram.payload }
         UnsafeMutableRawBufferPointer(start: scratch, count: datagram.length).copyMemory(from: datagram.payload)
         (scratch + datagram.payload.count).copyMemory(
@@ -205,8 +207,19 @@ public struct ChatService: DatagramService, ~Copyable {
     /// worker a token names for the rest; nil for what any worker can serve alone, which is
     /// what this one then does: a cookie-less JOIN (a stateless challenge), a token that
     /// names no worker (NOT A MEMBER), whatever will be dropped as malformed.
+    ///
+    /// Inlinable, the work in a static function: the worker calls this for every datagram,
+    /// and a call of a non-mutating method from its mutating loop was handed a copy of the
+    /// whole service (1,568 bytes).
+    @inlinable
     public func owner(of datagram: Datagram) -> Int? {
-        let workers = settings.workers
+        Self.owner(of: datagram, workers: settings.workers, roomKey: roomKey, scratch: scratch)
+    }
+
+    @usableFromInline
+    static func owner(
+        of datagram: Datagram, workers: Int, roomKey: SipHasher.Key, scratch: UnsafeMutableRawPointer
+    ) -> Int? {
         guard workers > 1, !datagram.truncated, datagram.length <= ChatWire.largestDatagram else { return nil }
         let head = datagram.payload
         guard head.count >= ChatWire.headerLength + 8, head[0] == ChatWire.version else { return nil }
@@ -214,7 +227,9 @@ public struct ChatService: DatagramService, ~Copyable {
             let owner = Int(head[ChatWire.headerLength])  // the token's top byte, first on the wire
             return owner < workers ? owner : nil
         }
-        guard case .join(let join)? = ChatRequest.parse(whole(datagram))?.request, !join.cookie.isNone else {
+        guard case .join(let join)? = ChatRequest.parse(whole(datagram, scratch: scratch))?.request,
+            !join.cookie.isNone
+        else {
             return nil
         }
         return Int(SipHasher.hash(key: roomKey, join.room) % UInt64(workers))
