@@ -72,6 +72,7 @@ public struct ChatSecret: Equatable, Hashable, Sendable {
     public var high: UInt64
     public var low: UInt64
 
+    @inlinable
     public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
@@ -90,6 +91,7 @@ public struct ChatCookie: Equatable, Hashable, Sendable {
     public var epoch: UInt32
     public var mac: UInt64
 
+    @inlinable
     public init(epoch: UInt32, mac: UInt64) {
         self.epoch = epoch
         self.mac = mac
@@ -103,52 +105,61 @@ public struct ChatCookie: Equatable, Hashable, Sendable {
 
 /// Reads big-endian fields from bytes it does not own; every read is bounds-checked and
 /// fails (nil) past the end.
+///
+/// Its reads, as the writer's writes, are always inlined: they are the relay's work per
+/// message, a call each otherwise.
 public struct ChatReader {
     public let bytes: UnsafeRawBufferPointer
-    public private(set) var offset = 0
+    @usableFromInline var position = 0
+    @inlinable public var offset: Int { position }
 
     @inlinable
     public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-    public var remaining: Int { bytes.count - offset }
-    public var atEnd: Bool { offset == bytes.count }
+    @inlinable public var remaining: Int { bytes.count - position }
+    @inlinable public var atEnd: Bool { position == bytes.count }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func load<T: FixedWidthInteger>(_: T.Type) -> T? {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { return nil }
-        defer { offset += size }
-        return T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+        defer { position += size }
+        return T(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: T.self))
     }
 
-    public mutating func u8() -> UInt8? { load(UInt8.self) }
-    public mutating func u16() -> UInt16? { load(UInt16.self) }
-    public mutating func u32() -> UInt32? { load(UInt32.self) }
-    public mutating func u64() -> UInt64? { load(UInt64.self) }
+    @inlinable @inline(__always) public mutating func u8() -> UInt8? { load(UInt8.self) }
+    @inlinable @inline(__always) public mutating func u16() -> UInt16? { load(UInt16.self) }
+    @inlinable @inline(__always) public mutating func u32() -> UInt32? { load(UInt32.self) }
+    @inlinable @inline(__always) public mutating func u64() -> UInt64? { load(UInt64.self) }
 
+    @inlinable @inline(__always)
     public mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer? {
         guard count >= 0 && remaining >= count else { return nil }
-        defer { offset += count }
-        return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<position + count])
     }
 
     /// A string: one-byte length, bytes.
+    @inlinable @inline(__always)
     public mutating func string() -> UnsafeRawBufferPointer? {
         guard let length = u8() else { return nil }
         return bytes(Int(length))
     }
 
     /// A text: two-byte length, bytes.
+    @inlinable @inline(__always)
     public mutating func text() -> UnsafeRawBufferPointer? {
         guard let length = u16() else { return nil }
         return bytes(Int(length))
     }
 
+    @inlinable @inline(__always)
     public mutating func cookie() -> ChatCookie? {
         guard let epoch = u32(), let mac = u64() else { return nil }
         return ChatCookie(epoch: epoch, mac: mac)
     }
 
+    @inlinable @inline(__always)
     public mutating func secret() -> ChatSecret? {
         guard let high = u64(), let low = u64() else { return nil }
         return ChatSecret(high: high, low: low)
@@ -162,6 +173,14 @@ public struct ChatJoin {
     public var token: UInt64
     public var room: UnsafeRawBufferPointer
     public var nick: UnsafeRawBufferPointer
+
+    @inlinable
+    public init(
+        cookie: ChatCookie, secret: ChatSecret, token: UInt64, room: UnsafeRawBufferPointer,
+        nick: UnsafeRawBufferPointer
+    ) {
+        (self.cookie, self.secret, self.token, self.room, self.nick) = (cookie, secret, token, room, nick)
+    }
 }
 
 /// What a client sends, decoded without copying: valid until the datagram's bytes go.
@@ -179,6 +198,9 @@ public enum ChatRequest {
     /// padding), a text longer than 1000 bytes, a RESEND of more than 64. Names are not
     /// checked here (`ChatWire.isValidName`): a bad name gets an answer, a malformed
     /// datagram none.
+    /// Always inlined: the relay parses every datagram, and the request, returned from a
+    /// call, went through memory.
+    @inlinable @inline(__always)
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> (tag: UInt64, request: ChatRequest)? {
         var r = ChatReader(bytes)
         guard r.u8() == ChatWire.version, let raw = r.u8(), let type = ChatType(rawValue: raw), let tag = r.u64()
@@ -236,8 +258,11 @@ public enum ChatRequest {
 public struct ChatWriter {
     public let base: UnsafeMutableRawPointer
     public let capacity: Int
-    public private(set) var count = 0
-    public private(set) var overflowed = false
+    @usableFromInline var written = 0
+    @usableFromInline var failed = false
+    @inlinable public var count: Int { written }
+    /// A write did not fit (or a string or text was too long for its length field).
+    @inlinable public var overflowed: Bool { failed }
 
     @inlinable
     public init(_ base: UnsafeMutableRawPointer, capacity: Int) {
@@ -245,41 +270,44 @@ public struct ChatWriter {
         self.capacity = capacity
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer? {
-        guard !overflowed && size <= capacity - count else {
-            overflowed = true
+        guard !failed && size <= capacity - written else {
+            failed = true
             return nil
         }
-        defer { count += size }
-        return base + count
+        defer { written += size }
+        return base + written
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func store<T: FixedWidthInteger>(_ value: T) {
         reserve(MemoryLayout<T>.size)?.storeBytes(of: value.bigEndian, as: T.self)
     }
 
-    public mutating func u8(_ value: UInt8) { store(value) }
-    public mutating func u16(_ value: UInt16) { store(value) }
-    public mutating func u32(_ value: UInt32) { store(value) }
-    public mutating func u64(_ value: UInt64) { store(value) }
+    @inlinable @inline(__always) public mutating func u8(_ value: UInt8) { store(value) }
+    @inlinable @inline(__always) public mutating func u16(_ value: UInt16) { store(value) }
+    @inlinable @inline(__always) public mutating func u32(_ value: UInt32) { store(value) }
+    @inlinable @inline(__always) public mutating func u64(_ value: UInt64) { store(value) }
 
+    @inlinable @inline(__always)
     public mutating func bytes(_ bytes: UnsafeRawBufferPointer) {
         guard let at = reserve(bytes.count), let source = bytes.baseAddress, bytes.count > 0 else { return }
         at.copyMemory(from: source, byteCount: bytes.count)
     }
 
     /// A string: one-byte length (at most 255), bytes.
+    @inlinable @inline(__always)
     public mutating func string(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count <= 255 else { overflowed = true; return }
+        guard bytes.count <= 255 else { failed = true; return }
         u8(UInt8(bytes.count))
         self.bytes(bytes)
     }
 
     /// A text: two-byte length, bytes.
+    @inlinable @inline(__always)
     public mutating func text(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count <= 65535 else { overflowed = true; return }
+        guard bytes.count <= 65535 else { failed = true; return }
         u16(UInt16(bytes.count))
         self.bytes(bytes)
     }
@@ -292,6 +320,7 @@ public struct ChatWriter {
     }
 
     /// Version, type and the client's tag: what every datagram begins with.
+    @inlinable @inline(__always)
     public mutating func header(_ type: ChatType, tag: UInt64) {
         u8(ChatWire.version)
         u8(type.rawValue)
@@ -372,11 +401,13 @@ public struct ChatWriter {
     }
 
     /// The header of an EVENTS datagram; `event` then adds each.
+    @inlinable @inline(__always)
     public mutating func events(tag: UInt64, instance: UInt64) {
         header(.events, tag: tag)
         u64(instance)
     }
 
+    @inlinable @inline(__always)
     public mutating func event(
         sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
         nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer
