@@ -22,13 +22,16 @@ import HelloDatagram
     private let groupByPeer: Bool
     /// The socket hands trains over coalesced (UDP_GRO): each receive is looked at for
     /// them, and for cut ones, before its datagrams are handed out.
-    package let coalescing: Bool
+    @usableFromInline package let coalescing: Bool
     /// With `coalescing`, the full length of each cut receive of the last batch (recvmmsg's
     /// MSG_TRUNC says it), so that a cut train counts every segment it lost.
     private let fullLengths: UnsafeMutablePointer<Int>?
     /// The last receive held a coalesced one: `forEachDatagram` must hand its datagrams
     /// out, not `datagram(_:)`.
-    @exclusivity(unchecked) @usableFromInline package private(set) var hasTrains = false
+    @inlinable package var hasTrains: Bool { coalescing && foundTrains }
+    /// Read through `hasTrains`: a socket without GRO never looks at it (read from another
+    /// module, it cost a dynamic exclusivity check per batch despite the attribute).
+    @exclusivity(unchecked) @usableFromInline package private(set) var foundTrains = false
     /// Keys the peer hash, so no sender can aim its addresses at one probe run.
     private let hashSeed = UInt64.random(in: 0...UInt64.max)
 
@@ -84,9 +87,9 @@ import HelloDatagram
         -> Int
     {
         guard coalescing else { return try messages.receive(from: socket, count: capacity, waiting: waiting) }
-        hasTrains = false
+        foundTrains = false
         let count = try messages.receive(from: socket, count: capacity, waiting: waiting, flags: Int32(MSG_TRUNC))
-        hasTrains = findTrains(count)
+        foundTrains = findTrains(count)
         return count
     }
 
