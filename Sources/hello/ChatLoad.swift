@@ -58,8 +58,13 @@ struct ChatLoad {
     private var lastRoomSequence: [UInt32]
     /// Each room's member count: a message to a room is expected that many times.
     private let roomSizes: [Int]
-    private let incoming: MessageVector
+    /// Each member's own receive vector and buffer: a sweep reads every member's socket,
+    /// and notes when, before it looks at what any of them got (`measure`).
+    private let incoming: [MessageVector]
     private let receiveBuffer: UnsafeMutableRawPointer
+    /// The last sweep's datagrams and time of receipt, by member.
+    private var received: [Int]
+    private var receivedAt: [UInt64]
     private let sendBuffer: UnsafeMutableRawPointer
     private static let receiveSlot = 2048
 
@@ -75,12 +80,19 @@ struct ChatLoad {
         nextSequence = Array(repeating: 1, count: m)
         lastRoomSequence = Array(repeating: 0, count: m)
         roomSizes = (0..<settings.rooms).map { r in (0..<m).filter { $0 % settings.rooms == r }.count }
-        incoming = MessageVector(capacity: settings.batch, names: false)
-        receiveBuffer = .allocate(byteCount: settings.batch * Self.receiveSlot, alignment: 64)
-        sendBuffer = .allocate(byteCount: 2048, alignment: 64)
-        for i in 0..<settings.batch {
-            incoming.setBuffer(i, receiveBuffer + i * Self.receiveSlot, length: Self.receiveSlot)
+        // Reserved, not touched: a slot no datagram reaches costs no memory.
+        let buffer = UnsafeMutableRawPointer.allocate(
+            byteCount: m * settings.batch * Self.receiveSlot, alignment: 64)
+        let (batch, slot) = (settings.batch, Self.receiveSlot)
+        receiveBuffer = buffer
+        incoming = (0..<m).map { member in
+            let vector = MessageVector(capacity: batch, names: false)
+            for i in 0..<batch { vector.setBuffer(i, buffer + (member * batch + i) * slot, length: slot) }
+            return vector
         }
+        received = Array(repeating: 0, count: m)
+        receivedAt = Array(repeating: 0, count: m)
+        sendBuffer = .allocate(byteCount: 2048, alignment: 64)
     }
 
     func room(of member: Int) -> Int { member % settings.rooms }
@@ -123,7 +135,7 @@ struct ChatLoad {
             for i in 0..<m {
                 let count = receive(member: i)
                 for k in 0..<count {
-                    guard let (tag, message) = ChatMessage.decode(datagram(k, count: incoming.length(k))),
+                    guard let (tag, message) = ChatMessage.decode(datagram(k, of: i)),
                         tag == tags[i]
                     else {
                         continue
@@ -204,14 +216,17 @@ struct ChatLoad {
             } else if report.deliveries >= report.expected || now >= givesUp {
                 break
             }
+            // Every socket read, and the time noted, before any datagram is looked at: a
+            // member read after another waits for no one's decoding, so the clock does not
+            // charge one protocol's client work (EVENTS, which raw has not) to the relay.
             for i in sockets.indices {
-                let count = receive(member: i)
-                if count > 0 {
-                    report.datagrams += UInt64(count)
-                    let at = monotonicNanoseconds()
-                    for k in 0..<count { take(datagram(k, count: incoming.length(k)), at: i, now: at) }
-                    lastDelivery = at
-                }
+                received[i] = receive(member: i)
+                if received[i] > 0 { receivedAt[i] = monotonicNanoseconds() }
+            }
+            for i in sockets.indices where received[i] > 0 {
+                report.datagrams += UInt64(received[i])
+                for k in 0..<received[i] { take(datagram(k, of: i), at: i, now: receivedAt[i]) }
+                lastDelivery = max(lastDelivery, receivedAt[i])
             }
             if settings.wire == .chat && now >= nextKeepalive {
                 keepalive()  // the relay stops sending to a member silent for 35 s
@@ -318,11 +333,13 @@ struct ChatLoad {
     }
 
     private func receive(member i: Int) -> Int {
-        (try? incoming.receive(from: sockets[i], count: settings.batch)) ?? 0
+        (try? incoming[i].receive(from: sockets[i], count: settings.batch)) ?? 0
     }
 
-    private func datagram(_ k: Int, count: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: receiveBuffer + k * Self.receiveSlot, count: count)
+    /// Datagram `k` of what member `i` last received.
+    private func datagram(_ k: Int, of i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(
+            start: receiveBuffer + (i * settings.batch + k) * Self.receiveSlot, count: incoming[i].length(k))
     }
 
     private func showProgress(elapsed: UInt64) {
