@@ -11,7 +11,7 @@ import tempfile
 
 from harness import HELLOD, ROOT, Hellod, TestCase, parse_metrics
 from netns import Loopback
-from test_metrics import prometheus_tools, scrape_node_exporter
+from test_metrics import prometheus_tools, scrape_node_exporter, start_node_exporter
 
 RULES_DIR = os.path.join(ROOT, "prometheus")
 RULES = os.path.join(RULES_DIR, "hellod.rules.yml")
@@ -157,11 +157,7 @@ class AlertRules(TestCase):
         file (hello, echo and chat, the unit's file name), scraped while hellod serves."""
         with Loopback() as net, tempfile.TemporaryDirectory() as directory:
             os.chmod(directory, 0o755)
-            exporter = subprocess.Popen([*net.prefix(), os.path.join(self.tools, "node_exporter"),
-                                         "--web.listen-address=127.0.0.1:9100", "--collector.disable-defaults",
-                                         "--collector.textfile", "--collector.textfile.directory=" + directory],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.addCleanup(lambda: exporter.poll() is None and (exporter.kill(), exporter.wait(timeout=10)))
+            start_node_exporter(self, net, directory)
             with Hellod("--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0",
                         "--listen", "chat@127.0.0.1:0", "--metrics-file", os.path.join(directory, "hellod.prom"),
                         command=[*net.prefix(), HELLOD]) as d:

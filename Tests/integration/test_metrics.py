@@ -79,6 +79,16 @@ LOAD_ARGS = ["--listen", "hello@127.0.0.1:0", "--listen", "echo@127.0.0.1:0", "-
 
 
 
+def start_node_exporter(test, net, directory):
+    """node_exporter (from `test.tools`) inside the namespace `net`, on 127.0.0.1:9100,
+    serving only its textfile collector over `directory`; killed at `test`'s cleanup."""
+    exporter = subprocess.Popen([*net.prefix(), os.path.join(test.tools, "node_exporter"),
+                                 "--web.listen-address=127.0.0.1:9100", "--collector.disable-defaults",
+                                 "--collector.textfile", "--collector.textfile.directory=" + directory],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    test.addCleanup(lambda: exporter.poll() is None and (exporter.kill(), exporter.wait(timeout=10)))
+
+
 def scrape_node_exporter(net):
     """node_exporter's /metrics, fetched with urllib inside the namespace `net` (it may
     still be starting: retried for up to 10 s)."""
@@ -139,11 +149,7 @@ class MetricsFile(TestCase):
     def test_node_exporter_serves_the_counters(self):
         with Loopback() as net, tempfile.TemporaryDirectory() as directory:
             os.chmod(directory, 0o755)
-            exporter = subprocess.Popen([*net.prefix(), os.path.join(self.tools, "node_exporter"),
-                                         "--web.listen-address=127.0.0.1:9100", "--collector.disable-defaults",
-                                         "--collector.textfile", "--collector.textfile.directory=" + directory],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.addCleanup(lambda: exporter.poll() is None and (exporter.kill(), exporter.wait(timeout=10)))
+            start_node_exporter(self, net, directory)
 
             with Hellod(*LOAD_ARGS, "--metrics-file", os.path.join(directory, "hellod.prom"),
                         command=[*net.prefix(), HELLOD]) as d:
