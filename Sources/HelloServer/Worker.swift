@@ -61,7 +61,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @usableFromInline let sender: SendBatch
     @usableFromInline var service: Service
     @usableFromInline var outbox: Outbox
-    @usableFromInline var report = WorkerReport()
+    /// Its own figures; the counters it publishes beside them are the service's.
+    @usableFromInline var figures = WorkerFigures()
     @usableFromInline let published: PublishedReport
     @usableFromInline var lastTick: UInt64 = 0
     /// Where several workers share the service's state: this one's place among them (nil:
@@ -145,7 +146,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
         if count > 0 {
             receiver.orderByPeer(count: count)
-            report.figures.batches += 1
+            figures.batches += 1
         }
         // Once a batch: while it is off, the trace costs one load and a test a datagram.
         let tracing = trace?.control.isOn ?? false
@@ -155,7 +156,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         } else if receiver.hasTrains {
             // Coalesced receives, each split into its datagrams: batches without one (all
             // but trains) pay this test, once.
-            report.figures.coalescedBatches += 1
+            figures.coalescedBatches += 1
             count = receiver.forEachDatagram(count: count) { serve($0, now: now, tracing: tracing) }
         } else if tracing {
             for k in 0..<count { handleTraced(receiver.datagram(receiver.order(k)), now: now) }
@@ -196,8 +197,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         do {
             return (try receiver.receive(from: socket, waiting: waiting), false)
         } catch {
-            report.figures.receiveErrors += 1
-            report.figures.lastReceiveErrno = error.errno.rawValue
+            figures.receiveErrors += 1
+            figures.lastReceiveErrno = error.errno.rawValue
             return (0, true)
         }
     }
@@ -263,7 +264,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64, tracing: Bool) -> Int {
         var datagrams = count
         if count > 0 && receiver.hasTrains {  // (not read this time: the last batch's)
-            report.figures.coalescedBatches += 1
+            figures.coalescedBatches += 1
             datagrams = receiver.forEachDatagram(count: count) { route($0, via: handover, now: now, tracing: tracing) }
         } else {
             for k in 0..<count {
@@ -341,22 +342,22 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 
     @inlinable mutating func record(_ outcome: SendBatch.Outcome) {
-        report.figures.segmentedSends += UInt64(outcome.segmentedSends)
-        report.figures.segmentationFallbacks += UInt64(outcome.segmentationFallbacks)
-        if outcome.segmentationTurnedOff { report.figures.segmentationOff += 1 }
+        figures.segmentedSends += UInt64(outcome.segmentedSends)
+        figures.segmentationFallbacks += UInt64(outcome.segmentationFallbacks)
+        if outcome.segmentationTurnedOff { figures.segmentationOff += 1 }
         if let error = outcome.lastError {
-            report.figures.lastSendErrno = error.rawValue
+            figures.lastSendErrno = error.rawValue
         }
     }
 
     @inlinable mutating func publish() {
         guard let handover else {
-            let figures = report.figures
+            let figures = self.figures
             return service.withCounters { published.publish(figures, counters: &$0) }
         }
         var counters = service.counters
         handover.adjust(&counters)
-        published.publish(report.figures, counters: &counters)
+        published.publish(figures, counters: &counters)
     }
 
     /// Serves until `stop` is requested; the batch in hand is always finished first.
@@ -432,8 +433,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                     handover: handover.map { $0.group.wakeup(of: $0.position) })
                 socketReady = handover == nil || ready != 0
             } catch {
-                report.figures.receiveErrors += 1
-                report.figures.lastReceiveErrno = error.errno.rawValue
+                figures.receiveErrors += 1
+                figures.lastReceiveErrno = error.errno.rawValue
                 Posix.sleep(nanoseconds: 1_000_000)  // a failing poll must not become a busy loop
             }
             if let handover {
