@@ -45,11 +45,13 @@ def peak_rss_kib(pid):
 
 
 def ended(pid):
-    """Whether process `pid` has exited (gone, or a zombie not yet reaped)."""
+    """Whether process `pid` has exited (gone, or a zombie not yet reaped).
+
+    Its parent may reap it between the open and the read: the read then fails with ESRCH."""
     try:
         with open("/proc/%d/stat" % pid) as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return True
 
 
