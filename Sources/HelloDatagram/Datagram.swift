@@ -26,5 +26,5 @@ public struct Datagram {
     }
 
     /// How many bytes were read.
-    @inlinable public var length: Int { payload.count + continuation.count }
+    @inlinable @inline(__always) public var length: Int { payload.count + continuation.count }
 }

@@ -8,7 +8,7 @@ public struct EchoReply: ReplyRule {
     @inlinable
     public func replyLength(forRequestOf requestLength: Int) -> Int { requestLength }
 
-    @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public func writeReply(
         to payload: UnsafeRawBufferPointer,
         continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),

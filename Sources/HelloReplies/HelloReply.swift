@@ -7,12 +7,14 @@ public struct HelloReply: ReplyRule {
 
     /// "Hello, " and one spare byte as a little-endian word: one unaligned store writes the
     /// prefix, and the request's first byte (or the "!") then overwrites the spare one.
-    static let helloWord: UInt64 = 0x20_2C_6F_6C_6C_65_48 | UInt64(UInt8(ascii: "!")) << 56
+    @usableFromInline static var helloWord: UInt64 { 0x21_20_2C_6F_6C_6C_65_48 }
 
     @inlinable
     public func replyLength(forRequestOf requestLength: Int) -> Int { requestLength + 8 }
 
-    @discardableResult
+    /// Inlinable, like the rest of the datagram path: a call per reply cost more than
+    /// writing it.
+    @inlinable @inline(__always) @discardableResult
     public func writeReply(
         to payload: UnsafeRawBufferPointer,
         continuation: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
@@ -35,7 +37,7 @@ public struct HelloReply: ReplyRule {
 }
 
 /// Copies `bytes` to `destination`; returns the address after them.
-@inline(__always)
+@inlinable @inline(__always)
 func copy(_ bytes: UnsafeRawBufferPointer, to destination: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
     guard let base = bytes.baseAddress, bytes.count > 0 else { return destination }
     destination.copyMemory(from: base, byteCount: bytes.count)

@@ -113,6 +113,27 @@ func closingOnFailure<T: ~Copyable>(_ socket: DatagramSocket, _ body: () throws 
         #expect(snapshot.segmentedSends == 2)
     }
 
+    /// IPv6 names are 28 bytes, compared in three words and a half: peers that differ only
+    /// in their port are still two groups, and each one's datagrams one group.
+    @Test func interleavedIPv6PeersAreGroupedIntoOneSegmentedSendEach() throws {
+        var server = try TestServer("[::1]:0", HelloReply())
+        let a = try TestClient(family: AF_INET6)
+        let b = try TestClient(family: AF_INET6)
+        defer { a.close(); b.close() }
+        for i in 0..<20 {
+            try a.send(Array("a\(100 + i)".utf8), to: server.address)
+            try b.send(Array("b\(100 + i)".utf8), to: server.address)
+        }
+        #expect(server.worker.serveBatch() == 40)
+        for i in 0..<20 {
+            #expect(try a.receive()?.bytes == Array("Hello, a\(100 + i)!".utf8))
+            #expect(try b.receive()?.bytes == Array("Hello, b\(100 + i)!".utf8))
+        }
+        let snapshot = server.report.snapshot()
+        #expect(snapshot.batches == 1)
+        #expect(snapshot.segmentedSends == 2)
+    }
+
     @Test func withoutGSOEveryReplyIsItsOwnSend() throws {
         var server = try TestServer("127.0.0.1:0", HelloReply(), gso: false)
         let client = try TestClient()
