@@ -11,7 +11,9 @@ public struct WorkerConfiguration: Sendable {
     public var maxDatagram: Int
     /// After traffic, keep polling the socket without sleeping for up to this long before
     /// blocking (nanoseconds; 0: block at once). Waking a blocked thread is the largest
-    /// cost of a round trip; polling costs CPU only while traffic is flowing.
+    /// cost of a round trip; polling costs CPU only while traffic is flowing. Polling that
+    /// finds nothing, or finds traffic only after a quarter of this, halves the next
+    /// idle spell's polling (down to an eighth).
     public var spinLimit: UInt64
     /// When a batch comes back partly full (several requests in flight, but fewer than a
     /// batch), pause this long (nanoseconds) before reading the next one, so it fills:
@@ -388,8 +390,12 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             tickIfDue(now: now)
             if served > 0 {
                 if idleSince != 0 {
-                    // Polling caught traffic: it pays, allow the full budget again.
-                    spinBudget = spinLimit
+                    // Polling caught traffic. Caught soon (within a quarter of the limit, as
+                    // a ping-pong's next request), it pays: the full budget again. Caught
+                    // late (a bulk sender's next train), it cost more than a sleep and a
+                    // wake would have: the next idle spell polls half as long, as when it
+                    // finds nothing.
+                    spinBudget = now - idleSince <= spinLimit / 4 ? spinLimit : max(spinBudget / 2, spinLimit / 8)
                     idleSince = 0
                 }
                 liveness?.beat(index, now: now)
