@@ -62,7 +62,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(
         name: .customLong("coalesce-us"),
         help: ArgumentHelp(
-            "Under load, wait this many microseconds for a partly full batch to fill (0: never). A lone request is never delayed. hello and echo only, as --spin-us.",
+            "Under load, wait this many microseconds for a partly full batch to fill (0: never). A batch of fewer than an eighth of --batch (8 of 64) is never followed by a wait: a lone request or a few in step are not delayed. hello and echo only, as --spin-us.",
             valueName: "us"))
     var coalesceMicroseconds: Int = 30
 

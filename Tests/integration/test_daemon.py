@@ -162,6 +162,36 @@ class Serving(TestCase):
         self.assertIn("dropped 1 (reply-too-large 1)", rest)
 
 
+class Pacing(TestCase):
+    def test_a_few_peers_in_step_are_never_kept_waiting_by_coalesce_us(self):
+        """--coalesce-us pauses after a partly full batch so that the next one fills; after a
+        batch of a few requests (here four probes in step, read together since hellod sleeps
+        at once with --spin-us 0) it must not: the pause would be their whole round trip."""
+        with Hellod("--listen", "127.0.0.1:0", "--coalesce-us", "10000", "--spin-us", "0",
+                    "--rate-limit", "0") as d:
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+            try:
+                rounds = []
+                for n in range(40):
+                    start = time.monotonic()
+                    for c in clients:
+                        c.sendto(b"probe%d" % n, ("127.0.0.1", d.port))
+                    for c in clients:
+                        c.settimeout(2)
+                        self.assertEqual(c.recv(100), b"Hello, probe%d!" % n)
+                    rounds.append(time.monotonic() - start)
+            finally:
+                for c in clients:
+                    c.close()
+            code, rest = d.stop()
+        self.assertEqual(code, 0)
+        self.assertIn("read 160, replied 160, dropped 0", rest)
+        # A round kept waiting takes the 10 ms pause; one that is not, well under a millisecond
+        # (a loaded machine may stretch a few rounds, not the median).
+        rounds.sort()
+        self.assertLess(rounds[len(rounds) // 2], 0.005, "rounds (s): %s" % ["%.4f" % r for r in rounds])
+
+
 class Signals(TestCase):
     def test_sigterm_and_sigint_exit_0_with_a_stop_line(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
