@@ -7,8 +7,9 @@ with batches of 64.
 
     make bench                      # or: bench/compare.py [--seconds 5] [--runs 3] [--hgrm DIR]
 
-Two workloads: throughput (8 flows x 32 in flight, 16-byte names) and ping-pong (1 flow x
-1 in flight). For each server: replies/s, round trip p50/p99, server CPU nanoseconds per
+Three workloads: throughput (8 flows x 32 in flight, 16-byte names), ping-pong (1 flow x
+1 in flight) and probes in step (4 flows x 1 in flight: a few latency probes at once, whose
+requests a batch reads together). For each server: replies/s, round trip p50/p99, server CPU nanoseconds per
 reply (utime+stime from /proc/PID/stat over the measured window), peak RSS (VmHWM) and
 anonymous RSS, idle and under load. Each configuration runs --runs times, interleaved with
 the others; the table shows medians, and the ratios are against the best yardstick's
@@ -253,6 +254,7 @@ def main():
     workloads = [
         {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
         {"name": "ping-pong: 1 flow x 1 in flight", "args": ["--flows", "1", "--window", "1"]},
+        {"name": "probes in step: 4 flows x 1 in flight", "args": ["--flows", "4", "--window", "1"]},
     ]
     print("machine: %s, %d CPUs; %s; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip(),
