@@ -156,21 +156,18 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         if count > 0 {
             receiver.orderByPeer(count: count)
             figures.batches += 1
+            if receiver.hasTrains { figures.coalescedBatches += 1 }
         }
         // Once a batch: while it is off, the trace costs one load and a test a datagram.
+        // From here on `count` is datagrams: a coalesced receive is several.
         let tracing = trace?.control.isOn ?? false
         if let handover {
             count = routeBatch(count, via: handover, now: now, tracing: tracing)
             count += handover.serveHandedIn { serve($0, now: now, tracing: tracing) }
-        } else if receiver.hasTrains {
-            // Coalesced receives, each split into its datagrams: batches without one (all
-            // but trains) pay this test, once.
-            figures.coalescedBatches += 1
-            count = receiver.forEachDatagram(count: count) { serve($0, now: now, tracing: tracing) }
         } else if tracing {
-            for k in 0..<count { handleTraced(receiver.datagram(receiver.order(k)), now: now) }
+            count = receiver.forEachDatagram(count: count) { handleTraced($0, now: now) }
         } else {
-            for k in 0..<count { handle(receiver.datagram(receiver.order(k)), now: now) }
+            count = receiver.forEachDatagram(count: count) { handle($0, now: now) }
         }
         guard count > 0 else {
             if failed { publish() }
@@ -271,15 +268,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// owners, and wakes them. Returns how many datagrams that was (a coalesced receive is
     /// several).
     @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64, tracing: Bool) -> Int {
-        var datagrams = count
-        if count > 0 && receiver.hasTrains {  // (not read this time: the last batch's)
-            figures.coalescedBatches += 1
-            datagrams = receiver.forEachDatagram(count: count) { route($0, via: handover, now: now, tracing: tracing) }
-        } else {
-            for k in 0..<count {
-                route(receiver.datagram(receiver.order(k)), via: handover, now: now, tracing: tracing)
-            }
-        }
+        let datagrams = receiver.forEachDatagram(count: count) { route($0, via: handover, now: now, tracing: tracing) }
         handover.wakeOwners()
         return datagrams
     }
