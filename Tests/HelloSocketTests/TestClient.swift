@@ -33,7 +33,7 @@ struct TestClient {
     /// Cuts every send into datagrams of `size` bytes from now on (UDP_SEGMENT; 0: off), as
     /// a peer that turns GSO on does.
     func segmenting(_ size: Int) throws {
-        try socket.setOption(Int32(IPPROTO_UDP), 103, Int32(size), "setsockopt(UDP_SEGMENT)")
+        try socket.segmentEverySend(size: size)
     }
 
     /// The next datagram and where it came from, or nil after `timeout` seconds.

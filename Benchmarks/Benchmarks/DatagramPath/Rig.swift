@@ -264,11 +264,11 @@ final class Rig {
             let trains = (0..<peers).map { p in (0..<scenario.requestsPerPeer).flatMap { requestBytes[$0 * peers + p] }
             }
             for p in 0..<peers {
-                var size = Int32(requestBytes[p].count)
-                guard
-                    (0..<scenario.requestsPerPeer).allSatisfy({ requestBytes[$0 * peers + p].count == size }),
-                    setsockopt(clients[p], Int32(IPPROTO_UDP), 103, &size, socklen_t(MemoryLayout<Int32>.size)) == 0
-                else { throw SetupError(description: "trains: peer \(p)'s requests differ in length, or UDP_SEGMENT") }
+                let size = requestBytes[p].count
+                guard (0..<scenario.requestsPerPeer).allSatisfy({ requestBytes[$0 * peers + p].count == size }) else {
+                    throw SetupError(description: "trains: peer \(p)'s requests differ in length")
+                }
+                try DatagramSocket(adopting: .init(rawValue: clients[p])).segmentEverySend(size: size)
             }
             (trainBytes, trainOffset, trainLength) = Self.pack(trains)
         } else {
