@@ -135,8 +135,7 @@ def veth_network():
     sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
     import netns
     net = netns.TestNetwork()
-    net.server(["ethtool", "-K", "v-srv", "gro", "on", "rx-udp-gro-forwarding", "on"])
-    net.server(["sh", "-c", "echo 1 > /sys/class/net/v-srv/threaded"])
+    net.coalesce_on_server()
     return net
 
 

@@ -70,6 +70,14 @@ class TestNetwork:
         return subprocess.run(["ip", "netns", "exec", self.client_ns, *command], capture_output=True, text=True,
                               timeout=kwargs.pop("timeout", 60), **kwargs)
 
+    def coalesce_on_server(self):
+        """Plain trains coalesce at the server's end, in its device's GRO: GRO on, its UDP
+        packets eligible for it (rx-udp-gro-forwarding: a veth hands TSO-capable senders'
+        packets to GRO only then) and threaded NAPI, so that its poll runs beside the sender
+        and finds several packets queued."""
+        self.server(["ethtool", "-K", "v-srv", "gro", "on", "rx-udp-gro-forwarding", "on"])
+        self.server(["sh", "-c", "echo 1 > /sys/class/net/v-srv/threaded"])
+
     def server_prefix(self):
         return ["ip", "netns", "exec", self.server_ns]
 

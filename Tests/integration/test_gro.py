@@ -3,11 +3,9 @@ and every datagram in them is answered or counted as if it came alone.
 
 On loopback only a UDP_SEGMENT send arrives coalesced (the unit tests use that:
 Tests/HelloSocketTests/CoalescedReceiveTests.swift). Plain trains coalesce only in a
-device's GRO: here the server's end of a TestNetwork's veth pair, with GRO on, its UDP
-packets eligible for it (rx-udp-gro-forwarding: a veth hands TSO-capable senders' packets
-to GRO only then) and threaded NAPI, so that its poll runs beside the sender and finds
-several packets queued. `hello bench` in the client's namespace sends both kinds: plain
-datagrams by sendmmsg, and `--gso 16` trains."""
+device's GRO: here the server's end of a TestNetwork's veth pair
+(`TestNetwork.coalesce_on_server`). `hello bench` in the client's namespace sends both
+kinds: plain datagrams by sendmmsg, and `--gso 16` trains."""
 import json
 import os
 import re
@@ -26,11 +24,6 @@ def coalesced_batches(stopped):
     return int(match.group(1)) if match else 0
 
 
-def gro_on(net):
-    net.server(["ethtool", "-K", "v-srv", "gro", "on", "rx-udp-gro-forwarding", "on"])
-    net.server(["sh", "-c", "echo 1 > /sys/class/net/v-srv/threaded"])
-
-
 class CoalescedThroughAVethPair(TestCase):
     def bench(self, net, *args):
         out = net.client([HELLO, "bench", "--host", SERVER, "--port", str(PORT), "--size", "16", "--duration", "2",
@@ -42,7 +35,7 @@ class CoalescedThroughAVethPair(TestCase):
         """(the bench's report, hellod's stop text, its start line): `hello bench
         bench_args` from the client's namespace to hellod in the server's."""
         with TestNetwork() as net:
-            gro_on(net)
+            net.coalesce_on_server()
             command = [*net.server_prefix(), HELLOD]
             with Hellod("--listen", "hello@%s:%d" % (SERVER, PORT), "--rate-limit", "0", *options,
                         command=command) as d:
