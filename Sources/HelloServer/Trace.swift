@@ -112,16 +112,22 @@ public final class TraceControl: Sendable {
     public let rate: Int
     /// One ring per worker, by worker index.
     public let rings: [TraceRing]
-    @usableFromInline let on: ManagedAtomic<Bool>
+    /// Read by every worker once a batch: an `UnsafeAtomic`, whose load is one plain load
+    /// where a `ManagedAtomic`'s is a call (and a retain of this object around it).
+    @usableFromInline let on: UnsafeAtomic<Bool>
     private let allowance = ManagedAtomic<Int>(0)
 
     public init(workers: Int, filter: [IPPrefix], rate: Int, on: Bool, ringCapacity: Int = 1024) {
         precondition(rate > 0)
         self.filter = filter
         self.rate = rate
-        self.on = ManagedAtomic(on)
+        self.on = .create(on)
         allowance.store(on ? rate : 0, ordering: .relaxed)
         rings = (0..<workers).map { _ in TraceRing(capacity: ringCapacity) }
+    }
+
+    deinit {
+        on.destroy()
     }
 
     /// Read once a batch by each worker.

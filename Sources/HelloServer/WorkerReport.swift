@@ -68,12 +68,12 @@ public struct WorkerReport: Sendable, Equatable {
 /// The counters are published as their schema lists them, the schema with them: a report
 /// knows no service's counter.
 ///
-/// The fields are one buffer of atomics, read and written through `UnsafeAtomic`: a
-/// publish is a few dozen plain stores, where an array of `ManagedAtomic` objects cost a
-/// retain and a release each (a publish follows every batch: in a small chat room, every
-/// message).
+/// The fields are one buffer of atomics, read and written through `UnsafeAtomic`, and so
+/// is the sequence: a publish is a few dozen plain stores, where an array of
+/// `ManagedAtomic` objects cost a retain and a release each, and the sequence as one a
+/// call per access (a publish follows every batch: in a small chat room, every message).
 public final class PublishedReport: @unchecked Sendable {
-    private let sequence = ManagedAtomic<UInt64>(0)
+    private let sequence = UnsafeAtomic<UInt64>.create(0)
     private let schema = ManagedAtomicLazyReference<CounterSchema>()
     private let storage: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     /// The schema this report's worker last published, known to that thread alone.
@@ -94,6 +94,7 @@ public final class PublishedReport: @unchecked Sendable {
     deinit {
         storage.deinitialize(count: Self.fieldCount)
         storage.deallocate()
+        sequence.destroy()
     }
 
     @inline(__always)
@@ -125,9 +126,10 @@ public final class PublishedReport: @unchecked Sendable {
         field(5).store(UInt64(UInt32(bitPattern: figures.lastSendErrno)), ordering: .relaxed)
         field(6).store(UInt64(UInt32(bitPattern: figures.lastReceiveErrno)), ordering: .relaxed)
         field(7).store(figures.coalescedBatches, ordering: .relaxed)
+        let fields = storage + Self.workerFields
         counters.withValues { values in
-            for i in 0..<values.count {
-                field(Self.workerFields + i).store(values[i], ordering: .relaxed)
+            for i in values.indices {
+                UnsafeAtomic(at: fields + i).store(values[i], ordering: .relaxed)
             }
         }
         sequence.store(s &+ 2, ordering: .releasing)
