@@ -55,7 +55,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
     @Option(
         name: .customLong("spin-us"),
         help: ArgumentHelp(
-            "After traffic, poll up to this many microseconds before sleeping (0: sleep at once); polling that finds nothing, or finds traffic only after a quarter of this, polls half as long the next time. hello and echo only: chat always sleeps at once, a message costing it a send per member.",
+            "After a batch of fewer than an eighth of --batch (a lone request, a few in step), poll up to this many microseconds before sleeping (0: sleep at once); polling that finds nothing, or finds traffic only after a quarter of this, polls half as long the next time. After a larger batch (bulk traffic) sleep at once. hello and echo only: chat always sleeps at once, a message costing it a send per member.",
             valueName: "us"))
     var spinMicroseconds: Int = 50
 
