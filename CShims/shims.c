@@ -34,8 +34,8 @@ _Static_assert(HS_UDP_SEGMENT == UDP_SEGMENT && HS_UDP_GRO == UDP_GRO && HS_SOL_
 
 // The system calls themselves, not glibc's recvmmsg and sendmmsg: those are cancellation
 // points, and in a process with threads each call turns asynchronous cancellation on and
-// off around the system call, two atomic updates of the thread's state (about 1.5 % of
-// the chat relay's CPU in a 2-member room, `perf record`). hellod never cancels a thread.
+// off around the system call, two atomic updates of the thread's state (1.4 % of the
+// chat relay's CPU in a 2-member room, `perf record`). hellod never cancels a thread.
 int hs_recvmmsg(int fd, hs_mmsghdr *msgs, unsigned int count, int flags, struct timespec *timeout) {
     return (int)syscall(SYS_recvmmsg, fd, (struct mmsghdr *)msgs, count, flags, timeout);
 }

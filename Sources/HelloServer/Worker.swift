@@ -407,8 +407,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                     Posix.sleep(nanoseconds: coalesceDelay)  // let the next batch fill
                     continue
                 }
-                // Without polling, after a batch that was not full: the socket is most likely
-                // empty, and the wait says so without a recvmmsg that finds nothing.
+                // Not polling (none configured, or after bulk traffic), after a batch that was
+                // not full: the socket is most likely empty, and the wait says so without a
+                // recvmmsg that finds nothing.
                 if (spinLimit > 0 && fewInFlight) || served >= configuration.batchSize {
                     continue
                 }

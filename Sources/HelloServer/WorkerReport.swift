@@ -69,9 +69,10 @@ public struct WorkerReport: Sendable, Equatable {
 /// knows no service's counter.
 ///
 /// The fields are one buffer of atomics, read and written through `UnsafeAtomic`, and so
-/// is the sequence: a publish is a few dozen plain stores, where an array of
-/// `ManagedAtomic` objects cost a retain and a release each, and the sequence as one a
-/// call per access (a publish follows every batch: in a small chat room, every message).
+/// is the sequence: a publish is a few dozen plain stores. An array of `ManagedAtomic`
+/// objects cost a retain and a release each, and the sequence as a `ManagedAtomic` a call
+/// each time it was read or written (a publish follows every batch: in a small chat room,
+/// every message).
 public final class PublishedReport: @unchecked Sendable {
     private let sequence = UnsafeAtomic<UInt64>.create(0)
     private let schema = ManagedAtomicLazyReference<CounterSchema>()
