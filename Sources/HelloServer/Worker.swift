@@ -377,7 +377,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         var spinBudget = spinLimit
         var idleSince: UInt64 = 0  // 0: the last look found traffic
         // Whether the last batch that held traffic was under `coalescingFrom`: only then does
-        // the worker poll before it sleeps.
+        // the worker poll before it sleeps, and only otherwise does it pause for the next.
         var fewInFlight = true
         // Woken for a handover alone, the socket need not be read.
         var socketReady = true
@@ -403,7 +403,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                     idleSince = 0
                 }
                 liveness?.beat(index, now: now)
-                if served >= configuration.coalescingFrom && served < configuration.batchSize && coalesceDelay > 0 {
+                if !fewInFlight && served < configuration.batchSize && coalesceDelay > 0 {
                     Posix.sleep(nanoseconds: coalesceDelay)  // let the next batch fill
                     continue
                 }
