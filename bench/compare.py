@@ -2,15 +2,16 @@
 """hellod against the project's three C yardsticks (bench/reference/), in one run: the
 server pinned to CPU 0, `hello bench` pinned to CPU 1, all on 127.0.0.1. The yardsticks:
 mmsg-server.c (recvmmsg, sendmmsg), gso-server.c (the same, replies by UDP GSO) and
-spin-server.c (the same, polling 50 us before it sleeps, as hellod's --spin-us), each
-with batches of 64.
+spin-server.c (the same, polling 50 us after every batch before it sleeps, where hellod's
+--spin-us polls only after a batch of a few), each with batches of 64.
 
     make bench                      # or: bench/compare.py [--seconds 5] [--runs 3] [--hgrm DIR]
 
 Three workloads: throughput (8 flows x 32 in flight, 16-byte names), ping-pong (1 flow x
 1 in flight) and probes in step (4 flows x 1 in flight: a few latency probes at once, whose
-requests a batch reads together). For each server: replies/s, round trip p50/p99, server CPU nanoseconds per
-reply (utime+stime from /proc/PID/stat over the measured window), peak RSS (VmHWM) and
+requests a batch reads together). For each server: replies/s, round trip p50/p99, server
+CPU nanoseconds per reply (utime+stime from /proc/PID/stat over the measured window),
+peak RSS (VmHWM) and
 anonymous RSS, idle and under load. Each configuration runs --runs times, interleaved with
 the others; the table shows medians, and the ratios are against the best yardstick's
 median in each column and workload (the lowest CPU per reply, the lowest p50; named under
