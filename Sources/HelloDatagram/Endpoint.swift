@@ -108,6 +108,11 @@ public struct Endpoint: Hashable, Sendable {
     public var largestPayload: Int {
         family == .v4 ? 65507 : 65527
     }
+
+    /// The largest UDP payload that crosses any IPv6 path without fragmenting: its
+    /// smallest MTU (1280) minus the IPv6 and UDP headers. IPv4 paths this narrow are
+    /// rarer still.
+    public static let largestPayloadOnAnyPath = 1232
 }
 
 extension Endpoint: CustomStringConvertible {

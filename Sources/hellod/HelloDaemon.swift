@@ -46,7 +46,9 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
 
     @Option(
         name: .customLong("max-datagram"),
-        help: ArgumentHelp("The largest request read whole; a larger one is dropped as truncated.", valueName: "bytes"))
+        help: ArgumentHelp(
+            "The largest request read whole; a larger one is dropped as truncated. At most 1224 (hello) or 1232 (echo), every reply fits any path, and leaves whole: never fragmented, whatever ICMP says.",
+            valueName: "bytes"))
     var maxDatagram: Int = 65527
 
     @Option(help: ArgumentHelp("Sockets and threads per --listen address (SO_REUSEPORT).", valueName: "n"))

@@ -1,0 +1,162 @@
+"""Datagrams that leave whole: a service whose every datagram fits any path (the chat's, at
+most 1232 bytes; hello's with `--max-datagram 1224`) sends them with the don't-fragment
+bit, IP ID 0, and deaf to what ICMP says of the path's MTU. A forged "fragmentation
+needed" toward a member, which the host believes (its route cache says so), still cannot
+make the relay fragment what it sends there; hello with its default 64 KiB datagrams
+keeps path MTU discovery, and the same forgery makes it fragment its replies.
+
+Each case in a TestNetwork of its own: the server's namespace runs hellod, the client's
+captures what reaches its end of the veth pair (AF_PACKET: fragments as they travel),
+talks to hellod, and forges the ICMP."""
+import json
+import os
+import unittest
+
+from harness import HELLOD, Hellod, TestCase
+from netns import CLIENT, SERVER, TestNetwork
+
+PORT = 6000
+FORGED_MTU = 576
+LONG = 900  # bytes of text: the answer is longer than FORGED_MTU
+
+# Runs in the client's namespace: asks twice for a long answer, before and after forging
+# an ICMP "fragmentation needed" (MTU FORGED_MTU) for the server's datagrams to this
+# client; prints every IPv4 packet the server sent here, as captured.
+PROBE = r"""
+import json, socket, struct, sys, time
+tests, kind, server, client, port, forged_mtu, long = sys.argv[1:]
+sys.path.insert(0, tests)
+port, forged_mtu, long = int(port), int(forged_mtu), int(long)
+capture = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+capture.bind(("v-cli", 0x0800))
+capture.setblocking(False)
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+
+def forge_fragmentation_needed(local_port):
+    quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1000, 0, 0x4000, 64, 17, 0,
+                         socket.inet_aton(server), socket.inet_aton(client))
+    quoted += struct.pack("!HHHH", port, local_port, 980, 0)
+    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, forged_mtu) + quoted
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
+                     socket.inet_aton(client), socket.inet_aton(server))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+        s.sendto(ip + icmp, (server, 0))
+
+if kind == "chat":
+    import chatwire as wire
+    from test_chat import Client
+    member = Client(port, b"ann", address=client)
+    member.address = (server, port)
+    member.join(b"room")
+    local_port = member.sock.getsockname()[1]
+    def ask(n):
+        member.say(n, b"x" * long)
+        member.read_events(lambda events: sum(e.kind == wire.MESSAGE for e in events) >= n)
+else:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((client, 0))
+    sock.settimeout(3)
+    local_port = sock.getsockname()[1]
+    def ask(n):
+        sock.sendto(b"x" * long, (server, port))
+        assert len(sock.recv(70000)) == long + 8
+
+def captured():
+    packets = []
+    for _ in range(10000):
+        try:
+            p = capture.recv(70000)
+        except BlockingIOError:
+            return packets
+        if p[9] == 17 and p[12:16] == socket.inet_aton(server):
+            length, ident, fragment = struct.unpack("!HHH", p[2:8])
+            packets.append({"length": length, "id": ident, "df": bool(fragment & 0x4000),
+                            "mf": bool(fragment & 0x2000), "offset": fragment & 0x1fff})
+    return packets
+
+ask(1)
+time.sleep(0.2)
+before = captured()
+forge_fragmentation_needed(local_port)
+time.sleep(0.2)
+ask(2)
+time.sleep(0.2)
+print(json.dumps({"before": before, "after": captured()}))
+"""
+
+
+# Binds a UDP socket as fd 3, sends whole from it (as an earlier hellod with short
+# datagrams left it), and becomes hellod, socket activation's way.
+ACTIVATE_WHOLE = r"""
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER, IP_PMTUDISC_PROBE
+s.bind((sys.argv[1], int(sys.argv[2])))
+if s.fileno() == 3:
+    os.set_inheritable(3, True)
+else:
+    os.dup2(s.fileno(), 3)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+class WholeDatagrams(TestCase):
+    def probe(self, kind, *options, activated=False):
+        """hellod serving `kind` with `options` in a network of its own, probed: the
+        packets it sent before and after the forgery, and the server's route to the
+        client as the forgery left it. `activated`: hello on a socket handed over as
+        systemd does, which an earlier run left sending whole."""
+        with TestNetwork() as net:
+            if activated:
+                command = [*net.server_prefix(), "python3", "-c", ACTIVATE_WHOLE, SERVER, str(PORT), HELLOD]
+            else:
+                command = [*net.server_prefix(), HELLOD]
+                options = ("--listen", "%s@%s:%d" % (kind, SERVER, PORT), *options)
+            with Hellod(*options, command=command) as d:
+                out = net.client(["python3", "-c", PROBE, os.path.dirname(os.path.abspath(__file__)), kind,
+                                  SERVER, CLIENT, str(PORT), str(FORGED_MTU), str(LONG)], check=False)
+                route = net.server(["ip", "route", "get", CLIENT]).stdout
+                d.stop()
+        self.assertEqual(out.returncode, 0, out.stderr)
+        packets = json.loads(out.stdout)
+        self.assertTrue(packets["before"] and packets["after"], packets)
+        return packets, route
+
+    def assertWhole(self, packets, route):
+        # The host believes the forgery: without the socket's mode, this route would cut.
+        self.assertIn("mtu %d" % FORGED_MTU, route)
+        for p in packets["before"] + packets["after"]:
+            self.assertEqual((p["df"], p["mf"], p["offset"], p["id"]), (True, False, 0, 0), p)
+        self.assertGreater(max(p["length"] for p in packets["after"]), FORGED_MTU, packets)
+
+    def test_the_chat_relays_datagrams_leave_whole_after_a_forged_fragmentation_needed(self):
+        self.assertWhole(*self.probe("chat"))
+
+    def test_hello_with_datagrams_that_fit_any_path_sends_them_whole(self):
+        self.assertWhole(*self.probe("hello", "--max-datagram", "1224", "--rate-limit", "0"))
+
+    def test_hello_with_64_kib_datagrams_keeps_path_mtu_discovery(self):
+        self.assertFragmentedAfterTheForgery(*self.probe("hello", "--rate-limit", "0"))
+
+    def test_hello_with_64_kib_datagrams_on_a_socket_left_sending_whole_discovers_again(self):
+        self.assertFragmentedAfterTheForgery(*self.probe("hello", "--rate-limit", "0", activated=True))
+
+    def assertFragmentedAfterTheForgery(self, packets, route):
+        self.assertIn("mtu %d" % FORGED_MTU, route)
+        self.assertTrue(all(not p["mf"] and p["offset"] == 0 for p in packets["before"]), packets)
+        self.assertTrue(any(p["mf"] for p in packets["after"]), packets)
+        self.assertTrue(all(p["length"] <= FORGED_MTU for p in packets["after"]), packets)
+        self.assertTrue(any(p["id"] != 0 for p in packets["before"] + packets["after"]), packets)
+
+
+if __name__ == "__main__":
+    unittest.main()
