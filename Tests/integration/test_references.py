@@ -5,6 +5,7 @@ make the benchmarks' ratios meaningless. Nothing here is timed; every wait is bo
 import os
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -58,6 +59,28 @@ def running(binary, *args):
         proc.kill()
         proc.wait(timeout=WAIT)
         proc.stderr.close()
+
+
+@contextmanager
+def capture_on_loopback():
+    """Yields a function returning, for each IPv4 UDP packet seen on loopback since, its
+    source port, its don't-fragment bit and its IP ID (AF_PACKET; root)."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)) as s:
+        s.bind(("lo", 0x0800))
+        s.setblocking(False)
+
+        def captured():
+            packets = []
+            for _ in range(100000):
+                try:
+                    p = s.recv(70000)
+                except BlockingIOError:
+                    return packets
+                if p[9] == socket.IPPROTO_UDP:
+                    ident, fragment = struct.unpack("!HH", p[4:8])
+                    packets.append((struct.unpack("!H", p[20:22])[0], bool(fragment & 0x4000), ident))
+            return packets
+        yield captured
 
 
 @contextmanager
@@ -188,11 +211,25 @@ class ReferencesTest(TestCase):
             for member in (a, b, c):
                 self.assertEqual(self.receive(member, len(sent)), sent)
 
+    def test_the_relay_whole_sends_with_dont_fragment_and_ip_id_0_and_otherwise_not(self):
+        for extra, whole in (((), False), (("whole",), True)):
+            with self.subTest(whole=whole), capture_on_loopback() as captured, \
+                    running(self.built["relay"], "64", *extra) as (proc, address), udp_socket() as a:
+                for i in range(8):
+                    a.sendto(b"%d" % i, address)
+                    self.assertEqual(self.receive(a, 1), [b"%d" % i])
+                sent = [(df, ident) for port, df, ident in captured() if port == address[1]]
+                self.assertGreaterEqual(len(sent), 8, sent)
+                if whole:
+                    self.assertEqual(set(sent), {(True, 0)})
+                else:
+                    self.assertTrue(any(ident != 0 for _, ident in sent), sent)
+
     def test_bad_arguments_exit_2_with_a_usage_line(self):
         cases = [("mmsg-server", []), ("mmsg-server", ["9", "65", "hello"]), ("gso-server", ["9", "64", "hi"]),
                  ("gro-server", ["9", "64", "echo", "1.2.3.4", "x"]), ("gro-server", ["9", "65", "echo"]),
                  ("spin-server", ["9", "64", "echo"]), ("spin-server", ["9", "0", "echo", "50"]),
-                 ("relay", ["0", "64"]), ("relay", ["9"])]
+                 ("relay", ["0", "64"]), ("relay", ["9"]), ("relay", ["9", "64", "hole"])]
         for name, args in cases:
             result = subprocess.run([self.built[name], *args], capture_output=True, text=True, timeout=WAIT)
             self.assertEqual(result.returncode, 2, (name, args, result.stderr))

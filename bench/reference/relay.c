@@ -9,8 +9,10 @@
  * bench/chat.py measures hellod's chat relay against it (`hello bench --chat --raw`
  * speaks its no-protocol).
  *
- * usage: relay PORT BATCH            (binds 127.0.0.1:PORT; BATCH 1-64)
- *   A datagram longer than 2048 bytes is dropped. Runs until killed.
+ * usage: relay PORT BATCH [whole]    (binds 127.0.0.1:PORT; BATCH 1-64)
+ *   A datagram longer than 2048 bytes is dropped. Runs until killed. `whole`: every
+ *   datagram leaves with don't-fragment and IP ID 0 (IP_PMTUDISC_PROBE), as hellod's chat
+ *   sends them; the kernel then skips its IP ID generator, a hash and an atomic add a send.
  * build: cc -O2 -Wall -Wextra -o relay relay.c   (or: make references)
  */
 #define _GNU_SOURCE
@@ -36,15 +38,17 @@ static struct mmsghdr received[MAX_BATCH], sends[MAX_SENDS];
 static void die(const char *what) { perror(what); exit(1); }
 
 static int usage(void) {
-    fprintf(stderr, "usage: relay PORT BATCH(1-%d)\n", MAX_BATCH);
+    fprintf(stderr, "usage: relay PORT BATCH(1-%d) [whole]\n", MAX_BATCH);
     return 2;
 }
 
-static int open_socket(int port) {
+static int open_socket(int port, int whole) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0), size = SOCKET_BUFFER;
     if (fd < 0) die("socket");
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size)) die("setsockopt(SO_RCVBUF)");
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size)) die("setsockopt(SO_SNDBUF)");
+    int probe = IP_PMTUDISC_PROBE;
+    if (whole && setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe)) die("setsockopt(IP_MTU_DISCOVER)");
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port),
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(fd, (struct sockaddr *)&address, sizeof address)) die("bind");
@@ -76,10 +80,10 @@ static int is_member(const struct sockaddr_in *source) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) return usage();
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "whole") == 0)) return usage();
     int port = atoi(argv[1]), batch = atoi(argv[2]);
     if (port < 1 || port > 65535 || batch < 1 || batch > MAX_BATCH) return usage();
-    int fd = open_socket(port);
+    int fd = open_socket(port, argc == 4);
     for (int k = 0; k < MAX_BATCH; k++) {
         in_iov[k] = (struct iovec){.iov_base = in[k], .iov_len = MAX_DATAGRAM};
         received[k].msg_hdr = (struct msghdr){.msg_name = &peer[k], .msg_iov = &in_iov[k], .msg_iovlen = 1};
