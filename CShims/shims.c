@@ -29,7 +29,7 @@ _Static_assert(sizeof(hs_in6_pktinfo) == sizeof(struct in6_pktinfo) &&
                offsetof(hs_in6_pktinfo, ipi6_ifindex) == offsetof(struct in6_pktinfo, ipi6_ifindex), "hs_in6_pktinfo layout differs");
 _Static_assert(HS_UDP_SEGMENT == UDP_SEGMENT && HS_UDP_GRO == UDP_GRO && HS_SOL_UDP == SOL_UDP &&
                HS_IP_PKTINFO == IP_PKTINFO && HS_IP_MTU_DISCOVER == IP_MTU_DISCOVER &&
-               HS_IP_PMTUDISC_PROBE == IP_PMTUDISC_PROBE &&
+               HS_IP_PMTUDISC_WANT == IP_PMTUDISC_WANT && HS_IP_PMTUDISC_PROBE == IP_PMTUDISC_PROBE &&
                HS_IPV6_RECVPKTINFO == IPV6_RECVPKTINFO && HS_IPV6_PKTINFO == IPV6_PKTINFO &&
                HS_IPV6_V6ONLY == IPV6_V6ONLY, "a re-exported constant differs from the system's");
 

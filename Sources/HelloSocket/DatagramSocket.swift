@@ -80,25 +80,22 @@ public struct DatagramSocket: Sendable, Hashable {
     /// interface's MTU then fails (EMSGSIZE) rather than leaving in fragments. For
     /// datagrams that fit any path (`Endpoint.largestPayloadOnAnyPath`): a forged
     /// "fragmentation needed" cannot make them leave in fragments, and no send draws an ID
-    /// from the host's shared generator (a hash and an atomic add). false: the mode a new
-    /// socket gets, path MTU discovery unless the host turned it off; set all the same, for
-    /// a socket from systemd keeps what an earlier run set. (IPv6 never fragments a
+    /// from the host's shared generator (a hash and an atomic add). false: a socket left
+    /// sending whole (one from systemd keeps what an earlier run set) goes back to path MTU
+    /// discovery (IP_PMTUDISC_WANT, a new socket's mode unless the host turned it off with
+    /// net.ipv4.ip_no_pmtu_disc; a new socket to ask is not to be had under systemd's
+    /// RestrictAddressFamilies); any other mode is left as it is. (IPv6 never fragments a
     /// datagram that fits any path, and has no ID to draw.)
     public func sendWhole(_ whole: Bool) throws(SocketError) {
-        let mode = whole ? HS_IP_PMTUDISC_PROBE : try Self.newSocketMTUDiscovery()
-        try setOption(Int32(IPPROTO_IP), HS_IP_MTU_DISCOVER, mode, "setsockopt(IP_MTU_DISCOVER)")
-    }
-
-    /// The IP_MTU_DISCOVER mode a new socket gets (net.ipv4.ip_no_pmtu_disc decides).
-    static func newSocketMTUDiscovery() throws(SocketError) -> Int32 {
-        let probe = try open(family: AF_INET)
-        defer { try? probe.close() }
         var mode: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         _ = try systemCall("getsockopt(IP_MTU_DISCOVER)") {
-            getsockopt(probe.descriptor.rawValue, Int32(IPPROTO_IP), HS_IP_MTU_DISCOVER, &mode, &length)
+            getsockopt(descriptor.rawValue, Int32(IPPROTO_IP), HS_IP_MTU_DISCOVER, &mode, &length)
         }
-        return mode
+        let wanted = whole ? HS_IP_PMTUDISC_PROBE : mode == HS_IP_PMTUDISC_PROBE ? HS_IP_PMTUDISC_WANT : mode
+        if wanted != mode {
+            try setOption(Int32(IPPROTO_IP), HS_IP_MTU_DISCOVER, wanted, "setsockopt(IP_MTU_DISCOVER)")
+        }
     }
 
     /// Cuts every send longer than `size` bytes into datagrams of `size` (UDP_SEGMENT on the
