@@ -11,7 +11,7 @@ import os
 import socket
 import unittest
 
-from harness import Hellod, TestCase, counters, metric
+from harness import Hellod, TestCase, activated, counters, metric
 from harness import HELLO
 from netns import SERVER, TestNetwork
 
@@ -20,20 +20,6 @@ IPPROTO_UDPLITE = 136
 PORT = 9999
 BURSTS = 5
 PER_BURST = 20
-
-# Binds a UDP-Lite socket as fd 3 and becomes hellod, socket activation's way (LISTEN_PID
-# is this process's, which exec keeps).
-ACTIVATE = r"""
-import os, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
-s.bind((sys.argv[1], int(sys.argv[2])))
-if s.fileno() == 3:
-    os.set_inheritable(3, True)
-else:
-    os.dup2(s.fileno(), 3)
-os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
-os.execv(sys.argv[3], sys.argv[3:])
-"""
 
 # Bursts of same-length requests from one UDP-Lite socket: each burst is one batch whose
 # replies would leave as one segmented send. Prints every reply received.
@@ -68,7 +54,7 @@ def udplite_available():
 class SegmentationTurnedOff(TestCase):
     def test_an_eio_turns_gso_off_for_the_socket_once_and_for_good(self):
         with TestNetwork() as net:
-            command = [*net.server_prefix(), "python3", "-c", ACTIVATE, SERVER, str(PORT), HELLOD]
+            command = [*net.server_prefix(), *activated(SERVER, PORT, [HELLOD], protocol=IPPROTO_UDPLITE)]
             with Hellod("--rate-limit", "0", command=command) as d:
                 self.assertEqual(d.origin, "socket activation")
                 out = net.client(["python3", "-c", BURSTS_CLIENT, SERVER, str(PORT), str(BURSTS), str(PER_BURST)])

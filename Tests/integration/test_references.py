@@ -5,13 +5,13 @@ make the benchmarks' ratios meaningless. Nothing here is timed; every wait is bo
 import os
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
 import unittest
 from contextlib import contextmanager
 
+import udptool
 from harness import TestCase, build_references
 
 # The echo and hello servers, and what each takes after PORT BATCH MODE.
@@ -59,28 +59,6 @@ def running(binary, *args):
         proc.kill()
         proc.wait(timeout=WAIT)
         proc.stderr.close()
-
-
-@contextmanager
-def capture_on_loopback():
-    """Yields a function returning, for each IPv4 UDP packet seen on loopback since, its
-    source port, its don't-fragment bit and its IP ID (AF_PACKET; root)."""
-    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)) as s:
-        s.bind(("lo", 0x0800))
-        s.setblocking(False)
-
-        def captured():
-            packets = []
-            for _ in range(100000):
-                try:
-                    p = s.recv(70000)
-                except BlockingIOError:
-                    return packets
-                if p[9] == socket.IPPROTO_UDP:
-                    ident, fragment = struct.unpack("!HH", p[4:8])
-                    packets.append((struct.unpack("!H", p[20:22])[0], bool(fragment & 0x4000), ident))
-            return packets
-        yield captured
 
 
 @contextmanager
@@ -213,12 +191,12 @@ class ReferencesTest(TestCase):
 
     def test_the_relay_whole_sends_with_dont_fragment_and_ip_id_0_and_otherwise_not(self):
         for extra, whole in (((), False), (("whole",), True)):
-            with self.subTest(whole=whole), capture_on_loopback() as captured, \
+            with self.subTest(whole=whole), udptool.capture("lo") as capture, \
                     running(self.built["relay"], "64", *extra) as (proc, address), udp_socket() as a:
                 for i in range(8):
                     a.sendto(b"%d" % i, address)
                     self.assertEqual(self.receive(a, 1), [b"%d" % i])
-                sent = [(df, ident) for port, df, ident in captured() if port == address[1]]
+                sent = [(p["df"], p["id"]) for p in udptool.captured(capture) if p["sport"] == address[1]]
                 self.assertGreaterEqual(len(sent), 8, sent)
                 if whole:
                     self.assertEqual(set(sent), {(True, 0)})

@@ -12,43 +12,24 @@ import json
 import os
 import unittest
 
-from harness import HELLOD, Hellod, TestCase
+from harness import HELLOD, Hellod, TestCase, activated
 from netns import CLIENT, SERVER, TestNetwork
 
 PORT = 6000
 FORGED_MTU = 576
 LONG = 900  # bytes of text: the answer is longer than FORGED_MTU
+IP_PMTUDISC_PROBE = 3
 
 # Runs in the client's namespace: asks twice for a long answer, before and after forging
 # an ICMP "fragmentation needed" (MTU FORGED_MTU) for the server's datagrams to this
 # client; prints every IPv4 packet the server sent here, as captured.
 PROBE = r"""
-import json, socket, struct, sys, time
+import json, socket, sys, time
 tests, kind, server, client, port, forged_mtu, long = sys.argv[1:]
 sys.path.insert(0, tests)
 port, forged_mtu, long = int(port), int(forged_mtu), int(long)
-capture = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
-capture.bind(("v-cli", 0x0800))
-capture.setblocking(False)
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xffff) + (total >> 16)
-    return ~total & 0xffff
-
-def forge_fragmentation_needed(local_port):
-    quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1000, 0, 0x4000, 64, 17, 0,
-                         socket.inet_aton(server), socket.inet_aton(client))
-    quoted += struct.pack("!HHHH", port, local_port, 980, 0)
-    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, forged_mtu) + quoted
-    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
-                     socket.inet_aton(client), socket.inet_aton(server))
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
-        s.sendto(ip + icmp, (server, 0))
+import udptool
+capture = udptool.capture("v-cli")
 
 if kind == "chat":
     import chatwire as wire
@@ -70,22 +51,12 @@ else:
         assert len(sock.recv(70000)) == long + 8
 
 def captured():
-    packets = []
-    for _ in range(10000):
-        try:
-            p = capture.recv(70000)
-        except BlockingIOError:
-            return packets
-        if p[9] == 17 and p[12:16] == socket.inet_aton(server):
-            length, ident, fragment = struct.unpack("!HHH", p[2:8])
-            packets.append({"length": length, "id": ident, "df": bool(fragment & 0x4000),
-                            "mf": bool(fragment & 0x2000), "offset": fragment & 0x1fff})
-    return packets
+    return [p for p in udptool.captured(capture) if p["source"] == server]
 
 ask(1)
 time.sleep(0.2)
 before = captured()
-forge_fragmentation_needed(local_port)
+udptool.fragmentation_needed(client, server, (server, port), (client, local_port), forged_mtu)
 time.sleep(0.2)
 ask(2)
 time.sleep(0.2)
@@ -93,31 +64,15 @@ print(json.dumps({"before": before, "after": captured()}))
 """
 
 
-# Binds a UDP socket as fd 3, sends whole from it (as an earlier hellod with short
-# datagrams left it), and becomes hellod, socket activation's way.
-ACTIVATE_WHOLE = r"""
-import os, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER, IP_PMTUDISC_PROBE
-s.bind((sys.argv[1], int(sys.argv[2])))
-if s.fileno() == 3:
-    os.set_inheritable(3, True)
-else:
-    os.dup2(s.fileno(), 3)
-os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
-os.execv(sys.argv[3], sys.argv[3:])
-"""
-
-
 class WholeDatagrams(TestCase):
-    def probe(self, kind, *options, activated=False):
+    def probe(self, kind, *options, left_whole=False):
         """hellod serving `kind` with `options` in a network of its own, probed: the
         packets it sent before and after the forgery, and the server's route to the
-        client as the forgery left it. `activated`: hello on a socket handed over as
+        client as the forgery left it. `left_whole`: hellod on a socket handed over as
         systemd does, which an earlier run left sending whole."""
         with TestNetwork() as net:
-            if activated:
-                command = [*net.server_prefix(), "python3", "-c", ACTIVATE_WHOLE, SERVER, str(PORT), HELLOD]
+            if left_whole:
+                command = [*net.server_prefix(), *activated(SERVER, PORT, [HELLOD], mtu_discover=IP_PMTUDISC_PROBE)]
             else:
                 command = [*net.server_prefix(), HELLOD]
                 options = ("--listen", "%s@%s:%d" % (kind, SERVER, PORT), *options)
@@ -148,7 +103,7 @@ class WholeDatagrams(TestCase):
         self.assertFragmentedAfterTheForgery(*self.probe("hello", "--rate-limit", "0"))
 
     def test_hello_with_64_kib_datagrams_on_a_socket_left_sending_whole_discovers_again(self):
-        self.assertFragmentedAfterTheForgery(*self.probe("hello", "--rate-limit", "0", activated=True))
+        self.assertFragmentedAfterTheForgery(*self.probe("hello", "--rate-limit", "0", left_whole=True))
 
     def assertFragmentedAfterTheForgery(self, packets, route):
         self.assertIn("mtu %d" % FORGED_MTU, route)

@@ -13,6 +13,9 @@ test's network namespace (`ip netns exec NS python3 udptool.py ...`).
       datagram from each source (so the server has resolved every neighbour), then a
       pause long enough for a rate limiter's buckets to refill. Replies are told apart by
       their text, so a late reply to a warm-up never counts as one to the flood.
+Tests also import it for what they forge and watch: `fragmentation_needed` (an ICMP a
+router or a forger sends), `capture` and `captured` (IPv4 packets on a device, fragments
+as they travel).
 Every loop is bounded in count and time.
 """
 import argparse
@@ -23,6 +26,8 @@ import socket
 import struct
 import sys
 import time
+
+ETH_P_IP = 0x0800
 
 
 def udp_packet(src, sport, dst, dport, payload):
@@ -44,6 +49,59 @@ def spoof(src, sport, dst, dport, payload, count=1, rate=None):
                 if delay > 0:
                     time.sleep(delay)
             s.sendto(packet, (dst, 0))
+
+
+def capture(device):
+    """A socket that sees every IPv4 packet crossing `device`, either way, as it travels (a
+    fragment as a fragment), for `captured`; it does not block (AF_PACKET; root)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+    s.bind((device, ETH_P_IP))
+    s.setblocking(False)
+    return s
+
+
+def captured(sock):
+    """The IPv4 UDP packets `sock` (from `capture`) saw since the last call, each a dict:
+    source, length, id, df, mf, offset, and sport (None in a fragment past the first)."""
+    packets = []
+    for _ in range(100000):
+        try:
+            p = sock.recv(70000)
+        except BlockingIOError:
+            break
+        if p[9] != socket.IPPROTO_UDP:
+            continue
+        length, ident, fragment = struct.unpack("!HHH", p[2:8])
+        offset, header = fragment & 0x1fff, (p[0] & 0x0f) * 4
+        packets.append({"source": socket.inet_ntoa(p[12:16]), "length": length, "id": ident,
+                        "df": bool(fragment & 0x4000), "mf": bool(fragment & 0x2000), "offset": offset,
+                        "sport": struct.unpack("!H", p[header:header + 2])[0] if offset == 0 else None})
+    return packets
+
+
+def checksum(data):
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+
+
+def fragmentation_needed(src, dst, quoted_source, quoted_destination, mtu):
+    """An ICMP "fragmentation needed" from `src` to `dst` (raw socket, root), saying that
+    a 1000-byte UDP datagram from `quoted_source` to `quoted_destination` (address, port)
+    met a next hop of MTU `mtu`: what a router sends, or a forger."""
+    quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1000, 0, 0x4000, 64, socket.IPPROTO_UDP, 0,
+                         socket.inet_aton(quoted_source[0]), socket.inet_aton(quoted_destination[0]))
+    quoted += struct.pack("!HHHH", quoted_source[1], quoted_destination[1], 980, 0)
+    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quoted
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, socket.IPPROTO_ICMP, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+        s.sendto(ip + icmp, (dst, 0))
 
 
 def collect(sockets, until, counts, quiet=None):

@@ -11,6 +11,7 @@ prose of MESSAGE. The steps run in order (their names are numbered) on one boote
 powered off whatever happens.
 """
 import collections
+import json
 import os
 import sys
 import threading
@@ -24,19 +25,24 @@ import test_chat_client as client_tests  # its ChatProcess (a module, so its tes
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # A JOIN without a cookie, padded to 64 bytes, from the namespace's network: the answer's
-# bytes as hex (None: nothing in 10 s).
+# bytes as hex (None: nothing in 10 s), and the don't-fragment bit and IP ID of each
+# packet from port 6000 seen on loopback meanwhile, as JSON.
 FIRST_JOIN = r"""
-import socket, sys
+import json, socket, sys
 sys.path.insert(0, %r)
 import chatwire as wire
+import udptool
+capture = udptool.capture("lo")
 join = wire.join(wire.new_tag(), wire.NO_COOKIE, wire.new_secret(), 0, b"r", b"eve")
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(10)
 s.sendto(join, ("127.0.0.1", 6000))
 try:
-    print(s.recv(2048).hex())
+    reply = s.recv(2048).hex()
 except socket.timeout:
-    print("None")
+    reply = None
+sent = [(p["df"], p["id"]) for p in udptool.captured(capture) if p["sport"] == 6000]
+print(json.dumps({"reply": reply, "sent": sent}))
 """ % os.path.join(ROOT, "Tests", "integration")
 
 
@@ -128,10 +134,13 @@ class InstalledChat(InstalledCheckout):
 
     def test_02_the_first_join_starts_hellod_and_is_answered(self):
         started = time.monotonic()
-        reply = self.systemd.run_in_network(sys.executable, "-c", FIRST_JOIN).stdout.strip()
-        self.assertNotEqual(reply, "None", "no CHALLENGE to the activating JOIN")
-        challenge = bytes.fromhex(reply)
+        answer = json.loads(self.systemd.run_in_network(sys.executable, "-c", FIRST_JOIN).stdout)
+        self.assertIsNotNone(answer["reply"], "no CHALLENGE to the activating JOIN")
+        challenge = bytes.fromhex(answer["reply"])
         self.assertEqual((wire.type_of(challenge), len(challenge)), (wire.CHALLENGE, wire.CHALLENGE_LENGTH))
+        # Sent whole from the socket systemd made, under the unit's sandbox: don't-fragment, ID 0.
+        self.assertTrue(answer["sent"], "the CHALLENGE was not seen on loopback")
+        self.assertEqual({tuple(p) for p in answer["sent"]}, {(True, 0)})
         print("\n    measured: a JOIN through a cold socket activation to its CHALLENGE: %.0f ms"
               % ((time.monotonic() - started) * 1000), file=sys.stderr)
         props = self.show("hellod.service", "ActiveState", "SubState", "MainPID")
