@@ -80,6 +80,9 @@ struct Chat: ParsableCommand {
 
     func run() throws {
         let (socket, address) = try ServerOptions.connect(host: host, port: port)
+        // Everything it sends fits any path: whole, as the relay sends, so that a forged
+        // ICMP cannot make it send fragments, which are easier to forge than datagrams.
+        try socket.sendWhole(true)
         var random = SystemRandomNumberGenerator()
         let screen = ChatScreen.open()
         let settings = ChatSettings(

@@ -2,8 +2,9 @@
 most 1232 bytes; hello's with `--max-datagram 1224`) sends them with the don't-fragment
 bit, IP ID 0, and deaf to what ICMP says of the path's MTU. A forged "fragmentation
 needed" toward a member, which the host believes (its route cache says so), still cannot
-make the relay fragment what it sends there; hello with its default 64 KiB datagrams
-keeps path MTU discovery, and the same forgery makes it fragment its replies.
+make the relay fragment what it sends there, nor `hello chat` what it sends the relay;
+hello with its default 64 KiB datagrams keeps path MTU discovery, and the same forgery
+makes it fragment its replies.
 
 Each case in a TestNetwork of its own: the server's namespace runs hellod, the client's
 captures what reaches its end of the veth pair (AF_PACKET: fragments as they travel),
@@ -12,7 +13,7 @@ import json
 import os
 import unittest
 
-from harness import HELLOD, Hellod, TestCase, activated
+from harness import HELLO, HELLOD, Hellod, TestCase, activated
 from netns import CLIENT, SERVER, TestNetwork
 
 PORT = 6000
@@ -64,6 +65,41 @@ print(json.dumps({"before": before, "after": captured()}))
 """
 
 
+# Runs in the client's namespace: `hello chat` (pipe mode) joins the relay and says a line;
+# then an ICMP "fragmentation needed" (MTU FORGED_MTU) for its datagrams to the relay is
+# forged to this namespace's own stack, and it says a long line. Prints every IPv4 packet
+# it sent the relay, as captured, and what the route to the relay says after.
+CLIENT_PROBE = r"""
+import json, subprocess, sys, time
+tests, hello, server, client, port, forged_mtu, long = sys.argv[1:]
+sys.path.insert(0, tests)
+port, forged_mtu, long = int(port), int(forged_mtu), int(long)
+import udptool
+capture = udptool.capture("v-cli")
+chat = subprocess.Popen([hello, "chat", "--host", server, "--port", str(port), "--room", "r", "--nick", "ann",
+                         "--keepalive", "0.3", "--timeout", "0.2"],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+chat.stdin.write("short\n")
+chat.stdin.flush()
+deadline = time.monotonic() + 10
+while "ann: short" not in chat.stdout.readline() and time.monotonic() < deadline:
+    pass
+sent = [p for p in udptool.captured(capture) if p["source"] == client]
+local_port = sent[0]["sport"]
+udptool.fragmentation_needed(server, client, (client, local_port), (server, port), forged_mtu)
+time.sleep(0.2)
+route = subprocess.run(["ip", "route", "get", server], capture_output=True, text=True).stdout
+chat.stdin.write("x" * long + "\n")
+chat.stdin.flush()
+while "ann: x" not in chat.stdout.readline() and time.monotonic() < deadline:
+    pass
+chat.stdin.close()
+chat.wait(timeout=10)
+sent += [p for p in udptool.captured(capture) if p["source"] == client]
+print(json.dumps({"sent": sent, "route": route}))
+"""
+
+
 class WholeDatagrams(TestCase):
     def probe(self, kind, *options, left_whole=False):
         """hellod serving `kind` with `options` in a network of its own, probed: the
@@ -95,6 +131,21 @@ class WholeDatagrams(TestCase):
 
     def test_the_chat_relays_datagrams_leave_whole_after_a_forged_fragmentation_needed(self):
         self.assertWhole(*self.probe("chat"))
+
+    def test_hello_chat_sends_whole_after_a_forged_fragmentation_needed(self):
+        with TestNetwork() as net:
+            command = [*net.server_prefix(), HELLOD]
+            with Hellod("--listen", "chat@%s:%d" % (SERVER, PORT), command=command) as d:
+                out = net.client(["python3", "-c", CLIENT_PROBE, os.path.dirname(os.path.abspath(__file__)), HELLO,
+                                  SERVER, CLIENT, str(PORT), str(FORGED_MTU), str(LONG)], check=False)
+                d.stop()
+        self.assertEqual(out.returncode, 0, out.stderr)
+        probed = json.loads(out.stdout)
+        # Its stack believes the forgery: without the socket's mode, this route would cut.
+        self.assertIn("mtu %d" % FORGED_MTU, probed["route"])
+        for p in probed["sent"]:
+            self.assertEqual((p["df"], p["mf"], p["offset"]), (True, False, 0), p)
+        self.assertGreater(max(p["length"] for p in probed["sent"]), FORGED_MTU, probed["sent"])
 
     def test_hello_with_datagrams_that_fit_any_path_sends_them_whole(self):
         self.assertWhole(*self.probe("hello", "--max-datagram", "1224", "--rate-limit", "0"))

@@ -28,6 +28,7 @@ import sys
 import time
 
 ETH_P_IP = 0x0800
+ETH_P_ALL = 0x0003
 
 
 def udp_packet(src, sport, dst, dport, payload):
@@ -52,24 +53,26 @@ def spoof(src, sport, dst, dport, payload, count=1, rate=None):
 
 
 def capture(device):
-    """A socket that sees every IPv4 packet crossing `device`, either way, as it travels (a
-    fragment as a fragment), for `captured`; it does not block (AF_PACKET; root)."""
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-    s.bind((device, ETH_P_IP))
+    """A socket that sees every packet crossing `device`, either way, as it travels (a
+    fragment as a fragment), for `captured`; it does not block (AF_PACKET; root). Every
+    protocol: a socket for IPv4 alone sees only what arrives."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+    s.bind((device, ETH_P_ALL))
     s.setblocking(False)
     return s
 
 
 def captured(sock):
     """The IPv4 UDP packets `sock` (from `capture`) saw since the last call, each a dict:
-    source, length, id, df, mf, offset, and sport (None in a fragment past the first)."""
+    source, length, id, df, mf, offset, and sport (None in a fragment past the first). On
+    loopback each is seen twice, leaving and arriving."""
     packets = []
     for _ in range(100000):
         try:
-            p = sock.recv(70000)
+            p, (_, protocol, *_) = sock.recvfrom(70000)
         except BlockingIOError:
             break
-        if p[9] != socket.IPPROTO_UDP:
+        if protocol != ETH_P_IP or p[9] != socket.IPPROTO_UDP:
             continue
         length, ident, fragment = struct.unpack("!HHH", p[2:8])
         offset, header = fragment & 0x1fff, (p[0] & 0x0f) * 4
