@@ -7,7 +7,7 @@ hello with its default 64 KiB datagrams keeps path MTU discovery, and the same f
 makes it fragment its replies.
 
 Each case in a TestNetwork of its own: the server's namespace runs hellod, the client's
-captures what reaches its end of the veth pair (AF_PACKET: fragments as they travel),
+captures what crosses its end of the veth pair (AF_PACKET: fragments as they travel),
 talks to hellod, and forges the ICMP."""
 import json
 import os
