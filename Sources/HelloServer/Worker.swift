@@ -106,11 +106,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         if packetInfo {
             try socket.receivePacketInfo()
         }
-        if configuration.coalescing {
-            try socket.receiveCoalesced()
-        }
-        // A service whose every datagram fits any path (the chat's) sends them whole; set
-        // either way, for a socket from systemd keeps what an earlier run set.
+        // Both set either way, for a socket from systemd keeps what an earlier run set.
+        try socket.receiveCoalesced(configuration.coalescing)
+        // A service whose every datagram fits any path (the chat's) sends them whole.
         try socket.sendWhole(service.largestDatagram <= Endpoint.largestPayloadOnAnyPath)
         let options = SendBatch.Options(local: local, segmentation: configuration.segmentation)
         var port: HandoverPort?

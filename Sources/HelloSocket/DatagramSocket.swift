@@ -68,10 +68,12 @@ public struct DatagramSocket: Sendable, Hashable {
         }
     }
 
-    /// Asks the kernel to hand a train of datagrams from one peer over as one receive
+    /// Whether the kernel hands a train of datagrams from one peer over as one receive
     /// (UDP_GRO), its segment size in a control message: one socket buffer, not dozens.
-    public func receiveCoalesced() throws(SocketError) {
-        try setOption(HS_SOL_UDP, HS_UDP_GRO, 1, "setsockopt(UDP_GRO)")
+    /// Set either way: a socket from systemd keeps what an earlier run set, and a receive
+    /// that does not expect trains would take one for a single datagram.
+    public func receiveCoalesced(_ on: Bool) throws(SocketError) {
+        try setOption(HS_SOL_UDP, HS_UDP_GRO, on ? 1 : 0, "setsockopt(UDP_GRO)")
     }
 
     /// Whether every datagram this socket sends to an IPv4 peer leaves whole: the

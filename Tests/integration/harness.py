@@ -8,6 +8,7 @@ Counters come from hellod's metrics file (--metrics-file, Prometheus's text form
 every Hellod writes into a temporary directory of its own and writes a last time at stop:
 the tests never parse the wording of a log line for a number.
 """
+import json
 import os
 import shutil
 import tempfile
@@ -282,14 +283,14 @@ def counters(stopped, service=None):
 
 
 # Binds a datagram socket as fd 3 and becomes the command, socket activation's way
-# (LISTEN_PID is this process's, which exec keeps): PROTOCOL ADDRESS PORT MTU_DISCOVER
-# COMMAND... (MTU_DISCOVER: an IP_MTU_DISCOVER mode to leave on the socket, or -1).
+# (LISTEN_PID is this process's, which exec keeps): PROTOCOL ADDRESS PORT OPTIONS COMMAND...
+# (OPTIONS: JSON, [[level, name, value], ...], integer socket options set before the bind).
 ACTIVATE = r"""
-import os, socket, sys
-protocol, address, port, mtu_discover = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import json, os, socket, sys
+protocol, address, port, options = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, protocol)
-if mtu_discover >= 0:
-    s.setsockopt(socket.IPPROTO_IP, 10, mtu_discover)  # IP_MTU_DISCOVER
+for level, name, value in options:
+    s.setsockopt(level, name, value)
 s.bind((address, port))
 if s.fileno() == 3:
     os.set_inheritable(3, True)
@@ -300,11 +301,11 @@ os.execv(sys.argv[5], sys.argv[5:])
 """
 
 
-def activated(address, port, command, protocol=0, mtu_discover=-1):
+def activated(address, port, command, protocol=0, options=()):
     """`command` (a list) run as systemd would run it for a socket of `protocol` (0: UDP)
-    bound to `address`:`port`, handed over as fd 3; `mtu_discover`: an IP_MTU_DISCOVER
-    mode an earlier user left on that socket. Arguments added after it reach `command`."""
-    return ["python3", "-c", ACTIVATE, str(protocol), address, str(port), str(mtu_discover), *command]
+    bound to `address`:`port`, handed over as fd 3; `options`: (level, name, value) socket
+    options an earlier user left on that socket. Arguments added after it reach `command`."""
+    return ["python3", "-c", ACTIVATE, str(protocol), address, str(port), json.dumps(list(options)), *command]
 
 
 UDPTOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "udptool.py")
