@@ -9,14 +9,15 @@ kinds: plain datagrams by sendmmsg, and `--gso 16` trains."""
 import json
 import os
 import re
+import socket
 import unittest
 
+import udptool
 from harness import HELLO, Hellod, TestCase, activated, counters
 from netns import SERVER, TestNetwork
 
 HELLOD = os.path.join(os.path.dirname(HELLO), "hellod")
 PORT = 7301
-SOL_UDP, UDP_GRO = 17, 104
 COALESCED = re.compile(r"batches \d+ \((\d+) with coalesced receives\)")
 
 
@@ -40,7 +41,7 @@ class CoalescedThroughAVethPair(TestCase):
         with TestNetwork() as net:
             net.coalesce_on_server()
             if left_coalescing:
-                command = [*net.server_prefix(), *activated(SERVER, PORT, [HELLOD], options=[(SOL_UDP, UDP_GRO, 1)])]
+                command = [*net.server_prefix(), *activated(SERVER, PORT, [HELLOD], options=[(socket.SOL_UDP, udptool.UDP_GRO, 1)])]
             else:
                 command = [*net.server_prefix(), HELLOD]
                 options = ("--listen", "hello@%s:%d" % (SERVER, PORT), *options)

@@ -16,7 +16,6 @@ from harness import TestCase, build_references
 
 # The echo and hello servers, and what each takes after PORT BATCH MODE.
 SERVERS = {"mmsg-server": [], "gso-server": [], "gro-server": [], "spin-server": ["50"]}
-UDP_SEGMENT = 103  # netinet/udp.h; SOL_UDP is IPPROTO_UDP
 WAIT = 5  # seconds, for any one datagram
 
 
@@ -156,12 +155,12 @@ class ReferencesTest(TestCase):
                 with self.subTest(server=name, mode=mode), \
                         running(self.built[name], "64", mode, *extra) as (proc, address), udp_socket() as a:
                     with stopped(proc):
-                        a.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 10)
+                        a.setsockopt(socket.IPPROTO_UDP, udptool.UDP_SEGMENT, 10)
                         a.sendto(b"".join(first[:40]), address)  # the kernel's limit: 64 a send
                         a.sendto(b"".join(first[40:]), address)
-                        a.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 0)
+                        a.setsockopt(socket.IPPROTO_UDP, udptool.UDP_SEGMENT, 0)
                         a.sendto(b"plain", address)
-                        a.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 10)
+                        a.setsockopt(socket.IPPROTO_UDP, udptool.UDP_SEGMENT, 10)
                         a.sendto(b"".join(second), address)
                     expected = [reply(r) for r in first + [b"plain"] + second]
                     self.assertEqual(self.receive(a, len(expected)), expected)

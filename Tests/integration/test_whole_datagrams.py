@@ -11,15 +11,16 @@ captures what crosses its end of the veth pair (AF_PACKET: fragments as they tra
 talks to hellod, and forges the ICMP."""
 import json
 import os
+import socket
 import unittest
 
+import udptool
 from harness import HELLO, HELLOD, Hellod, TestCase, activated
 from netns import CLIENT, SERVER, TestNetwork
 
 PORT = 6000
 FORGED_MTU = 576
 LONG = 900  # bytes of text: the answer is longer than FORGED_MTU
-IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE = 0, 10, 3
 
 # Runs in the client's namespace: asks twice for a long answer, before and after forging
 # an ICMP "fragmentation needed" (MTU FORGED_MTU) for the server's datagrams to this
@@ -108,7 +109,7 @@ class WholeDatagrams(TestCase):
         systemd does, which an earlier run left sending whole."""
         with TestNetwork() as net:
             if left_whole:
-                command = [*net.server_prefix(), *activated(SERVER, PORT, [HELLOD], options=[(IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)])]
+                command = [*net.server_prefix(), *activated(SERVER, PORT, [HELLOD], options=[(socket.IPPROTO_IP, udptool.IP_MTU_DISCOVER, udptool.IP_PMTUDISC_PROBE)])]
             else:
                 command = [*net.server_prefix(), HELLOD]
                 options = ("--listen", "%s@%s:%d" % (kind, SERVER, PORT), *options)

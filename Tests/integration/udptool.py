@@ -27,15 +27,26 @@ import struct
 import sys
 import time
 
+# Linux's, which Python's socket module does not name.
 ETH_P_IP = 0x0800
 ETH_P_ALL = 0x0003
+UDP_SEGMENT = 103  # level SOL_UDP
+UDP_GRO = 104  # level SOL_UDP
+IP_MTU_DISCOVER = 10  # level IPPROTO_IP
+IP_PMTUDISC_PROBE = 3
+
+
+def ipv4_header(src, dst, protocol, length, dont_fragment=False):
+    """An IPv4 header without options, of a packet of `length` bytes (a raw socket fills
+    in the checksum)."""
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, length, 0, 0x4000 if dont_fragment else 0, 64, protocol, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst))
 
 
 def udp_packet(src, sport, dst, dport, payload):
     """An IPv4 header (checksum and length filled by the kernel) and a UDP header (checksum
     0: none, allowed over IPv4)."""
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(payload), 0, 0, 64, socket.IPPROTO_UDP, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ipv4_header(src, dst, socket.IPPROTO_UDP, 20 + 8 + len(payload))
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
     return ip + udp + payload
 
@@ -96,13 +107,11 @@ def fragmentation_needed(src, dst, quoted_source, quoted_destination, mtu):
     """An ICMP "fragmentation needed" from `src` to `dst` (raw socket, root), saying that
     a 1000-byte UDP datagram from `quoted_source` to `quoted_destination` (address, port)
     met a next hop of MTU `mtu`: what a router sends, or a forger."""
-    quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1000, 0, 0x4000, 64, socket.IPPROTO_UDP, 0,
-                         socket.inet_aton(quoted_source[0]), socket.inet_aton(quoted_destination[0]))
+    quoted = ipv4_header(quoted_source[0], quoted_destination[0], socket.IPPROTO_UDP, 1000, dont_fragment=True)
     quoted += struct.pack("!HHHH", quoted_source[1], quoted_destination[1], 980, 0)
     icmp = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quoted
     icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, socket.IPPROTO_ICMP, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ipv4_header(src, dst, socket.IPPROTO_ICMP, 20 + len(icmp))
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
         s.sendto(ip + icmp, (dst, 0))
 
