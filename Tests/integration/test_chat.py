@@ -40,14 +40,15 @@ def events(datagram):
 
 
 class Client:
-    """A member speaking chatwire from a socket of its own: its tag random, its secret from
-    `secret` (bytes, or an int: the same secret for the same int, chatwire.new_secret)."""
+    """A member speaking chatwire from a socket of its own, bound to `address`, to the relay
+    at `server`:`port`: its tag random, its secret from `secret` (bytes, or an int: the same
+    secret for the same int, chatwire.new_secret)."""
 
-    def __init__(self, port, nick, secret=None, address="127.0.0.1"):
+    def __init__(self, port, nick, secret=None, address="127.0.0.1", server="127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((address, 0))
         self.sock.settimeout(2)
-        self.address = ("127.0.0.1", port)
+        self.address = (server, port)
         self.nick = nick
         self.secret = secret if isinstance(secret, bytes) else wire.new_secret(secret)
         self.id = wire.ident(self.secret)

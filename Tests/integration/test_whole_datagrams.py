@@ -36,8 +36,7 @@ capture = udptool.capture("v-cli")
 if kind == "chat":
     import chatwire as wire
     from test_chat import Client
-    member = Client(port, b"ann", address=client)
-    member.address = (server, port)
+    member = Client(port, b"ann", address=client, server=server)
     member.join(b"room")
     local_port = member.sock.getsockname()[1]
     def ask(n):
