@@ -9,20 +9,19 @@ clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on
                                     #     [--c-whole]
 
 Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
-is not saturated (--members: the room sizes, one room each, in that order, each with
-@RATE if not 5,000; 2,8,32,64@2500 unless given); and R_max, the
-highest rate in steps of 500 messages/s at which relay.c loses nothing in --runs runs out
-of --runs (64 members, 64 bytes), then hellod at R_max. hellod runs twice in each case: as
-it ships, and with --chat-fanout-us (--fanout-us, 500 by default), which trades latency
-for CPU. For each relay: deliveries/s,
-latency p50/p99/p99.9 (send to each member's receipt), lost/duplicated/reordered, server
-CPU ns per delivery (each thread's time on a CPU, /proc/PID/task/*/schedstat, over the
-measured interval, read by `hello bench --server-pid`) and peak RSS. --before: an older
-build's hellod beside, in the same run. --c-whole: relay.c beside as well, sending whole
-(don't-fragment, IP ID 0) as hellod's chat does, which spares the kernel its IP ID
-generator. Each case runs --runs times, relays interleaved;
-the table shows medians and ratios against relay.c's. The machine is shared and noisy:
-read the ratios, and the load average printed before and after.
+is not saturated (--members: the room sizes, one room each, in that order, each with @RATE
+if not 5,000; 2,8,32,64@2500 unless given); and R_max, the highest rate in steps of 500
+messages/s at which relay.c loses nothing in --runs runs out of --runs (64 members, 64
+bytes), then hellod at R_max. hellod runs twice in each case: as it ships, and with
+--chat-fanout-us (--fanout-us, 500 by default), which trades latency for CPU. For each
+relay: deliveries/s, latency p50/p99/p99.9 (send to each member's receipt),
+lost/duplicated/reordered, server CPU ns per delivery (each thread's time on a CPU,
+/proc/PID/task/*/schedstat, over the measured interval, read by `hello bench --server-pid`)
+and peak RSS. --before: an older build's hellod beside, in the same run. --c-whole: relay.c
+beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does, which spares
+the kernel its IP ID generator. Each case runs --runs times, relays interleaved; the table
+shows medians and ratios against relay.c's. The machine is shared and noisy: read the
+ratios, and the load average printed before and after.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case

@@ -7,16 +7,15 @@ spin-server.c (the same, polling 50 us after every batch before it sleeps, where
 
     make bench                      # or: bench/compare.py [--seconds 5] [--runs 3] [--hgrm DIR]
 
-Three workloads: throughput (8 flows x 32 in flight, 16-byte names), ping-pong (1 flow x
-1 in flight) and probes in step (4 flows x 1 in flight: a few latency probes at once, whose
-requests a batch reads together). For each server: replies/s, round trip p50/p99, server
-CPU nanoseconds per reply (utime+stime from /proc/PID/stat over the measured window),
-peak RSS (VmHWM) and
-anonymous RSS, idle and under load. Each configuration runs --runs times, interleaved with
-the others; the table shows medians, and the ratios are against the best yardstick's
-median in each column and workload (the lowest CPU per reply, the lowest p50; named under
-the table): is hellod at least as fast as the best plain C? The machine is shared and
-noisy: read the ratios, not the absolute numbers.
+Three workloads: throughput (8 flows x 32 in flight, 16-byte names), ping-pong (1 flow x 1
+in flight) and probes in step (4 flows x 1 in flight: a few latency probes at once, whose
+requests a batch reads together). For each server: replies/s, round trip p50/p99, server CPU
+nanoseconds per reply (utime+stime from /proc/PID/stat over the measured window), peak RSS
+(VmHWM) and anonymous RSS, idle and under load. Each configuration runs --runs times,
+interleaved with the others; the table shows medians, and the ratios are against the best
+yardstick's median in each column and workload (the lowest CPU per reply, the lowest p50;
+named under the table): is hellod at least as fast as the best plain C? The machine is
+shared and noisy: read the ratios, not the absolute numbers.
 
 --nio also measures a SwiftNIO server (bench/nio/, a package of its own, built into
 .build-nio/ by this script only): hello over NIO's DatagramBootstrap, as a user of NIO
