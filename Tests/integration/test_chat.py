@@ -17,8 +17,7 @@ from harness import HELLOD, Hellod, TestCase, counters
 def forge(source, sport, port, payload, destination="127.0.0.1"):
     """One datagram to `destination`:`port` from a forged source address and port (raw
     socket; root)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
-        s.sendto(udptool.udp_packet(source, sport, destination, port, payload), (destination, 0))
+    udptool.spoof(source, sport, destination, port, payload)
 
 
 def drain(sock, seconds):
