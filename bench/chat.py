@@ -20,8 +20,9 @@ lost/duplicated/reordered, server CPU ns per delivery (each thread's time on a C
 and peak RSS. --before: an older build's hellod beside, in the same run. --c-whole: relay.c
 beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does, which spares
 the kernel its IP ID generator. Each case runs --runs times, relays interleaved; the table
-shows medians and ratios against relay.c's. The machine is shared and noisy: read the
-ratios, and the load average printed before and after.
+shows medians and ratios against relay.c's, each ratio with its range run by run (run i of
+every relay against run i of relay.c). The machine is shared and noisy: read the ratios
+with their ranges, and the load average printed before and after.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -110,19 +111,33 @@ def run_once(relay, members, rate, size, seconds, hgrm=None):
         proc.wait()
 
 
+def ratio(samples, name, base_name, key):
+    """`name`'s median of `key` against `base_name`'s, and beside it the least and greatest
+    of the same ratio run by run: the runs are interleaved, so run i of each relay met the
+    same moment of the machine, and the range shows how far one run's ratio can stray."""
+    runs, base = samples[name], samples[base_name]
+    middle = statistics.median(r[key] for r in base)
+    if not middle:
+        return "-"
+    text = "%.2fx" % (statistics.median(r[key] for r in runs) / middle)
+    paired = [r[key] / b[key] for r, b in zip(runs, base) if b[key]]
+    if name != base_name and len(paired) > 1:
+        text += " (%.2f-%.2f)" % (min(paired), max(paired))
+    return text
+
+
 def table(title, samples, base_name):
     median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
-    base = median[base_name]
     print("\n%s" % title)
-    print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs relay.c | p50 vs relay.c "
-          "| deliveries per datagram | lost/dup/reordered (all runs) | peak RSS KiB |")
+    print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs relay.c (run by run) "
+          "| p50 vs relay.c (run by run) | deliveries per datagram | lost/dup/reordered (all runs) | peak RSS KiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in median.items():
         runs = samples[name]
         faults = "%d/%d/%d" % tuple(sum(r[k] for r in runs) for k in ("lost", "duplicated", "reordered"))
-        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.2fx | %.2fx | %.1f | %s | %d |" % (
+        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %s | %s | %.1f | %s | %d |" % (
             name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
-            m["ns_per_delivery"] / base["ns_per_delivery"], m["p50"] / base["p50"] if base["p50"] else 0,
+            ratio(samples, name, base_name, "ns_per_delivery"), ratio(samples, name, base_name, "p50"),
             m["per_datagram"], faults, m["peak_rss_kb"]))
     sys.stdout.flush()
     return median
