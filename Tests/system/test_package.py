@@ -137,6 +137,15 @@ class DebianPackage(unittest.TestCase):
         self.assertEqual(result.returncode, 0)
         self.assertNotRegex(result.stdout, r"(?m)^[EW]: ")
 
+    def test_01b_the_package_asks_for_the_glibc_its_binaries_need(self):
+        # make build packs the binaries' relocations (DT_RELR), which glibc reads from 2.36 on:
+        # dpkg-shlibdeps must carry that to the package's dependency, or an older system
+        # would install hellod and fail to start it.
+        depends = subprocess.run(["dpkg-deb", "-f", self.deb, "Depends"], capture_output=True, text=True,
+                                 check=True).stdout
+        report("dpkg-deb -f %s Depends" % os.path.basename(self.deb), depends)
+        self.assertRegex(depends, r"(^|, )libc6 \(>= 2\.36\)(,|$)")
+
     def test_02_install_enables_and_starts_the_socket_only(self):
         result = self.dpkg("-i", self.deb)
         report("dpkg -i " + os.path.basename(self.deb), "\n" + result.stdout + result.stderr)
