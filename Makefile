@@ -62,7 +62,7 @@ all: build
 
 # Linked by lld with its relative relocations packed (DT_RELR: glibc 2.36 or later) and no
 # symbols exported: gold wrote 40,000 RELA entries (981 KB), read at every start and left
-# mapped, and exported 6,000 symbols for ld.so to hash and look up. About 1.5 MiB less
+# mapped, and exported 6,000 symbols for ld.so to hash and look up. About 1.25 MiB less
 # peak RSS (PERFORMANCE.md, Memory).
 LINK = -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic
 

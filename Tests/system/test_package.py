@@ -138,9 +138,9 @@ class DebianPackage(unittest.TestCase):
         self.assertNotRegex(result.stdout, r"(?m)^[EW]: ")
 
     def test_01b_the_package_asks_for_the_glibc_its_binaries_need(self):
-        # make build packs the binaries' relocations (DT_RELR), which glibc reads from 2.36 on:
-        # dpkg-shlibdeps must carry that to the package's dependency, or an older system
-        # would install hellod and fail to start it.
+        # make build packs the binaries' relocations (DT_RELR), which glibc reads from 2.36 on.
+        # dpkg-shlibdeps does not see that need (debian/control states it): without it an
+        # older system would install hellod and fail to start it.
         depends = subprocess.run(["dpkg-deb", "-f", self.deb, "Depends"], capture_output=True, text=True,
                                  check=True).stdout
         report("dpkg-deb -f %s Depends" % os.path.basename(self.deb), depends)
