@@ -111,16 +111,15 @@ def run_once(relay, members, rate, size, seconds, hgrm=None):
         proc.wait()
 
 
-def ratio(samples, name, base_name, key):
-    """`name`'s median of `key` against `base_name`'s, and beside it the least and greatest
-    of the same ratio run by run: the runs are interleaved, so run i of each relay met the
-    same moment of the machine, and the range shows how far one run's ratio can stray."""
-    runs, base = samples[name], samples[base_name]
-    middle = statistics.median(r[key] for r in base)
-    if not middle:
+def ratio(median, samples, name, base_name, key):
+    """`name`'s median of `key` against `base_name`'s (`median`, as `table` took them), and
+    beside it the least and greatest of the same ratio run by run: the runs are
+    interleaved, so run i of each relay met the same moment of the machine, and the range
+    shows how far one run's ratio can stray."""
+    if not median[base_name][key]:
         return "-"
-    text = "%.2fx" % (statistics.median(r[key] for r in runs) / middle)
-    paired = [r[key] / b[key] for r, b in zip(runs, base) if b[key]]
+    text = "%.2fx" % (median[name][key] / median[base_name][key])
+    paired = [r[key] / b[key] for r, b in zip(samples[name], samples[base_name]) if b[key]]
     if name != base_name and len(paired) > 1:
         text += " (%.2f-%.2f)" % (min(paired), max(paired))
     return text
@@ -137,7 +136,7 @@ def table(title, samples, base_name):
         faults = "%d/%d/%d" % tuple(sum(r[k] for r in runs) for k in ("lost", "duplicated", "reordered"))
         print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %s | %s | %.1f | %s | %d |" % (
             name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
-            ratio(samples, name, base_name, "ns_per_delivery"), ratio(samples, name, base_name, "p50"),
+            ratio(median, samples, name, base_name, "ns_per_delivery"), ratio(median, samples, name, base_name, "p50"),
             m["per_datagram"], faults, m["peak_rss_kb"]))
     sys.stdout.flush()
     return median
