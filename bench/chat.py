@@ -6,7 +6,7 @@ clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
                                     #     [--members 2,8,32,64@2500] [--json FILE] [--hgrm DIR]
                                     #     [--before OLD/.build-static/release] [--fanout-us 0]
-                                    #     [--c-whole]
+                                    #     [--c-whole] [--c-again]
 
 Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
 is not saturated (--members: the room sizes, one room each, in that order, each with @RATE
@@ -19,10 +19,12 @@ lost/duplicated/reordered, server CPU ns per delivery (each thread's time on a C
 /proc/PID/task/*/schedstat, over the measured interval, read by `hello bench --server-pid`)
 and peak RSS. --before: an older build's hellod beside, in the same run. --c-whole: relay.c
 beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does, which spares
-the kernel its IP ID generator. Each case runs --runs times, relays interleaved; the table
-shows medians and ratios against relay.c's, each ratio with its range run by run (run i of
-every relay against run i of relay.c). The machine is shared and noisy: read the ratios
-with their ranges, and the load average printed before and after.
+the kernel its IP ID generator. --c-again: relay.c once more in each run, first, as if it
+were another relay: its ratio to itself is how far the machine alone moves a ratio. Each
+case runs --runs times, relays interleaved; the table shows medians and ratios against
+relay.c's, each ratio with its range run by run (run i of every relay against run i of
+relay.c). The machine is shared and noisy: read the ratios with their ranges, and the
+load average printed before and after.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -60,19 +62,21 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-join-rate", "1000", "--chat-join-burst", "1000"]
 
 
-def relays(reference, hellod, fanout_us=0, c_whole=False):
-    """hellod as it ships (its limits raised), hellod with a fan-out interval if one is
-    given (the trade of latency for CPU an operator can choose), relay.c sending whole as
-    hellod's chat does if `c_whole`, and relay.c (the binary `reference`), last: the base
-    of the ratios."""
+def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False):
+    """relay.c first if `c_again` (the null yardstick: the base against itself), hellod as
+    it ships (its limits raised), hellod with a fan-out interval if one is given (the trade
+    of latency for CPU an operator can choose), relay.c sending whole as hellod's chat does
+    if `c_whole`, and relay.c (the binary `reference`), last: the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
-    found = [{"name": "hellod chat", "command": chat, "raw": False}]
+    base = {"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True}
+    found = [dict(base, name="relay.c again")] if c_again else []
+    found.append({"name": "hellod chat", "command": chat, "raw": False})
     if fanout_us:
         found.append({"name": "hellod chat, --chat-fanout-us %d" % fanout_us,
                       "command": [*chat, "--chat-fanout-us", str(fanout_us)], "raw": False})
     if c_whole:
         found.append({"name": "relay.c whole", "command": [reference, "PORT", "64", "whole"], "raw": True})
-    found.append({"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True})
+    found.append(base)
     return found
 
 
@@ -235,17 +239,21 @@ def main():
     parser.add_argument("--members", type=room_sizes, default=room_sizes(DEFAULT_CASES),
                         help="the room sizes, in order, among %s, each at 5000 messages/s or @RATE (default: %s)" % (
                             ",".join(map(str, ROOM_SIZES)), DEFAULT_CASES))
-    parser.add_argument("--before", metavar="DIR", help="also run this older build's hellod (DIR/hellod), first")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run this older build's hellod (DIR/hellod), just before this one's")
     parser.add_argument("--c-whole", action="store_true",
                         help="also run relay.c sending whole (`relay PORT 64 whole`), as hellod's chat sends")
+    parser.add_argument("--c-again", action="store_true",
+                        help="also run relay.c a second time in each run, first: its ratio to itself is the machine's noise")
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
     reference = references.build()["relay"]
-    servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole)
+    servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again)
     if args.before:
-        servers.insert(0, dict(servers[0], name="hellod before", command=[os.path.join(args.before, "hellod"),
-                                                                          *servers[0]["command"][1:]]))
+        shipped = next(i for i, s in enumerate(servers) if s["name"] == "hellod chat")
+        servers.insert(shipped, dict(servers[shipped], name="hellod before", command=[
+            os.path.join(args.before, "hellod"), *servers[shipped]["command"][1:]]))
     if args.callgrind:
         callgrind(relays(reference, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
