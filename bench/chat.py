@@ -17,14 +17,15 @@ bytes), then hellod at R_max. hellod runs twice in each case: as it ships, and w
 relay: deliveries/s, latency p50/p99/p99.9 (send to each member's receipt),
 lost/duplicated/reordered, server CPU ns per delivery (each thread's time on a CPU,
 /proc/PID/task/*/schedstat, over the measured interval, read by `hello bench --server-pid`)
-and peak RSS. --before: an older build's hellod beside, in the same run. --c-whole: relay.c
-beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does, which spares
-the kernel its IP ID generator. --c-again: relay.c once more in each run, first, as if it
-were another relay: its ratio to itself is how far the machine alone moves a ratio. Each
-case runs --runs times, relays interleaved; the table shows medians and ratios against
-relay.c's, each ratio with its range run by run (run i of every relay against run i of
-relay.c). The machine is shared and noisy: read the ratios with their ranges, and the
-load average printed before and after.
+and peak RSS. --before: an older build's hellod beside, in the same run. --c-whole:
+relay.c beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does,
+which spares the kernel its IP ID generator. --c-again: relay.c once more in each run,
+listed first, as if it were another relay: its ratio to itself is how far the machine
+alone moves a ratio. Each case runs --runs times, relays interleaved (every other run in
+reverse order); the table shows medians and ratios against relay.c's, each ratio with its
+range run by run (run i of every relay against run i of relay.c). The machine is shared
+and noisy: read the ratios with their ranges, and the load average printed before and
+after.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -152,8 +153,9 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None):
     directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    for _ in range(runs):
-        for server in servers:
+    for i in range(runs):
+        # Every other run in reverse order: no relay always runs first, or last.
+        for server in servers if i % 2 == 0 else servers[::-1]:
             hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
             samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm))
     return table(title, samples, servers[-1]["name"])
@@ -244,7 +246,7 @@ def main():
     parser.add_argument("--c-whole", action="store_true",
                         help="also run relay.c sending whole (`relay PORT 64 whole`), as hellod's chat sends")
     parser.add_argument("--c-again", action="store_true",
-                        help="also run relay.c a second time in each run, first: its ratio to itself is the machine's noise")
+                        help="also run relay.c a second time in each run, listed first: its ratio to itself is the machine's noise")
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
