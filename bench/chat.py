@@ -63,20 +63,23 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-join-rate", "1000", "--chat-join-burst", "1000"]
 
 
-def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False):
-    """relay.c first if `c_again` (the null yardstick: the base against itself), hellod as
-    it ships (its limits raised), hellod with a fan-out interval if one is given (the trade
-    of latency for CPU an operator can choose), relay.c sending whole as hellod's chat does
-    if `c_whole`, and relay.c (the binary `reference`), last: the base of the ratios."""
+def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=None):
+    """relay.c first if `c_again` (the null yardstick: the base against itself), the hellod
+    of the build in `before` if given, hellod as it ships (its limits raised), hellod with a
+    fan-out interval if one is given (the trade of latency for CPU an operator can choose),
+    relay.c sending whole as hellod's chat does if `c_whole`, and relay.c (the binary
+    `reference`), last: the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
     base = {"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True}
     found = [dict(base, name="relay.c again")] if c_again else []
+    if before:
+        found.append({"name": "hellod before", "command": [os.path.join(before, "hellod"), *chat[1:]], "raw": False})
     found.append({"name": "hellod chat", "command": chat, "raw": False})
     if fanout_us:
         found.append({"name": "hellod chat, --chat-fanout-us %d" % fanout_us,
                       "command": [*chat, "--chat-fanout-us", str(fanout_us)], "raw": False})
     if c_whole:
-        found.append({"name": "relay.c whole", "command": [reference, "PORT", "64", "whole"], "raw": True})
+        found.append(dict(base, name="relay.c whole", command=[*base["command"], "whole"]))
     found.append(base)
     return found
 
@@ -251,11 +254,8 @@ def main():
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
     reference = references.build()["relay"]
-    servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again)
-    if args.before:
-        shipped = next(i for i, s in enumerate(servers) if s["name"] == "hellod chat")
-        servers.insert(shipped, dict(servers[shipped], name="hellod before", command=[
-            os.path.join(args.before, "hellod"), *servers[shipped]["command"][1:]]))
+    servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again,
+                     args.before)
     if args.callgrind:
         callgrind(relays(reference, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
