@@ -6,7 +6,7 @@ clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
                                     #     [--members 2,8,32,64@2500] [--json FILE] [--hgrm DIR]
                                     #     [--before OLD/.build-static/release] [--fanout-us 0]
-                                    #     [--c-whole] [--c-again]
+                                    #     [--c-whole] [--c-again] [--with=OPTIONS]
 
 Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
 is not saturated (--members: the room sizes, one room each, in that order, each with @RATE
@@ -21,11 +21,13 @@ and peak RSS. --before: an older build's hellod beside, in the same run. --c-who
 relay.c beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does,
 which spares the kernel its IP ID generator. --c-again: relay.c once more in each run,
 listed first, as if it were another relay: its ratio to itself is how far the machine
-alone moves a ratio. Each case runs --runs times, relays interleaved (every other run in
-reverse order); the table shows medians and ratios against relay.c's, each ratio with its
-range run by run (run i of every relay against run i of relay.c). The machine is shared
-and noisy: read the ratios with their ranges, and the load average printed before and
-after.
+alone moves a ratio. --with=OPTIONS (repeatable): hellod once more with OPTIONS added
+(`--with=--no-gro`), to measure what an option costs beside relay.c and the null. Each
+case runs --runs times, relays interleaved (every other run in reverse order); the table
+shows medians and ratios against relay.c's, each ratio with its range run by run (run i
+of every relay against run i of relay.c). The machine is shared and noisy: read the
+ratios with their ranges, and the load average printed before and after.
+
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -35,6 +37,7 @@ DIR/chat-MEMBERS/RELAY.hgrm (the last run's; RELAY as compare.slug() names it).
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -63,18 +66,21 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-join-rate", "1000", "--chat-join-burst", "1000"]
 
 
-def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=None):
+def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=None, variants=()):
     """relay.c first if `c_again` (the null yardstick: the base against itself), the hellod
-    of the build in `before` if given, hellod as it ships (its limits raised), hellod with a
-    fan-out interval if one is given (the trade of latency for CPU an operator can choose),
-    relay.c sending whole as hellod's chat does if `c_whole`, and relay.c (the binary
-    `reference`), last: the base of the ratios."""
+    of the build in `before` if given, hellod as it ships (its limits raised), hellod with
+    each of `variants` (a string of options each) added, hellod with a fan-out interval if
+    one is given (the trade of latency for CPU an operator can choose), relay.c sending
+    whole as hellod's chat does if `c_whole`, and relay.c (the binary `reference`), last:
+    the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
     base = {"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True}
     found = [dict(base, name="relay.c again")] if c_again else []
     if before:
         found.append({"name": "hellod before", "command": [os.path.join(before, "hellod"), *chat[1:]], "raw": False})
     found.append({"name": "hellod chat", "command": chat, "raw": False})
+    for options in variants:
+        found.append({"name": "hellod chat " + options, "command": [*chat, *shlex.split(options)], "raw": False})
     if fanout_us:
         found.append({"name": "hellod chat, --chat-fanout-us %d" % fanout_us,
                       "command": [*chat, "--chat-fanout-us", str(fanout_us)], "raw": False})
@@ -250,12 +256,14 @@ def main():
                         help="also run relay.c sending whole (`relay PORT 64 whole`), as hellod's chat sends")
     parser.add_argument("--c-again", action="store_true",
                         help="also run relay.c a second time in each run, listed first: its ratio to itself is the machine's noise")
+    parser.add_argument("--with", dest="variants", metavar="OPTIONS", action="append", default=[],
+                        help="also run hellod with these options added (\"--no-gro\"; repeatable): each its own relay")
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again,
-                     args.before)
+                     args.before, args.variants)
     if args.callgrind:
         callgrind(relays(reference, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
