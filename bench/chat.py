@@ -6,7 +6,7 @@ clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
                                     #     [--members 2,8,32,64@2500] [--json FILE] [--hgrm DIR]
                                     #     [--before OLD/.build-static/release] [--fanout-us 0]
-                                    #     [--c-whole] [--c-again] [--with=OPTIONS]
+                                    #     [--c-whole] [--c-again] [--with=OPTIONS] [--awake]
 
 Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
 is not saturated (--members: the room sizes, one room each, in that order, each with @RATE
@@ -28,6 +28,15 @@ shows medians and ratios against relay.c's, each ratio with its range run by run
 of every relay against run i of relay.c). The machine is shared and noisy: read the
 ratios with their ranges, and the load average printed before and after.
 
+--awake keeps the relay's CPU from idling, with a shell loop at nice 19 on it that a relay
+takes the CPU from whenever it wakes. On a virtual machine such as the one PERFORMANCE.md's
+figures come from, an idle CPU halts, and a halted CPU sometimes runs again only up to
+100 ms later: in small rooms, where a relay sleeps between messages, that is the p99 of
+every relay (tens of ms), and the messages queued meanwhile let hellod pack a member's
+events into one datagram, which relay.c cannot, so a run with such a pause flatters
+hellod's CPU. With --awake the tails are the relays' own; but every wake-up then switches
+from the loop, which adds about as much to every relay's CPU (2 us a message there), so
+the CPU ratios are pulled towards 1.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -90,10 +99,16 @@ def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=
     return found
 
 
+# --awake (set by main()): a loop at the lowest priority on the relay's CPU, which a relay
+# that wakes takes the CPU from at once; the CPU then never halts (the docstring says why).
+AWAKE = False
+
+
 def run_once(relay, members, rate, size, seconds, hgrm=None):
     port = free_port()
     command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
     proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    keeper = AWAKE and subprocess.Popen(["taskset", "-c", "0", "nice", "-n", "19", "sh", "-c", "while :; do :; done"])
     try:
         time.sleep(0.5)  # started and idle
         if proc.poll() is not None:
@@ -123,6 +138,9 @@ def run_once(relay, members, rate, size, seconds, hgrm=None):
     finally:
         proc.terminate()
         proc.wait()
+        if keeper:
+            keeper.kill()
+            keeper.wait()
 
 
 def ratio(median, samples, name, base_name, key):
@@ -258,9 +276,13 @@ def main():
                         help="also run relay.c a second time in each run, listed first: its ratio to itself is the machine's noise")
     parser.add_argument("--with", dest="variants", metavar="OPTIONS", action="append", default=[],
                         help="also run hellod with these options added (\"--no-gro\"; repeatable): each its own relay")
+    parser.add_argument("--awake", action="store_true",
+                        help="keep the relay's CPU from idling (a loop at nice 19 on it): no pause of a halted CPU in the tails")
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
+    global AWAKE
+    AWAKE = args.awake
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again,
                      args.before, args.variants)
