@@ -16,18 +16,19 @@ bytes), then hellod at R_max. hellod runs twice in each case: as it ships, and w
 --chat-fanout-us (--fanout-us, 500 by default), which trades latency for CPU. For each
 relay: deliveries/s, latency p50/p99/p99.9 (send to each member's receipt),
 lost/duplicated/reordered, how many runs had a p99 over 10 ms (a queue, or one of the
-machine's pauses: --awake below), server CPU ns per delivery (each thread's time on a
-CPU, /proc/PID/task/*/schedstat, over the measured interval, read by `hello bench
---server-pid`), deliveries per datagram and peak RSS. --before: an older build's hellod beside, in the same run. --c-whole:
-relay.c beside as well, sending whole (don't-fragment, IP ID 0) as hellod's chat does,
-which spares the kernel its IP ID generator. --c-again: relay.c once more in each run,
-listed first, as if it were another relay: its ratio to itself is how far the machine
-alone moves a ratio. --with=OPTIONS (repeatable): hellod once more with OPTIONS added
-(`--with=--no-gro`), to measure what an option costs beside relay.c and the null. Each
-case runs --runs times, relays interleaved (every other run in reverse order); the table
-shows medians and ratios against relay.c's, each ratio with its range run by run (run i
-of every relay against run i of relay.c). The machine is shared and noisy: read the
-ratios with their ranges, and the load average printed before and after.
+machine's pauses: --awake below), server CPU ns per delivery (each thread's time on a CPU,
+/proc/PID/task/*/schedstat, over the measured interval, read by `hello bench
+--server-pid`), deliveries per datagram and peak RSS. --before: an older build's hellod
+beside, in the same run. --c-whole: relay.c beside as well, sending whole (don't-fragment,
+IP ID 0) as hellod's chat does, which spares the kernel its IP ID generator. --c-again:
+relay.c once more in each run, listed first, as if it were another relay: its ratio to
+itself is how far the machine alone moves a ratio. --with=OPTIONS (repeatable): hellod
+once more with OPTIONS added (`--with=--no-gro`), to measure what an option costs beside
+relay.c and the null. Each case runs --runs times, relays interleaved (every other run in
+reverse order); the table shows medians and ratios against relay.c's, each ratio with its
+range run by run (run i of every relay against run i of relay.c). The machine is shared
+and noisy: read the ratios with their ranges, and the load average printed before and
+after.
 
 --awake keeps the relay's CPU from idling, with a shell loop at nice 19 on it that a relay
 takes the CPU from whenever it wakes. On a virtual machine such as the one PERFORMANCE.md's
@@ -280,7 +281,7 @@ def main():
     parser.add_argument("--c-again", action="store_true",
                         help="also run relay.c a second time in each run, listed first: its ratio to itself is the machine's noise")
     parser.add_argument("--with", dest="variants", metavar="OPTIONS", action="append", default=[],
-                        help="also run hellod with these options added (\"--no-gro\"; repeatable): each its own relay")
+                        help="also run hellod with these options added (--with=--no-gro; repeatable): each its own relay")
     parser.add_argument("--awake", action="store_true",
                         help="keep the relay's CPU from idling (a loop at nice 19 on it): no pause of a halted CPU in the tails")
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
