@@ -80,37 +80,32 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
 def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=None, variants=()):
     """relay.c first if `c_again` (the null yardstick: the base against itself), the hellod
     of the build in `before` if given, hellod as it ships (its limits raised), hellod with
-    each of `variants` (a string of options each) added, hellod with a fan-out interval if
-    one is given (the trade of latency for CPU an operator can choose), relay.c sending
-    whole as hellod's chat does if `c_whole`, and relay.c (the binary `reference`), last:
-    the base of the ratios."""
+    each of `variants` (a string of options each) added, then with a fan-out interval if
+    one is given (one more variant: the trade of latency for CPU an operator can choose),
+    relay.c sending whole as hellod's chat does if `c_whole`, and relay.c (the binary
+    `reference`), last: the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
     base = {"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True}
     found = [dict(base, name="relay.c again")] if c_again else []
     if before:
         found.append({"name": "hellod before", "command": [os.path.join(before, "hellod"), *chat[1:]], "raw": False})
     found.append({"name": "hellod chat", "command": chat, "raw": False})
-    for options in variants:
-        found.append({"name": "hellod chat " + options, "command": [*chat, *shlex.split(options)], "raw": False})
-    if fanout_us:
-        found.append({"name": "hellod chat, --chat-fanout-us %d" % fanout_us,
-                      "command": [*chat, "--chat-fanout-us", str(fanout_us)], "raw": False})
+    for options in [*variants, *(["--chat-fanout-us %d" % fanout_us] if fanout_us else [])]:
+        found.append({"name": "hellod chat, " + options, "command": [*chat, *shlex.split(options)], "raw": False})
     if c_whole:
         found.append(dict(base, name="relay.c whole", command=[*base["command"], "whole"]))
     found.append(base)
     return found
 
 
-# --awake (set by main()): a loop at the lowest priority on the relay's CPU, which a relay
-# that wakes takes the CPU from at once; the CPU then never halts (the docstring says why).
-AWAKE = False
-
-
-def run_once(relay, members, rate, size, seconds, hgrm=None):
+def run_once(relay, members, rate, size, seconds, hgrm=None, awake=False):
+    """One run of one relay. `awake` (--awake): a loop at the lowest priority on the relay's
+    CPU, which a relay that wakes takes the CPU from at once, so that the CPU never halts
+    (the docstring says why)."""
     port = free_port()
     command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
     proc = subprocess.Popen(["taskset", "-c", "0", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    keeper = AWAKE and subprocess.Popen(["taskset", "-c", "0", "nice", "-n", "19", "sh", "-c", "while :; do :; done"])
+    keeper = awake and subprocess.Popen(["taskset", "-c", "0", "nice", "-n", "19", "sh", "-c", "while :; do :; done"])
     try:
         time.sleep(0.5)  # started and idle
         if proc.poll() is not None:
@@ -180,7 +175,7 @@ def table(title, samples, base_name):
     return median
 
 
-def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None):
+def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, awake=False):
     """The table of one case; returns each relay's medians."""
     samples = {s["name"]: [] for s in servers}
     directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
@@ -190,7 +185,7 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None):
         # Every other run in reverse order: no relay always runs first, or last.
         for server in servers if i % 2 == 0 else servers[::-1]:
             hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
-            samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm))
+            samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm, awake))
     return table(title, samples, servers[-1]["name"])
 
 
@@ -287,8 +282,6 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
-    global AWAKE
-    AWAKE = args.awake
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again,
                      args.before, args.variants)
@@ -301,12 +294,12 @@ def main():
     cases = []
     for members, rate in args.members:
         median = compare("%d members, %d messages/s of 64 bytes" % (members, rate), servers, members, rate, 64,
-                         args.seconds, args.runs, args.hgrm)
+                         args.seconds, args.runs, args.hgrm, args.awake)
         cases.append({"members": members, "rate": rate, "size": 64, "relays": median})
     if not args.no_rmax:
         rate, r_max, search = args.rmax_from, None, []
         while True:
-            runs = [run_once(servers[-1], 64, rate, 64, args.seconds) for _ in range(args.runs)]
+            runs = [run_once(servers[-1], 64, rate, 64, args.seconds, awake=args.awake) for _ in range(args.runs)]
             search.append("%d: %s" % (rate, "/".join("%d" % (r["lost"] + r["duplicated"] + r["reordered"]) for r in runs)))
             if any(loses(r) for r in runs):
                 break
@@ -315,7 +308,8 @@ def main():
         if r_max is None:
             print("relay.c lost deliveries at %d messages/s already: no R_max" % args.rmax_from)
         else:
-            compare("R_max = %d messages/s, 64 members, 64 bytes" % r_max, servers, 64, r_max, 64, args.seconds, args.runs)
+            compare("R_max = %d messages/s, 64 members, 64 bytes" % r_max, servers, 64, r_max, 64, args.seconds, args.runs,
+                    awake=args.awake)
     print("\nload average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     if args.json:
         with open(args.json, "w") as f:
