@@ -13,6 +13,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/udp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
@@ -63,6 +64,8 @@ int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout) {
 }
 
 int hs_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0); }
+
+int hs_unshare_file_table(void) { return unshare(CLONE_FILES) == 0 ? 0 : -errno; }
 
 long hs_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }
 

@@ -150,6 +150,10 @@ int hs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout);
 int hs_set_thread_name(const char *name);
 // prctl(PR_SET_TIMERSLACK): how late the kernel may wake this thread from a sleep.
 int hs_set_timer_slack(unsigned long nanoseconds);
+// unshare(CLONE_FILES) (behind _GNU_SOURCE): the calling thread's own copy of the file
+// descriptor table. While threads share a table, every system call on a descriptor takes
+// and drops a reference to its file; on a table of one thread's it does not. 0 or -errno.
+int hs_unshare_file_table(void);
 
 // The signal that interrupts a thread blocked in a system call (SIGRTMIN, a function call
 // in glibc), and its handler: one that does nothing, installed without SA_RESTART, so that

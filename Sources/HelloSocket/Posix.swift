@@ -322,6 +322,16 @@ package struct PosixThread: Sendable {
         return true
     }
 
+    /// Gives the calling thread a file descriptor table of its own, a copy of the process's
+    /// (unshare(2), CLONE_FILES): a descriptor opened or closed elsewhere afterwards is not
+    /// opened or closed here. While threads share a table, every system call on a
+    /// descriptor takes and drops a reference to its file, two atomic operations; a thread
+    /// that makes two system calls a message saves both.
+    package static func ownFileTable() throws(SocketError) {
+        let result = hs_unshare_file_table()
+        guard result == 0 else { throw SocketError(call: "unshare(CLONE_FILES)", errno: Errno(rawValue: -result)) }
+    }
+
     /// Makes `interrupt()` interrupt: a handler that does nothing for its signal, installed
     /// once for the process, before the threads that may be interrupted start.
     package static func interruptible() throws(SocketError) {

@@ -183,7 +183,17 @@ final class Supervisor {
             }
             return chat
         }()
-        return PosixThread.spawn(name: "hellod-w\(index)") {
+        return PosixThread.spawn(name: "hellod-w\(index)") { [log] in
+            // Every descriptor a worker uses is open by now. In a table of its own, its two
+            // system calls a message (a receive, a send) find its socket without taking and
+            // dropping a reference to it.
+            do {
+                try PosixThread.ownFileTable()
+            } catch {
+                log.notice(
+                    "worker \(index) shares the process's file table (\(error)): each system call takes a reference to its socket"
+                )
+            }
             served.service.build(settings, chat: chat, with: launcher)
         }
     }

@@ -345,6 +345,30 @@ def rss_anon_kb(pid):
     raise AssertionError("no RssAnon for %d" % pid)
 
 
+def threads(pid):
+    """{thread id: name} of process `pid` (the names hellod gives its threads)."""
+    found = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as comm:
+            found[int(tid)] = comm.read().strip()
+    return found
+
+
+# kcmp(2)'s number (glibc has no wrapper) on the machines hellod is built for.
+KCMP = {"x86_64": 312, "aarch64": 272}
+KCMP_FILES = 2
+
+
+def share_file_table(a, b):
+    """Whether threads (or processes) `a` and `b` use one file descriptor table, by kcmp(2)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.syscall(KCMP[os.uname().machine], a, b, KCMP_FILES, 0, 0)
+    if result < 0:
+        raise OSError(ctypes.get_errno(), "kcmp(%d, %d): %s" % (a, b, os.strerror(ctypes.get_errno())))
+    return result == 0
+
+
 class TestCase(unittest.TestCase):
     maxDiff = None
 

@@ -6,7 +6,8 @@ import socket
 import subprocess
 import time
 
-from harness import HELLOD, VERSION, Hellod, TestCase, counters, exchange, hello, hello_process
+from harness import (HELLOD, VERSION, Hellod, TestCase, counters, exchange, hello, hello_process,
+                     share_file_table, threads)
 
 
 class Arguments(TestCase):
@@ -119,6 +120,21 @@ class Serving(TestCase):
         self.assertEqual((sum(found["per_socket"][:2]), sum(found["per_socket"][2:])), (8000, 8000))
         self.assertTrue(all(n > 0 for n in found["per_socket"]), found["per_socket"])  # each socket served flows
         self.assertBalanced(found)
+
+    def test_each_worker_thread_has_a_file_table_of_its_own(self):
+        # Its system calls then take no reference to its socket (PERFORMANCE.md, "A file
+        # table of its own"); and it still serves.
+        with Hellod("--listen", "127.0.0.1:0", "--listen", "echo@127.0.0.1:0") as d:
+            names = threads(d.proc.pid)
+            workers = sorted(tid for tid, name in names.items() if name.startswith("hellod-w"))
+            self.assertEqual(len(workers), 2, names)
+            for worker in workers:
+                self.assertFalse(share_file_table(d.proc.pid, worker), names[worker])
+            self.assertFalse(share_file_table(*workers))
+            self.assertTrue(share_file_table(d.proc.pid, d.proc.pid))  # kcmp itself answers
+            ports = [int(a.rsplit(":", 1)[1]) for a in d.addresses]
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", ports[0]), b"Sarah")[0], b"Hello, Sarah!")
+            self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", ports[1]), b"Sarah")[0], b"Sarah")
 
     def test_echo_mode(self):
         with Hellod("--listen", "127.0.0.1:0", "--mode", "echo") as d:

@@ -40,6 +40,23 @@ for host, port, request in json.loads(sys.argv[1]):
 print(json.dumps(out))
 """
 
+# Each worker thread of process argv[1], by name: whether it shares the main thread's file
+# descriptor table (kcmp(2), KCMP_FILES; glibc has no wrapper).
+FILE_TABLES = r"""
+import ctypes, json, os, sys
+pid = int(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+number = {"x86_64": 312, "aarch64": 272}[os.uname().machine]
+found = {}
+for tid in os.listdir("/proc/%d/task" % pid):
+    name = open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip()
+    if name.startswith("hellod-w"):
+        result = libc.syscall(number, pid, int(tid), 2, 0, 0)
+        assert result >= 0, os.strerror(ctypes.get_errno())
+        found[name] = result == 0
+print(json.dumps(found))
+"""
+
 # One datagram to a directed broadcast address with SO_BROADCAST; then every datagram that
 # comes back to that socket within `wait` seconds (there should be none).
 BROADCAST = r"""
@@ -209,6 +226,15 @@ class InstalledService(InstalledCheckout):
         props = self.show("hellod.service", "ActiveState", "SubState", "MainPID", "NRestarts")
         self.assertEqual((props["ActiveState"], props["SubState"], props["MainPID"], props["NRestarts"]),
                          ("active", "running", pid, "0"))
+
+    def test_06b_each_worker_has_a_file_table_of_its_own_in_the_units_sandbox(self):
+        # The unit's system call filter lets unshare(CLONE_FILES) through: no worker shares
+        # the main thread's table (kcmp(2) says), and hellod said nothing of it.
+        pid = self.main_pid()
+        self.assertEqual(self.hellod_entries(pid, "worker 0 shares"), [])
+        found = json.loads(self.systemd.run(sys.executable, "-c", FILE_TABLES, pid).stdout)
+        self.assertGreaterEqual(len(found), 1, found)
+        self.assertEqual(found, {name: False for name in found})
 
     def test_07_systemctl_stop_exits_cleanly_with_the_stop_line(self):
         pid = self.main_pid()
