@@ -76,7 +76,10 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @usableFromInline var outbox: Outbox
     /// Its own figures; the counters it publishes beside them are the service's.
     @usableFromInline var figures = WorkerFigures()
+    /// Its report, kept alive here and written through `publication`, which takes no
+    /// reference to it.
     @usableFromInline let published: PublishedReport
+    @usableFromInline let publication: PublishedReport.Writer
     @usableFromInline var lastTick: UInt64 = 0
     /// Where several workers share the service's state: this one's place among them (nil:
     /// it is alone, and no ring is touched).
@@ -97,6 +100,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         self.socket = socket
         self.configuration = configuration
         self.published = published
+        publication = published.writer
         let local = try socket.localAddress()
         // Where each datagram went tells a broadcast or multicast apart, and on a wildcard
         // socket, which address to answer from. A socket bound to a loopback address is
@@ -170,9 +174,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             count = routeBatch(count, via: handover, now: now, tracing: tracing)
             count += handover.serveHandedIn { serve($0, now: now, tracing: tracing) }
         } else if tracing {
-            count = receiver.forEachDatagram(count: count) { handleTraced($0, now: now) }
+            count = lentReceiver._withUnsafeGuaranteedRef {
+                $0.forEachDatagram(count: count) { handleTraced($0, now: now) }
+            }
         } else {
-            count = receiver.forEachDatagram(count: count) { handle($0, now: now) }
+            count = lentReceiver._withUnsafeGuaranteedRef { $0.forEachDatagram(count: count) { handle($0, now: now) } }
         }
         guard count > 0 else {
             if failed { publish() }
@@ -202,6 +208,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             self.failed = failed
         }
     }
+
+    /// The receiver, to be lent without a reference taken (the worker's keeps it alive). A
+    /// loop over its datagrams whose body changes the worker otherwise holds one over the
+    /// whole loop: a retain and a release a batch, in a small chat room a message.
+    @inlinable var lentReceiver: Unmanaged<ReceiveBatch> { .passUnretained(receiver) }
 
     /// Receives a batch (`waiting`: waiting for its first datagram); a failure is counted.
     @inlinable mutating func receive(waiting: Bool) -> (count: Int, failed: Bool) {
@@ -273,7 +284,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// owners, and wakes them. Returns how many datagrams that was (a coalesced receive is
     /// several).
     @inlinable mutating func routeBatch(_ count: Int, via handover: HandoverPort, now: UInt64, tracing: Bool) -> Int {
-        let datagrams = receiver.forEachDatagram(count: count) { route($0, via: handover, now: now, tracing: tracing) }
+        let datagrams = lentReceiver._withUnsafeGuaranteedRef {
+            $0.forEachDatagram(count: count) { route($0, via: handover, now: now, tracing: tracing) }
+        }
         handover.wakeOwners()
         return datagrams
     }
@@ -356,11 +369,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @inlinable mutating func publish() {
         guard let handover else {
             let figures = self.figures
-            return service.withCounters { published.publish(figures, counters: &$0) }
+            return service.withCounters { publication.publish(figures, counters: &$0) }
         }
         var counters = service.counters
         handover.adjust(&counters)
-        published.publish(figures, counters: &counters)
+        publication.publish(figures, counters: &counters)
     }
 
     /// Serves until `stop` is requested; the batch in hand is always finished first.

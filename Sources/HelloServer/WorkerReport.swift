@@ -78,7 +78,7 @@ public final class PublishedReport: @unchecked Sendable {
     private let schema = ManagedAtomicLazyReference<CounterSchema>()
     private let storage: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     /// The schema this report's worker last published, known to that thread alone.
-    @exclusivity(unchecked) private var publishedSchema: ObjectIdentifier?
+    private let publishedSchema: UnsafeMutablePointer<ObjectIdentifier?>
 
     /// The worker's own fields, then room for any schema's counters.
     private static let workerFields = 8
@@ -89,12 +89,15 @@ public final class PublishedReport: @unchecked Sendable {
     public init(schema: CounterSchema = .generic) {
         storage = .allocate(capacity: Self.fieldCount)
         storage.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: Self.fieldCount)
+        publishedSchema = .allocate(capacity: 1)
+        publishedSchema.initialize(to: nil)
         if schema !== CounterSchema.generic { _ = self.schema.storeIfNilThenLoad(schema) }
     }
 
     deinit {
         storage.deinitialize(count: Self.fieldCount)
         storage.deallocate()
+        publishedSchema.deallocate()
         sequence.destroy()
     }
 
@@ -106,34 +109,62 @@ public final class PublishedReport: @unchecked Sendable {
     /// Called by the worker that owns this report, and by no one else.
     public func publish(_ report: WorkerReport) {
         var counters = report.counters
-        publish(report.figures, counters: &counters)
+        writer.publish(report.figures, counters: &counters)
     }
 
-    /// A worker's `figures` and its service's `counters` (lent in place: inout only to be
-    /// read without a copy, never changed).
-    public func publish(_ figures: WorkerFigures, counters: inout Counters) {
-        if publishedSchema != ObjectIdentifier(counters.schema) {
-            if schema.load() !== counters.schema { _ = schema.storeIfNilThenLoad(counters.schema) }
-            publishedSchema = ObjectIdentifier(counters.schema)
+    /// The worker's side of the report: its memory, written in place. For whoever keeps
+    /// the report alive (the worker holds it too): a publish through it takes no reference
+    /// to the report, where a call of the report's method took a retain and a release,
+    /// once a batch (in a small chat room, a message).
+    public var writer: Writer { Writer(self) }
+
+    public struct Writer {
+        private unowned(unsafe) let report: PublishedReport
+        private let sequence: UnsafeAtomic<UInt64>
+        private let fields: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
+        private let publishedSchema: UnsafeMutablePointer<ObjectIdentifier?>
+
+        init(_ report: PublishedReport) {
+            self.report = report
+            (sequence, fields, publishedSchema) = (report.sequence, report.storage, report.publishedSchema)
         }
-        let s = sequence.load(ordering: .relaxed)
-        sequence.store(s &+ 1, ordering: .relaxed)
-        atomicMemoryFence(ordering: .releasing)
-        field(0).store(figures.batches, ordering: .relaxed)
-        field(1).store(figures.segmentedSends, ordering: .relaxed)
-        field(2).store(figures.segmentationFallbacks, ordering: .relaxed)
-        field(3).store(figures.segmentationOff, ordering: .relaxed)
-        field(4).store(figures.receiveErrors, ordering: .relaxed)
-        field(5).store(UInt64(UInt32(bitPattern: figures.lastSendErrno)), ordering: .relaxed)
-        field(6).store(UInt64(UInt32(bitPattern: figures.lastReceiveErrno)), ordering: .relaxed)
-        field(7).store(figures.coalescedBatches, ordering: .relaxed)
-        let fields = storage + Self.workerFields
-        counters.withValues { values in
-            for i in values.indices {
-                UnsafeAtomic(at: fields + i).store(values[i], ordering: .relaxed)
+
+        /// A worker's `figures` and its service's `counters` (lent in place: inout only to
+        /// be read without a copy, never changed).
+        public func publish(_ figures: WorkerFigures, counters: inout Counters) {
+            if publishedSchema.pointee != ObjectIdentifier(counters.schema) {
+                report.adopt(counters.schema)
+                publishedSchema.pointee = ObjectIdentifier(counters.schema)
             }
+            let s = sequence.load(ordering: .relaxed)
+            sequence.store(s &+ 1, ordering: .relaxed)
+            atomicMemoryFence(ordering: .releasing)
+            field(0).store(figures.batches, ordering: .relaxed)
+            field(1).store(figures.segmentedSends, ordering: .relaxed)
+            field(2).store(figures.segmentationFallbacks, ordering: .relaxed)
+            field(3).store(figures.segmentationOff, ordering: .relaxed)
+            field(4).store(figures.receiveErrors, ordering: .relaxed)
+            field(5).store(UInt64(UInt32(bitPattern: figures.lastSendErrno)), ordering: .relaxed)
+            field(6).store(UInt64(UInt32(bitPattern: figures.lastReceiveErrno)), ordering: .relaxed)
+            field(7).store(figures.coalescedBatches, ordering: .relaxed)
+            let counterFields = fields + PublishedReport.workerFields
+            counters.withValues { values in
+                for i in values.indices {
+                    UnsafeAtomic(at: counterFields + i).store(values[i], ordering: .relaxed)
+                }
+            }
+            sequence.store(s &+ 2, ordering: .releasing)
         }
-        sequence.store(s &+ 2, ordering: .releasing)
+
+        @inline(__always)
+        private func field(_ i: Int) -> UnsafeAtomic<UInt64> {
+            UnsafeAtomic(at: fields + i)
+        }
+    }
+
+    /// The schema a worker publishes under, for readers (once, or at a change).
+    private func adopt(_ published: CounterSchema) {
+        if schema.load() !== published { _ = schema.storeIfNilThenLoad(published) }
     }
 
     /// The latest complete report.
