@@ -86,6 +86,22 @@ int hs_unblock_interrupt(void) {
     return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
+int hs_interrupt_every(unsigned long long interval, timer_t *timer) {
+    struct sigevent event = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN};
+    event._sigev_un._tid = gettid();  // sigev_notify_thread_id, which glibc 2.36 does not name
+    if (timer_create(CLOCK_MONOTONIC, &event, timer) != 0) return -errno;
+    struct timespec every = {.tv_sec = (time_t)(interval / 1000000000), .tv_nsec = (long)(interval % 1000000000)};
+    struct itimerspec schedule = {.it_interval = every, .it_value = every};
+    if (timer_settime(*timer, 0, &schedule, NULL) != 0) {
+        int error = errno;
+        timer_delete(*timer);
+        return -error;
+    }
+    return 0;
+}
+
+int hs_delete_timer(timer_t timer) { return timer_delete(timer) == 0 ? 0 : -errno; }
+
 int hs_join_within(pthread_t thread, unsigned long long nanoseconds) {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);

@@ -162,6 +162,11 @@ int hs_interrupt_signal(void);
 int hs_install_interrupt_handler(void);
 // Unblocks it in the calling thread (a thread inherits its creator's mask, which may block it).
 int hs_unblock_interrupt(void);
+// A timer that sends the calling thread that signal every `interval` nanoseconds, the first
+// `interval` from now (timer_create(2) with SIGEV_THREAD_ID, behind _GNU_SOURCE). 0 and the
+// timer in *timer, or -errno. hs_delete_timer stops and frees it.
+int hs_interrupt_every(unsigned long long interval, timer_t *timer);
+int hs_delete_timer(timer_t timer);
 // pthread_timedjoin_np(3) (behind _GNU_SOURCE) with a deadline `nanoseconds` from now: 0 once
 // the thread has ended and is joined, ETIMEDOUT if it runs on.
 int hs_join_within(pthread_t thread, unsigned long long nanoseconds);

@@ -225,9 +225,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
     }
 
-    /// Sleeps in the receive itself until a datagram comes, the socket's receive timeout
-    /// (the wake interval) runs out, or the thread is interrupted (stop): one system call
-    /// where polling and then receiving took two.
+    /// Sleeps in the receive itself until a datagram comes, the wake interval ends it (its
+    /// timer's signal, or else the socket's receive timeout), or the thread is interrupted
+    /// (stop): one system call where polling and then receiving took two.
     @inlinable mutating func waitForTraffic() -> Waited {
         let (count, failed) = receive(waiting: true)
         if failed {
@@ -396,8 +396,18 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         // Woken for a handover alone, the socket need not be read.
         var socketReady = true
         // A worker alone on its state sleeps in its receive, bounded by the wake interval;
-        // one sharing it (a handover) polls its socket and its wake-up together.
-        let sleepsInReceive = handover == nil && (try? socket.setReceiveTimeout(wake)) != nil
+        // one sharing it (a handover) polls its socket and its wake-up together. The bound
+        // is a signal from a timer of the worker's own, every wake interval, so that the
+        // receive waits without a timeout: a receive timeout arms a kernel timer at every
+        // sleep and disarms it at every wake-up, in a small chat room every message. Without
+        // that timer, the socket's receive timeout is the bound.
+        var ticks: IntervalInterrupt?
+        var receiveTimeout = wake
+        if handover == nil, let wake, wake > 0, let timer = try? IntervalInterrupt(every: wake) {
+            ticks = consume timer
+            receiveTimeout = nil
+        }
+        let sleepsInReceive = handover == nil && (try? socket.setReceiveTimeout(receiveTimeout)) != nil
         var waited: Waited?
         while !stop.isRequested {
             let now = monotonicNanoseconds()
@@ -469,6 +479,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             }
             liveness?.beat(index, now: monotonicNanoseconds())
         }
+        _ = consume ticks  // the signals stop here
         // What the last wait read as the stop came is served like any other batch: read from
         // the socket, it is no longer queued there for whoever serves it next.
         if let waited, waited.count > 0 {

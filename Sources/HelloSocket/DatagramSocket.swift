@@ -184,7 +184,8 @@ public struct DatagramSocket: Sendable, Hashable {
 
     /// Waits until the socket is ready for `events` (POLLIN, POLLOUT), or `wakeup` or
     /// `handover` (eventfds or pipes, if any) becomes readable, or `timeout` nanoseconds
-    /// pass (nil: forever). Returns the socket's ready events (0 on timeout or wakeup).
+    /// pass (nil: forever), or a signal interrupts the wait (a worker's `IntervalInterrupt`,
+    /// a stop). Returns the socket's ready events (0 on timeout, wakeup or signal).
     @discardableResult
     public func wait(
         for events: Int16, timeout: UInt64?, wakeup: FileDescriptor? = nil,
@@ -202,9 +203,9 @@ public struct DatagramSocket: Sendable, Hashable {
         var limit = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         let ready = try withUnsafeMutableBytes(of: &fds) { raw throws(SocketError) in
             try withUnsafePointer(to: &limit) { limit throws(SocketError) in
-                try systemCall("poll") {
+                try waitingCall("poll") {
                     hs_ppoll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), count, timeout == nil ? nil : limit)
-                }
+                } ?? 0
             }
         }
         return ready == 0 ? 0 : fds.0.revents

@@ -6,7 +6,7 @@ import SystemPackage
 /// EBADF and EFAULT a bug, any other errno thrown typed): HelloServer and hellod call the
 /// kernel through here and the socket types, never through Glibc or CShims (after
 /// swift-nio's NIOPosix/System.swift). Resources that must be closed have owners of their
-/// own: `EventFD`, `WritableFile`, `SignalSet`, `PosixThread`.
+/// own: `EventFD`, `WritableFile`, `SignalSet`, `PosixThread`, `IntervalInterrupt`.
 @usableFromInline package enum Posix {
     /// Sleeps `nanoseconds` on the monotonic clock. Not resumed after a signal: every
     /// caller sleeps in a loop that looks again.
@@ -164,6 +164,30 @@ package struct EventFD: ~Copyable, Sendable {
     package func drain() {
         var value: UInt64 = 0
         _ = try? nonBlockingCall("eventfd read") { Glibc.read(descriptor.rawValue, &value, 8) }
+    }
+}
+
+/// The interrupt signal (`PosixThread.interrupt`), sent to the thread that starts it every
+/// `interval` by a timer of its own: what ends, at that pace, a receive that waits without
+/// a timeout. Stopped with its owner.
+@usableFromInline package struct IntervalInterrupt: ~Copyable {
+    /// The kernel's timer id, which may be 0: a null `timer_t` is a timer too.
+    private let timer: timer_t?
+
+    /// Installs the handler that makes the signal interrupt rather than end the process,
+    /// and unblocks it in this thread, before the first comes.
+    @usableFromInline package init(every interval: UInt64) throws(SocketError) {
+        precondition(interval > 0, "an interval of 0 would stop the timer, not start it")
+        try PosixThread.interruptible()
+        _ = hs_unblock_interrupt()
+        var timer: timer_t?
+        let result = hs_interrupt_every(interval, &timer)
+        guard result == 0 else { throw SocketError(call: "timer_create", errno: Errno(rawValue: -result)) }
+        self.timer = timer
+    }
+
+    deinit {
+        _ = hs_delete_timer(timer)
     }
 }
 

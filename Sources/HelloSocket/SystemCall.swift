@@ -53,8 +53,9 @@ func nonBlockingCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> 
     }
 }
 
-/// `waitingCall` is for a receive that may block: besides EAGAIN (its SO_RCVTIMEO ran out),
-/// EINTR is `nil` too, not retried: the thread was interrupted to look at its stop flag.
+/// `waitingCall` is for a wait that may block (a receive, a poll): besides EAGAIN (a
+/// receive's SO_RCVTIMEO ran out), EINTR is `nil` too, not retried: the thread was
+/// interrupted to look at its stop flag, or for its wake interval.
 @inline(__always)
 func waitingCall<Result: BinaryInteger>(_ call: StaticString, _ body: () -> Result) throws(SocketError) -> Result? {
     let result = body()
