@@ -303,7 +303,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     }
 
     /// Gives the service its tick if one is due at `now`, and its batch's end if what it
-    /// held back is due, then sends what it wrote.
+    /// held back is due, then sends what it wrote and publishes what that, or the tick,
+    /// counted (a tick may count without sending: a member evicted from a room of its own).
     @inlinable
     public mutating func tickIfDue(now: UInt64) {
         let tick = service.tickInterval.map { now &- lastTick >= $0 } ?? false
@@ -313,10 +314,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             service.tick(now: now, into: &outbox)
         }
         finishBatch(now: now)
-        if !outbox.isEmpty {
-            flush()
-            publish()
-        }
+        guard tick || !outbox.isEmpty else { return }
+        flush()
+        publish()
     }
 
     /// Lets the service write what it gathered over the batch, sending the outbox as often

@@ -11,7 +11,7 @@ import unittest
 import test_chat_client as client_tests  # its ChatProcess (a module, so its tests do not run twice)
 import chatwire as wire
 import udptool
-from harness import HELLOD, Hellod, TestCase, counters
+from harness import HELLOD, Hellod, TestCase, counters, metric
 
 
 def forge(source, sport, port, payload, destination="127.0.0.1"):
@@ -519,6 +519,27 @@ class ChatTest(ChatCase):
         self.assertEqual(drain(bob.sock, 0.5), [wire.not_a_member(bob.tag, bob.token)])
         self.assertEqual(self.finished(ada), ["* ada joined", "* bob joined", "* bob timed out", "ada: still here"])
         self.assertEqual(self.counted(server)["chat-not-member"], 1)
+
+    def test_an_idle_relay_evicts_the_silent_and_its_gauges_say_so(self):
+        # Nothing comes after bob's join: the relay's own wake-ups (its ticks) time bob out,
+        # and the metrics file follows.
+        server = self.relay("--chat-silence-s", "1", "--chat-evict-s", "2", "--metrics-interval", "1")
+        self.client(server, b"bob", 2, b"lobby")
+
+        def gauges(want, within):
+            deadline = time.monotonic() + within
+            while True:
+                now = server.metrics()
+                found = (metric(now, "hellod_chat_rooms"), metric(now, "hellod_chat_members"))
+                if found == want or time.monotonic() > deadline:
+                    return found
+                time.sleep(0.1)
+
+        self.assertEqual(gauges((1, 1), within=3), (1, 1))
+        self.assertEqual(gauges((0, 0), within=8), (0, 0))  # evicted after 2 s, written each 1 s
+        code, text = server.stop()
+        self.assertEqual(code, 0, text)
+        self.assertEqual([metric(text.metrics, "hellod_chat_%s_total" % n) for n in ("joins", "leaves")], [1, 1])
 
     def test_a_member_whose_address_changed_keeps_its_nick_and_place_unseen(self):
         server = self.relay()
