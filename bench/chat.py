@@ -7,6 +7,7 @@ clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on
                                     #     [--members 2,8,32,64@2500] [--json FILE] [--hgrm DIR]
                                     #     [--before OLD/.build-static/release] [--fanout-us 0]
                                     #     [--c-whole] [--c-again] [--with=OPTIONS] [--awake]
+                                    #     [--pause-free]
 
 Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
 is not saturated (--members: the room sizes, one room each, in that order, each with @RATE
@@ -38,7 +39,9 @@ every relay (tens of ms), and the messages queued meanwhile let hellod pack a me
 events into one datagram, which relay.c cannot, so a run with such a pause flatters
 hellod's CPU. With --awake the tails are the relays' own; but every wake-up then switches
 from the loop, which adds about as much to every relay's CPU (2 us a message there), so
-the CPU ratios are pulled towards 1.
+the CPU ratios are pulled towards 1. --pause-free measures without the loop and keeps only
+the rounds (run i of every relay) in which no relay's p99 was over 1 ms, so no pause: with
+many short runs (--runs 30 --seconds 1) about half the rounds at 2 and 8 members.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -175,8 +178,22 @@ def table(title, samples, base_name):
     return median
 
 
-def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, awake=False):
-    """The table of one case; returns each relay's medians."""
+# A run's p99 above this is not a relay's own tail at these rates (tens to a few hundred us)
+# but a queue or one of the machine's pauses (--pause-free).
+PAUSE_US = 1000
+
+
+def without_pauses(samples):
+    """The rounds (run i of every relay) in which no relay's p99 was over PAUSE_US, and how
+    many rounds there were."""
+    rounds = len(next(iter(samples.values())))
+    kept = [i for i in range(rounds) if all(runs[i]["p99"] <= PAUSE_US for runs in samples.values())]
+    return {name: [runs[i] for i in kept] for name, runs in samples.items()}, rounds
+
+
+def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, awake=False, pause_free=False):
+    """The table of one case; returns each relay's medians (None: `pause_free` and no round
+    was)."""
     samples = {s["name"]: [] for s in servers}
     directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
     if directory:
@@ -186,6 +203,13 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
         for server in servers if i % 2 == 0 else servers[::-1]:
             hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
             samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm, awake))
+    if pause_free:
+        samples, rounds = without_pauses(samples)
+        kept = len(samples[servers[-1]["name"]])
+        title += ": the %d of %d rounds without a pause (every relay's p99 under %d us)" % (kept, rounds, PAUSE_US)
+        if not kept:
+            print("\n%s" % title)
+            return None
     return table(title, samples, servers[-1]["name"])
 
 
@@ -279,6 +303,9 @@ def main():
                         help="also run hellod with these options added (--with=--no-gro; repeatable): each its own relay")
     parser.add_argument("--awake", action="store_true",
                         help="keep the relay's CPU from idling (a loop at nice 19 on it): no pause of a halted CPU in the tails")
+    parser.add_argument("--pause-free", action="store_true",
+                        help="the tables from the rounds (run i of every relay) in which no relay's p99 was over "
+                             "%d us: no pause of the machine's (the docstring says why)" % PAUSE_US)
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
@@ -294,8 +321,9 @@ def main():
     cases = []
     for members, rate in args.members:
         median = compare("%d members, %d messages/s of 64 bytes" % (members, rate), servers, members, rate, 64,
-                         args.seconds, args.runs, args.hgrm, args.awake)
-        cases.append({"members": members, "rate": rate, "size": 64, "relays": median})
+                         args.seconds, args.runs, args.hgrm, args.awake, args.pause_free)
+        if median:
+            cases.append({"members": members, "rate": rate, "size": 64, "relays": median})
     if not args.no_rmax:
         rate, r_max, search = args.rmax_from, None, []
         while True:
