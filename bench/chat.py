@@ -41,7 +41,8 @@ hellod's CPU. With --awake the tails are the relays' own; but every wake-up then
 from the loop, which adds about as much to every relay's CPU (2 us a message there), so
 the CPU ratios are pulled towards 1. --pause-free measures without the loop and keeps only
 the rounds (run i of every relay) in which no relay's p99 was over 1 ms, so no pause: with
-many short runs (--runs 30 --seconds 1) about half the rounds at 2 and 8 members.
+many short runs (--runs 40 --seconds 1, three relays) a third of the rounds at 2 members,
+two thirds at 8.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
@@ -206,7 +207,7 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
     if pause_free:
         samples, rounds = without_pauses(samples)
         kept = len(samples[servers[-1]["name"]])
-        title += ": the %d of %d rounds without a pause (every relay's p99 under %d us)" % (kept, rounds, PAUSE_US)
+        title += ": the %d of %d rounds without a pause (every relay's p99 at most %d us)" % (kept, rounds, PAUSE_US)
         if not kept:
             print("\n%s" % title)
             return None

@@ -122,8 +122,8 @@ class Serving(TestCase):
         self.assertBalanced(found)
 
     def test_each_worker_thread_has_a_file_table_of_its_own(self):
-        # Its system calls then take no reference to its socket (PERFORMANCE.md, "A file
-        # table of its own"); and it still serves.
+        # Its system calls then take no reference to its socket (PERFORMANCE.md, "Fifth
+        # pass"); and it still serves.
         with Hellod("--listen", "127.0.0.1:0", "--listen", "echo@127.0.0.1:0") as d:
             names = threads(d.proc.pid)
             workers = sorted(tid for tid, name in names.items() if name.startswith("hellod-w"))
