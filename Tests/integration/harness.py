@@ -354,6 +354,26 @@ def threads(pid):
     return found
 
 
+def posix_timers(pid):
+    """Process `pid`'s POSIX timers (/proc/PID/timers): [{"signal": number, "notify": how
+    (e.g. "signal/tid.1234"), "clock": clock id}]."""
+    timers, timer = [], None
+    with open("/proc/%d/timers" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            value = value.strip()
+            if key == "ID":
+                timer = {}
+                timers.append(timer)
+            elif key == "signal":
+                timer["signal"] = int(value.split("/")[0])
+            elif key == "notify":
+                timer["notify"] = value
+            elif key == "ClockID":
+                timer["clock"] = int(value)
+    return timers
+
+
 # kcmp(2)'s number (glibc has no wrapper) on the machines hellod is built for.
 KCMP = {"x86_64": 312, "aarch64": 272}
 KCMP_FILES = 2

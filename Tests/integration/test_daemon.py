@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from harness import (HELLOD, VERSION, Hellod, TestCase, counters, exchange, hello, hello_process,
-                     share_file_table, threads)
+                     posix_timers, share_file_table, threads)
 
 
 class Arguments(TestCase):
@@ -135,6 +135,17 @@ class Serving(TestCase):
             ports = [int(a.rsplit(":", 1)[1]) for a in d.addresses]
             self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", ports[0]), b"Sarah")[0], b"Hello, Sarah!")
             self.assertEqual(exchange(socket.AF_INET, ("127.0.0.1", ports[1]), b"Sarah")[0], b"Sarah")
+
+    def test_each_worker_has_a_timer_of_its_own_for_its_wake_interval(self):
+        # A worker sleeps in its receive without a timeout; a POSIX timer signals that
+        # thread alone (SIGRTMIN, on the monotonic clock) every wake interval (the services'
+        # 100 ms tick, a quarter of a watchdog's interval if shorter).
+        with Hellod("--listen", "127.0.0.1:0", "--listen", "chat@127.0.0.1:0") as d:
+            workers = sorted(tid for tid, name in threads(d.proc.pid).items() if name.startswith("hellod-w"))
+            self.assertEqual(len(workers), 2)
+            timers = sorted(posix_timers(d.proc.pid), key=lambda t: int(t["notify"].rsplit(".", 1)[1]))
+            self.assertEqual(timers, [{"signal": signal.SIGRTMIN, "notify": "signal/tid.%d" % tid,
+                                       "clock": time.CLOCK_MONOTONIC} for tid in workers])
 
     def test_echo_mode(self):
         with Hellod("--listen", "127.0.0.1:0", "--mode", "echo") as d:

@@ -227,14 +227,17 @@ class InstalledService(InstalledCheckout):
         self.assertEqual((props["ActiveState"], props["SubState"], props["MainPID"], props["NRestarts"]),
                          ("active", "running", pid, "0"))
 
-    def test_06b_each_worker_has_a_file_table_of_its_own_in_the_units_sandbox(self):
+    def test_06b_each_worker_has_a_file_table_and_a_timer_of_its_own_in_the_units_sandbox(self):
         # The unit's system call filter lets unshare(CLONE_FILES) through: no worker shares
-        # the main thread's table (kcmp(2) says), and hellod said nothing of it.
+        # the main thread's table (kcmp(2) says), and hellod said nothing of it. And
+        # timer_create: each worker has a timer that signals it alone, for its wake interval.
         pid = self.main_pid()
         self.assertEqual(self.hellod_entries(pid, "worker 0 shares"), [])
         found = json.loads(self.systemd.run(sys.executable, "-c", FILE_TABLES, pid).stdout)
         self.assertGreaterEqual(len(found), 1, found)
         self.assertEqual(found, {name: False for name in found})
+        timers = self.systemd.run("cat", "/proc/%s/timers" % pid).stdout
+        self.assertEqual(len(re.findall(r"^notify: signal/tid\.\d+$", timers, re.M)), len(found), timers)
 
     def test_07_systemctl_stop_exits_cleanly_with_the_stop_line(self):
         pid = self.main_pid()
