@@ -402,12 +402,10 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         // sleep and disarms it at every wake-up, in a small chat room every message. Without
         // that timer, the socket's receive timeout is the bound.
         var ticks: IntervalInterrupt?
-        var receiveTimeout = wake
-        if handover == nil, let wake, wake > 0, let timer = try? IntervalInterrupt(every: wake) {
-            ticks = consume timer
-            receiveTimeout = nil
+        if handover == nil, let wake, wake > 0 {
+            ticks = try? IntervalInterrupt(every: wake)
         }
-        let sleepsInReceive = handover == nil && (try? socket.setReceiveTimeout(receiveTimeout)) != nil
+        let sleepsInReceive = handover == nil && (try? socket.setReceiveTimeout(ticks == nil ? wake : nil)) != nil
         var waited: Waited?
         while !stop.isRequested {
             let now = monotonicNanoseconds()
