@@ -81,6 +81,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @usableFromInline let published: PublishedReport
     @usableFromInline let publication: PublishedReport.Writer
     @usableFromInline var lastTick: UInt64 = 0
+    /// How many datagrams the next receive asks for.
+    @usableFromInline var window: ReceiveWindow
     /// Where several workers share the service's state: this one's place among them (nil:
     /// it is alone, and no ring is touched).
     @usableFromInline let handover: HandoverPort?
@@ -125,6 +127,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         receiver = ReceiveBatch(
             capacity: configuration.batchSize, maxDatagram: configuration.maxDatagram,
             groupByPeer: configuration.segmentation, packetInfo: packetInfo, coalescing: configuration.coalescing)
+        window = ReceiveWindow(batch: configuration.batchSize)
         outbox = Outbox(capacity: service.outboxCapacity, largestDatagram: service.largestDatagram)
         sender = SendBatch(capacity: service.outboxCapacity, options: options)
         self.handover = port
@@ -214,10 +217,16 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// whole loop: a retain and a release a batch, in a small chat room a message.
     @inlinable var lentReceiver: Unmanaged<ReceiveBatch> { .passUnretained(receiver) }
 
-    /// Receives a batch (`waiting`: waiting for its first datagram); a failure is counted.
+    /// Receives a batch, or one datagram where they come alone (`window`); `waiting`: waiting
+    /// for its first datagram, whose count `run` gives the window once it knows whether the
+    /// wait slept. A failure is counted.
     @inlinable mutating func receive(waiting: Bool) -> (count: Int, failed: Bool) {
         do {
-            return (try receiver.receive(from: socket, waiting: waiting), false)
+            let count = try receiver.receive(from: socket, waiting: waiting, upTo: window.size)
+            if !waiting {
+                window.received(count, asked: window.size)
+            }
+            return (count, false)
         } catch {
             figures.receiveErrors += 1
             figures.lastReceiveErrno = error.errno.rawValue
@@ -407,8 +416,18 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
         let sleepsInReceive = handover == nil && (try? socket.setReceiveTimeout(ticks == nil ? wake : nil)) != nil
         var waited: Waited?
+        // When the worker last went to sleep (in its receive, or polling) asking for one
+        // datagram: the next look at the clock says whether it slept for it (`window`).
+        var sleptAt: UInt64?
         while !stop.isRequested {
             let now = monotonicNanoseconds()
+            let slept = sleptAt.map { now - $0 >= ReceiveWindow.queuedWithin }
+            if let waited {
+                window.received(waited.count, asked: window.size, slept: slept)
+            } else if let slept {
+                window.woke(slept: slept)
+            }
+            sleptAt = nil
             let served = serveBatch(now: now, receiving: socketReady, waited: waited)
             socketReady = true
             waited = nil
@@ -451,9 +470,11 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             if let handover, !handover.group.prepareToSleep(handover.position) {
                 continue  // handed something while it was about to sleep
             }
+            // The loop's next turn beats for what the wait read, or for the empty wake; asking
+            // for one datagram, it needs to know whether the wait slept.
+            sleptAt = window.narrowed ? monotonicNanoseconds() : nil
             if sleepsInReceive && service.sendDue == nil {
                 waited = waitForTraffic()
-                liveness?.beat(index, now: monotonicNanoseconds())
                 continue
             }
             do {
@@ -475,7 +496,6 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             if let handover {
                 handover.group.woke(handover.position)
             }
-            liveness?.beat(index, now: monotonicNanoseconds())
         }
         _ = consume ticks  // the signals stop here
         // What the last wait read as the stop came is served like any other batch: read from

@@ -80,15 +80,16 @@ import HelloDatagram
         fullLengths?.deallocate()
     }
 
-    /// Reads up to `capacity` queued datagrams without waiting: 0 when none is queued.
-    /// `waiting`: waits for the first (`MessageVector.receive`).
+    /// Reads up to `limit` queued datagrams (at most `capacity`) without waiting: 0 when
+    /// none is queued. `waiting`: waits for the first (`MessageVector.receive`).
     @inline(__always)
-    @usableFromInline package func receive(from socket: DatagramSocket, waiting: Bool = false) throws(SocketError)
-        -> Int
-    {
-        guard coalescing else { return try messages.receive(from: socket, count: capacity, waiting: waiting) }
+    @usableFromInline package func receive(
+        from socket: DatagramSocket, waiting: Bool = false, upTo limit: Int = .max
+    ) throws(SocketError) -> Int {
+        let asked = min(limit, capacity)
+        guard coalescing else { return try messages.receive(from: socket, count: asked, waiting: waiting) }
         foundTrains = false
-        let count = try messages.receive(from: socket, count: capacity, waiting: waiting, flags: Int32(MSG_TRUNC))
+        let count = try messages.receive(from: socket, count: asked, waiting: waiting, flags: Int32(MSG_TRUNC))
         foundTrains = findTrains(count)
         return count
     }
