@@ -2,11 +2,13 @@
 # Installs the Debian packages hellod needs that are missing, and nothing else.
 #   scripts/deps.sh build   what building needs (libsystemd-dev, pkg-config, make)
 #   scripts/deps.sh test    that, and what the tests drive (socat, netcat, python3, iproute2;
+#                           ethtool, which turns GRO on in the tests' veth pairs;
 #                           tmux, a real terminal for `hello chat`; gcc for bench/reference/;
 #                           mandoc, which lints the manual pages; libssh-gcrypt-4, a library
 #                           that BIRD needs: the anycast test takes bird out of Debian's
 #                           package without installing it, scripts/anycast-tools.sh)
-#   scripts/deps.sh bench   that, and a C compiler for bench/reference/ (make references, make bench)
+#   scripts/deps.sh bench   that, and a C compiler for bench/reference/ (make references, make bench);
+#                           iproute2 and ethtool for bench/compare.py --gro --veth
 #   scripts/deps.sh deb     that, and what building the Debian package needs (make deb:
 #                           debhelper, dpkg-dev, fakeroot) and checks it (lintian, man-db)
 set -eu
@@ -14,9 +16,9 @@ set -eu
 packages="libsystemd-dev pkg-config make"
 deb="debhelper dpkg-dev fakeroot lintian man-db"
 case "${1:-build}" in
-    test) packages="$packages socat netcat-openbsd python3 iproute2 util-linux procps systemd binutils mandoc tmux gcc libc6-dev libssh-gcrypt-4 $deb" ;;
+    test) packages="$packages socat netcat-openbsd python3 iproute2 ethtool util-linux procps systemd binutils mandoc tmux gcc libc6-dev libssh-gcrypt-4 $deb" ;;
     deb) packages="$packages $deb" ;;
-    bench) packages="$packages gcc libc6-dev python3 util-linux" ;;
+    bench) packages="$packages gcc libc6-dev python3 util-linux iproute2 ethtool" ;;
 esac
 
 missing=""
