@@ -6,7 +6,7 @@ clock; --wire raw for relay.c, which speaks no protocol) pinned to CPU 1, all on
     make bench-chat                 # or: bench/chat.py [--seconds 5] [--runs 3] [--rmax-from 500]
                                     #     [--members 2,8,32,64@2500] [--json FILE] [--hgrm DIR]
                                     #     [--before OLD/.build-static/release] [--fanout-us 0]
-                                    #     [--c-whole] [--c-again] [--with=OPTIONS] [--awake]
+                                    #     [--c-whole] [--c-one] [--c-again] [--with=OPTIONS] [--awake]
                                     #     [--pause-free]
 
 Cases: 2, 8 and 32 members at 5,000 messages/s of 64 bytes, and 64 at 2,500, where relay.c
@@ -21,7 +21,10 @@ machine's pauses: --awake below), server CPU ns per delivery (each thread's time
 /proc/PID/task/*/schedstat, over the measured interval, read by `hello bench
 --server-pid`), deliveries per datagram and peak RSS. --before: an older build's hellod
 beside, in the same run. --c-whole: relay.c beside as well, sending whole (don't-fragment,
-IP ID 0) as hellod's chat does, which spares the kernel its IP ID generator. --c-again:
+IP ID 0) as hellod's chat does, which spares the kernel its IP ID generator. --c-one:
+relay.c beside as well, asking recvmmsg for one datagram a call (`relay PORT 1`), as
+hellod does where datagrams come alone: the kernel then never looks at an empty queue
+after a lone datagram, and neither relay batches what it reads then. --c-again:
 relay.c once more in each run, listed first, as if it were another relay: its ratio to
 itself is how far the machine alone moves a ratio. --with=OPTIONS (repeatable): hellod
 once more with OPTIONS added (`--with=--no-gro`), to measure what an option costs beside
@@ -81,12 +84,13 @@ HELLOD_LIMITS = ["--chat-members", "64", "--chat-memberships-per-prefix", "64",
                  "--chat-join-rate", "1000", "--chat-join-burst", "1000"]
 
 
-def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=None, variants=()):
+def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=None, variants=(), c_one=False):
     """relay.c first if `c_again` (the null yardstick: the base against itself), the hellod
     of the build in `before` if given, hellod as it ships (its limits raised), hellod with
     each of `variants` (a string of options each) added, then with a fan-out interval if
     one is given (one more variant: the trade of latency for CPU an operator can choose),
-    relay.c sending whole as hellod's chat does if `c_whole`, and relay.c (the binary
+    relay.c sending whole as hellod's chat does if `c_whole`, relay.c reading one datagram a
+    call if `c_one`, and relay.c (the binary
     `reference`), last: the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
     base = {"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True}
@@ -98,6 +102,8 @@ def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=
         found.append({"name": "hellod chat, " + options, "command": [*chat, *shlex.split(options)], "raw": False})
     if c_whole:
         found.append(dict(base, name="relay.c whole", command=[*base["command"], "whole"]))
+    if c_one:
+        found.append(dict(base, name="relay.c one", command=[reference, "PORT", "1"]))
     found.append(base)
     return found
 
@@ -298,6 +304,8 @@ def main():
                         help="also run this older build's hellod (DIR/hellod), just before this one's")
     parser.add_argument("--c-whole", action="store_true",
                         help="also run relay.c sending whole (`relay PORT 64 whole`), as hellod's chat sends")
+    parser.add_argument("--c-one", action="store_true",
+                        help="also run relay.c reading one datagram a call (`relay PORT 1`), as hellod does where they come alone")
     parser.add_argument("--c-again", action="store_true",
                         help="also run relay.c a second time in each run, listed first: its ratio to itself is the machine's noise")
     parser.add_argument("--with", dest="variants", metavar="OPTIONS", action="append", default=[],
@@ -312,7 +320,7 @@ def main():
     args = parser.parse_args()
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again,
-                     args.before, args.variants)
+                     args.before, args.variants, args.c_one)
     if args.callgrind:
         callgrind(relays(reference, os.path.join(RELEASE, "hellod")), 64, 100, 64)
         return
