@@ -5,7 +5,7 @@ import SystemPackage
 
 /// How a worker drives its socket.
 public struct WorkerConfiguration: Sendable {
-    /// Datagrams per recvmmsg.
+    /// Datagrams per recvmmsg, at most (`ReceiveWindow`: one where they come alone).
     public var batchSize: Int
     /// The largest datagram read whole; a larger one is truncated (and dropped).
     public var maxDatagram: Int

@@ -41,7 +41,10 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             valueName: "service"))
     var mode: ServiceName = .hello
 
-    @Option(help: ArgumentHelp("Datagrams per recvmmsg/sendmmsg call (1: one at a time).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "At most this many datagrams per recvmmsg/sendmmsg call (1: one at a time). Where datagrams come alone (a ping-pong, a small chat room), a receive asks for one: asking for a batch made the kernel look at the empty queue once more.",
+            valueName: "n"))
     var batch: Int = 64
 
     @Option(
