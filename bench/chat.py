@@ -22,9 +22,9 @@ machine's pauses: --awake below), server CPU ns per delivery (each thread's time
 --server-pid`), deliveries per datagram and peak RSS. --before: an older build's hellod
 beside, in the same run. --c-whole: relay.c beside as well, sending whole (don't-fragment,
 IP ID 0) as hellod's chat does, which spares the kernel its IP ID generator. --c-one:
-relay.c beside as well, asking recvmmsg for one datagram a call (`relay PORT 1`), as
-hellod does where datagrams come alone: the kernel then never looks at an empty queue
-after a lone datagram, and neither relay batches what it reads then. --c-again:
+relay.c beside as well, asking recvmmsg for one datagram a call (`relay PORT 1`): the
+kernel then never looks at an empty queue after a lone datagram, as with hellod where
+datagrams come alone, but that relay never reads a batch either. --c-again:
 relay.c once more in each run, listed first, as if it were another relay: its ratio to
 itself is how far the machine alone moves a ratio. --with=OPTIONS (repeatable): hellod
 once more with OPTIONS added (`--with=--no-gro`), to measure what an option costs beside
@@ -90,8 +90,7 @@ def relays(reference, hellod, fanout_us=0, c_whole=False, c_again=False, before=
     each of `variants` (a string of options each) added, then with a fan-out interval if
     one is given (one more variant: the trade of latency for CPU an operator can choose),
     relay.c sending whole as hellod's chat does if `c_whole`, relay.c reading one datagram a
-    call if `c_one`, and relay.c (the binary
-    `reference`), last: the base of the ratios."""
+    call if `c_one`, and relay.c (the binary `reference`), last: the base of the ratios."""
     chat = [hellod, "--listen", "chat@127.0.0.1:PORT", *HELLOD_LIMITS]
     base = {"name": "relay.c", "command": [reference, "PORT", "64"], "raw": True}
     found = [dict(base, name="relay.c again")] if c_again else []

@@ -3,11 +3,11 @@
 ///
 /// recvmmsg reads until it has what it was asked for or finds the queue empty. So a receive
 /// of a lone datagram that asked for a batch goes through the socket's receive path twice,
-/// the second time to find nothing: in a ping-pong, an eighth of hellod's CPU a reply
-/// (PERFORMANCE.md, "A lone datagram read once"). A plain C relay pays it at every
-/// message. Where datagrams come one at a time (a small chat room, a ping-pong, a
-/// probe), the worker asks for one; as soon as one is found queued behind another, for a
-/// batch again.
+/// the second time to find nothing: in a ping-pong, an eighth to a sixth of hellod's CPU a
+/// reply (PERFORMANCE.md, "A lone datagram read once"). A plain C relay pays it at every
+/// message. Where datagrams come one at a time (a small chat room, a ping-pong, a probe),
+/// the worker asks for one; as soon as one is found queued behind another, for a batch
+/// again.
 @usableFromInline package struct ReceiveWindow {
     @usableFromInline package let batch: Int
     /// The last datagram came alone: nothing was queued behind it.
