@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import chat
-from compare import free_port
+from compare import free_port, require
 
 
 def stripped(hellod, tmp):
@@ -80,6 +80,7 @@ def main():
     parser.add_argument("--after-options", default="", help="hellod options for the newer build only (\"--trace\")")
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
+    require("valgrind")
     builds = [("before", args.before, ()), ("after", args.after, tuple(args.after_options.split()))]
     found = {}
     for _ in range(args.runs):

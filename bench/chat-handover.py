@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "integration"))
 from harness import counters, parse_metrics  # noqa: E402
 import chatwire as wire  # noqa: E402
+from compare import require  # noqa: E402
 
 MEMBERS = 8
 OPTIONS = ["--chat-memberships-per-prefix", "64",
@@ -190,6 +191,7 @@ def main():
     parser.add_argument("--latency-spin-us", type=int,
                         help="--spin-us for the latency runs (0 also sets --coalesce-us 0); default: hellod's")
     args = parser.parse_args()
+    require("valgrind")
     if args.latency_spin_us is not None:
         LATENCY_OPTIONS[:] = ["--spin-us", str(args.latency_spin_us)] + (["--coalesce-us", "0"] if args.latency_spin_us == 0 else [])
     binary = os.path.join(args.bin, "hellod")

@@ -63,7 +63,7 @@ import tempfile
 import time
 
 import references
-from compare import free_port, slug
+from compare import free_port, require, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
 # The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
@@ -317,6 +317,8 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()
+    if args.callgrind:
+        require("valgrind")
     reference = references.build()["relay"]
     servers = relays(reference, os.path.join(RELEASE, "hellod"), args.fanout_us, args.c_whole, args.c_again,
                      args.before, args.variants, args.c_one)

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from chat_joins import TAG, cookie_from, inclusive, join, wire
-from compare import free_port
+from compare import free_port, require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,6 +81,7 @@ def main():
     parser.add_argument("--backlog", type=int, default=65536)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
+    require("valgrind")
     n = args.requests
     with tempfile.TemporaryDirectory() as tmp:
         stripped = os.path.join(tmp, "hellod")

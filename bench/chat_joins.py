@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from compare import free_port
+from compare import free_port, require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "Tests", "integration"))
@@ -113,6 +113,7 @@ def main():
     parser.add_argument("--hellod", default=os.path.join(HERE, "..", ".build-static", "release", "hellod"))
     parser.add_argument("--joins", type=int, default=2000)
     args = parser.parse_args()
+    require("valgrind")
     with tempfile.TemporaryDirectory() as tmp:
         stripped = os.path.join(tmp, "hellod")
         shutil.copy(args.hellod, stripped)

@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -66,6 +67,14 @@ def status_kb(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def require(tool, package=None):
+    """Exits with one line if `tool` is not on PATH, naming the Debian package that has it:
+    a bench that needs it (valgrind, for the instruction counts) says so before it starts
+    anything, not as a traceback once the first run found no output."""
+    if shutil.which(tool) is None:
+        sys.exit("%s: %s is missing (apt-get install %s)" % (os.path.basename(sys.argv[0]), tool, package or tool))
 
 
 def free_port():
