@@ -30,14 +30,14 @@
     /// known (`received`), as a batch of one never needs to.
     @inlinable package var narrowed: Bool { lone && batch > 1 }
 
-    /// After a receive that asked for `asked` datagrams and got `count`. `slept`: whether a
+    /// After a receive that asked for `size` datagrams and got `count`. `slept`: whether a
     /// receive that waited for its first datagram slept for it (nil: it did not wait; then
     /// whether the last look found the queue empty says whether this one was waited for).
-    @inlinable package mutating func received(_ count: Int, asked: Int, slept: Bool? = nil) {
+    @inlinable package mutating func received(_ count: Int, slept: Bool? = nil) {
         defer { sawEmpty = count == 0 }
         switch count {
         case 0: return
-        case 1 where asked > 1: lone = true  // the kernel's second look found nothing behind it
+        case 1 where size > 1: lone = true  // the kernel's second look found nothing behind it
         case 1: lone = slept ?? sawEmpty  // found at once, there may be more queued: a batch
         default: lone = false
         }

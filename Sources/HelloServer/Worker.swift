@@ -224,7 +224,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         do {
             let count = try receiver.receive(from: socket, waiting: waiting, upTo: window.size)
             if !waiting {
-                window.received(count, asked: window.size)
+                window.received(count)
             }
             return (count, false)
         } catch {
@@ -423,7 +423,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             let now = monotonicNanoseconds()
             let slept = sleptAt.map { now - $0 >= ReceiveWindow.queuedWithin }
             if let waited {
-                window.received(waited.count, asked: window.size, slept: slept)
+                window.received(waited.count, slept: slept)
             } else if let slept {
                 window.woke(slept: slept)
             }

@@ -9,44 +9,44 @@ struct ReceiveWindowTests {
     @Test func aLoneDatagramMakesTheNextReceiveAskForOne() {
         var window = ReceiveWindow(batch: 64)
         #expect(window.size == 64)
-        window.received(1, asked: 64)  // the kernel looked again and found nothing behind it
+        window.received(1)  // the kernel looked again and found nothing behind it
         #expect(window.size == 1)
         #expect(window.narrowed)
-        window.received(0, asked: 1)  // a poll that found nothing
-        window.received(1, asked: 1)  // waited for: it came alone
+        window.received(0)  // a poll that found nothing
+        window.received(1)  // waited for: it came alone
         #expect(window.size == 1)
-        window.received(1, asked: 1)  // found at once after another: there may be a queue
+        window.received(1)  // found at once after another: there may be a queue
         #expect(window.size == 64)
-        window.received(5, asked: 64)
+        window.received(5)
         #expect(window.size == 64)
     }
 
     @Test func aWaitThatSleptKeepsAskingForOneAndOneThatFoundTrafficQueuedAsksForABatch() {
         var window = ReceiveWindow(batch: 64)
-        window.received(1, asked: 64)
-        window.received(1, asked: 1, slept: true)
+        window.received(1)
+        window.received(1, slept: true)
         #expect(window.size == 1)
-        window.received(0, asked: 1, slept: true)  // woken for a tick: nothing read, nothing changes
+        window.received(0, slept: true)  // woken for a tick: nothing read, nothing changes
         #expect(window.size == 1)
-        window.received(1, asked: 1, slept: false)
+        window.received(1, slept: false)
         #expect(window.size == 64)
     }
 
     @Test func aPollThatSleptMeansTheQueueWasEmpty() {
         var window = ReceiveWindow(batch: 64)
-        window.received(1, asked: 64)
-        window.received(1, asked: 1, slept: true)
+        window.received(1)
+        window.received(1, slept: true)
         window.woke(slept: true)
-        window.received(1, asked: 1)
+        window.received(1)
         #expect(window.size == 1)
         window.woke(slept: false)  // ready at once: what it reads was queued
-        window.received(1, asked: 1)
+        window.received(1)
         #expect(window.size == 64)
     }
 
     @Test func aBatchOfOneNeedsNoClockToKnowWhatToAskFor() {
         var window = ReceiveWindow(batch: 1)
-        window.received(1, asked: 1, slept: true)
+        window.received(1, slept: true)
         #expect(window.size == 1)
         #expect(!window.narrowed)
     }
