@@ -69,12 +69,13 @@ def status_kb(pid, key):
     return 0
 
 
-def require(tool, package=None):
-    """Exits with one line if `tool` is not on PATH, naming the Debian package that has it:
-    a bench that needs it (valgrind, for the instruction counts) says so before it starts
-    anything, not as a traceback once the first run found no output."""
+def require(tool):
+    """Exits with one line if `tool` is not on PATH, naming the Debian package that has it
+    (the tools asked for are their packages' names): a bench that needs it (valgrind, for
+    the instruction counts) says so before it starts anything, not as a traceback once the
+    first run found no output."""
     if shutil.which(tool) is None:
-        sys.exit("%s: %s is missing (apt-get install %s)" % (os.path.basename(sys.argv[0]), tool, package or tool))
+        sys.exit("%s: %s is missing (apt-get install %s)" % (os.path.basename(sys.argv[0]), tool, tool))
 
 
 def free_port():
