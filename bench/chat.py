@@ -30,9 +30,13 @@ itself is how far the machine alone moves a ratio. --with=OPTIONS (repeatable): 
 once more with OPTIONS added (`--with=--no-gro`), to measure what an option costs beside
 relay.c and the null. Each case runs --runs times, relays interleaved (every other run in
 reverse order); the table shows medians and ratios against relay.c's, each ratio with its
-range run by run (run i of every relay against run i of relay.c). The machine is shared
-and noisy: read the ratios with their ranges, and the load average printed before and
-after.
+range run by run (run i of every relay against run i of relay.c), and the median of those
+ratios run by run with its 95 % confidence interval (order statistics, which assume
+nothing of how the runs spread; 6 runs at least). An interval that holds 1.00x is a run
+that cannot tell that relay from relay.c; with --c-again, relay.c's own interval shows
+whether the intervals are as wide as the machine makes them. The machine is shared and
+noisy: read the ratios with their ranges and intervals, and the load average printed
+before and after.
 
 --awake keeps the relay's CPU from idling, with a shell loop at nice 19 on it that a relay
 takes the CPU from whenever it wakes. On a virtual machine such as the one PERFORMANCE.md's
@@ -48,7 +52,8 @@ many short runs (--runs 40 --seconds 1, three relays) a third of the rounds at 2
 two thirds at 8.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
-delivery and p50 against room size from it); --hgrm DIR each relay's latencies per case
+delivery and p50 against room size from it), and each relay's paired ratios to relay.c's
+as [median, low, high]; --hgrm DIR each relay's latencies per case
 as HdrHistogram's percentile distribution (`hello bench chat --hgrm`),
 DIR/chat-MEMBERS/RELAY.hgrm (the last run's; RELAY as compare.slug() names it).
 """
@@ -63,7 +68,7 @@ import tempfile
 import time
 
 import references
-from compare import free_port, require, slug
+from compare import free_port, median_interval, require, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
 # The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
@@ -163,23 +168,42 @@ def ratio(median, samples, name, base_name, key):
     return text
 
 
+def paired(samples, name, base_name, key):
+    """The ratios of `key` run by run (run i of `name` against run i of `base_name`), as
+    `median_interval` reads them: their median and its 95 % confidence interval (None where
+    the runs are too few). Each ratio is of two runs that met the same moment of the
+    machine, so the interval is how sure the run is of the ratio; whether it holds 1.0x is
+    whether the run can tell the two relays apart."""
+    ratios = [r[key] / b[key] for r, b in zip(samples[name], samples[base_name]) if b[key]]
+    return median_interval(ratios) if ratios else None
+
+
+def interval_text(interval):
+    if interval is None:
+        return "-"
+    median, low, high, _ = interval
+    return "%.2fx" % median + (" [%.2f-%.2f]" % (low, high) if low is not None else " [too few runs]")
+
+
 def table(title, samples, base_name):
     median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
     print("\n%s" % title)
     print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs relay.c (run by run) "
-          "| p50 vs relay.c (run by run) | deliveries per datagram | lost/dup/reordered (all runs) "
-          "| runs with p99 over 10 ms | peak RSS KiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| p50 vs relay.c (run by run) | CPU vs relay.c, paired [95 % CI] | p50 vs relay.c, paired [95 % CI] "
+          "| deliveries per datagram | lost/dup/reordered (all runs) | runs with p99 over 10 ms | peak RSS KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in median.items():
         runs = samples[name]
         faults = "%d/%d/%d" % tuple(sum(r[k] for r in runs) for k in ("lost", "duplicated", "reordered"))
         # A queue (a relay past its rate) or a pause of the machine's (--awake): what
         # queued was read in batches, which hellod packs and relay.c cannot.
         paused = sum(r["p99"] > 10_000 for r in runs)
-        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %s | %s | %.2f | %s | %d of %d | %d |" % (
+        pairs = ("-", "-") if name == base_name else tuple(
+            interval_text(paired(samples, name, base_name, key)) for key in ("ns_per_delivery", "p50"))
+        print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %s | %s | %s | %s | %.2f | %s | %d of %d | %d |" % (
             name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
             ratio(median, samples, name, base_name, "ns_per_delivery"), ratio(median, samples, name, base_name, "p50"),
-            m["per_datagram"], faults, paused, len(runs), m["peak_rss_kb"]))
+            *pairs, m["per_datagram"], faults, paused, len(runs), m["peak_rss_kb"]))
     sys.stdout.flush()
     return median
 
@@ -198,8 +222,8 @@ def without_pauses(samples):
 
 
 def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, awake=False, pause_free=False):
-    """The table of one case; returns each relay's medians (None: `pause_free` and no round
-    was)."""
+    """The table of one case; returns each relay's medians and its paired ratios against
+    relay.c's, each [median, low, high] (`paired`; None: `pause_free` and no round was)."""
     samples = {s["name"]: [] for s in servers}
     directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
     if directory:
@@ -215,8 +239,11 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
         title += ": the %d of %d rounds without a pause (every relay's p99 at most %d us)" % (kept, rounds, PAUSE_US)
         if not kept:
             print("\n%s" % title)
-            return None
-    return table(title, samples, servers[-1]["name"])
+            return None, None
+    base = servers[-1]["name"]
+    intervals = {name: {key: list(paired(samples, name, base, key)[:3]) for key in ("ns_per_delivery", "p50")}
+                 for name in samples if name != base}
+    return table(title, samples, base), intervals
 
 
 def room_sizes(text):
@@ -330,10 +357,10 @@ def main():
     print("hellod's chat limits raised for the run: %s" % " ".join(HELLOD_LIMITS))
     cases = []
     for members, rate in args.members:
-        median = compare("%d members, %d messages/s of 64 bytes" % (members, rate), servers, members, rate, 64,
-                         args.seconds, args.runs, args.hgrm, args.awake, args.pause_free)
+        median, intervals = compare("%d members, %d messages/s of 64 bytes" % (members, rate), servers, members, rate,
+                                    64, args.seconds, args.runs, args.hgrm, args.awake, args.pause_free)
         if median:
-            cases.append({"members": members, "rate": rate, "size": 64, "relays": median})
+            cases.append({"members": members, "rate": rate, "size": 64, "relays": median, "paired": intervals})
     if not args.no_rmax:
         rate, r_max, search = args.rmax_from, None, []
         while True:

@@ -39,6 +39,7 @@ coalesce there as well. Needs root for the namespaces.
 """
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -88,6 +89,26 @@ def slug(name):
     """A file name for a server or a workload: `hellod --batch 64` is hellod-batch-64,
     `throughput: 8 flows x 32 in flight` is throughput."""
     return re.sub(r"[^a-z0-9.]+", "-", name.split(":")[0].lower()).strip("-")
+
+
+def median_interval(values, level=0.95):
+    """The median of `values` and a confidence interval for it at `level` or more that
+    assumes nothing of their distribution: the k-th least and k-th greatest value, k as
+    large as the binomial count of values below the true median (p = 1/2) allows. Returns
+    (median, low, high, the level reached); low, high and level are None where there are
+    too few values for `level` (fewer than 6 for 95 %, 9 for 99 %)."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        return None, None, None, None
+    tail, k = 0.0, 0  # tail: the chance that fewer than k values fall below the median
+    while k < n and tail + math.comb(n, k) / 2 ** n <= (1 - level) / 2:
+        tail += math.comb(n, k) / 2 ** n
+        k += 1
+    median = statistics.median(xs)
+    if k == 0:
+        return median, None, None, None
+    return median, xs[k - 1], xs[n - k], 1 - 2 * tail
 
 
 def run_once(server, workload, seconds, hgrm=None, net=None):
