@@ -68,7 +68,7 @@ import tempfile
 import time
 
 import references
-from compare import free_port, median_interval, require, slug
+from compare import free_port, interval_text, median_interval, require, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
 # The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
@@ -170,19 +170,11 @@ def ratio(median, samples, name, base_name, key):
 
 def paired(samples, name, base_name, key):
     """The ratios of `key` run by run (run i of `name` against run i of `base_name`), as
-    `median_interval` reads them: their median and its 95 % confidence interval (None where
-    the runs are too few). Each ratio is of two runs that met the same moment of the
+    `median_interval` reads them: their median and its 95 % confidence interval (low and
+    high None where the runs are too few). Each ratio is of two runs that met the same moment of the
     machine, so the interval is how sure the run is of the ratio; whether it holds 1.0x is
     whether the run can tell the two relays apart."""
-    ratios = [r[key] / b[key] for r, b in zip(samples[name], samples[base_name]) if b[key]]
-    return median_interval(ratios) if ratios else None
-
-
-def interval_text(interval):
-    if interval is None:
-        return "-"
-    median, low, high, _ = interval
-    return "%.2fx" % median + (" [%.2f-%.2f]" % (low, high) if low is not None else " [too few runs]")
+    return median_interval([r[key] / b[key] for r, b in zip(samples[name], samples[base_name]) if b[key]])
 
 
 def table(title, samples, base_name):

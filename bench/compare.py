@@ -30,7 +30,10 @@ With --gro, the GRO table instead (issue 20): hellod (GRO on, its default), hell
 --no-gro, gro-server.c (GRO receive, GSO reply), gso-server.c and mmsg-server.c (plain C),
 each with trains (`hello bench --gso 16`: 16 requests a UDP_SEGMENT send) and without, 8
 flows x 32 in flight, 16-byte names; CPU per datagram answered against gro-server.c and
-against plain C. On 127.0.0.1, and with --veth through a veth pair too: the server in one
+against plain C, and against gro-server.c run by run: the median of the paired ratios
+with its 95 % confidence interval (`median_interval`; 6 runs at least), an interval that
+holds 1.00x being a run that cannot tell that server from gro-server.c. The servers run
+in reverse order every other run. On 127.0.0.1, and with --veth through a veth pair too: the server in one
 network namespace, `hello bench` in another (Tests/integration/netns.py's TestNetwork),
 the server's end with GRO, rx-udp-gro-forwarding and threaded NAPI, so plain trains
 coalesce there as well. Needs root for the namespaces.
@@ -109,6 +112,23 @@ def median_interval(values, level=0.95):
     if k == 0:
         return median, None, None, None
     return median, xs[k - 1], xs[n - k], 1 - 2 * tail
+
+
+def paired_text(runs, base_runs, key):
+    """The ratios of `key` run by run (run i against run i of the base, which met the same
+    moment of the machine): their median and its 95 % interval (`median_interval`), or
+    "-" for the base itself."""
+    if runs is base_runs:
+        return "-"
+    return interval_text(median_interval([r[key] / b[key] for r, b in zip(runs, base_runs) if b[key]]))
+
+
+def interval_text(interval):
+    """A ratio's `median_interval` as the tables print it: 1.02x [0.97-1.06]."""
+    median, low, high, _ = interval
+    if median is None:
+        return "-"
+    return "%.2fx" % median + (" [%.2f-%.2f]" % (low, high) if low is not None else " [too few runs]")
 
 
 def run_once(server, workload, seconds, hgrm=None, net=None):
@@ -200,19 +220,21 @@ def gro_table(args, built):
                 # A veth's ring holds 256 packets: 8 x 32 plain requests in flight would
                 # overflow it (losses that are not the server's), so 8 x 16 there.
                 load = dict(workload, args=[a if a != "32" or kind != "veth" else "16" for a in workload["args"]])
-                for _ in range(args.runs):
-                    for server in servers:
+                for i in range(args.runs):
+                    # Every other run in reverse order: no server always runs first, or last.
+                    for server in servers if i % 2 == 0 else servers[::-1]:
                         samples[server["name"]].append(run_once(server, load, args.seconds, net=net))
                 median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                           for name, runs in samples.items()}
                 gro_c, plain_c = median["gro-server.c"]["ns_per_reply"], median["mmsg-server.c"]["ns_per_reply"]
                 print("\n%s, %s" % (path, workload["name"].replace("32", "16") if kind == "veth" else workload["name"]))
-                print("| server | replies/s | p50 us | CPU ns/datagram | vs gro-server.c | vs plain C | "
-                      "CPU ns/datagram, each run | peak RSS KiB |")
-                print("|---|---|---|---|---|---|---|---|")
+                print("| server | replies/s | p50 us | CPU ns/datagram | vs gro-server.c | "
+                      "vs gro-server.c, paired [95 % CI] | vs plain C | CPU ns/datagram, each run | peak RSS KiB |")
+                print("|---|---|---|---|---|---|---|---|---|")
                 for name, m in median.items():
-                    print("| %s | %.0f | %.1f | %.0f | %.2fx | %.2fx | %s | %d |" % (
+                    print("| %s | %.0f | %.1f | %.0f | %.2fx | %s | %.2fx | %s | %d |" % (
                         name, m["replies_per_second"], m["p50"], m["ns_per_reply"], m["ns_per_reply"] / gro_c,
+                        paired_text(samples[name], samples["gro-server.c"], "ns_per_reply"),
                         m["ns_per_reply"] / plain_c, " ".join("%.0f" % r["ns_per_reply"] for r in samples[name]),
                         m["peak_rss_kb"]))
                 lost = sum(r["lost"] + r["wrong"] for runs in samples.values() for r in runs)
