@@ -68,7 +68,7 @@ import tempfile
 import time
 
 import references
-from compare import free_port, interval_text, median_interval, require, slug
+from compare import free_port, paired_interval, paired_text, require, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
 # The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
@@ -168,15 +168,6 @@ def ratio(median, samples, name, base_name, key):
     return text
 
 
-def paired(samples, name, base_name, key):
-    """The ratios of `key` run by run (run i of `name` against run i of `base_name`), as
-    `median_interval` reads them: their median and its 95 % confidence interval (low and
-    high None where the runs are too few). Each ratio is of two runs that met the same moment of the
-    machine, so the interval is how sure the run is of the ratio; whether it holds 1.0x is
-    whether the run can tell the two relays apart."""
-    return median_interval([r[key] / b[key] for r, b in zip(samples[name], samples[base_name]) if b[key]])
-
-
 def table(title, samples, base_name):
     median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
     print("\n%s" % title)
@@ -190,8 +181,7 @@ def table(title, samples, base_name):
         # A queue (a relay past its rate) or a pause of the machine's (--awake): what
         # queued was read in batches, which hellod packs and relay.c cannot.
         paused = sum(r["p99"] > 10_000 for r in runs)
-        pairs = ("-", "-") if name == base_name else tuple(
-            interval_text(paired(samples, name, base_name, key)) for key in ("ns_per_delivery", "p50"))
+        pairs = tuple(paired_text(runs, samples[base_name], key) for key in ("ns_per_delivery", "p50"))
         print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %s | %s | %s | %s | %.2f | %s | %d of %d | %d |" % (
             name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
             ratio(median, samples, name, base_name, "ns_per_delivery"), ratio(median, samples, name, base_name, "p50"),
@@ -215,7 +205,8 @@ def without_pauses(samples):
 
 def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, awake=False, pause_free=False):
     """The table of one case; returns each relay's medians and its paired ratios against
-    relay.c's, each [median, low, high] (`paired`; None: `pause_free` and no round was)."""
+    relay.c's, each [median, low, high] (`paired_interval`; None: `pause_free` and no
+    round was)."""
     samples = {s["name"]: [] for s in servers}
     directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
     if directory:
@@ -233,8 +224,9 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
             print("\n%s" % title)
             return None, None
     base = servers[-1]["name"]
-    intervals = {name: {key: list(paired(samples, name, base, key)[:3]) for key in ("ns_per_delivery", "p50")}
-                 for name in samples if name != base}
+    intervals = {name: {key: list(paired_interval(runs, samples[base], key)[:3])
+                        for key in ("ns_per_delivery", "p50")}
+                 for name, runs in samples.items() if name != base}
     return table(title, samples, base), intervals
 
 

@@ -33,8 +33,8 @@ flows x 32 in flight, 16-byte names; CPU per datagram answered against gro-serve
 against plain C, and against gro-server.c run by run: the median of the paired ratios
 with its 95 % confidence interval (`median_interval`; 6 runs at least), an interval that
 holds 1.00x being a run that cannot tell that server from gro-server.c. The servers run
-in reverse order every other run. On 127.0.0.1, and with --veth through a veth pair too: the server in one
-network namespace, `hello bench` in another (Tests/integration/netns.py's TestNetwork),
+in reverse order every other run. On 127.0.0.1, and with --veth through a veth pair
+too: the server in one network namespace, `hello bench` in another (Tests/integration/netns.py's TestNetwork),
 the server's end with GRO, rx-udp-gro-forwarding and threaded NAPI, so plain trains
 coalesce there as well. Needs root for the namespaces.
 
@@ -99,7 +99,7 @@ def median_interval(values, level=0.95):
     assumes nothing of their distribution: the k-th least and k-th greatest value, k as
     large as the binomial count of values below the true median (p = 1/2) allows. Returns
     (median, low, high, the level reached); low, high and level are None where there are
-    too few values for `level` (fewer than 6 for 95 %, 9 for 99 %)."""
+    too few values for `level` (fewer than 6 for 95 %, 8 for 99 %)."""
     xs = sorted(values)
     n = len(xs)
     if n == 0:
@@ -114,13 +114,16 @@ def median_interval(values, level=0.95):
     return median, xs[k - 1], xs[n - k], 1 - 2 * tail
 
 
+def paired_interval(runs, base_runs, key):
+    """The ratios of `key` run by run, run i against run i of the base (the two met the
+    same moment of the machine), as `median_interval` reads them: their median and its
+    95 % interval, whether it holds 1.0x being whether the runs can tell the two apart."""
+    return median_interval([r[key] / b[key] for r, b in zip(runs, base_runs) if b[key]])
+
+
 def paired_text(runs, base_runs, key):
-    """The ratios of `key` run by run (run i against run i of the base, which met the same
-    moment of the machine): their median and its 95 % interval (`median_interval`), or
-    "-" for the base itself."""
-    if runs is base_runs:
-        return "-"
-    return interval_text(median_interval([r[key] / b[key] for r, b in zip(runs, base_runs) if b[key]]))
+    """`paired_interval` as the tables print it, "-" for the base itself."""
+    return "-" if runs is base_runs else interval_text(paired_interval(runs, base_runs, key))
 
 
 def interval_text(interval):
