@@ -68,7 +68,7 @@ import tempfile
 import time
 
 import references
-from compare import free_port, paired_interval, paired_text, require, slug
+from compare import free_port, interval_text, paired_interval, paired_ratios, require, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
 # The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
@@ -162,13 +162,15 @@ def ratio(median, samples, name, base_name, key):
     if not median[base_name][key]:
         return "-"
     text = "%.2fx" % (median[name][key] / median[base_name][key])
-    paired = [r[key] / b[key] for r, b in zip(samples[name], samples[base_name]) if b[key]]
+    paired = paired_ratios(samples[name], samples[base_name], key)
     if name != base_name and len(paired) > 1:
         text += " (%.2f-%.2f)" % (min(paired), max(paired))
     return text
 
 
-def table(title, samples, base_name):
+def table(title, samples, base_name, intervals):
+    """The case's table; `intervals`: each relay's paired intervals against `base_name`
+    (`compare`'s)."""
     median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
     print("\n%s" % title)
     print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs relay.c (run by run) "
@@ -181,7 +183,8 @@ def table(title, samples, base_name):
         # A queue (a relay past its rate) or a pause of the machine's (--awake): what
         # queued was read in batches, which hellod packs and relay.c cannot.
         paused = sum(r["p99"] > 10_000 for r in runs)
-        pairs = tuple(paired_text(runs, samples[base_name], key) for key in ("ns_per_delivery", "p50"))
+        pairs = ("-", "-") if name == base_name else tuple(
+            interval_text(intervals[name][key]) for key in ("ns_per_delivery", "p50"))
         print("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %s | %s | %s | %s | %.2f | %s | %d of %d | %d |" % (
             name, m["deliveries_per_second"], m["p50"], m["p99"], m["p999"], m["ns_per_delivery"],
             ratio(median, samples, name, base_name, "ns_per_delivery"), ratio(median, samples, name, base_name, "p50"),
@@ -224,10 +227,11 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
             print("\n%s" % title)
             return None, None
     base = servers[-1]["name"]
-    intervals = {name: {key: list(paired_interval(runs, samples[base], key)[:3])
-                        for key in ("ns_per_delivery", "p50")}
+    intervals = {name: {key: paired_interval(runs, samples[base], key) for key in ("ns_per_delivery", "p50")}
                  for name, runs in samples.items() if name != base}
-    return table(title, samples, base), intervals
+    median = table(title, samples, base, intervals)
+    return median, {name: {key: list(interval[:3]) for key, interval in keys.items()}
+                    for name, keys in intervals.items()}
 
 
 def room_sizes(text):

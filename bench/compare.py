@@ -34,9 +34,10 @@ against plain C, and against gro-server.c run by run: the median of the paired r
 with its 95 % confidence interval (`median_interval`; 6 runs at least), an interval that
 holds 1.00x being a run that cannot tell that server from gro-server.c. The servers run
 in reverse order every other run. On 127.0.0.1, and with --veth through a veth pair
-too: the server in one network namespace, `hello bench` in another (Tests/integration/netns.py's TestNetwork),
-the server's end with GRO, rx-udp-gro-forwarding and threaded NAPI, so plain trains
-coalesce there as well. Needs root for the namespaces.
+too: the server in one network namespace, `hello bench` in another
+(Tests/integration/netns.py's TestNetwork), the server's end with GRO,
+rx-udp-gro-forwarding and threaded NAPI, so plain trains coalesce there as well. Needs
+root for the namespaces.
 
     bench/compare.py --gro [--veth] [--seconds 5] [--runs 3]
 """
@@ -105,8 +106,11 @@ def median_interval(values, level=0.95):
     if n == 0:
         return None, None, None, None
     tail, k = 0.0, 0  # tail: the chance that fewer than k values fall below the median
-    while k < n and tail + math.comb(n, k) / 2 ** n <= (1 - level) / 2:
-        tail += math.comb(n, k) / 2 ** n
+    while k < n:
+        exactly_k = math.comb(n, k) / 2 ** n
+        if tail + exactly_k > (1 - level) / 2:
+            break
+        tail += exactly_k
         k += 1
     median = statistics.median(xs)
     if k == 0:
@@ -114,11 +118,16 @@ def median_interval(values, level=0.95):
     return median, xs[k - 1], xs[n - k], 1 - 2 * tail
 
 
+def paired_ratios(runs, base_runs, key):
+    """The ratios of `key` run by run, run i against run i of the base: the runs are
+    interleaved, so the two met the same moment of the machine."""
+    return [r[key] / b[key] for r, b in zip(runs, base_runs) if b[key]]
+
+
 def paired_interval(runs, base_runs, key):
-    """The ratios of `key` run by run, run i against run i of the base (the two met the
-    same moment of the machine), as `median_interval` reads them: their median and its
-    95 % interval, whether it holds 1.0x being whether the runs can tell the two apart."""
-    return median_interval([r[key] / b[key] for r, b in zip(runs, base_runs) if b[key]])
+    """`paired_ratios` as `median_interval` reads them: their median and its 95 % interval,
+    whether it holds 1.0x being whether the runs can tell the two apart."""
+    return median_interval(paired_ratios(runs, base_runs, key))
 
 
 def paired_text(runs, base_runs, key):
