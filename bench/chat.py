@@ -47,9 +47,10 @@ events into one datagram, which relay.c cannot, so a run with such a pause flatt
 hellod's CPU. With --awake the tails are the relays' own; but every wake-up then switches
 from the loop, which adds about as much to every relay's CPU (2 us a message there), so
 the CPU ratios are pulled towards 1. --pause-free measures without the loop and keeps only
-the rounds (run i of every relay) in which no relay's p99 was over 1 ms, so no pause: with
-many short runs (--runs 40 --seconds 1, three relays) a third of the rounds at 2 members,
-two thirds at 8.
+the rounds (run i of every relay) in which no relay's p99 was over ten times relay.c's
+median p50 in that case, nor over 1 ms (a relay's own p99 is two to six times its p50), so
+no pause: with many short runs (--runs 40 --seconds 1, four relays) about a fifth of the
+rounds at 2 members, three quarters at 8.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it), and each relay's paired ratios to relay.c's
@@ -193,16 +194,26 @@ def table(title, samples, base_name, intervals):
     return median
 
 
-# A run's p99 above this is not a relay's own tail at these rates (tens to a few hundred us)
-# but a queue or one of the machine's pauses (--pause-free).
+# A relay's own p99 at these rates is two to six times its p50. A run's p99 over ten times
+# relay.c's median p50 in the case, and over 1 ms, is not the relay's own tail but a queue or
+# one of the machine's pauses (--pause-free). A fixed 1 ms suits the small rooms; at 64
+# members, where a fan-out's own p99 nears it, it kept 5 rounds of 40.
 PAUSE_US = 1000
+PAUSE_TIMES_P50 = 10
 
 
-def without_pauses(samples):
-    """The rounds (run i of every relay) in which no relay's p99 was over PAUSE_US, and how
+def pause_line(samples, base_name):
+    """The p99 (us) above which a run of the case is taken to hold a pause: PAUSE_TIMES_P50
+    times `base_name`'s median p50 over all the case's runs (a pause moves a p50 little),
+    and never under PAUSE_US."""
+    return max(PAUSE_US, PAUSE_TIMES_P50 * statistics.median(r["p50"] for r in samples[base_name]))
+
+
+def without_pauses(samples, line):
+    """The rounds (run i of every relay) in which no relay's p99 was over `line`, and how
     many rounds there were."""
     rounds = len(next(iter(samples.values())))
-    kept = [i for i in range(rounds) if all(runs[i]["p99"] <= PAUSE_US for runs in samples.values())]
+    kept = [i for i in range(rounds) if all(runs[i]["p99"] <= line for runs in samples.values())]
     return {name: [runs[i] for i in kept] for name, runs in samples.items()}, rounds
 
 
@@ -220,9 +231,11 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
             hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
             samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm, awake))
     if pause_free:
-        samples, rounds = without_pauses(samples)
+        line = pause_line(samples, servers[-1]["name"])
+        samples, rounds = without_pauses(samples, line)
         kept = len(samples[servers[-1]["name"]])
-        title += ": the %d of %d rounds without a pause (every relay's p99 at most %d us)" % (kept, rounds, PAUSE_US)
+        title += (": the %d of %d rounds without a pause (every relay's p99 at most %.0f us: %d times relay.c's "
+                  "p50, at least %d)" % (kept, rounds, line, PAUSE_TIMES_P50, PAUSE_US))
         if not kept:
             print("\n%s" % title)
             return None, None
@@ -328,7 +341,8 @@ def main():
                         help="keep the relay's CPU from idling (a loop at nice 19 on it): no pause of a halted CPU in the tails")
     parser.add_argument("--pause-free", action="store_true",
                         help="the tables from the rounds (run i of every relay) in which no relay's p99 was over "
-                             "%d us: no pause of the machine's (the docstring says why)" % PAUSE_US)
+                             "%d times relay.c's median p50 in the case, nor over %d us: no pause of the machine's "
+                             "(the docstring says why)" % (PAUSE_TIMES_P50, PAUSE_US))
     parser.add_argument("--json", metavar="FILE", help="also write each case's medians per relay to FILE")
     parser.add_argument("--hgrm", metavar="DIR", help="also write each relay's latencies per case, DIR/chat-MEMBERS/RELAY.hgrm")
     args = parser.parse_args()

@@ -1,7 +1,9 @@
-"""The statistics the benches judge by (bench/compare.py's median_interval): the confidence
-interval of a median ratio, which says whether a run can tell hellod from a C yardstick.
-An interval too narrow would claim a difference that the machine's noise made; one too
-wide would hide a real one. Pure arithmetic: no server, no timing."""
+"""The statistics the benches judge by: the confidence interval of a median ratio
+(bench/compare.py's median_interval), which says whether a run can tell hellod from a C
+yardstick, and which rounds bench/chat.py --pause-free keeps. An interval too narrow would
+claim a difference that the machine's noise made; one too wide would hide a real one. A
+pause line too low would throw away a big room's rounds for its own tail; one too high
+would keep the pauses that flatter hellod. Pure arithmetic: no server, no timing."""
 import os
 import random
 import sys
@@ -9,6 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
 
+from chat import pause_line, without_pauses  # noqa: E402
 from compare import median_interval  # noqa: E402
 
 
@@ -45,6 +48,38 @@ class MedianIntervalTests(unittest.TestCase):
             missed += not low <= 1.0 <= high
         self.assertLessEqual(missed / trials, 0.06)
         self.assertGreaterEqual(missed / trials, 0.02)
+
+
+def runs(*pairs):
+    """A relay's runs, each (p50, p99) in us."""
+    return [{"p50": p50, "p99": p99, "ns_per_delivery": 1000} for p50, p99 in pairs]
+
+
+class PauseTests(unittest.TestCase):
+    def test_the_line_is_ten_times_relay_c_p50_and_never_under_1_ms(self):
+        # A room of 64: relay.c's p50 160 us, its own p99 up to 4 times that.
+        big = {"hellod": runs((100, 500), (120, 900)), "relay.c": runs((160, 600), (150, 700), (230, 650))}
+        self.assertEqual(pause_line(big, "relay.c"), 1600)
+        # A room of 2: relay.c's p50 50 us; ten times that would be 500 us.
+        small = {"relay.c": runs((50, 150), (45, 40000), (55, 190))}
+        self.assertEqual(pause_line(small, "relay.c"), 1000)
+
+    def test_a_round_with_a_pause_is_dropped_for_every_relay(self):
+        samples = {"hellod": runs((50, 150), (50, 30000), (50, 160), (50, 170)),
+                   "relay.c": runs((50, 140), (50, 150), (50, 9000), (50, 1000))}
+        kept, rounds = without_pauses(samples, 1000)
+        self.assertEqual(rounds, 4)
+        # Round 1 paused for hellod, round 2 for relay.c; round 3 is at the line, not over.
+        self.assertEqual([r["p99"] for r in kept["hellod"]], [150, 170])
+        self.assertEqual([r["p99"] for r in kept["relay.c"]], [140, 1000])
+
+    def test_a_big_room_keeps_its_own_tail(self):
+        # At 64 members a fan-out's own p99 is near 1 ms: kept under a line of 1.6 ms; a
+        # pause's tens of ms are not.
+        samples = {"hellod": runs((160, 1200), (160, 800), (160, 25000)),
+                   "relay.c": runs((160, 1100), (160, 1300), (160, 700))}
+        kept, _ = without_pauses(samples, pause_line(samples, "relay.c"))
+        self.assertEqual([r["p99"] for r in kept["relay.c"]], [1100, 1300])
 
 
 if __name__ == "__main__":
