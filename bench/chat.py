@@ -49,8 +49,9 @@ from the loop, which adds about as much to every relay's CPU (2 us a message the
 the CPU ratios are pulled towards 1. --pause-free measures without the loop and keeps only
 the rounds (run i of every relay) in which no relay's p99 was over ten times relay.c's
 median p50 in that case, nor over 1 ms (a relay's own p99 is two to six times its p50), so
-no pause: with many short runs (--runs 40 --seconds 1, four relays) about a fifth of the
-rounds at 2 members, three quarters at 8.
+no pause. How many rounds that keeps is the machine's: with many short runs (--seconds 1,
+four relays) 7 and 31 of 40 at 2 and 8 members one day at noon, 98 and 95 of 100 that
+afternoon.
 
 --json FILE also writes each case's medians per relay (bench/plot.py draws CPU per
 delivery and p50 against room size from it), and each relay's paired ratios to relay.c's
