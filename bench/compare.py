@@ -6,16 +6,23 @@ spin-server.c (the same, polling 50 us after every batch before it sleeps, where
 --spin-us polls only after a batch of a few), each with batches of 64.
 
     make bench                      # or: bench/compare.py [--seconds 5] [--runs 3] [--hgrm DIR]
+                                    #     [--baseline OLD/.build-static/release] [--workload probes]
 
 Three workloads: throughput (8 flows x 32 in flight, 16-byte names), ping-pong (1 flow x 1
 in flight) and probes in step (4 flows x 1 in flight: a few latency probes at once, whose
 requests a batch reads together). For each server: replies/s, round trip p50/p99, server CPU
 nanoseconds per reply (utime+stime from /proc/PID/stat over the measured window), peak RSS
 (VmHWM) and anonymous RSS, idle and under load. Each configuration runs --runs times,
-interleaved with the others; the table shows medians, and the ratios are against the best
-yardstick's median in each column and workload (the lowest CPU per reply, the lowest p50;
-named under the table): is hellod at least as fast as the best plain C? The machine is
-shared and noisy: read the ratios, not the absolute numbers.
+interleaved with the others (every other run in reverse order); the table shows medians,
+and the ratios are against the best yardstick's median in each column and workload (the
+lowest CPU per reply, the lowest p50; named under the table): is hellod at least as fast
+as the best plain C? The machine is shared and noisy: read the ratios, not the absolute
+numbers. --workload picks workloads (throughput, ping-pong, probes; repeatable).
+
+--baseline DIR also runs DIR's hellod (an earlier build), and under each table gives each
+hellod against it run by run, CPU and p50: the median of the paired ratios with its 95 %
+confidence interval (`median_interval`; 6 runs at least), an interval that holds 1.00x
+being a run that cannot tell the two builds apart.
 
 --nio also measures a SwiftNIO server (bench/nio/, a package of its own, built into
 .build-nio/ by this script only): hello over NIO's DatagramBootstrap, as a user of NIO
@@ -275,6 +282,14 @@ def load_average():
     return " ".join("%.2f" % x for x in os.getloadavg())
 
 
+WORKLOADS = [
+    {"key": "throughput", "name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
+    {"key": "ping-pong", "name": "ping-pong: 1 flow x 1 in flight", "args": ["--flows", "1", "--window", "1"]},
+    {"key": "probes", "name": "probes in step: 4 flows x 1 in flight", "args": ["--flows", "4", "--window", "1"]},
+]
+BASELINE = "baseline hellod --batch 64"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5)
@@ -288,7 +303,10 @@ def main():
     parser.add_argument("--gro", action="store_true", help="the GRO table instead (see above)")
     parser.add_argument("--veth", action="store_true", help="with --gro: through a veth pair too (root)")
     parser.add_argument("--baseline", metavar="DIR",
-                        help="also the hellod in DIR (an earlier build: before and after, in one run)")
+                        help="also the hellod in DIR (an earlier build: before and after, in one run, and "
+                             "each hellod against it run by run)")
+    parser.add_argument("--workload", action="append", choices=[w["key"] for w in WORKLOADS],
+                        help="only this workload (repeatable; default: all three)")
     args = parser.parse_args()
     built = references.build()
     if args.gro:
@@ -304,7 +322,7 @@ def main():
         {"name": "spin-server.c, 50 us", "command": [built["spin-server"], "PORT", "64", "hello", "50"]},
     ]
     if args.baseline:
-        servers += [{"name": "baseline hellod --batch 64",
+        servers += [{"name": BASELINE,
                      "command": [os.path.join(args.baseline, "hellod"), "--listen", "127.0.0.1:PORT"]}]
     if args.ablation:
         servers += [
@@ -315,11 +333,7 @@ def main():
     if args.nio:
         servers += [{"name": "SwiftNIO", "command": [build_nio(), "PORT", "hello"]}]
     servers += yardsticks
-    workloads = [
-        {"name": "throughput: 8 flows x 32 in flight", "args": ["--flows", "8", "--window", "32"]},
-        {"name": "ping-pong: 1 flow x 1 in flight", "args": ["--flows", "1", "--window", "1"]},
-        {"name": "probes in step: 4 flows x 1 in flight", "args": ["--flows", "4", "--window", "1"]},
-    ]
+    workloads = [w for w in WORKLOADS if not args.workload or w["key"] in args.workload]
     print("machine: %s, %d CPUs; %s; %g s per run, %d runs, medians; load average before: %s" % (
         os.uname().release, os.cpu_count(), subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip(),
         args.seconds, args.runs, load_average()))
@@ -328,8 +342,9 @@ def main():
         directory = args.hgrm and os.path.join(args.hgrm, slug(workload["name"]))
         if directory:
             os.makedirs(directory, exist_ok=True)
-        for _ in range(args.runs):
-            for server in servers:
+        for i in range(args.runs):
+            # Every other run in reverse order: no server always runs first, or last.
+            for server in servers if i % 2 == 0 else servers[::-1]:
                 hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
                 samples[server["name"]].append(run_once(server, workload, args.seconds, hgrm))
         median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
@@ -345,6 +360,10 @@ def main():
                 m["peak_rss_kb"], m["idle_anon_kb"], m["load_anon_kb"]))
         print("best C: CPU per reply %s (%.0f ns), p50 %s (%.1f us)" % (
             best_cpu, median[best_cpu]["ns_per_reply"], best_p50, median[best_p50]["p50"]))
+        if args.baseline:
+            for name in ("hellod --batch 64", "hellod --batch 1"):
+                print("%s against the baseline, paired [95 %% CI]: CPU %s, p50 %s" % (name, *(
+                    paired_text(samples[name], samples[BASELINE], key) for key in ("ns_per_reply", "p50"))))
         lost = sum(r["lost"] + r["wrong"] for runs in samples.values() for r in runs)
         if lost:
             print("(lost or wrong replies across these runs: %d)" % lost)
