@@ -70,7 +70,7 @@ import tempfile
 import time
 
 import references
-from compare import free_port, interval_text, paired_interval, paired_ratios, require, slug
+from compare import alternating, free_port, interval_text, medians, paired_interval, paired_ratios, require, slug
 
 ROOM_SIZES = (2, 8, 32, 64)
 # The small rooms at 5,000 messages/s, and 64 members at 2,500: at 5,000 relay.c itself
@@ -173,7 +173,7 @@ def ratio(median, samples, name, base_name, key):
 def table(title, samples, base_name, intervals):
     """The case's table; `intervals`: each relay's paired intervals against `base_name`
     (`compare`'s)."""
-    median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
+    median = medians(samples)
     print("\n%s" % title)
     print("| relay | deliveries/s | p50 us | p99 us | p99.9 us | CPU ns/delivery | vs relay.c (run by run) "
           "| p50 vs relay.c (run by run) | CPU vs relay.c, paired [95 % CI] | p50 vs relay.c, paired [95 % CI] "
@@ -226,21 +226,19 @@ def compare(title, servers, members, rate, size, seconds, runs, hgrm_dir=None, a
     directory = hgrm_dir and os.path.join(hgrm_dir, "chat-%d" % members)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    for i in range(runs):
-        # Every other run in reverse order: no relay always runs first, or last.
-        for server in servers if i % 2 == 0 else servers[::-1]:
-            hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
-            samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm, awake))
+    for server in alternating(servers, runs):
+        hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
+        samples[server["name"]].append(run_once(server, members, rate, size, seconds, hgrm, awake))
+    base = servers[-1]["name"]  # relay.c
     if pause_free:
-        line = pause_line(samples, servers[-1]["name"])
+        line = pause_line(samples, base)
         samples, rounds = without_pauses(samples, line)
-        kept = len(samples[servers[-1]["name"]])
+        kept = len(samples[base])
         title += (": the %d of %d rounds without a pause (every relay's p99 at most %.0f us: %d times relay.c's "
                   "p50, at least %d)" % (kept, rounds, line, PAUSE_TIMES_P50, PAUSE_US))
         if not kept:
             print("\n%s" % title)
             return None, None
-    base = servers[-1]["name"]
     intervals = {name: {key: paired_interval(runs, samples[base], key) for key in ("ns_per_delivery", "p50")}
                  for name, runs in samples.items() if name != base}
     median = table(title, samples, base, intervals)

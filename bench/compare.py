@@ -125,6 +125,19 @@ def median_interval(values, level=0.95):
     return median, xs[k - 1], xs[n - k], 1 - 2 * tail
 
 
+def alternating(servers, runs):
+    """The servers in the order they run, `runs` times over, every other time in reverse:
+    interleaved, so that each run of one met nearly the same moment of the machine as the
+    same run of the others, and no server always runs first, or last."""
+    for i in range(runs):
+        yield from servers if i % 2 == 0 else servers[::-1]
+
+
+def medians(samples):
+    """Each server's median of each figure over its runs."""
+    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
+
+
 def paired_ratios(runs, base_runs, key):
     """The ratios of `key` run by run, run i against run i of the base: the runs are
     interleaved, so the two met the same moment of the machine."""
@@ -239,12 +252,9 @@ def gro_table(args, built):
                 # A veth's ring holds 256 packets: 8 x 32 plain requests in flight would
                 # overflow it (losses that are not the server's), so 8 x 16 there.
                 load = dict(workload, args=[a if a != "32" or kind != "veth" else "16" for a in workload["args"]])
-                for i in range(args.runs):
-                    # Every other run in reverse order: no server always runs first, or last.
-                    for server in servers if i % 2 == 0 else servers[::-1]:
-                        samples[server["name"]].append(run_once(server, load, args.seconds, net=net))
-                median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                          for name, runs in samples.items()}
+                for server in alternating(servers, args.runs):
+                    samples[server["name"]].append(run_once(server, load, args.seconds, net=net))
+                median = medians(samples)
                 gro_c, plain_c = median["gro-server.c"]["ns_per_reply"], median["mmsg-server.c"]["ns_per_reply"]
                 print("\n%s, %s" % (path, workload["name"].replace("32", "16") if kind == "veth" else workload["name"]))
                 print("| server | replies/s | p50 us | CPU ns/datagram | vs gro-server.c | "
@@ -316,6 +326,7 @@ def main():
         {"name": "hellod --batch 64", "command": [hellod, "--listen", "127.0.0.1:PORT"]},
         {"name": "hellod --batch 1", "command": [hellod, "--listen", "127.0.0.1:PORT", "--batch", "1"]},
     ]
+    against_baseline = [s["name"] for s in servers]
     yardsticks = [
         {"name": "mmsg-server.c", "command": [built["mmsg-server"], "PORT", "64", "hello"]},
         {"name": "gso-server.c", "command": [built["gso-server"], "PORT", "64", "hello"]},
@@ -342,12 +353,10 @@ def main():
         directory = args.hgrm and os.path.join(args.hgrm, slug(workload["name"]))
         if directory:
             os.makedirs(directory, exist_ok=True)
-        for i in range(args.runs):
-            # Every other run in reverse order: no server always runs first, or last.
-            for server in servers if i % 2 == 0 else servers[::-1]:
-                hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
-                samples[server["name"]].append(run_once(server, workload, args.seconds, hgrm))
-        median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in samples.items()}
+        for server in alternating(servers, args.runs):
+            hgrm = directory and os.path.join(directory, slug(server["name"]) + ".hgrm")
+            samples[server["name"]].append(run_once(server, workload, args.seconds, hgrm))
+        median = medians(samples)
         best_cpu = min((y["name"] for y in yardsticks), key=lambda name: median[name]["ns_per_reply"])
         best_p50 = min((y["name"] for y in yardsticks), key=lambda name: median[name]["p50"])
         print("\n%s" % workload["name"])
@@ -361,7 +370,7 @@ def main():
         print("best C: CPU per reply %s (%.0f ns), p50 %s (%.1f us)" % (
             best_cpu, median[best_cpu]["ns_per_reply"], best_p50, median[best_p50]["p50"]))
         if args.baseline:
-            for name in ("hellod --batch 64", "hellod --batch 1"):
+            for name in against_baseline:
                 print("%s against the baseline, paired [95 %% CI]: CPU %s, p50 %s" % (name, *(
                     paired_text(samples[name], samples[BASELINE], key) for key in ("ns_per_reply", "p50"))))
         lost = sum(r["lost"] + r["wrong"] for runs in samples.values() for r in runs)
