@@ -1,3 +1,4 @@
+import Atomics
 import HelloDatagram
 import HelloService
 import HelloSocket
@@ -83,6 +84,13 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @usableFromInline var lastTick: UInt64 = 0
     /// How many datagrams the next receive asks for.
     @usableFromInline var window: ReceiveWindow
+    /// The trace's switch, read once a batch: the flag itself, kept beside the fields every
+    /// batch reads. Read through the trace's objects it was three dependent loads, each a
+    /// cache miss once the worker had slept (in a small chat room, every message).
+    @usableFromInline let traceSwitch: UnsafeAtomic<Bool>?
+    /// The trace holds records of replies still in the outbox (`WorkerTrace.hold`): what a
+    /// send looks at, here rather than in the trace's memory.
+    @usableFromInline var traceRecordsHeld = false
     /// Where several workers share the service's state: this one's place among them (nil:
     /// it is alone, and no ring is touched).
     @usableFromInline let handover: HandoverPort?
@@ -132,6 +140,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         sender = SendBatch(capacity: service.outboxCapacity, options: options)
         self.handover = port
         self.trace = trace.map { WorkerTrace(control: $0, worker: index, outboxCapacity: service.outboxCapacity) }
+        traceSwitch = trace?.on
         self.service = service
     }
 
@@ -172,7 +181,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
         // Once a batch: while it is off, the trace costs one load and a test a datagram.
         // From here on `count` is datagrams: a coalesced receive is several.
-        let tracing = trace?.control.isOn ?? false
+        let tracing = traceSwitch?.load(ordering: .relaxed) ?? false
         if let handover {
             count = routeBatch(count, via: handover, now: now, tracing: tracing)
             count += handover.serveHandedIn { serve($0, now: now, tracing: tracing) }
@@ -287,6 +296,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
         record.reply = (entries[reply].datagramLength, entries[reply].source)
         trace.hold(record, entry: reply)
+        traceRecordsHeld = true
     }
 
     /// Serves the datagrams of the batch that this worker owns; hands the others to their
@@ -342,8 +352,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         guard !outbox.isEmpty else { return }
         guard let handover else {
             let outcome = sender.send(outbox, via: socket)
-            if let trace, trace.pendingCount > 0 {
-                trace.complete { sender.failed(entry: $0) }
+            if traceRecordsHeld {
+                trace!.complete { sender.failed(entry: $0) }
+                traceRecordsHeld = false
             }
             outbox.removeAll()
             service.recordSent(outcome.sent, failed: outcome.failed)
@@ -359,8 +370,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             failed += outcome.failed
             record(outcome)
         }
-        if let trace, trace.pendingCount > 0 {
-            trace.complete { entry in handover.senders.contains { $0.failed(entry: entry) } }
+        if traceRecordsHeld {
+            trace!.complete { entry in handover.senders.contains { $0.failed(entry: entry) } }
+            traceRecordsHeld = false
         }
         outbox.removeAll()
         service.recordSent(sent, failed: failed)
