@@ -48,6 +48,12 @@ public struct PeerGrouping: ~Copyable {
     @inlinable @inline(__always)
     public mutating func arrivalOrder(count: Int) {
         precondition(count <= capacity)
+        // A lone datagram (where they come alone, every one) is not the vectorized loop:
+        // its constants are a line of their own, a cache miss once the worker has slept.
+        guard count != 1 else {
+            order[0] = 0
+            return
+        }
         for i in 0..<count { order[i] = i }
     }
 
