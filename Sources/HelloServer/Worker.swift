@@ -351,11 +351,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @inlinable mutating func flush() {
         guard !outbox.isEmpty else { return }
         guard let handover else {
+            let sender = self.sender  // for the closure below: a call that changes self cannot lend it self
             let outcome = sender.send(outbox, via: socket)
-            if traceRecordsHeld {
-                trace!.complete { sender.failed(entry: $0) }
-                traceRecordsHeld = false
-            }
+            completeTraceRecords { sender.failed(entry: $0) }
             outbox.removeAll()
             service.recordSent(outcome.sent, failed: outcome.failed)
             record(outcome)
@@ -370,12 +368,17 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             failed += outcome.failed
             record(outcome)
         }
-        if traceRecordsHeld {
-            trace!.complete { entry in handover.senders.contains { $0.failed(entry: entry) } }
-            traceRecordsHeld = false
-        }
+        completeTraceRecords { entry in handover.senders.contains { $0.failed(entry: entry) } }
         outbox.removeAll()
         service.recordSent(sent, failed: failed)
+    }
+
+    /// The outbox was sent: completes the trace's records of its replies, if it holds any,
+    /// `failed` saying which entries the kernel refused.
+    @inlinable mutating func completeTraceRecords(failed: (Int) -> Bool) {
+        guard traceRecordsHeld else { return }
+        trace!.complete(failed: failed)
+        traceRecordsHeld = false
     }
 
     @inlinable mutating func record(_ outcome: SendBatch.Outcome) {
