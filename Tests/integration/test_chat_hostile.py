@@ -191,9 +191,12 @@ class HostileRelayTest(TestCase):
         relay = self.relay()
         stderr = tempfile.TemporaryFile()
         self.addCleanup(stderr.close)
+        # SIGINT as a user's Ctrl-C finds it: a runner started in the background by a shell
+        # without job control ignores SIGINT, and a child inherits that (it then never ends).
         proc = subprocess.Popen([HELLO, "chat", "--port", str(relay.port), "--room", "lobby", "--nick", "ada",
                                  "--keepalive", "0.3", "--timeout", "0.2"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         output = OutputScanner(proc.stdout)  # not reading yet: the pipe fills
         relay.admit()
