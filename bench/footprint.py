@@ -6,18 +6,19 @@ relay.c's: what a small room pays after every sleep, beyond its instructions.
 
 In a small room a relay sleeps after every message, and while it sleeps the machine runs
 other work on that core: every line the next message touches may have to be fetched again
-(PERFORMANCE.md, "Eighth pass: the footprint"). Instruction counts (bench/callgrind.py)
-do not see that; this counts the lines. Each relay runs under valgrind --tool=lackey
---trace-mem=yes, which reports every instruction fetched and every load and store, while
-`hello bench chat` sends some 300 messages of 64 bytes to a room of --members, at 50 a
-second to a room of 2 (100 / members, at least 2): slow enough for a relay under lackey to
-serve each before the next comes. A message is what the relay does from one entry into
-its receive to the next (hellod's hs_recvmmsg, relay.c's recvmmsg through its PLT), a
-sleep between them, if it sent (else it was a tick); the figures are the medians over the
-last two thirds of those (the first third holds the joins), in distinct 64-byte lines,
-user space only. A relay that fell behind, packing more than one delivery in twenty with
-others into a datagram, is said and not measured. The same build gives the same counts,
-whatever the machine's load. --functions: hellod's code lines of one message by function.
+(PERFORMANCE.md, "Eighth pass: the footprint, counted"). Instruction counts
+(bench/callgrind.py) do not see that; this counts the lines. Each relay runs under
+valgrind --tool=lackey --trace-mem=yes, which reports every instruction fetched and every
+load and store, while `hello bench chat` sends some 300 messages of 64 bytes to a room of
+--members, at 50 a second to a room of 2 (100 / members, at least 2): slow enough for a
+relay under lackey to serve each before the next comes. A message is what the relay does
+from one entry into its receive to the next (hellod's hs_recvmmsg, relay.c's recvmmsg
+through its PLT), a sleep between them, if it sent (else it was a tick); the figures are
+the medians over the last two thirds of those (the first third holds the joins), in
+distinct 64-byte lines, user space only. A relay that fell behind, packing more than one
+delivery in twenty with others into a datagram, is said and not measured. The same build
+gives the same counts, whatever the machine's load (Tests/integration/test_bench_footprint.py
+checks how the trace is cut). --functions: hellod's code lines of one message by function.
 """
 import argparse
 import bisect
