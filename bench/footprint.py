@@ -152,7 +152,8 @@ def measure(relay, members, tmp):
     if not relay["raw"]:  # valgrind cannot read Swift's debug info: a copy without it
         binary = os.path.join(tmp, "hellod-%d" % port)
         subprocess.run(["strip", "-g", "-o", binary, command[0]], check=True)
-    # To a file: read as it came, the trace held the relay back until it fell behind.
+    # To a file (some 450 MB, most of it the start): read as it came, the trace held the
+    # relay back until it fell behind.
     trace = os.path.join(tmp, "trace-%d" % port)
     proc = subprocess.Popen(["taskset", "-c", "0", "valgrind", "--tool=lackey", "--trace-mem=yes",
                              "--log-file=" + trace, binary, *command[1:]],
@@ -204,12 +205,14 @@ def by_function(messages, binary, base, count):
     for address in lines.values():  # the function of an instruction fetched in the line
         i = bisect.bisect_right(starts, address) - 1
         inside = i >= 0 and starts[i] + table[i][1] > address
-        tally[table[i][2] if inside else "(outside %s: libc, the vDSO)" % os.path.basename(binary)] += 1
+        tally[table[i][2] if inside else "(outside hellod: libc, the vDSO)"] += 1
     names = [name for name, _ in tally.most_common(count)]
     demangled = subprocess.run(["swift", "demangle", "--simplified", "--compact"], input="\n".join(names),
                                capture_output=True, text=True).stdout.splitlines()
+    if len(demangled) != len(names):
+        demangled = names
     return ["\nhellod's %d code lines of one message, by function:" % len(lines)] + [
-        "%5d  %s" % (tally[name], readable) for name, readable in zip(names, demangled if len(demangled) == len(names) else names)]
+        "%5d  %s" % (tally[name], readable) for name, readable in zip(names, demangled)]
 
 
 def main():
@@ -219,8 +222,7 @@ def main():
     parser.add_argument("--functions", type=int, default=0, metavar="N",
                         help="also list hellod's N functions with the most code lines in one message")
     args = parser.parse_args()
-    for tool in ("valgrind", "objdump", "nm", "strip"):
-        require(tool)
+    require("valgrind")  # nm, objdump and strip come with the C compiler the yardsticks need
     servers = chat.relays(references.build()["relay"], os.path.join(chat.RELEASE, "hellod"), before=args.before)
     print("chat, %d members, %d messages/s of 64 bytes for %d s, under valgrind --tool=lackey; "
           "distinct 64-byte lines a message, median (least-most)" % (args.members, *pace(args.members)))
