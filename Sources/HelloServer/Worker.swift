@@ -30,6 +30,17 @@ public struct WorkerConfiguration: Sendable {
     /// as its own datagram.
     public var coalescing: Bool
 
+    /// How often, at most, a running worker publishes its counters while traffic flows. A
+    /// publication after every batch was, in a small chat room, one a message: some 170
+    /// instructions and a dozen cache lines, fetched again after every sleep (PERFORMANCE.md,
+    /// "Ninth pass"), for readers that look every few seconds.
+    @inlinable public static var publicationInterval: UInt64 { 10_000_000 }
+    /// The longest a running worker's report lags what it counted: counts held back by
+    /// `publicationInterval` are published at the worker's next wake-up (every service's
+    /// tick is 100 ms), or before it sleeps if that is further away. A reader that must see
+    /// everything counted before a moment (SIGHUP's counters) waits this long first.
+    @inlinable public static var publicationLag: UInt64 { 100_000_000 }
+
     /// Where bulk traffic starts: the smallest batch a pause (`coalesceDelay`) follows, and
     /// the smallest after which the worker does not poll (`spinLimit`): an eighth of a
     /// batch, at least 2. A smaller one says few peers are sending: a pause would be most
@@ -77,6 +88,10 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     @usableFromInline var outbox: Outbox
     /// Its own figures; the counters it publishes beside them are the service's.
     @usableFromInline var figures = WorkerFigures()
+    /// When it last published its counters, and whether it has counted since (`run`
+    /// publishes at most every `WorkerConfiguration.publicationInterval`).
+    @usableFromInline var lastPublication: UInt64 = 0
+    @usableFromInline var unpublished = false
     /// Its report, kept alive here and written through `publication`, which takes no
     /// reference to it.
     @usableFromInline let published: PublishedReport
@@ -161,11 +176,13 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
     /// nothing). Never inlined: callgrind counts it by name (bench/chat-handover.py), one
     /// call per batch.
     /// `waited`: what a receive that waited for traffic (`waitForTraffic`) read, served
-    /// instead of reading again.
+    /// instead of reading again. `publishingEvery`: the counters are published unless the
+    /// last publication was less than this long ago (0: after every batch).
     @inline(never)
     @inlinable
     public mutating func serveBatch(
-        now: UInt64 = monotonicNanoseconds(), receiving: Bool = true, waited: Waited? = nil
+        now: UInt64 = monotonicNanoseconds(), receiving: Bool = true, waited: Waited? = nil,
+        publishingEvery interval: UInt64 = 0
     ) -> Int {
         var count = 0
         var failed = false
@@ -193,12 +210,12 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             count = lentReceiver._withUnsafeGuaranteedRef { $0.forEachDatagram(count: count) { handle($0, now: now) } }
         }
         guard count > 0 else {
-            if failed { publish() }
+            if failed { publish(now: now) }
             return 0
         }
         finishBatch(now: now)
         flush()
-        publish()
+        publish(now: now, unlessWithin: interval)
         return count
     }
 
@@ -335,7 +352,7 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         finishBatch(now: now)
         guard tick || !outbox.isEmpty else { return }
         flush()
-        publish()
+        publish(now: now)
     }
 
     /// Lets the service write what it gathered over the batch, sending the outbox as often
@@ -390,7 +407,22 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         }
     }
 
-    @inlinable mutating func publish() {
+    /// Publishes the counters, unless the last publication was less than `interval` ago (0:
+    /// at once): then they wait, `unpublished`, for a later call.
+    @inlinable @inline(__always)
+    mutating func publish(now: UInt64, unlessWithin interval: UInt64) {
+        if interval == 0 || now &- lastPublication >= interval {
+            publish(now: now)
+        } else {
+            unpublished = true
+        }
+    }
+
+    /// Publishes the counters. Never inlined: called from several places, and skipped by
+    /// most messages of a small room.
+    @inline(never)
+    @inlinable mutating func publish(now: UInt64) {
+        (lastPublication, unpublished) = (now, false)
         guard let handover else {
             let figures = self.figures
             return service.withCounters { publication.publish(figures, counters: &$0) }
@@ -443,10 +475,15 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
                 window.woke(slept: slept)
             }
             sleptAt = nil
-            let served = serveBatch(now: now, receiving: socketReady, waited: waited)
+            let served = serveBatch(
+                now: now, receiving: socketReady, waited: waited,
+                publishingEvery: WorkerConfiguration.publicationInterval)
             socketReady = true
             waited = nil
             tickIfDue(now: now)
+            if unpublished && now &- lastPublication >= WorkerConfiguration.publicationInterval {
+                publish(now: now)  // what the batches since counted, the interval over
+            }
             if served > 0 {
                 fewInFlight = served < configuration.coalescingFrom
                 if idleSince != 0 {
@@ -485,6 +522,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             if let handover, !handover.group.prepareToSleep(handover.position) {
                 continue  // handed something while it was about to sleep
             }
+            if unpublished && wake ?? .max > WorkerConfiguration.publicationLag {
+                publish(now: now)  // no wake-up would publish it soon enough
+            }
             // The loop's next turn beats for what the wait read, or for the empty wake; asking
             // for one datagram, it needs to know whether the wait slept.
             sleptAt = window.narrowed ? monotonicNanoseconds() : nil
@@ -517,6 +557,9 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
         // the socket, it is no longer queued there for whoever serves it next.
         if let waited, waited.count > 0 {
             _ = serveBatch(now: monotonicNanoseconds(), receiving: false, waited: waited)
+        }
+        if unpublished {
+            publish(now: monotonicNanoseconds())  // what a reader sees of the stopped worker
         }
     }
 }

@@ -2,8 +2,8 @@ import Atomics
 import HelloService
 
 /// A worker's own figures, beside its service's counters: 64 bytes, which a worker
-/// publishes after every batch as they are (the whole report, counters included, cost a
-/// copy and a retain each time).
+/// publishes as they are (the whole report, counters included, cost a copy and a retain
+/// each time).
 public struct WorkerFigures: Sendable, Equatable {
     /// recvmmsg calls that returned datagrams: read / batches is how full batches run.
     public var batches: UInt64 = 0
@@ -60,8 +60,9 @@ public struct WorkerReport: Sendable, Equatable {
     }
 }
 
-/// A worker's report, published after every batch for other threads to read: one writer,
-/// any number of readers, no lock. A sequence number around the fields (a seqlock) makes
+/// A worker's report, published for other threads to read (`WorkerConfiguration`'s
+/// `publicationInterval` and `publicationLag` say how often): one writer, any number of
+/// readers, no lock. A sequence number around the fields (a seqlock) makes
 /// every snapshot consistent: a reader never sees a batch half counted. (Kernel queue drops
 /// are not a worker's to count: whoever reports reads them from the socket, SO_MEMINFO.)
 ///
@@ -71,8 +72,8 @@ public struct WorkerReport: Sendable, Equatable {
 /// The fields are one buffer of atomics, read and written through `UnsafeAtomic`, and so
 /// is the sequence: a publish is a few dozen plain stores. An array of `ManagedAtomic`
 /// objects cost a retain and a release each, and the sequence as a `ManagedAtomic` a call
-/// each time it was read or written (a publish follows every batch: in a small chat room,
-/// every message).
+/// each time it was read or written (a publish followed every batch then: in a small chat
+/// room, every message).
 public final class PublishedReport: @unchecked Sendable {
     private let sequence = UnsafeAtomic<UInt64>.create(0)
     private let schema = ManagedAtomicLazyReference<CounterSchema>()

@@ -21,7 +21,7 @@ struct HelloDaemon: ParsableCommand, OneLineErrors {
             the sockets systemd passes instead, each with the service its FileDescriptorName= \
             names (hello, echo, chat; "unknown" or a unit's name: --mode). \
             SIGTERM or SIGINT: answers every datagram already read, then exits 0. \
-            SIGHUP: logs the counters now, and goes on serving. \
+            SIGHUP: logs the counters (within 120 ms), and goes on serving. \
             SIGUSR1: switches the per-datagram trace (--trace) on or off.
             """,
         version: hellodVersion

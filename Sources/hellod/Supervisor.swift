@@ -141,6 +141,8 @@ final class Supervisor {
                 continue
             }
             guard signal == .hangUp else { break }
+            // What the workers counted before the signal, all of it published.
+            Posix.sleep(nanoseconds: WorkerConfiguration.publicationLag + 20_000_000)
             let current = snapshot()
             writeMetrics(current, serving: true)  // before the line: whoever reads it finds the file current
             logCounters(current, "counters on SIGHUP after \((monotonicNanoseconds() - started) / 1_000_000_000) s")

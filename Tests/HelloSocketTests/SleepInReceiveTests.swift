@@ -21,14 +21,14 @@ import Testing
     /// its own, as hellod runs each.
     static func runWorker<Service: DatagramService & ~Copyable>(
         on socket: DatagramSocket, until stop: StopSignal, reporting report: PublishedReport,
-        _ make: @escaping @Sendable () -> Service
+        liveness: Liveness? = nil, _ make: @escaping @Sendable () -> Service
     ) -> PosixThread {
         PosixThread.spawn(name: "test-worker") {
             guard
                 var worker = try? Worker(
                     index: 0, socket: socket, service: make(), configuration: configuration, publishingTo: report)
             else { return }
-            worker.run(until: stop)
+            worker.run(until: stop, liveness: liveness)
         }
     }
 
@@ -115,6 +115,91 @@ extension SleepInReceiveTests {
         try socket.close()
         let counters = report.snapshot().counters
         #expect(counters.read == 1 && counters.replied == 1)
+    }
+}
+
+/// A running worker publishes its counters at most every `publicationInterval` while
+/// traffic flows; what it counted in a burst reaches its report once the burst is over, at
+/// its next wake-up or, where nothing would wake it, before it sleeps. Each waits for the
+/// report with a bound, and stops its worker.
+@Suite struct DeferredPublicationTests {
+    /// Sends `count` datagrams back to back (each answered before the next: well within the
+    /// interval), then waits up to 2 s for the report to count them all; how long it took.
+    static func burst(_ count: Int, to socket: DatagramSocket, report: PublishedReport) throws -> UInt64? {
+        let client = try TestClient()
+        defer { client.close() }
+        let address = try socket.localAddress()
+        for n in 0..<count {
+            try client.send(Array("burst \(n)".utf8), to: address)
+            #expect(try client.receive()?.bytes == Array("burst \(n)".utf8))
+        }
+        let sent = monotonicNanoseconds()
+        while report.snapshot().counters.replied < count {
+            guard monotonicNanoseconds() - sent < 2_000_000_000 else { return nil }
+            Posix.sleep(nanoseconds: 1_000_000)
+        }
+        return monotonicNanoseconds() - sent
+    }
+
+    static func run(liveness: Liveness?, _ body: (DatagramSocket, PublishedReport) throws -> Void) throws {
+        try PosixThread.interruptible()
+        let socket = try SleepInReceiveTests.bound()
+        let stop = StopSignal()
+        let report = PublishedReport()
+        let thread = SleepInReceiveTests.runWorker(on: socket, until: stop, reporting: report, liveness: liveness) {
+            QuietEcho()
+        }
+        try body(socket, report)
+        stop.stop()
+        try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
+        try socket.close()
+    }
+
+    @Test func withNothingToWakeTheWorkerABurstIsPublishedBeforeItSleeps() throws {
+        try Self.run(liveness: nil) { socket, report in
+            let waited = try Self.burst(20, to: socket, report: report)
+            #expect(waited != nil, "the burst's replies never reached the report")
+        }
+    }
+
+    @Test func aBurstIsPublishedAtTheWorkersNextWakeUp() throws {
+        // Woken every 50 ms (a quarter of the watchdog's interval), never by a tick.
+        let liveness = Liveness(interval: 200_000_000, workers: 1) {}
+        try Self.run(liveness: liveness) { socket, report in
+            let waited = try Self.burst(20, to: socket, report: report)
+            #expect(waited != nil, "the burst's replies never reached the report")
+        }
+    }
+
+    @Test func aWorkerThatWakesSeldomPublishesBeforeItSleeps() throws {
+        // Woken every 100 s, far later than `publicationLag`: it may not wait for that.
+        let liveness = Liveness(interval: 400_000_000_000, workers: 1) {}
+        try Self.run(liveness: liveness) { socket, report in
+            let waited = try Self.burst(20, to: socket, report: report)
+            #expect(waited != nil, "the burst's replies never reached the report")
+        }
+    }
+
+    @Test func aStoppedWorkerHasPublishedEverything() throws {
+        let report = PublishedReport()
+        try PosixThread.interruptible()
+        let socket = try SleepInReceiveTests.bound()
+        let stop = StopSignal()
+        // Woken every 100 ms: the stop comes, most likely, before its next wake-up.
+        let liveness = Liveness(interval: 400_000_000, workers: 1) {}
+        let thread = SleepInReceiveTests.runWorker(on: socket, until: stop, reporting: report, liveness: liveness) {
+            QuietEcho()
+        }
+        let client = try TestClient()
+        defer { client.close() }
+        for n in 0..<20 {
+            try client.send(Array("last \(n)".utf8), to: try socket.localAddress())
+            #expect(try client.receive() != nil)
+        }
+        stop.stop()
+        try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
+        try socket.close()
+        #expect(report.snapshot().counters.replied == 20)
     }
 }
 
