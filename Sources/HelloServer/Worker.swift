@@ -481,8 +481,8 @@ public struct Worker<Service: DatagramService & ~Copyable>: ~Copyable {
             socketReady = true
             waited = nil
             tickIfDue(now: now)
-            if unpublished && now &- lastPublication >= WorkerConfiguration.publicationInterval {
-                publish(now: now)  // what the batches since counted, the interval over
+            if unpublished {  // what the batches since counted, once the interval is over
+                publish(now: now, unlessWithin: WorkerConfiguration.publicationInterval)
             }
             if served > 0 {
                 fewInFlight = served < configuration.coalescingFrom
