@@ -126,13 +126,7 @@ extension SleepInReceiveTests {
     /// Sends `count` datagrams back to back (each answered before the next: well within the
     /// interval), then waits up to 2 s for the report to count them all; how long it took.
     static func burst(_ count: Int, to socket: DatagramSocket, report: PublishedReport) throws -> UInt64? {
-        let client = try TestClient()
-        defer { client.close() }
-        let address = try socket.localAddress()
-        for n in 0..<count {
-            try client.send(Array("burst \(n)".utf8), to: address)
-            #expect(try client.receive()?.bytes == Array("burst \(n)".utf8))
-        }
+        try exchange(count, with: socket)
         let sent = monotonicNanoseconds()
         while report.snapshot().counters.replied < count {
             guard monotonicNanoseconds() - sent < 2_000_000_000 else { return nil }
@@ -141,7 +135,23 @@ extension SleepInReceiveTests {
         return monotonicNanoseconds() - sent
     }
 
-    static func run(liveness: Liveness?, _ body: (DatagramSocket, PublishedReport) throws -> Void) throws {
+    /// Sends `count` datagrams, each after the last one's echo came back.
+    static func exchange(_ count: Int, with socket: DatagramSocket) throws {
+        let client = try TestClient()
+        defer { client.close() }
+        let address = try socket.localAddress()
+        for n in 0..<count {
+            try client.send(Array("burst \(n)".utf8), to: address)
+            #expect(try client.receive()?.bytes == Array("burst \(n)".utf8))
+        }
+    }
+
+    /// Runs `body` beside a worker (`QuietEcho`, woken by `liveness` alone), then stops the
+    /// worker; its report, as the stopped worker left it.
+    @discardableResult
+    static func run(liveness: Liveness?, _ body: (DatagramSocket, PublishedReport) throws -> Void) throws
+        -> PublishedReport
+    {
         try PosixThread.interruptible()
         let socket = try SleepInReceiveTests.bound()
         let stop = StopSignal()
@@ -153,6 +163,7 @@ extension SleepInReceiveTests {
         stop.stop()
         try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
         try socket.close()
+        return report
     }
 
     @Test func withNothingToWakeTheWorkerABurstIsPublishedBeforeItSleeps() throws {
@@ -181,24 +192,9 @@ extension SleepInReceiveTests {
     }
 
     @Test func aStoppedWorkerHasPublishedEverything() throws {
-        let report = PublishedReport()
-        try PosixThread.interruptible()
-        let socket = try SleepInReceiveTests.bound()
-        let stop = StopSignal()
         // Woken every 100 ms: the stop comes, most likely, before its next wake-up.
         let liveness = Liveness(interval: 400_000_000, workers: 1) {}
-        let thread = SleepInReceiveTests.runWorker(on: socket, until: stop, reporting: report, liveness: liveness) {
-            QuietEcho()
-        }
-        let client = try TestClient()
-        defer { client.close() }
-        for n in 0..<20 {
-            try client.send(Array("last \(n)".utf8), to: try socket.localAddress())
-            #expect(try client.receive() != nil)
-        }
-        stop.stop()
-        try #require(thread.join(interruptingEvery: 10_000_000, giveUpAfter: 5_000_000_000), "not stopped after 5 s")
-        try socket.close()
+        let report = try Self.run(liveness: liveness) { socket, _ in try Self.exchange(20, with: socket) }
         #expect(report.snapshot().counters.replied == 20)
     }
 }
