@@ -33,6 +33,7 @@ import time
 
 import chat
 import references
+from callgrind import stripped
 from compare import free_port, require
 
 LINE = 64
@@ -148,10 +149,7 @@ def measure(relay, members, tmp):
     """(the messages, the binary measured, where valgrind loaded it) of one relay."""
     port = free_port()
     command = [arg.replace("PORT", str(port)) for arg in relay["command"]]
-    binary = command[0]
-    if not relay["raw"]:  # valgrind cannot read Swift's debug info: a copy without it
-        binary = os.path.join(tmp, "hellod-%d" % port)
-        subprocess.run(["strip", "-g", "-o", binary, command[0]], check=True)
+    binary = command[0] if relay["raw"] else stripped(command[0], tmp)
     # To a file (some 450 MB, most of it the start): read as it came, the trace held the
     # relay back until it fell behind.
     trace = os.path.join(tmp, "trace-%d" % port)
