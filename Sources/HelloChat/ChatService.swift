@@ -138,10 +138,11 @@ public struct ChatService: DatagramService, ~Copyable {
 
     /// How many datagrams the answer to a request of `type` may take at most: the outbox
     /// must have room for them before anything changes.
+    /// The raw type compared, not made a `ChatType` first: that was a call of its own.
     func answerBound(_ type: UInt8) -> Int {
-        switch ChatType(rawValue: type) {
-        case .join: return 1 + historyCount
-        case .resend: return ChatWire.maxResend
+        switch type {
+        case ChatType.join.rawValue: return 1 + historyCount
+        case ChatType.resend.rawValue: return ChatWire.maxResend
         default: return 1
         }
     }

@@ -183,6 +183,33 @@ public struct ChatJoin {
     }
 }
 
+/// A SAY, read at its fixed offsets: the request a relay reads most, decoded without the
+/// enum of every request (whose JOIN makes it some hundred bytes to build and copy).
+/// `ChatRequest.parse` reads a SAY through this.
+public struct ChatSay {
+    public let tag: UInt64
+    public let token: UInt64
+    public let clientSequence: UInt32
+    public let text: UnsafeRawBufferPointer
+
+    /// The SAY in `bytes`, or nil if they are not exactly one: this version, every field
+    /// there, a text of at most `maxText` bytes and nothing after it.
+    @inlinable @inline(__always)
+    public init?(_ bytes: UnsafeRawBufferPointer) {
+        let textAt = ChatWire.sayHeaderLength
+        guard bytes.count >= textAt, bytes[0] == ChatWire.version, bytes[1] == ChatType.say.rawValue else {
+            return nil
+        }
+        let length = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: textAt - 2, as: UInt16.self)))
+        guard length <= ChatWire.maxText && bytes.count == textAt + length else { return nil }
+        tag = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
+        token = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: ChatWire.headerLength, as: UInt64.self))
+        clientSequence = UInt32(
+            bigEndian: bytes.loadUnaligned(fromByteOffset: ChatWire.headerLength + 8, as: UInt32.self))
+        text = UnsafeRawBufferPointer(rebasing: bytes[textAt...])
+    }
+}
+
 /// What a client sends, decoded without copying: valid until the datagram's bytes go.
 public enum ChatRequest {
     case join(ChatJoin)
@@ -213,9 +240,8 @@ public enum ChatRequest {
             else { return nil }
             return (tag, .join(ChatJoin(cookie: cookie, secret: secret, token: token, room: room, nick: nick)))
         case .say:
-            guard let token = r.u64(), let sequence = r.u32(), let text = r.text(), text.count <= ChatWire.maxText
-            else { return nil }
-            request = .say(token: token, clientSequence: sequence, text: text)
+            guard let say = ChatSay(bytes) else { return nil }
+            return (tag, .say(token: say.token, clientSequence: say.clientSequence, text: say.text))
         case .keepalive:
             guard let token = r.u64(), let highest = r.u32() else { return nil }
             request = .keepalive(token: token, highest: highest)
@@ -407,17 +433,27 @@ public struct ChatWriter {
         u64(instance)
     }
 
+    /// One event, its room checked once (`ChatWire.eventLength`): the relay writes one for
+    /// every message, and a check a field was most of the cost.
     @inlinable @inline(__always)
     public mutating func event(
         sequence: UInt32, kind: ChatEventKind, sender: UInt64, clientSequence: UInt32,
         nick: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer
     ) {
-        u32(sequence)
-        u8(kind.rawValue)
-        u64(sender)
-        u32(clientSequence)
-        string(nick)
-        self.text(text)
+        guard nick.count <= 255 && text.count <= 65535,
+            let at = reserve(ChatWire.eventLength(nick: nick.count, text: text.count))
+        else {
+            failed = true
+            return
+        }
+        at.storeBytes(of: sequence.bigEndian, as: UInt32.self)
+        at.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
+        at.storeBytes(of: sender.bigEndian, toByteOffset: 5, as: UInt64.self)
+        at.storeBytes(of: clientSequence.bigEndian, toByteOffset: 13, as: UInt32.self)
+        at.storeBytes(of: UInt8(nick.count), toByteOffset: 17, as: UInt8.self)
+        if let source = nick.baseAddress { (at + 18).copyMemory(from: source, byteCount: nick.count) }
+        at.storeBytes(of: UInt16(text.count).bigEndian, toByteOffset: 18 + nick.count, as: UInt16.self)
+        if let source = text.baseAddress { (at + 20 + nick.count).copyMemory(from: source, byteCount: text.count) }
     }
 
     /// The header of a MEMBERS datagram; `string` then adds each nick.

@@ -84,6 +84,26 @@ import Testing
         #expect(ChatWire.eventLength(nick: 32, text: 1000) + ChatWire.eventsHeaderLength <= ChatWire.largestDatagram)
     }
 
+    @Test func aSayIsReadAtItsFixedOffsets() {
+        func fields(_ bytes: [UInt8]) -> (tag: UInt64, token: UInt64, sequence: UInt32, text: [UInt8])? {
+            bytes.withUnsafeBytes { raw in ChatSay(raw).map { ($0.tag, $0.token, $0.clientSequence, Array($0.text)) } }
+        }
+        let longest = Array(repeating: UInt8(0x61), count: ChatWire.maxText)
+        let say = ChatMessage.say(token: 0x0102_0304_0506_0708, clientSequence: 0x0A0B_0C0D, text: longest)
+            .encoded(tag: 0x1112_1314_1516_1718)
+        let read = fields(say)
+        #expect(read?.tag == 0x1112_1314_1516_1718)
+        #expect(read?.token == 0x0102_0304_0506_0708)
+        #expect(read?.sequence == 0x0A0B_0C0D)
+        #expect(read?.text == longest)
+        #expect((0..<say.count).allSatisfy { fields(Array(say.prefix($0))) == nil })  // every cut
+        #expect(fields(say + [0]) == nil)
+        #expect(fields([1] + Array(say.dropFirst())) == nil)
+        #expect(fields(ChatMessage.keepalive(token: 1, highest: 2).encoded(tag: 7)) == nil)
+        #expect(
+            fields(ChatMessage.say(token: 1, clientSequence: 1, text: longest + [0x61]).encoded(tag: 7)) == nil)
+    }
+
     @Test func malformedRequestsAreRefused() {
         func parses(_ bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { ChatRequest.parse($0) != nil } }
         let say = ChatMessage.say(token: 1, clientSequence: 2, text: Array("hey".utf8)).encoded(tag: 7)
