@@ -99,6 +99,20 @@ class SocketActivation(TestCase):
         self.assertEqual(len([l for l in stderr.splitlines() if l.startswith("hellod:")]), 1, stderr)
 
 
+def wait_until_stopped(pid, timeout=2):
+    """Waits until every thread of `pid` is stopped (state T), as SIGSTOP leaves them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if all(state == "T" for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError("hellod's threads not all stopped within %d s" % timeout)
+
+
 class Notify(TestCase):
     """READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 on a NOTIFY_SOCKET the test owns."""
 
@@ -126,6 +140,17 @@ class Notify(TestCase):
             if until and until in message:
                 return message
         return None
+
+    def drain(self, quiet=0.2, limit=3):
+        """Reads notifications until none has come for `quiet` seconds (at most `limit`):
+        what was queued, whenever this process gets to read it."""
+        deadline = time.monotonic() + limit
+        self.sock.settimeout(quiet)
+        while time.monotonic() < deadline:
+            try:
+                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except socket.timeout:
+                return
 
     def env(self, **extra):
         return dict(os.environ, NOTIFY_SOCKET=self.path, **extra)
@@ -161,8 +186,8 @@ class Notify(TestCase):
         with Hellod("--listen", "127.0.0.1:0", env=self.env(WATCHDOG_USEC="400000")) as d:
             self.assertIsNotNone(self.collect(5, until="READY=1"))
             d.proc.send_signal(signal.SIGSTOP)
-            time.sleep(0.1)
-            self.collect(0.05)  # drain pings sent before the stop
+            wait_until_stopped(d.proc.pid)
+            self.drain()  # pings sent before the stop, however late this process reads them
             self.messages.clear()
             self.collect(1)
             self.assertEqual([m for _, m in self.messages if "WATCHDOG=1" in m], [])
