@@ -110,8 +110,8 @@ extension ChatService {
         return .dropped(.chatMoved)
     }
 
-    /// The member is read and changed in place: a copy of it (some 100 bytes) read and
-    /// written back cost more than the checks themselves.
+    /// The member is read and changed in place: a copy of it (152 bytes) read and written
+    /// back cost more than the checks themselves.
     mutating func say(
         _ slot: MemberSlot, sequence: UInt32, text: UnsafeRawBufferPointer, now: UInt64,
         into outbox: inout Outbox

@@ -138,9 +138,8 @@ public struct ChatService: DatagramService, ~Copyable {
 
     /// How many datagrams the answer to a request of `type` may take at most: the outbox
     /// must have room for them before anything changes.
-    /// The raw type compared, not made a `ChatType` first: that was a call of its own.
     func answerBound(_ type: UInt8) -> Int {
-        switch type {
+        switch type {  // the raw byte: a `ChatType` made of it first was a call of its own
         case ChatType.join.rawValue: return 1 + historyCount
         case ChatType.resend.rawValue: return ChatWire.maxResend
         default: return 1

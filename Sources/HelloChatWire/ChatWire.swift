@@ -446,6 +446,8 @@ public struct ChatWriter {
             failed = true
             return
         }
+        // Sequence u32, kind u8, sender u64, client sequence u32, then the nick (u8 length)
+        // and the text (u16 length), as `eventLength` counts them.
         at.storeBytes(of: sequence.bigEndian, as: UInt32.self)
         at.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
         at.storeBytes(of: sender.bigEndian, toByteOffset: 5, as: UInt64.self)
