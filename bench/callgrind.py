@@ -3,13 +3,15 @@
 hellod, alternated in one run: what a change costs, in a count that does not move with the
 machine's load (valgrind --tool=callgrind). Each build is measured with its own `hello`.
 
-    bench/callgrind.py --before OLD/.build-static/release [--after .build-static/release] [--runs 2]
+    bench/callgrind.py --before OLD/.build-static/release [--after .build-static/release] [--runs 2] [--members 2,64]
     bench/callgrind.py --before .build-static/release --after-options=--trace   # what the trace costs
 
 Per reply: hellod under callgrind (`--spin-us 0 --coalesce-us 0`, so that no idle polling
 counts), `hello bench` with 8 flows x 8 in flight, 3,000 requests per flow minus a run of
 1,000, so that starting cancels out. Per delivery: bench/chat.py's `callgrind_instructions`,
-64 members at 100 messages/s, a 6 s run minus a 2 s run. The kernel's work, most of the
+a room of 64 members (--members: of each size listed) at 100 messages/s, a 6 s run minus a
+2 s run; in a room of 2 a message's own work is shared by two deliveries, not 64, so that
+room shows what a change to the request's path saves. The kernel's work, most of the
 cost, is not counted. Runs of one build differ by a few percent (how many replies or
 deliveries share a system call moves with valgrind's pace): compare the spread too. Both
 builds must speak `hello bench chat` (2.0.0 or later).
@@ -62,14 +64,14 @@ def per_reply(bin_dir, mode, options=()):
     return (long_ir - short_ir) / max(long_n - short_n, 1)
 
 
-def per_delivery(bin_dir, options=()):
+def per_delivery(bin_dir, members, options=()):
     # bench/chat.py's measurement, with this build's own hello (its chat wire).
     chat.RELEASE = bin_dir
     relay = chat.relays("unused", os.path.join(bin_dir, "hellod"))[0]
     with tempfile.TemporaryDirectory() as tmp:
         relay = dict(relay, command=[stripped(relay["command"][0], tmp), *relay["command"][1:], *options])
-        long_ir, long_d, _, _ = chat.callgrind_instructions(relay, 64, 100, 64, 6, tmp)
-        short_ir, short_d, _, _ = chat.callgrind_instructions(relay, 64, 100, 64, 2, tmp)
+        long_ir, long_d, _, _ = chat.callgrind_instructions(relay, members, 100, 64, 6, tmp)
+        short_ir, short_d, _, _ = chat.callgrind_instructions(relay, members, 100, 64, 2, tmp)
     return (long_ir - short_ir) / max(long_d - short_d, 1)
 
 
@@ -79,19 +81,27 @@ def main():
     parser.add_argument("--after", default=chat.RELEASE, help="the newer build's (default: this tree's release build)")
     parser.add_argument("--after-options", default="", help="hellod options for the newer build only (\"--trace\")")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--members", default="64", help="the chat rooms' sizes, comma-separated (default 64)")
     args = parser.parse_args()
+    try:
+        rooms = [int(m) for m in args.members.split(",")]
+    except ValueError:
+        parser.error("--members: sizes such as 2,64")
+    if any(m < 2 for m in rooms):
+        parser.error("--members: a room has at least 2 members")
+    services = ["hello", "echo"] + ["chat, %d members" % m for m in rooms]
     require("valgrind")
     builds = [("before", args.before, ()), ("after", args.after, tuple(args.after_options.split()))]
     found = {}
     for _ in range(args.runs):
         for label, bin_dir, options in builds:
-            for what in ("hello", "echo", "chat"):
-                value = per_delivery(bin_dir, options) if what == "chat" else per_reply(bin_dir, what, options)
+            for what, members in zip(services, [0, 0, *rooms]):
+                value = per_delivery(bin_dir, members, options) if members else per_reply(bin_dir, what, options)
                 found.setdefault((what, label), []).append(value)
                 print("%s %s: %.1f" % (label, what, value), file=sys.stderr, flush=True)
     print("| service | instructions per %s, before | after |" % "reply (chat: delivery)")
     print("|---|---|---|")
-    for what in ("hello", "echo", "chat"):
+    for what in services:
         print("| %s | %s | %s |" % (what, ", ".join("%.1f" % v for v in found[(what, "before")]),
                                   ", ".join("%.1f" % v for v in found[(what, "after")])))
 
