@@ -127,11 +127,12 @@ class Notify(TestCase):
         self.sock.close()
         self.dir.cleanup()
 
-    def collect(self, seconds, until=None):
-        """Reads notifications for up to `seconds` (or until one contains `until`)."""
+    def collect(self, seconds, until=None, quiet=None):
+        """Reads notifications for up to `seconds` (or until one contains `until`, or none
+        has come for `quiet` seconds: what was queued, whenever this process reads it)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            self.sock.settimeout(min(max(deadline - time.monotonic(), 0.001), quiet or seconds))
             try:
                 message = self.sock.recv(4096).decode()
             except socket.timeout:
@@ -140,17 +141,6 @@ class Notify(TestCase):
             if until and until in message:
                 return message
         return None
-
-    def drain(self, quiet=0.2, limit=3):
-        """Reads notifications until none has come for `quiet` seconds (at most `limit`):
-        what was queued, whenever this process gets to read it."""
-        deadline = time.monotonic() + limit
-        self.sock.settimeout(quiet)
-        while time.monotonic() < deadline:
-            try:
-                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except socket.timeout:
-                return
 
     def env(self, **extra):
         return dict(os.environ, NOTIFY_SOCKET=self.path, **extra)
@@ -187,7 +177,7 @@ class Notify(TestCase):
             self.assertIsNotNone(self.collect(5, until="READY=1"))
             d.proc.send_signal(signal.SIGSTOP)
             wait_until_stopped(d.proc.pid)
-            self.drain()  # pings sent before the stop, however late this process reads them
+            self.collect(3, quiet=0.2)  # pings sent before the stop, however late this process reads them
             self.messages.clear()
             self.collect(1)
             self.assertEqual([m for _, m in self.messages if "WATCHDOG=1" in m], [])
