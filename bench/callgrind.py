@@ -75,33 +75,36 @@ def per_delivery(bin_dir, members, options=()):
     return (long_ir - short_ir) / max(long_d - short_d, 1)
 
 
+def rooms(text):
+    """--members: room sizes, comma-separated, each at least 2."""
+    sizes = [int(m) if m.strip().isdigit() else 0 for m in text.split(",")]
+    if any(m < 2 for m in sizes):
+        raise argparse.ArgumentTypeError("room sizes of at least 2, comma-separated: not %r" % text)
+    return sizes
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="a directory with the older build's hellod and hello")
     parser.add_argument("--after", default=chat.RELEASE, help="the newer build's (default: this tree's release build)")
     parser.add_argument("--after-options", default="", help="hellod options for the newer build only (\"--trace\")")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--members", default="64", help="the chat rooms' sizes, comma-separated (default 64)")
+    parser.add_argument("--members", type=rooms, default=[64], help="the chat rooms' sizes, comma-separated (default 64)")
     args = parser.parse_args()
-    try:
-        rooms = [int(m) for m in args.members.split(",")]
-    except ValueError:
-        parser.error("--members: sizes such as 2,64")
-    if any(m < 2 for m in rooms):
-        parser.error("--members: a room has at least 2 members")
-    services = ["hello", "echo"] + ["chat, %d members" % m for m in rooms]
+    # What is measured: (its row's name, the chat room's size or None for a reply).
+    services = [("hello", None), ("echo", None)] + [("chat, %d members" % m, m) for m in args.members]
     require("valgrind")
     builds = [("before", args.before, ()), ("after", args.after, tuple(args.after_options.split()))]
     found = {}
     for _ in range(args.runs):
         for label, bin_dir, options in builds:
-            for what, members in zip(services, [0, 0, *rooms]):
-                value = per_delivery(bin_dir, members, options) if members else per_reply(bin_dir, what, options)
+            for what, members in services:
+                value = per_reply(bin_dir, what, options) if members is None else per_delivery(bin_dir, members, options)
                 found.setdefault((what, label), []).append(value)
                 print("%s %s: %.1f" % (label, what, value), file=sys.stderr, flush=True)
     print("| service | instructions per %s, before | after |" % "reply (chat: delivery)")
     print("|---|---|---|")
-    for what in services:
+    for what, _ in services:
         print("| %s | %s | %s |" % (what, ", ".join("%.1f" % v for v in found[(what, "before")]),
                                   ", ".join("%.1f" % v for v in found[(what, "after")])))
 
