@@ -74,9 +74,14 @@ class Messages:
                 if kind != " L":
                     stored.update(lines)
 
+    @property
+    def first_steady(self):
+        """Where the messages after the first third (the joins) begin."""
+        return len(self.found) // 3
+
     def steady(self):
-        """The messages after the first third (the joins)."""
-        return self.found[len(self.found) // 3:]
+        """The messages after the first third."""
+        return self.found[self.first_steady:]
 
 
 def load_base(pid, binary):
@@ -194,7 +199,7 @@ def measure(relay, members, tmp):
 
 def by_function(messages, binary, base, count):
     """The code lines of the message whose count is the median, by function: lines of text."""
-    steady = list(zip(messages.steady(), messages.code[len(messages.found) // 3:]))
+    steady = list(zip(messages.steady(), messages.code[messages.first_steady:]))
     median = statistics.median(found[0] for found, _ in steady)
     _, lines = min(steady, key=lambda pair: abs(pair[0][0] - median))
     table = symbols(binary)
