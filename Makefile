@@ -66,6 +66,15 @@ all: build
 # peak RSS (PERFORMANCE.md, Memory).
 LINK = -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic
 
+# The Swift driver leaves an empty TemporaryDirectory.* in $$TMPDIR at every run
+# (swiftlang/swift-driver#2049): what runs swift here gets a TMPDIR of the checkout's own,
+# so that building and testing leave nothing behind in /tmp.
+SWIFT_TMP = $(CURDIR)/.build-tmp
+build man bench bench-malloc bench-aead bench-malloc-proof: export TMPDIR = $(SWIFT_TMP)
+build man bench bench-malloc bench-aead bench-malloc-proof: | $(SWIFT_TMP)
+$(SWIFT_TMP):
+	mkdir -p $@
+
 build:
 	scripts/deps.sh build
 	swift build -c release --static-swift-stdlib --scratch-path $(SCRATCH) $(LINK)

@@ -4,6 +4,9 @@
 # port 9999 (IPv4 and IPv6). Ctrl-C stops it. Extra arguments go to hellod.
 set -eu
 cd "$(dirname "$0")"
+# The Swift driver leaves an empty TemporaryDirectory.* in $TMPDIR at every run
+# (swiftlang/swift-driver#2049): swift gets a TMPDIR of the checkout's own (as in Makefile).
+swift() { mkdir -p .build-tmp && TMPDIR="$PWD/.build-tmp" command swift "$@"; }
 scripts/deps.sh build
 swift build -c release --product hellod >&2
 swift build -c release --product hello >&2

@@ -3,6 +3,9 @@
 # ports, so it passes while ./run.sh serves port 9999.
 set -eu
 cd "$(dirname "$0")"
+# The Swift driver leaves an empty TemporaryDirectory.* in $TMPDIR at every run
+# (swiftlang/swift-driver#2049): swift gets a TMPDIR of the checkout's own (as in Makefile).
+swift() { mkdir -p .build-tmp && TMPDIR="$PWD/.build-tmp" command swift "$@"; }
 scripts/deps.sh test
 
 echo "== formatting: swift format lint --strict (.swift-format), Sources, Tests and Benchmarks" >&2
