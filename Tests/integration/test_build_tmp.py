@@ -1,9 +1,10 @@
 """Building leaves nothing behind in the temporary directory.
 
-The Swift driver leaves an empty TemporaryDirectory.* in $TMPDIR at every run
-(swiftlang/swift-driver#2049): a dozen for each ./test.sh, never removed. So whatever runs
-swift in the checkout (the Makefile, test.sh, run.sh) gives it a TMPDIR of the checkout's
-own, .build-tmp. Each check builds what test.sh has built already: nothing is compiled.
+The Swift driver leaves empty TemporaryDirectory.* in $TMPDIR, and SwiftPM its lock files,
+never removed (swiftlang/swift-driver#2049): 6 for each swift build, 5 for swift test. So
+whatever runs swift in the checkout (the Makefile, test.sh, run.sh) gives it a TMPDIR of
+the checkout's own, .build-tmp. Each check builds what test.sh has built already: nothing
+is compiled.
 """
 import os
 import re
