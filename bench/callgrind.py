@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+from arguments import at_least
 import chat
 from compare import free_port, require
 
@@ -88,7 +89,7 @@ def main():
     parser.add_argument("--before", required=True, help="a directory with the older build's hellod and hello")
     parser.add_argument("--after", default=chat.RELEASE, help="the newer build's (default: this tree's release build)")
     parser.add_argument("--after-options", default="", help="hellod options for the newer build only (\"--trace\")")
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=at_least(1), default=2)
     parser.add_argument("--members", type=rooms, default=[64], help="the chat rooms' sizes, comma-separated (default 64)")
     args = parser.parse_args()
     # What is measured: (its row's name, the chat room's size or None for a reply).

@@ -30,6 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "integration"))
+from arguments import at_least  # noqa: E402
 from harness import counters, parse_metrics  # noqa: E402
 import chatwire as wire  # noqa: E402
 from compare import require  # noqa: E402
@@ -184,11 +185,11 @@ def measure(binary, listens, handover, rounds, valgrind=None):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build-static", "release"))
-    parser.add_argument("--rounds", type=int, default=2000)
-    parser.add_argument("--callgrind-rounds", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=3, help="callgrind runs per layout (median; batching varies)")
+    parser.add_argument("--rounds", type=at_least(1), default=2000)
+    parser.add_argument("--callgrind-rounds", type=at_least(1), default=200)
+    parser.add_argument("--repeat", type=at_least(1), default=3, help="callgrind runs per layout (median; batching varies)")
     parser.add_argument("--baseline", help="another hellod binary, measured in the one-worker layout too")
-    parser.add_argument("--latency-spin-us", type=int,
+    parser.add_argument("--latency-spin-us", type=at_least(0),
                         help="--spin-us for the latency runs (0 also sets --coalesce-us 0); default: hellod's")
     args = parser.parse_args()
     require("valgrind")

@@ -69,6 +69,7 @@ import sys
 import tempfile
 import time
 
+from arguments import at_least, seconds
 import references
 from compare import alternating, free_port, interval_text, medians, paired_interval, paired_ratios, require, slug
 
@@ -315,13 +316,13 @@ def loses(sample):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--rmax-from", type=int, default=500, help="the first rate R_max's search tries")
+    parser.add_argument("--seconds", type=seconds, default=5)
+    parser.add_argument("--runs", type=at_least(1), default=3)
+    parser.add_argument("--rmax-from", type=at_least(1), default=500, help="the first rate R_max's search tries")
     parser.add_argument("--no-rmax", action="store_true", help="skip the R_max search")
     parser.add_argument("--callgrind", action="store_true",
                         help="only count each relay's instructions per delivery under valgrind (64 members, 100 messages/s)")
-    parser.add_argument("--fanout-us", type=int, default=500,
+    parser.add_argument("--fanout-us", type=at_least(0), default=500,
                         help="also run hellod with this --chat-fanout-us (0: not)")
     parser.add_argument("--members", type=room_sizes, default=room_sizes(DEFAULT_CASES),
                         help="the room sizes, in order, among %s, each at 5000 messages/s or @RATE (default: %s)" % (

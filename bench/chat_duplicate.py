@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 
+from arguments import at_least
 from chat_joins import TAG, cookie_from, inclusive, join, wire
 from compare import free_port, require
 
@@ -78,8 +79,8 @@ def control(pid, flag):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--hellod", default=os.path.join(HERE, "..", ".build-static", "release", "hellod"))
-    parser.add_argument("--backlog", type=int, default=65536)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--backlog", type=at_least(1), default=65536)
+    parser.add_argument("--requests", type=at_least(1), default=200)
     args = parser.parse_args()
     require("valgrind")
     n = args.requests

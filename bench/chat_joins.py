@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from arguments import at_least
 from compare import free_port, require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,7 +112,7 @@ def inclusive(path):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--hellod", default=os.path.join(HERE, "..", ".build-static", "release", "hellod"))
-    parser.add_argument("--joins", type=int, default=2000)
+    parser.add_argument("--joins", type=at_least(1), default=2000)
     args = parser.parse_args()
     require("valgrind")
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from arguments import at_least
 from compare import free_port, status_kb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,9 +92,9 @@ class Churner:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--joins", type=int, default=100_000)
-    parser.add_argument("--rate", type=int, default=40_000, help="messages per second")
+    parser.add_argument("--messages", type=at_least(10), default=1_000_000)
+    parser.add_argument("--joins", type=at_least(10), default=100_000)
+    parser.add_argument("--rate", type=at_least(1), default=40_000, help="messages per second")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, ".build-static", "release"))
     args = parser.parse_args()
     hello, hellod = os.path.join(args.bin_dir, "hello"), os.path.join(args.bin_dir, "hellod")

@@ -60,6 +60,7 @@ import subprocess
 import sys
 import time
 
+from arguments import at_least, seconds
 import references
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -302,8 +303,8 @@ BASELINE = "baseline hellod --batch 64"
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=seconds, default=5)
+    parser.add_argument("--runs", type=at_least(1), default=3)
     parser.add_argument("--ablation", action="store_true",
                         help="also hellod with each of GSO, batch coalescing and polling turned off")
     parser.add_argument("--nio", action="store_true",

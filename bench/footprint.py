@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 
+from arguments import at_least
 import chat
 import references
 from callgrind import stripped
@@ -220,9 +221,9 @@ def by_function(messages, binary, base, count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=2, help="the room's size (default 2)")
+    parser.add_argument("--members", type=at_least(2), default=2, help="the room's size (default 2)")
     parser.add_argument("--before", metavar="DIR", help="also measure this older build's hellod (DIR/hellod)")
-    parser.add_argument("--functions", type=int, default=0, metavar="N",
+    parser.add_argument("--functions", type=at_least(0), default=0, metavar="N",
                         help="also list hellod's N functions with the most code lines in one message")
     args = parser.parse_args()
     require("valgrind")  # nm, objdump and strip come with the C compiler the yardsticks need

@@ -25,6 +25,8 @@ import os
 import subprocess
 import sys
 
+from arguments import at_least, seconds
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(ROOT, ".build-plot")
 VENV = os.path.join(SCRATCH, "venv")
@@ -190,8 +192,8 @@ def draw(out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=4, help="seconds per case (default 4)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each case (default 3)")
+    parser.add_argument("--seconds", type=seconds, default=4, help="seconds per case (default 4)")
+    parser.add_argument("--runs", type=at_least(1), default=3, help="runs of each case (default 3)")
     parser.add_argument("--nio", action="store_true",
                         help="also a SwiftNIO server in the latency spectra (bench/compare.py --nio)")
     parser.add_argument("--draw-only", action="store_true", help="draw the last run's data again, no bench")
