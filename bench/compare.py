@@ -204,8 +204,13 @@ def build_nio():
     """bench/nio's server, built in release into .build-nio/ (swift build fetches
     swift-nio the first time); its path."""
     scratch = os.path.join(ROOT, ".build-nio")
+    # A TMPDIR of the checkout's own, as the Makefile gives swift: the Swift driver leaves
+    # its temporary directories behind (swiftlang/swift-driver#2049).
+    leftovers = os.path.join(ROOT, ".build-tmp")
+    os.makedirs(leftovers, exist_ok=True)
     subprocess.run(["swift", "build", "-c", "release", "--package-path", os.path.join(ROOT, "bench", "nio"),
-                    "--scratch-path", scratch], check=True, stdout=sys.stderr, timeout=3600)
+                    "--scratch-path", scratch], check=True, stdout=sys.stderr, timeout=3600,
+                   env=dict(os.environ, TMPDIR=leftovers))
     return os.path.join(scratch, "release", "nio-server")
 
 
